@@ -16,12 +16,19 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod block;
+pub mod car;
+pub mod chunker;
 pub mod dagpb;
+pub mod exporter;
+pub mod hamt;
 pub mod hash;
+pub mod importer;
+pub mod source;
 pub mod unixfs;
 
 pub use block::{Block, BlockError};
 pub use cid::Cid;
 pub use dagpb::{PbLink, PbNode};
 pub use hash::{CidError, CidFormat, HashAlg};
+pub use source::{BlockSource, MemoryBlocks, SourceError};
 pub use unixfs::UnixFs;
