@@ -19,10 +19,12 @@ pub mod block;
 pub mod car;
 pub mod chunker;
 pub mod dagpb;
+pub mod dagpb_json;
 pub mod exporter;
 pub mod hamt;
 pub mod hash;
 pub mod importer;
+pub mod links;
 pub mod source;
 pub mod unixfs;
 

@@ -1,1 +1,108 @@
-//! (in progress)
+//! Reading data back out of a UnixFS DAG.
+//!
+//! - [`stat`] tells what a CID is (file, directory, sharded directory, symlink, raw block).
+//! - [`resolve`] follows a path such as `a/b.txt` from a root, through plain and
+//!   HAMT-sharded directories, touching only the blocks on the way.
+//! - [`FileSegments`] streams any byte range of a file, fetching only the blocks that
+//!   overlap the range; [`read_range`] writes such a range to a writer.
+//! - [`list`] lists a directory's entries; [`Walker`] walks a whole tree depth-first.
+//!
+//! Everything is pulled through a [`BlockSource`], one block at a time. Memory holds one
+//! decoded node per tree level. Hand-made DAGs cannot make a reader loop: depth is bounded
+//! by [`MAX_DEPTH`], and declared sizes are checked against what the children deliver.
+
+mod file;
+mod tree;
+
+pub use file::{read_range, read_to_vec, FileSegments};
+pub use tree::{list, resolve, stat, DirItem, NodeKind, Stat, WalkItem, Walker};
+
+use cid::Cid;
+
+use crate::dagpb::DagPbError;
+use crate::hamt::HamtError;
+use crate::source::SourceError;
+use crate::unixfs::UnixFsError;
+
+/// The deepest a DAG may be before reading it is refused (protects against cycles in
+/// hand-made DAGs and stack exhaustion).
+pub const MAX_DEPTH: usize = 64;
+
+/// Why reading a DAG failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// A block could not be had.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A block is not valid dag-pb.
+    #[error("block {cid}: {err}")]
+    DagPb {
+        /// The block.
+        cid: Cid,
+        /// What is wrong.
+        err: DagPbError,
+    },
+    /// A dag-pb block is not valid UnixFS.
+    #[error("block {cid}: {err}")]
+    UnixFs {
+        /// The block.
+        cid: Cid,
+        /// What is wrong.
+        err: UnixFsError,
+    },
+    /// A sharded directory is malformed.
+    #[error(transparent)]
+    Hamt(#[from] HamtError),
+    /// The CID's codec cannot be read as UnixFS.
+    #[error("{0} is neither dag-pb nor raw, so it cannot be read as UnixFS")]
+    NotUnixFs(Cid),
+    /// A file was expected.
+    #[error("{0} is not a file")]
+    NotAFile(Cid),
+    /// A directory was expected.
+    #[error("{0} is not a directory")]
+    NotADirectory(Cid),
+    /// A path component does not exist.
+    #[error("no link named {name:?} under {parent}")]
+    NoSuchLink {
+        /// The directory searched.
+        parent: Cid,
+        /// The missing name.
+        name: String,
+    },
+    /// The DAG nests deeper than [`MAX_DEPTH`] (or loops).
+    #[error("DAG under {0} is deeper than {MAX_DEPTH} levels (or contains a cycle)")]
+    TooDeep(Cid),
+    /// Sizes declared by a node disagree with its children or data.
+    #[error("block {cid} declares {declared} bytes but holds {actual}")]
+    SizeMismatch {
+        /// The node.
+        cid: Cid,
+        /// What it (or its parent) declared.
+        declared: u64,
+        /// What it actually holds.
+        actual: u64,
+    },
+    /// A file node's `blocksizes` do not match its links.
+    #[error("block {cid} has {links} links but {sizes} blocksizes")]
+    BlocksizesMismatch {
+        /// The node.
+        cid: Cid,
+        /// Number of links.
+        links: usize,
+        /// Number of blocksizes.
+        sizes: usize,
+    },
+    /// A directory entry name that would escape or is not a single path component.
+    #[error("unsafe entry name {name:?} in directory {parent}")]
+    UnsafeName {
+        /// The directory.
+        parent: Cid,
+        /// The offending name.
+        name: String,
+    },
+    /// Writing the output failed.
+    #[error("writing output: {0}")]
+    Write(#[from] std::io::Error),
+}

@@ -1,0 +1,109 @@
+//! `cairn add --only-hash`: output format and flags, with no repo.
+
+use std::fs;
+
+use crate::cairn;
+
+fn tree() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("site");
+    fs::create_dir_all(root.join("sub/ünï")).unwrap();
+    fs::write(root.join("hello.txt"), "hello world\n").unwrap();
+    fs::write(root.join("sub/empty"), "").unwrap();
+    fs::write(root.join("sub/ünï/日本.txt"), "x".repeat(300_000)).unwrap();
+    fs::write(root.join(".hidden"), "secret").unwrap();
+    dir
+}
+
+#[test]
+fn prints_added_lines_files_first_root_last() {
+    let dir = tree();
+    let out = cairn().current_dir(dir.path()).args(["add", "-n", "-r", "site"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let names: Vec<&str> = text.lines().map(|l| l.splitn(3, ' ').nth(2).unwrap()).collect();
+    assert_eq!(names, ["site/hello.txt", "site/sub/empty", "site/sub/ünï/日本.txt", "site/sub/ünï", "site/sub", "site"]);
+    assert!(text.lines().all(|l| l.starts_with("added Qm")), "{text}");
+    assert!(text.contains("added QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o site/hello.txt"));
+    assert!(text.contains("added QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH site/sub/empty"));
+}
+
+#[test]
+fn quieter_prints_only_the_root() {
+    let dir = tree();
+    let full = cairn().current_dir(dir.path()).args(["add", "-n", "-r", "site"]).output().unwrap();
+    let root = String::from_utf8(full.stdout).unwrap().lines().last().unwrap().split(' ').nth(1).unwrap().to_owned();
+    let out = cairn().current_dir(dir.path()).args(["add", "--only-hash", "-r", "-Q", "site"]).output().unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{root}\n"));
+}
+
+#[test]
+fn hidden_files_change_the_root_only_with_h() {
+    let dir = tree();
+    let q = |extra: &[&str]| {
+        let out = cairn().current_dir(dir.path()).args(["add", "-nrQ"]).args(extra).arg("site").output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_ne!(q(&[]), q(&["-H"]));
+}
+
+#[test]
+fn cid_version_1_uses_raw_leaves_and_base32() {
+    let dir = tree();
+    let out = cairn().current_dir(dir.path()).args(["add", "-nQ", "--cid-version=1", "site/sub/empty"]).output().unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku\n");
+    let out = cairn()
+        .current_dir(dir.path())
+        .args(["add", "-nQ", "--cid-version=1", "--raw-leaves=false", "site/sub/empty"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("bafybei"));
+}
+
+#[test]
+fn reads_standard_input_when_no_path_is_given() {
+    let out = cairn().args(["add", "-n"]).write_stdin("hello world\n").output().unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "added QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o\n"
+    );
+}
+
+#[test]
+fn bad_input_gives_one_line_and_nonzero_exit() {
+    let dir = tree();
+    for args in [
+        vec!["add", "-n", "site"],                               // directory without -r
+        vec!["add", "-n", "missing-file"],                       // no such file
+        vec!["add", "-n", "--chunker", "size-0", "site/hello.txt"], // bad chunker
+        vec!["add", "-n", "--chunker", "banana", "site/hello.txt"],
+        vec!["add", "-n", "--hash", "md5", "site/hello.txt"],
+        vec!["add", "-n", "--cid-version", "2", "site/hello.txt"],
+        vec!["add", "-n", "--cid-version=0", "--hash", "blake3", "site/hello.txt"],
+    ] {
+        let out = cairn().current_dir(dir.path()).args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("Error: "), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn blake3_and_trickle_and_chunkers_work() {
+    let dir = tree();
+    for extra in [
+        &["--hash", "blake3"][..],
+        &["--trickle"],
+        &["--chunker", "rabin"],
+        &["--chunker", "rabin-4096-8192-16384"],
+        &["--chunker", "buzhash"],
+        &["--chunker", "size-1000"],
+    ] {
+        let out = cairn().current_dir(dir.path()).args(["add", "-nrQ"]).args(extra).arg("site").output().unwrap();
+        assert!(out.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = cairn().current_dir(dir.path()).args(["add", "-nQ", "--hash", "blake3", "site/hello.txt"]).output().unwrap();
+    // blake3 implies CIDv1 with raw leaves: a one-chunk file is a raw block (bafk...).
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("bafk"));
+}

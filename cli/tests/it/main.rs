@@ -1,0 +1,12 @@
+//! The one integration-test binary of the `cairn` command: each test runs the binary.
+
+mod add;
+
+use assert_cmd::Command;
+
+/// The `cairn` binary with a repo path that must never be touched by offline commands.
+pub fn cairn() -> Command {
+    let mut cmd = Command::cargo_bin("cairn").expect("cairn binary");
+    cmd.env("CAIRN_PATH", "/nonexistent/cairn-test-repo");
+    cmd
+}
