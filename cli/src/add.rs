@@ -88,7 +88,6 @@ pub fn run(args: AddArgs) -> anyhow::Result<()> {
     for path in &args.paths {
         last = Some(add(path, &opts, &mut sink, &mut print)?);
     }
-    drop(print);
     if args.quieter {
         if let Some(root) = last {
             writeln!(out, "{}", root.cid)?;

@@ -10,8 +10,8 @@
 //! [`MAX_HEADER_LEN`] or [`MAX_SECTION_LEN`], and data is read in bounded steps, so a
 //! truncated or hostile stream ends in a [`CarError`], never in a panic or a huge allocation.
 //!
-//! [`CarWriter`] writes CARv1 with a header byte-identical to go-car's and js-car's (canonical
-//! DAG-CBOR, `roots` before `version`). [`write_dag`] writes a whole DAG in the order of
+//! [`CarWriter`] writes CARv1 with a header byte-identical to the one in Kubo's `ipfs dag
+//! export` output (canonical DAG-CBOR: `roots` sorts before `version`, being shorter). [`write_dag`] writes a whole DAG in the order of
 //! Kubo's `ipfs dag export` and of a trustless gateway's `order=dfs&dups=n`: depth-first,
 //! pre-order, links in encoded order, each block once, identity-hashed blocks left out.
 
@@ -34,7 +34,8 @@ pub const MAX_HEADER_LEN: u64 = 32 << 20;
 
 /// The largest block [`CarWriter`] writes and [`CarReader`] reads: 4 MiB.
 ///
-/// Kubo neither makes nor exchanges blocks larger than this over bitswap.
+/// Well above what IPFS importers make (Kubo chunks files into 256 KiB blocks by default and
+/// refuses blocks over 1 MiB unless told otherwise).
 pub const MAX_BLOCK_LEN: usize = 4 << 20;
 
 /// Room for the CID within a section, on top of [`MAX_BLOCK_LEN`]. The longest CID Cairn
@@ -46,9 +47,7 @@ pub const MAX_CID_LEN: usize = 256;
 pub const MAX_SECTION_LEN: u64 = (MAX_BLOCK_LEN + MAX_CID_LEN) as u64;
 
 /// The 11 bytes every CARv2 starts with: a CARv1-style header `{version: 2}`.
-pub const CARV2_PRAGMA: [u8; 11] = [
-    0x0a, 0xa1, 0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x02,
-];
+pub const CARV2_PRAGMA: [u8; 11] = [0x0a, 0xa1, 0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x02];
 
 /// Length of the fixed CARv2 header after the pragma.
 const CARV2_HEADER_LEN: u64 = 40;
@@ -221,22 +220,14 @@ impl<R: Read> CarReader<R> {
     /// nothing after it; `roots` may be empty. A CARv2 is recognised by its pragma and its
     /// CARv1 payload is read instead.
     pub fn new(r: R) -> Result<Self, CarError> {
-        let mut this = CarReader {
-            inner: r.take(u64::MAX),
-            roots: Vec::new(),
-            version: 1,
-            offset: 0,
-            index: 0,
-            done: false,
-        };
+        let mut this =
+            CarReader { inner: r.take(u64::MAX), roots: Vec::new(), version: 1, offset: 0, index: 0, done: false };
         let header = this.read_header_block()?;
         let header = if header[..] == CARV2_PRAGMA[1..] {
             this.enter_v2_payload()?;
             let inner = this.read_header_block()?;
             if inner[..] == CARV2_PRAGMA[1..] {
-                return Err(CarError::InvalidCarV2(
-                    "the payload is itself a CARv2".into(),
-                ));
+                return Err(CarError::InvalidCarV2("the payload is itself a CARv2".into()));
             }
             this.version = 2;
             inner
@@ -286,10 +277,7 @@ impl<R: Read> CarReader<R> {
         let index = self.index;
         let Some(len) = self.read_varint("section length")? else {
             if self.version == 2 && self.inner.limit() > 0 {
-                return Err(CarError::Truncated {
-                    offset,
-                    what: "CARv2 data payload",
-                });
+                return Err(CarError::Truncated { offset, what: "CARv2 data payload" });
             }
             return Ok(None);
         };
@@ -297,12 +285,7 @@ impl<R: Read> CarReader<R> {
             return Err(CarError::ZeroLengthSection { index, offset });
         }
         if len > MAX_SECTION_LEN {
-            return Err(CarError::SectionTooLarge {
-                index,
-                offset,
-                len,
-                max: MAX_SECTION_LEN,
-            });
+            return Err(CarError::SectionTooLarge { index, offset, len, max: MAX_SECTION_LEN });
         }
         let buf = self.read_exact_vec(len, "section")?;
         self.index += 1;
@@ -310,34 +293,19 @@ impl<R: Read> CarReader<R> {
         let cid = match Cid::read_bytes(&mut rest) {
             Ok(cid) => cid,
             Err(e) => {
-                let source = hash::parse_cid_bytes(&buf)
-                    .err()
-                    .unwrap_or(CidError::Malformed(e.to_string()));
-                return Err(CarError::InvalidCid {
-                    index,
-                    offset,
-                    source,
-                });
+                let source = hash::parse_cid_bytes(&buf).err().unwrap_or(CidError::Malformed(e.to_string()));
+                return Err(CarError::InvalidCid { index, offset, source });
             }
         };
         if rest.len() > MAX_BLOCK_LEN {
-            return Err(CarError::BlockTooLarge {
-                cid,
-                len: rest.len(),
-            });
+            return Err(CarError::BlockTooLarge { cid, len: rest.len() });
         }
         let cid_len = buf.len() - rest.len();
         let data = Bytes::from(buf).slice(cid_len..);
         match Block::verified(cid, data) {
             Ok(block) => Ok(Some(block)),
-            Err(BlockError::HashMismatch { cid }) => {
-                Err(CarError::HashMismatch { index, offset, cid })
-            }
-            Err(BlockError::Cid(source)) => Err(CarError::UnsupportedCid {
-                index,
-                offset,
-                source,
-            }),
+            Err(BlockError::HashMismatch { cid }) => Err(CarError::HashMismatch { index, offset, cid }),
+            Err(BlockError::Cid(source)) => Err(CarError::UnsupportedCid { index, offset, source }),
         }
     }
 
@@ -345,18 +313,12 @@ impl<R: Read> CarReader<R> {
     fn read_header_block(&mut self) -> Result<Vec<u8>, CarError> {
         let len = self
             .read_varint("header length")?
-            .ok_or(CarError::Truncated {
-                offset: self.offset,
-                what: "header length",
-            })?;
+            .ok_or(CarError::Truncated { offset: self.offset, what: "header length" })?;
         if len == 0 {
             return Err(CarError::InvalidHeader("header length is zero".into()));
         }
         if len > MAX_HEADER_LEN {
-            return Err(CarError::HeaderTooLarge {
-                len,
-                max: MAX_HEADER_LEN,
-            });
+            return Err(CarError::HeaderTooLarge { len, max: MAX_HEADER_LEN });
         }
         self.read_exact_vec(len, "header")
     }
@@ -380,10 +342,7 @@ impl<R: Read> CarReader<R> {
         let skipped = io::copy(&mut (&mut self.inner).take(gap), &mut io::sink())?;
         self.offset += skipped;
         if skipped < gap {
-            return Err(CarError::Truncated {
-                offset: self.offset,
-                what: "padding before the CARv2 payload",
-            });
+            return Err(CarError::Truncated { offset: self.offset, what: "padding before the CARv2 payload" });
         }
         self.inner.set_limit(data_size);
         Ok(())
@@ -411,14 +370,7 @@ impl<R: Read> CarReader<R> {
         let mut value = 0u64;
         for i in 0..10 {
             let Some(b) = self.read_byte()? else {
-                return if i == 0 {
-                    Ok(None)
-                } else {
-                    Err(CarError::Truncated {
-                        offset: self.offset,
-                        what,
-                    })
-                };
+                return if i == 0 { Ok(None) } else { Err(CarError::Truncated { offset: self.offset, what }) };
             };
             if i == 9 && b > 1 {
                 return Err(CarError::BadVarint { offset: start });
@@ -437,10 +389,7 @@ impl<R: Read> CarReader<R> {
         (&mut self.inner).take(len).read_to_end(&mut buf)?;
         self.offset += buf.len() as u64;
         if (buf.len() as u64) < len {
-            return Err(CarError::Truncated {
-                offset: self.offset,
-                what,
-            });
+            return Err(CarError::Truncated { offset: self.offset, what });
         }
         Ok(buf)
     }
@@ -487,10 +436,7 @@ fn parse_header(bytes: &[u8]) -> Result<Vec<Cid>, CarError> {
 /// The DAG-CBOR bytes of a CARv1 header with these roots.
 fn encode_header(roots: &[Cid]) -> Result<Vec<u8>, CarError> {
     let map = [
-        (
-            "roots".to_string(),
-            Ipld::List(roots.iter().copied().map(Ipld::Link).collect()),
-        ),
+        ("roots".to_string(), Ipld::List(roots.iter().copied().map(Ipld::Link).collect())),
         ("version".to_string(), Ipld::Integer(1)),
     ];
     serde_ipld_dagcbor::to_vec(&Ipld::Map(map.into_iter().collect()))
@@ -523,12 +469,7 @@ impl<W: Write> CarWriter<W> {
         w.write_all(&prefix)?;
         w.write_all(&header)?;
         let written = (prefix.len() + header.len()) as u64;
-        Ok(CarWriter {
-            w,
-            written,
-            blocks: 0,
-            seen: HashSet::new(),
-        })
+        Ok(CarWriter { w, written, blocks: 0, seen: HashSet::new() })
     }
 
     /// Appends one block. Nothing is deduplicated: a block written twice appears twice.
@@ -546,11 +487,7 @@ impl<W: Write> CarWriter<W> {
     /// The source is trusted to return bytes that match the CID ([`BlockSource`]'s contract);
     /// they are not hashed again. A missing block ends the walk with [`CarError::Source`],
     /// with the blocks before it already written.
-    pub fn write_dag<S: BlockSource + ?Sized>(
-        &mut self,
-        source: &S,
-        root: &Cid,
-    ) -> Result<(), CarError> {
+    pub fn write_dag<S: BlockSource + ?Sized>(&mut self, source: &S, root: &Cid) -> Result<(), CarError> {
         let mut stack: Vec<std::vec::IntoIter<Cid>> = Vec::new();
         if let Some(children) = self.visit(source, root)? {
             stack.push(children.into_iter());
@@ -568,11 +505,7 @@ impl<W: Write> CarWriter<W> {
     }
 
     /// Writes a block of a DAG walk unless seen before; returns its links, or `None` if seen.
-    fn visit<S: BlockSource + ?Sized>(
-        &mut self,
-        source: &S,
-        cid: &Cid,
-    ) -> Result<Option<Vec<Cid>>, CarError> {
+    fn visit<S: BlockSource + ?Sized>(&mut self, source: &S, cid: &Cid) -> Result<Option<Vec<Cid>>, CarError> {
         if !self.seen.insert(cid.hash().to_bytes()) {
             return Ok(None);
         }
@@ -583,19 +516,13 @@ impl<W: Write> CarWriter<W> {
             self.write_section(cid, &data)?;
             data
         };
-        let children = links(cid, &data).map_err(|e| CarError::Links {
-            cid: *cid,
-            source: Box::new(e),
-        })?;
+        let children = links(cid, &data).map_err(|e| CarError::Links { cid: *cid, source: Box::new(e) })?;
         Ok(Some(children))
     }
 
     fn write_section(&mut self, cid: &Cid, data: &[u8]) -> Result<(), CarError> {
         if data.len() > MAX_BLOCK_LEN {
-            return Err(CarError::BlockTooLarge {
-                cid: *cid,
-                len: data.len(),
-            });
+            return Err(CarError::BlockTooLarge { cid: *cid, len: data.len() });
         }
         let cid_bytes = cid.to_bytes();
         let mut head = Vec::with_capacity(10 + cid_bytes.len());
@@ -627,11 +554,7 @@ impl<W: Write> CarWriter<W> {
 
 /// Writes a CARv1 with `root` as its only root and the DAG under it as its blocks, in the
 /// order described at [`CarWriter::write_dag`]; returns the flushed writer.
-pub fn write_dag<S: BlockSource + ?Sized, W: Write>(
-    source: &S,
-    root: &Cid,
-    w: W,
-) -> Result<W, CarError> {
+pub fn write_dag<S: BlockSource + ?Sized, W: Write>(source: &S, root: &Cid, w: W) -> Result<W, CarError> {
     let mut car = CarWriter::new(w, std::slice::from_ref(root))?;
     car.write_dag(source, root)?;
     car.finish()
@@ -643,11 +566,7 @@ mod tests {
     use crate::hash::{CidFormat, HashAlg, RAW};
 
     fn raw_block(data: &'static [u8]) -> Block {
-        let cid = CidFormat {
-            version: 1,
-            hash: HashAlg::Sha2_256,
-        }
-        .cid(RAW, data);
+        let cid = CidFormat { version: 1, hash: HashAlg::Sha2_256 }.cid(RAW, data);
         Block::new_unchecked(cid, Bytes::from_static(data))
     }
 
@@ -658,15 +577,9 @@ mod tests {
         car.write_block(&b).unwrap();
         let bytes = car.finish().unwrap();
         // varint 0x3a, map(2), "roots", array(1), tag 42, bytes(37) 0x00 + 36-byte CID, "version", 1
-        assert_eq!(
-            &bytes[..8],
-            &[0x3a, 0xa2, 0x65, b'r', b'o', b'o', b't', b's']
-        );
+        assert_eq!(&bytes[..8], &[0x3a, 0xa2, 0x65, b'r', b'o', b'o', b't', b's']);
         assert_eq!(&bytes[8..13], &[0x81, 0xd8, 0x2a, 0x58, 0x25]);
-        assert_eq!(
-            &bytes[50..59],
-            &[0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x01]
-        );
+        assert_eq!(&bytes[50..59], &[0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x01]);
         let mut r = CarReader::new(&bytes[..]).unwrap();
         assert_eq!(r.roots(), &[*b.cid()]);
         assert_eq!(r.next_block().unwrap(), Some(b));
@@ -676,11 +589,7 @@ mod tests {
     #[test]
     fn errors_stay_small() {
         // Under clippy's `result_large_err` threshold, so that callers need no boxing.
-        assert!(
-            std::mem::size_of::<CarError>() < 128,
-            "{}",
-            std::mem::size_of::<CarError>()
-        );
+        assert!(std::mem::size_of::<CarError>() < 128, "{}", std::mem::size_of::<CarError>());
         assert!(std::mem::size_of::<LinksError>() <= 40);
     }
 

@@ -217,7 +217,13 @@ fn decode_link(buf: &Bytes) -> Result<PbLink, DagPbError> {
         }
     }
     let hash = hash.ok_or(DagPbError::BadLinkHash)?;
-    let cid = Cid::try_from(hash.as_ref()).map_err(|_| DagPbError::BadLinkHash)?;
+    // The field must hold exactly one CID: trailing bytes would make two encodings of the
+    // same link and so two CIDs for one node.
+    let mut cursor = std::io::Cursor::new(hash.as_ref());
+    let cid = Cid::read_bytes(&mut cursor).map_err(|_| DagPbError::BadLinkHash)?;
+    if cursor.position() as usize != hash.len() {
+        return Err(DagPbError::BadLinkHash);
+    }
     Ok(PbLink { cid, name, tsize })
 }
 
@@ -291,6 +297,18 @@ mod tests {
             put_varint(&mut b, v);
             assert_eq!(b.len(), varint_len(v), "{v}");
         }
+    }
+
+    #[test]
+    fn trailing_bytes_after_a_link_cid_are_refused() {
+        let cid = crate::hash::CidFormat::default().cid(crate::hash::DAG_PB, b"x");
+        let mut hash = cid.to_bytes();
+        hash.push(0);
+        let mut link = vec![0x0a, hash.len() as u8];
+        link.extend_from_slice(&hash);
+        let mut node = vec![0x12, link.len() as u8];
+        node.extend_from_slice(&link);
+        assert_eq!(PbNode::decode(&Bytes::from(node)), Err(DagPbError::BadLinkHash));
     }
 
     #[test]

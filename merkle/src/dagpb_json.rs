@@ -87,10 +87,7 @@ impl PbNode {
                 Value::Object(m) if !is_special(m) => m,
                 _ => return Err(DagPbFormError::BadLink(i)),
             };
-            if link
-                .keys()
-                .any(|k| k != "Hash" && k != "Name" && k != "Tsize")
-            {
+            if link.keys().any(|k| k != "Hash" && k != "Name" && k != "Tsize") {
                 return Err(DagPbFormError::ExtraneousLinkProperties(i));
             }
             let hash = link.get("Hash").ok_or(DagPbFormError::MissingHash(i))?;
@@ -162,10 +159,7 @@ fn as_bytes(v: &Value) -> Option<Bytes> {
         return None;
     };
     // DAG-JSON writes unpadded base64; accept padded input as well.
-    let raw = BASE64_NOPAD
-        .decode(b64.as_bytes())
-        .or_else(|_| BASE64.decode(b64.as_bytes()))
-        .ok()?;
+    let raw = BASE64_NOPAD.decode(b64.as_bytes()).or_else(|_| BASE64.decode(b64.as_bytes())).ok()?;
     Some(Bytes::from(raw))
 }
 
@@ -201,14 +195,7 @@ mod tests {
     fn round_trips_through_the_json_form() {
         let cid = Cid::try_from("QmNPWHBrVQiiV8FpyNuEPhB9E2rbvdy9Yx79EY1EJuyf9o").unwrap();
         let node = PbNode {
-            links: vec![
-                PbLink {
-                    cid,
-                    name: None,
-                    tsize: None,
-                },
-                PbLink::new(cid, "a", 3),
-            ],
+            links: vec![PbLink { cid, name: None, tsize: None }, PbLink::new(cid, "a", 3)],
             data: Some(Bytes::from_static(&[1, 2, 3])),
         };
         let v = node.to_dag_json();
@@ -222,10 +209,7 @@ mod tests {
         let v = json!({"Links": [{"Hash": h, "Name": "b"}, {"Hash": h, "Name": "a"}]});
         assert_eq!(PbNode::from_dag_json(&v), Err(DagPbFormError::Unsorted(1)));
         let v = json!({"Links": [{"Hash": h, "Tsize": -1}]});
-        assert_eq!(
-            PbNode::from_dag_json(&v),
-            Err(DagPbFormError::TsizeNegative(0))
-        );
+        assert_eq!(PbNode::from_dag_json(&v), Err(DagPbFormError::TsizeNegative(0)));
         let v = json!({"Links": [{"Hash": h, "Tsize": 18446744073709551615u64}]});
         assert!(PbNode::from_dag_json(&v).is_ok());
     }

@@ -44,11 +44,7 @@ pub enum LinksError {
 /// Duplicates are kept: a node that links to the same child twice lists it twice.
 pub fn links(cid: &Cid, data: &Bytes) -> Result<Vec<Cid>, LinksError> {
     match cid.codec() {
-        DAG_PB => Ok(PbNode::decode(data)?
-            .links
-            .into_iter()
-            .map(|l| l.cid)
-            .collect()),
+        DAG_PB => Ok(PbNode::decode(data)?.links.into_iter().map(|l| l.cid).collect()),
         RAW | LIBP2P_KEY => Ok(Vec::new()),
         DAG_CBOR => dag_cbor_links(data).map_err(LinksError::DagCbor),
         DAG_JSON => dag_json_links(data).map_err(LinksError::DagJson),
@@ -80,11 +76,7 @@ fn collect_cbor(value: &Ipld, out: &mut Vec<Cid>) {
 /// A map's entries in DAG-CBOR order: shorter keys first, then bytewise.
 fn dag_cbor_order(map: &BTreeMap<String, Ipld>) -> Vec<(&String, &Ipld)> {
     let mut entries: Vec<_> = map.iter().collect();
-    entries.sort_by(|(a, _), (b, _)| {
-        a.len()
-            .cmp(&b.len())
-            .then_with(|| a.as_bytes().cmp(b.as_bytes()))
-    });
+    entries.sort_by(|(a, _), (b, _)| a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes())));
     entries
 }
 
@@ -129,21 +121,14 @@ mod tests {
     use crate::PbLink;
 
     fn v1(codec: u64, data: &[u8]) -> Cid {
-        CidFormat {
-            version: 1,
-            hash: HashAlg::Sha2_256,
-        }
-        .cid(codec, data)
+        CidFormat { version: 1, hash: HashAlg::Sha2_256 }.cid(codec, data)
     }
 
     #[test]
     fn dag_pb_links_in_order() {
         let a = v1(RAW, b"a");
         let b = v1(RAW, b"b");
-        let node = PbNode {
-            links: vec![PbLink::new(b, "x", 1), PbLink::new(a, "y", 1)],
-            data: None,
-        };
+        let node = PbNode { links: vec![PbLink::new(b, "x", 1), PbLink::new(a, "y", 1)], data: None };
         let bytes = Bytes::from(node.encode());
         assert_eq!(links(&v1(DAG_PB, &bytes), &bytes), Ok(vec![b, a]));
     }
@@ -153,10 +138,7 @@ mod tests {
         let data = Bytes::from_static(b"hi");
         assert_eq!(links(&v1(RAW, &data), &data), Ok(vec![]));
         let odd = v1(0x9999, &data);
-        assert_eq!(
-            links(&odd, &data),
-            Err(LinksError::UnsupportedCodec(0x9999))
-        );
+        assert_eq!(links(&odd, &data), Err(LinksError::UnsupportedCodec(0x9999)));
     }
 
     #[test]
@@ -178,25 +160,18 @@ mod tests {
     #[test]
     fn dag_cbor_garbage_is_an_error() {
         let bytes = Bytes::from_static(&[0xff, 0x00]);
-        assert!(matches!(
-            links(&v1(DAG_CBOR, &bytes), &bytes),
-            Err(LinksError::DagCbor(_))
-        ));
+        assert!(matches!(links(&v1(DAG_CBOR, &bytes), &bytes), Err(LinksError::DagCbor(_))));
     }
 
     #[test]
     fn dag_json_links_skip_bytes() {
         let a = v1(RAW, b"a");
         let b = v1(RAW, b"b");
-        let text = format!(
-            r#"{{"a":{{"/":"{a}"}},"b":[{{"/":{{"bytes":"AQID"}}}},{{"/":"{b}"}}],"c":{{"/":"{a}","x":1}}}}"#
-        );
+        let text =
+            format!(r#"{{"a":{{"/":"{a}"}},"b":[{{"/":{{"bytes":"AQID"}}}},{{"/":"{b}"}}],"c":{{"/":"{a}","x":1}}}}"#);
         let bytes = Bytes::from(text);
         assert_eq!(links(&v1(DAG_JSON, &bytes), &bytes), Ok(vec![a, b]));
         let bad = Bytes::from_static(br#"{"/":"not a cid"}"#);
-        assert!(matches!(
-            links(&v1(DAG_JSON, &bad), &bad),
-            Err(LinksError::DagJson(_))
-        ));
+        assert!(matches!(links(&v1(DAG_JSON, &bad), &bad), Err(LinksError::DagJson(_))));
     }
 }

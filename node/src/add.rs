@@ -49,9 +49,9 @@ pub enum AddError {
     Import {
         /// The file being imported.
         path: PathBuf,
-        /// The error.
+        /// The error (boxed to keep results small).
         #[source]
-        source: ImportError,
+        source: Box<ImportError>,
     },
 }
 
@@ -118,7 +118,7 @@ struct Walk<'a> {
 
 impl Walk<'_> {
     fn node(&mut self, path: &Path, display: &str, meta: &fs::Metadata) -> Result<FileSummary, AddError> {
-        let import_err = |source| AddError::Import { path: path.to_owned(), source };
+        let import_err = |source| AddError::Import { path: path.to_owned(), source: Box::new(source) };
         let io_err = |source| AddError::Io { path: path.to_owned(), source };
         let ft = meta.file_type();
         if ft.is_symlink() {

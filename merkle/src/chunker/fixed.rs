@@ -20,21 +20,14 @@ impl<R: Read> FixedSizeChunker<R> {
     /// enforced where chunker strings are parsed ([`super::ChunkerSpec`]).
     pub fn new(reader: R, size: usize) -> Result<Self, ChunkerSpecError> {
         if size == 0 {
-            return Err(ChunkerSpecError {
-                spec: "size-0".into(),
-                reason: "chunk size must be greater than 0".into(),
-            });
+            return Err(ChunkerSpecError { spec: "size-0".into(), reason: "chunk size must be greater than 0".into() });
         }
         Ok(Self::unchecked(reader, size))
     }
 
     /// `size` must be at least 1.
     pub(super) fn unchecked(reader: R, size: usize) -> Self {
-        FixedSizeChunker {
-            reader,
-            size: size.max(1),
-            done: false,
-        }
+        FixedSizeChunker { reader, size: size.max(1), done: false }
     }
 }
 
@@ -70,9 +63,6 @@ impl<R: Read + Send> Chunker for FixedSizeChunker<R> {
 
 impl<R> fmt::Debug for FixedSizeChunker<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FixedSizeChunker")
-            .field("size", &self.size)
-            .field("done", &self.done)
-            .finish()
+        f.debug_struct("FixedSizeChunker").field("size", &self.size).field("done", &self.done).finish()
     }
 }

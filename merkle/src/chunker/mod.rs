@@ -26,7 +26,8 @@ pub use rabin::{RabinChunker, KUBO_RABIN_POLYNOMIAL, RABIN_WINDOW};
 
 /// Kubo's default chunk size (`size-262144`).
 pub const DEFAULT_CHUNK_SIZE: usize = 256 * 1024;
-/// The largest chunk Cairn will produce or accept as a parameter (Kubo's limit is 1 MiB).
+/// The largest chunk Cairn will produce or accept as a parameter: 1 MiB, Kubo's limit up to
+/// v0.39. (Kubo v0.40 with boxo v0.37 raised it to 2 MiB − 256 bytes, 2096896.)
 pub const MAX_CHUNK_SIZE: usize = 1024 * 1024;
 /// The smallest `min` Kubo accepts in `rabin-MIN-AVG-MAX` (the fingerprint window's length).
 pub const RABIN_MIN_SIZE: usize = RABIN_WINDOW;
@@ -78,10 +79,7 @@ pub struct ChunkerSpecError {
 
 impl ChunkerSpecError {
     fn new(spec: impl Into<String>, reason: impl Into<String>) -> Self {
-        ChunkerSpecError {
-            spec: spec.into(),
-            reason: reason.into(),
-        }
+        ChunkerSpecError { spec: spec.into(), reason: reason.into() }
     }
 }
 
@@ -89,11 +87,7 @@ impl ChunkerSpec {
     /// Kubo's `rabin-AVG`: `min` is a third of `avg` and `max` is one and a half `avg`
     /// (integer division, as Kubo does it). `rabin` alone is `rabin_with_avg(262144)`.
     pub fn rabin_with_avg(avg: usize) -> Self {
-        ChunkerSpec::Rabin {
-            min: avg / 3,
-            avg,
-            max: avg.saturating_add(avg / 2),
-        }
+        ChunkerSpec::Rabin { min: avg / 3, avg, max: avg.saturating_add(avg / 2) }
     }
 
     /// Checks the rules Kubo applies when it parses a chunker string, for a value that was
@@ -107,9 +101,7 @@ impl ChunkerSpec {
             ChunkerSpec::Size(_) | ChunkerSpec::Buzhash => Ok(()),
             ChunkerSpec::Rabin { min, avg, max } => {
                 if min < RABIN_MIN_SIZE {
-                    fail(format!(
-                        "rabin min must be at least {RABIN_MIN_SIZE} (got {min})"
-                    ))
+                    fail(format!("rabin min must be at least {RABIN_MIN_SIZE} (got {min})"))
                 } else if min >= avg {
                     fail("rabin min must be smaller than rabin avg".into())
                 } else if avg >= max {
@@ -143,18 +135,14 @@ impl ChunkerSpec {
         }
         match *self {
             ChunkerSpec::Size(size) => Box::new(FixedSizeChunker::unchecked(reader, size)),
-            ChunkerSpec::Rabin { min, avg, max } => {
-                Box::new(RabinChunker::kubo_unchecked(reader, min, avg, max))
-            }
+            ChunkerSpec::Rabin { min, avg, max } => Box::new(RabinChunker::kubo_unchecked(reader, min, avg, max)),
             ChunkerSpec::Buzhash => Box::new(BuzhashChunker::new(reader)),
         }
     }
 }
 
 fn too_big(n: usize) -> String {
-    format!(
-        "chunker parameters may not exceed the maximum chunk size of {MAX_CHUNK_SIZE} (got {n})"
-    )
+    format!("chunker parameters may not exceed the maximum chunk size of {MAX_CHUNK_SIZE} (got {n})")
 }
 
 impl fmt::Display for ChunkerSpec {
@@ -205,9 +193,9 @@ impl FromStr for ChunkerSpec {
             ["rabin"] => Ok(ChunkerSpec::rabin_with_avg(DEFAULT_CHUNK_SIZE)),
             ["rabin", avg] => {
                 let avg = parse_number(avg).map_err(&fail)?;
-                let spec = ChunkerSpec::rabin_with_avg(to_size(avg.max(0)).map_err(&fail)?);
-                if spec.max_chunk_len() > MAX_CHUNK_SIZE {
-                    return Err(fail(too_big(spec.max_chunk_len())));
+                let chosen = ChunkerSpec::rabin_with_avg(to_size(avg.max(0)).map_err(&fail)?);
+                if chosen.max_chunk_len() > MAX_CHUNK_SIZE {
+                    return Err(fail(too_big(chosen.max_chunk_len())));
                 }
                 if avg < 3 * RABIN_MIN_SIZE as i64 {
                     return Err(fail(format!(
@@ -216,7 +204,7 @@ impl FromStr for ChunkerSpec {
                         3 * RABIN_MIN_SIZE
                     )));
                 }
-                Ok(spec)
+                Ok(chosen)
             }
             ["rabin", min, avg, max] => {
                 let min = labelled_number(min, "min").map_err(&fail)?;
@@ -232,32 +220,23 @@ impl FromStr for ChunkerSpec {
                     return Err(fail("rabin avg must be smaller than rabin max".into()));
                 }
                 let (min, avg, max) = (to_size(min), to_size(avg), to_size(max));
-                let (min, avg, max) = (
-                    min.map_err(&fail)?,
-                    avg.map_err(&fail)?,
-                    max.map_err(&fail)?,
-                );
+                let (min, avg, max) = (min.map_err(&fail)?, avg.map_err(&fail)?, max.map_err(&fail)?);
                 if max > MAX_CHUNK_SIZE {
                     return Err(fail(too_big(max)));
                 }
                 Ok(ChunkerSpec::Rabin { min, avg, max })
             }
-            ["rabin", ..] => Err(fail(
-                "expected rabin, rabin-AVG or rabin-MIN-AVG-MAX".into(),
-            )),
+            ["rabin", ..] => Err(fail("expected rabin, rabin-AVG or rabin-MIN-AVG-MAX".into())),
             ["buzhash"] => Ok(ChunkerSpec::Buzhash),
             ["buzhash", ..] => Err(fail("buzhash takes no parameters".into())),
-            _ => Err(fail(
-                "unrecognized chunker (use size-N, rabin, rabin-MIN-AVG-MAX or buzhash)".into(),
-            )),
+            _ => Err(fail("unrecognized chunker (use size-N, rabin, rabin-MIN-AVG-MAX or buzhash)".into())),
         }
     }
 }
 
 /// A decimal integer with an optional sign, as Go's `strconv.Atoi` takes it.
 fn parse_number(text: &str) -> Result<i64, String> {
-    text.parse::<i64>()
-        .map_err(|e| format!("{text:?} is not a number: {e}"))
+    text.parse::<i64>().map_err(|e| format!("{text:?} is not a number: {e}"))
 }
 
 /// `min:16` or `16` for the label `min`.
@@ -300,14 +279,7 @@ struct Lookahead<R> {
 
 impl<R: Read> Lookahead<R> {
     fn new(reader: R, want: usize) -> Self {
-        Lookahead {
-            reader,
-            buf: Box::default(),
-            start: 0,
-            end: 0,
-            want: want.max(1),
-            eof: false,
-        }
+        Lookahead { reader, buf: Box::default(), start: 0, end: 0, want: want.max(1), eof: false }
     }
 
     /// The next `want` bytes of the stream, or fewer if the stream ends first (empty at the

@@ -5,9 +5,9 @@
 //!
 //! - The fingerprint of a window of [`RABIN_WINDOW`] (16) bytes is that window read as a
 //!   polynomial over GF(2), most significant byte first, modulo [`KUBO_RABIN_POLYNOMIAL`]
-//!   (degree 53). It rolls one byte at a time with two 256-entry tables built from the
-//!   polynomial: one removes the byte leaving the window, one reduces after shifting in the
-//!   next.
+//!   (degree 53). It rolls one byte at a time with 256-entry tables computed from the
+//!   polynomial at first use: one removes the byte leaving the window, one reduces after
+//!   shifting in the next.
 //! - A chunk's first `MIN - 16` bytes are skipped without being hashed; the next 16 fill the
 //!   window. After each later byte, from the chunk's `MIN`th on, the chunk is cut if the
 //!   fingerprint's low `floor(log2(AVG))` bits are all zero, or if the chunk has reached `MAX`.
@@ -32,8 +32,8 @@ pub const RABIN_WINDOW: usize = 16;
 /// bytes and a one, and that lone one leaves the window as the sixteenth real byte enters.
 const START_DIGEST: u64 = 1;
 
-/// Polynomial degrees the table method handles in 64-bit arithmetic, two bytes at a time.
-const DEGREES: std::ops::RangeInclusive<u32> = 16..=56;
+/// Polynomial degrees the table method handles in 64-bit arithmetic.
+const DEGREES: std::ops::RangeInclusive<u32> = 8..=56;
 
 /// Lookup tables for one polynomial.
 #[derive(Clone)]
@@ -50,15 +50,6 @@ struct Tables {
     roll: [u64; 256],
     /// The polynomial's degree minus eight: where those eight bits sit before the shift.
     shift: u32,
-    /// `low[t]` and `high[t]`: `t` times `x^degree` and `x^(degree + 8)`, reduced. Together
-    /// they reduce the sixteen bits that a two-byte shift pushes above the degree.
-    low: [u64; 256],
-    high: [u64; 256],
-    /// `roll2[b]`: `roll[b]` shifted by one more byte and reduced.
-    roll2: [u64; 256],
-    /// The degree minus sixteen, and the mask of the bits below it.
-    shift2: u32,
-    keep2: u64,
 }
 
 /// The degree of a non-zero polynomial.
@@ -89,23 +80,10 @@ impl Tables {
             *out = h;
             *reduce = pol_mod(b << deg, pol) | (b << deg);
         }
-        let mut tables = Tables {
-            out,
-            reduce,
-            roll: [0; 256],
-            shift: deg - 8,
-            low: [0; 256],
-            high: [0; 256],
-            roll2: [0; 256],
-            shift2: deg - 16,
-            keep2: (1 << (deg - 16)) - 1,
-        };
+        let mut tables = Tables { out, reduce, roll: [0; 256], shift: deg - 8 };
         for b in 0..=255u8 {
             let i = usize::from(b);
             tables.roll[i] = tables.push(tables.out[i], 0);
-            tables.roll2[i] = tables.push(tables.roll[i], 0);
-            tables.low[i] = pol_mod(u64::from(b) << deg, pol);
-            tables.high[i] = tables.push(tables.low[i], 0);
         }
         tables
     }
@@ -132,18 +110,6 @@ impl Tables {
         let shifted = ((digest << 8) | u64::from(new)) ^ self.roll[usize::from(old)];
         shifted ^ self.reduce[usize::from(top)]
     }
-
-    /// Slides the window two bytes: `old[0]` leaves as `new[0]` enters, then `old[1]` as
-    /// `new[1]`. Equal to two [`Tables::slide`]s, with one reduction on the dependency chain
-    /// for both bytes instead of two.
-    #[inline(always)]
-    fn slide2(&self, digest: u64, old: [u8; 2], new: [u8; 2]) -> u64 {
-        let top = digest >> self.shift2; // sixteen bits, by the invariant
-        let bytes = u64::from(u16::from_be_bytes(new));
-        let incoming = self.roll2[usize::from(old[0])] ^ self.roll[usize::from(old[1])] ^ bytes;
-        let reduced = self.high[usize::from((top >> 8) as u8)] ^ self.low[usize::from(top as u8)];
-        ((digest & self.keep2) << 16) ^ incoming ^ reduced
-    }
 }
 
 /// Kubo's `rabin` chunker. Chunks are between `min` and `max` bytes (the last may be shorter)
@@ -164,7 +130,7 @@ impl<R: Read> RabinChunker<R> {
         Self::with_polynomial(reader, KUBO_RABIN_POLYNOMIAL, min, avg, max)
     }
 
-    /// The same algorithm with another polynomial (of degree 16 to 56), for instance to check
+    /// The same algorithm with another polynomial (of degree 8 to 56), for instance to check
     /// it against the reference implementation's published test vectors. The tables are
     /// computed from the polynomial.
     pub fn with_polynomial(
@@ -174,14 +140,9 @@ impl<R: Read> RabinChunker<R> {
         avg: usize,
         max: usize,
     ) -> Result<Self, ChunkerSpecError> {
-        let fail = |reason: String| ChunkerSpecError {
-            spec: format!("rabin-{min}-{avg}-{max}"),
-            reason,
-        };
+        let fail = |reason: String| ChunkerSpecError { spec: format!("rabin-{min}-{avg}-{max}"), reason };
         if polynomial == 0 || !DEGREES.contains(&degree(polynomial)) {
-            return Err(fail(format!(
-                "polynomial {polynomial:#x} must have a degree from 16 to 56"
-            )));
+            return Err(fail(format!("polynomial {polynomial:#x} must have a degree from 8 to 56")));
         }
         if min < RABIN_WINDOW {
             return Err(fail(format!("rabin min must be at least {RABIN_WINDOW}")));
@@ -205,23 +166,11 @@ impl<R: Read> RabinChunker<R> {
         Self::from_parts(reader, Cow::Borrowed(Tables::kubo()), min, avg, max)
     }
 
-    fn from_parts(
-        reader: R,
-        tables: Cow<'static, Tables>,
-        min: usize,
-        avg: usize,
-        max: usize,
-    ) -> Self {
+    fn from_parts(reader: R, tables: Cow<'static, Tables>, min: usize, avg: usize, max: usize) -> Self {
         let min = min.max(RABIN_WINDOW);
         // The low floor(log2(avg)) bits, as the reference derives them from avg.
         let mask = (1u64 << avg.max(1).ilog2()) - 1;
-        RabinChunker {
-            input: Lookahead::new(reader, max.max(min)),
-            tables,
-            min,
-            mask,
-            last_fingerprint: START_DIGEST,
-        }
+        RabinChunker { input: Lookahead::new(reader, max.max(min)), tables, min, mask, last_fingerprint: START_DIGEST }
     }
 
     /// The fingerprint at the end of the last chunk handed out (the reference calls it the
@@ -253,26 +202,13 @@ fn find_cut(tables: &Tables, min: usize, mask: u64, data: &[u8]) -> (usize, u64)
     if len < min || digest & mask == 0 {
         return (warm_end, digest);
     }
-    // Two bytes a step: the fingerprint after the first byte is worked out beside the chain
-    // (it is needed only for its cut test), the one after the second from the previous step.
-    let mut leaving = data[skip..len - RABIN_WINDOW].chunks_exact(2);
-    let mut entering = data[min..].chunks_exact(2);
-    let mut end = min;
-    for (old, new) in (&mut leaving).zip(&mut entering) {
-        let (old, new) = ([old[0], old[1]], [new[0], new[1]]);
-        let first = tables.slide(digest, old[0], new[0]);
-        let second = tables.slide2(digest, old, new);
-        if first & mask == 0 {
-            return (end + 1, first);
-        }
-        end += 2;
-        if second & mask == 0 {
-            return (end, second);
-        }
-        digest = second;
-    }
-    if let (Some(&old), Some(&new)) = (leaving.remainder().first(), entering.remainder().first()) {
+    let leaving = &data[skip..len - RABIN_WINDOW];
+    let entering = &data[min..];
+    for (i, (&old, &new)) in leaving.iter().zip(entering).enumerate() {
         digest = tables.slide(digest, old, new);
+        if digest & mask == 0 {
+            return (min + i + 1, digest);
+        }
     }
     (len, digest)
 }
@@ -305,15 +241,11 @@ mod tests {
 
     /// The fingerprint of `window` computed byte by byte with plain polynomial division.
     fn fingerprint(window: &[u8], pol: u64) -> u64 {
-        window
-            .iter()
-            .fold(0, |h, &b| pol_mod((h << 8) | u64::from(b), pol))
+        window.iter().fold(0, |h, &b| pol_mod((h << 8) | u64::from(b), pol))
     }
 
     fn bytes(len: usize) -> Vec<u8> {
-        (0..len as u64)
-            .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8)
-            .collect()
+        (0..len as u64).map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8).collect()
     }
 
     #[test]
@@ -324,10 +256,7 @@ mod tests {
         assert_eq!(tables.out[0], 0);
         assert_eq!(
             tables.out[1],
-            fingerprint(
-                &[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                KUBO_RABIN_POLYNOMIAL
-            )
+            fingerprint(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], KUBO_RABIN_POLYNOMIAL)
         );
     }
 
@@ -336,22 +265,14 @@ mod tests {
         let tables = Tables::kubo();
         let data = bytes(5000);
         let byte_back = |i: usize, back: usize| i.checked_sub(back).map_or(0, |j| data[j]);
-        let (mut digest, mut previous) = (0, 0);
+        let mut digest = 0;
         for (i, &b) in data.iter().enumerate() {
             let old = byte_back(i, RABIN_WINDOW);
             let unfolded = tables.push(digest ^ tables.out[usize::from(old)], b);
             assert_eq!(tables.slide(digest, old, b), unfolded);
-            if i >= 1 {
-                let olds = [byte_back(i, RABIN_WINDOW + 1), old];
-                assert_eq!(tables.slide2(previous, olds, [data[i - 1], b]), unfolded);
-            }
-            (previous, digest) = (digest, unfolded);
+            digest = unfolded;
             let start = (i + 1).saturating_sub(RABIN_WINDOW);
-            assert_eq!(
-                digest,
-                fingerprint(&data[start..=i], KUBO_RABIN_POLYNOMIAL),
-                "at {i}"
-            );
+            assert_eq!(digest, fingerprint(&data[start..=i], KUBO_RABIN_POLYNOMIAL), "at {i}");
         }
     }
 
@@ -360,17 +281,11 @@ mod tests {
         let tables = Tables::kubo();
         let data = bytes(1000);
         // Too short to reach the window: all of it, with the reset fingerprint.
-        assert_eq!(
-            find_cut(tables, 100, u64::MAX, &data[..84]),
-            (84, START_DIGEST)
-        );
+        assert_eq!(find_cut(tables, 100, u64::MAX, &data[..84]), (84, START_DIGEST));
         // A mask that never matches: cut at the end of what is in view (the max).
         assert_eq!(find_cut(tables, 100, u64::MAX, &data[..300]).0, 300);
         // A mask that always matches: cut at the min, with the window's fingerprint.
         let (cut, fp) = find_cut(tables, 100, 0, &data);
-        assert_eq!(
-            (cut, fp),
-            (100, fingerprint(&data[84..100], KUBO_RABIN_POLYNOMIAL))
-        );
+        assert_eq!((cut, fp), (100, fingerprint(&data[84..100], KUBO_RABIN_POLYNOMIAL)));
     }
 }

@@ -136,7 +136,7 @@ fn check_len(cid: &Cid, declared: u64, actual: u64) -> Result<(), ExportError> {
 
 /// Decodes a dag-pb file node and checks its sizes are consistent.
 fn decode_file(cid: &Cid, data: &Bytes) -> Result<(PbNode, UnixFs), ExportError> {
-    let node = PbNode::decode(data).map_err(|err| ExportError::DagPb { cid: *cid, err })?;
+    let node = PbNode::decode(data).map_err(|err| ExportError::DagPb { cid: *cid, err: Box::new(err) })?;
     let raw = node.data.clone().unwrap_or_default();
     let fs = UnixFs::decode(raw).map_err(|err| ExportError::UnixFs { cid: *cid, err })?;
     match fs.kind().map_err(|err| ExportError::UnixFs { cid: *cid, err })? {

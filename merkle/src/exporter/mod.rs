@@ -7,7 +7,7 @@
 //!   overlap the range; [`read_range`] writes such a range to a writer.
 //! - [`list`] lists a directory's entries; [`Walker`] walks a whole tree depth-first.
 //!
-//! Everything is pulled through a [`BlockSource`], one block at a time. Memory holds one
+//! Everything is pulled through a [`BlockSource`](crate::BlockSource), one block at a time. Memory holds one
 //! decoded node per tree level. Hand-made DAGs cannot make a reader loop: depth is bounded
 //! by [`MAX_DEPTH`], and declared sizes are checked against what the children deliver.
 
@@ -15,7 +15,7 @@ mod file;
 mod tree;
 
 pub use file::{read_range, read_to_vec, FileSegments};
-pub use tree::{list, resolve, stat, DirItem, NodeKind, Stat, WalkItem, Walker};
+pub use tree::{list, resolve, stat, DirItem, DirList, NodeKind, Stat, WalkItem, Walker};
 
 use cid::Cid;
 
@@ -40,8 +40,8 @@ pub enum ExportError {
     DagPb {
         /// The block.
         cid: Cid,
-        /// What is wrong.
-        err: DagPbError,
+        /// What is wrong (boxed to keep the error small).
+        err: Box<DagPbError>,
     },
     /// A dag-pb block is not valid UnixFS.
     #[error("block {cid}: {err}")]
@@ -106,3 +106,13 @@ pub enum ExportError {
     #[error("writing output: {0}")]
     Write(#[from] std::io::Error),
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn errors_stay_small() {
+        // Results carrying this error are returned on every block read; keep them cheap.
+        assert!(std::mem::size_of::<super::ExportError>() <= 128);
+    }
+}
+

@@ -62,7 +62,7 @@ struct Decoded {
 }
 
 fn decode(cid: &Cid, data: &Bytes) -> Result<Decoded, ExportError> {
-    let node = PbNode::decode(data).map_err(|err| ExportError::DagPb { cid: *cid, err })?;
+    let node = PbNode::decode(data).map_err(|err| ExportError::DagPb { cid: *cid, err: Box::new(err) })?;
     let raw = node.data.clone().unwrap_or_default();
     let fs = UnixFs::decode(raw).map_err(|err| ExportError::UnixFs { cid: *cid, err })?;
     Ok(Decoded { node, fs })
@@ -134,13 +134,16 @@ pub fn resolve<S: BlockSource + ?Sized>(source: &S, root: &Cid, path: &str) -> R
     Ok(current)
 }
 
+/// A streamed directory listing.
+pub type DirList<'s> = Box<dyn Iterator<Item = Result<DirItem, ExportError>> + 's>;
+
 /// The entries of the directory at `cid`, streamed (a sharded directory is read shard by
 /// shard as the iterator advances). Names that are not a single safe path component are
 /// errors.
 pub fn list<'s, S: BlockSource + ?Sized>(
     source: &'s S,
     cid: &Cid,
-) -> Result<Box<dyn Iterator<Item = Result<DirItem, ExportError>> + 's>, ExportError> {
+) -> Result<DirList<'s>, ExportError> {
     if cid.codec() != DAG_PB {
         return Err(ExportError::NotADirectory(*cid));
     }
@@ -179,7 +182,7 @@ pub struct WalkItem {
 pub struct Walker<'s, S: BlockSource + ?Sized> {
     source: &'s S,
     root: Option<Cid>,
-    stack: Vec<(String, Box<dyn Iterator<Item = Result<DirItem, ExportError>> + 's>)>,
+    stack: Vec<(String, DirList<'s>)>,
 }
 
 impl<S: BlockSource + ?Sized> std::fmt::Debug for Walker<'_, S> {

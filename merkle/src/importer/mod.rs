@@ -154,6 +154,7 @@ impl ImportOptions {
 
     /// Checks settings that the type system does not.
     pub fn validate(&self) -> Result<(), OptionsError> {
+        self.chunker.validate()?;
         if self.max_links < 2 {
             return Err(OptionsError::MaxLinks(self.max_links));
         }

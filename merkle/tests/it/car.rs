@@ -5,9 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use cairn_merkle::car::{
-    write_dag, CarError, CarReader, CarWriter, CARV2_PRAGMA, MAX_HEADER_LEN, MAX_SECTION_LEN,
-};
+use cairn_merkle::car::{write_dag, CarError, CarReader, CarWriter, CARV2_PRAGMA, MAX_HEADER_LEN, MAX_SECTION_LEN};
 use cairn_merkle::hash::{CidFormat, HashAlg, DAG_CBOR, DAG_PB, RAW};
 use cairn_merkle::links::links;
 use cairn_merkle::{Block, BlockSource, Cid, CidError, MemoryBlocks, PbLink, PbNode, SourceError};
@@ -46,11 +44,7 @@ fn cid(s: &str) -> Cid {
 }
 
 fn v1(codec: u64, data: &[u8]) -> Cid {
-    CidFormat {
-        version: 1,
-        hash: HashAlg::Sha2_256,
-    }
-    .cid(codec, data)
+    CidFormat { version: 1, hash: HashAlg::Sha2_256 }.cid(codec, data)
 }
 
 /// Reads a whole CAR: its roots and every block (panics on any error).
@@ -70,12 +64,7 @@ fn header_of(value: &Ipld) -> Vec<u8> {
 }
 
 fn map(entries: Vec<(&str, Ipld)>) -> Ipld {
-    Ipld::Map(
-        entries
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect::<BTreeMap<_, _>>(),
-    )
+    Ipld::Map(entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<BTreeMap<_, _>>())
 }
 
 fn varint(mut v: u64) -> Vec<u8> {
@@ -100,17 +89,11 @@ fn small_car() -> (Vec<u8>, Vec<Block>) {
     let a = Bytes::from_static(b"first leaf");
     let b = Bytes::from_static(b"second leaf");
     let (ca, cb) = (v1(RAW, &a), v1(RAW, &b));
-    let node = PbNode {
-        links: vec![PbLink::new(ca, "a", 10), PbLink::new(cb, "b", 11)],
-        data: None,
-    };
+    let node = PbNode { links: vec![PbLink::new(ca, "a", 10), PbLink::new(cb, "b", 11)], data: None };
     let nb = Bytes::from(node.encode());
     let cn = CidFormat::default().cid(DAG_PB, &nb);
-    let blocks = vec![
-        Block::verified(cn, nb).unwrap(),
-        Block::verified(ca, a).unwrap(),
-        Block::verified(cb, b).unwrap(),
-    ];
+    let blocks =
+        vec![Block::verified(cn, nb).unwrap(), Block::verified(ca, a).unwrap(), Block::verified(cb, b).unwrap()];
     let mut w = CarWriter::new(Vec::new(), &[cn]).unwrap();
     for b in &blocks {
         w.write_block(b).unwrap();
@@ -125,13 +108,7 @@ fn small_car() -> (Vec<u8>, Vec<Block>) {
 /// adds "hello\n" with `--hash sha2-512` (CIDv1_TOO_LONG), and Cairn has no sha2-512.
 fn is_expected_unverifiable(path: &Path, err: &CarError) -> bool {
     path.ends_with("subdomain_gateway/fixtures.car")
-        && matches!(
-            err,
-            CarError::UnsupportedCid {
-                source: CidError::UnsupportedHash(0x13),
-                ..
-            }
-        )
+        && matches!(err, CarError::UnsupportedCid { source: CidError::UnsupportedHash(0x13), .. })
 }
 
 #[test]
@@ -140,8 +117,7 @@ fn every_fixture_car_reads_and_every_block_verifies() {
     assert!(files.len() >= 16, "found only {} CAR fixtures", files.len());
     for path in files {
         let bytes = std::fs::read(&path).unwrap();
-        let mut r =
-            CarReader::new(&bytes[..]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut r = CarReader::new(&bytes[..]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(r.version(), 1);
         assert!(!r.roots().is_empty(), "{}", path.display());
         let (mut ok, mut unverifiable) = (0, 0);
@@ -153,12 +129,7 @@ fn every_fixture_car_reads_and_every_block_verifies() {
             }
         }
         assert!(ok > 0, "{}", path.display());
-        assert_eq!(
-            r.position(),
-            bytes.len() as u64,
-            "{} not read to the end",
-            path.display()
-        );
+        assert_eq!(r.position(), bytes.len() as u64, "{} not read to the end", path.display());
         let expected = usize::from(path.ends_with("subdomain_gateway/fixtures.car"));
         assert_eq!(unverifiable, expected, "{}", path.display());
     }
@@ -168,23 +139,11 @@ fn every_fixture_car_reads_and_every_block_verifies() {
 /// says "manually CID", by the UnixFS spec's test-vector appendix for that fixture file.
 const ROOTS: &[(&str, &str)] = &[
     // READMEs
-    (
-        "gateway-cache/fixtures.car",
-        "bafybeib3ffl2teiqdncv3mkz4r23b5ctrwkzrrhctdbne6iboayxuxk5ui",
-    ),
-    (
-        "dir_listing/fixtures.car",
-        "bafybeig6ka5mlwkl4subqhaiatalkcleo4jgnr3hqwvpmsqfca27cijp3i",
-    ),
-    (
-        "path_gateway_tar/fixtures.car",
-        "bafybeig6ka5mlwkl4subqhaiatalkcleo4jgnr3hqwvpmsqfca27cijp3i",
-    ),
+    ("gateway-cache/fixtures.car", "bafybeib3ffl2teiqdncv3mkz4r23b5ctrwkzrrhctdbne6iboayxuxk5ui"),
+    ("dir_listing/fixtures.car", "bafybeig6ka5mlwkl4subqhaiatalkcleo4jgnr3hqwvpmsqfca27cijp3i"),
+    ("path_gateway_tar/fixtures.car", "bafybeig6ka5mlwkl4subqhaiatalkcleo4jgnr3hqwvpmsqfca27cijp3i"),
     // UnixFS spec, appendix "Test Vectors"
-    (
-        "path_gateway_unixfs/dir-with-files.car",
-        "bafybeihchr7vmgjaasntayyatmp5sv6xza57iy2h4xj7g46bpjij6yhrmy",
-    ),
+    ("path_gateway_unixfs/dir-with-files.car", "bafybeihchr7vmgjaasntayyatmp5sv6xza57iy2h4xj7g46bpjij6yhrmy"),
     (
         "trustless_gateway_car/dir-with-duplicate-files.car",
         "bafybeihchr7vmgjaasntayyatmp5sv6xza57iy2h4xj7g46bpjij6yhrmy",
@@ -205,14 +164,8 @@ const ROOTS: &[(&str, &str)] = &[
         "path_gateway_unixfs/dir-with-percent-encoded-filename.car",
         "bafybeig675grnxcmshiuzdaz2xalm6ef4thxxds6o6ypakpghm5kghpc34",
     ),
-    (
-        "path_gateway_unixfs/symlink.car",
-        "QmWvY6FaqFMS89YAQ9NAPjVP4WZKA1qbHbicc9HeSKQTgt",
-    ),
-    (
-        "trustless_gateway_car/file-3k-and-3-blocks-missing-block.car",
-        "QmYhmPjhFjYFyaoiuNzYv8WGavpSRDwdHWe5B4M5du5Rtk",
-    ),
+    ("path_gateway_unixfs/symlink.car", "QmWvY6FaqFMS89YAQ9NAPjVP4WZKA1qbHbicc9HeSKQTgt"),
+    ("trustless_gateway_car/file-3k-and-3-blocks-missing-block.car", "QmYhmPjhFjYFyaoiuNzYv8WGavpSRDwdHWe5B4M5du5Rtk"),
 ];
 
 #[test]
@@ -238,14 +191,8 @@ fn cids_named_by_the_readmes_are_present() {
                 "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am",
             ],
         ),
-        (
-            "dir_listing/fixtures.car",
-            &["bafkreialihlqnf5uwo4byh4n3cmwlntwqzxxs2fg5vanqdi3d7tb2l5xkm"],
-        ),
-        (
-            "path_gateway_tar/fixtures.car",
-            &["bafkreialihlqnf5uwo4byh4n3cmwlntwqzxxs2fg5vanqdi3d7tb2l5xkm"],
-        ),
+        ("dir_listing/fixtures.car", &["bafkreialihlqnf5uwo4byh4n3cmwlntwqzxxs2fg5vanqdi3d7tb2l5xkm"]),
+        ("path_gateway_tar/fixtures.car", &["bafkreialihlqnf5uwo4byh4n3cmwlntwqzxxs2fg5vanqdi3d7tb2l5xkm"]),
     ];
     for (file, cids) in cases {
         let (_, blocks) = read_ok(&fixture(file));
@@ -256,23 +203,14 @@ fn cids_named_by_the_readmes_are_present() {
     }
     // FILE_SIZE=34 in the dir_listing README: the raw leaf is the whole file.
     let (_, blocks) = read_ok(&fixture("dir_listing/fixtures.car"));
-    let file = blocks
-        .iter()
-        .find(|b| b.cid() == &cid("bafkreialihlqnf5uwo4byh4n3cmwlntwqzxxs2fg5vanqdi3d7tb2l5xkm"));
-    assert_eq!(
-        file.unwrap().data().as_ref(),
-        "I am a txt file on path with utf8\n".as_bytes()
-    );
+    let file = blocks.iter().find(|b| b.cid() == &cid("bafkreialihlqnf5uwo4byh4n3cmwlntwqzxxs2fg5vanqdi3d7tb2l5xkm"));
+    assert_eq!(file.unwrap().data().as_ref(), "I am a txt file on path with utf8\n".as_bytes());
 }
 
 /// The UnixFS spec's test vectors that live in these fixtures: (file, CID, block size if the
 /// spec gives one).
 const SPEC_VECTORS: &[(&str, &str, Option<usize>)] = &[
-    (
-        "path_gateway_unixfs/dir-with-files.car",
-        "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4",
-        Some(12),
-    ),
+    ("path_gateway_unixfs/dir-with-files.car", "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4", Some(12)),
     (
         "path_gateway_unixfs/dir-with-files.car",
         "bafybeigcisqd7m5nf3qmuvjdbakl5bdnh4ocrmacaqkpuh77qjvggmt2sa",
@@ -298,24 +236,12 @@ const SPEC_VECTORS: &[(&str, &str, Option<usize>)] = &[
         "bafkreicll3huefkc3qnrzeony7zcfo7cr3nbx64hnxrqzsixpceg332fhe",
         Some(256),
     ),
-    (
-        "path_gateway_unixfs/dir-with-files.car",
-        "bafkreifst3pqztuvj57lycamoi7z34b4emf7gawxs74nwrc2c7jncmpaqm",
-        Some(2),
-    ),
+    ("path_gateway_unixfs/dir-with-files.car", "bafkreifst3pqztuvj57lycamoi7z34b4emf7gawxs74nwrc2c7jncmpaqm", Some(2)),
     // The spec gives this directory block as 185 bytes, but the block that hashes to this CID
     // is 227 bytes (4 links of 36-byte CIDs with names and sizes, plus 4 bytes of Data), so
     // the size is not checked.
-    (
-        "path_gateway_unixfs/dir-with-files.car",
-        "bafybeihchr7vmgjaasntayyatmp5sv6xza57iy2h4xj7g46bpjij6yhrmy",
-        None,
-    ),
-    (
-        "path_gateway_unixfs/dir-with-files.car",
-        "bafkreifkam6ns4aoolg3wedr4uzrs3kvq66p4pecirz6y2vlrngla62mxm",
-        Some(31),
-    ),
+    ("path_gateway_unixfs/dir-with-files.car", "bafybeihchr7vmgjaasntayyatmp5sv6xza57iy2h4xj7g46bpjij6yhrmy", None),
+    ("path_gateway_unixfs/dir-with-files.car", "bafkreifkam6ns4aoolg3wedr4uzrs3kvq66p4pecirz6y2vlrngla62mxm", Some(31)),
     (
         "trustless_gateway_car/file-3k-and-3-blocks-missing-block.car",
         "QmPKt7ptM2ZYSGPUc8PmPT2VBkLDK3iqpG9TBJY7PCE9rF",
@@ -356,16 +282,8 @@ const SPEC_VECTORS: &[(&str, &str, Option<usize>)] = &[
         "bafybeidbclfqleg2uojchspzd4bob56dqetqjsj27gy2cq3klkkgxtpn4i",
         Some(12046),
     ),
-    (
-        "path_gateway_unixfs/symlink.car",
-        "QmTB8BaCJdCH5H3k7GrxJsxgDNmNYGGR71C58ERkivXoj5",
-        Some(9),
-    ),
-    (
-        "path_gateway_unixfs/symlink.car",
-        "Qme2y5HA5kvo2jAx13UsnV5bQJVijiAJCPvaW3JGQWhvJZ",
-        Some(16),
-    ),
+    ("path_gateway_unixfs/symlink.car", "QmTB8BaCJdCH5H3k7GrxJsxgDNmNYGGR71C58ERkivXoj5", Some(9)),
+    ("path_gateway_unixfs/symlink.car", "Qme2y5HA5kvo2jAx13UsnV5bQJVijiAJCPvaW3JGQWhvJZ", Some(16)),
     (
         "trustless_gateway_car/subdir-with-mixed-block-files.car",
         "bafybeicnmple4ehlz3ostv2sbojz3zhh5q7tz5r2qkfdpqfilgggeen7xm",
@@ -387,10 +305,7 @@ const SPEC_VECTORS: &[(&str, &str, Option<usize>)] = &[
 fn unixfs_spec_test_vectors_are_in_the_fixtures() {
     for (file, c, size) in SPEC_VECTORS {
         let (_, blocks) = read_ok(&fixture(file));
-        let block = blocks
-            .iter()
-            .find(|b| b.cid() == &cid(c))
-            .unwrap_or_else(|| panic!("{file} lacks {c}"));
+        let block = blocks.iter().find(|b| b.cid() == &cid(c)).unwrap_or_else(|| panic!("{file} lacks {c}"));
         if let Some(size) = size {
             assert_eq!(block.data().len(), *size, "{file}: size of {c}");
         }
@@ -398,36 +313,20 @@ fn unixfs_spec_test_vectors_are_in_the_fixtures() {
     // hello.txt is "hello world\n" as a bare raw block.
     let (_, blocks) = read_ok(&fixture("path_gateway_unixfs/dir-with-files.car"));
     let hello = cid("bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4");
-    assert_eq!(
-        blocks
-            .iter()
-            .find(|b| b.cid() == &hello)
-            .unwrap()
-            .data()
-            .as_ref(),
-        b"hello world\n"
-    );
+    assert_eq!(blocks.iter().find(|b| b.cid() == &hello).unwrap().data().as_ref(), b"hello world\n");
 }
 
 #[test]
 fn missing_block_fixture_lacks_exactly_the_middle_leaf() {
-    let (roots, blocks) = read_ok(&fixture(
-        "trustless_gateway_car/file-3k-and-3-blocks-missing-block.car",
-    ));
+    let (roots, blocks) = read_ok(&fixture("trustless_gateway_car/file-3k-and-3-blocks-missing-block.car"));
     let root = blocks.iter().find(|b| b.cid() == &roots[0]).unwrap();
     let children = links(root.cid(), root.data()).unwrap();
     assert_eq!(children.len(), 3);
     let have: HashSet<Cid> = blocks.iter().map(|b| *b.cid()).collect();
     assert!(have.contains(&children[0]) && have.contains(&children[2]));
     assert!(!have.contains(&children[1]));
-    assert_eq!(
-        children[0],
-        cid("QmPKt7ptM2ZYSGPUc8PmPT2VBkLDK3iqpG9TBJY7PCE9rF")
-    );
-    assert_eq!(
-        children[2],
-        cid("QmWXY482zQdwecnfBsj78poUUuPXvyw2JAFAEMw4tzTavV")
-    );
+    assert_eq!(children[0], cid("QmPKt7ptM2ZYSGPUc8PmPT2VBkLDK3iqpG9TBJY7PCE9rF"));
+    assert_eq!(children[2], cid("QmWXY482zQdwecnfBsj78poUUuPXvyw2JAFAEMw4tzTavV"));
 }
 
 /// Reading a fixture and writing its roots and blocks back in the same order gives the
@@ -446,11 +345,7 @@ fn read_then_write_is_byte_identical() {
         }
         assert_eq!(w.bytes_written(), bytes.len() as u64);
         assert_eq!(w.blocks_written(), blocks.len() as u64);
-        assert!(
-            w.finish().unwrap() == bytes,
-            "{} differs after a round trip",
-            path.display()
-        );
+        assert!(w.finish().unwrap() == bytes, "{} differs after a round trip", path.display());
     }
 }
 
@@ -460,8 +355,7 @@ fn read_then_write_is_byte_identical() {
 #[test]
 fn write_dag_reproduces_kubo_dag_export() {
     for path in car_files(&conformance()) {
-        if path.ends_with("subdomain_gateway/fixtures.car")
-            || path.ends_with("file-3k-and-3-blocks-missing-block.car")
+        if path.ends_with("subdomain_gateway/fixtures.car") || path.ends_with("file-3k-and-3-blocks-missing-block.car")
         {
             continue;
         }
@@ -471,13 +365,8 @@ fn write_dag_reproduces_kubo_dag_export() {
         for b in blocks {
             store.insert(b);
         }
-        let out = write_dag(&store, &roots[0], Vec::new())
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(
-            out == bytes,
-            "{}: write_dag order differs from the fixture",
-            path.display()
-        );
+        let out = write_dag(&store, &roots[0], Vec::new()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(out == bytes, "{}: write_dag order differs from the fixture", path.display());
     }
 }
 
@@ -509,10 +398,7 @@ fn write_dag_is_depth_first_preorder_without_duplicates() {
     let leaf = |s: &'static [u8]| Block::verified(v1(RAW, s), Bytes::from_static(s)).unwrap();
     let (a, b, c) = (leaf(b"a"), leaf(b"b"), leaf(b"c"));
     let node = |kids: &[&Block]| {
-        let n = PbNode {
-            links: kids.iter().map(|k| PbLink::new(*k.cid(), "", 1)).collect(),
-            data: None,
-        };
+        let n = PbNode { links: kids.iter().map(|k| PbLink::new(*k.cid(), "", 1)).collect(), data: None };
         let bytes = Bytes::from(n.encode());
         Block::verified(v1(DAG_PB, &bytes), bytes).unwrap()
     };
@@ -527,17 +413,7 @@ fn write_dag_is_depth_first_preorder_without_duplicates() {
     let (roots, blocks) = read_ok(&out);
     assert_eq!(roots, vec![*root.cid()]);
     let order: Vec<Cid> = blocks.iter().map(|b| *b.cid()).collect();
-    assert_eq!(
-        order,
-        vec![
-            *root.cid(),
-            *x.cid(),
-            *a.cid(),
-            *b.cid(),
-            *y.cid(),
-            *c.cid()
-        ]
-    );
+    assert_eq!(order, vec![*root.cid(), *x.cid(), *a.cid(), *b.cid(), *y.cid(), *c.cid()]);
 }
 
 #[test]
@@ -546,10 +422,7 @@ fn write_dag_follows_dag_cbor_links_and_skips_identity_blocks() {
     let leaf_cid = v1(RAW, &leaf);
     let inline = Cid::new_v1(RAW, Multihash::<64>::wrap(0x00, b"tiny").unwrap());
     // {"b": leaf, "aa": inline}: encoding order is "b" then "aa"
-    let value = map(vec![
-        ("b", Ipld::Link(leaf_cid)),
-        ("aa", Ipld::Link(inline)),
-    ]);
+    let value = map(vec![("b", Ipld::Link(leaf_cid)), ("aa", Ipld::Link(inline))]);
     let cbor = Bytes::from(serde_ipld_dagcbor::to_vec(&value).unwrap());
     let root = v1(DAG_CBOR, &cbor);
     assert_eq!(links(&root, &cbor).unwrap(), vec![leaf_cid, inline]);
@@ -559,11 +432,7 @@ fn write_dag_follows_dag_cbor_links_and_skips_identity_blocks() {
     let out = write_dag(&store, &root, Vec::new()).unwrap();
     let (_, blocks) = read_ok(&out);
     let order: Vec<Cid> = blocks.iter().map(|b| *b.cid()).collect();
-    assert_eq!(
-        order,
-        vec![root, leaf_cid],
-        "identity block must not be written"
-    );
+    assert_eq!(order, vec![root, leaf_cid], "identity block must not be written");
 }
 
 #[test]
@@ -599,9 +468,7 @@ fn writer_refuses_oversized_blocks() {
     let big = vec![0u8; cairn_merkle::car::MAX_BLOCK_LEN + 1];
     let block = Block::verified(v1(RAW, &big), big).unwrap();
     let mut w = CarWriter::new(Vec::new(), &[]).unwrap();
-    assert!(
-        matches!(w.write_block(&block), Err(CarError::BlockTooLarge { len, .. }) if len == block.data().len())
-    );
+    assert!(matches!(w.write_block(&block), Err(CarError::BlockTooLarge { len, .. }) if len == block.data().len()));
     // A block of exactly the limit is written and read back.
     let max = vec![1u8; cairn_merkle::car::MAX_BLOCK_LEN];
     let block = Block::verified(v1(RAW, &max), max).unwrap();
@@ -615,10 +482,7 @@ fn writer_refuses_oversized_blocks() {
     let mut car = good_header();
     car.extend(section(&big_cid.to_bytes(), &big));
     let e = first_error(&car);
-    assert!(
-        matches!(e, CarError::BlockTooLarge { cid, .. } if cid == big_cid),
-        "{e}"
-    );
+    assert!(matches!(e, CarError::BlockTooLarge { cid, .. } if cid == big_cid), "{e}");
     assert!(e.is_block_error());
 }
 
@@ -641,12 +505,7 @@ fn truncation_at_every_offset_is_an_error_or_a_clean_prefix() {
             match result {
                 Ok(blocks) => {
                     let n = boundaries.iter().position(|&b| b == cut as u64);
-                    assert_eq!(
-                        n,
-                        Some(blocks.len()),
-                        "cut at {cut} read {} blocks",
-                        blocks.len()
-                    );
+                    assert_eq!(n, Some(blocks.len()), "cut at {cut} read {} blocks", blocks.len());
                     assert_eq!(&all[..blocks.len()], &blocks[..]);
                 }
                 Err(CarError::Truncated { offset, .. }) => {
@@ -679,16 +538,9 @@ fn a_corrupted_block_is_a_hash_mismatch_and_reading_goes_on() {
     let mut fx = fixture("path_gateway_unixfs/dir-with-files.car");
     let n = fx.len();
     fx[n - 1] ^= 0x80;
-    let errors: Vec<CarError> = CarReader::new(&fx[..])
-        .unwrap()
-        .filter_map(Result::err)
-        .collect();
+    let errors: Vec<CarError> = CarReader::new(&fx[..]).unwrap().filter_map(Result::err).collect();
     assert_eq!(errors.len(), 1);
-    assert!(
-        matches!(errors[0], CarError::HashMismatch { .. }),
-        "{}",
-        errors[0]
-    );
+    assert!(matches!(errors[0], CarError::HashMismatch { .. }), "{}", errors[0]);
 }
 
 fn root_list() -> Ipld {
@@ -705,10 +557,7 @@ fn bad_headers_are_refused() {
     // wrong versions
     for v in [0, 3, -1] {
         let e = header_error(header_of(&map(vec![("roots", root_list()), version(v)])));
-        assert!(
-            matches!(e, CarError::UnsupportedVersion(x) if x == v),
-            "{e}"
-        );
+        assert!(matches!(e, CarError::UnsupportedVersion(x) if x == v), "{e}");
     }
     // {version: 2} with roots is not the CARv2 pragma
     let e = header_error(header_of(&map(vec![("roots", root_list()), version(2)])));
@@ -717,34 +566,12 @@ fn bad_headers_are_refused() {
         let e = header_error(h);
         assert!(matches!(e, CarError::InvalidHeader(_)), "{what}: {e}");
     };
-    invalid(
-        header_of(&map(vec![("roots", Ipld::Link(v1(RAW, b"r"))), version(1)])),
-        "roots not a list",
-    );
-    invalid(
-        header_of(&map(vec![
-            ("roots", Ipld::List(vec![Ipld::String("x".into())])),
-            version(1),
-        ])),
-        "root not a CID",
-    );
+    invalid(header_of(&map(vec![("roots", Ipld::Link(v1(RAW, b"r"))), version(1)])), "roots not a list");
+    invalid(header_of(&map(vec![("roots", Ipld::List(vec![Ipld::String("x".into())])), version(1)])), "root not a CID");
     invalid(header_of(&map(vec![version(1)])), "no roots");
     invalid(header_of(&map(vec![("roots", root_list())])), "no version");
-    invalid(
-        header_of(&map(vec![
-            ("roots", root_list()),
-            ("version", Ipld::String("1".into())),
-        ])),
-        "version a string",
-    );
-    invalid(
-        header_of(&map(vec![
-            ("roots", root_list()),
-            version(1),
-            ("extra", Ipld::Null),
-        ])),
-        "extra key",
-    );
+    invalid(header_of(&map(vec![("roots", root_list()), ("version", Ipld::String("1".into()))])), "version a string");
+    invalid(header_of(&map(vec![("roots", root_list()), version(1), ("extra", Ipld::Null)])), "extra key");
     invalid(header_of(&root_list()), "not a map");
     invalid(vec![5, b'h', b'e', b'l', b'l', b'o'], "not CBOR");
     invalid(vec![0], "zero-length header");
@@ -771,10 +598,7 @@ fn absurd_or_truncated_header_lengths_are_refused() {
     assert!(matches!(e, CarError::HeaderTooLarge { .. }), "{e}");
     // A plausible length with nothing behind it: truncated, not an allocation of it.
     let e = header_error(varint(MAX_HEADER_LEN));
-    assert!(
-        matches!(e, CarError::Truncated { what: "header", .. }),
-        "{e}"
-    );
+    assert!(matches!(e, CarError::Truncated { what: "header", .. }), "{e}");
     let e = header_error(vec![]);
     assert!(matches!(e, CarError::Truncated { offset: 0, .. }), "{e}");
     let e = header_error(vec![0xff; 11]);
@@ -782,10 +606,7 @@ fn absurd_or_truncated_header_lengths_are_refused() {
 }
 
 fn good_header() -> Vec<u8> {
-    header_of(&map(vec![
-        ("roots", root_list()),
-        ("version", Ipld::Integer(1)),
-    ]))
+    header_of(&map(vec![("roots", root_list()), ("version", Ipld::Integer(1))]))
 }
 
 fn first_error(bytes: &[u8]) -> CarError {
@@ -817,18 +638,12 @@ fn bad_sections_are_refused() {
     car.extend(varint(MAX_SECTION_LEN + 1));
     car.extend_from_slice(&[0u8; 64]);
     let e = first_error(&car);
-    assert!(
-        matches!(e, CarError::SectionTooLarge { index: 0, .. }),
-        "{e}"
-    );
+    assert!(matches!(e, CarError::SectionTooLarge { index: 0, .. }), "{e}");
 
     let mut car = h.clone();
     car.extend(varint(u64::MAX));
     let e = first_error(&car);
-    assert!(
-        matches!(e, CarError::SectionTooLarge { len: u64::MAX, .. }),
-        "{e}"
-    );
+    assert!(matches!(e, CarError::SectionTooLarge { len: u64::MAX, .. }), "{e}");
 
     let mut car = h.clone();
     car.extend_from_slice(&[0x80; 10]);
@@ -841,16 +656,7 @@ fn bad_sections_are_refused() {
     car.extend(varint(MAX_SECTION_LEN));
     car.extend_from_slice(&ok);
     let e = first_error(&car);
-    assert!(
-        matches!(
-            e,
-            CarError::Truncated {
-                what: "section",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, CarError::Truncated { what: "section", .. }), "{e}");
 
     // Garbage instead of a CID.
     let mut car = h.clone();
@@ -876,34 +682,17 @@ fn unsupported_hash_or_codec_is_a_typed_error() {
     car.extend(section(&ok.cid().to_bytes(), b"next"));
     let mut r = CarReader::new(&car[..]).unwrap();
     match r.next_block() {
-        Err(CarError::UnsupportedCid {
-            index: 0,
-            source: CidError::UnsupportedHash(0x13),
-            ..
-        }) => {}
+        Err(CarError::UnsupportedCid { index: 0, source: CidError::UnsupportedHash(0x13), .. }) => {}
         other => panic!("expected unsupported hash, got {other:?}"),
     }
-    assert_eq!(
-        r.next_block().unwrap(),
-        Some(ok),
-        "reading goes on after a block error"
-    );
+    assert_eq!(r.next_block().unwrap(), Some(ok), "reading goes on after a block error");
 
     // An unknown codec.
     let odd = Cid::new_v1(0x0300, HashAlg::Sha2_256.digest(b"odd"));
     let mut car = good_header();
     car.extend(section(&odd.to_bytes(), b"odd"));
     let e = first_error(&car);
-    assert!(
-        matches!(
-            e,
-            CarError::UnsupportedCid {
-                source: CidError::UnsupportedCodec(0x0300),
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, CarError::UnsupportedCid { source: CidError::UnsupportedCodec(0x0300), .. }), "{e}");
 
     // A hash code too large for Cairn to even hold the CID: still named.
     let mut car = good_header();
@@ -924,11 +713,7 @@ fn carv2(v1: &[u8], pad: usize, tail: &[u8]) -> Vec<u8> {
     let data_offset = (11 + 40 + pad) as u64;
     out.extend_from_slice(&data_offset.to_le_bytes());
     out.extend_from_slice(&(v1.len() as u64).to_le_bytes());
-    let index_offset = if tail.is_empty() {
-        0
-    } else {
-        data_offset + v1.len() as u64
-    };
+    let index_offset = if tail.is_empty() { 0 } else { data_offset + v1.len() as u64 };
     out.extend_from_slice(&index_offset.to_le_bytes());
     out.extend(std::iter::repeat_n(0u8, pad));
     out.extend_from_slice(v1);
@@ -954,46 +739,24 @@ fn broken_carv2_is_refused() {
     // payload shorter than declared
     let v2 = carv2(&inner, 0, b"");
     let cut = &v2[..v2.len() - 4];
-    let e = CarReader::new(cut)
-        .and_then(|r| r.collect::<Result<Vec<_>, _>>())
-        .unwrap_err();
+    let e = CarReader::new(cut).and_then(|r| r.collect::<Result<Vec<_>, _>>()).unwrap_err();
     assert!(matches!(e, CarError::Truncated { .. }), "{e}");
     // the payload ends exactly between sections, but before its declared size
     let mut v2 = carv2(&inner, 0, b"");
     let size_at = 11 + 16 + 8;
     let bigger = (inner.len() as u64 + 5).to_le_bytes();
     v2[size_at..size_at + 8].copy_from_slice(&bigger);
-    let e = CarReader::new(&v2[..])
-        .and_then(|r| r.collect::<Result<Vec<_>, _>>())
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            CarError::Truncated {
-                what: "CARv2 data payload",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    let e = CarReader::new(&v2[..]).and_then(|r| r.collect::<Result<Vec<_>, _>>()).unwrap_err();
+    assert!(matches!(e, CarError::Truncated { what: "CARv2 data payload", .. }), "{e}");
     // data offset inside the header
     let mut v2 = carv2(&inner, 0, b"");
     v2[11 + 16..11 + 24].copy_from_slice(&20u64.to_le_bytes());
-    assert!(matches!(
-        CarReader::new(&v2[..]),
-        Err(CarError::InvalidCarV2(_))
-    ));
+    assert!(matches!(CarReader::new(&v2[..]), Err(CarError::InvalidCarV2(_))));
     // a CARv2 inside a CARv2
     let nested = carv2(&carv2(&inner, 0, b""), 0, b"");
-    assert!(matches!(
-        CarReader::new(&nested[..]),
-        Err(CarError::InvalidCarV2(_))
-    ));
+    assert!(matches!(CarReader::new(&nested[..]), Err(CarError::InvalidCarV2(_))));
     // header cut short
-    assert!(matches!(
-        CarReader::new(&v2[..30]),
-        Err(CarError::Truncated { .. })
-    ));
+    assert!(matches!(CarReader::new(&v2[..30]), Err(CarError::Truncated { .. })));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -6,9 +6,8 @@ use std::io::{self, Read};
 use std::time::Instant;
 
 use cairn_merkle::chunker::{
-    BuzhashChunker, Chunker, ChunkerSpec, ChunkerSpecError, FixedSizeChunker, RabinChunker,
-    BUZHASH_MAX, BUZHASH_MIN, BUZHASH_TABLE, DEFAULT_CHUNK_SIZE, KUBO_RABIN_POLYNOMIAL,
-    MAX_CHUNK_SIZE,
+    BuzhashChunker, Chunker, ChunkerSpec, ChunkerSpecError, FixedSizeChunker, RabinChunker, BUZHASH_MAX, BUZHASH_MIN,
+    BUZHASH_TABLE, DEFAULT_CHUNK_SIZE, KUBO_RABIN_POLYNOMIAL, MAX_CHUNK_SIZE,
 };
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
@@ -20,27 +19,18 @@ use sha2::{Digest, Sha256};
 /// Every chunk, in order.
 fn chunks(mut chunker: impl Chunker) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    while let Some(chunk) = chunker
-        .next_chunk()
-        .expect("chunking in memory cannot fail")
-    {
+    while let Some(chunk) = chunker.next_chunk().expect("chunking in memory cannot fail") {
         assert!(!chunk.is_empty(), "chunkers never return an empty chunk");
         out.push(chunk);
     }
-    assert!(
-        chunker.next_chunk().expect("after the end").is_none(),
-        "the end stays the end"
-    );
+    assert!(chunker.next_chunk().expect("after the end").is_none(), "the end stays the end");
     out
 }
 
 fn chunks_of(spec: ChunkerSpec, reader: impl Read + Send) -> Vec<Vec<u8>> {
     let mut chunker = spec.build(reader);
     let mut out = Vec::new();
-    while let Some(chunk) = chunker
-        .next_chunk()
-        .expect("chunking in memory cannot fail")
-    {
+    while let Some(chunk) = chunker.next_chunk().expect("chunking in memory cannot fail") {
         assert!(!chunk.is_empty(), "chunkers never return an empty chunk");
         out.push(chunk);
     }
@@ -52,10 +42,7 @@ fn lengths(chunks: &[Vec<u8>]) -> Vec<usize> {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A reader that hands out its bytes in pseudo-random short reads (1 byte up to `max_read`)
@@ -68,11 +55,7 @@ struct Choppy<'a> {
 
 impl<'a> Choppy<'a> {
     fn new(data: &'a [u8], seed: u64, max_read: usize) -> Self {
-        Choppy {
-            data,
-            state: seed | 1,
-            max_read: max_read.max(1),
-        }
+        Choppy { data, state: seed | 1, max_read: max_read.max(1) }
     }
 
     fn next(&mut self) -> u64 {
@@ -90,9 +73,7 @@ impl Read for Choppy<'_> {
         if roll % 7 == 0 {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "try again"));
         }
-        let n = (1 + (roll >> 8) as usize % self.max_read)
-            .min(buf.len())
-            .min(self.data.len());
+        let n = (1 + (roll >> 8) as usize % self.max_read).min(buf.len()).min(self.data.len());
         buf[..n].copy_from_slice(&self.data[..n]);
         self.data = &self.data[n..];
         Ok(n)
@@ -213,10 +194,7 @@ mod gorand {
             let mut out = [0u64; LEN];
             for m in 0..LEN {
                 // power = x^(STEPS + m), giving s[STEPS + m - 607] = s[STEPS - k], k = 607 - m
-                let value = power
-                    .iter()
-                    .zip(&basis)
-                    .fold(0u64, |acc, (c, a)| acc.wrapping_add(c.wrapping_mul(*a)));
+                let value = power.iter().zip(&basis).fold(0u64, |acc, (c, a)| acc.wrapping_add(c.wrapping_mul(*a)));
                 out[(f + LEN - m) % LEN] = value;
                 power = times_x(&power);
             }
@@ -254,11 +232,7 @@ mod gorand {
                     vec[i as usize] = (u as u64) ^ cooked[i as usize];
                 }
             }
-            GoRand {
-                vec,
-                tap: 0,
-                feed: LEN - TAP,
-            }
+            GoRand { vec, tap: 0, feed: LEN - TAP }
         }
 
         pub fn int63(&mut self) -> i64 {
@@ -356,14 +330,8 @@ fn parses_what_kubo_accepts() {
     assert_eq!(parse("rabin-30000"), Ok(rabin(10_000, 30_000, 45_000)));
     // Accepted in boxo chunker/parse_test.go (TestParseRabin, TestParseSize; limit 1 MiB).
     assert_eq!(parse("rabin-18-25-32"), Ok(rabin(18, 25, 32)));
-    assert_eq!(
-        parse("rabin-19-21-1048576"),
-        Ok(rabin(19, 21, MAX_CHUNK_SIZE))
-    );
-    assert_eq!(
-        parse("rabin-699051"),
-        Ok(rabin(233_017, 699_051, 1_048_576))
-    );
+    assert_eq!(parse("rabin-19-21-1048576"), Ok(rabin(19, 21, MAX_CHUNK_SIZE)));
+    assert_eq!(parse("rabin-699051"), Ok(rabin(233_017, 699_051, 1_048_576)));
     assert_eq!(parse("size-32"), Ok(ChunkerSpec::Size(32)));
     assert_eq!(parse("size-1048576"), Ok(ChunkerSpec::Size(MAX_CHUNK_SIZE)));
     // Accepted in Kubo's test/sharness/t0040-add-and-cat.sh.
@@ -412,18 +380,9 @@ fn refuses_what_kubo_refuses() {
         assert_eq!(err.spec, spec);
         assert!(!err.reason.is_empty());
     }
-    assert!(parse("rabin-15-23-31")
-        .unwrap_err()
-        .reason
-        .contains("at least 16"));
-    assert!(parse("size-0")
-        .unwrap_err()
-        .reason
-        .contains("greater than 0"));
-    assert!(parse("size-1048577")
-        .unwrap_err()
-        .reason
-        .contains("1048576"));
+    assert!(parse("rabin-15-23-31").unwrap_err().reason.contains("at least 16"));
+    assert!(parse("size-0").unwrap_err().reason.contains("greater than 0"));
+    assert!(parse("size-1048577").unwrap_err().reason.contains("1048576"));
 }
 
 #[test]
@@ -441,19 +400,10 @@ fn refuses_what_kubo_would_mishandle() {
 
 #[test]
 fn display_round_trips() {
-    for spec in [
-        "size-1",
-        "size-262144",
-        "rabin-16-32-64",
-        "rabin-87381-262144-393216",
-        "buzhash",
-    ] {
+    for spec in ["size-1", "size-262144", "rabin-16-32-64", "rabin-87381-262144-393216", "buzhash"] {
         assert_eq!(parse(spec).unwrap().to_string(), spec);
     }
-    assert_eq!(
-        parse("rabin").unwrap().to_string(),
-        "rabin-87381-262144-393216"
-    );
+    assert_eq!(parse("rabin").unwrap().to_string(), "rabin-87381-262144-393216");
     assert_eq!(ChunkerSpec::default().to_string(), "size-262144");
 }
 
@@ -462,40 +412,18 @@ fn specs_built_in_code_are_checked() {
     let bad = [
         ChunkerSpec::Size(0),
         ChunkerSpec::Size(MAX_CHUNK_SIZE + 1),
-        ChunkerSpec::Rabin {
-            min: 8,
-            avg: 32,
-            max: 64,
-        },
-        ChunkerSpec::Rabin {
-            min: 32,
-            avg: 32,
-            max: 64,
-        },
-        ChunkerSpec::Rabin {
-            min: 16,
-            avg: 64,
-            max: 64,
-        },
-        ChunkerSpec::Rabin {
-            min: 16,
-            avg: 64,
-            max: MAX_CHUNK_SIZE + 1,
-        },
+        ChunkerSpec::Rabin { min: 8, avg: 32, max: 64 },
+        ChunkerSpec::Rabin { min: 32, avg: 32, max: 64 },
+        ChunkerSpec::Rabin { min: 16, avg: 64, max: 64 },
+        ChunkerSpec::Rabin { min: 16, avg: 64, max: MAX_CHUNK_SIZE + 1 },
     ];
     for spec in bad {
         assert!(spec.validate().is_err(), "{spec:?}");
         let mut chunker = spec.build(&b"some bytes"[..]);
-        let err = chunker
-            .next_chunk()
-            .expect_err("an invalid spec cannot chunk");
+        let err = chunker.next_chunk().expect_err("an invalid spec cannot chunk");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
-    for spec in [
-        ChunkerSpec::Size(MAX_CHUNK_SIZE),
-        ChunkerSpec::rabin_with_avg(48),
-        ChunkerSpec::Buzhash,
-    ] {
+    for spec in [ChunkerSpec::Size(MAX_CHUNK_SIZE), ChunkerSpec::rabin_with_avg(48), ChunkerSpec::Buzhash] {
         assert_eq!(spec.validate(), Ok(()));
     }
     assert_eq!(ChunkerSpec::Buzhash.max_chunk_len(), BUZHASH_MAX);
@@ -568,139 +496,38 @@ const REF_MAX: usize = 8 * 1024 * 1024;
 /// (the fork Kubo uses; regenerated for its 16-byte window in commit 0dea88c), for 32 MiB of
 /// `getRandom(23, …)` with the test polynomial and the sizes above.
 const REFERENCE_CHUNKS: &[(usize, u64, &str)] = &[
-    (
-        1_579_758,
-        0x001d06f777d00000,
-        "2931d6dff887a8597b333fd13fcade3ee0c11ad747c5a0eb5ebe7f9d86ab4e42",
-    ),
-    (
-        1_089_328,
-        0x001c99190f500000,
-        "c8a84f85953a2bfbc5555d43e570f5ffa8ca7f0db3a2bc6e47f9e5da06130313",
-    ),
-    (
-        614_316,
-        0x0002e95018f00000,
-        "2f99d99fd70f6bcbe01a945c81a5bb355ea8d82a368c82b6bbd57c81df0173db",
-    ),
-    (
-        1_183_251,
-        0x00187291a9d00000,
-        "56db29489e7b8f81e9076d451db131a2501264452509ec5dd2732c5ca3d043da",
-    ),
-    (
-        2_079_238,
-        0x00150d9af0e00000,
-        "9cd438ed06933b4d3e1ccbfef9e5b26d3e98171c557ed56a841d20d6b31cc1bb",
-    ),
-    (
-        1_282_082,
-        0x0001d7df88a00000,
-        "63284dafb2da8040f01ee8c68e431d0e5c63fbc4c94e72826af3bbf9458edfee",
-    ),
-    (
-        1_656_779,
-        0x001881427eb00000,
-        "31b07bddd5d4baf0c7a9d77e66b5134595a4b57ed9e10864dbae9a6cc8511361",
-    ),
-    (
-        1_053_264,
-        0x0006e8249a400000,
-        "b630ea907fcae93b3b2da07de81d885eadb44b5a61e9d8d34d256c42acd54faf",
-    ),
-    (
-        1_028_060,
-        0x00179e806ee00000,
-        "f91c9aa5ad51515ba9d2b22b88ce6064a5bca7d11a6233d641aaf4226b26f991",
-    ),
-    (
-        896_166,
-        0x001a90cfa7900000,
-        "b3b0faf1476b77ae20aecec498faa99d8743b6057d99cb35f8b8f3e178970f32",
-    ),
-    (
-        1_633_016,
-        0x001c77ba2dc00000,
-        "7dfc1baf511bb19d003d7fde2718296681133a51995b4b7497381b4c7551f0ff",
-    ),
-    (
-        1_051_769,
-        0x001c7ee3e8900000,
-        "e5cd24f70553b4cec0ff26e756a634d374c50280b21ed199d7dcc6f6c9d5b185",
-    ),
-    (
-        5_719_810,
-        0x00004e5c0ca00000,
-        "21b576c8340813e1a3b517b5727ed256e3a13a060fa3b5a2b05279fc625dddce",
-    ),
-    (
-        2_490_321,
-        0x0014eedcd5900000,
-        "47adb6a6cbf2ecfe18e1b90f03b19f8155bb7222d5ca264698c1f94666224043",
-    ),
-    (
-        544_210,
-        0x00063fcba2b00000,
-        "2a55f181b50a2af4efa85e2cb43479980490519537b85b945238cea33d682233",
-    ),
-    (
-        892_726,
-        0x000b6da997300000,
-        "10c413cd7eddfd4d5577984cc137fe25d59b357fe282aa4d6b085482eefc1127",
-    ),
-    (
-        1_147_747,
-        0x000745edc1700000,
-        "c39a798ca1516b0bf41a925de18bc225df2c51078d0c5330a4230c0919c64a32",
-    ),
-    (
-        1_964_963,
-        0x000a609a0f900000,
-        "e44ad9856707b191144ee597b845f8253906c3e1b4112cc28c49bf196e5f5be7",
-    ),
-    (
-        798_928,
-        0x000ed5aa9e200000,
-        "7bb618d427aa47512c414a682496e861c81c905deac8434fc55c1caf34655501",
-    ),
-    (
-        2_585_098,
-        0x00108d5fd0500000,
-        "678291ddd056c63af055f206bf59c4e773036e2f67564edd3c159729586d1275",
-    ),
-    (
-        975_521,
-        0x000603e82f500000,
-        "faa1244cca467335cd3c04e4a9f9c2d72fa49b7e9d6c6392a68923d1372a16c0",
-    ),
-    (
-        1_288_081,
-        0x00097e6e5e2e0920,
-        "857eab0067640c83275d628d2f22c027855afd8aa816bb1f15e6233d19fa8cea",
-    ),
+    (1_579_758, 0x001d06f777d00000, "2931d6dff887a8597b333fd13fcade3ee0c11ad747c5a0eb5ebe7f9d86ab4e42"),
+    (1_089_328, 0x001c99190f500000, "c8a84f85953a2bfbc5555d43e570f5ffa8ca7f0db3a2bc6e47f9e5da06130313"),
+    (614_316, 0x0002e95018f00000, "2f99d99fd70f6bcbe01a945c81a5bb355ea8d82a368c82b6bbd57c81df0173db"),
+    (1_183_251, 0x00187291a9d00000, "56db29489e7b8f81e9076d451db131a2501264452509ec5dd2732c5ca3d043da"),
+    (2_079_238, 0x00150d9af0e00000, "9cd438ed06933b4d3e1ccbfef9e5b26d3e98171c557ed56a841d20d6b31cc1bb"),
+    (1_282_082, 0x0001d7df88a00000, "63284dafb2da8040f01ee8c68e431d0e5c63fbc4c94e72826af3bbf9458edfee"),
+    (1_656_779, 0x001881427eb00000, "31b07bddd5d4baf0c7a9d77e66b5134595a4b57ed9e10864dbae9a6cc8511361"),
+    (1_053_264, 0x0006e8249a400000, "b630ea907fcae93b3b2da07de81d885eadb44b5a61e9d8d34d256c42acd54faf"),
+    (1_028_060, 0x00179e806ee00000, "f91c9aa5ad51515ba9d2b22b88ce6064a5bca7d11a6233d641aaf4226b26f991"),
+    (896_166, 0x001a90cfa7900000, "b3b0faf1476b77ae20aecec498faa99d8743b6057d99cb35f8b8f3e178970f32"),
+    (1_633_016, 0x001c77ba2dc00000, "7dfc1baf511bb19d003d7fde2718296681133a51995b4b7497381b4c7551f0ff"),
+    (1_051_769, 0x001c7ee3e8900000, "e5cd24f70553b4cec0ff26e756a634d374c50280b21ed199d7dcc6f6c9d5b185"),
+    (5_719_810, 0x00004e5c0ca00000, "21b576c8340813e1a3b517b5727ed256e3a13a060fa3b5a2b05279fc625dddce"),
+    (2_490_321, 0x0014eedcd5900000, "47adb6a6cbf2ecfe18e1b90f03b19f8155bb7222d5ca264698c1f94666224043"),
+    (544_210, 0x00063fcba2b00000, "2a55f181b50a2af4efa85e2cb43479980490519537b85b945238cea33d682233"),
+    (892_726, 0x000b6da997300000, "10c413cd7eddfd4d5577984cc137fe25d59b357fe282aa4d6b085482eefc1127"),
+    (1_147_747, 0x000745edc1700000, "c39a798ca1516b0bf41a925de18bc225df2c51078d0c5330a4230c0919c64a32"),
+    (1_964_963, 0x000a609a0f900000, "e44ad9856707b191144ee597b845f8253906c3e1b4112cc28c49bf196e5f5be7"),
+    (798_928, 0x000ed5aa9e200000, "7bb618d427aa47512c414a682496e861c81c905deac8434fc55c1caf34655501"),
+    (2_585_098, 0x00108d5fd0500000, "678291ddd056c63af055f206bf59c4e773036e2f67564edd3c159729586d1275"),
+    (975_521, 0x000603e82f500000, "faa1244cca467335cd3c04e4a9f9c2d72fa49b7e9d6c6392a68923d1372a16c0"),
+    (1_288_081, 0x00097e6e5e2e0920, "857eab0067640c83275d628d2f22c027855afd8aa816bb1f15e6233d19fa8cea"),
 ];
 
-fn check_reference_chunks(
-    chunker: &mut RabinChunker<impl Read + Send>,
-    expected: &[(usize, u64, &str)],
-) {
+fn check_reference_chunks(chunker: &mut RabinChunker<impl Read + Send>, expected: &[(usize, u64, &str)]) {
     for (i, &(len, cut, digest)) in expected.iter().enumerate() {
-        let chunk = chunker
-            .next_chunk()
-            .unwrap()
-            .unwrap_or_else(|| panic!("chunk {i} missing"));
+        let chunk = chunker.next_chunk().unwrap().unwrap_or_else(|| panic!("chunk {i} missing"));
         assert_eq!(chunk.len(), len, "length of chunk {i}");
-        assert_eq!(
-            chunker.last_fingerprint(),
-            cut,
-            "cut fingerprint of chunk {i}"
-        );
+        assert_eq!(chunker.last_fingerprint(), cut, "cut fingerprint of chunk {i}");
         assert_eq!(sha256_hex(&chunk), digest, "SHA-256 of chunk {i}");
     }
-    assert!(
-        chunker.next_chunk().unwrap().is_none(),
-        "no chunk after the last"
-    );
+    assert!(chunker.next_chunk().unwrap().is_none(), "no chunk after the last");
 }
 
 #[test]
@@ -708,14 +535,8 @@ fn rabin_matches_reference_vectors() {
     let data = reference_random(32 * 1024 * 1024);
     let total: usize = REFERENCE_CHUNKS.iter().map(|c| c.0).sum();
     assert_eq!(total, data.len());
-    let mut chunker = RabinChunker::with_polynomial(
-        &data[..],
-        REFERENCE_TEST_POLYNOMIAL,
-        REF_MIN,
-        REF_AVG,
-        REF_MAX,
-    )
-    .unwrap();
+    let mut chunker =
+        RabinChunker::with_polynomial(&data[..], REFERENCE_TEST_POLYNOMIAL, REF_MIN, REF_AVG, REF_MAX).unwrap();
     check_reference_chunks(&mut chunker, REFERENCE_CHUNKS);
     // The same through a reader that hands out short reads and interruptions.
     let mut chunker = RabinChunker::with_polynomial(
@@ -735,14 +556,8 @@ fn rabin_matches_reference_null_byte_vectors() {
     // every MinSize (the fingerprint of zeros is 0), each chunk hashing to this SHA-256.
     let zero_chunk = "07854d2fef297a06ba81685e660c332de36d5d18d546927d30daad6d7fda1541";
     let data = vec![0u8; 4 * REF_MIN];
-    let mut chunker = RabinChunker::with_polynomial(
-        &data[..],
-        REFERENCE_TEST_POLYNOMIAL,
-        REF_MIN,
-        REF_AVG,
-        REF_MAX,
-    )
-    .unwrap();
+    let mut chunker =
+        RabinChunker::with_polynomial(&data[..], REFERENCE_TEST_POLYNOMIAL, REF_MIN, REF_AVG, REF_MAX).unwrap();
     check_reference_chunks(&mut chunker, &[(REF_MIN, 0, zero_chunk); 4]);
 }
 
@@ -783,31 +598,18 @@ fn rabin_model(data: &[u8], pol: u64, min: usize, avg: usize, max: usize) -> Vec
 fn rabin_with_kubo_polynomial_matches_model() {
     // No published vectors use Kubo's polynomial; this checks the table-driven roller
     // against the plain definition, on small parameters so that there are many cuts.
-    for (seed, (min, avg, max)) in [
-        (16, 32, 64),
-        (16, 64, 1000),
-        (40, 256, 300),
-        (100, 128, 150),
-    ]
-    .into_iter()
-    .enumerate()
+    for (seed, (min, avg, max)) in
+        [(16, 32, 64), (16, 64, 1000), (40, 256, 300), (100, 128, 150)].into_iter().enumerate()
     {
         let data = test_bytes(seed as u64, 200_000);
         let spec = ChunkerSpec::Rabin { min, avg, max };
         let got = lengths(&chunks_of(spec, &data[..]));
-        assert_eq!(
-            got,
-            rabin_model(&data, KUBO_RABIN_POLYNOMIAL, min, avg, max),
-            "{spec}"
-        );
+        assert_eq!(got, rabin_model(&data, KUBO_RABIN_POLYNOMIAL, min, avg, max), "{spec}");
     }
     // And Kubo's default `rabin` over a few MiB.
     let data = test_bytes(9, 6 << 20);
     let got = lengths(&chunks_of(parse("rabin").unwrap(), &data[..]));
-    assert_eq!(
-        got,
-        rabin_model(&data, KUBO_RABIN_POLYNOMIAL, 87_381, 262_144, 393_216)
-    );
+    assert_eq!(got, rabin_model(&data, KUBO_RABIN_POLYNOMIAL, 87_381, 262_144, 393_216));
 }
 
 #[test]
@@ -855,17 +657,12 @@ fn buzhash_table_is_kubos() {
     assert_eq!(table, BUZHASH_TABLE);
     // boxo chunker/buzhash_test.go TestBuzhashBitsHashBias: each bit is set in 128 entries.
     for bit in 0..32 {
-        assert_eq!(
-            BUZHASH_TABLE.iter().filter(|&&v| v >> bit & 1 == 1).count(),
-            128
-        );
+        assert_eq!(BUZHASH_TABLE.iter().filter(|&&v| v >> bit & 1 == 1).count(), 128);
     }
 }
 
 fn buzhash_window(window: &[u8]) -> u32 {
-    window.iter().enumerate().fold(0, |h, (j, &b)| {
-        h ^ BUZHASH_TABLE[usize::from(b)].rotate_left(31 - j as u32)
-    })
+    window.iter().enumerate().fold(0, |h, (j, &b)| h ^ BUZHASH_TABLE[usize::from(b)].rotate_left(31 - j as u32))
 }
 
 /// Buzhash cut points computed the slow way, from the definition in boxo chunker/buzhash.go:
@@ -893,12 +690,7 @@ fn buzhash_model(data: &[u8]) -> Vec<usize> {
 fn buzhash_matches_model() {
     // No published vectors exist for buzhash's cut points; this checks the rolling hash
     // against the from-scratch definition.
-    for (seed, len) in [
-        (1u64, 5 << 20),
-        (2, 3 << 20),
-        (3, BUZHASH_MIN + 5),
-        (4, BUZHASH_MAX * 2 + 33),
-    ] {
+    for (seed, len) in [(1u64, 5 << 20), (2, 3 << 20), (3, BUZHASH_MIN + 5), (4, BUZHASH_MAX * 2 + 33)] {
         let data = test_bytes(seed, len);
         let got = lengths(&chunks(BuzhashChunker::new(&data[..])));
         assert_eq!(got, buzhash_model(&data), "seed {seed}");
@@ -914,13 +706,7 @@ fn buzhash_boundaries() {
         let expected: Vec<usize> = if len == 0 { vec![] } else { vec![len] };
         assert_eq!(got, expected, "len {len}");
     }
-    for len in [
-        BUZHASH_MIN + 1,
-        BUZHASH_MAX - 1,
-        BUZHASH_MAX,
-        BUZHASH_MAX + 1,
-        BUZHASH_MAX + 10,
-    ] {
+    for len in [BUZHASH_MIN + 1, BUZHASH_MAX - 1, BUZHASH_MAX, BUZHASH_MAX + 1, BUZHASH_MAX + 10] {
         let got = lengths(&chunks(BuzhashChunker::new(&data[..len])));
         assert_eq!(got, buzhash_model(&data[..len]), "len {len}");
     }
@@ -929,20 +715,12 @@ fn buzhash_boundaries() {
     // minimum...
     assert_eq!(buzhash_window(&[0; 32]), 0);
     let zeros = vec![0u8; 2 * BUZHASH_MIN + 100];
-    assert_eq!(
-        lengths(&chunks_of(ChunkerSpec::Buzhash, &zeros[..])),
-        [BUZHASH_MIN, BUZHASH_MIN, 100]
-    );
+    assert_eq!(lengths(&chunks_of(ChunkerSpec::Buzhash, &zeros[..])), [BUZHASH_MIN, BUZHASH_MIN, 100]);
     // ... and a byte whose entry has an odd number of set bits hashes to all ones: cut at max.
-    let odd = (0u8..=255)
-        .find(|&b| BUZHASH_TABLE[usize::from(b)].count_ones() % 2 == 1)
-        .unwrap();
+    let odd = (0u8..=255).find(|&b| BUZHASH_TABLE[usize::from(b)].count_ones() % 2 == 1).unwrap();
     assert_eq!(buzhash_window(&[odd; 32]) & mask, mask);
     let run = vec![odd; 2 * BUZHASH_MAX + 100];
-    assert_eq!(
-        lengths(&chunks_of(ChunkerSpec::Buzhash, &run[..])),
-        [BUZHASH_MAX, BUZHASH_MAX, 100]
-    );
+    assert_eq!(lengths(&chunks_of(ChunkerSpec::Buzhash, &run[..])), [BUZHASH_MAX, BUZHASH_MAX, 100]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -958,32 +736,18 @@ fn bounds(spec: ChunkerSpec) -> (usize, usize) {
     }
 }
 
-fn check_properties(
-    spec: ChunkerSpec,
-    data: &[u8],
-    seed: u64,
-    max_read: usize,
-) -> Result<(), TestCaseError> {
+fn check_properties(spec: ChunkerSpec, data: &[u8], seed: u64, max_read: usize) -> Result<(), TestCaseError> {
     let plain = chunks_of(spec, data);
     prop_assert_eq!(plain.concat(), data, "chunks put together are the input");
     let (min, max) = bounds(spec);
     if let Some((last, rest)) = plain.split_last() {
         for chunk in rest {
-            prop_assert!(
-                (min..=max).contains(&chunk.len()),
-                "{} byte chunk from {}",
-                chunk.len(),
-                spec
-            );
+            prop_assert!((min..=max).contains(&chunk.len()), "{} byte chunk from {}", chunk.len(), spec);
         }
         prop_assert!(last.len() <= max);
     }
     let choppy = chunks_of(spec, Choppy::new(data, seed, max_read));
-    prop_assert_eq!(
-        &lengths(&choppy),
-        &lengths(&plain),
-        "short reads move no cut"
-    );
+    prop_assert_eq!(&lengths(&choppy), &lengths(&plain), "short reads move no cut");
     prop_assert!(choppy == plain);
     prop_assert!(chunks_of(spec, data) == plain, "deterministic");
     Ok(())
@@ -994,11 +758,7 @@ fn small_spec() -> impl Strategy<Value = ChunkerSpec> {
         (1usize..3000).prop_map(ChunkerSpec::Size),
         (16usize..200, 1usize..300, 1usize..600).prop_map(|(min, extra_avg, extra_max)| {
             let avg = min + extra_avg;
-            ChunkerSpec::Rabin {
-                min,
-                avg,
-                max: avg + extra_max,
-            }
+            ChunkerSpec::Rabin { min, avg, max: avg + extra_max }
         }),
     ]
 }

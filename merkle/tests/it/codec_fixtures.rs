@@ -39,10 +39,7 @@ fn positive_fixtures() -> Vec<(String, Bytes, String)> {
 
 fn hex_decode(s: &str) -> Vec<u8> {
     assert!(s.len() % 2 == 0, "odd hex {s}");
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 fn negative(rel: &str) -> Vec<Value> {
@@ -57,24 +54,12 @@ fn negative(rel: &str) -> Vec<Value> {
 #[test]
 fn positive_dag_pb_fixtures_round_trip_and_hash_to_their_name() {
     let fixtures = positive_fixtures();
-    assert!(
-        fixtures.len() >= 17,
-        "found only {} dag-pb fixtures",
-        fixtures.len()
-    );
+    assert!(fixtures.len() >= 17, "found only {} dag-pb fixtures", fixtures.len());
     for (name, bytes, folder) in fixtures {
         let node = PbNode::decode(&bytes).unwrap_or_else(|e| panic!("{folder}/{name}: {e}"));
-        assert_eq!(
-            node.encode(),
-            bytes.to_vec(),
-            "{folder}/{name}: re-encoding differs"
-        );
+        assert_eq!(node.encode(), bytes.to_vec(), "{folder}/{name}: re-encoding differs");
         assert_eq!(node.encoded_len(), bytes.len(), "{folder}/{name}");
-        let cid = CidFormat {
-            version: 1,
-            hash: HashAlg::Sha2_256,
-        }
-        .cid(DAG_PB, &bytes);
+        let cid = CidFormat { version: 1, hash: HashAlg::Sha2_256 }.cid(DAG_PB, &bytes);
         assert_eq!(cid.to_string(), name, "{folder}: CID of the bytes");
         // the links module sees the same links as the decoder
         let expected: Vec<Cid> = node.links.iter().map(|l| l.cid).collect();
@@ -111,10 +96,7 @@ fn positive_fixtures_have_the_shape_their_folder_names() {
                 assert_eq!(node.links[0].tsize, Some((1 << 53) - 1))
             }
             "dagpb_Links_Hash_some" => {
-                assert_eq!(
-                    (node.links[0].name.as_ref(), node.links[0].tsize),
-                    (None, None)
-                );
+                assert_eq!((node.links[0].name.as_ref(), node.links[0].tsize), (None, None));
             }
             _ => {}
         }
@@ -127,9 +109,7 @@ fn negative_decode_fixtures_are_refused() {
     assert!(!cases.is_empty());
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let hex = case["hex"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{name}: no hex"));
+        let hex = case["hex"].as_str().unwrap_or_else(|| panic!("{name}: no hex"));
         let bytes = Bytes::from(hex_decode(hex));
         assert!(PbNode::decode(&bytes).is_err(), "{name}: {hex} decoded");
     }
@@ -138,20 +118,14 @@ fn negative_decode_fixtures_are_refused() {
 #[test]
 fn negative_encode_fixtures_are_refused_by_the_form_check() {
     let mut seen = 0;
-    for file in [
-        "encode/basic-datamodel-kinds.json",
-        "encode/invalid-forms.json",
-    ] {
+    for file in ["encode/basic-datamodel-kinds.json", "encode/invalid-forms.json"] {
         for case in negative(file) {
             let name = case["name"].as_str().unwrap();
             let form = &case["dag-json"];
             let expected = case["error"].as_str().unwrap();
             let err = PbNode::from_dag_json(form).expect_err(name);
             // Same reason as the reference implementation (ours adds the link index).
-            assert!(
-                err.to_string().starts_with(expected),
-                "{file} {name}: {err} vs {expected}"
-            );
+            assert!(err.to_string().starts_with(expected), "{file} {name}: {err} vs {expected}");
             seen += 1;
         }
     }
@@ -168,22 +142,14 @@ fn positive_fixtures_pass_the_form_check_and_convert_back() {
         // go through text, as a .dag-json file would
         let text = serde_json::to_string(&form).unwrap();
         let parsed: Value = serde_json::from_str(&text).unwrap();
-        let back =
-            PbNode::from_dag_json(&parsed).unwrap_or_else(|e| panic!("{folder}/{name}: {e}"));
+        let back = PbNode::from_dag_json(&parsed).unwrap_or_else(|e| panic!("{folder}/{name}: {e}"));
         assert_eq!(back, node, "{folder}/{name}");
         assert_eq!(back.encode(), bytes.to_vec(), "{folder}/{name}");
         // Any twin file that does exist must agree.
-        let twin = codec_fixtures()
-            .join("fixtures")
-            .join(&folder)
-            .join(format!("{name}.dag-json"));
+        let twin = codec_fixtures().join("fixtures").join(&folder).join(format!("{name}.dag-json"));
         if let Ok(text) = std::fs::read_to_string(twin) {
             let v: Value = serde_json::from_str(&text).unwrap();
-            assert_eq!(
-                PbNode::from_dag_json(&v).unwrap(),
-                node,
-                "{folder}/{name}.dag-json"
-            );
+            assert_eq!(PbNode::from_dag_json(&v).unwrap(), node, "{folder}/{name}.dag-json");
         }
     }
 }
@@ -195,18 +161,9 @@ fn form_check_details() {
     let ok = serde_json::json!({"Links": [{"Hash": h}, {"Hash": h, "Name": ""}, {"Hash": h, "Name": "a"}, {"Hash": h, "Name": "a"}]});
     assert_eq!(PbNode::from_dag_json(&ok).unwrap().links.len(), 4);
     let bad = serde_json::json!({"Links": [{"Hash": h, "Name": "a"}, {"Hash": h}]});
-    assert_eq!(
-        PbNode::from_dag_json(&bad),
-        Err(DagPbFormError::Unsorted(1))
-    );
+    assert_eq!(PbNode::from_dag_json(&bad), Err(DagPbFormError::Unsorted(1)));
     let bad = serde_json::json!({"Links": [{"Hash": {"/": "not a cid"}}]});
-    assert_eq!(
-        PbNode::from_dag_json(&bad),
-        Err(DagPbFormError::HashNotACid(0))
-    );
+    assert_eq!(PbNode::from_dag_json(&bad), Err(DagPbFormError::HashNotACid(0)));
     let bad = serde_json::json!({"Data": {"/": {"bytes": "!!"}}, "Links": []});
-    assert_eq!(
-        PbNode::from_dag_json(&bad),
-        Err(DagPbFormError::DataNotBytes)
-    );
+    assert_eq!(PbNode::from_dag_json(&bad), Err(DagPbFormError::DataNotBytes));
 }

@@ -1,5 +1,7 @@
 //! The one integration-test binary of `cairn-merkle`; each module is one area.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod car;
 mod chunker;
 mod codec_fixtures;
