@@ -80,7 +80,8 @@ pub fn run(args: AddArgs) -> anyhow::Result<()> {
     };
     let mut last = None;
     if args.paths.is_empty() {
-        let root = importer::import_file(std::io::stdin(), &opts.import, &mut sink).context("reading standard input")?;
+        let root =
+            importer::import_file(std::io::stdin(), &opts.import, &mut sink).context("reading standard input")?;
         let added = Added { path: root.cid.to_string(), cid: root.cid, size: root.size };
         print(&added);
         last = Some(added);

@@ -158,10 +158,7 @@ pub enum HamtError {
 /// Kubo's estimate of a plain directory's size: the sum over its links of the name's byte
 /// length and the CID's binary length (boxo `productionLinkSize`).
 pub fn estimated_dir_size(links: &[PbLink]) -> usize {
-    links
-        .iter()
-        .map(|l| l.name().len() + l.cid.encoded_len())
-        .sum()
+    links.iter().map(|l| l.name().len() + l.cid.encoded_len()).sum()
 }
 
 /// Whether a directory with this [`estimated_dir_size`] is sharded under `threshold`
@@ -274,12 +271,7 @@ pub fn build(
     if let Some(w) = items.windows(2).find(|w| w[0].1.name() == w[1].1.name()) {
         return Err(HamtError::DuplicateName(w[0].1.name().to_owned()));
     }
-    let mut builder = Builder {
-        fanout,
-        bits,
-        format,
-        sink,
-    };
+    let mut builder = Builder { fanout, bits, format, sink };
     builder.shard(&items, 0)
 }
 
@@ -322,21 +314,11 @@ impl Builder<'_> {
             };
             // Go sums sizes in wrapping uint64 arithmetic.
             total = total.wrapping_add(tsize);
-            links.push(PbLink {
-                cid,
-                name: Some(name),
-                tsize: Some(written_tsize(tsize)),
-            });
+            links.push(PbLink { cid, name: Some(name), tsize: Some(written_tsize(tsize)) });
             slots.push(idx);
             i = j;
         }
-        let node = PbNode {
-            links,
-            data: Some(shard_data(
-                encode_bitfield(&slots, self.fanout),
-                self.fanout,
-            )),
-        };
+        let node = PbNode { links, data: Some(shard_data(encode_bitfield(&slots, self.fanout), self.fanout)) };
         let bytes = Bytes::from(node.encode());
         let cid = self.format.cid(DAG_PB, &bytes);
         let size = (bytes.len() as u64).wrapping_add(total);
@@ -369,53 +351,28 @@ impl Layout {
         let fanout = fs.fanout.unwrap_or(0);
         if let Some(expected) = expect_fanout {
             if fanout != expected {
-                return Err(HamtError::FanoutMismatch {
-                    expected,
-                    found: fanout,
-                });
+                return Err(HamtError::FanoutMismatch { expected, found: fanout });
             }
         }
         let bits = fanout_bits(fanout)?;
         let len = (fanout / 8) as usize;
         let raw = fs.data.as_deref().unwrap_or_default();
         if raw.len() > len {
-            return Err(HamtError::BadBitfield {
-                len: raw.len(),
-                fanout,
-            });
+            return Err(HamtError::BadBitfield { len: raw.len(), fanout });
         }
         let mut bitfield = vec![0u8; len - raw.len()];
         bitfield.extend_from_slice(raw);
-        let layout = Layout {
-            fanout,
-            bits,
-            width: prefix_width(fanout),
-            bitfield,
-        };
-        let ones = layout
-            .bitfield
-            .iter()
-            .map(|b| b.count_ones() as usize)
-            .sum::<usize>();
+        let layout = Layout { fanout, bits, width: prefix_width(fanout), bitfield };
+        let ones = layout.bitfield.iter().map(|b| b.count_ones() as usize).sum::<usize>();
         if ones != node.links.len() {
-            return Err(HamtError::BitfieldMismatch {
-                ones,
-                links: node.links.len(),
-            });
+            return Err(HamtError::BitfieldMismatch { ones, links: node.links.len() });
         }
         let occupied = (0..fanout as usize).filter(|&i| layout.has(i));
         for (link, expected) in node.links.iter().zip(occupied) {
             let name = link.name();
-            let idx = layout
-                .prefix_of(name)
-                .ok_or_else(|| HamtError::BadLinkName {
-                    name: name.to_owned(),
-                })?;
+            let idx = layout.prefix_of(name).ok_or_else(|| HamtError::BadLinkName { name: name.to_owned() })?;
             if idx != expected {
-                return Err(HamtError::LinkOutOfPlace {
-                    name: name.to_owned(),
-                    expected: expected as u64,
-                });
+                return Err(HamtError::LinkOutOfPlace { name: name.to_owned(), expected: expected as u64 });
             }
         }
         Ok(layout)
@@ -432,11 +389,7 @@ impl Layout {
         let len = self.bitfield.len();
         let byte = len - 1 - i / 8;
         let below = (self.bitfield[byte] & ((1u16 << (i % 8)) - 1) as u8).count_ones() as usize;
-        below
-            + self.bitfield[byte + 1..]
-                .iter()
-                .map(|b| b.count_ones() as usize)
-                .sum::<usize>()
+        below + self.bitfield[byte + 1..].iter().map(|b| b.count_ones() as usize).sum::<usize>()
     }
 
     /// The slot named by the hex prefix of a link name, if it is valid.
@@ -456,22 +409,14 @@ impl Layout {
 }
 
 /// Fetches, decodes and checks the child shard `cid` of a shard with `fanout`.
-fn load_shard<S: BlockSource + ?Sized>(
-    source: &S,
-    cid: &Cid,
-    fanout: u64,
-) -> Result<(PbNode, Layout), HamtError> {
-    let in_shard = |e: HamtError| HamtError::InShard {
-        shard: *cid,
-        source: Box::new(e),
-    };
+fn load_shard<S: BlockSource + ?Sized>(source: &S, cid: &Cid, fanout: u64) -> Result<(PbNode, Layout), HamtError> {
+    let in_shard = |e: HamtError| HamtError::InShard { shard: *cid, source: Box::new(e) };
     if cid.codec() != DAG_PB {
         return Err(in_shard(HamtError::NotAShard));
     }
     let bytes = source.get(cid)?;
     let node = PbNode::decode(&bytes).map_err(|e| in_shard(e.into()))?;
-    let fs =
-        UnixFs::decode(node.data.clone().unwrap_or_default()).map_err(|e| in_shard(e.into()))?;
+    let fs = UnixFs::decode(node.data.clone().unwrap_or_default()).map_err(|e| in_shard(e.into()))?;
     let layout = Layout::check(&node, &fs, Some(fanout)).map_err(in_shard)?;
     Ok((node, layout))
 }
@@ -498,11 +443,9 @@ fn step(node: &PbNode, layout: &Layout, hash: u64, depth: usize, name: &str) -> 
         return Step::Descend(link.cid);
     }
     match link.name().get(layout.width..) {
-        Some(entry) if entry == name => Step::Found(PbLink {
-            cid: link.cid,
-            name: Some(name.to_owned()),
-            tsize: link.tsize,
-        }),
+        Some(entry) if entry == name => {
+            Step::Found(PbLink { cid: link.cid, name: Some(name.to_owned()), tsize: link.tsize })
+        }
         _ => Step::Absent,
     }
 }
@@ -564,10 +507,7 @@ pub struct Entries<'a, S: BlockSource + ?Sized> {
 
 impl<S: BlockSource + ?Sized> std::fmt::Debug for Entries<'_, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Entries")
-            .field("fanout", &self.fanout)
-            .field("depth", &self.stack.len())
-            .finish()
+        f.debug_struct("Entries").field("fanout", &self.fanout).field("depth", &self.stack.len()).finish()
     }
 }
 
@@ -581,10 +521,7 @@ impl<'a, S: BlockSource + ?Sized> Entries<'a, S> {
             fanout: layout.fanout,
             width: layout.width,
             levels: max_levels(layout.bits),
-            stack: vec![Frame {
-                links: node.links.into_iter(),
-                depth: 0,
-            }],
+            stack: vec![Frame { links: node.links.into_iter(), depth: 0 }],
         })
     }
 
@@ -600,16 +537,10 @@ impl<'a, S: BlockSource + ?Sized> Entries<'a, S> {
             };
             if link.name().len() == self.width {
                 if depth + 1 >= self.levels {
-                    return Err(HamtError::TooDeep {
-                        shard: link.cid,
-                        depth: depth + 1,
-                    });
+                    return Err(HamtError::TooDeep { shard: link.cid, depth: depth + 1 });
                 }
                 let (child, _) = load_shard(self.source, &link.cid, self.fanout)?;
-                self.stack.push(Frame {
-                    links: child.links.into_iter(),
-                    depth: depth + 1,
-                });
+                self.stack.push(Frame { links: child.links.into_iter(), depth: depth + 1 });
                 continue;
             }
             // Checked when the shard was loaded: the name starts with `width` hex digits.
@@ -640,14 +571,8 @@ mod tests {
     use crate::hash::{HashAlg, RAW};
     use crate::source::MemoryBlocks;
 
-    const V0: CidFormat = CidFormat {
-        version: 0,
-        hash: HashAlg::Sha2_256,
-    };
-    const V1: CidFormat = CidFormat {
-        version: 1,
-        hash: HashAlg::Sha2_256,
-    };
+    const V0: CidFormat = CidFormat { version: 0, hash: HashAlg::Sha2_256 };
+    const V1: CidFormat = CidFormat { version: 1, hash: HashAlg::Sha2_256 };
 
     fn file_cid(i: usize) -> Cid {
         V1.cid(RAW, format!("content {i}").as_bytes())
@@ -678,27 +603,16 @@ mod tests {
     /// A shard node with the given links and raw bitfield bytes.
     fn raw_shard(links: Vec<PbLink>, bitfield: &[u8], fanout: u64) -> (PbNode, UnixFs) {
         let fs = UnixFs::hamt_shard(Bytes::copy_from_slice(bitfield), fanout);
-        (
-            PbNode {
-                links,
-                data: Some(fs.to_bytes()),
-            },
-            fs,
-        )
+        (PbNode { links, data: Some(fs.to_bytes()) }, fs)
     }
 
-    fn list<S: BlockSource + ?Sized>(
-        s: &S,
-        node: PbNode,
-        fs: UnixFs,
-    ) -> Result<Vec<(String, PbLink)>, HamtError> {
+    fn list<S: BlockSource + ?Sized>(s: &S, node: PbNode, fs: UnixFs) -> Result<Vec<(String, PbLink)>, HamtError> {
         Entries::new(s, node, fs)?.collect()
     }
 
     /// Names whose hashes share their first `bytes` bytes, found by brute force.
     fn colliding(bytes: usize, count: usize) -> Vec<String> {
-        let mut seen: std::collections::HashMap<u64, Vec<String>> =
-            std::collections::HashMap::new();
+        let mut seen: std::collections::HashMap<u64, Vec<String>> = std::collections::HashMap::new();
         for i in 0.. {
             let name = format!("n{i}");
             let key = hash_name(&name) >> (64 - 8 * bytes);
@@ -731,11 +645,7 @@ mod tests {
         assert_eq!(slot(h, 0, 10), Some(0xABCD >> 6));
         assert_eq!(slot(h, 1, 10), Some((0x00AB_CDEF >> 4) & 0x3FF));
         assert_eq!(slot(h, 5, 10), Some(((h >> 4) & 0x3FF) as usize));
-        assert_eq!(
-            slot(h, 6, 10),
-            None,
-            "fanout 1024 has 6 levels, 4 bits unused"
-        );
+        assert_eq!(slot(h, 6, 10), None, "fanout 1024 has 6 levels, 4 bits unused");
         assert_eq!(max_levels(8), 8);
         assert_eq!(max_levels(10), 6);
         assert_eq!(max_levels(3), 21);
@@ -762,18 +672,12 @@ mod tests {
         let mut top = vec![0x80];
         top.extend([0; 31]);
         assert_eq!(encode_bitfield(&[255], 256), top);
-        assert_eq!(
-            encode_bitfield(&(0..256).collect::<Vec<_>>(), 256),
-            [0xFF; 32]
-        );
+        assert_eq!(encode_bitfield(&(0..256).collect::<Vec<_>>(), 256), [0xFF; 32]);
         assert!(encode_bitfield(&[], 256).is_empty());
         // An empty bitfield is left out of the message, as Go does with a nil slice.
         let fs = <UnixFs as prost::Message>::decode(shard_data(Vec::new(), 256)).unwrap();
         assert_eq!(fs.data, None);
-        assert_eq!(
-            shard_data(vec![0x01], 256).as_ref(),
-            [0x08, 0x05, 0x12, 0x01, 0x01, 0x28, 0x22, 0x30, 0x80, 0x02]
-        );
+        assert_eq!(shard_data(vec![0x01], 256).as_ref(), [0x08, 0x05, 0x12, 0x01, 0x01, 0x28, 0x22, 0x30, 0x80, 0x02]);
     }
 
     #[test]
@@ -783,31 +687,17 @@ mod tests {
         full[0] = 0x80;
         let fs = UnixFs::hamt_shard(Bytes::from(full[..].to_vec()), 256);
         let links: Vec<_> = ["00a", "02b", "FFc"].iter().map(|n| entry(n, 0)).collect();
-        let node = PbNode {
-            links,
-            data: Some(fs.to_bytes()),
-        };
+        let node = PbNode { links, data: Some(fs.to_bytes()) };
         let l = Layout::check(&node, &fs, None).unwrap();
         assert!(l.has(0) && !l.has(1) && l.has(2) && l.has(255));
-        assert_eq!(
-            (
-                l.ones_before(0),
-                l.ones_before(2),
-                l.ones_before(3),
-                l.ones_before(255)
-            ),
-            (0, 1, 2, 2)
-        );
+        assert_eq!((l.ones_before(0), l.ones_before(2), l.ones_before(3), l.ones_before(255)), (0, 1, 2, 2));
     }
 
     #[test]
     fn threshold_is_reached_at_equality() {
         assert!(!should_shard(SHARDING_THRESHOLD - 1, SHARDING_THRESHOLD));
         assert!(should_shard(SHARDING_THRESHOLD, SHARDING_THRESHOLD));
-        assert!(
-            !should_shard(usize::MAX, 0),
-            "a threshold of 0 disables sharding"
-        );
+        assert!(!should_shard(usize::MAX, 0), "a threshold of 0 disables sharding");
         let v0 = V0.cid(DAG_PB, b"x");
         let links = vec![PbLink::new(v0, "abc", 1), PbLink::new(file_cid(1), "", 1)];
         assert_eq!(estimated_dir_size(&links), 3 + 34 + 36);
@@ -824,10 +714,7 @@ mod tests {
         assert_eq!(fs.hash_type, Some(0x22));
         assert_eq!(fs.filesize, None);
         assert!(fs.blocksizes.is_empty());
-        assert_eq!(
-            fs.data.unwrap().as_ref(),
-            encode_bitfield(&[idx as usize], 256)
-        );
+        assert_eq!(fs.data.unwrap().as_ref(), encode_bitfield(&[idx as usize], 256));
     }
 
     #[test]
@@ -842,25 +729,17 @@ mod tests {
         assert_eq!(emitted[1].cid(), &root, "the root comes last");
         let child = PbNode::decode(emitted[0].data()).unwrap();
         let top = PbNode::decode(emitted[1].data()).unwrap();
-        let link = top
-            .links
-            .iter()
-            .find(|l| l.name() == prefix)
-            .expect("child shard link named by its slot only");
+        let link = top.links.iter().find(|l| l.name() == prefix).expect("child shard link named by its slot only");
         assert_eq!(link.cid, *emitted[0].cid());
         assert_eq!(link.tsize, Some(emitted[0].data().len() as u64 + 100 + 101));
         assert_eq!(child.links.len(), 2);
         for l in &child.links {
             let name = &l.name()[2..];
             assert!(names.iter().any(|n| n == name));
-            assert_eq!(
-                l.name()[..2],
-                format!("{:02X}", (hash_name(name) >> 48) & 0xFF)
-            );
+            assert_eq!(l.name()[..2], format!("{:02X}", (hash_name(name) >> 48) & 0xFF));
         }
         assert!(child.links[0].name() < child.links[1].name());
-        let total: u64 =
-            emitted.iter().map(|b| b.data().len() as u64).sum::<u64>() + 100 + 101 + 109;
+        let total: u64 = emitted.iter().map(|b| b.data().len() as u64).sum::<u64>() + 100 + 101 + 109;
         assert_eq!(tsize, total);
         assert_eq!(root.version(), cid::Version::V1);
     }
@@ -868,10 +747,7 @@ mod tests {
     #[test]
     fn names_sharing_two_bytes_nest_twice() {
         let names = colliding(2, 2);
-        let (blocks, _, node, fs) = build_into(
-            names.iter().enumerate().map(|(i, n)| entry(n, i)).collect(),
-            256,
-        );
+        let (blocks, _, node, fs) = build_into(names.iter().enumerate().map(|(i, n)| entry(n, i)).collect(), 256);
         assert_eq!(blocks.len(), 3);
         assert_eq!(node.links.len(), 1);
         assert_eq!(node.links[0].name().len(), 2);
@@ -894,32 +770,18 @@ mod tests {
             blocks.insert(b);
         })
         .unwrap();
-        assert_eq!(
-            tsize,
-            total + entries.iter().map(|e| e.tsize.unwrap()).sum::<u64>()
-        );
+        assert_eq!(tsize, total + entries.iter().map(|e| e.tsize.unwrap()).sum::<u64>());
         let (node, fs) = decode_shard(&blocks, &root);
         let listed = list(&blocks, node.clone(), fs.clone()).unwrap();
         assert_eq!(listed.len(), n);
-        assert!(listed
-            .windows(2)
-            .all(|w| hash_name(&w[0].0) <= hash_name(&w[1].0)));
-        let mut got: Vec<_> = listed
-            .iter()
-            .map(|(name, l)| (name.clone(), l.cid, l.tsize))
-            .collect();
+        assert!(listed.windows(2).all(|w| hash_name(&w[0].0) <= hash_name(&w[1].0)));
+        let mut got: Vec<_> = listed.iter().map(|(name, l)| (name.clone(), l.cid, l.tsize)).collect();
         got.sort();
-        let mut want: Vec<_> = entries
-            .iter()
-            .map(|e| (e.name().to_owned(), e.cid, e.tsize))
-            .collect();
+        let mut want: Vec<_> = entries.iter().map(|e| (e.name().to_owned(), e.cid, e.tsize)).collect();
         want.sort();
         assert_eq!(got, want);
         for e in &entries {
-            assert_eq!(
-                lookup(&blocks, &node, &fs, e.name()).unwrap().as_ref(),
-                Some(e)
-            );
+            assert_eq!(lookup(&blocks, &node, &fs, e.name()).unwrap().as_ref(), Some(e));
         }
         for absent in ["", "file-3000.bin", "x", "file-1.bin/"] {
             assert_eq!(lookup(&blocks, &node, &fs, absent).unwrap(), None);
@@ -927,10 +789,7 @@ mod tests {
         // The input order does not change the result.
         let mut reversed = entries;
         reversed.reverse();
-        assert_eq!(
-            build(reversed, 256, V0, &mut |_| {}).unwrap(),
-            (root, tsize)
-        );
+        assert_eq!(build(reversed, 256, V0, &mut |_| {}).unwrap(), (root, tsize));
     }
 
     #[test]
@@ -940,17 +799,9 @@ mod tests {
             let (blocks, _, node, fs) = build_into(entries.clone(), fanout);
             let width = prefix_width(fanout);
             assert!(node.links.iter().all(|l| l.name().len() >= width));
-            assert_eq!(
-                list(&blocks, node.clone(), fs.clone()).unwrap().len(),
-                500,
-                "fanout {fanout}"
-            );
+            assert_eq!(list(&blocks, node.clone(), fs.clone()).unwrap().len(), 500, "fanout {fanout}");
             for e in &entries {
-                assert_eq!(
-                    lookup(&blocks, &node, &fs, e.name()).unwrap().as_ref(),
-                    Some(e),
-                    "fanout {fanout}"
-                );
+                assert_eq!(lookup(&blocks, &node, &fs, e.name()).unwrap().as_ref(), Some(e), "fanout {fanout}");
             }
         }
     }
@@ -963,22 +814,10 @@ mod tests {
             );
         }
         let dup = vec![entry("a", 1), entry("b", 2), entry("a", 3)];
-        assert!(
-            matches!(build(dup, 256, V0, &mut |_| {}), Err(HamtError::DuplicateName(n)) if n == "a")
-        );
-        let unnamed = vec![PbLink {
-            cid: file_cid(1),
-            name: None,
-            tsize: Some(1),
-        }];
-        assert!(matches!(
-            build(unnamed, 256, V0, &mut |_| {}),
-            Err(HamtError::EmptyName)
-        ));
-        assert!(matches!(
-            build(vec![entry("", 1)], 256, V0, &mut |_| {}),
-            Err(HamtError::EmptyName)
-        ));
+        assert!(matches!(build(dup, 256, V0, &mut |_| {}), Err(HamtError::DuplicateName(n)) if n == "a"));
+        let unnamed = vec![PbLink { cid: file_cid(1), name: None, tsize: Some(1) }];
+        assert!(matches!(build(unnamed, 256, V0, &mut |_| {}), Err(HamtError::EmptyName)));
+        assert!(matches!(build(vec![entry("", 1)], 256, V0, &mut |_| {}), Err(HamtError::EmptyName)));
     }
 
     #[test]
@@ -1001,25 +840,14 @@ mod tests {
         let blocks = MemoryBlocks::new();
         for fanout in [0, 2, 3, 4, 2048] {
             let (node, fs) = raw_shard(vec![], &[], fanout);
-            assert!(
-                matches!(lookup(&blocks, &node, &fs, "a"), Err(HamtError::BadFanout(f)) if f == fanout)
-            );
-            assert!(matches!(
-                Entries::new(&blocks, node, fs),
-                Err(HamtError::BadFanout(_))
-            ));
+            assert!(matches!(lookup(&blocks, &node, &fs, "a"), Err(HamtError::BadFanout(f)) if f == fanout));
+            assert!(matches!(Entries::new(&blocks, node, fs), Err(HamtError::BadFanout(_))));
         }
         let (node, mut fs) = raw_shard(vec![], &[], 256);
         fs.hash_type = Some(0x12);
-        assert!(matches!(
-            lookup(&blocks, &node, &fs, "a"),
-            Err(HamtError::UnixFs(UnixFsError::BadHamtHash(0x12)))
-        ));
+        assert!(matches!(lookup(&blocks, &node, &fs, "a"), Err(HamtError::UnixFs(UnixFsError::BadHamtHash(0x12)))));
         let dir = UnixFs::directory();
-        assert!(matches!(
-            lookup(&blocks, &node, &dir, "a"),
-            Err(HamtError::NotAShard)
-        ));
+        assert!(matches!(lookup(&blocks, &node, &dir, "a"), Err(HamtError::NotAShard)));
 
         // A child shard with a fanout UnixFS refuses, or one differing from its parent.
         for fanout in [3u64, 2048, 4, 512] {
@@ -1034,10 +862,9 @@ mod tests {
             };
             assert_eq!(*shard, child_cid);
             match fanout {
-                3 | 2048 => assert!(
-                    matches!(**source, HamtError::UnixFs(UnixFsError::BadFanout(f)) if f == fanout),
-                    "{err}"
-                ),
+                3 | 2048 => {
+                    assert!(matches!(**source, HamtError::UnixFs(UnixFsError::BadFanout(f)) if f == fanout), "{err}")
+                }
                 _ => assert!(
                     matches!(**source, HamtError::FanoutMismatch { expected: 256, found } if found == fanout),
                     "{err}"
@@ -1058,35 +885,12 @@ mod tests {
         };
         // Bitfield and link count disagree.
         let e = check(vec![entry("00a", 1), entry("01b", 2)], &[0x01], 256);
-        assert!(
-            matches!(e, HamtError::BitfieldMismatch { ones: 1, links: 2 }),
-            "{e}"
-        );
+        assert!(matches!(e, HamtError::BitfieldMismatch { ones: 1, links: 2 }), "{e}");
         let e = check(vec![entry("00a", 1)], &[0x03], 256);
-        assert!(
-            matches!(
-                e,
-                HamtError::BitfieldMismatch {
-                    ones: 2,
-                    links: 1,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, HamtError::BitfieldMismatch { ones: 2, links: 1, .. }), "{e}");
         // Bitfield longer than the fanout allows.
         let e = check(vec![entry("00a", 1)], &[0, 0, 1], 8);
-        assert!(
-            matches!(
-                e,
-                HamtError::BadBitfield {
-                    len: 3,
-                    fanout: 8,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, HamtError::BadBitfield { len: 3, fanout: 8, .. }), "{e}");
         // Prefixes that are not hex, too short, or not below the fanout.
         for bad in ["ZZa", "0", "", "+1a", "\u{e9}a"] {
             let e = check(vec![entry(bad, 1)], &[0x01], 256);
@@ -1096,15 +900,9 @@ mod tests {
         assert!(matches!(e, HamtError::BadLinkName { .. }), "{e}");
         // A prefix the bitfield does not put there, and links out of order.
         let e = check(vec![entry("01a", 1)], &[0x01], 256);
-        assert!(
-            matches!(e, HamtError::LinkOutOfPlace { expected: 0, .. }),
-            "{e}"
-        );
+        assert!(matches!(e, HamtError::LinkOutOfPlace { expected: 0, .. }), "{e}");
         let e = check(vec![entry("01a", 1), entry("00b", 2)], &[0x03], 256);
-        assert!(
-            matches!(e, HamtError::LinkOutOfPlace { expected: 0, .. }),
-            "{e}"
-        );
+        assert!(matches!(e, HamtError::LinkOutOfPlace { expected: 0, .. }), "{e}");
         // Lower-case hex is accepted.
         let (node, fs) = raw_shard(vec![entry("0a", 1), entry("0bname", 2)], &[0x0C, 0x00], 256);
         assert!(Layout::check(&node, &fs, None).is_ok());
@@ -1113,45 +911,25 @@ mod tests {
     #[test]
     fn child_links_must_lead_to_shards() {
         let mut blocks = MemoryBlocks::new();
-        let dir = PbNode {
-            links: vec![],
-            data: Some(UnixFs::directory().to_bytes()),
-        };
+        let dir = PbNode { links: vec![], data: Some(UnixFs::directory().to_bytes()) };
         let dir_bytes = Bytes::from(dir.encode());
         let dir_cid = V0.cid(DAG_PB, &dir_bytes);
         blocks.insert(Block::new_unchecked(dir_cid, dir_bytes));
         let raw = V1.cid(RAW, b"raw");
         blocks.insert(Block::new_unchecked(raw, Bytes::from_static(b"raw")));
         let garbage_cid = V0.cid(DAG_PB, b"\xff\xff");
-        blocks.insert(Block::new_unchecked(
-            garbage_cid,
-            Bytes::from_static(b"\xff\xff"),
-        ));
-        for (target, want) in [
-            (dir_cid, "not a HAMTShard"),
-            (raw, "not a HAMTShard"),
-            (garbage_cid, "dag-pb"),
-        ] {
+        blocks.insert(Block::new_unchecked(garbage_cid, Bytes::from_static(b"\xff\xff")));
+        for (target, want) in [(dir_cid, "not a HAMTShard"), (raw, "not a HAMTShard"), (garbage_cid, "dag-pb")] {
             let (node, fs) = raw_shard(vec![PbLink::new(target, "00", 1)], &[0x01], 256);
             let e = list(&blocks, node, fs).unwrap_err();
             assert!(e.to_string().contains(want), "{e}");
         }
         // A missing child shard is a source error, yielded once, then the listing ends.
         let missing = V0.cid(DAG_PB, b"missing");
-        let (node, fs) = raw_shard(
-            vec![
-                entry("00a", 1),
-                PbLink::new(missing, "01", 1),
-                entry("02c", 2),
-            ],
-            &[0x07],
-            256,
-        );
+        let (node, fs) = raw_shard(vec![entry("00a", 1), PbLink::new(missing, "01", 1), entry("02c", 2)], &[0x07], 256);
         let mut it = Entries::new(&blocks, node, fs).unwrap();
         assert_eq!(it.next().unwrap().unwrap().0, "a");
-        assert!(
-            matches!(it.next(), Some(Err(HamtError::Source(SourceError::NotFound(c)))) if c == missing)
-        );
+        assert!(matches!(it.next(), Some(Err(HamtError::Source(SourceError::NotFound(c)))) if c == missing));
         assert!(it.next().is_none());
     }
 
@@ -1159,9 +937,7 @@ mod tests {
     fn a_shard_linking_to_itself_is_an_error() {
         // Fill every slot with a link to the shard itself: any name leads back into it.
         let cid = V0.cid(DAG_PB, b"the shard claims this CID");
-        let links: Vec<_> = (0..256)
-            .map(|i| PbLink::new(cid, format!("{i:02X}"), 1))
-            .collect();
+        let links: Vec<_> = (0..256).map(|i| PbLink::new(cid, format!("{i:02X}"), 1)).collect();
         let (node, fs) = raw_shard(links, &[0xFF; 32], 256);
         let mut blocks = MemoryBlocks::new();
         blocks.insert(Block::new_unchecked(cid, Bytes::from(node.encode())));
@@ -1176,20 +952,10 @@ mod tests {
     fn tsize_beyond_i64_is_written_as_zero() {
         let big = PbLink::new(file_cid(1), "big", u64::MAX);
         let mut out = Vec::new();
-        let (_, tsize) =
-            build(vec![big, entry("small", 2)], 256, V0, &mut |b| out.push(b)).unwrap();
+        let (_, tsize) = build(vec![big, entry("small", 2)], 256, V0, &mut |b| out.push(b)).unwrap();
         let node = PbNode::decode(out[0].data()).unwrap();
-        let l = node
-            .links
-            .iter()
-            .find(|l| l.name().ends_with("big"))
-            .unwrap();
+        let l = node.links.iter().find(|l| l.name().ends_with("big")).unwrap();
         assert_eq!(l.tsize, Some(0));
-        assert_eq!(
-            tsize,
-            (out[0].data().len() as u64)
-                .wrapping_add(u64::MAX)
-                .wrapping_add(102)
-        );
+        assert_eq!(tsize, (out[0].data().len() as u64).wrapping_add(u64::MAX).wrapping_add(102));
     }
 }

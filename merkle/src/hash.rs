@@ -91,9 +91,7 @@ impl std::str::FromStr for HashAlg {
         match s {
             "sha2-256" => Ok(HashAlg::Sha2_256),
             "blake3" => Ok(HashAlg::Blake3),
-            other => Err(CidError::Malformed(format!(
-                "unknown hash function {other:?} (use sha2-256 or blake3)"
-            ))),
+            other => Err(CidError::Malformed(format!("unknown hash function {other:?} (use sha2-256 or blake3)"))),
         }
     }
 }

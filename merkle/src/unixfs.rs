@@ -207,6 +207,9 @@ mod tests {
     #[test]
     fn unknown_type_and_truncation_are_errors() {
         assert_eq!(UnixFs::decode(Bytes::from_static(&[0x08, 0x09])), Err(UnixFsError::UnknownType(9)));
-        assert!(matches!(UnixFs::decode(Bytes::from_static(&[0x08, 0x02, 0x12, 0x05, 1])), Err(UnixFsError::Protobuf(_))));
+        assert!(matches!(
+            UnixFs::decode(Bytes::from_static(&[0x08, 0x02, 0x12, 0x05, 1])),
+            Err(UnixFsError::Protobuf(_))
+        ));
     }
 }

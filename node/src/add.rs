@@ -143,7 +143,8 @@ impl Walk<'_> {
             let mut entries = Vec::with_capacity(children.len());
             for (name, child) in children {
                 let shown = format!("{display}/{name}");
-                let meta = fs::symlink_metadata(&child).map_err(|source| AddError::Io { path: child.clone(), source })?;
+                let meta =
+                    fs::symlink_metadata(&child).map_err(|source| AddError::Io { path: child.clone(), source })?;
                 let summary = self.node(&child, &shown, &meta)?;
                 if !meta.is_dir() {
                     (self.on_added)(&Added { path: shown, cid: summary.cid, size: summary.size });

@@ -22,7 +22,10 @@ fn prints_added_lines_files_first_root_last() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     let names: Vec<&str> = text.lines().map(|l| l.splitn(3, ' ').nth(2).unwrap()).collect();
-    assert_eq!(names, ["site/hello.txt", "site/sub/empty", "site/sub/ünï/日本.txt", "site/sub/ünï", "site/sub", "site"]);
+    assert_eq!(
+        names,
+        ["site/hello.txt", "site/sub/empty", "site/sub/ünï/日本.txt", "site/sub/ünï", "site/sub", "site"]
+    );
     assert!(text.lines().all(|l| l.starts_with("added Qm")), "{text}");
     assert!(text.contains("added QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o site/hello.txt"));
     assert!(text.contains("added QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH site/sub/empty"));
@@ -50,7 +53,8 @@ fn hidden_files_change_the_root_only_with_h() {
 #[test]
 fn cid_version_1_uses_raw_leaves_and_base32() {
     let dir = tree();
-    let out = cairn().current_dir(dir.path()).args(["add", "-nQ", "--cid-version=1", "site/sub/empty"]).output().unwrap();
+    let out =
+        cairn().current_dir(dir.path()).args(["add", "-nQ", "--cid-version=1", "site/sub/empty"]).output().unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku\n");
     let out = cairn()
         .current_dir(dir.path())
@@ -73,8 +77,8 @@ fn reads_standard_input_when_no_path_is_given() {
 fn bad_input_gives_one_line_and_nonzero_exit() {
     let dir = tree();
     for args in [
-        vec!["add", "-n", "site"],                               // directory without -r
-        vec!["add", "-n", "missing-file"],                       // no such file
+        vec!["add", "-n", "site"],                                  // directory without -r
+        vec!["add", "-n", "missing-file"],                          // no such file
         vec!["add", "-n", "--chunker", "size-0", "site/hello.txt"], // bad chunker
         vec!["add", "-n", "--chunker", "banana", "site/hello.txt"],
         vec!["add", "-n", "--hash", "md5", "site/hello.txt"],
@@ -103,7 +107,8 @@ fn blake3_and_trickle_and_chunkers_work() {
         let out = cairn().current_dir(dir.path()).args(["add", "-nrQ"]).args(extra).arg("site").output().unwrap();
         assert!(out.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let out = cairn().current_dir(dir.path()).args(["add", "-nQ", "--hash", "blake3", "site/hello.txt"]).output().unwrap();
+    let out =
+        cairn().current_dir(dir.path()).args(["add", "-nQ", "--hash", "blake3", "site/hello.txt"]).output().unwrap();
     // blake3 implies CIDv1 with raw leaves: a one-chunk file is a raw block (bafk...).
     assert!(String::from_utf8(out.stdout).unwrap().starts_with("bafk"));
 }

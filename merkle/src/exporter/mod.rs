@@ -115,4 +115,3 @@ mod tests {
         assert!(std::mem::size_of::<super::ExportError>() <= 128);
     }
 }
-

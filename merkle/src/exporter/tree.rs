@@ -127,9 +127,7 @@ pub fn resolve<S: BlockSource + ?Sized>(source: &S, root: &Cid, path: &str) -> R
             NodeKind::HamtDirectory => hamt::lookup(source, &d.node, &d.fs, name)?,
             _ => return Err(ExportError::NotADirectory(current)),
         };
-        current = found
-            .ok_or_else(|| ExportError::NoSuchLink { parent: current, name: name.to_owned() })?
-            .cid;
+        current = found.ok_or_else(|| ExportError::NoSuchLink { parent: current, name: name.to_owned() })?.cid;
     }
     Ok(current)
 }
@@ -140,10 +138,7 @@ pub type DirList<'s> = Box<dyn Iterator<Item = Result<DirItem, ExportError>> + '
 /// The entries of the directory at `cid`, streamed (a sharded directory is read shard by
 /// shard as the iterator advances). Names that are not a single safe path component are
 /// errors.
-pub fn list<'s, S: BlockSource + ?Sized>(
-    source: &'s S,
-    cid: &Cid,
-) -> Result<DirList<'s>, ExportError> {
+pub fn list<'s, S: BlockSource + ?Sized>(source: &'s S, cid: &Cid) -> Result<DirList<'s>, ExportError> {
     if cid.codec() != DAG_PB {
         return Err(ExportError::NotADirectory(*cid));
     }

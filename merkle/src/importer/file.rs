@@ -42,11 +42,7 @@ pub fn import_file<R: Read + Send>(
 }
 
 /// Imports a byte slice held in memory (tests and small tools).
-pub fn import_bytes(
-    data: &[u8],
-    opts: &ImportOptions,
-    sink: &mut dyn BlockSink,
-) -> Result<FileSummary, ImportError> {
+pub fn import_bytes(data: &[u8], opts: &ImportOptions, sink: &mut dyn BlockSink) -> Result<FileSummary, ImportError> {
     import_file(data, opts, sink)
 }
 
@@ -77,11 +73,7 @@ fn encode_file_leaf(chunk: &[u8]) -> Vec<u8> {
 /// Turns a chunk into a leaf block.
 fn make_leaf(chunk: Vec<u8>, raw: bool, format: CidFormat) -> (Block, FileSummary) {
     let size = chunk.len() as u64;
-    let (codec, data) = if raw {
-        (RAW, Bytes::from(chunk))
-    } else {
-        (DAG_PB, Bytes::from(encode_file_leaf(&chunk)))
-    };
+    let (codec, data) = if raw { (RAW, Bytes::from(chunk)) } else { (DAG_PB, Bytes::from(encode_file_leaf(&chunk))) };
     let cid = format.cid(codec, &data);
     let tsize = data.len() as u64;
     (Block::new_unchecked(cid, data), FileSummary { cid, size, tsize })
@@ -278,7 +270,8 @@ mod tests {
     fn single_copy_leaf_encoding_matches_generic_encoder() {
         for len in [0usize, 1, 127, 128, 300, 262144] {
             let chunk: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
-            let generic = PbNode { links: vec![], data: Some(UnixFs::file_leaf(Bytes::from(chunk.clone())).to_bytes()) };
+            let generic =
+                PbNode { links: vec![], data: Some(UnixFs::file_leaf(Bytes::from(chunk.clone())).to_bytes()) };
             assert_eq!(encode_file_leaf(&chunk), generic.encode(), "len {len}");
         }
     }

@@ -104,7 +104,12 @@ fn huge_declared_sizes_are_refused() {
     let leaf = CidFormat::default().cid(DAG_PB, b"leaf");
     let root = CidFormat::default().cid(DAG_PB, b"root");
     let mut forged = Forged::default();
-    forged.0.insert(leaf, Bytes::from(PbNode { links: vec![], data: Some(UnixFs::file_leaf(Bytes::from_static(b"tiny")).to_bytes()) }.encode()));
+    forged.0.insert(
+        leaf,
+        Bytes::from(
+            PbNode { links: vec![], data: Some(UnixFs::file_leaf(Bytes::from_static(b"tiny")).to_bytes()) }.encode(),
+        ),
+    );
     forged.0.insert(root, file_node(vec![PbLink::new(leaf, "", 10)], vec![u64::MAX / 2]));
     let r = exporter::read_to_vec(&forged, &root);
     assert!(matches!(r, Err(ExportError::SizeMismatch { .. })), "{r:?}");
@@ -121,7 +126,8 @@ fn unsafe_names_in_a_dag_are_reported() {
     let dir = CidFormat::default().cid(DAG_PB, b"evil");
     let mut forged = Forged::default();
     forged.0.insert(f.cid, store.get(&f.cid).unwrap());
-    let node = PbNode { links: vec![PbLink::new(f.cid, "../../etc/passwd", 1)], data: Some(UnixFs::directory().to_bytes()) };
+    let node =
+        PbNode { links: vec![PbLink::new(f.cid, "../../etc/passwd", 1)], data: Some(UnixFs::directory().to_bytes()) };
     forged.0.insert(dir, Bytes::from(node.encode()));
     let r: Result<Vec<_>, _> = Walker::new(&forged, &dir).collect();
     assert!(matches!(r, Err(ExportError::UnsafeName { .. })), "{r:?}");

@@ -139,7 +139,8 @@ fn directories_reject_bad_and_duplicate_names() {
         let r = build_directory(vec![DirEntry::new(bad, &f)], &ImportOptions::default(), &mut Discard);
         assert!(r.is_err(), "{bad:?} accepted");
     }
-    let r = build_directory(vec![DirEntry::new("a", &f), DirEntry::new("a", &f)], &ImportOptions::default(), &mut Discard);
+    let r =
+        build_directory(vec![DirEntry::new("a", &f), DirEntry::new("a", &f)], &ImportOptions::default(), &mut Discard);
     assert!(r.is_err());
 }
 

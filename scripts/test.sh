@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole gate, as CI runs it: install what is missing (scripts/setup.sh), then rustfmt,
+# clippy with warnings as errors, and every test in the workspace, including CID parity with a
+# real Kubo and the JavaScript UnixFS importer (testnet/tests/it/kubo.rs).
+# Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p cairn-merkle`).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/setup.sh
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}
+export CAIRN_CACHE=${CAIRN_CACHE:-$HOME/.cache/cairn}
+# Where the parity tests find their references (testnet/src/reference.rs).
+export CAIRN_KUBO_PY=${CAIRN_KUBO_PY:-$CAIRN_CACHE/venv/bin/python}
+export CAIRN_JS_DIR=${CAIRN_JS_DIR:-$PWD/testnet/js}
+
+echo "== cargo fmt --all --check"
+cargo fmt --all --check
+echo "== cargo clippy --workspace --all-targets --locked -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test --workspace --locked"
+cargo test --workspace --locked "$@"

