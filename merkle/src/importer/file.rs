@@ -70,13 +70,38 @@ fn encode_file_leaf(chunk: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Turns a chunk into a leaf block.
-fn make_leaf(chunk: Vec<u8>, raw: bool, format: CidFormat) -> (Block, FileSummary) {
-    let size = chunk.len() as u64;
-    let (codec, data) = if raw { (RAW, Bytes::from(chunk)) } else { (DAG_PB, Bytes::from(encode_file_leaf(&chunk))) };
-    let cid = format.cid(codec, &data);
-    let tsize = data.len() as u64;
-    (Block::new_unchecked(cid, data), FileSummary { cid, size, tsize })
+/// How many leaves one thread hashes together (the widest SIMD lane count in use).
+const HASH_GROUP: usize = 16;
+
+/// Turns a batch of chunks into leaf blocks: encoding and hashing are spread over the
+/// rayon pool, and each group of leaves is hashed in lockstep ([`HashAlg::digest_many`]).
+///
+/// [`HashAlg::digest_many`]: crate::hash::HashAlg::digest_many
+fn make_leaves(chunks: Vec<Vec<u8>>, raw: bool, format: CidFormat) -> Vec<(Block, FileSummary)> {
+    let codec = if raw { RAW } else { DAG_PB };
+    let sizes: Vec<u64> = chunks.iter().map(|c| c.len() as u64).collect();
+    let datas: Vec<Bytes> = if raw {
+        chunks.into_iter().map(Bytes::from).collect()
+    } else {
+        chunks.into_par_iter().map(|c| Bytes::from(encode_file_leaf(&c))).collect()
+    };
+    let hashes: Vec<_> = datas
+        .par_chunks(HASH_GROUP)
+        .flat_map_iter(|group| {
+            let msgs: Vec<&[u8]> = group.iter().map(|d| d.as_ref()).collect();
+            format.hash.digest_many(&msgs)
+        })
+        .collect();
+    datas
+        .into_iter()
+        .zip(hashes)
+        .zip(sizes)
+        .map(|((data, mh), size)| {
+            let cid = format.cid_from_hash(codec, mh);
+            let tsize = data.len() as u64;
+            (Block::new_unchecked(cid, data), FileSummary { cid, size, tsize })
+        })
+        .collect()
 }
 
 /// Makes an inner file node over `children`.
@@ -146,10 +171,7 @@ impl<'a, 's> Leaves<'a, 's> {
         }
         let (raw, format) = (self.raw, self.format);
         let chunker = self.chunker.as_mut();
-        let (leaves, next) = rayon::join(
-            || batch.into_par_iter().map(|c| make_leaf(c, raw, format)).collect::<Vec<_>>(),
-            || Self::read_batch(chunker),
-        );
+        let (leaves, next) = rayon::join(|| make_leaves(batch, raw, format), || Self::read_batch(chunker));
         self.next_batch = Some(next?);
         for (block, summary) in leaves {
             self.sink.put(block).map_err(ImportError::Sink)?;
@@ -178,7 +200,7 @@ impl<'a, 's> Leaves<'a, 's> {
 
     /// An empty file: a leaf with no bytes (a bare empty raw block under raw leaves).
     fn empty_leaf(&mut self) -> Result<FileSummary, ImportError> {
-        let (block, summary) = make_leaf(Vec::new(), self.raw, self.format);
+        let (block, summary) = make_leaves(vec![Vec::new()], self.raw, self.format).remove(0);
         self.sink.put(block).map_err(ImportError::Sink)?;
         Ok(summary)
     }

@@ -24,7 +24,7 @@ use crate::hash::{CidFormat, HashAlg};
 use crate::Block;
 
 /// How many chunks are read and hashed together.
-pub const LEAF_BATCH: usize = 16;
+pub const LEAF_BATCH: usize = 32;
 /// Kubo's default largest number of links in one file node.
 pub const DEFAULT_MAX_LINKS: usize = 174;
 
