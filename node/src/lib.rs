@@ -6,11 +6,24 @@
 //!
 //! - [`add`]: adding files and directory trees from the local file system, as `ipfs add`
 //!   does (walk order, hidden files, symlinks, output lines).
+//! - [`repo`]: [`Repo`], the on-disk layout (config, identity key, lock, database).
+//! - [`config`]: [`Config`], Kubo's key names, edited by dotted key.
+//! - [`store`]: the [`BlockStore`] and [`PinStore`] traits, over RocksDB or memory.
+//! - [`node`]: [`Node`], the facade: add, cat, get, ls, pins, GC, verify, blocks, CAR.
 //!
-//! The repo, RocksDB store, pins and network arrive with their issues.
+//! The network arrives with its issue.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod add;
+pub mod config;
+pub mod node;
+pub mod repo;
+pub mod store;
+
+pub use config::Config;
+pub use node::{IpfsPath, Node, NodeError};
+pub use repo::Repo;
+pub use store::{BlockStore, PinStore};
 
 pub use cairn_merkle as merkle;

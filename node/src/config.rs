@@ -1,0 +1,203 @@
+//! The repo's JSON config, with Kubo's key names where Kubo has them.
+//!
+//! The file is read into a [`Config`] for typed access, and edited as JSON by dotted key
+//! (`Addresses.API`) for `cairn config`, so that unknown keys survive a round trip. Every
+//! edit is checked by parsing the result back into a [`Config`] before it is written.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Why a config could not be read or changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The JSON does not have the expected shape.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+    /// A key path names nothing.
+    #[error("config key {0:?} not found")]
+    NoSuchKey(String),
+    /// A key path is empty or has an empty component.
+    #[error("bad config key {0:?}")]
+    BadKey(String),
+}
+
+/// Network addresses, as multiaddrs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Addresses {
+    /// Swarm listen addresses.
+    pub swarm: Vec<String>,
+    /// RPC API listen address.
+    #[serde(rename = "API")]
+    pub api: String,
+    /// Gateway listen address.
+    pub gateway: String,
+}
+
+/// Storage limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Datastore {
+    /// The most the repo may hold, e.g. `"10GB"`.
+    pub storage_max: String,
+}
+
+/// mDNS discovery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Mdns {
+    /// Off unless turned on.
+    pub enabled: bool,
+}
+
+/// Local discovery settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discovery {
+    /// mDNS.
+    #[serde(rename = "MDNS")]
+    pub mdns: Mdns,
+}
+
+/// Swarm settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Swarm {
+    /// UPnP / NAT-PMP port mapping stays off unless this is false.
+    pub disable_nat_port_map: bool,
+}
+
+/// The node's identity (the private key is kept in its own file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The peer ID derived from the key.
+    #[serde(rename = "PeerID")]
+    pub peer_id: String,
+}
+
+/// The typed view of the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Config {
+    /// Identity.
+    pub identity: Identity,
+    /// Listen addresses.
+    pub addresses: Addresses,
+    /// Peers dialled at start. Empty by default: joining a public network is an opt-in.
+    pub bootstrap: Vec<String>,
+    /// Storage.
+    pub datastore: Datastore,
+    /// Discovery.
+    pub discovery: Discovery,
+    /// Swarm.
+    pub swarm: Swarm,
+    /// Keys this version does not know, kept as they are.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Named starting points for `cairn init --profile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Loopback addresses on the default ports.
+    Default,
+    /// Loopback only, port 0 everywhere, no bootstrap peers: for tests.
+    Test,
+}
+
+impl std::str::FromStr for Profile {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "default" => Ok(Profile::Default),
+            "test" => Ok(Profile::Test),
+            other => Err(ConfigError::Invalid(format!("unknown profile {other:?} (use default or test)"))),
+        }
+    }
+}
+
+impl Config {
+    /// A new config for `peer_id` under `profile`. Every address is loopback.
+    pub fn new(peer_id: String, profile: Profile) -> Self {
+        let port = |p: u16| if profile == Profile::Test { 0 } else { p };
+        Config {
+            identity: Identity { peer_id },
+            addresses: Addresses {
+                swarm: vec![
+                    format!("/ip4/127.0.0.1/tcp/{}", port(4001)),
+                    format!("/ip4/127.0.0.1/udp/{}/quic-v1", port(4001)),
+                ],
+                api: format!("/ip4/127.0.0.1/tcp/{}", port(5001)),
+                gateway: format!("/ip4/127.0.0.1/tcp/{}", port(8080)),
+            },
+            bootstrap: Vec::new(),
+            datastore: Datastore { storage_max: "10GB".into() },
+            discovery: Discovery { mdns: Mdns { enabled: false } },
+            swarm: Swarm { disable_nat_port_map: true },
+            extra: Map::new(),
+        }
+    }
+
+    /// Parses a config file's text.
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        serde_json::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The config as pretty JSON.
+    pub fn to_json(&self) -> String {
+        // A struct of strings, bools and maps always serialises.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The value at a dotted key such as `Addresses.Swarm`.
+    pub fn get_key(&self, key: &str) -> Result<Value, ConfigError> {
+        let mut v = serde_json::to_value(self).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        for part in split_key(key)? {
+            v = v.get_mut(part).map(Value::take).ok_or_else(|| ConfigError::NoSuchKey(key.to_owned()))?;
+        }
+        Ok(v)
+    }
+
+    /// Sets the value at a dotted key, creating intermediate objects, and checks the result.
+    pub fn set_key(&self, key: &str, value: Value) -> Result<Config, ConfigError> {
+        let mut root = serde_json::to_value(self).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let parts = split_key(key)?;
+        let (last, parents) = parts.split_last().ok_or_else(|| ConfigError::BadKey(key.to_owned()))?;
+        let mut cur = &mut root;
+        for p in parents {
+            let obj = cur.as_object_mut().ok_or_else(|| ConfigError::BadKey(key.to_owned()))?;
+            cur = obj.entry(p.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        }
+        cur.as_object_mut().ok_or_else(|| ConfigError::BadKey(key.to_owned()))?.insert(last.to_string(), value);
+        serde_json::from_value(root).map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))
+    }
+}
+
+fn split_key(key: &str) -> Result<Vec<&str>, ConfigError> {
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(ConfigError::BadKey(key.to_owned()));
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_use_kubo_names_and_edits_are_checked() {
+        let c = Config::new("12D3KooWtest".into(), Profile::Test);
+        assert_eq!(c.get_key("Addresses.API").unwrap(), Value::String("/ip4/127.0.0.1/tcp/0".into()));
+        assert_eq!(c.get_key("Bootstrap").unwrap(), serde_json::json!([]));
+        assert_eq!(c.get_key("Discovery.MDNS.Enabled").unwrap(), Value::Bool(false));
+        let c2 = c.set_key("Addresses.Gateway", Value::String("/ip4/127.0.0.1/tcp/9999".into())).unwrap();
+        assert_eq!(c2.addresses.gateway, "/ip4/127.0.0.1/tcp/9999");
+        // A wrong type is refused, and unknown keys are kept.
+        assert!(c.set_key("Bootstrap", Value::Bool(true)).is_err());
+        let c3 = c.set_key("Experimental.Thing", Value::Bool(true)).unwrap();
+        assert_eq!(Config::from_json(&c3.to_json()).unwrap().get_key("Experimental.Thing").unwrap(), Value::Bool(true));
+        assert!(matches!(c.get_key("Nope.Key"), Err(ConfigError::NoSuchKey(_))));
+        assert!(matches!(c.get_key("a..b"), Err(ConfigError::BadKey(_))));
+    }
+}

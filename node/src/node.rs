@@ -1,0 +1,568 @@
+//! The `Node` facade: everything the CLI and the gateway do with a repo.
+//!
+//! Concurrency: a `Node` is shared by reference. Adds, imports and pins hold the GC lock
+//! for reading; `gc` holds it for writing, so a sweep never runs while a DAG is half
+//! written or about to be pinned, and no new pin lands mid-sweep.
+//!
+//! Crash safety: an add writes its blocks in batches, syncs the write-ahead log, and only
+//! then writes the pin (itself a synced write). A crash at any point leaves either no pin
+//! or a pin whose blocks are all durable.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use bytes::Bytes;
+use cairn_merkle::car::{CarError, CarReader};
+use cairn_merkle::exporter::{self, DirItem, ExportError, NodeKind, Walker};
+use cairn_merkle::hash::{self, CidFormat, HashAlg};
+use cairn_merkle::importer::{BlockSink, SinkError};
+use cairn_merkle::{Block, BlockSource, Cid, SourceError};
+
+use crate::add::{self, AddError, AddOptions, Added};
+use crate::config::Profile;
+use crate::repo::{Repo, RepoError};
+use crate::store::{block_key, key_cid, BlockStore, Pin, PinMode, PinStore, StoreError, StoreStats};
+
+/// Blocks buffered before one batched write.
+const WRITE_BATCH_BLOCKS: usize = 256;
+/// Bytes buffered before one batched write.
+const WRITE_BATCH_BYTES: usize = 16 << 20;
+
+/// Why a node operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// Opening the repo failed.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Adding failed.
+    #[error(transparent)]
+    Add(#[from] AddError),
+    /// Reading a DAG failed.
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    /// Reading or writing a CAR failed.
+    #[error(transparent)]
+    Car(#[from] CarError),
+    /// A CID or path did not parse.
+    #[error("invalid path {0:?}: {1}")]
+    BadPath(String, String),
+    /// A block is not in the repo (and this node does not fetch).
+    #[error("block {0} not found in the repo")]
+    NotFound(Cid),
+    /// The pin does not exist.
+    #[error("{0} is not pinned")]
+    NotPinned(Cid),
+    /// The block is pinned and so cannot be removed.
+    #[error("{0} is pinned; unpin it first")]
+    Pinned(Cid),
+    /// Output could not be written.
+    #[error("{path}: {source}")]
+    Output {
+        /// The path being written.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bytes offered as a block do not hash to the CID given.
+    #[error(transparent)]
+    Block(#[from] cairn_merkle::BlockError),
+    /// The GC lock was poisoned by a panic elsewhere.
+    #[error("node lock poisoned")]
+    Poisoned,
+}
+
+/// A parsed `/ipfs/<cid>/a/b`, `<cid>/a/b` or `<cid>` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpfsPath {
+    /// The root CID.
+    pub root: Cid,
+    /// The path below it, `/`-separated, possibly empty.
+    pub rest: String,
+}
+
+impl std::str::FromStr for IpfsPath {
+    type Err = NodeError;
+    fn from_str(s: &str) -> Result<Self, NodeError> {
+        let trimmed = s.strip_prefix("/ipfs/").unwrap_or(s).trim_start_matches('/');
+        let (root, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+        let root = hash::parse_cid(root).map_err(|e| NodeError::BadPath(s.to_owned(), e.to_string()))?;
+        Ok(IpfsPath { root, rest: rest.to_owned() })
+    }
+}
+
+/// What `repo gc` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GcReport {
+    /// Blocks removed.
+    pub removed_blocks: u64,
+    /// Bytes of block data removed.
+    pub removed_bytes: u64,
+    /// Blocks kept because a pin reaches them.
+    pub kept_blocks: u64,
+}
+
+/// What `repo stat` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoStat {
+    /// Blocks and block bytes.
+    pub store: StoreStats,
+    /// Bytes on disk (database files).
+    pub disk_bytes: u64,
+    /// Number of pins.
+    pub pins: u64,
+    /// The repo path.
+    pub path: PathBuf,
+}
+
+/// One block `repo verify` found damaged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corrupt {
+    /// A CID naming the block (CIDv1, raw codec, with the stored multihash).
+    pub cid: Cid,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// A node over an open repo.
+#[derive(Debug)]
+pub struct Node {
+    repo: Repo,
+    gc_lock: RwLock<()>,
+}
+
+/// Reads blocks from the node's store for the exporter.
+struct StoreSource<'a>(&'a dyn BlockStore);
+
+impl BlockSource for StoreSource<'_> {
+    fn get(&self, cid: &Cid) -> Result<Bytes, SourceError> {
+        if cid.hash().code() == hash::IDENTITY {
+            return Ok(Bytes::copy_from_slice(cid.hash().digest()));
+        }
+        match self.0.get(cid) {
+            Ok(Some(b)) => Ok(b),
+            Ok(None) => Err(SourceError::NotFound(*cid)),
+            Err(e) => Err(SourceError::Other(Box::new(e))),
+        }
+    }
+}
+
+/// Buffers blocks and writes them to the store in batches.
+struct BatchSink<'a> {
+    store: &'a dyn BlockStore,
+    pending: Vec<Block>,
+    pending_bytes: usize,
+    written: u64,
+}
+
+impl<'a> BatchSink<'a> {
+    fn new(store: &'a dyn BlockStore) -> Self {
+        BatchSink { store, pending: Vec::with_capacity(WRITE_BATCH_BLOCKS), pending_bytes: 0, written: 0 }
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if !self.pending.is_empty() {
+            self.store.put_many(&self.pending)?;
+            self.written += self.pending.len() as u64;
+            self.pending.clear();
+            self.pending_bytes = 0;
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered and makes it durable.
+    fn finish(mut self) -> Result<u64, StoreError> {
+        self.flush()?;
+        self.store.sync()?;
+        Ok(self.written)
+    }
+}
+
+impl BlockSink for BatchSink<'_> {
+    fn put(&mut self, block: Block) -> Result<(), SinkError> {
+        self.pending_bytes += block.data().len();
+        self.pending.push(block);
+        if self.pending.len() >= WRITE_BATCH_BLOCKS || self.pending_bytes >= WRITE_BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl Node {
+    /// Opens the repo at `path`.
+    pub fn open(path: &Path) -> Result<Node, NodeError> {
+        Ok(Node { repo: Repo::open(path)?, gc_lock: RwLock::new(()) })
+    }
+
+    /// Creates a repo at `path` and opens a node on it.
+    pub fn init(path: &Path, profile: Profile) -> Result<Node, NodeError> {
+        Ok(Node { repo: Repo::init(path, profile)?, gc_lock: RwLock::new(()) })
+    }
+
+    /// The repo.
+    pub fn repo(&self) -> &Repo {
+        &self.repo
+    }
+
+    /// The repo, for config edits.
+    pub fn repo_mut(&mut self) -> &mut Repo {
+        &mut self.repo
+    }
+
+    fn store(&self) -> &dyn BlockStore {
+        self.repo.store()
+    }
+
+    fn pins_store(&self) -> &dyn PinStore {
+        self.repo.store()
+    }
+
+    fn source(&self) -> StoreSource<'_> {
+        StoreSource(self.repo.store())
+    }
+
+    fn shared(&self) -> Result<std::sync::RwLockReadGuard<'_, ()>, NodeError> {
+        self.gc_lock.read().map_err(|_| NodeError::Poisoned)
+    }
+
+    /// Adds `path` into the repo, reporting each entry as `ipfs add` prints it; pins the root
+    /// recursively when `pin` is set, after every block is durable.
+    pub fn add(
+        &self,
+        path: &Path,
+        opts: &AddOptions,
+        pin: bool,
+        on_added: &mut dyn FnMut(&Added),
+    ) -> Result<Added, NodeError> {
+        let _guard = self.shared()?;
+        let mut sink = BatchSink::new(self.store());
+        let root = add::add(path, opts, &mut sink, on_added)?;
+        sink.finish()?;
+        if pin {
+            self.pins_store().put_pin(&Pin { cid: root.cid, mode: PinMode::Recursive, name: None })?;
+        }
+        Ok(root)
+    }
+
+    /// Adds bytes from a reader (standard input) as one file.
+    pub fn add_reader<R: Read + Send>(&self, reader: R, opts: &AddOptions, pin: bool) -> Result<Added, NodeError> {
+        let _guard = self.shared()?;
+        let mut sink = BatchSink::new(self.store());
+        let root = cairn_merkle::importer::import_file(reader, &opts.import, &mut sink)
+            .map_err(|e| AddError::Import { path: PathBuf::from("<stdin>"), source: Box::new(e) })?;
+        sink.finish()?;
+        if pin {
+            self.pins_store().put_pin(&Pin { cid: root.cid, mode: PinMode::Recursive, name: None })?;
+        }
+        Ok(Added { path: root.cid.to_string(), cid: root.cid, size: root.size })
+    }
+
+    /// Adds one file's bytes from `reader`, reported under `name` as `add` prints a file
+    /// argument, and pins it recursively when `pin` is set. Lets the caller watch the bytes
+    /// go by (the CLI's progress bar wraps the reader).
+    pub fn add_named_reader<R: Read + Send>(
+        &self,
+        reader: R,
+        name: &str,
+        opts: &AddOptions,
+        pin: bool,
+    ) -> Result<Added, NodeError> {
+        let _guard = self.shared()?;
+        let mut sink = BatchSink::new(self.store());
+        let root = cairn_merkle::importer::import_file(reader, &opts.import, &mut sink)
+            .map_err(|e| AddError::Import { path: PathBuf::from(name), source: Box::new(e) })?;
+        sink.finish()?;
+        if pin {
+            self.pins_store().put_pin(&Pin { cid: root.cid, mode: PinMode::Recursive, name: None })?;
+        }
+        Ok(Added { path: name.to_owned(), cid: root.cid, size: root.size })
+    }
+
+    /// What `path` names (kind, file size, symlink target), reading only its root block.
+    pub fn stat_path(&self, path: &IpfsPath) -> Result<exporter::Stat, NodeError> {
+        let cid = self.resolve(path)?;
+        Ok(exporter::stat(&self.source(), &cid)?)
+    }
+
+    /// Kubo's `indirect` pins: every block reachable from a recursive pin that is not itself
+    /// pinned recursively, each once (by multihash), in walk order. Identity CIDs are left
+    /// out, as they are never stored.
+    pub fn indirect_pins(&self) -> Result<Vec<Cid>, NodeError> {
+        let recursive: Vec<Cid> =
+            self.pins_store().pins()?.into_iter().filter(|p| p.mode == PinMode::Recursive).map(|p| p.cid).collect();
+        let roots: HashSet<Vec<u8>> = recursive.iter().map(block_key).collect();
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for root in &recursive {
+            let mut stack = vec![*root];
+            while let Some(cid) = stack.pop() {
+                let key = block_key(&cid);
+                if cid.hash().code() == hash::IDENTITY || !seen.insert(key.clone()) {
+                    continue;
+                }
+                if !roots.contains(&key) {
+                    out.push(cid);
+                }
+                if cid.codec() == hash::RAW {
+                    continue;
+                }
+                let data = self.store().get(&cid)?.ok_or(NodeError::NotFound(cid))?;
+                let mut links = cairn_merkle::links::links(&cid, &data)
+                    .map_err(|e| NodeError::BadPath(cid.to_string(), e.to_string()))?;
+                links.reverse();
+                stack.extend(links);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Resolves an IPFS path to the CID it names.
+    pub fn resolve(&self, path: &IpfsPath) -> Result<Cid, NodeError> {
+        Ok(exporter::resolve(&self.source(), &path.root, &path.rest)?)
+    }
+
+    /// Writes bytes `offset .. offset+len` of the file at `path` to `out`.
+    pub fn cat(&self, path: &IpfsPath, offset: u64, len: Option<u64>, out: &mut dyn Write) -> Result<u64, NodeError> {
+        let cid = self.resolve(path)?;
+        Ok(exporter::read_range(&self.source(), &cid, offset, len, out)?)
+    }
+
+    /// The entries of the directory at `path`.
+    pub fn ls(&self, path: &IpfsPath) -> Result<Vec<(DirItem, exporter::Stat)>, NodeError> {
+        let cid = self.resolve(path)?;
+        let source = self.source();
+        let mut out = Vec::new();
+        for item in exporter::list(&source, &cid)? {
+            let item = item?;
+            let stat = exporter::stat(&source, &item.cid)?;
+            out.push((item, stat));
+        }
+        Ok(out)
+    }
+
+    /// Writes the file or tree at `path` to `dest`, which must not exist yet.
+    ///
+    /// Every entry is created fresh (`create_new`, `create_dir`), names are single safe path
+    /// components (the walker refuses `..`, `/`, NUL and empty names), and nothing is ever
+    /// written through an existing file or symlink; so nothing a DAG holds can make `get`
+    /// write outside `dest`. `on_bytes` hears how many file bytes were written.
+    pub fn get(&self, path: &IpfsPath, dest: &Path, on_bytes: &mut dyn FnMut(u64)) -> Result<(), NodeError> {
+        let cid = self.resolve(path)?;
+        let source = self.source();
+        let out_err = |p: &Path| {
+            let p = p.to_owned();
+            move |source| NodeError::Output { path: p, source }
+        };
+        if fs::symlink_metadata(dest).is_ok() {
+            return Err(NodeError::Output {
+                path: dest.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists"),
+            });
+        }
+        for item in Walker::new(&source, &cid) {
+            let item = item?;
+            let target = if item.path.is_empty() { dest.to_owned() } else { dest.join(&item.path) };
+            match item.stat.kind {
+                NodeKind::Directory | NodeKind::HamtDirectory => fs::create_dir(&target).map_err(out_err(&target))?,
+                NodeKind::Symlink => {
+                    let to = item.stat.target.clone().unwrap_or_default();
+                    std::os::unix::fs::symlink(to, &target).map_err(out_err(&target))?
+                }
+                NodeKind::File => {
+                    let f = fs::OpenOptions::new().write(true).create_new(true).open(&target);
+                    let mut f = std::io::BufWriter::with_capacity(1 << 20, f.map_err(out_err(&target))?);
+                    for seg in exporter::FileSegments::new(&source, &item.stat.cid, 0, None)? {
+                        let seg = seg?;
+                        f.write_all(&seg).map_err(out_err(&target))?;
+                        on_bytes(seg.len() as u64);
+                    }
+                    f.flush().map_err(out_err(&target))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every block reachable from `root` (root included), checking each is present.
+    fn reachable(&self, root: &Cid, into: &mut HashSet<Vec<u8>>) -> Result<(), NodeError> {
+        let mut stack = vec![*root];
+        while let Some(cid) = stack.pop() {
+            if cid.hash().code() == hash::IDENTITY || !into.insert(block_key(&cid)) {
+                continue;
+            }
+            let data = self.store().get(&cid)?.ok_or(NodeError::NotFound(cid))?;
+            let links = cairn_merkle::links::links(&cid, &data)
+                .map_err(|e| NodeError::BadPath(cid.to_string(), e.to_string()))?;
+            stack.extend(links);
+        }
+        Ok(())
+    }
+
+    /// Pins `path`'s CID. A recursive pin needs every block of the DAG present.
+    pub fn pin_add(&self, path: &IpfsPath, recursive: bool, name: Option<String>) -> Result<Cid, NodeError> {
+        let _guard = self.shared()?;
+        let cid = self.resolve(path)?;
+        if recursive {
+            self.reachable(&cid, &mut HashSet::new())?;
+        } else if !self.store().has(&cid)? {
+            return Err(NodeError::NotFound(cid));
+        }
+        let mode = if recursive { PinMode::Recursive } else { PinMode::Direct };
+        if let Some(existing) = self.pins_store().get_pin(&cid)? {
+            if existing.mode == PinMode::Recursive && mode == PinMode::Direct {
+                return Ok(cid);
+            }
+        }
+        self.pins_store().put_pin(&Pin { cid, mode, name })?;
+        Ok(cid)
+    }
+
+    /// Removes the pin of `path`'s CID.
+    pub fn pin_rm(&self, path: &IpfsPath) -> Result<Cid, NodeError> {
+        let cid = if path.rest.is_empty() { path.root } else { self.resolve(path)? };
+        if !self.pins_store().remove_pin(&cid)? {
+            return Err(NodeError::NotPinned(cid));
+        }
+        Ok(cid)
+    }
+
+    /// Every pin.
+    pub fn pins(&self) -> Result<Vec<Pin>, NodeError> {
+        Ok(self.pins_store().pins()?)
+    }
+
+    /// Deletes every block no pin reaches. Holds new adds and pins back while it runs.
+    pub fn gc(&self) -> Result<GcReport, NodeError> {
+        let _guard = self.gc_lock.write().map_err(|_| NodeError::Poisoned)?;
+        let mut live = HashSet::new();
+        for pin in self.pins_store().pins()? {
+            match pin.mode {
+                PinMode::Recursive => self.reachable(&pin.cid, &mut live)?,
+                PinMode::Direct => {
+                    live.insert(block_key(&pin.cid));
+                }
+            }
+        }
+        let mut report = GcReport::default();
+        let before = self.store().stats()?;
+        let mut doomed = Vec::with_capacity(1024);
+        for key in self.store().keys() {
+            let key = key?;
+            if live.contains(&key) {
+                report.kept_blocks += 1;
+                continue;
+            }
+            doomed.push(key);
+            if doomed.len() == 1024 {
+                report.removed_blocks += self.store().delete_keys(&doomed)?;
+                doomed.clear();
+            }
+        }
+        report.removed_blocks += self.store().delete_keys(&doomed)?;
+        self.store().sync()?;
+        report.removed_bytes = before.bytes - self.store().stats()?.bytes;
+        self.repo.store().compact()?;
+        Ok(report)
+    }
+
+    /// Sizes and counts.
+    pub fn stat(&self) -> Result<RepoStat, NodeError> {
+        Ok(RepoStat {
+            store: self.store().stats()?,
+            disk_bytes: self.repo.store().disk_usage()?,
+            pins: self.pins_store().pins()?.len() as u64,
+            path: self.repo.path().to_owned(),
+        })
+    }
+
+    /// Re-hashes every block; returns the damaged ones. `on_block` hears each block's size.
+    pub fn verify(&self, on_block: &mut dyn FnMut(u64)) -> Result<Vec<Corrupt>, NodeError> {
+        let mut bad = Vec::new();
+        for item in self.store().blocks() {
+            let (key, data) = item?;
+            on_block(data.len() as u64);
+            let cid = key_cid(&key);
+            let verdict = match &cid {
+                None => Err("stored under a key that is not a multihash".to_owned()),
+                Some(cid) => match hash::multihash_matches(cid.hash(), &data) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err("bytes do not match the hash".to_owned()),
+                    Err(e) => Err(e.to_string()),
+                },
+            };
+            if let Err(reason) = verdict {
+                let cid = cid.unwrap_or_else(|| CidFormat { version: 1, hash: HashAlg::Sha2_256 }.cid(hash::RAW, &key));
+                bad.push(Corrupt { cid, reason });
+            }
+        }
+        Ok(bad)
+    }
+
+    /// The bytes of one block.
+    pub fn block_get(&self, cid: &Cid) -> Result<Bytes, NodeError> {
+        self.store().get(cid)?.ok_or(NodeError::NotFound(*cid))
+    }
+
+    /// Stores bytes as a block under `codec` and `format`; returns its CID.
+    pub fn block_put(&self, data: Bytes, codec: u64, format: CidFormat) -> Result<Cid, NodeError> {
+        let _guard = self.shared()?;
+        let cid = format.cid(codec, &data);
+        self.store().put_many(&[Block::new_unchecked(cid, data)])?;
+        self.store().sync()?;
+        Ok(cid)
+    }
+
+    /// Removes a block that is not pinned.
+    pub fn block_rm(&self, cid: &Cid) -> Result<(), NodeError> {
+        let _guard = self.gc_lock.write().map_err(|_| NodeError::Poisoned)?;
+        if self.pins_store().get_pin(cid)?.is_some() {
+            return Err(NodeError::Pinned(*cid));
+        }
+        if self.store().delete_keys(&[block_key(cid)])? == 0 {
+            return Err(NodeError::NotFound(*cid));
+        }
+        Ok(())
+    }
+
+    /// Writes the DAG under `root` as a CARv1, depth-first from the root.
+    pub fn dag_export(&self, root: &Cid, out: &mut dyn Write) -> Result<(), NodeError> {
+        cairn_merkle::car::write_dag(&self.source(), root, out)?;
+        Ok(())
+    }
+
+    /// Imports a CAR: every block verified, then the roots pinned recursively (when `pin`).
+    /// Returns the roots and the number of blocks read.
+    pub fn dag_import(
+        &self,
+        input: &mut dyn Read,
+        pin: bool,
+        on_bytes: &mut dyn FnMut(u64),
+    ) -> Result<(Vec<Cid>, u64), NodeError> {
+        let _guard = self.shared()?;
+        let mut car = CarReader::new(std::io::BufReader::with_capacity(1 << 20, input))?;
+        let roots = car.roots().to_vec();
+        let mut sink = BatchSink::new(self.store());
+        let mut count = 0;
+        while let Some(block) = car.next_block()? {
+            on_bytes(block.data().len() as u64);
+            sink.put(block).map_err(|e| NodeError::Store(StoreError::Db(e.to_string())))?;
+            count += 1;
+        }
+        sink.finish()?;
+        if pin {
+            for root in &roots {
+                self.reachable(root, &mut HashSet::new())?;
+                self.pins_store().put_pin(&Pin { cid: *root, mode: PinMode::Recursive, name: None })?;
+            }
+        }
+        Ok((roots, count))
+    }
+}
