@@ -1,13 +1,23 @@
 //! `cairn add`.
+//!
+//! Without `-n` the blocks go into the repo and each argument's root is pinned recursively
+//! (unless `--pin=false`). With `-n` nothing is stored and no repo is needed. Output is
+//! Kubo's: `added <cid> <path>` per file, then per directory, each root last.
 
+use std::collections::HashMap;
+use std::fs;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, Context};
 use cairn_node::add::{add, AddOptions, Added};
 use cairn_node::merkle::chunker::ChunkerSpec;
 use cairn_node::merkle::hash::HashAlg;
 use cairn_node::merkle::importer::{self, Discard, ImportOptions, Layout};
+use cairn_node::Node;
+use indicatif::ProgressBar;
+
+use crate::{progress, Ctx};
 
 #[derive(Debug, clap::Args)]
 pub struct AddArgs {
@@ -58,42 +68,162 @@ impl AddArgs {
     }
 }
 
-pub fn run(args: AddArgs) -> anyhow::Result<()> {
-    let opts = AddOptions { import: args.import_options()?, recursive: args.recursive, hidden: args.hidden };
-    if !args.only_hash {
-        bail!("storing into a repo is not available in this build yet; use --only-hash to compute CIDs");
-    }
-    let _ = args.pin;
-    let mut sink = Discard;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut print = |a: &Added| {
-        let line = if args.quieter {
+/// Writes `added` lines to stdout, above the progress bar when one is drawn.
+struct Printer<'a> {
+    out: std::io::BufWriter<std::io::StdoutLock<'a>>,
+    bar: ProgressBar,
+    quiet: bool,
+    quieter: bool,
+}
+
+impl Printer<'_> {
+    fn line(&mut self, a: &Added) {
+        if self.quieter {
             return;
-        } else if args.quiet {
-            format!("{}\n", a.cid)
-        } else {
-            format!("added {} {}\n", a.cid, a.path)
-        };
+        }
+        let line = if self.quiet { format!("{}\n", a.cid) } else { format!("added {} {}\n", a.cid, a.path) };
         // A closed stdout (e.g. `| head`) is not worth an error here; the root still prints.
-        let _ = out.write_all(line.as_bytes());
-    };
-    let mut last = None;
-    if args.paths.is_empty() {
-        let root =
-            importer::import_file(std::io::stdin(), &opts.import, &mut sink).context("reading standard input")?;
-        let added = Added { path: root.cid.to_string(), cid: root.cid, size: root.size };
-        print(&added);
-        last = Some(added);
-    }
-    for path in &args.paths {
-        last = Some(add(path, &opts, &mut sink, &mut print)?);
-    }
-    if args.quieter {
-        if let Some(root) = last {
-            writeln!(out, "{}", root.cid)?;
+        if self.bar.is_hidden() {
+            let _ = self.out.write_all(line.as_bytes());
+        } else {
+            let out = &mut self.out;
+            self.bar.suspend(|| {
+                let _ = out.write_all(line.as_bytes());
+                let _ = out.flush();
+            });
         }
     }
-    out.flush()?;
+}
+
+/// Where blocks go: nowhere (`-n`) or into the repo.
+enum Target {
+    HashOnly,
+    Repo { node: Box<Node>, pin: bool },
+}
+
+pub fn run(ctx: &Ctx, args: AddArgs) -> anyhow::Result<()> {
+    let opts = AddOptions { import: args.import_options()?, recursive: args.recursive, hidden: args.hidden };
+    let target = if args.only_hash {
+        Target::HashOnly
+    } else {
+        Target::Repo { node: Box::new(ctx.open()?), pin: args.pin.unwrap_or(true) }
+    };
+    let show = progress::wanted(args.quiet || args.quieter);
+    // File sizes known up front, by the path `add` reports them under, so the bar has a total.
+    let mut sizes = HashMap::new();
+    let bar = if args.paths.is_empty() {
+        progress::spinner(show)
+    } else if show {
+        let total = args.paths.iter().map(|p| tally(p, &root_name(p), &opts, &mut sizes)).sum();
+        progress::bytes(total, true)
+    } else {
+        ProgressBar::hidden()
+    };
+    let stdout = std::io::stdout();
+    let mut printer =
+        Printer { out: std::io::BufWriter::new(stdout.lock()), bar, quiet: args.quiet, quieter: args.quieter };
+    let result = add_all(&target, &args.paths, &opts, &mut printer, &mut sizes);
+    printer.bar.finish_and_clear();
+    let last = result?;
+    if args.quieter {
+        if let Some(root) = last {
+            writeln!(printer.out, "{}", root.cid)?;
+        }
+    }
+    printer.out.flush()?;
     Ok(())
+}
+
+fn add_all(
+    target: &Target,
+    paths: &[PathBuf],
+    opts: &AddOptions,
+    printer: &mut Printer<'_>,
+    sizes: &mut HashMap<String, u64>,
+) -> anyhow::Result<Option<Added>> {
+    if paths.is_empty() {
+        let input = printer.bar.wrap_read(std::io::stdin());
+        let added = match target {
+            Target::HashOnly => {
+                let root =
+                    importer::import_file(input, &opts.import, &mut Discard).context("reading standard input")?;
+                Added { path: root.cid.to_string(), cid: root.cid, size: root.size }
+            }
+            Target::Repo { node, pin } => node.add_reader(input, opts, *pin).context("reading standard input")?,
+        };
+        printer.line(&added);
+        return Ok(Some(added));
+    }
+    let mut last = None;
+    for path in paths {
+        let is_file = fs::symlink_metadata(path).is_ok_and(|m| m.is_file());
+        let added = if is_file {
+            // One regular file: stream it through the bar so a large file shows progress.
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| anyhow!("{}: file name is not valid UTF-8", path.display()))?;
+            let file = fs::File::open(path).with_context(|| path.display().to_string())?;
+            let input = printer.bar.wrap_read(file);
+            let added = match target {
+                Target::HashOnly => {
+                    let root = importer::import_file(input, &opts.import, &mut Discard)
+                        .with_context(|| path.display().to_string())?;
+                    Added { path: name.to_owned(), cid: root.cid, size: root.size }
+                }
+                Target::Repo { node, pin } => node.add_named_reader(input, name, opts, *pin)?,
+            };
+            printer.line(&added);
+            added
+        } else {
+            let mut on_added = |a: &Added| {
+                if let Some(n) = sizes.remove(&a.path) {
+                    printer.bar.inc(n);
+                }
+                printer.line(a);
+            };
+            match target {
+                Target::HashOnly => add(path, opts, &mut Discard, &mut on_added)?,
+                Target::Repo { node, pin } => node.add(path, opts, *pin, &mut on_added)?,
+            }
+        };
+        last = Some(added);
+    }
+    Ok(last)
+}
+
+/// The name `add` gives an argument: its last component, or for `.` and `/` the resolved
+/// directory's name.
+fn root_name(path: &Path) -> String {
+    match path.file_name() {
+        Some(n) => n.to_string_lossy().into_owned(),
+        None => fs::canonicalize(path)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_default(),
+    }
+}
+
+/// Sums the sizes of the regular files `add` will read under `path`, recording each under
+/// the path `add` reports it as. Unreadable entries count as empty; `add` reports them.
+fn tally(path: &Path, shown: &str, opts: &AddOptions, sizes: &mut HashMap<String, u64>) -> u64 {
+    let Ok(meta) = fs::symlink_metadata(path) else { return 0 };
+    if meta.is_file() {
+        sizes.insert(shown.to_owned(), meta.len());
+        meta.len()
+    } else if meta.is_dir() && opts.recursive {
+        let Ok(entries) = fs::read_dir(path) else { return 0 };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                if !opts.hidden && name.starts_with('.') {
+                    return None;
+                }
+                Some(tally(&e.path(), &format!("{shown}/{name}"), opts, sizes))
+            })
+            .sum()
+    } else {
+        0
+    }
 }

@@ -1,15 +1,25 @@
 //! `cairn`: the command-line front end of a Cairn node.
 //!
 //! Commands follow Kubo's names, flags and output so that scripts written for `ipfs` work
-//! with `cairn`. Errors are one line on stderr and a non-zero exit code.
+//! with `cairn`. Errors are one line on stderr and a non-zero exit code. Until the daemon
+//! exists every command opens the repo directly (taking its lock), as Kubo does when no
+//! daemon runs.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod add;
+mod block;
+mod config;
+mod dag;
+mod files;
+mod pin;
+mod progress;
+mod repo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use cairn_node::{IpfsPath, Node, Repo};
 use clap::{Parser, Subcommand};
 
 /// A content-addressed storage node that speaks the IPFS protocols.
@@ -25,29 +35,95 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create a repo: config, identity key and an empty block store.
+    Init(config::InitArgs),
+    /// Get or set a config value by its dotted key (`cairn config show` prints it all).
+    Config(config::ConfigArgs),
     /// Add files or directories: chunk, hash and build their DAG, printing each CID.
     Add(add::AddArgs),
+    /// Print the bytes of a file.
+    Cat(files::CatArgs),
+    /// Write a file or directory tree out of the repo.
+    Get(files::GetArgs),
+    /// List the entries of a directory.
+    Ls(files::LsArgs),
+    /// Pin, unpin and list pins.
+    #[command(subcommand)]
+    Pin(pin::PinCommand),
+    /// Garbage collection, statistics and integrity checks of the repo.
+    #[command(subcommand)]
+    Repo(repo::RepoCommand),
+    /// Raw blocks.
+    #[command(subcommand)]
+    Block(block::BlockCommand),
+    /// Whole DAGs as CAR files.
+    #[command(subcommand)]
+    Dag(dag::DagCommand),
 }
 
-/// Where the repo lives: `--repo`, else `$CAIRN_PATH`, else `~/.cairn`.
-#[allow(dead_code)]
-fn repo_path(flag: Option<PathBuf>) -> PathBuf {
-    flag.or_else(|| std::env::var_os("CAIRN_PATH").map(PathBuf::from))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cairn")))
-        .unwrap_or_else(|| PathBuf::from(".cairn"))
+/// Everything a command needs from the global flags.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The repo directory.
+    pub repo: PathBuf,
+}
+
+impl Ctx {
+    /// Opens the node over the repo (taking its lock).
+    pub fn open(&self) -> anyhow::Result<Node> {
+        Ok(Node::open(&self.repo)?)
+    }
+}
+
+/// Parses a `/ipfs/<cid>/path`, `<cid>/path` or `<cid>` argument.
+pub fn ipfs_path(arg: &str) -> anyhow::Result<IpfsPath> {
+    Ok(arg.parse::<IpfsPath>()?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = Ctx { repo: Repo::default_path(cli.repo) };
+    match cli.command {
+        Command::Init(args) => config::init(&ctx, args),
+        Command::Config(args) => config::run(&ctx, args),
+        Command::Add(args) => add::run(&ctx, args),
+        Command::Cat(args) => files::cat(&ctx, args),
+        Command::Get(args) => files::get(&ctx, args),
+        Command::Ls(args) => files::ls(&ctx, args),
+        Command::Pin(cmd) => pin::run(&ctx, cmd),
+        Command::Repo(cmd) => repo::run(&ctx, cmd),
+        Command::Block(cmd) => block::run(&ctx, cmd),
+        Command::Dag(cmd) => dag::run(&ctx, cmd),
+    }
+}
+
+/// The error and its causes on one line, leaving out a cause its parent already quotes.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg.replace(['\n', '\r'], " ")
+}
+
+/// Whether the error is only a closed stdout (`cairn cat ... | head`).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Add(args) => add::run(args),
-    };
-    match result {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the error and its causes.
-            let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
-            eprintln!("Error: {msg}");
+            eprintln!("Error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }

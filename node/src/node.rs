@@ -44,12 +44,12 @@ pub enum NodeError {
     /// Adding failed.
     #[error(transparent)]
     Add(#[from] AddError),
-    /// Reading a DAG failed.
+    /// Reading a DAG failed (boxed to keep results small).
     #[error(transparent)]
-    Export(#[from] ExportError),
-    /// Reading or writing a CAR failed.
+    Export(Box<ExportError>),
+    /// Reading or writing a CAR failed (boxed to keep results small).
     #[error(transparent)]
-    Car(#[from] CarError),
+    Car(Box<CarError>),
     /// A CID or path did not parse.
     #[error("invalid path {0:?}: {1}")]
     BadPath(String, String),
@@ -77,6 +77,18 @@ pub enum NodeError {
     /// The GC lock was poisoned by a panic elsewhere.
     #[error("node lock poisoned")]
     Poisoned,
+}
+
+impl From<ExportError> for NodeError {
+    fn from(e: ExportError) -> Self {
+        NodeError::Export(Box::new(e))
+    }
+}
+
+impl From<CarError> for NodeError {
+    fn from(e: CarError) -> Self {
+        NodeError::Car(Box::new(e))
+    }
 }
 
 /// A parsed `/ipfs/<cid>/a/b`, `<cid>/a/b` or `<cid>` argument.
@@ -335,14 +347,19 @@ impl Node {
         Ok(exporter::read_range(&self.source(), &cid, offset, len, out)?)
     }
 
-    /// The entries of the directory at `path`.
-    pub fn ls(&self, path: &IpfsPath) -> Result<Vec<(DirItem, exporter::Stat)>, NodeError> {
+    /// The entries of the directory at `path`, each with its stat; the stat is `None` for a
+    /// child that is not UnixFS (a dag-cbor document, say), which is listed all the same.
+    pub fn ls(&self, path: &IpfsPath) -> Result<Vec<(DirItem, Option<exporter::Stat>)>, NodeError> {
         let cid = self.resolve(path)?;
         let source = self.source();
         let mut out = Vec::new();
         for item in exporter::list(&source, &cid)? {
             let item = item?;
-            let stat = exporter::stat(&source, &item.cid)?;
+            let stat = match exporter::stat(&source, &item.cid) {
+                Ok(s) => Some(s),
+                Err(ExportError::NotUnixFs(_)) => None,
+                Err(e) => return Err(e.into()),
+            };
             out.push((item, stat));
         }
         Ok(out)

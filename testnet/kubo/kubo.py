@@ -9,6 +9,10 @@ inside a network namespace that has nothing but loopback:
 Subcommands:
     add-hash PATH...   one JSON line per path, in order: {"path": PATH, "cid": CID}
     bench-add FILE     {"bytes": N, "seconds": S, "mb_per_s": X}   (MB = 10^6 bytes)
+    bench-add-store FILE
+                       the same, for AddFile(onlyHash=false): the blocks are written into the
+                       node's own repo (Kubo's default flatfs datastore, sync on) and the root
+                       is pinned; the timing includes all of that
     locate             {"so": PATH, "kubo": VERSION}; loads nothing, starts nothing, so it may
                        run outside a namespace (used to tell whether the reference is installed)
 
@@ -155,8 +159,14 @@ class Kubo:
         return s
 
     def add_hash(self, path: str) -> str:
+        return self._add(path, True)
+
+    def add_store(self, path: str) -> str:
+        return self._add(path, False)
+
+    def _add(self, path: str, only_hash: bool) -> str:
         assert os.path.isabs(path), path
-        cid = self._string(self.lib.AddFile(self.repo, path.encode(), True))
+        cid = self._string(self.lib.AddFile(self.repo, path.encode(), only_hash))
         if not cid:
             raise KuboError("AddFile failed for %s" % path)
         return cid
@@ -192,7 +202,27 @@ def cmd_add_hash(paths: list[str]) -> int:
     return 0
 
 
-def cmd_bench_add(path: str) -> int:
+def datastore_summary(repo: str) -> str:
+    """The block datastore of the repo's config, e.g. `flatfs sync=True` (Kubo's default)."""
+    with open(os.path.join(repo, "config"), encoding="utf-8") as f:
+        spec = json.load(f).get("Datastore", {}).get("Spec", {})
+    found = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if node.get("type") in ("flatfs", "levelds", "badgerds"):
+                found.append("%s %s sync=%s" % (node.get("type"), node.get("path", ""), node.get("sync")))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(spec)
+    return "; ".join(found)
+
+
+def cmd_bench_add(path: str, store: bool = False) -> int:
     if not os.path.isfile(path):
         raise KuboError("not a file: %s" % path)
     path = os.path.abspath(path)
@@ -204,9 +234,11 @@ def cmd_bench_add(path: str) -> int:
         warm = os.path.join(kubo.tmp, "warm")
         with open(warm, "wb") as f:
             f.write(b"warm")
-        kubo.add_hash(warm)
+        add = kubo.add_store if store else kubo.add_hash
+        datastore = datastore_summary(kubo.repo.decode())
+        add(warm)
         t0 = time.perf_counter()
-        cid = kubo.add_hash(path)
+        cid = add(path)
         secs = time.perf_counter() - t0
     finally:
         kubo.close()
@@ -217,6 +249,8 @@ def cmd_bench_add(path: str) -> int:
                 "seconds": secs,
                 "mb_per_s": size / 1e6 / secs if secs > 0 else None,
                 "cid": cid,
+                "only_hash": not store,
+                "datastore": datastore,
                 "kubo": KUBO_VERSION,
             }
         )
@@ -236,9 +270,11 @@ def main(argv: list[str]) -> int:
         return cmd_add_hash(argv[1:])
     if len(argv) == 2 and argv[0] == "bench-add":
         return cmd_bench_add(argv[1])
+    if len(argv) == 2 and argv[0] == "bench-add-store":
+        return cmd_bench_add(argv[1], store=True)
     if argv == ["locate"]:
         return cmd_locate()
-    sys.stderr.write("usage: kubo.py add-hash PATH... | bench-add FILE | locate\n")
+    sys.stderr.write("usage: kubo.py add-hash PATH... | bench-add FILE | bench-add-store FILE | locate\n")
     return 2
 
 

@@ -5,6 +5,9 @@
 //!   size-262144, balanced, UnixFS leaves); nothing in its config changes that.
 //! - **js-ipfs-unixfs's importer** (`testnet/js/import.mjs`), an independent implementation, for
 //!   CIDv1 with raw leaves, and as a second opinion on CIDv0.
+//! - **`@ipld/car` with js-ipfs-unixfs's exporter and importer** (`testnet/js/car_read.mjs`,
+//!   `testnet/js/car_write.mjs`): an independent CAR reader (verifies every block, exports the
+//!   files) and writer, for CAR interop in both directions.
 //!
 //! Both are installed by `scripts/setup.sh`. Every process that starts Kubo runs in a fresh
 //! network namespace that has only loopback (`unshare -n`), and `kubo.py` itself refuses to start
@@ -118,8 +121,10 @@ fn js_missing() -> Option<String> {
         return Some(format!("`node` is not installed ({SETUP_HINT})"));
     }
     let dir = js_dir();
-    if !dir.join("node_modules").join("ipfs-unixfs-importer").join("package.json").exists() {
-        return Some(format!("{}/node_modules is not installed ({SETUP_HINT})", dir.display()));
+    for package in ["ipfs-unixfs-importer", "ipfs-unixfs-exporter", "@ipld/car"] {
+        if !dir.join("node_modules").join(package).join("package.json").exists() {
+            return Some(format!("{}/node_modules/{package} is not installed ({SETUP_HINT})", dir.display()));
+        }
     }
     None
 }
@@ -150,7 +155,7 @@ pub fn require(reference: Reference) -> bool {
 pub enum Reference {
     /// Kubo v0.22 through `kubo.py`.
     Kubo,
-    /// The JavaScript UnixFS importer through `import.mjs`.
+    /// The JavaScript UnixFS importer and exporter and `@ipld/car` (`testnet/js/*.mjs`).
     Js,
 }
 
@@ -265,6 +270,102 @@ pub fn kubo_bench_add(file: &Path) -> Result<(u64, f64)> {
     let b: Vec<Bench> = parse_lines(&out, "kubo.py bench-add")?;
     let b = b.into_iter().next().ok_or_else(|| anyhow!("kubo.py bench-add printed nothing"))?;
     Ok((b.bytes, b.seconds))
+}
+
+/// Times Kubo's storing add of `file` (`AddFile(repo, path, onlyHash=false)`: blocks go into the
+/// Kubo node's own repo, flatfs with its default sync, and the root is pinned), node already
+/// running. Returns (bytes, seconds).
+pub fn kubo_bench_add_store(file: &Path) -> Result<(u64, f64)> {
+    if let Some(why) = kubo_missing() {
+        bail!("Kubo reference unavailable: {why}");
+    }
+    let out = run(kubo_command(&["bench-add-store".as_ref(), file.as_os_str()]), "kubo.py bench-add-store")?;
+    let b: Vec<Bench> = parse_lines(&out, "kubo.py bench-add-store")?;
+    let b = b.into_iter().next().ok_or_else(|| anyhow!("kubo.py bench-add-store printed nothing"))?;
+    Ok((b.bytes, b.seconds))
+}
+
+/// What `car_read.mjs` found in a CAR.
+#[derive(Debug, Clone, Deserialize)]
+pub struct JsCarReport {
+    /// The header's roots.
+    pub roots: Vec<String>,
+    /// Sections (blocks) read.
+    pub blocks: u64,
+    /// Sections whose multihash an earlier section already had.
+    pub duplicates: u64,
+    /// Blocks whose bytes were hashed and matched their CID.
+    pub verified: u64,
+    /// Blocks under a hash the JS side cannot compute (not trusted, not counted as verified).
+    pub unverifiable: Vec<String>,
+    /// Linked blocks the CAR lacks.
+    pub missing: Vec<String>,
+    /// Blocks no root reaches.
+    pub unreachable: u64,
+    /// What the UnixFS exporter found under each complete root.
+    pub entries: Vec<JsCarEntry>,
+}
+
+/// One entry the JS exporter walked.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct JsCarEntry {
+    /// The root it is under.
+    pub root: String,
+    /// Its path below the root, `/`-separated; empty for the root itself.
+    pub path: String,
+    /// The path of the directory holding it; empty for the root and its children.
+    pub parent: String,
+    /// Its link name in that directory (which may itself hold a `/`); empty for the root.
+    pub name: String,
+    /// Its CID.
+    pub cid: String,
+    /// `file`, `dir`, `symlink` (written out), `unsafe` (a name like `..`, not written) or
+    /// `object` (not UnixFS, not written).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Bytes, for files; target length, for symlinks.
+    pub size: u64,
+}
+
+/// Reads `car` with `@ipld/car` (every block's hash checked against its CID; a mismatch is an
+/// error) and, with `out`, exports every complete root with js-ipfs-unixfs's exporter into
+/// `out/<root CID>`.
+pub fn js_car_read(car: &Path, out: Option<&Path>) -> Result<JsCarReport> {
+    if let Some(why) = js_missing() {
+        bail!("JS reference unavailable: {why}");
+    }
+    let mut cmd = Command::new("node");
+    cmd.arg(js_dir().join("car_read.mjs")).arg(car);
+    if let Some(out) = out {
+        cmd.arg(out);
+    }
+    let out = run(cmd, "car_read.mjs")?;
+    serde_json::from_str(out.trim()).with_context(|| format!("car_read.mjs: bad output {out:?}"))
+}
+
+#[derive(Deserialize)]
+struct CarWritten {
+    root: String,
+}
+
+/// Imports `path` (file or tree, hidden files included) with js-ipfs-unixfs's importer using
+/// Kubo's `ipfs add` settings (`cid_version` 1 also means raw leaves) and writes all its blocks
+/// into the CARv1 `car` with `@ipld/car`. Returns the root CID.
+pub fn js_car_write(path: &Path, car: &Path, cid_version: u8) -> Result<String> {
+    if let Some(why) = js_missing() {
+        bail!("JS reference unavailable: {why}");
+    }
+    if cid_version > 1 {
+        bail!("CID version {cid_version} is not 0 or 1");
+    }
+    let mut cmd = Command::new("node");
+    cmd.arg(js_dir().join("car_write.mjs"));
+    cmd.args(["--cid-version", if cid_version == 0 { "0" } else { "1" }]);
+    cmd.arg(path).arg(car);
+    let out = run(cmd, "car_write.mjs")?;
+    let w: CarWritten =
+        serde_json::from_str(out.trim()).with_context(|| format!("car_write.mjs: bad output {out:?}"))?;
+    Ok(w.root)
 }
 
 /// Every entry the JS importer makes for `path` (file or directory tree), root last, with paths

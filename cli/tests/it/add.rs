@@ -1,4 +1,5 @@
-//! `cairn add --only-hash`: output format and flags, with no repo.
+//! `cairn add --only-hash`: output format and flags, with no repo (storing adds are in
+//! `commands.rs`).
 
 use std::fs;
 
@@ -111,4 +112,17 @@ fn blake3_and_trickle_and_chunkers_work() {
         cairn().current_dir(dir.path()).args(["add", "-nQ", "--hash", "blake3", "site/hello.txt"]).output().unwrap();
     // blake3 implies CIDv1 with raw leaves: a one-chunk file is a raw block (bafk...).
     assert!(String::from_utf8(out.stdout).unwrap().starts_with("bafk"));
+}
+
+#[test]
+fn storing_needs_a_repo() {
+    let dir = tree();
+    // `cairn()` points CAIRN_PATH at a path that does not exist: without -n, add must say so
+    // and create nothing.
+    let out = cairn().current_dir(dir.path()).args(["add", "site/hello.txt"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("Error: ") && err.contains("cairn init"), "{err}");
+    assert!(!std::path::Path::new("/nonexistent/cairn-test-repo").exists());
 }

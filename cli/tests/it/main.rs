@@ -1,6 +1,9 @@
 //! The one integration-test binary of the `cairn` command: each test runs the binary.
 
 mod add;
+mod commands;
+mod crash;
+mod disk_full;
 
 use assert_cmd::Command;
 

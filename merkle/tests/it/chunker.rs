@@ -70,7 +70,7 @@ impl<'a> Choppy<'a> {
 impl Read for Choppy<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let roll = self.next();
-        if roll % 7 == 0 {
+        if roll.is_multiple_of(7) {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "try again"));
         }
         let n = (1 + (roll >> 8) as usize % self.max_read).min(buf.len()).min(self.data.len());

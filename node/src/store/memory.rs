@@ -6,7 +6,7 @@ use std::sync::RwLock;
 use bytes::Bytes;
 use cairn_merkle::{Block, Cid};
 
-use super::{block_key, decode_pin, encode_pin, BlockStore, Pin, PinStore, Put, StoreError, StoreStats};
+use super::{block_key, decode_pin, encode_pin, BlockIter, BlockStore, Pin, PinStore, Put, StoreError, StoreStats};
 
 /// Blocks and pins in ordered maps behind locks.
 #[derive(Debug, Default)]
@@ -51,7 +51,7 @@ impl BlockStore for MemoryStore {
         }
     }
 
-    fn blocks(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Bytes), StoreError>> + '_> {
+    fn blocks(&self) -> BlockIter<'_> {
         match self.blocks.read() {
             Ok(map) => {
                 Box::new(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>().into_iter().map(Ok))

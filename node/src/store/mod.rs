@@ -70,6 +70,9 @@ pub fn key_cid(key: &[u8]) -> Option<Cid> {
     Some(Cid::new_v1(cairn_merkle::hash::RAW, mh))
 }
 
+/// Stored blocks as (multihash key, bytes), streamed.
+pub type BlockIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Bytes), StoreError>> + 'a>;
+
 /// Block storage.
 pub trait BlockStore: Send + Sync {
     /// The bytes stored under `cid`'s multihash.
@@ -83,7 +86,7 @@ pub trait BlockStore: Send + Sync {
     /// Every stored key (multihash bytes), in key order.
     fn keys(&self) -> Box<dyn Iterator<Item = Result<Vec<u8>, StoreError>> + '_>;
     /// Every stored block as (key, bytes), in key order.
-    fn blocks(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Bytes), StoreError>> + '_>;
+    fn blocks(&self) -> BlockIter<'_>;
     /// Blocks and bytes held.
     fn stats(&self) -> Result<StoreStats, StoreError>;
     /// Makes everything written so far durable.
@@ -177,7 +180,7 @@ pub(crate) mod tests {
         let a = block(b"alpha", false);
         let b = block(b"beta", true);
         assert_eq!(s.put_many(&[a.clone(), b.clone()]).unwrap(), vec![Put::New, Put::New]);
-        assert_eq!(s.put_many(&[a.clone()]).unwrap(), vec![Put::Existed]);
+        assert_eq!(s.put_many(std::slice::from_ref(&a)).unwrap(), vec![Put::Existed]);
         assert_eq!(s.get(a.cid()).unwrap().unwrap(), &b"alpha"[..]);
         // The same bytes under another CID version meet the same key.
         let a_v1 = Cid::new_v1(DAG_PB, *a.cid().hash());

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use cairn_merkle::{Block, Cid};
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
-use super::{block_key, decode_pin, encode_pin, BlockStore, Pin, PinStore, Put, StoreError, StoreStats};
+use super::{block_key, decode_pin, encode_pin, BlockIter, BlockStore, Pin, PinStore, Put, StoreError, StoreStats};
 
 const CF_BLOCKS: &str = "blocks";
 const CF_INDEX: &str = "index";
@@ -177,9 +177,36 @@ impl RocksStore {
     }
 
     /// Compacts the block tables so that deleted blocks give their space back.
+    ///
+    /// Deletes first live in the memtable, and a blob file is only removed once nothing
+    /// refers to it, so this flushes, then compacts with blob garbage collection forced over
+    /// every blob file (normally only the oldest quarter is collected), then restores the
+    /// background settings.
     pub fn compact(&self) -> Result<(), StoreError> {
+        let mut co = rocksdb::CompactOptions::default();
+        co.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
         for name in [CF_BLOCKS, CF_INDEX] {
-            self.db.compact_range_cf(&self.cf(name)?, None::<&[u8]>, None::<&[u8]>);
+            let cf = self.cf(name)?;
+            self.db.flush_cf(&cf)?;
+            if name == CF_BLOCKS {
+                self.db.set_options_cf(
+                    &cf,
+                    &[
+                        ("blob_garbage_collection_age_cutoff", "1.0"),
+                        ("blob_garbage_collection_force_threshold", "0.0"),
+                    ],
+                )?;
+            }
+            self.db.compact_range_cf_opt(&cf, None::<&[u8]>, None::<&[u8]>, &co);
+            if name == CF_BLOCKS {
+                self.db.set_options_cf(
+                    &cf,
+                    &[
+                        ("blob_garbage_collection_age_cutoff", "0.25"),
+                        ("blob_garbage_collection_force_threshold", "1.0"),
+                    ],
+                )?;
+            }
         }
         Ok(())
     }
@@ -262,7 +289,7 @@ impl BlockStore for RocksStore {
         }
     }
 
-    fn blocks(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Bytes), StoreError>> + '_> {
+    fn blocks(&self) -> BlockIter<'_> {
         match self.cf(CF_BLOCKS) {
             Ok(cf) => Box::new(self.db.iterator_cf(&cf, IteratorMode::Start).map(|r| {
                 let (k, v) = r?;

@@ -14,8 +14,7 @@ use crate::{node, noise};
 
 fn opts() -> AddOptions {
     // Small chunks: many blocks per file, so sharing is visible block by block.
-    let mut import = ImportOptions::default();
-    import.chunker = cairn_merkle::chunker::ChunkerSpec::Size(1024);
+    let import = ImportOptions { chunker: cairn_merkle::chunker::ChunkerSpec::Size(1024), ..Default::default() };
     AddOptions { import, recursive: true, hidden: false }
 }
 

@@ -3,8 +3,11 @@
 //! - [`kubo`]: CID parity of `cairn_node::add` with a real Kubo (CIDv0, Kubo's defaults) and
 //!   with the JavaScript UnixFS importer (CIDv1 with raw leaves, and CIDv0 as a check on the JS
 //!   reference itself).
+//! - [`car_interop`]: CARs written by Cairn read with `@ipld/car` and js-ipfs-unixfs, CARs written
+//!   by them imported into Cairn, and the gateway-conformance CARs imported.
 //! - [`kubo_fixtures`]: CIDv1 parity with DAGs a real Kubo made (`ipfs add --cid-version 1`), taken
 //!   from the gateway-conformance fixtures and rebuilt from their extracted files.
 
+mod car_interop;
 mod kubo;
 mod kubo_fixtures;

@@ -1,0 +1,149 @@
+//! `cairn block get|put|stat|rm`: single blocks, bytes in and out.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use cairn_node::merkle::hash::{CidFormat, HashAlg, DAG_CBOR, DAG_JSON, DAG_PB, RAW};
+use cairn_node::merkle::Cid;
+use cairn_node::{IpfsPath, Node};
+use clap::ArgAction;
+
+use crate::{ipfs_path, Ctx};
+
+/// Kubo's soft limit on a block's size: larger blocks cannot be exchanged over Bitswap.
+const SOFT_BLOCK_LIMIT: usize = 1 << 20;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BlockCommand {
+    /// Write a block's raw bytes to standard output.
+    Get {
+        /// The block's CID (or a path that resolves to it).
+        #[arg(value_name = "CID")]
+        cid: String,
+    },
+    /// Store bytes as a block (CIDv1) and print its CID.
+    Put {
+        /// Files holding one block each; standard input when none is given.
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// The codec the CID declares: raw, dag-pb, dag-cbor or dag-json.
+        #[arg(long, default_value = "raw", value_name = "CODEC")]
+        cid_codec: String,
+        /// The hash function: sha2-256 or blake3.
+        #[arg(long, default_value = "sha2-256", value_name = "NAME")]
+        mhtype: String,
+        /// Pin the block (recursively) once stored.
+        #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true",
+              action = ArgAction::Set, value_name = "BOOL")]
+        pin: bool,
+        /// Accept blocks over 1 MiB, which other peers will not exchange.
+        #[arg(long)]
+        allow_big_block: bool,
+    },
+    /// Print a block's CID and size.
+    Stat {
+        /// The block's CID (or a path that resolves to it).
+        #[arg(value_name = "CID")]
+        cid: String,
+    },
+    /// Remove blocks that no pin holds.
+    Rm {
+        /// The blocks' CIDs.
+        #[arg(required = true, value_name = "CID")]
+        cids: Vec<String>,
+        /// Print nothing on success.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+}
+
+fn codec(name: &str) -> anyhow::Result<u64> {
+    Ok(match name {
+        "raw" => RAW,
+        "dag-pb" => DAG_PB,
+        "dag-cbor" => DAG_CBOR,
+        "dag-json" => DAG_JSON,
+        other => bail!("unsupported codec {other:?} (use raw, dag-pb, dag-cbor or dag-json)"),
+    })
+}
+
+/// The CID a `block` argument names: the CID itself, or what a path below it resolves to.
+fn block_cid(node: &Node, path: &IpfsPath) -> anyhow::Result<Cid> {
+    Ok(if path.rest.trim_matches('/').is_empty() { path.root } else { node.resolve(path)? })
+}
+
+pub fn run(ctx: &Ctx, cmd: BlockCommand) -> anyhow::Result<()> {
+    match cmd {
+        BlockCommand::Get { cid } => {
+            let path = ipfs_path(&cid)?;
+            let node = ctx.open()?;
+            let data = node.block_get(&block_cid(&node, &path)?)?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            out.write_all(&data)?;
+            out.flush()?;
+        }
+        BlockCommand::Put { files, cid_codec, mhtype, pin, allow_big_block } => {
+            let codec = codec(&cid_codec)?;
+            let format = CidFormat { version: 1, hash: mhtype.parse::<HashAlg>()? };
+            let inputs: Vec<(String, Vec<u8>)> = if files.is_empty() {
+                let mut data = Vec::new();
+                std::io::stdin().read_to_end(&mut data).context("reading standard input")?;
+                vec![("<stdin>".to_owned(), data)]
+            } else {
+                files
+                    .iter()
+                    .map(|f| Ok((f.display().to_string(), std::fs::read(f).with_context(|| f.display().to_string())?)))
+                    .collect::<anyhow::Result<_>>()?
+            };
+            // Check every input before storing any.
+            for (name, data) in &inputs {
+                if data.len() > SOFT_BLOCK_LIMIT && !allow_big_block {
+                    bail!(
+                        "{name}: produced block is over 1MiB: big blocks can't be exchanged with other peers. \
+                         consider using UnixFS for automatic chunking of bigger files, or pass --allow-big-block \
+                         to override"
+                    );
+                }
+                if codec != RAW {
+                    let cid = format.cid(codec, data);
+                    cairn_node::merkle::links::links(&cid, &data.clone().into())
+                        .with_context(|| format!("{name}: not a valid {cid_codec} block"))?;
+                }
+            }
+            let node = ctx.open()?;
+            for (_, data) in inputs {
+                let cid = node.block_put(data.into(), codec, format)?;
+                if pin {
+                    node.pin_add(&IpfsPath { root: cid, rest: String::new() }, true, None)?;
+                }
+                println!("{cid}");
+            }
+        }
+        BlockCommand::Stat { cid } => {
+            let path = ipfs_path(&cid)?;
+            let node = ctx.open()?;
+            let cid = block_cid(&node, &path)?;
+            let data = node.block_get(&cid)?;
+            println!("Key: {cid}");
+            println!("Size: {}", data.len());
+        }
+        BlockCommand::Rm { cids, quiet } => {
+            let cids = cids.iter().map(|c| ipfs_path(c).map(|p| p.root)).collect::<anyhow::Result<Vec<_>>>()?;
+            let node = ctx.open()?;
+            // A block inside a recursively pinned DAG is pinned too (Kubo's "indirect").
+            let indirect = node.indirect_pins()?;
+            for cid in &cids {
+                if indirect.iter().any(|c| c.hash() == cid.hash()) {
+                    bail!("{cid} is pinned indirectly (inside a recursively pinned DAG); unpin its root first");
+                }
+                node.block_rm(cid)?;
+                if !quiet {
+                    println!("removed {cid}");
+                }
+            }
+        }
+    }
+    Ok(())
+}

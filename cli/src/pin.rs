@@ -1,0 +1,120 @@
+//! `cairn pin add|rm|ls`.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use anyhow::bail;
+use cairn_node::store::PinMode;
+use clap::ArgAction;
+
+use crate::{ipfs_path, Ctx};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PinCommand {
+    /// Pin objects so that `repo gc` keeps them.
+    Add {
+        /// `/ipfs/<cid>/path`, `<cid>/path` or `<cid>`.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+        /// Pin the whole DAG (true) or only the root block (false).
+        #[arg(short, long, num_args = 0..=1, default_value_t = true, default_missing_value = "true",
+              action = ArgAction::Set, value_name = "BOOL")]
+        recursive: bool,
+        /// A name for the pin, shown by `pin ls --names`.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Remove pins; the blocks stay until `repo gc`.
+    Rm {
+        /// `/ipfs/<cid>/path`, `<cid>/path` or `<cid>`.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+    },
+    /// List pins: `<cid> <type>` per line.
+    Ls {
+        /// Only these paths (an error names any that is not pinned).
+        #[arg(value_name = "PATH")]
+        paths: Vec<String>,
+        /// Which pins: direct, indirect, recursive or all.
+        #[arg(short = 't', long = "type", default_value = "all", value_name = "TYPE")]
+        kind: String,
+        /// Print only the CIDs.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Print each pin's name too.
+        #[arg(short, long)]
+        names: bool,
+    },
+}
+
+pub fn run(ctx: &Ctx, cmd: PinCommand) -> anyhow::Result<()> {
+    match cmd {
+        PinCommand::Add { paths, recursive, name } => {
+            let paths = paths.iter().map(|p| ipfs_path(p)).collect::<anyhow::Result<Vec<_>>>()?;
+            let node = ctx.open()?;
+            for path in &paths {
+                let cid = node.pin_add(path, recursive, name.clone())?;
+                println!("pinned {cid} {}", if recursive { "recursively" } else { "directly" });
+            }
+            Ok(())
+        }
+        PinCommand::Rm { paths } => {
+            let paths = paths.iter().map(|p| ipfs_path(p)).collect::<anyhow::Result<Vec<_>>>()?;
+            let node = ctx.open()?;
+            for path in &paths {
+                let cid = node.pin_rm(path)?;
+                println!("unpinned {cid}");
+            }
+            Ok(())
+        }
+        PinCommand::Ls { paths, kind, quiet, names } => ls(ctx, &paths, &kind, quiet, names),
+    }
+}
+
+fn ls(ctx: &Ctx, paths: &[String], kind: &str, quiet: bool, names: bool) -> anyhow::Result<()> {
+    let (recursive, direct, indirect) = match kind {
+        "all" => (true, true, true),
+        "recursive" => (true, false, false),
+        "direct" => (false, true, false),
+        "indirect" => (false, false, true),
+        other => bail!("invalid pin type {other:?} (use direct, indirect, recursive or all)"),
+    };
+    let wanted = paths.iter().map(|p| ipfs_path(p)).collect::<anyhow::Result<Vec<_>>>()?;
+    let node = ctx.open()?;
+    // (cid, type, name) in Kubo's order: recursive, then direct, then indirect.
+    let mut rows: Vec<(String, &str, Option<String>)> = Vec::new();
+    let pins = node.pins()?;
+    for (mode, shown) in [(PinMode::Recursive, recursive), (PinMode::Direct, direct)] {
+        if shown {
+            rows.extend(
+                pins.iter().filter(|p| p.mode == mode).map(|p| (p.cid.to_string(), mode.as_str(), p.name.clone())),
+            );
+        }
+    }
+    if indirect {
+        rows.extend(node.indirect_pins()?.into_iter().map(|c| (c.to_string(), "indirect", None)));
+    }
+    if !wanted.is_empty() {
+        let by_cid: HashMap<&str, usize> = rows.iter().enumerate().rev().map(|(i, r)| (r.0.as_str(), i)).collect();
+        let mut picked = Vec::new();
+        for (arg, path) in paths.iter().zip(&wanted) {
+            let cid = node.resolve(path)?.to_string();
+            match by_cid.get(cid.as_str()) {
+                Some(&i) => picked.push(rows[i].clone()),
+                None => bail!("path '{arg}' is not pinned"),
+            }
+        }
+        rows = picked;
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for (cid, ty, name) in rows {
+        match (quiet, names.then_some(name).flatten()) {
+            (true, _) => writeln!(out, "{cid}")?,
+            (false, Some(name)) => writeln!(out, "{cid} {ty} {name}")?,
+            (false, None) => writeln!(out, "{cid} {ty}")?,
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

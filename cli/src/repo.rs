@@ -1,0 +1,129 @@
+//! `cairn repo gc|stat|verify`.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::bail;
+use cairn_node::repo::REPO_VERSION;
+
+use crate::{progress, Ctx};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RepoCommand {
+    /// Delete every block no pin reaches.
+    Gc,
+    /// Object count, sizes, limits and paths.
+    Stat {
+        /// Only print RepoSize and StorageMax.
+        #[arg(short, long)]
+        size_only: bool,
+    },
+    /// Re-hash every block and report the ones whose bytes no longer match their CID.
+    Verify {
+        /// No progress bar.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+}
+
+pub fn run(ctx: &Ctx, cmd: RepoCommand) -> anyhow::Result<()> {
+    let node = ctx.open()?;
+    match cmd {
+        RepoCommand::Gc => {
+            let report = node.gc()?;
+            println!("removed {} blocks ({} bytes)", report.removed_blocks, report.removed_bytes);
+        }
+        RepoCommand::Stat { size_only } => {
+            let stat = node.stat()?;
+            let max = node.repo().config().datastore.storage_max.clone();
+            let max = parse_size(&max).map_or(max, |n| n.to_string());
+            let repo_size = dir_size(&stat.path);
+            let mut rows: Vec<(&str, String)> = Vec::new();
+            if !size_only {
+                rows.push(("NumObjects", stat.store.blocks.to_string()));
+            }
+            rows.push(("RepoSize", repo_size.to_string()));
+            rows.push(("StorageMax", max));
+            if !size_only {
+                rows.push(("RepoPath", stat.path.display().to_string()));
+                rows.push(("Version", format!("fs-repo@{REPO_VERSION}")));
+                rows.push(("Pins", stat.pins.to_string()));
+            }
+            // Aligned as Kubo's tabwriter aligns them.
+            let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0) + 1;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            for (k, v) in rows {
+                writeln!(out, "{:<width$} {v}", format!("{k}:"))?;
+            }
+        }
+        RepoCommand::Verify { quiet } => {
+            let total = node.stat()?.store.bytes;
+            let bar = progress::bytes(total, progress::wanted(quiet));
+            let result = node.verify(&mut |n| bar.inc(n));
+            bar.finish_and_clear();
+            let bad = result?;
+            if !bad.is_empty() {
+                let stdout = std::io::stdout();
+                let mut out = stdout.lock();
+                for c in &bad {
+                    writeln!(out, "block {} was corrupt ({})", c.cid, c.reason)?;
+                }
+                out.flush()?;
+                let n = bad.len();
+                bail!("verify complete, {n} corrupt block{}", if n == 1 { "" } else { "s" });
+            }
+            println!("verified repo integrity");
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of every file under `path` (not following symlinks): the repo's size on disk.
+fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) if m.is_file() => m.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Parses sizes as Kubo writes them (`10GB`, `512MiB`, `1000`): SI units are powers of
+/// 1000, IEC units (`KiB`...) powers of 1024.
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "ki" | "kib" => 1 << 10,
+        "mi" | "mib" => 1 << 20,
+        "gi" | "gib" => 1 << 30,
+        "ti" | "tib" => 1 << 40,
+        _ => return None,
+    };
+    Some((num * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_like_kubo() {
+        assert_eq!(parse_size("10GB"), Some(10_000_000_000));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size("1.5kB"), Some(1500));
+        assert_eq!(parse_size("42"), Some(42));
+        assert_eq!(parse_size("lots"), None);
+    }
+}
