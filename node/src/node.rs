@@ -150,8 +150,15 @@ pub struct Node {
     gc_lock: RwLock<()>,
 }
 
-/// Reads blocks from the node's store for the exporter.
-struct StoreSource<'a>(&'a dyn BlockStore);
+/// Reads blocks from the node's store for the exporter (identity CIDs answer themselves).
+#[derive(Clone, Copy)]
+pub struct StoreSource<'a>(&'a dyn BlockStore);
+
+impl std::fmt::Debug for StoreSource<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreSource")
+    }
+}
 
 impl BlockSource for StoreSource<'_> {
     fn get(&self, cid: &Cid) -> Result<Bytes, SourceError> {
@@ -237,7 +244,8 @@ impl Node {
         self.repo.store()
     }
 
-    fn source(&self) -> StoreSource<'_> {
+    /// The store as a [`BlockSource`], for reading DAGs with `cairn_merkle::exporter`.
+    pub fn source(&self) -> StoreSource<'_> {
         StoreSource(self.repo.store())
     }
 
@@ -546,6 +554,7 @@ impl Node {
         if self.store().delete_keys(&[block_key(cid)])? == 0 {
             return Err(NodeError::NotFound(*cid));
         }
+        self.store().sync()?;
         Ok(())
     }
 

@@ -119,8 +119,6 @@ fn available(dir: &Path) -> u64 {
 }
 
 #[test]
-#[ignore = "known bug: after ENOSPC mid-add, reopening replays the WAL into new blob files and \
-            fails while the disk is still full; needs a ballast file or StorageMax enforcement"]
 #[allow(clippy::print_stderr)] // the skip notice
 fn full_disk_during_add_fails_cleanly_and_the_repo_recovers() {
     let tmp = tempfile::tempdir().unwrap();

@@ -6,8 +6,9 @@
 //! backs fast unit tests, and the same scenarios run against both.
 //!
 //! Concurrency: both implementations are `Send + Sync` and take `&self`; RocksDB serialises
-//! its own writes. Crash safety: RocksDB's write-ahead log; [`BlockStore::sync`] is the
-//! durability barrier callers use before they pin what they wrote.
+//! its own writes. Crash safety: [`BlockStore::sync`] is the durability barrier for blocks, and
+//! [`PinStore::put_pin`] makes everything written before it durable before the pin itself, so
+//! no crash can leave a pin that names a missing block.
 
 mod memory;
 mod rocks;
@@ -89,7 +90,8 @@ pub trait BlockStore: Send + Sync {
     fn blocks(&self) -> BlockIter<'_>;
     /// Blocks and bytes held.
     fn stats(&self) -> Result<StoreStats, StoreError>;
-    /// Makes everything written so far durable.
+    /// Makes everything written so far durable. Until then a crash may drop recent writes
+    /// (never partly: a batch persists whole or not at all).
     fn sync(&self) -> Result<(), StoreError>;
 }
 
@@ -125,7 +127,8 @@ pub struct Pin {
 
 /// Pin storage. A CID has at most one pin; a recursive pin replaces a direct one.
 pub trait PinStore: Send + Sync {
-    /// Writes a pin (replacing any pin of the same CID). Durable when it returns.
+    /// Writes a pin (replacing any pin of the same CID). Every block written before the call is
+    /// durable before the pin is; the pin is durable when the call returns.
     fn put_pin(&self, pin: &Pin) -> Result<(), StoreError>;
     /// The pin of `cid`, if any.
     fn get_pin(&self, cid: &Cid) -> Result<Option<Pin>, StoreError>;

@@ -10,16 +10,23 @@
 //! - `pins`: CID → mode and name.
 //! - `meta`: repo version and the block counters.
 //!
-//! Every change is one `WriteBatch` that also updates the counters, so a crash leaves either
-//! all of a batch or none of it (the write-ahead log replays on open). Writes do not fsync;
-//! [`BlockStore::sync`] (and every pin write) syncs the log, which is the durability point.
+//! Durability. Block writes (blocks, index and counters together, one `WriteBatch` each) skip
+//! the write-ahead log: block bytes are written once, to blob files, instead of twice, and a
+//! crash or a full disk never leaves gigabytes of log to replay on the next open. They become
+//! durable at a flush, and flushes are atomic across the column families (`atomic_flush`), so
+//! blocks, index and counters always persist together. [`BlockStore::sync`] flushes, and every
+//! pin write syncs first, then writes the pin through the log with fsync: a pin can never reach
+//! disk before the blocks it names. A crash loses at most the unpinned blocks written since the
+//! last flush, which is what an interrupted `add` leaves anyway.
 
 use std::path::Path;
 use std::sync::Mutex;
 
 use bytes::Bytes;
 use cairn_merkle::{Block, Cid};
-use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, FlushOptions, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
 
 use super::{block_key, decode_pin, encode_pin, BlockIter, BlockStore, Pin, PinStore, Put, StoreError, StoreStats};
 
@@ -92,6 +99,8 @@ impl RocksStore {
         db_opts.set_max_background_jobs(2);
         db_opts.set_keep_log_file_num(5);
         db_opts.set_max_total_wal_size(256 << 20);
+        // Block batches skip the log; flushing every table at once keeps them consistent.
+        db_opts.set_atomic_flush(true);
 
         let cache = Cache::new_lru_cache(tuning.block_cache_bytes);
         let table = |bloom: bool| {
@@ -134,6 +143,26 @@ impl RocksStore {
         };
         *store.counters.lock().map_err(|_| poisoned())? = counters;
         Ok(store)
+    }
+
+    /// Writes a batch of block-table changes without the log (see the module docs).
+    fn write_unlogged(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    /// Flushes the tables block batches write (blocks, index, counters) to disk in one atomic
+    /// flush and waits for it; a no-op when nothing was written since the last flush. The
+    /// pins table is left alone: its writes go through the log, and flushing it on every pin
+    /// would make one tiny table file per pin.
+    fn flush_blocks(&self) -> Result<(), StoreError> {
+        let cfs = [CF_BLOCKS, CF_INDEX, CF_META].map(|n| self.cf(n)).into_iter().collect::<Result<Vec<_>, _>>()?;
+        let mut fo = FlushOptions::default();
+        fo.set_wait(true);
+        self.db.flush_cfs_opt(&cfs.iter().collect::<Vec<_>>(), &fo)?;
+        Ok(())
     }
 
     fn cf(&self, name: &'static str) -> Result<std::sync::Arc<rocksdb::BoundColumnFamily<'_>>, StoreError> {
@@ -253,7 +282,7 @@ impl BlockStore for RocksStore {
         }
         if next != *counters {
             batch.put_cf(&cf_meta, KEY_COUNTERS, encode_counters(&next));
-            self.db.write(batch)?;
+            self.write_unlogged(batch)?;
             *counters = next;
         }
         Ok(out)
@@ -276,7 +305,7 @@ impl BlockStore for RocksStore {
         }
         if deleted > 0 {
             batch.put_cf(&cf_meta, KEY_COUNTERS, encode_counters(&next));
-            self.db.write(batch)?;
+            self.write_unlogged(batch)?;
             *counters = next;
         }
         Ok(deleted)
@@ -304,13 +333,14 @@ impl BlockStore for RocksStore {
     }
 
     fn sync(&self) -> Result<(), StoreError> {
-        self.db.flush_wal(true)?;
-        Ok(())
+        self.flush_blocks()
     }
 }
 
 impl PinStore for RocksStore {
     fn put_pin(&self, pin: &Pin) -> Result<(), StoreError> {
+        // The blocks the pin names reach disk before the pin does.
+        self.flush_blocks()?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.put_cf_opt(&self.cf(CF_PINS)?, pin.cid.to_bytes(), encode_pin(pin), &wo)?;
