@@ -7,7 +7,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 bash "$ROOT/scripts/setup.sh"
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}
+source "$ROOT/scripts/env.sh"
 cargo build --release -p cairn-cli --locked --quiet --manifest-path "$ROOT/Cargo.toml"
 
 if [ $# -eq 0 ]; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Cairn needs, and only what is missing:
-#   - Debian packages: clang and libclang-dev (RocksDB's Rust bindings), pkg-config, iproute2
+#   - Debian packages: clang and libclang-dev (RocksDB's Rust bindings), pkg-config, ccache
+#     (RocksDB's C++ compiled once for all build shapes: scripts/env.sh), iproute2
 #     (`ip`) and util-linux (`unshare`) for the loopback-only network namespaces the Kubo tests
 #     run in, and python3-venv if the python at hand cannot make a venv;
 #   - a Python venv at $CAIRN_CACHE/venv (default ~/.cache/cairn/venv) holding a real Kubo
@@ -69,7 +70,7 @@ apt_install() {
 }
 
 missing=()
-for pkg in clang libclang-dev pkg-config iproute2 util-linux; do
+for pkg in clang libclang-dev pkg-config ccache iproute2 util-linux; do
     installed "$pkg" || missing+=("$pkg")
 done
 have node && have npm || missing+=(nodejs npm)

@@ -8,8 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/setup.sh
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}
-export CAIRN_CACHE=${CAIRN_CACHE:-$HOME/.cache/cairn}
+source scripts/env.sh
 # Where the parity tests find their references (testnet/src/reference.rs).
 export CAIRN_KUBO_PY=${CAIRN_KUBO_PY:-$CAIRN_CACHE/venv/bin/python}
 export CAIRN_JS_DIR=${CAIRN_JS_DIR:-$PWD/testnet/js}

@@ -10,6 +10,7 @@
 mod add;
 mod block;
 mod config;
+mod daemon;
 mod dag;
 mod files;
 mod pin;
@@ -59,6 +60,8 @@ enum Command {
     /// Whole DAGs as CAR files.
     #[command(subcommand)]
     Dag(dag::DagCommand),
+    /// Run the node: serve the HTTP gateway until SIGINT or SIGTERM.
+    Daemon(daemon::DaemonArgs),
 }
 
 /// Everything a command needs from the global flags.
@@ -93,6 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Repo(cmd) => repo::run(&ctx, cmd),
         Command::Block(cmd) => block::run(&ctx, cmd),
         Command::Dag(cmd) => dag::run(&ctx, cmd),
+        Command::Daemon(args) => daemon::run(&ctx, args),
     }
 }
 

@@ -1,5 +1,135 @@
-//! `cairn-gateway`: the HTTP path and trustless gateways and the RPC API.
+//! `cairn-gateway`: the HTTP gateway, on hyper.
 //!
-//! It sees only `cairn-node`'s facade. The routes arrive with the gateway issue.
+//! - **Path gateway**: `GET`/`HEAD /ipfs/{cid}[/path]`: files with a sniffed `Content-Type`,
+//!   byte ranges, `ETag`/`If-None-Match`, immutable caching; directories as `index.html` or a
+//!   streamed listing; clear statuses for bad CIDs (400), missing paths (404), blocks that
+//!   cannot be had (504).
+//! - **Subdomain gateway**: `{cidv1}.ipfs.localhost` serves the same content from its own
+//!   origin, and path requests on `localhost` are redirected there.
+//! - **Trustless gateway**: `?format=raw` / `application/vnd.ipld.raw` (one block) and
+//!   `?format=car` / `application/vnd.ipld.car` with `dag-scope` and `entity-bytes`.
+//!
+//! The gateway never exposes an API route. Bodies stream from blocking threads (the store is
+//! synchronous) through bounded channels; slow or vanished clients are cut off by timeouts,
+//! and connections beyond [`GatewayConfig::max_connections`] wait in the kernel's backlog.
 
-pub use cairn_node as node;
+mod body;
+mod content;
+mod handler;
+mod listing;
+mod mime;
+mod path;
+mod range;
+mod subdomain;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_node::Node;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+pub use handler::Handler;
+
+/// How the gateway behaves.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Host names that have `{cid}.ipfs.{host}` subdomains.
+    pub subdomain_hosts: Vec<String>,
+    /// A client must send its request head within this time.
+    pub header_timeout: Duration,
+    /// Connections served at once; more wait until one closes.
+    pub max_connections: usize,
+    /// How long open connections get to finish when the gateway shuts down.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            subdomain_hosts: vec!["localhost".into()],
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The largest request head accepted, in bytes.
+const MAX_HEAD_BYTES: usize = 16 << 10;
+
+/// Serves the gateway on `listener` until `shutdown` completes, then lets open connections
+/// finish (for at most [`GatewayConfig::shutdown_grace`]).
+pub async fn serve(
+    listener: TcpListener,
+    node: Arc<Node>,
+    config: GatewayConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let grace = config.shutdown_grace;
+    // HTTP/1.1 only: it is what browsers speak to a plain-http gateway, and the head timeout
+    // covers a connection from its first moment (a client that sends nothing is closed too).
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(config.header_timeout).max_buf_size(MAX_HEAD_BYTES);
+    let handler = Arc::new(Handler { node, config });
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, say: back off rather than spin.
+                    tracing::warn!(error = %e, "gateway accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let service = service_fn(move |req| {
+            let handler = handler.clone();
+            async move { Ok::<_, Infallible>(handler.handle(req).await) }
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "gateway connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => tracing::debug!("gateway shutdown grace period over"),
+    }
+    Ok(())
+}
+
+/// Binds `addr` and serves on it in the background; returns the bound address (useful with
+/// port 0) and the task's handle. The gateway stops when `shutdown` completes.
+pub async fn spawn(
+    addr: SocketAddr,
+    node: Arc<Node>,
+    config: GatewayConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    Ok((bound, tokio::spawn(serve(listener, node, config, shutdown))))
+}

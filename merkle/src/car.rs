@@ -477,6 +477,17 @@ impl<W: Write> CarWriter<W> {
         self.write_section(block.cid(), block.data())
     }
 
+    /// Appends one block unless a block with the same multihash was already written by this
+    /// method or [`CarWriter::write_dag`]; identity CIDs are never written. Returns whether the
+    /// block was written.
+    pub fn write_block_once(&mut self, cid: &Cid, data: &[u8]) -> Result<bool, CarError> {
+        if cid.hash().code() == IDENTITY || !self.seen.insert(cid.hash().to_bytes()) {
+            return Ok(false);
+        }
+        self.write_section(cid, data)?;
+        Ok(true)
+    }
+
     /// Appends the DAG under `root`: depth-first, pre-order (a block, then the subtree of
     /// each of its links in encoded order), as Kubo's `ipfs dag export` does.
     ///

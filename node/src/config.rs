@@ -96,6 +96,28 @@ pub struct Config {
     pub extra: Map<String, Value>,
 }
 
+/// The socket address of a TCP multiaddr (`/ip4/127.0.0.1/tcp/8080`, `/ip6/::1/tcp/0`), as
+/// the gateway and API addresses are written.
+pub fn tcp_socket_addr(multiaddr: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    let bad = || ConfigError::Invalid(format!("{multiaddr:?} is not a TCP address like /ip4/127.0.0.1/tcp/8080"));
+    let parts: Vec<&str> = multiaddr.split('/').collect();
+    let ["", proto, host, "tcp", port] = parts.as_slice() else { return Err(bad()) };
+    let ip: std::net::IpAddr = match *proto {
+        "ip4" => host.parse::<std::net::Ipv4Addr>().map_err(|_| bad())?.into(),
+        "ip6" => host.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?.into(),
+        _ => return Err(bad()),
+    };
+    Ok(std::net::SocketAddr::new(ip, port.parse().map_err(|_| bad())?))
+}
+
+/// The multiaddr of a TCP socket address.
+pub fn tcp_multiaddr(addr: std::net::SocketAddr) -> String {
+    match addr {
+        std::net::SocketAddr::V4(a) => format!("/ip4/{}/tcp/{}", a.ip(), a.port()),
+        std::net::SocketAddr::V6(a) => format!("/ip6/{}/tcp/{}", a.ip(), a.port()),
+    }
+}
+
 /// Named starting points for `cairn init --profile`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
@@ -184,6 +206,17 @@ fn split_key(key: &str) -> Result<Vec<&str>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tcp_multiaddrs_parse() {
+        let a = tcp_socket_addr("/ip4/127.0.0.1/tcp/8080").unwrap();
+        assert_eq!(a, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(tcp_multiaddr(a), "/ip4/127.0.0.1/tcp/8080");
+        assert_eq!(tcp_socket_addr("/ip6/::1/tcp/0").unwrap(), "[::1]:0".parse().unwrap());
+        for bad in ["", "/ip4/127.0.0.1/udp/1", "/ip4/localhost/tcp/1", "/ip4/1.2.3.4/tcp/99999", "/dns/x/tcp/1"] {
+            assert!(tcp_socket_addr(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn keys_use_kubo_names_and_edits_are_checked() {

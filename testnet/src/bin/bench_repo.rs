@@ -8,7 +8,7 @@
 //! ```
 //!
 //! - **add / cat**: a pseudo-random file (in the page cache) is added with `Node::add` into a
-//!   fresh repo (Kubo's default layout, pinned, the write-ahead log synced at the end, as
+//!   fresh repo (Kubo's default layout, pinned after every block is flushed to disk, as
 //!   `cairn add` does), then read back whole with `Node::cat` (warm: the repo's files are in the
 //!   page cache). Kubo runs `AddFile(repo, path, onlyHash=false)` from its v0.22.0 library into
 //!   its own repo (flatfs, sync on, then pinned), which is `ipfs add` with default settings.

@@ -1,0 +1,73 @@
+//! `cairn daemon`: runs the node's services until SIGINT or SIGTERM.
+//!
+//! Today that is the HTTP gateway on `Addresses.Gateway`. The address actually bound (it
+//! differs from the config when the config asks for port 0) is written to `$repo/gateway` as
+//! a URL, as Kubo does, and removed again on a clean shutdown. Shutdown stops accepting,
+//! lets open responses finish for a few seconds, then closes the repo (flushing it).
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use cairn_gateway::GatewayConfig;
+use cairn_node::config::{tcp_multiaddr, tcp_socket_addr};
+use clap::Args;
+
+use crate::Ctx;
+
+/// `cairn daemon` flags.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the daemon.
+pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
+    let node = Arc::new(ctx.open()?);
+    let config = node.repo().config().clone();
+    let gateway_addr = tcp_socket_addr(&config.addresses.gateway).context("Addresses.Gateway")?;
+    let gateway_file = node.repo().path().join("gateway");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(gateway_addr)
+            .await
+            .with_context(|| format!("cannot listen on {gateway_addr} for the gateway"))?;
+        let bound = listener.local_addr()?;
+        std::fs::write(&gateway_file, format!("http://{bound}"))
+            .with_context(|| format!("writing {}", gateway_file.display()))?;
+        println!("Peer identity: {}", node.repo().peer_id());
+        println!("Gateway server listening on {}", tcp_multiaddr(bound));
+        println!("Daemon is ready");
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+        let served = cairn_gateway::serve(listener, node.clone(), GatewayConfig::default(), stop_signal()).await;
+        let _ = std::fs::remove_file(&gateway_file);
+        served.context("gateway")?;
+        println!("Received interrupt signal, shutting down...");
+        anyhow::Ok(())
+    })?;
+    // Blocking tasks still streaming hold the node; give them a moment, then close the repo.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    drop(node);
+    Ok(())
+}

@@ -1,0 +1,686 @@
+//! From a request to a response: routing, negotiation, caching headers and ranges.
+
+use std::sync::Arc;
+
+use cairn_node::merkle::exporter::{self, NodeKind};
+use cairn_node::merkle::Cid;
+use cairn_node::Node;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::body::{self, Body};
+use crate::content::{self, DagScope, EntityBytes, Failure, Resolved};
+use crate::path::{self, ContentPath, PathError};
+use crate::range::{self, RangeRequest};
+use crate::subdomain::{self, Host};
+use crate::{listing, mime, GatewayConfig};
+
+/// Content behind a CID never changes.
+const IMMUTABLE: &str = "public, max-age=29030400, immutable";
+/// Bumped when the listing page changes, so that cached listings are not reused.
+const LISTING_VERSION: &str = "cairn-1";
+
+/// What the client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// Files, directory listings: the deserialized view.
+    Plain,
+    /// One block, verbatim.
+    Raw,
+    /// A CAR of the DAG.
+    Car { scope: DagScope, bytes: Option<EntityBytes> },
+}
+
+/// The shared state behind every request.
+#[derive(Debug)]
+pub struct Handler {
+    pub(crate) node: Arc<Node>,
+    pub(crate) config: GatewayConfig,
+}
+
+/// A response with a short text body.
+pub fn text(status: StatusCode, message: &str) -> Response<Body> {
+    let mut resp = Response::new(body::full(format!("{message}\n")));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    resp
+}
+
+fn failure(f: &Failure) -> Response<Body> {
+    text(f.status, &f.message)
+}
+
+fn path_failure(e: &PathError) -> Response<Body> {
+    let status = match e {
+        PathError::TooLong => StatusCode::URI_TOO_LONG,
+        PathError::Bad(_) => StatusCode::BAD_REQUEST,
+    };
+    text(status, &e.to_string())
+}
+
+fn redirect(location: &str) -> Response<Body> {
+    let mut resp = text(StatusCode::MOVED_PERMANENTLY, &format!("moved to {location}"));
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+fn value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// A request's query parameters, decoded.
+fn query(req: &Request<()>) -> Vec<(String, String)> {
+    req.uri().query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+}
+
+fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+impl Handler {
+    /// Answers one request. Never fails: every problem becomes a status and a short body.
+    pub async fn handle(self: Arc<Self>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+        // GET and HEAD carry no body worth reading; what is kept is `Send + Sync`.
+        let (parts, _body) = req.into_parts();
+        let req = Request::from_parts(parts, ());
+        let method = req.method().clone();
+        let mut resp = match method {
+            Method::GET | Method::HEAD => self.get(&req).await,
+            Method::OPTIONS => {
+                let mut r = Response::new(body::empty());
+                r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+                r
+            }
+            _ => {
+                let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "the gateway serves GET and HEAD only");
+                r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+                r
+            }
+        };
+        if method == Method::HEAD {
+            *resp.body_mut() = body::empty();
+        }
+        tracing::debug!(method = %method, uri = %req.uri(), status = resp.status().as_u16(), "gateway request");
+        resp
+    }
+
+    async fn get(self: &Arc<Self>, req: &Request<()>) -> Response<Body> {
+        let raw_path = req.uri().path();
+        if raw_path.len() > path::MAX_PATH_BYTES {
+            return path_failure(&PathError::TooLong);
+        }
+        let host = subdomain::host_of(req, &self.config.subdomain_hosts);
+        // A path request on a host with subdomains moves to the root's own origin; only the
+        // root's syntax matters for that.
+        if let (Host::SubdomainParent { host, port }, Some(rest)) = (&host, raw_path.strip_prefix("/ipfs/")) {
+            return match path::parse_ipfs_path_with(rest, path::parse_root_syntax) {
+                Ok(content) => match subdomain::redirect_url(req, host, *port, &content) {
+                    Ok(url) => redirect(&url),
+                    Err(f) => failure(&f),
+                },
+                Err(e) => path_failure(&e),
+            };
+        }
+        let content = match &host {
+            Host::Subdomain { label, .. } => match subdomain::parse_label(label) {
+                Ok((root, root_text)) => path::decode_segments(raw_path)
+                    .map(|(segments, trailing_slash)| ContentPath { root_text, root, segments, trailing_slash }),
+                Err(e) => Err(e),
+            },
+            Host::Plain | Host::SubdomainParent { .. } => {
+                if let Some(rest) = raw_path.strip_prefix("/ipfs/") {
+                    path::parse_ipfs_path(rest)
+                } else if raw_path == "/ipfs" {
+                    Err(PathError::Bad("missing CID after /ipfs/".into()))
+                } else if raw_path.starts_with("/ipns/") || raw_path == "/ipns" {
+                    return text(
+                        StatusCode::NOT_IMPLEMENTED,
+                        "this gateway serves /ipfs/ paths only; IPNS is not supported",
+                    );
+                } else {
+                    return text(StatusCode::NOT_FOUND, "not found: the gateway serves /ipfs/{cid}[/path]");
+                }
+            }
+        };
+        let content = match content {
+            Ok(c) => c,
+            Err(e) => return path_failure(&e),
+        };
+        let query = query(req);
+        let format = match negotiate(req.headers(), &query) {
+            Ok(f) => f,
+            Err(f) => return failure(&f),
+        };
+        let on_subdomain = matches!(host, Host::Subdomain { .. });
+        match format {
+            Format::Raw => self.raw(req, &content).await,
+            Format::Car { scope, bytes } => self.car(req, &content, scope, bytes).await,
+            Format::Plain => self.plain(req, &content, &query, on_subdomain).await,
+        }
+    }
+
+    /// Runs blocking work on the node.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Node) -> Result<T, Failure> + Send + 'static,
+    ) -> Result<T, Failure> {
+        let node = self.node.clone();
+        tokio::task::spawn_blocking(move || work(&node)).await.unwrap_or_else(|e| {
+            Err(Failure::new(StatusCode::INTERNAL_SERVER_ERROR, format!("gateway task failed: {e}")))
+        })
+    }
+
+    /// A response whose body a blocking `produce` streams (nothing for `HEAD`). A failure
+    /// after the head has gone out aborts the body, so the client sees a cut transfer.
+    fn streamed(
+        &self,
+        req: &Request<()>,
+        status: StatusCode,
+        headers: HeaderMap,
+        len: Option<u64>,
+        what: &'static str,
+        produce: impl FnOnce(&Node, &body::ChunkSender) -> Result<(), Failure> + Send + 'static,
+    ) -> Response<Body> {
+        let mut resp = Response::new(body::empty());
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
+        if req.method() == Method::HEAD || len == Some(0) {
+            return resp;
+        }
+        let (tx, stream) = body::channel(len);
+        let node = self.node.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(f) = produce(&node, &tx) {
+                tracing::debug!(error = %f.message, "{what} cut short");
+                tx.fail(std::io::Error::other(f.message));
+            }
+        });
+        *resp.body_mut() = stream;
+        resp
+    }
+
+    async fn resolve(&self, content: &ContentPath) -> Result<Resolved, Failure> {
+        let (root, segments) = (content.root, content.segments.clone());
+        self.blocking(move |node| content::resolve(&node.source(), &root, &segments)).await
+    }
+
+    async fn raw(&self, req: &Request<()>, content: &ContentPath) -> Response<Body> {
+        let resolved = match self.resolve(content).await {
+            Ok(r) => r,
+            Err(f) => return failure(&f),
+        };
+        let cid = resolved.cid;
+        let etag = format!("\"{cid}.raw\"");
+        let mut headers = common_headers(content, &resolved.roots, &etag);
+        if let Some(resp) = not_modified(req.headers(), &etag, &headers) {
+            return resp;
+        }
+        let data = match self.blocking(move |node| content::block_of(&node.source(), &cid)).await {
+            Ok(d) => d,
+            Err(f) => return failure(&f),
+        };
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.ipld.raw"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(data.len()));
+        trustless_headers(&mut headers, &format!("{cid}.bin"));
+        let mut resp = Response::new(body::full(data));
+        *resp.headers_mut() = headers;
+        resp
+    }
+
+    async fn car(
+        &self,
+        req: &Request<()>,
+        content: &ContentPath,
+        scope: DagScope,
+        bytes: Option<EntityBytes>,
+    ) -> Response<Body> {
+        // Resolve first, so that a bad path is a 404 rather than a truncated CAR.
+        let resolved = match self.resolve(content).await {
+            Ok(r) => r,
+            Err(f) => return failure(&f),
+        };
+        let etag = format!("W/\"{}.car.{}\"", resolved.cid, car_variant(scope, bytes));
+        let mut headers = common_headers(content, &resolved.roots, &etag);
+        if let Some(resp) = not_modified(req.headers(), &etag, &headers) {
+            return resp;
+        }
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.ipld.car; version=1; order=dfs; dups=n"),
+        );
+        trustless_headers(&mut headers, &format!("{}.car", resolved.cid));
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
+        let (root, segments, terminal) = (content.root, content.segments.clone(), resolved.cid);
+        self.streamed(req, StatusCode::OK, headers, None, "CAR response", move |node, tx| {
+            content::write_car(&node.source(), &terminal, &root, &segments, scope, bytes, tx.writer()).map(drop)
+        })
+    }
+
+    async fn plain(
+        &self,
+        req: &Request<()>,
+        content: &ContentPath,
+        query: &[(String, String)],
+        on_subdomain: bool,
+    ) -> Response<Body> {
+        let resolved = match self.resolve(content).await {
+            Ok(r) => r,
+            Err(f) => return failure(&f),
+        };
+        let Some(stat) = resolved.stat.clone() else {
+            return failure(&Failure::new(
+                StatusCode::NOT_ACCEPTABLE,
+                format!("{} is not UnixFS; ask for it with ?format=raw or ?format=car", resolved.cid),
+            ));
+        };
+        match stat.kind {
+            NodeKind::Directory | NodeKind::HamtDirectory => {
+                if !content.trailing_slash {
+                    let base = if on_subdomain { content.rest_url_path() } else { content.to_url_path(false) };
+                    let mut location = format!("{}/", base.trim_end_matches('/'));
+                    if let Some(q) = req.uri().query() {
+                        location.push('?');
+                        location.push_str(q);
+                    }
+                    return redirect(&location);
+                }
+                self.directory(req, content, &resolved, on_subdomain).await
+            }
+            NodeKind::File => {
+                let name =
+                    param(query, "filename").map(str::to_owned).or_else(|| content.last_name().map(str::to_owned));
+                let download = param(query, "download") == Some("true");
+                let etag = format!("\"{}\"", resolved.cid);
+                self.file(req, content, &resolved, &etag, resolved.cid, stat.size, name, download).await
+            }
+            NodeKind::Symlink => {
+                let target = stat.target.unwrap_or_default();
+                let etag = format!("\"{}\"", resolved.cid);
+                let mut headers = common_headers(content, &resolved.roots, &etag);
+                if let Some(resp) = not_modified(req.headers(), &etag, &headers) {
+                    return resp;
+                }
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("inode/symlink"));
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(target.len()));
+                let mut resp = Response::new(body::full(target));
+                *resp.headers_mut() = headers;
+                resp
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn file(
+        &self,
+        req: &Request<()>,
+        content: &ContentPath,
+        resolved: &Resolved,
+        etag: &str,
+        cid: Cid,
+        size: u64,
+        name: Option<String>,
+        download: bool,
+    ) -> Response<Body> {
+        let mut headers = common_headers(content, &resolved.roots, etag);
+        if let Some(resp) = not_modified(req.headers(), etag, &headers) {
+            return resp;
+        }
+        // The type: from the name's extension, else from the first bytes.
+        let content_type = match name.as_deref().and_then(mime::by_extension) {
+            Some(t) => t,
+            None => {
+                match self.blocking(move |node| content::file_head(&node.source(), &cid, mime::SNIFF_LEN as u64)).await
+                {
+                    Ok(head) => mime::sniff(&head),
+                    Err(f) => return failure(&f),
+                }
+            }
+        };
+        headers.insert(header::CONTENT_TYPE, value(&content_type));
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        if let Some(name) = &name {
+            if download || param_present(req, "filename") {
+                let kind = if download { "attachment" } else { "inline" };
+                headers.insert(header::CONTENT_DISPOSITION, value(&content_disposition(kind, name)));
+            }
+        }
+        let (status, start, len) = match range::parse(req.headers().get(header::RANGE), size) {
+            RangeRequest::Whole => (StatusCode::OK, 0, size),
+            RangeRequest::Part { start, end } => {
+                headers.insert(header::CONTENT_RANGE, value(&format!("bytes {start}-{}/{size}", end - 1)));
+                (StatusCode::PARTIAL_CONTENT, start, end - start)
+            }
+            RangeRequest::Unsatisfiable(why) => {
+                let mut resp = text(StatusCode::RANGE_NOT_SATISFIABLE, &why);
+                resp.headers_mut().insert(header::CONTENT_RANGE, value(&format!("bytes */{size}")));
+                resp.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                return resp;
+            }
+        };
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        self.streamed(req, status, headers, Some(len), "file response", move |node, tx| {
+            let source = content::Counting::new(node.source());
+            let result = (|| -> Result<(), Failure> {
+                for seg in exporter::FileSegments::new(&source, &cid, start, Some(len))? {
+                    tx.send(seg?).map_err(|e| Failure::new(StatusCode::OK, e.to_string()))?;
+                }
+                Ok(())
+            })();
+            tracing::debug!(%cid, start, len, blocks_read = source.reads(), "file bytes served");
+            result
+        })
+    }
+
+    async fn directory(
+        &self,
+        req: &Request<()>,
+        content: &ContentPath,
+        resolved: &Resolved,
+        on_subdomain: bool,
+    ) -> Response<Body> {
+        let dir = resolved.cid;
+        // index.html, when the directory has one, is the page.
+        let index = self
+            .blocking(move |node| match exporter::resolve(&node.source(), &dir, "index.html") {
+                Ok(cid) => Ok(exporter::stat(&node.source(), &cid).ok().filter(|s| s.kind == NodeKind::File)),
+                Err(exporter::ExportError::NoSuchLink { .. }) => Ok(None),
+                Err(e) => Err(e.into()),
+            })
+            .await;
+        match index {
+            Ok(Some(stat)) => {
+                // The page's ETag is the directory's CID, and X-Ipfs-Roots ends at the directory.
+                let etag = format!("\"{dir}\"");
+                return self
+                    .file(req, content, resolved, &etag, stat.cid, stat.size, Some("index.html".into()), false)
+                    .await;
+            }
+            Ok(None) => {}
+            Err(f) => return failure(&f),
+        }
+        let etag = format!("\"DirIndex-{LISTING_VERSION}_CID-{dir}\"");
+        let mut headers = common_headers(content, &resolved.roots, &etag);
+        if let Some(resp) = not_modified(req.headers(), &etag, &headers) {
+            return resp;
+        }
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        // The page changes between versions of Cairn, so it is not immutable.
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=604800, stale-while-revalidate=2678400"),
+        );
+        let display = format!("/ipfs/{}{}", content.root_text, decoded_rest(content));
+        let parent = !content.segments.is_empty();
+        self.streamed(req, StatusCode::OK, headers, None, "listing", move |node, tx| {
+            write_listing(node, tx, dir, &display, parent, on_subdomain)
+        })
+    }
+}
+
+fn decoded_rest(content: &ContentPath) -> String {
+    let mut out = String::new();
+    for s in &content.segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    out.push('/');
+    out
+}
+
+/// Rows go out in batches of this many.
+const LISTING_BATCH: usize = 256;
+
+fn write_listing(
+    node: &Node,
+    tx: &body::ChunkSender,
+    dir: Cid,
+    display: &str,
+    parent: bool,
+    on_subdomain: bool,
+) -> Result<(), Failure> {
+    let send = |s: String| tx.send(s.into()).map_err(|e| Failure::new(StatusCode::OK, e.to_string()));
+    send(listing::head(display, &dir.to_string(), parent))?;
+    let source = node.source();
+    let mut rows = String::new();
+    let mut count = 0u64;
+    for item in exporter::list(&source, &dir)? {
+        let item = item?;
+        let cid = item.cid.to_string();
+        let href = (!on_subdomain).then(|| format!("/ipfs/{cid}?filename={}", path::encode_segment(&item.name)));
+        listing::row(&mut rows, &item.name, item.tsize, &cid, href.as_deref());
+        count += 1;
+        if count.is_multiple_of(LISTING_BATCH as u64) {
+            send(std::mem::take(&mut rows))?;
+        }
+    }
+    rows.push_str(&listing::foot(count));
+    send(rows)
+}
+
+fn param_present(req: &Request<()>, key: &str) -> bool {
+    param(&query(req), key).is_some()
+}
+
+/// What RFC 8187 lets stand unencoded in `filename*`.
+const ATTR_CHAR: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// `attachment; filename="x"` with an ASCII fallback and the UTF-8 name (RFC 6266).
+fn content_disposition(kind: &str, name: &str) -> String {
+    let ascii: String =
+        name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
+    let encoded = percent_encoding::utf8_percent_encode(name, ATTR_CHAR);
+    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+/// Headers every content response carries.
+fn common_headers(content: &ContentPath, roots: &[Cid], etag: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(header::ETAG, value(etag));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    h.insert("x-ipfs-path", value(&content.to_url_path(content.trailing_slash)));
+    let roots: Vec<String> = roots.iter().map(Cid::to_string).collect();
+    h.insert("x-ipfs-roots", value(&roots.join(",")));
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    h
+}
+
+/// Headers of raw and CAR responses, which a browser must download, not render.
+fn trustless_headers(h: &mut HeaderMap, filename: &str) {
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::CONTENT_DISPOSITION, value(&format!("attachment; filename=\"{filename}\"")));
+}
+
+/// A 304 when `If-None-Match` names `etag` (or is `*`); weak and strong tags match alike.
+fn not_modified(req: &HeaderMap, etag: &str, headers: &HeaderMap) -> Option<Response<Body>> {
+    let inm = req.get(header::IF_NONE_MATCH)?.to_str().ok()?;
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    let ours = bare(etag);
+    if !inm.split(',').any(|t| t.trim() == "*" || bare(t) == ours) {
+        return None;
+    }
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = StatusCode::NOT_MODIFIED;
+    for name in [header::ETAG, header::CACHE_CONTROL, header::VARY] {
+        if let Some(v) = headers.get(&name) {
+            resp.headers_mut().insert(name, v.clone());
+        }
+    }
+    for name in ["x-ipfs-path", "x-ipfs-roots"] {
+        if let Some(v) = headers.get(name) {
+            resp.headers_mut().insert(name, v.clone());
+        }
+    }
+    Some(resp)
+}
+
+/// A short, stable tag for the CAR's shape, part of its ETag.
+fn car_variant(scope: DagScope, bytes: Option<EntityBytes>) -> String {
+    let scope = match scope {
+        DagScope::Block => "block",
+        DagScope::Entity => "entity",
+        DagScope::All => "all",
+    };
+    match bytes {
+        None => format!("dfs.n.{scope}"),
+        Some(b) => format!("dfs.n.{scope}.{}_{}", b.from, b.to.map_or_else(|| "*".to_owned(), |t| t.to_string())),
+    }
+}
+
+/// Picks the response format from `?format=` (which wins) or `Accept`.
+fn negotiate(headers: &HeaderMap, query: &[(String, String)]) -> Result<Format, Failure> {
+    let bad = |m: String| Failure::new(StatusCode::BAD_REQUEST, m);
+    let mut want = match param(query, "format") {
+        Some("raw") => Some("raw"),
+        Some("car") => Some("car"),
+        Some("") | None => None,
+        Some(other) => {
+            return Err(bad(format!("unsupported format {other:?}: this gateway serves format=raw and format=car")))
+        }
+    };
+    let mut car_params: Vec<(String, String)> = Vec::new();
+    if want.is_none() {
+        if let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
+            for item in accept.split(',') {
+                let mut parts = item.split(';').map(str::trim);
+                let essence = parts.next().unwrap_or_default().to_ascii_lowercase();
+                let params: Vec<(String, String)> = parts
+                    .filter_map(|p| p.split_once('='))
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().trim_matches('"').to_owned()))
+                    .collect();
+                match essence.as_str() {
+                    "application/vnd.ipld.raw" => {
+                        want = Some("raw");
+                        break;
+                    }
+                    "application/vnd.ipld.car" => {
+                        want = Some("car");
+                        car_params = params;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    match want {
+        Some("raw") => Ok(Format::Raw),
+        Some("car") => {
+            // URL parameters override the Accept header's.
+            for (url_key, key) in [("car-version", "version"), ("car-order", "order"), ("car-dups", "dups")] {
+                if let Some(v) = param(query, url_key) {
+                    car_params.retain(|(k, _)| k != key);
+                    car_params.push((key.to_owned(), v.to_owned()));
+                }
+            }
+            for (k, v) in &car_params {
+                let ok = match k.as_str() {
+                    "version" => v == "1",
+                    "order" => v == "dfs" || v == "unk",
+                    "dups" => v == "n",
+                    _ => true,
+                };
+                if !ok {
+                    return Err(Failure::new(
+                        StatusCode::NOT_ACCEPTABLE,
+                        format!("unsupported CAR parameter {k}={v}: this gateway sends version=1, order=dfs, dups=n"),
+                    ));
+                }
+            }
+            let scope = match param(query, "dag-scope") {
+                None | Some("all") => DagScope::All,
+                Some("entity") => DagScope::Entity,
+                Some("block") => DagScope::Block,
+                Some(other) => return Err(bad(format!("invalid dag-scope {other:?}: use block, entity or all"))),
+            };
+            let bytes = match param(query, "entity-bytes") {
+                None => None,
+                Some(spec) => Some(parse_entity_bytes(spec).ok_or_else(|| {
+                    bad(format!("invalid entity-bytes {spec:?}: use from:to with integers, `to` may be `*`"))
+                })?),
+            };
+            Ok(Format::Car { scope, bytes })
+        }
+        _ => Ok(Format::Plain),
+    }
+}
+
+fn parse_entity_bytes(spec: &str) -> Option<EntityBytes> {
+    let (from, to) = spec.split_once(':')?;
+    let from: i64 = from.parse().ok()?;
+    let to = if to == "*" { None } else { Some(to.parse::<i64>().ok()?) };
+    if let Some(t) = to {
+        // Both ends from the same side must be in order.
+        if t < from && (from >= 0) == (t >= 0) {
+            return None;
+        }
+    }
+    Some(EntityBytes { from, to })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_bytes_parse() {
+        assert_eq!(parse_entity_bytes("0:*"), Some(EntityBytes { from: 0, to: None }));
+        assert_eq!(parse_entity_bytes("-100:-1"), Some(EntityBytes { from: -100, to: Some(-1) }));
+        assert_eq!(parse_entity_bytes("10:20"), Some(EntityBytes { from: 10, to: Some(20) }));
+        for bad in ["", "1", "a:b", "20:10", "-1:-5", "1:*x", "*:1"] {
+            assert_eq!(parse_entity_bytes(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn negotiation() {
+        let mut h = HeaderMap::new();
+        let q = |s: &str| form_urlencoded::parse(s.as_bytes()).into_owned().collect::<Vec<_>>();
+        assert_eq!(negotiate(&h, &q("")).unwrap(), Format::Plain);
+        assert_eq!(negotiate(&h, &q("format=raw")).unwrap(), Format::Raw);
+        assert_eq!(
+            negotiate(&h, &q("format=car&dag-scope=entity&entity-bytes=0:99")).unwrap(),
+            Format::Car { scope: DagScope::Entity, bytes: Some(EntityBytes { from: 0, to: Some(99) }) }
+        );
+        assert_eq!(negotiate(&h, &q("format=tar")).unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(negotiate(&h, &q("format=car&dag-scope=x")).unwrap_err().status, StatusCode::BAD_REQUEST);
+        h.insert(header::ACCEPT, HeaderValue::from_static("text/html, application/vnd.ipld.car; version=1; dups=y"));
+        assert_eq!(negotiate(&h, &q("")).unwrap_err().status, StatusCode::NOT_ACCEPTABLE);
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.ipld.raw"));
+        assert_eq!(negotiate(&h, &q("")).unwrap(), Format::Raw);
+    }
+
+    #[test]
+    fn etags_match_weak_and_strong() {
+        let mut req = HeaderMap::new();
+        req.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"a\", W/\"bafy\""));
+        assert!(not_modified(&req, "\"bafy\"", &HeaderMap::new()).is_some());
+        assert!(not_modified(&req, "\"other\"", &HeaderMap::new()).is_none());
+        req.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+        assert!(not_modified(&req, "\"x\"", &HeaderMap::new()).is_some());
+    }
+
+    #[test]
+    fn disposition_names_are_safe() {
+        assert_eq!(
+            content_disposition("attachment", "a \"b\".txt"),
+            "attachment; filename=\"a _b_.txt\"; filename*=UTF-8''a%20%22b%22.txt"
+        );
+        assert!(content_disposition("inline", "ü\r\n.txt").starts_with("inline; filename=\"___.txt\""));
+    }
+}

@@ -1,0 +1,110 @@
+//! The HTML page for a directory without `index.html`, written entry by entry so that a
+//! directory of any size starts arriving at once and never sits whole in memory.
+
+use std::fmt::Write as _;
+
+use crate::path::encode_segment;
+
+/// Escapes text for HTML element content and double-quoted attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Sizes as people read them: `0 B`, `999 B`, `1.5 KiB`, `12 MiB`.
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else if value < 10.0 {
+        format!("{value:.1} {}", UNITS[unit])
+    } else {
+        format!("{value:.0} {}", UNITS[unit])
+    }
+}
+
+/// The page's start: title, styles, heading and the table head. `display_path` is the
+/// directory's path as shown (decoded); `parent` adds a `..` row.
+pub fn head(display_path: &str, dir_cid: &str, parent: bool) -> String {
+    let title = escape(display_path);
+    let mut out = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{title}</title>\n<style>\n\
+         body{{font-family:system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em;color:#222}}\n\
+         h1{{font-size:1.3em;word-break:break-all}}\n\
+         table{{border-collapse:collapse;width:100%}}\n\
+         th,td{{text-align:left;padding:.35em .6em;border-bottom:1px solid #e4e4e4}}\n\
+         td.size{{text-align:right;white-space:nowrap}}\n\
+         td.cid{{font-family:monospace;font-size:.85em;color:#666;word-break:break-all}}\n\
+         </style>\n</head>\n<body>\n<h1>Index of {title}</h1>\n\
+         <p class=\"root\">Directory <code>{dir_cid}</code></p>\n\
+         <table>\n<thead><tr><th>Name</th><th>Size</th><th>CID</th></tr></thead>\n<tbody>\n"
+    );
+    if parent {
+        out.push_str("<tr><td><a href=\"../\">..</a></td><td class=\"size\"></td><td class=\"cid\"></td></tr>\n");
+    }
+    out
+}
+
+/// One entry's row. `size` is the link's cumulative size; `cid_href` links the CID column
+/// (absent on a subdomain gateway, whose paths cannot name another root).
+pub fn row(out: &mut String, name: &str, size: u64, cid: &str, cid_href: Option<&str>) {
+    let href = escape(&encode_segment(name));
+    let name = escape(name);
+    let size = human_size(size);
+    let _ = write!(out, "<tr><td><a href=\"{href}\">{name}</a></td><td class=\"size\">{size}</td><td class=\"cid\">");
+    match cid_href {
+        Some(link) => {
+            let _ = write!(out, "<a href=\"{}\">{cid}</a>", escape(link));
+        }
+        None => out.push_str(cid),
+    }
+    out.push_str("</td></tr>\n");
+}
+
+/// The page's end, with the number of entries.
+pub fn foot(entries: u64) -> String {
+    format!("</tbody>\n</table>\n<p class=\"count\">{entries} entries</p>\n</body>\n</html>\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_escaped_and_encoded() {
+        let mut out = String::new();
+        row(&mut out, "<b>\"x\" & y.txt", 1536, "bafyfoo", Some("/ipfs/bafyfoo?filename=a&b"));
+        assert!(out.contains("href=\"%3Cb%3E%22x%22%20&amp;%20y.txt\""), "{out}");
+        assert!(out.contains(">&lt;b&gt;&quot;x&quot; &amp; y.txt</a>"), "{out}");
+        assert!(out.contains("1.5 KiB"), "{out}");
+        assert!(out.contains("href=\"/ipfs/bafyfoo?filename=a&amp;b\""), "{out}");
+        assert!(!out.contains("<b>"));
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1024), "1.0 KiB");
+        assert_eq!(human_size(64 << 20), "64 MiB");
+        assert_eq!(human_size(3 << 30), "3.0 GiB");
+    }
+}

@@ -1,0 +1,99 @@
+//! Hostile and broken clients: each gets a clear 4xx or is cut off, and the gateway keeps
+//! serving everyone else.
+
+use std::time::{Duration, Instant};
+
+use cairn_gateway::GatewayConfig;
+use cairn_node::add::AddOptions;
+use hyper::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::Gateway;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traversal_and_encoding_tricks_get_400() {
+    let gw = Gateway::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("d/a")).unwrap();
+    std::fs::write(tmp.path().join("d/a/f"), b"f").unwrap();
+    std::fs::write(tmp.path().join("d/secret"), b"s").unwrap();
+    let root =
+        gw.node.add(&tmp.path().join("d"), &AddOptions { recursive: true, ..Default::default() }, true, &mut |_| {});
+    let root = root.unwrap().cid;
+    for trick in [
+        "a/../secret",
+        "a/%2e%2e/secret",
+        "a/%2E%2e/secret",
+        "a/./f",
+        "a%2Ff",
+        "a%5Cf",
+        "a/f%00",
+        "a/%ff",
+        "%c0%ae%c0%ae/secret",
+    ] {
+        let r = gw.get(&format!("/ipfs/{root}/{trick}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{trick}: {}", r.text());
+    }
+    // Double encoding is a literal name, which does not exist.
+    let r = gw.get(&format!("/ipfs/{root}/a/%252e%252e")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let long = format!("/ipfs/{root}/{}", "x/".repeat(3000));
+    assert_eq!(gw.get(&long).await.status, StatusCode::URI_TOO_LONG);
+    let deep = format!("/ipfs/{root}/{}", "x/".repeat(300));
+    assert_eq!(gw.get(&deep).await.status, StatusCode::BAD_REQUEST);
+    let r = gw.request("GET", &format!("/ipfs/{root}/a/f"), &[("x-big", &"h".repeat(32 << 10))]).await;
+    assert_eq!(r.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    // And the gateway still serves.
+    assert_eq!(gw.get(&format!("/ipfs/{root}/a/f")).await.text(), "f");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_others_are_served() {
+    let config = GatewayConfig { header_timeout: Duration::from_secs(1), ..Default::default() };
+    let gw = Gateway::start_with(config).await;
+    let cid = gw.add_bytes(b"still here", &AddOptions::default());
+
+    // Slowloris: many connections that send half a request head and stall.
+    let mut stalled = Vec::new();
+    for i in 0..50 {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        // Half of them send half a head, the others nothing at all.
+        if i % 2 == 0 {
+            s.write_all(b"GET /ipfs/").await.unwrap();
+        }
+        stalled.push(s);
+    }
+    // Everyone else is served meanwhile.
+    let r = gw.get(&format!("/ipfs/{cid}")).await;
+    assert_eq!(r.text(), "still here");
+
+    // Each stalled connection is closed once the head timeout passes.
+    let started = Instant::now();
+    for mut s in stalled {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "a stalled connection was kept open");
+        let text = String::from_utf8_lossy(&buf);
+        assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "unexpected reply: {text}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_mid_download_stops_the_read() {
+    let gw = Gateway::start().await;
+    let data = crate::pseudo_random(64 << 20, 9);
+    let cid = gw.add_bytes(&data, &AddOptions::default());
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(format!("GET /ipfs/{cid} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+        let mut first = [0u8; 4096];
+        let n = s.read(&mut first).await.unwrap();
+        assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+        drop(s);
+    }
+    // The abandoned reads ended; a full download still works.
+    let r = gw.get(&format!("/ipfs/{cid}")).await;
+    assert!(r.body == data);
+}

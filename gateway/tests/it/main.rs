@@ -1,0 +1,129 @@
+//! The one integration-test binary of `cairn-gateway`: a real node on a RocksDB repo in a
+//! temporary directory, the gateway on a loopback port, and requests over TCP.
+
+mod abuse;
+mod path_gateway;
+mod trustless;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_gateway::GatewayConfig;
+use cairn_node::config::Profile;
+use cairn_node::merkle::Cid;
+use cairn_node::Node;
+use http_body_util::{BodyExt, Full};
+use hyper::{HeaderMap, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// The gateway-conformance fixtures beside the project.
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/gateway-conformance").join(rel)
+}
+
+/// A node with a gateway in front of it; the gateway stops when this is dropped.
+#[derive(Debug)]
+pub struct Gateway {
+    pub node: Arc<Node>,
+    pub addr: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl Gateway {
+    pub async fn start() -> Gateway {
+        Self::start_with(GatewayConfig::default()).await
+    }
+
+    pub async fn start_with(config: GatewayConfig) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Arc::new(Node::init(&dir.path().join("repo"), Profile::Test).unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr, _task) = cairn_gateway::spawn("127.0.0.1:0".parse().unwrap(), node.clone(), config, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+        Gateway { node, addr, _stop: tx, _dir: dir }
+    }
+
+    /// Imports a CAR (without pinning: some fixtures lack blocks on purpose); returns its root.
+    pub fn import(&self, car: &Path) -> Cid {
+        let mut f = std::fs::File::open(car).unwrap_or_else(|e| panic!("{}: {e}", car.display()));
+        let (roots, _) = self.node.dag_import(&mut f, false, &mut |_| {}).unwrap();
+        roots[0]
+    }
+
+    /// Adds bytes as one file (pinned) and returns its CID.
+    pub fn add_bytes(&self, data: &[u8], opts: &cairn_node::add::AddOptions) -> Cid {
+        self.node.add_reader(data, opts, true).unwrap().cid
+    }
+
+    /// `GET` (or another method) of `path` with extra headers.
+    pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let mut req = Request::builder().method(method).uri(format!("http://{}{path}", self.addr));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req.body(Full::default()).unwrap()))
+            .await
+            .expect("request timed out")
+            .expect("request failed");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        Reply { status, headers, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, &[]).await
+    }
+}
+
+/// Deterministic bytes that do not compress or repeat.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The CIDs of a CAR's blocks, in order, and its roots; every block is verified.
+pub fn car_blocks(car: &[u8]) -> (Vec<Cid>, Vec<Cid>) {
+    let mut reader = cairn_node::merkle::car::CarReader::new(car).expect("CAR header");
+    let roots = reader.roots().to_vec();
+    let mut cids = Vec::new();
+    while let Some(block) = reader.next_block().expect("CAR block") {
+        cids.push(*block.cid());
+    }
+    (roots, cids)
+}

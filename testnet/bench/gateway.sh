@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Gateway throughput: Cairn's gateway beside nginx serving the same bytes from disk, in the
+# same run, on loopback. Prints Markdown rows for docs/benchmarks.md.
+#
+#   testnet/bench/gateway.sh [SIZE_MIB] [SECONDS]
+#
+# - large: one SIZE_MIB file (default 1024) fetched whole, over and over, on 1 connection
+#   (wrk -t1 -c1) for SECONDS (default 15): MB/s from wrk's bytes read.
+# - small: a 4 KiB file, 100 concurrent connections (wrk -t2 -c100): requests/s.
+# Installs wrk and nginx-light from Debian if missing. Everything listens on 127.0.0.1 only.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+SIZE_MIB=${1:-1024}
+SECONDS_EACH=${2:-15}
+source "$ROOT/scripts/env.sh"
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+if [ ${#need[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release --locked -q -p cairn-cli --manifest-path "$ROOT/Cargo.toml"
+CAIRN=$CARGO_TARGET_DIR/release/cairn
+
+WORK=$(mktemp -d)
+cleanup() {
+    [ -n "${CAIRN_PID:-}" ] && kill "$CAIRN_PID" 2>/dev/null || true
+    [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+mkdir -p "$WORK/www"
+head -c $((SIZE_MIB << 20)) /dev/urandom >"$WORK/www/big.bin"
+head -c 4096 /dev/urandom >"$WORK/www/small.bin"
+
+# Cairn: a repo, the two files, the daemon on a free port.
+REPO=$WORK/repo
+"$CAIRN" --repo "$REPO" init --profile test >/dev/null
+BIG=$("$CAIRN" --repo "$REPO" add -Q "$WORK/www/big.bin")
+SMALL=$("$CAIRN" --repo "$REPO" add -Q "$WORK/www/small.bin")
+"$CAIRN" --repo "$REPO" daemon >"$WORK/daemon.log" 2>&1 &
+CAIRN_PID=$!
+for _ in $(seq 100); do [ -s "$REPO/gateway" ] && break; sleep 0.1; done
+CAIRN_URL=$(cat "$REPO/gateway")
+
+# nginx: the same files from disk, sendfile on, logs off.
+cat >"$WORK/nginx.conf" <<CONF
+worker_processes 2;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    client_body_temp_path $WORK/tmp;
+    proxy_temp_path $WORK/tmp;
+    fastcgi_temp_path $WORK/tmp;
+    uwsgi_temp_path $WORK/tmp;
+    scgi_temp_path $WORK/tmp;
+    server {
+        listen 127.0.0.1:18089;
+        root $WORK/www;
+    }
+}
+CONF
+mkdir -p "$WORK/tmp"
+"$NGINX" -c "$WORK/nginx.conf" -p "$WORK" -g 'daemon on;' 2>/dev/null
+NGINX_URL=http://127.0.0.1:18089
+for _ in $(seq 50); do curl -sf -o /dev/null "$NGINX_URL/small.bin" && break; sleep 0.1; done
+
+# wrk's "Transfer/sec" in MB/s (10^6 bytes), and its "Requests/sec".
+mbps() {
+    wrk -t1 -c1 -d"${SECONDS_EACH}s" --timeout 60s "$1" | awk '
+        /Transfer\/sec/ { x=$2; unit=x; gsub(/[0-9.]/, "", unit); v=x+0;
+            m = (unit=="GB") ? 1073741824 : (unit=="MB") ? 1048576 : (unit=="KB") ? 1024 : 1;
+            printf "%.0f\n", v*m/1e6 }'
+}
+rps() {
+    wrk -t2 -c100 -d"${SECONDS_EACH}s" "$1" | awk '/Requests\/sec/ {printf "%.0f\n", $2}'
+}
+
+# Warm the page cache and RocksDB's before measuring.
+curl -sf -o /dev/null "$CAIRN_URL/ipfs/$BIG"
+curl -sf -o /dev/null "$NGINX_URL/big.bin"
+
+C_BIG=$(mbps "$CAIRN_URL/ipfs/$BIG")
+N_BIG=$(mbps "$NGINX_URL/big.bin")
+C_SMALL=$(rps "$CAIRN_URL/ipfs/$SMALL")
+N_SMALL=$(rps "$NGINX_URL/small.bin")
+
+RSS=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$CAIRN_PID/status")
+echo "{\"large_mb_s\": {\"cairn\": $C_BIG, \"nginx\": $N_BIG}, \"small_req_s\": {\"cairn\": $C_SMALL, \"nginx\": $N_SMALL}, \"cairn_peak_rss_mib\": $RSS}"
+echo
+echo "| measurement | Cairn | nginx | Cairn / nginx |"
+echo "|---|---:|---:|---:|"
+awk -v c="$C_BIG" -v n="$N_BIG" 'BEGIN { printf "| %d MiB file, 1 connection (MB/s) | %d | %d | %.2f |\n", '"$SIZE_MIB"', c, n, c/n }'
+awk -v c="$C_SMALL" -v n="$N_SMALL" 'BEGIN { printf "| 4 KiB file, 100 connections (requests/s) | %d | %d | %.2f |\n", c, n, c/n }'
+echo
+echo "Cairn daemon peak RSS: $RSS MiB"
