@@ -3,6 +3,7 @@
 mod add;
 mod commands;
 mod crash;
+mod daemon;
 mod disk_full;
 
 use assert_cmd::Command;
