@@ -107,17 +107,19 @@ async fn a_range_reads_only_the_blocks_it_covers() {
     // that looks whole.
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<bytes::Bytes>>();
-    let resp = client
+    let sent = client
         .request(
             hyper::Request::get(format!("http://{}/ipfs/{root}", gw.addr))
                 .header("range", "bytes=1000-1100")
                 .body(Default::default())
                 .unwrap(),
         )
-        .await
-        .unwrap();
+        .await;
     use http_body_util::BodyExt;
-    assert!(resp.into_body().collect().await.is_err(), "a body with a missing block completed");
+    // Either the connection drops before the head or the body is cut; never a whole body.
+    if let Ok(resp) = sent {
+        assert!(resp.into_body().collect().await.is_err(), "a body with a missing block completed");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,10 @@
 //! pin write syncs first, then writes the pin through the log with fsync: a pin can never reach
 //! disk before the blocks it names. A crash loses at most the unpinned blocks written since the
 //! last flush, which is what an interrupted `add` leaves anyway.
+//!
+//! A full disk: every block batch first checks that the disk can take it together with what
+//! the memtables hold (`check_space`), so a flush never meets a full disk, which would leave
+//! RocksDB waiting for space and the writer hanging.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -36,6 +40,12 @@ const CF_PINS: &str = "pins";
 const CF_META: &str = "meta";
 const KEY_COUNTERS: &[u8] = b"counters";
 
+/// Free space kept beyond what the memtables will write: table files, manifest, options.
+const DISK_RESERVE: u64 = 4 << 20;
+
+/// Memtables of the blocks table: one filling while the other flushes.
+pub const MAX_WRITE_BUFFERS: i32 = 2;
+
 /// Knobs for the database; the defaults suit blocks of 1 byte to 1 MiB.
 #[derive(Debug, Clone)]
 pub struct RocksTuning {
@@ -45,7 +55,8 @@ pub struct RocksTuning {
     pub blob_file_size: u64,
     /// Shared block cache for SST data and index blocks.
     pub block_cache_bytes: usize,
-    /// Memtable size per column family.
+    /// Memtable size per column family. Block writes wait in memtables until a flush, so
+    /// this times [`MAX_WRITE_BUFFERS`] bounds the memory an add uses for them.
     pub write_buffer_bytes: usize,
 }
 
@@ -115,6 +126,7 @@ impl RocksStore {
         let mut blocks = Options::default();
         blocks.set_block_based_table_factory(&table(true));
         blocks.set_write_buffer_size(tuning.write_buffer_bytes);
+        blocks.set_max_write_buffer_number(MAX_WRITE_BUFFERS);
         blocks.set_enable_blob_files(true);
         blocks.set_min_blob_size(tuning.min_blob_size);
         blocks.set_blob_file_size(tuning.blob_file_size);
@@ -143,6 +155,24 @@ impl RocksStore {
         };
         *store.counters.lock().map_err(|_| poisoned())? = counters;
         Ok(store)
+    }
+
+    /// Refuses a write of `incoming` bytes that the disk could not hold together with what
+    /// the memtables already hold: those bytes must reach disk at the next flush, and a flush
+    /// that meets a full disk leaves RocksDB waiting for space, so the add would hang instead
+    /// of failing. [`DISK_RESERVE`] more is kept for table files and the manifest.
+    fn check_space(&self, incoming: u64) -> Result<(), StoreError> {
+        let stat = rustix::fs::statvfs(self.db.path()).map_err(|e| StoreError::Db(format!("statvfs: {e}")))?;
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        let pending = self.db.property_int_value("rocksdb.size-all-mem-tables")?.unwrap_or(0);
+        let need = incoming.saturating_add(pending).saturating_add(DISK_RESERVE);
+        if free < need {
+            return Err(StoreError::Db(format!(
+                "No space left on device: {free} bytes free under {}, {need} needed to store {incoming} more bytes safely",
+                self.db.path().display()
+            )));
+        }
+        Ok(())
     }
 
     /// Writes a batch of block-table changes without the log (see the module docs).
@@ -281,6 +311,7 @@ impl BlockStore for RocksStore {
             out.push(Put::New);
         }
         if next != *counters {
+            self.check_space(next.bytes - counters.bytes)?;
             batch.put_cf(&cf_meta, KEY_COUNTERS, encode_counters(&next));
             self.write_unlogged(batch)?;
             *counters = next;
