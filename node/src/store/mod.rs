@@ -80,6 +80,10 @@ pub trait BlockStore: Send + Sync {
     fn get(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError>;
     /// Whether `cid`'s multihash is stored.
     fn has(&self, cid: &Cid) -> Result<bool, StoreError>;
+    /// The length of the block stored under `cid`'s multihash, without reading it.
+    fn size(&self, cid: &Cid) -> Result<Option<u64>, StoreError> {
+        Ok(self.get(cid)?.map(|b| b.len() as u64))
+    }
     /// Stores blocks in one atomic batch. Returns one outcome per block.
     fn put_many(&self, blocks: &[Block]) -> Result<Vec<Put>, StoreError>;
     /// Deletes blocks by multihash key; returns how many existed.

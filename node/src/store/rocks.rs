@@ -20,16 +20,24 @@
 //! last flush, which is what an interrupted `add` leaves anyway.
 //!
 //! A full disk: every block batch first checks that the disk can take it together with what
-//! the memtables hold (`check_space`), so a flush never meets a full disk, which would leave
-//! RocksDB waiting for space and the writer hanging.
+//! the memtables hold (`check_space`), so a flush rarely meets a full disk. When one does
+//! anyway (another program filled the disk between the check and the flush), RocksDB records a
+//! background error and waits for space, and a write that would wait for that flush would wait
+//! forever. So the store never lets RocksDB stall a block write: before each batch it waits
+//! itself, polling, until the memtables have room (`wait_for_room`), fails as soon as RocksDB
+//! reports a new background error, and writes with `no_slowdown`, so that a stall it did not
+//! foresee comes back as a retry instead of a block. Flushes are waited for the same way.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_merkle::{Block, Cid};
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, FlushOptions, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+    properties, BlockBasedOptions, Cache, ColumnFamilyDescriptor, ErrorKind, FlushOptions, IteratorMode, Options,
+    WriteBatch, WriteOptions, DB,
 };
 
 use super::{block_key, decode_pin, encode_pin, BlockIter, BlockStore, Pin, PinStore, Put, StoreError, StoreStats};
@@ -45,6 +53,9 @@ const DISK_RESERVE: u64 = 4 << 20;
 
 /// Memtables of the blocks table: one filling while the other flushes.
 pub const MAX_WRITE_BUFFERS: i32 = 2;
+
+/// How often a writer waiting for a flush looks at RocksDB's state.
+const FLUSH_POLL: Duration = Duration::from_millis(2);
 
 /// Knobs for the database; the defaults suit blocks of 1 byte to 1 MiB.
 #[derive(Debug, Clone)]
@@ -66,7 +77,7 @@ impl Default for RocksTuning {
             min_blob_size: 2048,
             blob_file_size: 256 << 20,
             block_cache_bytes: 64 << 20,
-            write_buffer_bytes: 64 << 20,
+            write_buffer_bytes: 32 << 20,
         }
     }
 }
@@ -76,6 +87,16 @@ pub struct RocksStore {
     db: DB,
     /// Serialises writers so that counters stay exact; RocksDB serialises writes anyway.
     counters: Mutex<StoreStats>,
+    /// RocksDB's count of background errors already reported to a writer.
+    bg_errors_seen: AtomicU64,
+    /// A flush failed and its memtables are still waiting for RocksDB to recover (it retries
+    /// once space is free). Writes that would have to wait for them fail instead.
+    degraded: AtomicBool,
+    /// The blocks table's memtable size.
+    write_buffer_bytes: u64,
+    /// Tests turn the free-space check off to make a flush meet a full disk.
+    #[cfg(test)]
+    skip_space_check: AtomicBool,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -147,7 +168,16 @@ impl RocksStore {
             ColumnFamilyDescriptor::new(CF_META, small),
         ];
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
-        let store = RocksStore { db, counters: Mutex::new(StoreStats::default()) };
+        let store = RocksStore {
+            db,
+            counters: Mutex::new(StoreStats::default()),
+            bg_errors_seen: AtomicU64::new(0),
+            degraded: AtomicBool::new(false),
+            write_buffer_bytes: tuning.write_buffer_bytes as u64,
+            #[cfg(test)]
+            skip_space_check: AtomicBool::new(false),
+        };
+        store.bg_errors_seen.store(store.background_errors()?, Ordering::SeqCst);
         let counters = match store.db.get_cf(&store.cf(CF_META)?, KEY_COUNTERS)? {
             Some(v) => decode_counters(&v)
                 .ok_or_else(|| StoreError::Corrupt { table: "meta", reason: "bad counters".into() })?,
@@ -162,6 +192,10 @@ impl RocksStore {
     /// that meets a full disk leaves RocksDB waiting for space, so the add would hang instead
     /// of failing. [`DISK_RESERVE`] more is kept for table files and the manifest.
     fn check_space(&self, incoming: u64) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if self.skip_space_check.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let stat = rustix::fs::statvfs(self.db.path()).map_err(|e| StoreError::Db(format!("statvfs: {e}")))?;
         let free = stat.f_bavail.saturating_mul(stat.f_frsize);
         let pending = self.db.property_int_value("rocksdb.size-all-mem-tables")?.unwrap_or(0);
@@ -175,24 +209,121 @@ impl RocksStore {
         Ok(())
     }
 
-    /// Writes a batch of block-table changes without the log (see the module docs).
-    fn write_unlogged(&self, batch: WriteBatch) -> Result<(), StoreError> {
+    fn background_errors(&self) -> Result<u64, StoreError> {
+        Ok(self.db.property_int_value(properties::BACKGROUND_ERRORS)?.unwrap_or(0))
+    }
+
+    /// Fails once for every background error RocksDB reported since the last call: a flush
+    /// that failed means the blocks it held were not stored.
+    fn check_background(&self) -> Result<(), StoreError> {
+        let now = self.background_errors()?;
+        if self.bg_errors_seen.swap(now, Ordering::SeqCst) >= now {
+            return Ok(());
+        }
+        self.degraded.store(true, Ordering::SeqCst);
+        Err(self.flush_failed())
+    }
+
+    /// Fails a write that would have to wait for a flush that already failed.
+    fn check_degraded(&self) -> Result<(), StoreError> {
+        match self.degraded.load(Ordering::SeqCst) {
+            true => Err(self.flush_failed()),
+            false => Ok(()),
+        }
+    }
+
+    fn flush_failed(&self) -> StoreError {
+        // A database stopped by the error returns it to any write: a no-op delete finds out.
         let mut wo = WriteOptions::default();
         wo.disable_wal(true);
-        self.db.write_opt(batch, &wo)?;
-        Ok(())
+        wo.set_no_slowdown(true);
+        let probe = self.cf(CF_META).and_then(|cf| Ok(self.db.delete_cf_opt(&cf, b"", &wo)?));
+        let free = rustix::fs::statvfs(self.db.path()).map(|s| s.f_bavail.saturating_mul(s.f_frsize)).unwrap_or(0);
+        let budget = self.write_buffer_bytes.saturating_mul(MAX_WRITE_BUFFERS as u64).saturating_add(DISK_RESERVE);
+        let cause = match probe {
+            Err(e) if !matches!(&e, StoreError::Db(m) if m.contains("Write stall")) => e.to_string(),
+            _ if free < budget => format!("No space left on device ({free} bytes free)"),
+            _ => "an I/O error (see RocksDB's LOG file)".to_owned(),
+        };
+        StoreError::Db(format!(
+            "a flush under {} failed with {cause}: blocks written since the last flush are not stored, and writes fail until space is freed and the repo is reopened",
+            self.db.path().display()
+        ))
+    }
+
+    fn blocks_memtables(&self) -> Result<(u64, u64), StoreError> {
+        let cf = self.cf(CF_BLOCKS)?;
+        let imm = self.db.property_int_value_cf(&cf, properties::NUM_IMMUTABLE_MEM_TABLE)?.unwrap_or(0);
+        let active = self.db.property_int_value_cf(&cf, properties::CUR_SIZE_ACTIVE_MEM_TABLE)?.unwrap_or(0);
+        Ok((imm, active))
+    }
+
+    /// Waits until a write of `incoming` bytes would not stall: RocksDB has not stopped
+    /// writes, and the active memtable either has room or can be switched because no other
+    /// is still flushing. Fails when a background error shows up meanwhile.
+    fn wait_for_room(&self, incoming: u64) -> Result<(), StoreError> {
+        loop {
+            self.check_background()?;
+            let stopped = self.db.property_int_value(properties::IS_WRITE_STOPPED)?.unwrap_or(0) > 0;
+            let (imm, active) = self.blocks_memtables()?;
+            let full = active.saturating_add(incoming) >= self.write_buffer_bytes;
+            if imm == 0 {
+                self.degraded.store(false, Ordering::SeqCst);
+            }
+            if !stopped && (imm < (MAX_WRITE_BUFFERS - 1) as u64 || !full) {
+                return Ok(());
+            }
+            self.check_degraded()?;
+            std::thread::sleep(FLUSH_POLL);
+        }
+    }
+
+    /// Writes a batch of block-table changes without the log (see the module docs). `build`
+    /// makes the batch, again if RocksDB turns a write away because it would stall.
+    fn write_unlogged(&self, incoming: u64, build: impl Fn() -> WriteBatch) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        wo.set_no_slowdown(true);
+        loop {
+            self.wait_for_room(incoming)?;
+            match self.db.write_opt(build(), &wo) {
+                Err(e) if e.kind() == ErrorKind::Incomplete => std::thread::sleep(FLUSH_POLL),
+                r => return Ok(r?),
+            }
+        }
     }
 
     /// Flushes the tables block batches write (blocks, index, counters) to disk in one atomic
     /// flush and waits for it; a no-op when nothing was written since the last flush. The
     /// pins table is left alone: its writes go through the log, and flushing it on every pin
-    /// would make one tiny table file per pin.
+    /// would make one tiny table file per pin. The wait polls, so that a flush that fails
+    /// (a full disk) becomes an error instead of a hang.
     fn flush_blocks(&self) -> Result<(), StoreError> {
+        // RocksDB's own flush waits, unbounded, for a running flush first; wait here instead.
+        self.wait_flushed()?;
         let cfs = [CF_BLOCKS, CF_INDEX, CF_META].map(|n| self.cf(n)).into_iter().collect::<Result<Vec<_>, _>>()?;
         let mut fo = FlushOptions::default();
-        fo.set_wait(true);
+        fo.set_wait(false);
         self.db.flush_cfs_opt(&cfs.iter().collect::<Vec<_>>(), &fo)?;
-        Ok(())
+        self.wait_flushed()
+    }
+
+    /// Waits until no memtable of the block tables is waiting to be written.
+    fn wait_flushed(&self) -> Result<(), StoreError> {
+        loop {
+            self.check_background()?;
+            let mut pending = 0;
+            for name in [CF_BLOCKS, CF_INDEX, CF_META] {
+                let cf = self.cf(name)?;
+                pending += self.db.property_int_value_cf(&cf, properties::NUM_IMMUTABLE_MEM_TABLE)?.unwrap_or(0);
+            }
+            if pending == 0 {
+                self.degraded.store(false, Ordering::SeqCst);
+                return Ok(());
+            }
+            self.check_degraded()?;
+            std::thread::sleep(FLUSH_POLL);
+        }
     }
 
     fn cf(&self, name: &'static str) -> Result<std::sync::Arc<rocksdb::BoundColumnFamily<'_>>, StoreError> {
@@ -244,9 +375,9 @@ impl RocksStore {
     pub fn compact(&self) -> Result<(), StoreError> {
         let mut co = rocksdb::CompactOptions::default();
         co.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        self.flush_blocks()?;
         for name in [CF_BLOCKS, CF_INDEX] {
             let cf = self.cf(name)?;
-            self.db.flush_cf(&cf)?;
             if name == CF_BLOCKS {
                 self.db.set_options_cf(
                     &cf,
@@ -291,29 +422,46 @@ impl BlockStore for RocksStore {
         Ok(self.db.get_pinned_cf(&index, key)?.is_some())
     }
 
+    fn size(&self, cid: &Cid) -> Result<Option<u64>, StoreError> {
+        let index = self.cf(CF_INDEX)?;
+        let key = block_key(cid);
+        if !self.db.key_may_exist_cf(&index, &key) {
+            return Ok(None);
+        }
+        self.db.get_pinned_cf(&index, key)?.map(|v| decode_len(&v)).transpose()
+    }
+
     fn put_many(&self, blocks: &[Block]) -> Result<Vec<Put>, StoreError> {
         let (cf_blocks, cf_index, cf_meta) = (self.cf(CF_BLOCKS)?, self.cf(CF_INDEX)?, self.cf(CF_META)?);
         let mut counters = self.counters.lock().map_err(|_| poisoned())?;
         let mut next = *counters;
-        let mut batch = WriteBatch::default();
         let mut seen = std::collections::HashSet::new();
+        let mut new = Vec::new();
         let mut out = Vec::with_capacity(blocks.len());
         for b in blocks {
             let key = block_key(b.cid());
-            if !seen.insert(key.clone()) || self.has(b.cid())? {
+            if !seen.contains(&key) && !self.has(b.cid())? {
+                next.blocks += 1;
+                next.bytes += b.data().len() as u64;
+                out.push(Put::New);
+                new.push((key.clone(), b));
+                seen.insert(key);
+            } else {
                 out.push(Put::Existed);
-                continue;
             }
-            batch.put_cf(&cf_blocks, &key, b.data());
-            batch.put_cf(&cf_index, &key, (b.data().len() as u64).to_le_bytes());
-            next.blocks += 1;
-            next.bytes += b.data().len() as u64;
-            out.push(Put::New);
         }
         if next != *counters {
-            self.check_space(next.bytes - counters.bytes)?;
-            batch.put_cf(&cf_meta, KEY_COUNTERS, encode_counters(&next));
-            self.write_unlogged(batch)?;
+            let incoming = next.bytes - counters.bytes;
+            self.check_space(incoming)?;
+            self.write_unlogged(incoming, || {
+                let mut batch = WriteBatch::default();
+                for (key, b) in &new {
+                    batch.put_cf(&cf_blocks, key, b.data());
+                    batch.put_cf(&cf_index, key, (b.data().len() as u64).to_le_bytes());
+                }
+                batch.put_cf(&cf_meta, KEY_COUNTERS, encode_counters(&next));
+                batch
+            })?;
             *counters = next;
         }
         Ok(out)
@@ -323,23 +471,28 @@ impl BlockStore for RocksStore {
         let (cf_blocks, cf_index, cf_meta) = (self.cf(CF_BLOCKS)?, self.cf(CF_INDEX)?, self.cf(CF_META)?);
         let mut counters = self.counters.lock().map_err(|_| poisoned())?;
         let mut next = *counters;
-        let mut batch = WriteBatch::default();
-        let mut deleted = 0;
+        let mut present = Vec::new();
         for key in keys {
             if let Some(len) = self.db.get_pinned_cf(&cf_index, key)? {
                 next.blocks -= 1;
                 next.bytes = next.bytes.saturating_sub(decode_len(&len)?);
-                batch.delete_cf(&cf_blocks, key);
-                batch.delete_cf(&cf_index, key);
-                deleted += 1;
+                present.push(key);
             }
         }
-        if deleted > 0 {
-            batch.put_cf(&cf_meta, KEY_COUNTERS, encode_counters(&next));
-            self.write_unlogged(batch)?;
+        if !present.is_empty() {
+            // Tombstones are small; what they take in the memtable is not worth counting.
+            self.write_unlogged(0, || {
+                let mut batch = WriteBatch::default();
+                for key in &present {
+                    batch.delete_cf(&cf_blocks, key);
+                    batch.delete_cf(&cf_index, key);
+                }
+                batch.put_cf(&cf_meta, KEY_COUNTERS, encode_counters(&next));
+                batch
+            })?;
             *counters = next;
         }
-        Ok(deleted)
+        Ok(present.len() as u64)
     }
 
     fn keys(&self) -> Box<dyn Iterator<Item = Result<Vec<u8>, StoreError>> + '_> {
@@ -434,5 +587,97 @@ mod tests {
         assert_eq!(s.stats().unwrap(), StoreStats { blocks: 2, bytes: (1 << 20) + 1 });
         assert_eq!(s.get(big.cid()).unwrap().unwrap(), big.data());
         assert_eq!(s.get(small.cid()).unwrap().unwrap(), small.data());
+    }
+
+    /// A tmpfs of `size` mounted on `dir` for the life of the value; `None` (test skipped)
+    /// without the right to mount, except under CI, where the test must run.
+    struct SmallFs(std::path::PathBuf);
+
+    impl SmallFs {
+        fn mount(dir: &Path, size: &str) -> Option<SmallFs> {
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "cairn-store-test"])
+                .arg(dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+            assert!(ok || !ci, "cannot mount a tmpfs; CI must run this test as root");
+            ok.then(|| SmallFs(dir.to_owned()))
+        }
+    }
+
+    impl Drop for SmallFs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+
+    fn numbered_block(i: u64, len: usize) -> Block {
+        let mut data = vec![(i % 251) as u8; len];
+        data[..8].copy_from_slice(&i.to_le_bytes());
+        super::super::tests::block(&data, true)
+    }
+
+    /// Runs `f` on another thread and fails the test if it takes longer than `limit`.
+    fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(limit).expect("the store hung instead of failing")
+    }
+
+    /// A flush that meets a full disk in the background (the free-space check is off, as if
+    /// another program filled the disk after it) makes writes fail with a clear error instead
+    /// of hanging; reads go on; once space is freed, the reopened store takes writes again,
+    /// and what was flushed before is intact.
+    #[test]
+    fn background_flush_on_a_full_disk_fails_writes_then_recovers() {
+        let mnt = tempfile::tempdir().unwrap();
+        // Without the right to mount (and outside CI) there is nothing to test.
+        let Some(_fs) = SmallFs::mount(mnt.path(), "24m") else { return };
+        // Room that the test gives back later.
+        let filler = mnt.path().join("filler");
+        std::fs::write(&filler, vec![1u8; 6 << 20]).unwrap();
+        let tuning = RocksTuning { write_buffer_bytes: 2 << 20, ..RocksTuning::default() };
+        let store = std::sync::Arc::new(RocksStore::open(&mnt.path().join("db"), &tuning).unwrap());
+        let first = numbered_block(0, 256 << 10);
+        store.put_many(std::slice::from_ref(&first)).unwrap();
+        store.sync().unwrap();
+        store.skip_space_check.store(true, Ordering::SeqCst);
+
+        let s = store.clone();
+        let err = within(Duration::from_secs(60), move || {
+            for i in 1..200 {
+                if let Err(e) = s.put_many(&[numbered_block(i, 256 << 10)]) {
+                    return e.to_string();
+                }
+            }
+            panic!("50 MiB went onto a 24 MiB disk");
+        });
+        assert!(err.contains("No space left on device"), "unclear error: {err}");
+
+        // Writes that need the failed flush keep failing, promptly.
+        let s = store.clone();
+        let again = within(Duration::from_secs(60), move || {
+            (1000..1040).find_map(|i| s.put_many(&[numbered_block(i, 256 << 10)]).err())
+        });
+        assert!(again.is_some(), "10 MiB more went into memtables that cannot flush");
+
+        // Reads still work meanwhile.
+        assert_eq!(store.get(first.cid()).unwrap().unwrap(), first.data());
+
+        // RocksDB does not resume by itself after a failed blob write: once space is freed,
+        // reopening the store (restarting the process) brings writes back, and everything
+        // that was flushed before is intact.
+        let path = store.db.path().to_owned();
+        drop(store);
+        std::fs::remove_file(&filler).unwrap();
+        let store = within(Duration::from_secs(60), move || RocksStore::open(&path, &tuning).unwrap());
+        let late = numbered_block(5000, 1024);
+        store.put_many(std::slice::from_ref(&late)).unwrap();
+        store.sync().unwrap();
+        assert_eq!(store.get(late.cid()).unwrap().unwrap(), late.data());
+        assert_eq!(store.get(first.cid()).unwrap().unwrap(), first.data());
     }
 }
