@@ -1,18 +1,27 @@
 //! `cairn daemon`: runs the node's services until SIGINT or SIGTERM.
 //!
-//! Today that is the HTTP gateway on `Addresses.Gateway`. The address actually bound (it
-//! differs from the config when the config asks for port 0) is written to `$repo/gateway` as
-//! a URL, as Kubo does, and removed again on a clean shutdown. Shutdown stops accepting,
-//! lets open responses finish for a few seconds, then closes the repo (flushing it).
+//! - The libp2p swarm on `Addresses.Swarm` (Bitswap, identify, ping), dialing the
+//!   `Bootstrap` peers, which are none unless configured. Reads of blocks the repo lacks are
+//!   fetched from peers while the daemon runs.
+//! - The HTTP gateway on `Addresses.Gateway`. The address actually bound (it differs from the
+//!   config when the config asks for port 0) is written to `$repo/gateway` as a URL, as Kubo
+//!   does, and removed again on a clean shutdown.
+//!
+//! Shutdown stops accepting, lets open responses finish for a few seconds, stops the swarm,
+//! then closes the repo (flushing it).
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use cairn_gateway::GatewayConfig;
 use cairn_node::config::{tcp_multiaddr, tcp_socket_addr};
+use cairn_node::net::{self, NetConfig, NetFetcher, NodeStore};
 use clap::Args;
 
 use crate::Ctx;
+
+/// How long a read waits for a block from the network.
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `cairn daemon` flags.
 #[derive(Debug, Args)]
@@ -47,8 +56,12 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
     let config = node.repo().config().clone();
     let gateway_addr = tcp_socket_addr(&config.addresses.gateway).context("Addresses.Gateway")?;
     let gateway_file = node.repo().path().join("gateway");
+    let net_config = NetConfig::from_repo(node.repo())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
+        let keypair = node.repo().keypair().clone();
+        let (network, net_task) = net::spawn(keypair, Arc::new(NodeStore(node.clone())), net_config).await?;
+        node.attach_fetcher(Arc::new(NetFetcher::new(network.clone(), FETCH_TIMEOUT)));
         let listener = tokio::net::TcpListener::bind(gateway_addr)
             .await
             .with_context(|| format!("cannot listen on {gateway_addr} for the gateway"))?;
@@ -56,12 +69,17 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
         std::fs::write(&gateway_file, format!("http://{bound}"))
             .with_context(|| format!("writing {}", gateway_file.display()))?;
         println!("Peer identity: {}", node.repo().peer_id());
+        for addr in network.listen_addrs() {
+            println!("Swarm listening on {addr}");
+        }
         println!("Gateway server listening on {}", tcp_multiaddr(bound));
         println!("Daemon is ready");
         use std::io::Write as _;
         std::io::stdout().flush()?;
         let served = cairn_gateway::serve(listener, node.clone(), GatewayConfig::default(), stop_signal()).await;
         let _ = std::fs::remove_file(&gateway_file);
+        network.shutdown().await;
+        let _ = net_task.await;
         served.context("gateway")?;
         println!("Received interrupt signal, shutting down...");
         anyhow::Ok(())

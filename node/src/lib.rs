@@ -17,6 +17,7 @@
 
 pub mod add;
 pub mod config;
+pub mod net;
 pub mod node;
 pub mod repo;
 pub mod store;

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use cairn_merkle::car::{CarError, CarReader};
@@ -148,11 +148,21 @@ pub struct Corrupt {
 pub struct Node {
     repo: Repo,
     gc_lock: RwLock<()>,
+    fetcher: std::sync::OnceLock<Arc<dyn BlockFetcher>>,
 }
 
-/// Reads blocks from the node's store for the exporter (identity CIDs answer themselves).
+/// Fetches blocks the store lacks (from the network, while the daemon runs). A fetched block
+/// is verified and stored before it is returned.
+pub trait BlockFetcher: Send + Sync + std::fmt::Debug {
+    /// The block's bytes, or [`SourceError::NotFound`] when no one has it, or
+    /// [`SourceError::Other`] when it was not found in time.
+    fn fetch(&self, cid: &Cid) -> Result<Bytes, SourceError>;
+}
+
+/// Reads blocks from the node's store for the exporter (identity CIDs answer themselves),
+/// and from the node's fetcher, if it has one, when the store lacks them.
 #[derive(Clone, Copy)]
-pub struct StoreSource<'a>(&'a dyn BlockStore);
+pub struct StoreSource<'a>(&'a dyn BlockStore, Option<&'a dyn BlockFetcher>);
 
 impl std::fmt::Debug for StoreSource<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -165,10 +175,11 @@ impl BlockSource for StoreSource<'_> {
         if cid.hash().code() == hash::IDENTITY {
             return Ok(Bytes::copy_from_slice(cid.hash().digest()));
         }
-        match self.0.get(cid) {
-            Ok(Some(b)) => Ok(b),
-            Ok(None) => Err(SourceError::NotFound(*cid)),
-            Err(e) => Err(SourceError::Other(Box::new(e))),
+        match (self.0.get(cid), self.1) {
+            (Ok(Some(b)), _) => Ok(b),
+            (Ok(None), Some(fetcher)) => fetcher.fetch(cid),
+            (Ok(None), None) => Err(SourceError::NotFound(*cid)),
+            (Err(e), _) => Err(SourceError::Other(Box::new(e))),
         }
     }
 }
@@ -218,12 +229,22 @@ impl BlockSink for BatchSink<'_> {
 impl Node {
     /// Opens the repo at `path`.
     pub fn open(path: &Path) -> Result<Node, NodeError> {
-        Ok(Node { repo: Repo::open(path)?, gc_lock: RwLock::new(()) })
+        Ok(Node::on(Repo::open(path)?))
     }
 
     /// Creates a repo at `path` and opens a node on it.
     pub fn init(path: &Path, profile: Profile) -> Result<Node, NodeError> {
-        Ok(Node { repo: Repo::init(path, profile)?, gc_lock: RwLock::new(()) })
+        Ok(Node::on(Repo::init(path, profile)?))
+    }
+
+    fn on(repo: Repo) -> Node {
+        Node { repo, gc_lock: RwLock::new(()), fetcher: std::sync::OnceLock::new() }
+    }
+
+    /// Lets reads fetch what the store lacks through `fetcher` (once; later calls are
+    /// ignored and return false).
+    pub fn attach_fetcher(&self, fetcher: Arc<dyn BlockFetcher>) -> bool {
+        self.fetcher.set(fetcher).is_ok()
     }
 
     /// The repo.
@@ -246,7 +267,7 @@ impl Node {
 
     /// The store as a [`BlockSource`], for reading DAGs with `cairn_merkle::exporter`.
     pub fn source(&self) -> StoreSource<'_> {
-        StoreSource(self.repo.store())
+        StoreSource(self.repo.store(), self.fetcher.get().map(|f| &**f))
     }
 
     fn shared(&self) -> Result<std::sync::RwLockReadGuard<'_, ()>, NodeError> {

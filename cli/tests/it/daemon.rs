@@ -11,13 +11,7 @@ use crate::cairn;
 
 /// `GET path` over HTTP/1.0; the whole response as text.
 fn http_get(base: &str, path: &str) -> String {
-    let addr = base.strip_prefix("http://").expect("gateway file holds an http:// URL");
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    String::from_utf8(http_get_bytes(base, path)).unwrap()
 }
 
 fn wait_for(file: &Path) -> String {
@@ -88,4 +82,113 @@ fn daemon_serves_the_gateway_and_stops_cleanly() {
     assert!(stdout.contains("Daemon is ready"), "{stdout}");
     assert!(!repo.join("gateway").exists(), "the gateway file outlived the daemon");
     assert!(run(&["pin", "ls"]).contains(&cid));
+}
+
+/// A running daemon with its stdout read up to "Daemon is ready"; killed on drop.
+struct Daemon {
+    child: std::process::Child,
+    lines: Vec<String>,
+}
+
+impl Daemon {
+    fn start(repo: &Path) -> Daemon {
+        use std::io::BufRead;
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("cairn"))
+            .arg("--repo")
+            .arg(repo)
+            .arg("daemon")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut lines = Vec::new();
+        loop {
+            let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the daemon never said it was ready; it printed {lines:?}");
+            };
+            let ready = line == "Daemon is ready";
+            lines.push(line);
+            if ready {
+                return Daemon { child, lines };
+            }
+        }
+    }
+
+    /// The swarm address it printed (`Swarm listening on ...`).
+    fn swarm_addr(&self) -> String {
+        self.lines.iter().find_map(|l| l.strip_prefix("Swarm listening on ")).expect("no swarm address").to_owned()
+    }
+}
+
+impl Drop for Daemon {
+    /// SIGTERM, as an operator stops it (a clean shutdown flushes the repo); SIGKILL after 30 s.
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A daemon whose only bootstrap peer is another daemon serves, through its gateway, a file
+/// that only the other one has: the blocks come over Bitswap, and stay in its repo.
+#[test]
+fn a_daemon_serves_what_it_fetches_from_its_peer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |repo: &Path, args: &[&str]| {
+        let out = cairn().arg("--repo").arg(repo).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    run(&a, &["init", "--profile", "test"]);
+    run(&b, &["init", "--profile", "test"]);
+    let data: Vec<u8> = (0..(1u32 << 20) + 12345).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let file = tmp.path().join("shared.bin");
+    std::fs::write(&file, &data).unwrap();
+    let cid = run(&a, &["add", "-Q", file.to_str().unwrap()]).trim().to_owned();
+
+    let seed = Daemon::start(&a);
+    let peer_addr = seed.swarm_addr();
+    assert!(peer_addr.starts_with("/ip4/127.0.0.1/tcp/") && peer_addr.contains("/p2p/"), "{peer_addr}");
+    run(&b, &["config", "Bootstrap", &format!("[\"{peer_addr}\"]"), "--json"]);
+    let leech = Daemon::start(&b);
+    let url = wait_for(&b.join("gateway"));
+
+    let reply = http_get_bytes(&url, &format!("/ipfs/{cid}"));
+    let split = reply.windows(4).position(|w| w == b"\r\n\r\n").expect("no end of head") + 4;
+    let head = String::from_utf8_lossy(&reply[..split]);
+    assert!(head.contains(" 200 "), "{head}");
+    assert!(reply[split..] == data[..], "the fetched file differs ({} bytes)", reply.len() - split);
+    drop(leech);
+    drop(seed);
+    // The fetched blocks were stored in b's repo: with both daemons gone, b reads them alone.
+    let again = cairn().arg("--repo").arg(&b).args(["cat", &cid]).output().unwrap();
+    assert!(again.status.success() && again.stdout == data, "b did not keep the blocks");
+}
+
+/// `GET path` over HTTP/1.0; the whole response as bytes.
+fn http_get_bytes(base: &str, path: &str) -> Vec<u8> {
+    let addr = base.strip_prefix("http://").expect("gateway file holds an http:// URL");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    out
 }

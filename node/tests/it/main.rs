@@ -2,6 +2,7 @@
 
 mod gc;
 mod get;
+mod net;
 
 use std::path::Path;
 

@@ -27,7 +27,7 @@
 #![allow(clippy::print_stdout)]
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -69,41 +69,10 @@ struct Args {
     only: Option<String>,
 }
 
-/// xorshift64*, as in bench_import: the same bytes for the same seed.
-struct Prng(u64);
-
-impl Prng {
-    fn new(seed: u64) -> Prng {
-        Prng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            chunk.copy_from_slice(&self.next().to_le_bytes()[..chunk.len()]);
-        }
-    }
-}
+use cairn_testnet::data::Prng;
 
 fn generate(path: &Path, bytes: u64) -> Result<()> {
-    let mut w = BufWriter::with_capacity(1 << 20, File::create(path)?);
-    let mut rng = Prng::new(1);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        rng.fill(&mut buf[..n]);
-        w.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
-    w.flush()?;
-    Ok(())
+    Ok(cairn_testnet::data::write_random(path, bytes, 1)?)
 }
 
 fn warm(path: &Path) -> Result<u64> {
@@ -319,7 +288,7 @@ fn bench_gc(args: &Args, work: &Path, rows: &mut Vec<Row>) -> Result<()> {
         Ok(())
     };
     for i in 0..args.gc_blocks {
-        let len = 100 + (rng.next() % 901) as usize;
+        let len = 100 + (rng.next_u64() % 901) as usize;
         let mut data = vec![0u8; len];
         rng.fill(&mut data);
         let cid = raw.cid(RAW, &data);

@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -75,43 +74,8 @@ const ITEMS: &[(&str, bool)] = &[
     ("shard_exact_v1", false),
 ];
 
-/// xorshift64*: a tiny deterministic byte stream; different seeds give different files.
-struct Prng(u64);
-
-impl Prng {
-    fn new(seed: u64) -> Prng {
-        // Never zero (xorshift's fixed point); mix the seed so near seeds differ at once.
-        Prng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
-
 fn write_random(path: &Path, len: u64, seed: u64) -> Result<()> {
-    let mut rng = Prng::new(seed);
-    let mut out = BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
-    let mut buf = vec![0u8; 1 << 16];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        rng.fill(&mut buf[..n]);
-        out.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
-    out.flush()?;
-    Ok(())
+    Ok(cairn_testnet::data::write_random(path, len, seed)?)
 }
 
 /// `count` small distinct files named `prefix` + zero-padded index, `name_len` bytes each.

@@ -8,6 +8,7 @@
 //! - [`kubo_fixtures`]: CIDv1 parity with DAGs a real Kubo made (`ipfs add --cid-version 1`), taken
 //!   from the gateway-conformance fixtures and rebuilt from their extracted files.
 
+mod bitswap_kubo;
 mod car_interop;
 mod kubo;
 mod kubo_fixtures;

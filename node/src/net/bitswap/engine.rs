@@ -1,0 +1,748 @@
+//! The Bitswap engine: what Cairn wants from peers and what peers want from Cairn.
+//!
+//! It holds no I/O. The network driver feeds it events (connections, messages, ticks, store
+//! results) and carries out what it asks through an [`Outbox`] and the jobs it hands out.
+//!
+//! **Fetching.** A block wanted by a reader is asked of every connected peer with want-have
+//! (and DONT_HAVE requested). Each peer that answers HAVE becomes a candidate; want-block goes
+//! to the candidate with the fewest blocks in flight, up to [`PEER_WINDOW`] per peer, so load
+//! spreads over the peers that have the data. A DONT_HAVE, a disconnect, or no block within
+//! [`BLOCK_TIMEOUT`] moves the want to the next candidate. Received blocks were already hashed
+//! by the decoder; a block nobody asked for costs its sender score. Once stored, a block is
+//! handed to its waiters and cancelled at every peer that was asked.
+//!
+//! **Serving.** Each peer's wants are kept in a ledger (at most [`MAX_LEDGER`] entries; a full
+//! wantlist replaces it, cancels remove entries). Peers with wants take turns: each turn looks
+//! up at most [`SERVE_BATCH`] wants of one peer, so one greedy peer cannot starve the others.
+//! Wants for blocks Cairn lacks stay in the ledger and are served when the block arrives.
+//!
+//! **Scores.** Misbehaviour adds to a peer's score, which halves every [`SCORE_HALF_LIFE`]. A
+//! peer over [`BAN_SCORE`] is disconnected and refused until its score decays.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cairn_merkle::{Block, Cid};
+use libp2p::PeerId;
+
+use super::proto::{Message, Want, WantType};
+
+/// Want-blocks in flight to one peer at once.
+pub const PEER_WINDOW: usize = 32;
+/// How long a peer asked for a block may stay silent (send nothing at all) before the want
+/// moves on; a peer that is busy sending other blocks is given more time.
+pub const BLOCK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a new want waits for HAVE answers before choosing among those that came; it
+/// chooses at once when every peer asked has answered.
+pub const HAVE_WAIT: Duration = Duration::from_millis(100);
+/// How often wants nobody has answered are asked again of every peer.
+pub const REBROADCAST: Duration = Duration::from_secs(10);
+/// Entries kept per peer ledger; more are ignored (as Kubo does).
+pub const MAX_LEDGER: usize = 1024;
+/// Wants looked up per serving turn.
+pub const SERVE_BATCH: usize = 16;
+/// Score that gets a peer banned.
+pub const BAN_SCORE: f64 = 100.0;
+/// Half-life of a peer's score.
+pub const SCORE_HALF_LIFE: Duration = Duration::from_secs(600);
+/// Score for a block that does not match any want (a wrong or forged block).
+pub const PENALTY_UNWANTED: f64 = 10.0;
+/// Score for a malformed message.
+pub const PENALTY_MALFORMED: f64 = 25.0;
+
+/// Where the engine sends messages.
+pub trait Outbox {
+    /// Queues `message` to `peer`; false if the peer is not connected.
+    fn send(&mut self, peer: PeerId, message: Message) -> bool;
+}
+
+impl Outbox for super::Behaviour {
+    fn send(&mut self, peer: PeerId, message: Message) -> bool {
+        super::Behaviour::send(self, peer, message)
+    }
+}
+
+/// Why a fetch failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// No peer delivered the block in time.
+    #[error("block {0} not found on the network in time")]
+    Timeout(Cid),
+    /// The node is shutting down.
+    #[error("the network is shutting down")]
+    Shutdown,
+    /// The block arrived but could not be stored.
+    #[error("storing block {0}: {1}")]
+    Store(Cid, String),
+}
+
+/// Receives a fetched block.
+pub type Waiter = tokio::sync::oneshot::Sender<Result<Bytes, FetchError>>;
+
+struct Wanted {
+    cid: Cid,
+    priority: i32,
+    waiters: Vec<(Waiter, Instant)>,
+    /// Peers that said HAVE and were not yet asked for the block.
+    candidates: VecDeque<PeerId>,
+    /// The peer asked for the block, and when.
+    asked: Option<(PeerId, Instant)>,
+    /// Peers told about the want (to be sent cancels).
+    told: HashSet<PeerId>,
+    /// Peers that do not have it (or failed to deliver).
+    exhausted: HashSet<PeerId>,
+    last_broadcast: Instant,
+    /// The block came and is being stored: nobody else is asked for it.
+    arrived: bool,
+}
+
+#[derive(Default)]
+struct Peer {
+    in_flight: usize,
+    ledger: Vec<Want>,
+    queued: bool,
+    /// Wants this peer sent that Cairn lacks, kept to answer when the block comes.
+    missing: HashMap<Vec<u8>, Want>,
+    /// When the peer last sent anything: a busy peer that keeps sending is not timed out.
+    last_heard: Option<Instant>,
+    /// HAVEs (and blocks) this peer has sent: peers that hold much are likely seeds that
+    /// everyone asks, so among equal choices the one holding least is asked first.
+    held: u64,
+}
+
+struct Score {
+    value: f64,
+    at: Instant,
+}
+
+/// A serving turn: look these wants up and answer `peer`.
+#[derive(Debug)]
+pub struct ServeJob {
+    /// Who asked.
+    pub peer: PeerId,
+    /// What it asked for.
+    pub wants: Vec<Want>,
+}
+
+/// Counters for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Blocks received that Cairn wanted.
+    pub blocks_received: u64,
+    /// Bytes of those blocks.
+    pub bytes_received: u64,
+    /// Blocks received twice or unasked.
+    pub duplicate_blocks: u64,
+    /// Blocks sent to peers.
+    pub blocks_sent: u64,
+    /// Bytes of those blocks.
+    pub bytes_sent: u64,
+}
+
+/// See the module docs.
+#[derive(Default)]
+pub struct Engine {
+    wants: HashMap<Vec<u8>, Wanted>,
+    peers: HashMap<PeerId, Peer>,
+    serve_turns: VecDeque<PeerId>,
+    scores: HashMap<PeerId, Score>,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("wants", &self.wants.len()).field("peers", &self.peers.len()).finish()
+    }
+}
+
+fn key(cid: &Cid) -> Vec<u8> {
+    cid.hash().to_bytes()
+}
+
+fn want_have(cid: Cid, priority: i32) -> Want {
+    Want { cid, priority, kind: WantType::Have, send_dont_have: true }
+}
+
+impl Engine {
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Blocks currently wanted.
+    pub fn wanted(&self) -> usize {
+        self.wants.len()
+    }
+
+    /// Whether `peer` is banned now.
+    pub fn is_banned(&mut self, peer: &PeerId, now: Instant) -> bool {
+        self.score(peer, now) >= BAN_SCORE
+    }
+
+    fn score(&mut self, peer: &PeerId, now: Instant) -> f64 {
+        let Some(s) = self.scores.get_mut(peer) else { return 0.0 };
+        let halvings = now.saturating_duration_since(s.at).as_secs_f64() / SCORE_HALF_LIFE.as_secs_f64();
+        s.value *= 0.5f64.powf(halvings);
+        s.at = now;
+        s.value
+    }
+
+    /// Adds `amount` to a peer's score; true when that crosses the ban line.
+    pub fn penalize(&mut self, peer: PeerId, amount: f64, now: Instant) -> bool {
+        let before = self.score(&peer, now);
+        let s = self.scores.entry(peer).or_insert(Score { value: 0.0, at: now });
+        s.value = before + amount;
+        before < BAN_SCORE && s.value >= BAN_SCORE
+    }
+
+    /// A peer that speaks Bitswap connected: it hears every current want.
+    pub fn connected(&mut self, peer: PeerId, out: &mut dyn Outbox) {
+        self.peers.entry(peer).or_default();
+        let wants: Vec<Want> = self.wants.values().map(|w| want_have(w.cid, w.priority)).collect();
+        if !wants.is_empty() {
+            for w in self.wants.values_mut() {
+                w.told.insert(peer);
+            }
+            out.send(peer, Message { wants, ..Message::default() });
+        }
+    }
+
+    /// A peer went away: what it was asked for moves on.
+    pub fn disconnected(&mut self, peer: PeerId, out: &mut dyn Outbox) {
+        self.peers.remove(&peer);
+        self.serve_turns.retain(|p| *p != peer);
+        let keys: Vec<Vec<u8>> = self.wants.keys().cloned().collect();
+        for k in keys {
+            let w = self.wants.get_mut(&k).expect("key just listed");
+            w.candidates.retain(|p| *p != peer);
+            w.told.remove(&peer);
+            if w.asked.is_some_and(|(p, _)| p == peer) {
+                w.asked = None;
+                self.ask_next(&k, out);
+            }
+        }
+    }
+
+    /// A reader wants `cid`; `waiter` gets the bytes (once stored) or an error at `deadline`.
+    pub fn fetch(
+        &mut self,
+        cid: Cid,
+        priority: i32,
+        waiter: Waiter,
+        deadline: Instant,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        let k = key(&cid);
+        if let Some(w) = self.wants.get_mut(&k) {
+            w.waiters.push((waiter, deadline));
+            w.priority = w.priority.max(priority);
+            return;
+        }
+        let told: HashSet<PeerId> = self.peers.keys().copied().collect();
+        for p in &told {
+            out.send(*p, Message { wants: vec![want_have(cid, priority)], ..Message::default() });
+        }
+        self.wants.insert(
+            k,
+            Wanted {
+                cid,
+                priority,
+                waiters: vec![(waiter, deadline)],
+                candidates: VecDeque::new(),
+                asked: None,
+                told,
+                exhausted: HashSet::new(),
+                last_broadcast: now,
+                arrived: false,
+            },
+        );
+    }
+
+    /// Sends want-block for `k` to the candidate with the fewest blocks in flight.
+    fn ask_next(&mut self, k: &[u8], out: &mut dyn Outbox) {
+        let Some(w) = self.wants.get_mut(k) else { return };
+        if w.asked.is_some() || w.arrived {
+            return;
+        }
+        // Peers less than half loaded first; among them the peer holding least, so that seeds
+        // (which hold everything and which everyone asks) are spared for what only they have;
+        // then the least loaded.
+        let best = w
+            .candidates
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| self.peers.get(p).map(|s| (s.in_flight, s.held, i)))
+            .filter(|(load, _, _)| *load < PEER_WINDOW)
+            .min_by_key(|(load, held, i)| (*load >= PEER_WINDOW / 2, *held, *load, *i));
+        let Some((_, _, i)) = best else { return };
+        let peer = w.candidates.remove(i).expect("index from the list");
+        let want = Want { cid: w.cid, priority: w.priority, kind: WantType::Block, send_dont_have: true };
+        if out.send(peer, Message { wants: vec![want], ..Message::default() }) {
+            w.asked = Some((peer, Instant::now()));
+            w.told.insert(peer);
+            if let Some(s) = self.peers.get_mut(&peer) {
+                s.in_flight += 1;
+            }
+        }
+    }
+
+    fn release(&mut self, peer: &PeerId) {
+        if let Some(s) = self.peers.get_mut(peer) {
+            s.in_flight = s.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// Handles a message from `peer`. Returns the received blocks that are wanted, for the
+    /// driver to store and then pass to [`Engine::stored`]; serving work is queued for
+    /// [`Engine::next_serve_job`].
+    pub fn received(&mut self, peer: PeerId, m: Message, now: Instant, out: &mut dyn Outbox) -> Vec<Block> {
+        // Serving side.
+        if !m.wants.is_empty() || !m.cancels.is_empty() || m.full {
+            let state = self.peers.entry(peer).or_default();
+            if m.full {
+                state.ledger.clear();
+                state.missing.clear();
+            }
+            for c in &m.cancels {
+                let k = key(c);
+                state.ledger.retain(|w| key(&w.cid) != k);
+                state.missing.remove(&k);
+            }
+            for w in m.wants {
+                let k = key(&w.cid);
+                if w.cid.hash().code() == cairn_merkle::hash::IDENTITY {
+                    continue;
+                }
+                state.ledger.retain(|x| key(&x.cid) != k);
+                if state.ledger.len() + state.missing.len() < MAX_LEDGER {
+                    state.ledger.push(w);
+                }
+            }
+            if !state.ledger.is_empty() && !state.queued {
+                state.queued = true;
+                self.serve_turns.push_back(peer);
+            }
+        }
+        // Fetching side: blocks first, then presences.
+        let mut wanted = Vec::new();
+        for b in m.blocks {
+            let k = key(b.cid());
+            match self.wants.get_mut(&k) {
+                Some(w) if !w.arrived => {
+                    w.arrived = true;
+                    if let Some((p, _)) = w.asked.take() {
+                        self.release(&p);
+                    }
+                    self.stats.blocks_received += 1;
+                    self.stats.bytes_received += b.data().len() as u64;
+                    wanted.push(b);
+                }
+                // A second copy of a block on its way to the store: wasted, not wrong.
+                Some(_) => self.stats.duplicate_blocks += 1,
+                None => {
+                    self.stats.duplicate_blocks += 1;
+                    self.penalize(peer, PENALTY_UNWANTED, now);
+                }
+            }
+        }
+        let mut dedup = HashSet::new();
+        wanted.retain(|b| dedup.insert(key(b.cid())));
+        if let Some(s) = self.peers.get_mut(&peer) {
+            s.held += m.haves.len() as u64;
+            s.last_heard = Some(now);
+        }
+        for c in m.haves {
+            let k = key(&c);
+            if let Some(w) = self.wants.get_mut(&k) {
+                if !w.candidates.contains(&peer) && w.asked.is_none_or(|(p, _)| p != peer) && !dedup.contains(&k) {
+                    w.candidates.push_back(peer);
+                }
+                let answered = w.candidates.len() + w.exhausted.len() >= w.told.len();
+                if answered || now.saturating_duration_since(w.last_broadcast) >= HAVE_WAIT {
+                    self.ask_next(&k, out);
+                }
+            }
+        }
+        for c in m.dont_haves {
+            let k = key(&c);
+            let mut retry = false;
+            if let Some(w) = self.wants.get_mut(&k) {
+                w.candidates.retain(|p| *p != peer);
+                w.exhausted.insert(peer);
+                if w.asked.is_some_and(|(p, _)| p == peer) {
+                    w.asked = None;
+                    retry = true;
+                }
+            }
+            if retry {
+                self.release(&peer);
+            }
+            // The last answer may complete the picture: choose now.
+            if self
+                .wants
+                .get(&k)
+                .is_some_and(|w| w.asked.is_none() && w.candidates.len() + w.exhausted.len() >= w.told.len())
+            {
+                self.ask_next(&k, out);
+            }
+        }
+        wanted
+    }
+
+    /// Blocks received for wants were stored (or failed to be): waiters get them, the other
+    /// peers get cancels, and peers whose ledgers want them are queued to be served.
+    pub fn stored(&mut self, blocks: &[Block], result: Result<(), String>, out: &mut dyn Outbox) {
+        let mut cancels: HashMap<PeerId, Vec<Cid>> = HashMap::new();
+        for b in blocks {
+            let k = key(b.cid());
+            let Some(w) = self.wants.remove(&k) else { continue };
+            for p in &w.told {
+                cancels.entry(*p).or_default().push(w.cid);
+            }
+            for (tx, _) in w.waiters {
+                let _ = tx.send(match &result {
+                    Ok(()) => Ok(b.data().clone()),
+                    Err(e) => Err(FetchError::Store(w.cid, e.clone())),
+                });
+            }
+        }
+        for (p, cids) in cancels {
+            out.send(p, Message { cancels: cids, ..Message::default() });
+        }
+        if result.is_ok() {
+            self.new_blocks(blocks);
+        }
+    }
+
+    /// Blocks became available locally: peers that wanted them are served again.
+    pub fn new_blocks(&mut self, blocks: &[Block]) {
+        let keys: HashSet<Vec<u8>> = blocks.iter().map(|b| key(b.cid())).collect();
+        for (peer, state) in &mut self.peers {
+            let hits: Vec<Vec<u8>> = keys.iter().filter(|k| state.missing.contains_key(*k)).cloned().collect();
+            if !hits.is_empty() {
+                for k in hits {
+                    let want = state.missing.remove(&k).expect("listed");
+                    if state.ledger.len() < MAX_LEDGER {
+                        state.ledger.push(want);
+                    }
+                }
+                if !state.queued {
+                    state.queued = true;
+                    self.serve_turns.push_back(*peer);
+                }
+            }
+        }
+    }
+
+    /// The next serving turn, if any peer has wants.
+    pub fn next_serve_job(&mut self) -> Option<ServeJob> {
+        while let Some(peer) = self.serve_turns.pop_front() {
+            let Some(state) = self.peers.get_mut(&peer) else { continue };
+            // Presence questions first: they are cheap, and other peers wait on them to choose.
+            state.ledger.sort_by_key(|w| (w.kind != WantType::Have, std::cmp::Reverse(w.priority)));
+            let n = state.ledger.len().min(SERVE_BATCH);
+            let wants: Vec<Want> = state.ledger.drain(..n).collect();
+            state.queued = false;
+            if wants.is_empty() {
+                continue;
+            }
+            return Some(ServeJob { peer, wants });
+        }
+        None
+    }
+
+    /// A serving turn finished: `missing` are the wants Cairn could not answer, kept to be
+    /// answered (HAVE or the block, as asked) when the block arrives; `sent` counts what went out. The peer gets another
+    /// turn at the back of the line if it has more wants.
+    pub fn served(&mut self, peer: PeerId, missing: Vec<Want>, blocks_sent: u64, bytes_sent: u64) {
+        self.stats.blocks_sent += blocks_sent;
+        self.stats.bytes_sent += bytes_sent;
+        let Some(state) = self.peers.get_mut(&peer) else { return };
+        for w in missing {
+            if state.missing.len() < MAX_LEDGER {
+                state.missing.insert(key(&w.cid), w);
+            }
+        }
+        if !state.ledger.is_empty() && !state.queued {
+            state.queued = true;
+            self.serve_turns.push_back(peer);
+        }
+    }
+
+    /// Timeouts and rebroadcasts; call about once a second.
+    pub fn tick(&mut self, now: Instant, out: &mut dyn Outbox) {
+        self.expire(now);
+        let keys: Vec<Vec<u8>> = self.wants.keys().cloned().collect();
+        for k in keys {
+            let w = self.wants.get_mut(&k).expect("key just listed");
+            if w.arrived {
+                continue;
+            }
+            // Readers that gave up.
+            w.waiters.retain(|(tx, _)| !tx.is_closed());
+            if w.waiters.is_empty() {
+                let w = self.wants.remove(&k).expect("present");
+                if let Some((p, _)) = w.asked {
+                    self.release(&p);
+                }
+                for p in w.told {
+                    out.send(p, Message { cancels: vec![w.cid], ..Message::default() });
+                }
+                continue;
+            }
+            if let Some((p, at)) = w.asked {
+                let heard = self.peers.get(&p).and_then(|s| s.last_heard).unwrap_or(at).max(at);
+                if now.saturating_duration_since(heard) > BLOCK_TIMEOUT {
+                    w.asked = None;
+                    w.exhausted.insert(p);
+                    self.release(&p);
+                    self.ask_next(&k, out);
+                    continue;
+                }
+            }
+            let w = self.wants.get_mut(&k).expect("present");
+            if w.asked.is_none()
+                && w.candidates.is_empty()
+                && now.saturating_duration_since(w.last_broadcast) > REBROADCAST
+            {
+                w.last_broadcast = now;
+                w.exhausted.clear();
+                let msg = Message { wants: vec![want_have(w.cid, w.priority)], ..Message::default() };
+                for p in self.peers.keys() {
+                    w.told.insert(*p);
+                    out.send(*p, msg.clone());
+                }
+            } else if w.asked.is_none() && now.saturating_duration_since(w.last_broadcast) >= HAVE_WAIT {
+                self.ask_next(&k, out);
+            }
+        }
+    }
+
+    /// Fails every waiter whose deadline passed; returns how many.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        let mut n = 0;
+        for w in self.wants.values_mut() {
+            let (gone, keep): (Vec<_>, Vec<_>) = w.waiters.drain(..).partition(|(_, d)| *d <= now);
+            w.waiters = keep;
+            for (tx, _) in gone {
+                n += 1;
+                let _ = tx.send(Err(FetchError::Timeout(w.cid)));
+            }
+        }
+        n
+    }
+
+    /// Fails every waiter (shutdown).
+    pub fn shutdown(&mut self) {
+        for (_, w) in self.wants.drain() {
+            for (tx, _) in w.waiters {
+                let _ = tx.send(Err(FetchError::Shutdown));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_merkle::hash::{CidFormat, RAW};
+
+    #[derive(Default)]
+    struct Sent(Vec<(PeerId, Message)>);
+
+    impl Outbox for Sent {
+        fn send(&mut self, peer: PeerId, message: Message) -> bool {
+            self.0.push((peer, message));
+            true
+        }
+    }
+
+    impl Sent {
+        fn take(&mut self) -> Vec<(PeerId, Message)> {
+            std::mem::take(&mut self.0)
+        }
+    }
+
+    fn block(data: &[u8]) -> Block {
+        Block::new_unchecked(
+            CidFormat { version: 1, hash: Default::default() }.cid(RAW, data),
+            Bytes::copy_from_slice(data),
+        )
+    }
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    #[test]
+    fn a_fetch_asks_everyone_then_the_peer_that_has_it() {
+        let (mut e, mut out) = (Engine::default(), Sent::default());
+        let (p1, p2) = (PeerId::random(), PeerId::random());
+        e.connected(p1, &mut out);
+        e.connected(p2, &mut out);
+        let b = block(b"wanted");
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        e.fetch(*b.cid(), 1, tx, far(), Instant::now(), &mut out);
+        let sent = out.take();
+        assert_eq!(sent.len(), 2);
+        assert!(sent.iter().all(|(_, m)| m.wants[0].kind == WantType::Have && m.wants[0].send_dont_have));
+
+        // p1 stays silent; once HAVE_WAIT has passed, the HAVE that came is enough.
+        let have = Message { haves: vec![*b.cid()], ..Message::default() };
+        assert!(e.received(p2, have, Instant::now() + HAVE_WAIT, &mut out).is_empty());
+        let sent = out.take();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, p2);
+        assert_eq!(sent[0].1.wants[0].kind, WantType::Block);
+
+        let got = e.received(p2, Message { blocks: vec![b.clone()], ..Message::default() }, Instant::now(), &mut out);
+        assert_eq!(got, vec![b.clone()]);
+        assert!(rx.try_recv().is_err(), "handed out before it was stored");
+        e.stored(&got, Ok(()), &mut out);
+        assert_eq!(rx.try_recv().unwrap().unwrap(), b.data());
+        let cancels: Vec<PeerId> =
+            out.take().into_iter().filter(|(_, m)| m.cancels == vec![*b.cid()]).map(|(p, _)| p).collect();
+        assert_eq!(cancels.len(), 2, "both peers were told, both get a cancel");
+        assert_eq!(e.wanted(), 0);
+    }
+
+    #[test]
+    fn dont_have_moves_the_want_to_the_next_peer() {
+        let (mut e, mut out) = (Engine::default(), Sent::default());
+        let (p1, p2) = (PeerId::random(), PeerId::random());
+        e.connected(p1, &mut out);
+        e.connected(p2, &mut out);
+        let b = block(b"x");
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        e.fetch(*b.cid(), 1, tx, far(), Instant::now(), &mut out);
+        e.received(p1, Message { haves: vec![*b.cid()], ..Message::default() }, Instant::now(), &mut out);
+        e.received(p2, Message { haves: vec![*b.cid()], ..Message::default() }, Instant::now(), &mut out);
+        out.take();
+        e.received(p1, Message { dont_haves: vec![*b.cid()], ..Message::default() }, Instant::now(), &mut out);
+        let sent = out.take();
+        assert_eq!(sent.len(), 1);
+        assert_eq!((sent[0].0, sent[0].1.wants[0].kind), (p2, WantType::Block));
+    }
+
+    #[test]
+    fn a_silent_peer_times_out_and_waiters_expire() {
+        let (mut e, mut out) = (Engine::default(), Sent::default());
+        let (p1, p2) = (PeerId::random(), PeerId::random());
+        e.connected(p1, &mut out);
+        e.connected(p2, &mut out);
+        let b = block(b"slow");
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let start = Instant::now();
+        e.fetch(*b.cid(), 1, tx, start + Duration::from_secs(30), start, &mut out);
+        e.received(p1, Message { haves: vec![*b.cid()], ..Message::default() }, start, &mut out);
+        e.received(p2, Message { haves: vec![*b.cid()], ..Message::default() }, start, &mut out);
+        out.take();
+        e.tick(Instant::now() + BLOCK_TIMEOUT + Duration::from_secs(1), &mut out);
+        let asked: Vec<PeerId> = out.take().into_iter().filter(|(_, m)| !m.wants.is_empty()).map(|(p, _)| p).collect();
+        assert_eq!(asked, vec![p2]);
+        e.tick(start + Duration::from_secs(31), &mut out);
+        assert!(matches!(rx.try_recv().unwrap(), Err(FetchError::Timeout(_))));
+        assert_eq!(e.wanted(), 0);
+    }
+
+    #[test]
+    fn unwanted_blocks_cost_score_until_a_ban_that_decays() {
+        let (mut e, mut out) = (Engine::default(), Sent::default());
+        let p = PeerId::random();
+        e.connected(p, &mut out);
+        let now = Instant::now();
+        let mut banned = false;
+        for i in 0..10u8 {
+            e.received(p, Message { blocks: vec![block(&[i])], ..Message::default() }, now, &mut out);
+            banned |= e.is_banned(&p, now);
+        }
+        assert!(banned && e.is_banned(&p, now));
+        assert_eq!(e.stats().duplicate_blocks, 10);
+        assert!(!e.is_banned(&p, now + SCORE_HALF_LIFE * 2));
+    }
+
+    #[test]
+    fn serving_takes_turns_between_peers() {
+        let (mut e, mut out) = (Engine::default(), Sent::default());
+        let (greedy, modest) = (PeerId::random(), PeerId::random());
+        e.connected(greedy, &mut out);
+        e.connected(modest, &mut out);
+        let want = |i: u32| Want {
+            cid: *block(&i.to_le_bytes()).cid(),
+            priority: 1,
+            kind: WantType::Block,
+            send_dont_have: false,
+        };
+        e.received(
+            greedy,
+            Message { wants: (0..100).map(want).collect(), ..Message::default() },
+            Instant::now(),
+            &mut out,
+        );
+        e.received(modest, Message { wants: vec![want(1000)], ..Message::default() }, Instant::now(), &mut out);
+        let first = e.next_serve_job().unwrap();
+        assert_eq!((first.peer, first.wants.len()), (greedy, SERVE_BATCH));
+        e.served(greedy, vec![], 16, 16);
+        let second = e.next_serve_job().unwrap();
+        assert_eq!((second.peer, second.wants.len()), (modest, 1), "the modest peer is next, not starved");
+        e.served(modest, vec![], 1, 1);
+        assert_eq!(e.next_serve_job().unwrap().peer, greedy);
+
+        // A cancel removes a want that is still queued.
+        let mut fresh = Engine::default();
+        fresh.connected(modest, &mut out);
+        fresh.received(
+            modest,
+            Message { wants: vec![want(1), want(2)], ..Message::default() },
+            Instant::now(),
+            &mut out,
+        );
+        fresh.received(modest, Message { cancels: vec![want(1).cid], ..Message::default() }, Instant::now(), &mut out);
+        assert_eq!(fresh.next_serve_job().unwrap().wants, vec![want(2)]);
+    }
+
+    #[test]
+    fn a_peer_that_holds_everything_is_asked_last() {
+        let (mut e, mut out) = (Engine::default(), Sent::default());
+        let (seed, other) = (PeerId::random(), PeerId::random());
+        e.connected(seed, &mut out);
+        e.connected(other, &mut out);
+        // The seed has answered HAVE for many blocks before.
+        let earlier: Vec<Cid> = (0..50u32).map(|i| *block(&i.to_le_bytes()).cid()).collect();
+        e.received(seed, Message { haves: earlier, ..Message::default() }, Instant::now(), &mut out);
+        let b = block(b"both have it");
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        e.fetch(*b.cid(), 1, tx, far(), Instant::now(), &mut out);
+        out.take();
+        e.received(seed, Message { haves: vec![*b.cid()], ..Message::default() }, Instant::now(), &mut out);
+        assert!(out.take().is_empty(), "chose before the other peer answered");
+        e.received(other, Message { haves: vec![*b.cid()], ..Message::default() }, Instant::now(), &mut out);
+        let sent = out.take();
+        assert_eq!((sent.len(), sent[0].0), (1, other));
+    }
+
+    #[test]
+    fn a_ledger_is_capped() {
+        let (mut e, mut out) = (Engine::default(), Sent::default());
+        let p = PeerId::random();
+        e.connected(p, &mut out);
+        let wants = (0..(MAX_LEDGER as u32 + 500))
+            .map(|i| Want {
+                cid: *block(&i.to_le_bytes()).cid(),
+                priority: 0,
+                kind: WantType::Have,
+                send_dont_have: true,
+            })
+            .collect();
+        e.received(p, Message { wants, ..Message::default() }, Instant::now(), &mut out);
+        let mut total = 0;
+        while let Some(job) = e.next_serve_job() {
+            total += job.wants.len();
+            e.served(p, vec![], 0, 0);
+        }
+        assert_eq!(total, MAX_LEDGER);
+    }
+}

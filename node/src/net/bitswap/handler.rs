@@ -1,0 +1,260 @@
+//! One connection's Bitswap streams.
+//!
+//! Peers send Bitswap messages on streams that only ever carry one direction: Kubo keeps one
+//! long-lived stream for its wants and opens a new one for each response. So the handler
+//! accepts any number of inbound streams (up to [`MAX_INBOUND_STREAMS`] at once), reads
+//! messages from each until it ends, and writes its own messages, in order, on one outbound
+//! stream that it opens when there is something to send and reopens after an error.
+
+use std::collections::VecDeque;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use libp2p::core::upgrade::{InboundUpgrade, OutboundUpgrade, UpgradeInfo};
+use libp2p::swarm::handler::{ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound};
+use libp2p::swarm::{ConnectionHandler, ConnectionHandlerEvent, Stream, StreamProtocol, SubstreamProtocol};
+
+use super::proto::{self, Message, Version, PROTOCOLS};
+
+/// Inbound streams read at once on one connection; more are reset.
+pub const MAX_INBOUND_STREAMS: usize = 32;
+/// Messages waiting for the outbound stream before the oldest is dropped and reported.
+pub const MAX_QUEUED: usize = 1024;
+
+/// Offers every Bitswap version and hands over the stream with the one negotiated.
+#[derive(Debug, Clone)]
+pub struct Upgrade;
+
+impl UpgradeInfo for Upgrade {
+    type Info = StreamProtocol;
+    type InfoIter = std::vec::IntoIter<StreamProtocol>;
+
+    fn protocol_info(&self) -> Self::InfoIter {
+        PROTOCOLS.iter().map(|(p, _)| StreamProtocol::new(p)).collect::<Vec<_>>().into_iter()
+    }
+}
+
+impl InboundUpgrade<Stream> for Upgrade {
+    type Output = (Stream, StreamProtocol);
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Output, Self::Error>>;
+
+    fn upgrade_inbound(self, stream: Stream, protocol: StreamProtocol) -> Self::Future {
+        std::future::ready(Ok((stream, protocol)))
+    }
+}
+
+impl OutboundUpgrade<Stream> for Upgrade {
+    type Output = (Stream, StreamProtocol);
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Output, Self::Error>>;
+
+    fn upgrade_outbound(self, stream: Stream, protocol: StreamProtocol) -> Self::Future {
+        std::future::ready(Ok((stream, protocol)))
+    }
+}
+
+/// From the behaviour to the handler.
+#[derive(Debug)]
+pub enum In {
+    /// Send a message.
+    Send(Message),
+    /// Whether the behaviour has business with this peer (wants either way); keeps the
+    /// connection open while true.
+    Active(bool),
+}
+
+/// From the handler to the behaviour.
+#[derive(Debug)]
+pub enum Out {
+    /// A message arrived.
+    Received(Message),
+    /// The peer sent something that is not a valid Bitswap message.
+    Malformed(String),
+    /// The outbound stream was negotiated at this version.
+    Version(Version),
+    /// The peer does not speak Bitswap.
+    Unsupported,
+    /// Messages could not be delivered (the stream failed, or the queue overflowed).
+    SendFailed(usize),
+}
+
+type Reading = BoxFuture<'static, (Stream, std::io::Result<Option<Vec<u8>>>)>;
+
+enum Outbound {
+    None,
+    Opening,
+    Idle(Stream, Version),
+    Writing(BoxFuture<'static, (Stream, std::io::Result<()>)>, Version),
+    Failed,
+}
+
+/// The handler of one connection.
+pub struct Handler {
+    reading: FuturesUnordered<Reading>,
+    outbound: Outbound,
+    queue: VecDeque<Message>,
+    events: VecDeque<Out>,
+    active: bool,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler").field("reading", &self.reading.len()).field("queued", &self.queue.len()).finish()
+    }
+}
+
+impl Default for Handler {
+    fn default() -> Self {
+        Handler {
+            reading: FuturesUnordered::new(),
+            outbound: Outbound::None,
+            queue: VecDeque::new(),
+            events: VecDeque::new(),
+            active: false,
+        }
+    }
+}
+
+fn read_next(mut stream: Stream) -> Reading {
+    async move {
+        let r = proto::read_frame(&mut stream).await;
+        (stream, r)
+    }
+    .boxed()
+}
+
+fn write(mut stream: Stream, bytes: Vec<u8>) -> BoxFuture<'static, (Stream, std::io::Result<()>)> {
+    async move {
+        let r = proto::write_frame(&mut stream, &bytes).await;
+        (stream, r)
+    }
+    .boxed()
+}
+
+impl ConnectionHandler for Handler {
+    type FromBehaviour = In;
+    type ToBehaviour = Out;
+    type InboundProtocol = Upgrade;
+    type OutboundProtocol = Upgrade;
+    type InboundOpenInfo = ();
+    type OutboundOpenInfo = ();
+
+    fn listen_protocol(&self) -> SubstreamProtocol<Upgrade> {
+        SubstreamProtocol::new(Upgrade, ())
+    }
+
+    fn connection_keep_alive(&self) -> bool {
+        self.active || !self.queue.is_empty() || matches!(self.outbound, Outbound::Writing(..) | Outbound::Opening)
+    }
+
+    fn on_behaviour_event(&mut self, event: In) {
+        match event {
+            In::Send(m) => {
+                if matches!(self.outbound, Outbound::Failed) {
+                    self.events.push_back(Out::SendFailed(1));
+                    return;
+                }
+                if self.queue.len() >= MAX_QUEUED {
+                    self.queue.pop_front();
+                    self.events.push_back(Out::SendFailed(1));
+                }
+                self.queue.push_back(m);
+            }
+            In::Active(a) => self.active = a,
+        }
+    }
+
+    fn on_connection_event(&mut self, event: ConnectionEvent<'_, Upgrade, Upgrade>) {
+        match event {
+            // Over the cap, the stream is dropped, which resets it.
+            ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound { protocol: (stream, _), .. })
+                if self.reading.len() < MAX_INBOUND_STREAMS =>
+            {
+                self.reading.push(read_next(stream));
+            }
+            ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
+                protocol: (stream, protocol), ..
+            }) => {
+                let version = Version::from_protocol(protocol.as_ref()).unwrap_or(Version::V1_0);
+                self.events.push_back(Out::Version(version));
+                self.outbound = Outbound::Idle(stream, version);
+            }
+            ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
+                let unsupported = matches!(error, libp2p::swarm::StreamUpgradeError::NegotiationFailed);
+                let dropped = self.queue.len();
+                self.queue.clear();
+                if unsupported {
+                    self.outbound = Outbound::Failed;
+                    self.events.push_back(Out::Unsupported);
+                } else {
+                    self.outbound = Outbound::None;
+                }
+                if dropped > 0 {
+                    self.events.push_back(Out::SendFailed(dropped));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ConnectionHandlerEvent<Upgrade, (), Out>> {
+        loop {
+            if let Some(e) = self.events.pop_front() {
+                return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(e));
+            }
+            match std::mem::replace(&mut self.outbound, Outbound::None) {
+                Outbound::None if !self.queue.is_empty() => {
+                    self.outbound = Outbound::Opening;
+                    return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
+                        protocol: SubstreamProtocol::new(Upgrade, ()),
+                    });
+                }
+                Outbound::Idle(stream, version) => match self.queue.pop_front() {
+                    Some(m) => {
+                        self.outbound = Outbound::Writing(write(stream, m.encode(version)), version);
+                        continue;
+                    }
+                    None => self.outbound = Outbound::Idle(stream, version),
+                },
+                Outbound::Writing(mut fut, version) => match fut.poll_unpin(cx) {
+                    Poll::Ready((stream, Ok(()))) => {
+                        self.outbound = Outbound::Idle(stream, version);
+                        continue;
+                    }
+                    Poll::Ready((_, Err(_))) => {
+                        // The message is lost with the stream; the next one opens a new stream.
+                        self.events.push_back(Out::SendFailed(1));
+                        continue;
+                    }
+                    Poll::Pending => self.outbound = Outbound::Writing(fut, version),
+                },
+                other => self.outbound = other,
+            }
+            match self.reading.poll_next_unpin(cx) {
+                Poll::Ready(Some((stream, Ok(Some(bytes))))) => {
+                    match Message::decode(&bytes) {
+                        Ok(m) => {
+                            self.reading.push(read_next(stream));
+                            self.events.push_back(Out::Received(m));
+                        }
+                        // A malformed message ends its stream.
+                        Err(e) => self.events.push_back(Out::Malformed(e.to_string())),
+                    }
+                    continue;
+                }
+                Poll::Ready(Some((_, Ok(None)))) => continue,
+                Poll::Ready(Some((_, Err(e)))) => {
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        self.events.push_back(Out::Malformed(e.to_string()));
+                    }
+                    continue;
+                }
+                Poll::Ready(None) | Poll::Pending => {}
+            }
+            return Poll::Pending;
+        }
+    }
+}

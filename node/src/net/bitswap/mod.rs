@@ -1,0 +1,181 @@
+//! Bitswap 1.2.0 (with 1.1.0 and 1.0.0), wire-compatible with Kubo.
+//!
+//! - [`proto`]: the messages, CID prefixes and framing;
+//! - [`handler`]: one connection's streams;
+//! - this module: the [`Behaviour`] that the swarm drives, which knows the connected Bitswap
+//!   peers and their versions and passes messages between them and the engine;
+//! - [`engine`]: serving wants from the store and fetching blocks for readers.
+
+pub mod engine;
+pub mod handler;
+pub mod proto;
+
+use std::collections::{HashMap, VecDeque};
+use std::task::{Context, Poll};
+
+use libp2p::core::transport::PortUse;
+use libp2p::core::Endpoint;
+use libp2p::swarm::{
+    ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, NotifyHandler, THandler,
+    THandlerInEvent, THandlerOutEvent, ToSwarm,
+};
+use libp2p::{Multiaddr, PeerId};
+
+pub use handler::{In, Out};
+pub use proto::{Message, Version, Want, WantType};
+
+/// What the behaviour reports.
+#[derive(Debug)]
+pub enum Event {
+    /// A peer's first connection opened.
+    Connected(PeerId),
+    /// A peer's last connection closed.
+    Disconnected(PeerId),
+    /// A peer sent a message.
+    Message {
+        /// The sender.
+        peer: PeerId,
+        /// What it sent.
+        message: Message,
+    },
+    /// A peer sent bytes that are not a Bitswap message.
+    Malformed {
+        /// The sender.
+        peer: PeerId,
+        /// What was wrong.
+        reason: String,
+    },
+    /// Messages to a peer were lost.
+    SendFailed {
+        /// The peer.
+        peer: PeerId,
+        /// How many.
+        count: usize,
+    },
+}
+
+#[derive(Debug, Default)]
+struct PeerState {
+    connections: Vec<ConnectionId>,
+    version: Option<Version>,
+    unsupported: bool,
+}
+
+/// Bitswap as a swarm behaviour.
+#[derive(Debug, Default)]
+pub struct Behaviour {
+    peers: HashMap<PeerId, PeerState>,
+    out: VecDeque<ToSwarm<Event, In>>,
+}
+
+impl Behaviour {
+    /// Queues a message to `peer`; false when no connection to it is open.
+    pub fn send(&mut self, peer: PeerId, message: Message) -> bool {
+        let Some(conn) = self.peers.get(&peer).and_then(|p| p.connections.first().copied()) else {
+            return false;
+        };
+        self.out.push_back(ToSwarm::NotifyHandler {
+            peer_id: peer,
+            handler: NotifyHandler::One(conn),
+            event: In::Send(message),
+        });
+        true
+    }
+
+    /// Keeps the connections to `peer` open (or lets them idle out).
+    pub fn set_active(&mut self, peer: PeerId, active: bool) {
+        if self.peers.contains_key(&peer) {
+            self.out.push_back(ToSwarm::NotifyHandler {
+                peer_id: peer,
+                handler: NotifyHandler::Any,
+                event: In::Active(active),
+            });
+        }
+    }
+
+    /// The version negotiated with `peer`, once a message has been sent to it.
+    pub fn version(&self, peer: &PeerId) -> Option<Version> {
+        self.peers.get(peer).and_then(|p| p.version)
+    }
+
+    /// Connected peers that may speak Bitswap.
+    pub fn peers(&self) -> impl Iterator<Item = &PeerId> + '_ {
+        self.peers.iter().filter(|(_, s)| !s.unsupported).map(|(p, _)| p)
+    }
+
+    fn connected(&mut self, peer: PeerId, id: ConnectionId) {
+        let state = self.peers.entry(peer).or_default();
+        state.connections.push(id);
+        if state.connections.len() == 1 {
+            self.out.push_back(ToSwarm::GenerateEvent(Event::Connected(peer)));
+        }
+    }
+}
+
+impl NetworkBehaviour for Behaviour {
+    type ConnectionHandler = handler::Handler;
+    type ToSwarm = Event;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        id: ConnectionId,
+        peer: PeerId,
+        _local: &Multiaddr,
+        _remote: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.connected(peer, id);
+        Ok(handler::Handler::default())
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        id: ConnectionId,
+        peer: PeerId,
+        _addr: &Multiaddr,
+        _role: Endpoint,
+        _port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.connected(peer, id);
+        Ok(handler::Handler::default())
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
+        if let FromSwarm::ConnectionClosed(ConnectionClosed { peer_id, connection_id, .. }) = event {
+            if let Some(state) = self.peers.get_mut(&peer_id) {
+                state.connections.retain(|c| *c != connection_id);
+                if state.connections.is_empty() {
+                    self.peers.remove(&peer_id);
+                    self.out.push_back(ToSwarm::GenerateEvent(Event::Disconnected(peer_id)));
+                }
+            }
+        }
+    }
+
+    fn on_connection_handler_event(&mut self, peer: PeerId, _id: ConnectionId, event: THandlerOutEvent<Self>) {
+        let event = match event {
+            Out::Received(message) => Event::Message { peer, message },
+            Out::Malformed(reason) => Event::Malformed { peer, reason },
+            Out::SendFailed(count) => Event::SendFailed { peer, count },
+            Out::Version(v) => {
+                if let Some(s) = self.peers.get_mut(&peer) {
+                    s.version = Some(v);
+                }
+                return;
+            }
+            Out::Unsupported => {
+                if let Some(s) = self.peers.get_mut(&peer) {
+                    s.unsupported = true;
+                }
+                return;
+            }
+        };
+        self.out.push_back(ToSwarm::GenerateEvent(event));
+    }
+
+    fn poll(&mut self, _cx: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
+        match self.out.pop_front() {
+            Some(e) => Poll::Ready(e),
+            None => Poll::Pending,
+        }
+    }
+}

@@ -1,0 +1,591 @@
+//! The network: a libp2p swarm that speaks Bitswap with Kubo and other Cairn nodes.
+//!
+//! [`spawn`] starts a task that owns the swarm (the driver) and returns a [`Network`] handle
+//! that the rest of the node uses through commands: dial, list peers, fetch a block. The
+//! driver feeds swarm events to the Bitswap [`bitswap::engine::Engine`] and carries out its
+//! work: block lookups for peers run on the blocking pool, received blocks are stored before
+//! anyone sees them.
+//!
+//! Network rule: the node dials only what it is told to (the config's bootstrap list, which
+//! is empty by default, and explicit `connect`s). mDNS and port mapping are not built in.
+
+pub mod bitswap;
+pub mod session;
+pub mod transport;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cairn_merkle::{Block, Cid};
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{allow_block_list, connection_limits, identify, ping, Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::BlockStore;
+use bitswap::engine::{Engine, FetchError, ServeJob, Stats};
+use bitswap::{Message, WantType};
+
+/// The agent version sent in identify.
+pub const AGENT: &str = concat!("cairn/", env!("CARGO_PKG_VERSION"));
+
+/// Why the network could not start or do something.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// The configuration is unusable.
+    #[error("network config: {0}")]
+    Config(String),
+    /// The transport could not be built.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// Listening failed.
+    #[error("cannot listen on {0}: {1}")]
+    Listen(Multiaddr, String),
+    /// Dialing failed.
+    #[error("cannot connect to {0}: {1}")]
+    Dial(String, String),
+    /// The network task is gone.
+    #[error("the network is not running")]
+    Stopped,
+}
+
+/// What the network needs to start.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to connect to at start.
+    pub bootstrap: Vec<Multiaddr>,
+    /// The private-network key, if any.
+    pub swarm_key: Option<libp2p::pnet::PreSharedKey>,
+    /// Most connections at once, in and out.
+    pub max_connections: u32,
+    /// Most connections per peer.
+    pub max_connections_per_peer: u32,
+    /// How long an idle connection stays open.
+    pub idle_timeout: Duration,
+}
+
+impl NetConfig {
+    /// Listens on `listen`, connects nowhere, and has the default limits.
+    pub fn new(listen: Vec<Multiaddr>) -> NetConfig {
+        NetConfig {
+            listen,
+            bootstrap: Vec::new(),
+            swarm_key: None,
+            max_connections: 900,
+            max_connections_per_peer: 4,
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// Reads the repo's config: `Addresses.Swarm`, `Bootstrap`, `Swarm.ConnMgr.HighWater` and
+    /// the repo's `swarm.key`.
+    pub fn from_repo(repo: &crate::repo::Repo) -> Result<NetConfig, NetError> {
+        let cfg = repo.config();
+        let parse = |s: &String, what: &str| {
+            s.parse::<Multiaddr>().map_err(|e| NetError::Config(format!("{what}: {s:?} is not a multiaddr: {e}")))
+        };
+        let listen = cfg.addresses.swarm.iter().map(|s| parse(s, "Addresses.Swarm")).collect::<Result<_, _>>()?;
+        let mut net = NetConfig::new(listen);
+        net.bootstrap = cfg.bootstrap.iter().map(|s| parse(s, "Bootstrap")).collect::<Result<_, _>>()?;
+        net.swarm_key = transport::load_swarm_key(repo.path())?;
+        Ok(net)
+    }
+}
+
+/// The swarm's behaviours.
+#[derive(NetworkBehaviour)]
+#[behaviour(prelude = "libp2p::swarm::derive_prelude")]
+pub struct Behaviour {
+    limits: connection_limits::Behaviour,
+    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    /// Bitswap.
+    pub bitswap: bitswap::Behaviour,
+}
+
+impl std::fmt::Debug for Behaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Behaviour").finish_non_exhaustive()
+    }
+}
+
+/// A connected peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Its ID.
+    pub peer: PeerId,
+    /// The address of one connection to it.
+    pub addr: Multiaddr,
+}
+
+enum Command {
+    Dial(Multiaddr, oneshot::Sender<Result<PeerId, NetError>>),
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    Fetch { cid: Cid, deadline: Instant, waiter: bitswap::engine::Waiter },
+    Stats(oneshot::Sender<Stats>),
+    Announce(Vec<Block>),
+    Shutdown,
+}
+
+/// A handle to the running network; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Network {
+    peer_id: PeerId,
+    listening: Vec<Multiaddr>,
+    tx: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Dial(..) => "Dial",
+            Command::Peers(_) => "Peers",
+            Command::Fetch { .. } => "Fetch",
+            Command::Stats(_) => "Stats",
+            Command::Announce(_) => "Announce",
+            Command::Shutdown => "Shutdown",
+        })
+    }
+}
+
+impl Network {
+    /// This node's peer ID.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The addresses the swarm listens on (ports resolved), each ending in `/p2p/<id>`.
+    pub fn listen_addrs(&self) -> &[Multiaddr] {
+        &self.listening
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).await.map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Connects to `addr` (which must end in `/p2p/<id>`) and returns the peer's ID.
+    pub async fn connect(&self, addr: Multiaddr) -> Result<PeerId, NetError> {
+        self.ask(|tx| Command::Dial(addr, tx)).await?
+    }
+
+    /// The connected peers.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NetError> {
+        self.ask(Command::Peers).await
+    }
+
+    /// Bitswap counters.
+    pub async fn stats(&self) -> Result<Stats, NetError> {
+        self.ask(Command::Stats).await
+    }
+
+    /// Fetches a block from peers, stores it, and returns its bytes.
+    pub async fn fetch(&self, cid: Cid, timeout: Duration) -> Result<Bytes, FetchError> {
+        let (waiter, rx) = oneshot::channel();
+        let deadline = Instant::now() + timeout;
+        self.tx.send(Command::Fetch { cid, deadline, waiter }).await.map_err(|_| FetchError::Shutdown)?;
+        rx.await.map_err(|_| FetchError::Shutdown)?
+    }
+
+    /// [`Network::fetch`] for synchronous callers (not on a runtime thread).
+    pub fn fetch_blocking(&self, cid: Cid, timeout: Duration) -> Result<Bytes, FetchError> {
+        let (waiter, rx) = oneshot::channel();
+        let deadline = Instant::now() + timeout;
+        self.tx.blocking_send(Command::Fetch { cid, deadline, waiter }).map_err(|_| FetchError::Shutdown)?;
+        rx.blocking_recv().map_err(|_| FetchError::Shutdown)?
+    }
+
+    /// Tells the network that these blocks are now stored, so peers waiting for them get them.
+    pub async fn announce(&self, blocks: Vec<Block>) {
+        let _ = self.tx.send(Command::Announce(blocks)).await;
+    }
+
+    /// Stops the network task.
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+    }
+}
+
+/// The blocks the network reads and writes.
+pub type SharedStore = Arc<dyn BlockStore>;
+
+/// A node's block store, shared with the network task.
+#[derive(Debug, Clone)]
+pub struct NodeStore(pub Arc<crate::node::Node>);
+
+impl BlockStore for NodeStore {
+    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, crate::store::StoreError> {
+        self.0.repo().store().get(cid)
+    }
+    fn has(&self, cid: &Cid) -> Result<bool, crate::store::StoreError> {
+        self.0.repo().store().has(cid)
+    }
+    fn size(&self, cid: &Cid) -> Result<Option<u64>, crate::store::StoreError> {
+        self.0.repo().store().size(cid)
+    }
+    fn put_many(&self, blocks: &[Block]) -> Result<Vec<crate::store::Put>, crate::store::StoreError> {
+        self.0.repo().store().put_many(blocks)
+    }
+    fn delete_keys(&self, keys: &[Vec<u8>]) -> Result<u64, crate::store::StoreError> {
+        self.0.repo().store().delete_keys(keys)
+    }
+    fn keys(&self) -> Box<dyn Iterator<Item = Result<Vec<u8>, crate::store::StoreError>> + '_> {
+        self.0.repo().store().keys()
+    }
+    fn blocks(&self) -> crate::store::BlockIter<'_> {
+        self.0.repo().store().blocks()
+    }
+    fn stats(&self) -> Result<crate::store::StoreStats, crate::store::StoreError> {
+        self.0.repo().store().stats()
+    }
+    fn sync(&self) -> Result<(), crate::store::StoreError> {
+        self.0.repo().store().sync()
+    }
+}
+
+/// Starts the network on the current tokio runtime. Returns once every listen address is
+/// bound, with the handle and the driver's task.
+pub async fn spawn(
+    keypair: Keypair,
+    store: SharedStore,
+    cfg: NetConfig,
+) -> Result<(Network, tokio::task::JoinHandle<()>), NetError> {
+    let peer_id = keypair.public().to_peer_id();
+    let quic = cfg.listen.iter().any(|a| a.iter().any(|p| matches!(p, Protocol::QuicV1)));
+    let transport = transport::build(&keypair, cfg.swarm_key, quic)?;
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(cfg.max_connections))
+        .with_max_established_per_peer(Some(cfg.max_connections_per_peer))
+        .with_max_pending_incoming(Some(cfg.max_connections.min(256)))
+        .with_max_pending_outgoing(Some(cfg.max_connections.min(256)));
+    let behaviour = Behaviour {
+        limits: connection_limits::Behaviour::new(limits),
+        blocked: allow_block_list::Behaviour::default(),
+        identify: identify::Behaviour::new(
+            identify::Config::new("ipfs/0.1.0".into(), keypair.public()).with_agent_version(AGENT.into()),
+        ),
+        ping: ping::Behaviour::default(),
+        bitswap: bitswap::Behaviour::default(),
+    };
+    let idle = cfg.idle_timeout;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_other_transport(|_| transport)
+        .map_err(|e| NetError::Transport(e.to_string()))?
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| NetError::Transport(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build();
+
+    let mut ids = Vec::new();
+    for addr in &cfg.listen {
+        let id = swarm.listen_on(addr.clone()).map_err(|e| NetError::Listen(addr.clone(), e.to_string()))?;
+        ids.push((id, addr.clone()));
+    }
+    let mut listening = Vec::new();
+    while listening.len() < ids.len() {
+        match swarm.select_next_some().await {
+            SwarmEvent::NewListenAddr { address, .. } => listening.push(address.with(Protocol::P2p(peer_id))),
+            SwarmEvent::ListenerError { error, listener_id }
+            | SwarmEvent::ListenerClosed { reason: Err(error), listener_id, .. } => {
+                let addr =
+                    ids.iter().find(|(id, _)| *id == listener_id).map(|(_, a)| a.clone()).unwrap_or(Multiaddr::empty());
+                return Err(NetError::Listen(addr, error.to_string()));
+            }
+            _ => {}
+        }
+    }
+    for addr in &cfg.bootstrap {
+        if let Err(e) = swarm.dial(addr.clone()) {
+            tracing::warn!("bootstrap {addr}: {e}");
+        }
+    }
+    let (tx, rx) = mpsc::channel(1024);
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let driver = Driver {
+        swarm,
+        store,
+        rx,
+        done_tx,
+        done_rx,
+        engine: Engine::default(),
+        dials: Vec::new(),
+        jobs: 0,
+        addrs: Default::default(),
+    };
+    let task = tokio::spawn(driver.run());
+    Ok((Network { peer_id, listening, tx }, task))
+}
+
+/// Serving turns running at once.
+const MAX_JOBS: usize = 4;
+/// Wanted-but-missing blocks up to this size are answered with the block instead of HAVE.
+const HAVE_AS_BLOCK: usize = 1024;
+/// Block bytes per reply message.
+const REPLY_BYTES: usize = 1 << 20;
+
+enum Done {
+    Served { peer: PeerId, replies: Vec<Message>, missing: Vec<bitswap::Want>, blocks: u64, bytes: u64 },
+    Stored { blocks: Vec<Block>, result: Result<(), String> },
+}
+
+struct Driver {
+    swarm: Swarm<Behaviour>,
+    store: SharedStore,
+    rx: mpsc::Receiver<Command>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    engine: Engine,
+    dials: Vec<(PeerId, oneshot::Sender<Result<PeerId, NetError>>)>,
+    jobs: usize,
+    /// The remote address of one open connection per peer.
+    addrs: std::collections::HashMap<PeerId, Multiaddr>,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm(ev),
+                cmd = self.rx.recv() => match cmd {
+                    None | Some(Command::Shutdown) => break,
+                    Some(cmd) => self.on_command(cmd),
+                },
+                Some(done) = self.done_rx.recv() => self.on_done(done),
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    self.engine.tick(now, &mut self.swarm.behaviour_mut().bitswap);
+                }
+            }
+            self.start_jobs();
+        }
+        self.engine.shutdown();
+    }
+
+    fn start_jobs(&mut self) {
+        while self.jobs < MAX_JOBS {
+            let Some(job) = self.engine.next_serve_job() else { break };
+            self.jobs += 1;
+            let store = self.store.clone();
+            let done = self.done_tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = done.send(serve(&*store, job));
+            });
+        }
+    }
+
+    fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Served { peer, replies, missing, blocks, bytes } => {
+                self.jobs -= 1;
+                for m in replies {
+                    self.swarm.behaviour_mut().bitswap.send(peer, m);
+                }
+                self.engine.served(peer, missing, blocks, bytes);
+            }
+            Done::Stored { blocks, result } => {
+                self.engine.stored(&blocks, result, &mut self.swarm.behaviour_mut().bitswap);
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Dial(addr, tx) => {
+                let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+                    let _ =
+                        tx.send(Err(NetError::Dial(addr.to_string(), "the address must end in /p2p/<peer id>".into())));
+                    return;
+                };
+                if self.swarm.is_connected(&peer) {
+                    let _ = tx.send(Ok(peer));
+                    return;
+                }
+                match self.swarm.dial(addr.clone()) {
+                    Ok(()) => self.dials.push((peer, tx)),
+                    Err(e) => {
+                        let _ = tx.send(Err(NetError::Dial(addr.to_string(), e.to_string())));
+                    }
+                }
+            }
+            Command::Peers(tx) => {
+                let peers = self.swarm.connected_peers().copied().collect::<Vec<_>>();
+                let infos = peers
+                    .into_iter()
+                    .map(|peer| PeerInfo { peer, addr: self.addr_of(&peer).unwrap_or_else(Multiaddr::empty) })
+                    .collect();
+                let _ = tx.send(infos);
+            }
+            Command::Fetch { cid, deadline, waiter } => {
+                let now = Instant::now();
+                self.engine.fetch(cid, 1, waiter, deadline, now, &mut self.swarm.behaviour_mut().bitswap);
+            }
+            Command::Stats(tx) => {
+                let _ = tx.send(self.engine.stats());
+            }
+            Command::Announce(blocks) => self.engine.new_blocks(&blocks),
+            Command::Shutdown => {}
+        }
+    }
+
+    fn addr_of(&self, peer: &PeerId) -> Option<Multiaddr> {
+        self.addrs.get(peer).cloned()
+    }
+
+    fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                tracing::debug!("connected to {peer_id} at {}", endpoint.get_remote_address());
+                self.addrs.insert(peer_id, endpoint.get_remote_address().clone());
+                self.finish_dials(peer_id, || Ok(peer_id));
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.addrs.remove(&peer_id);
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. }
+                if !self.swarm.is_connected(&peer) =>
+            {
+                self.finish_dials(peer, || Err(NetError::Dial(peer.to_string(), error.to_string())));
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Bitswap(ev)) => self.on_bitswap(ev),
+            _ => {}
+        }
+    }
+
+    /// Answers every `connect` waiting for `peer`.
+    fn finish_dials(&mut self, peer: PeerId, result: impl Fn() -> Result<PeerId, NetError>) {
+        let (done, waiting): (Vec<_>, Vec<_>) = self.dials.drain(..).partition(|(p, _)| *p == peer);
+        self.dials = waiting;
+        for (_, tx) in done {
+            let _ = tx.send(result());
+        }
+    }
+
+    fn on_bitswap(&mut self, ev: bitswap::Event) {
+        let now = Instant::now();
+        match ev {
+            bitswap::Event::Connected(peer) => {
+                if self.engine.is_banned(&peer, now) {
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                    return;
+                }
+                self.engine.connected(peer, &mut self.swarm.behaviour_mut().bitswap);
+            }
+            bitswap::Event::Disconnected(peer) => {
+                self.engine.disconnected(peer, &mut self.swarm.behaviour_mut().bitswap);
+                if !self.engine.is_banned(&peer, now) {
+                    self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                }
+            }
+            bitswap::Event::Message { peer, message } => {
+                let blocks = self.engine.received(peer, message, now, &mut self.swarm.behaviour_mut().bitswap);
+                if self.engine.is_banned(&peer, now) {
+                    self.ban(peer);
+                }
+                if !blocks.is_empty() {
+                    self.store_blocks(blocks);
+                }
+            }
+            bitswap::Event::Malformed { peer, reason } => {
+                tracing::debug!("malformed bitswap message from {peer}: {reason}");
+                if self.engine.penalize(peer, bitswap::engine::PENALTY_MALFORMED, now) {
+                    self.ban(peer);
+                }
+            }
+            bitswap::Event::SendFailed { peer, count } => {
+                tracing::debug!("{count} bitswap messages to {peer} were lost");
+            }
+        }
+    }
+
+    fn ban(&mut self, peer: PeerId) {
+        tracing::info!("banning {peer} for misbehaving");
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+    }
+
+    /// Stores received blocks on the blocking pool; the engine hears when they are safe.
+    fn store_blocks(&mut self, blocks: Vec<Block>) {
+        let store = self.store.clone();
+        let done = self.done_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = store.put_many(&blocks).map(|_| ()).map_err(|e| e.to_string());
+            let _ = done.send(Done::Stored { blocks, result });
+        });
+    }
+}
+
+/// Looks up one serving turn's wants and builds the replies: blocks (named by the CID the
+/// peer asked with, so that its prefix matches), HAVE, or DONT_HAVE when asked for.
+fn serve(store: &dyn BlockStore, job: ServeJob) -> Done {
+    let mut replies = vec![Message::default()];
+    let (mut blocks, mut bytes, mut missing) = (0u64, 0u64, Vec::new());
+    for want in job.wants {
+        // A want-have is answered from the index, without reading the block, unless the block
+        // is small enough to send instead of HAVE, as Kubo does.
+        let data = match want.kind {
+            WantType::Have => match store.size(&want.cid).ok().flatten() {
+                Some(n) if n as usize > HAVE_AS_BLOCK => Some(Bytes::new()),
+                Some(_) => store.get(&want.cid).ok().flatten(),
+                None => None,
+            },
+            WantType::Block => store.get(&want.cid).ok().flatten(),
+        };
+        let last = replies.last_mut().expect("one reply at least");
+        match data {
+            Some(d) if want.kind == WantType::Have && (d.is_empty() || d.len() > HAVE_AS_BLOCK) => {
+                last.haves.push(want.cid)
+            }
+            Some(d) => {
+                if last.block_bytes() + d.len() > REPLY_BYTES && !last.blocks.is_empty() {
+                    replies.push(Message::default());
+                }
+                blocks += 1;
+                bytes += d.len() as u64;
+                replies.last_mut().expect("pushed").blocks.push(Block::new_unchecked(want.cid, d));
+            }
+            None => {
+                if want.send_dont_have {
+                    last.dont_haves.push(want.cid);
+                }
+                missing.push(want);
+            }
+        }
+    }
+    replies.retain(|m| !m.is_empty());
+    Done::Served { peer: job.peer, replies, missing, blocks, bytes }
+}
+
+/// Fetches blocks from the network for a node's reads ([`crate::node::BlockFetcher`]): what
+/// `cat`, `get` and the gateway read through while the daemon runs. Blocks are verified and
+/// stored before they are returned. A block not found in time is [`SourceError::Other`], so
+/// that the gateway answers 504 for it. Call it from blocking threads, not from the runtime.
+///
+/// [`SourceError::Other`]: cairn_merkle::source::SourceError::Other
+#[derive(Debug, Clone)]
+pub struct NetFetcher {
+    net: Network,
+    timeout: Duration,
+}
+
+impl NetFetcher {
+    /// Fetches through `net`, waiting up to `timeout` per block.
+    pub fn new(net: Network, timeout: Duration) -> NetFetcher {
+        NetFetcher { net, timeout }
+    }
+}
+
+impl crate::node::BlockFetcher for NetFetcher {
+    fn fetch(&self, cid: &Cid) -> Result<Bytes, cairn_merkle::source::SourceError> {
+        self.net.fetch_blocking(*cid, self.timeout).map_err(|e| cairn_merkle::source::SourceError::Other(Box::new(e)))
+    }
+}

@@ -1,0 +1,182 @@
+//! Bitswap between Cairn nodes on loopback.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_merkle::exporter;
+use cairn_node::add::AddOptions;
+use cairn_node::net::{self, NetConfig, NetFetcher, NodeStore};
+use cairn_node::store::BlockStore;
+use cairn_node::Node;
+
+fn listen() -> NetConfig {
+    NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()])
+}
+
+async fn start(node: &Arc<Node>) -> net::Network {
+    let key = node.repo().keypair().clone();
+    let (net, _task) = net::spawn(key, Arc::new(NodeStore(node.clone())), listen()).await.unwrap();
+    net
+}
+
+/// A file added on one node is read on another through Bitswap, every byte equal, and the
+/// fetched blocks end up stored on the reader.
+#[test]
+fn a_file_moves_between_two_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = Arc::new(Node::init(&dir.path().join("a"), cairn_node::config::Profile::Test).unwrap());
+    let leech = Arc::new(Node::init(&dir.path().join("b"), cairn_node::config::Profile::Test).unwrap());
+    let data = crate::noise(7, 3 << 20);
+    let added = seed.add_reader(&data[..], &AddOptions::default(), true).unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (net_a, net_b) = rt.block_on(async { (start(&seed).await, start(&leech).await) });
+    let peer = rt.block_on(net_b.connect(net_a.listen_addrs()[0].clone())).unwrap();
+    assert_eq!(peer, net_a.peer_id());
+
+    assert!(leech.attach_fetcher(Arc::new(NetFetcher::new(net_b.clone(), Duration::from_secs(20)))));
+    let mut out = Vec::new();
+    let n = exporter::read_range(&leech.source(), &added.cid, 0, None, &mut out).unwrap();
+    assert_eq!(n as usize, data.len());
+    assert!(out == data, "bytes differ");
+    assert!(leech.repo().store().has(&added.cid).unwrap());
+
+    let stats_b = rt.block_on(net_b.stats()).unwrap();
+    let stats_a = rt.block_on(net_a.stats()).unwrap();
+    assert_eq!(stats_b.bytes_received, stats_a.bytes_sent);
+    assert!(stats_b.blocks_received >= 13, "{stats_b:?}");
+    rt.block_on(async {
+        net_a.shutdown().await;
+        net_b.shutdown().await;
+    });
+}
+
+/// A block no peer has fails with a timeout instead of hanging.
+#[test]
+fn a_missing_block_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Arc::new(Node::init(&dir.path().join("a"), cairn_node::config::Profile::Test).unwrap());
+    let b = Arc::new(Node::init(&dir.path().join("b"), cairn_node::config::Profile::Test).unwrap());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (net_a, net_b) = rt.block_on(async { (start(&a).await, start(&b).await) });
+    rt.block_on(net_b.connect(net_a.listen_addrs()[0].clone())).unwrap();
+    let cid = cairn_merkle::hash::CidFormat::default().cid(cairn_merkle::hash::RAW, b"nobody has this");
+    let started = std::time::Instant::now();
+    let err = rt.block_on(net_b.fetch(cid, Duration::from_secs(2))).unwrap_err();
+    assert!(matches!(err, net::bitswap::engine::FetchError::Timeout(_)), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+fn private(key: [u8; 32]) -> NetConfig {
+    let mut cfg = listen();
+    cfg.swarm_key = Some(libp2p::pnet::PreSharedKey::new(key));
+    cfg
+}
+
+/// Nodes of one private swarm connect; a node with another key (or none) cannot.
+#[test]
+fn a_private_swarm_admits_only_its_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mk = |name: &str, cfg: NetConfig| {
+        let node = Arc::new(Node::init(&dir.path().join(name), cairn_node::config::Profile::Test).unwrap());
+        let key = node.repo().keypair().clone();
+        rt.block_on(net::spawn(key, Arc::new(NodeStore(node)), cfg)).unwrap().0
+    };
+    let a = mk("a", private([7; 32]));
+    let b = mk("b", private([7; 32]));
+    let stranger = mk("c", private([8; 32]));
+    let public = mk("d", listen());
+    let target = a.listen_addrs()[0].clone();
+    assert_eq!(rt.block_on(b.connect(target.clone())).unwrap(), a.peer_id());
+    for outsider in [&stranger, &public] {
+        let r = rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(20), outsider.connect(target.clone())).await });
+        assert!(matches!(r, Ok(Err(_))), "an outsider connected (or hung): {r:?}");
+    }
+}
+
+/// A swarm key file in Kubo's format is read from the repo.
+#[test]
+fn swarm_key_files_use_kubos_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let hex: String = (0..32).map(|i| format!("{:02x}", i * 7 % 256)).collect();
+    std::fs::write(dir.path().join("swarm.key"), format!("/key/swarm/psk/1.0.0/\n/base16/\n{hex}\n")).unwrap();
+    let key = net::transport::load_swarm_key(dir.path()).unwrap().unwrap();
+    assert_eq!(key, libp2p::pnet::PreSharedKey::new(std::array::from_fn(|i| (i * 7 % 256) as u8)));
+    std::fs::write(dir.path().join("swarm.key"), "/key/swarm/psk/1.0.0/\n/base16/\nnot hex\n").unwrap();
+    let err = net::transport::load_swarm_key(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("not a swarm key"), "{err}");
+}
+
+/// One seed and ten leechers in one process, all connected to each other, fetch a 64 MiB
+/// file at once (each in its own spread-out order). Every leecher ends with every byte, and
+/// the leechers carry most of the load: the seed uploads less than three times the file.
+#[test]
+fn ten_leechers_share_the_load_of_one_seed() {
+    const LEECHERS: usize = 10;
+    const SIZE: usize = 64 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let nodes: Vec<Arc<Node>> = (0..=LEECHERS)
+        .map(|i| Arc::new(Node::init(&dir.path().join(format!("n{i}")), cairn_node::config::Profile::Test).unwrap()))
+        .collect();
+    let data = crate::noise(11, SIZE);
+    let root = nodes[0].add_reader(&data[..], &AddOptions::default(), true).unwrap().cid;
+    let nets: Vec<net::Network> = rt.block_on(async {
+        let mut v = Vec::new();
+        for n in &nodes {
+            v.push(start(n).await);
+        }
+        v
+    });
+    rt.block_on(async {
+        for i in 1..nets.len() {
+            for j in 0..i {
+                nets[i].connect(nets[j].listen_addrs()[0].clone()).await.unwrap();
+            }
+        }
+    });
+
+    let started = std::time::Instant::now();
+    let results = rt.block_on(async {
+        let tasks: Vec<_> = (1..=LEECHERS)
+            .map(|i| {
+                let net = nets[i].clone();
+                let store: net::SharedStore = Arc::new(NodeStore(nodes[i].clone()));
+                tokio::spawn(async move {
+                    let order = net::session::Order::Spread(i as u64 * 0x9E37_79B9);
+                    net.fetch_dag(&store, root, order, 16, Duration::from_secs(60)).await
+                })
+            })
+            .collect();
+        futures::future::join_all(tasks).await
+    });
+    let elapsed = started.elapsed();
+    for (i, r) in results.into_iter().enumerate() {
+        let report = r.unwrap().unwrap_or_else(|e| panic!("leecher {} failed: {e}", i + 1));
+        assert_eq!(report.fetched, report.blocks, "leecher {} had blocks before it began", i + 1);
+    }
+    for (i, node) in nodes.iter().enumerate().skip(1) {
+        let mut out = Vec::with_capacity(SIZE);
+        exporter::read_range(&node.source(), &root, 0, None, &mut out).unwrap();
+        assert!(out == data, "leecher {i} has different bytes");
+    }
+    let seed = rt.block_on(nets[0].stats()).unwrap();
+    let uploaded: u64 = rt.block_on(async {
+        let mut t = 0;
+        for n in &nets {
+            t += n.stats().await.unwrap().bytes_sent;
+        }
+        t
+    });
+    let figures = format!(
+        "{LEECHERS} leechers x {} MiB in {elapsed:?}: the seed uploaded {:.2}x the file, all peers {:.2}x",
+        SIZE >> 20,
+        seed.bytes_sent as f64 / SIZE as f64,
+        uploaded as f64 / SIZE as f64
+    );
+    // Each leecher needs the file once; what is sent beyond that is duplicates.
+    assert!(uploaded < (LEECHERS as u64 * SIZE as u64) * 21 / 20, "over 5% duplicates: {figures}");
+    assert!(seed.bytes_sent < 3 * SIZE as u64, "{figures}");
+}
