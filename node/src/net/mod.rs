@@ -10,6 +10,7 @@
 //! is empty by default, and explicit `connect`s). mDNS and port mapping are not built in.
 
 pub mod bitswap;
+pub mod hints;
 pub mod session;
 pub mod transport;
 
@@ -22,7 +23,7 @@ use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{allow_block_list, connection_limits, identify, ping, Multiaddr, PeerId, Swarm};
+use libp2p::{allow_block_list, connection_limits, gossipsub, identify, ping, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::BlockStore;
@@ -51,6 +52,9 @@ pub enum NetError {
     /// The network task is gone.
     #[error("the network is not running")]
     Stopped,
+    /// Pubsub refused a subscription or a message.
+    #[error("pubsub: {0}")]
+    Pubsub(String),
 }
 
 /// What the network needs to start.
@@ -106,6 +110,7 @@ pub struct Behaviour {
     blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
+    gossipsub: gossipsub::Behaviour,
     /// Bitswap.
     pub bitswap: bitswap::Behaviour,
 }
@@ -125,8 +130,26 @@ pub struct PeerInfo {
     pub addr: Multiaddr,
 }
 
+/// A message received on a subscribed topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PubsubMessage {
+    /// Who published it (the signed source).
+    pub from: Option<PeerId>,
+    /// The topic.
+    pub topic: String,
+    /// The payload.
+    pub data: Vec<u8>,
+    /// The publisher's sequence number.
+    pub seqno: Option<u64>,
+}
+
 enum Command {
     Dial(Multiaddr, oneshot::Sender<Result<PeerId, NetError>>),
+    Subscribe(String, mpsc::Sender<PubsubMessage>, oneshot::Sender<Result<(), NetError>>),
+    Publish(String, Vec<u8>, oneshot::Sender<Result<(), NetError>>),
+    TopicPeers(String, oneshot::Sender<Vec<PeerId>>),
+    Score(PeerId, oneshot::Sender<Option<f64>>),
+    Hint { root: Cid, size: u64 },
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Fetch { cid: Cid, deadline: Instant, waiter: bitswap::engine::Waiter },
     Stats(oneshot::Sender<Stats>),
@@ -146,6 +169,11 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Command::Dial(..) => "Dial",
+            Command::Subscribe(..) => "Subscribe",
+            Command::Publish(..) => "Publish",
+            Command::TopicPeers(..) => "TopicPeers",
+            Command::Score(..) => "Score",
+            Command::Hint { .. } => "Hint",
             Command::Peers(_) => "Peers",
             Command::Fetch { .. } => "Fetch",
             Command::Stats(_) => "Stats",
@@ -180,6 +208,35 @@ impl Network {
     /// The connected peers.
     pub async fn peers(&self) -> Result<Vec<PeerInfo>, NetError> {
         self.ask(Command::Peers).await
+    }
+
+    /// Subscribes to a gossipsub topic; messages arrive on the returned channel (a slow
+    /// reader loses messages rather than holding the network up).
+    pub async fn subscribe(&self, topic: &str) -> Result<mpsc::Receiver<PubsubMessage>, NetError> {
+        let (tx, rx) = mpsc::channel(256);
+        self.ask(|r| Command::Subscribe(topic.to_owned(), tx, r)).await??;
+        Ok(rx)
+    }
+
+    /// Publishes `data` on a gossipsub topic.
+    pub async fn publish(&self, topic: &str, data: Vec<u8>) -> Result<(), NetError> {
+        self.ask(|r| Command::Publish(topic.to_owned(), data, r)).await?
+    }
+
+    /// A peer's gossipsub score (negative after misbehaviour such as invalid hints).
+    pub async fn gossip_score(&self, peer: PeerId) -> Result<Option<f64>, NetError> {
+        self.ask(|r| Command::Score(peer, r)).await
+    }
+
+    /// The peers known to be subscribed to `topic`.
+    pub async fn topic_peers(&self, topic: &str) -> Result<Vec<PeerId>, NetError> {
+        self.ask(|r| Command::TopicPeers(topic.to_owned(), r)).await
+    }
+
+    /// Tells the network that this node holds the DAG under `root` (`size` bytes): an
+    /// availability hint goes out on [`hints::TOPIC`].
+    pub async fn announce_root(&self, root: Cid, size: u64) {
+        let _ = self.tx.send(Command::Hint { root, size }).await;
     }
 
     /// Bitswap counters.
@@ -266,6 +323,42 @@ pub async fn spawn(
         .with_max_established_per_peer(Some(cfg.max_connections_per_peer))
         .with_max_pending_incoming(Some(cfg.max_connections.min(256)))
         .with_max_pending_outgoing(Some(cfg.max_connections.min(256)));
+    let gossipsub = {
+        // Message IDs as Kubo's pubsub makes them: the source's peer ID bytes, then the
+        // sequence number (8 bytes, big-endian).
+        let id = |m: &gossipsub::Message| {
+            let mut v = m.source.map(|p| p.to_bytes()).unwrap_or_default();
+            v.extend_from_slice(&m.sequence_number.unwrap_or(0).to_be_bytes());
+            gossipsub::MessageId::from(v)
+        };
+        let cfg = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .message_id_fn(id)
+            .max_transmit_size(1 << 20)
+            .validate_messages()
+            .build()
+            .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
+        let mut gs = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(keypair.clone()), cfg)
+            .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
+        // Peer scoring, so that a rejected hint costs its sender. On the hints topic, each
+        // invalid message counts -10 (squared over the count, decaying by 0.3 a decay interval);
+        // time in the mesh earns at most +3.6 (a second per quantum), and sparse delivery is not
+        // punished, since hints come rarely.
+        let mut params = gossipsub::PeerScoreParams::default();
+        let topic = gossipsub::TopicScoreParams {
+            topic_weight: 1.0,
+            time_in_mesh_weight: 0.001,
+            time_in_mesh_quantum: Duration::from_secs(1),
+            mesh_message_deliveries_weight: 0.0,
+            mesh_failure_penalty_weight: 0.0,
+            invalid_message_deliveries_weight: -10.0,
+            ..gossipsub::TopicScoreParams::default()
+        };
+        params.topics.insert(gossipsub::IdentTopic::new(hints::TOPIC).hash(), topic);
+        gs.with_peer_score(params, gossipsub::PeerScoreThresholds::default())
+            .map_err(|e| NetError::Config(format!("gossipsub scoring: {e}")))?;
+        gs
+    };
     let behaviour = Behaviour {
         limits: connection_limits::Behaviour::new(limits),
         blocked: allow_block_list::Behaviour::default(),
@@ -273,6 +366,7 @@ pub async fn spawn(
             identify::Config::new("ipfs/0.1.0".into(), keypair.public()).with_agent_version(AGENT.into()),
         ),
         ping: ping::Behaviour::default(),
+        gossipsub,
         bitswap: bitswap::Behaviour::default(),
     };
     let idle = cfg.idle_timeout;
@@ -308,6 +402,11 @@ pub async fn spawn(
             tracing::warn!("bootstrap {addr}: {e}");
         }
     }
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&gossipsub::IdentTopic::new(hints::TOPIC))
+        .map_err(|e| NetError::Pubsub(e.to_string()))?;
     let (tx, rx) = mpsc::channel(1024);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let driver = Driver {
@@ -320,6 +419,9 @@ pub async fn spawn(
         dials: Vec::new(),
         jobs: 0,
         addrs: Default::default(),
+        topics: Default::default(),
+        hints: Default::default(),
+        listening: listening.clone(),
     };
     let task = tokio::spawn(driver.run());
     Ok((Network { peer_id, listening, tx }, task))
@@ -348,6 +450,12 @@ struct Driver {
     jobs: usize,
     /// The remote address of one open connection per peer.
     addrs: std::collections::HashMap<PeerId, Multiaddr>,
+    /// Local subscribers per topic.
+    topics: std::collections::HashMap<gossipsub::TopicHash, Vec<mpsc::Sender<PubsubMessage>>>,
+    /// Availability hints heard.
+    hints: hints::Hints,
+    /// Our listen addresses, for hints.
+    listening: Vec<Multiaddr>,
 }
 
 impl Driver {
@@ -426,7 +534,49 @@ impl Driver {
                     .collect();
                 let _ = tx.send(infos);
             }
+            Command::Subscribe(topic, sender, tx) => {
+                let t = gossipsub::IdentTopic::new(topic);
+                let r = self.swarm.behaviour_mut().gossipsub.subscribe(&t).map_err(|e| NetError::Pubsub(e.to_string()));
+                if r.is_ok() {
+                    self.topics.entry(t.hash()).or_default().push(sender);
+                }
+                let _ = tx.send(r.map(drop));
+            }
+            Command::Publish(topic, data, tx) => {
+                let t = gossipsub::IdentTopic::new(topic);
+                let r = self.swarm.behaviour_mut().gossipsub.publish(t, data);
+                let _ = tx.send(r.map(drop).map_err(|e| NetError::Pubsub(e.to_string())));
+            }
+            Command::TopicPeers(topic, tx) => {
+                let hash = gossipsub::IdentTopic::new(topic).hash();
+                let peers = self
+                    .swarm
+                    .behaviour()
+                    .gossipsub
+                    .all_peers()
+                    .filter(|(_, topics)| topics.contains(&&hash))
+                    .map(|(p, _)| *p)
+                    .collect();
+                let _ = tx.send(peers);
+            }
+            Command::Score(peer, tx) => {
+                let _ = tx.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
+            }
+            Command::Hint { root, size } => {
+                let addrs: Vec<Multiaddr> = self
+                    .listening
+                    .iter()
+                    .map(|a| a.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect())
+                    .collect();
+                let data = hints::encode(&root, size, &addrs);
+                if let Err(e) =
+                    self.swarm.behaviour_mut().gossipsub.publish(gossipsub::IdentTopic::new(hints::TOPIC), data)
+                {
+                    tracing::debug!("hint for {root} not published: {e}");
+                }
+            }
             Command::Fetch { cid, deadline, waiter } => {
+                self.dial_hinted(&cid);
                 let now = Instant::now();
                 self.engine.fetch(cid, 1, waiter, deadline, now, &mut self.swarm.behaviour_mut().bitswap);
             }
@@ -458,7 +608,59 @@ impl Driver {
                 self.finish_dials(peer, || Err(NetError::Dial(peer.to_string(), error.to_string())));
             }
             SwarmEvent::Behaviour(BehaviourEvent::Bitswap(ev)) => self.on_bitswap(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev),
             _ => {}
+        }
+    }
+
+    /// Dials the peers hinted to hold `cid` that are not connected yet.
+    fn dial_hinted(&mut self, cid: &Cid) {
+        let providers: Vec<(PeerId, Vec<Multiaddr>)> = self.hints.providers(cid).to_vec();
+        for (peer, addrs) in providers {
+            if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
+                continue;
+            }
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer).addresses(addrs).build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!("cannot dial hinted provider {peer}: {e}");
+            }
+        }
+    }
+
+    fn on_gossip(&mut self, ev: gossipsub::Event) {
+        let gossipsub::Event::Message { propagation_source, message_id, message } = ev else { return };
+        let gs = &mut self.swarm.behaviour_mut().gossipsub;
+        if message.topic == gossipsub::IdentTopic::new(hints::TOPIC).hash() {
+            let verdict = match message.source {
+                Some(source) if self.hints.allow(source, Instant::now()) => hints::decode(source, &message.data),
+                Some(source) => Err(format!("{source} sends hints too fast")),
+                None => Err("unsigned hint".into()),
+            };
+            let acceptance = match verdict {
+                Ok(a) => {
+                    self.hints.remember(a);
+                    gossipsub::MessageAcceptance::Accept
+                }
+                Err(e) => {
+                    tracing::debug!("rejected a hint from {propagation_source}: {e}");
+                    gossipsub::MessageAcceptance::Reject
+                }
+            };
+            gs.report_message_validation_result(&message_id, &propagation_source, acceptance);
+            return;
+        }
+        gs.report_message_validation_result(&message_id, &propagation_source, gossipsub::MessageAcceptance::Accept);
+        if let Some(subs) = self.topics.get_mut(&message.topic) {
+            let m = PubsubMessage {
+                from: message.source,
+                topic: message.topic.to_string(),
+                data: message.data,
+                seqno: message.sequence_number,
+            };
+            subs.retain(|s| !s.is_closed());
+            for s in subs.iter() {
+                let _ = s.try_send(m.clone());
+            }
         }
     }
 
@@ -487,7 +689,26 @@ impl Driver {
                     self.swarm.behaviour_mut().blocked.unblock_peer(peer);
                 }
             }
-            bitswap::Event::Message { peer, message } => {
+            bitswap::Event::Message { peer, mut message } => {
+                // Presence questions are answered at once from the index (a point lookup), not
+                // queued behind block reads: other peers wait on the answer to choose a source.
+                let (haves, rest): (Vec<_>, Vec<_>) = message
+                    .wants
+                    .drain(..)
+                    .partition(|w| w.kind == WantType::Have && !self.engine.is_banned(&peer, now));
+                message.wants = rest;
+                if !haves.is_empty() && !message.full {
+                    if let Done::Served { replies, missing, blocks, bytes, .. } =
+                        serve(&*self.store, ServeJob { peer, wants: haves })
+                    {
+                        for m in replies {
+                            self.swarm.behaviour_mut().bitswap.send(peer, m);
+                        }
+                        self.engine.served(peer, missing, blocks, bytes);
+                    }
+                } else {
+                    message.wants.extend(haves);
+                }
                 let blocks = self.engine.received(peer, message, now, &mut self.swarm.behaviour_mut().bitswap);
                 if self.engine.is_banned(&peer, now) {
                     self.ban(peer);

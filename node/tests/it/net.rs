@@ -180,3 +180,101 @@ fn ten_leechers_share_the_load_of_one_seed() {
     assert!(uploaded < (LEECHERS as u64 * SIZE as u64) * 21 / 20, "over 5% duplicates: {figures}");
     assert!(seed.bytes_sent < 3 * SIZE as u64, "{figures}");
 }
+
+/// An availability hint leads a fetch to a provider the fetching node was never connected to:
+/// A holds a file and B wants it; both know only C, which has nothing. A's hint reaches B over
+/// gossipsub through C, and B's fetch dials A and gets the file.
+#[test]
+fn a_hint_leads_a_fetch_to_its_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mk = |name: &str| Arc::new(Node::init(&dir.path().join(name), cairn_node::config::Profile::Test).unwrap());
+    let (a, b, c) = (mk("a"), mk("b"), mk("c"));
+    let data = crate::noise(21, 600_000);
+    let root = a.add_reader(&data[..], &AddOptions::default(), true).unwrap().cid;
+    let (na, nb, nc) = rt.block_on(async { (start(&a).await, start(&b).await, start(&c).await) });
+    rt.block_on(async {
+        na.connect(nc.listen_addrs()[0].clone()).await.unwrap();
+        nb.connect(nc.listen_addrs()[0].clone()).await.unwrap();
+    });
+    // Until the gossip mesh forms (a heartbeat or two), announce again; B's fetch of the root
+    // succeeds only once the hint is in.
+    let store: net::SharedStore = Arc::new(NodeStore(b.clone()));
+    let fetched = rt.block_on(async {
+        for _ in 0..20 {
+            na.announce_root(root, data.len() as u64).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if let Ok(r) = nb.fetch_dag(&store, root, net::session::Order::File, 16, Duration::from_millis(1500)).await
+            {
+                return Some(r);
+            }
+        }
+        None
+    });
+    assert!(fetched.is_some(), "B never found A through the hint");
+    let peers: Vec<_> = rt.block_on(nb.peers()).unwrap().into_iter().map(|p| p.peer).collect();
+    assert!(peers.contains(&na.peer_id()), "B fetched without dialing A?");
+    let mut out = Vec::new();
+    exporter::read_range(&b.source(), &root, 0, None, &mut out).unwrap();
+    assert!(out == data);
+}
+
+/// Messages published on a topic reach the other node's subscriber, signed by the publisher.
+#[test]
+fn pubsub_messages_reach_subscribers() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let a = Arc::new(Node::init(&dir.path().join("a"), cairn_node::config::Profile::Test).unwrap());
+    let b = Arc::new(Node::init(&dir.path().join("b"), cairn_node::config::Profile::Test).unwrap());
+    let (na, nb) = rt.block_on(async { (start(&a).await, start(&b).await) });
+    rt.block_on(async {
+        let mut rx = nb.subscribe("cairn-test").await.unwrap();
+        na.subscribe("cairn-test").await.unwrap();
+        nb.connect(na.listen_addrs()[0].clone()).await.unwrap();
+        for _ in 0..100 {
+            if na.topic_peers("cairn-test").await.unwrap().contains(&nb.peer_id()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        na.publish("cairn-test", b"hello over gossipsub".to_vec()).await.unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+        assert_eq!(m.data, b"hello over gossipsub");
+        assert_eq!(m.from, Some(na.peer_id()));
+        assert_eq!(m.topic, "cairn-test");
+    });
+}
+
+/// A peer that floods the hints topic with garbage loses gossipsub score at its neighbour,
+/// which keeps running and keeps taking good hints from others.
+#[test]
+fn bad_hints_cost_the_sender_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mk = |name: &str| Arc::new(Node::init(&dir.path().join(name), cairn_node::config::Profile::Test).unwrap());
+    let (bad, good) = (mk("bad"), mk("good"));
+    let (nbad, ngood) = rt.block_on(async { (start(&bad).await, start(&good).await) });
+    rt.block_on(async {
+        nbad.connect(ngood.listen_addrs()[0].clone()).await.unwrap();
+        for _ in 0..100 {
+            if nbad.topic_peers(net::hints::TOPIC).await.unwrap().contains(&ngood.peer_id()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for i in 0..30u8 {
+            let _ = nbad.publish(net::hints::TOPIC, vec![0xff, i, 0xff]).await;
+        }
+        let mut score = None;
+        for _ in 0..100 {
+            score = ngood.gossip_score(nbad.peer_id()).await.unwrap();
+            if score.is_some_and(|s| s < 0.0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(score.is_some_and(|s| s < 0.0), "the flooder's score is {score:?}");
+        assert!(ngood.peers().await.is_ok(), "the receiving node stopped");
+    });
+}

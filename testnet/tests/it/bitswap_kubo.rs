@@ -117,3 +117,51 @@ fn cairn_fetches_what_kubo_added() {
     assert!(got == fs::read(&file).unwrap(), "bytes from Kubo differ");
     assert!(node.repo().store().has(&cid).unwrap(), "fetched blocks are stored");
 }
+
+/// A gossipsub message goes from Kubo to Cairn and from Cairn to Kubo on one topic.
+#[test]
+fn pubsub_messages_cross_between_kubo_and_cairn() {
+    if !enter("bitswap_kubo::pubsub_messages_cross_between_kubo_and_cairn") {
+        return;
+    }
+    const TOPIC: &str = "cairn-kubo-interop";
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_node, network) = cairn(dir.path(), &rt);
+    let mut kubo = KuboPeer::start(KuboOptions::default()).unwrap();
+    let sub = kubo.subscribe(TOPIC).unwrap();
+    let mut rx = rt.block_on(network.subscribe(TOPIC)).unwrap();
+    kubo.connect(&network.listen_addrs()[0].to_string(), KUBO_CALL).unwrap();
+
+    // Both sides must know the other is subscribed before a publish can reach it.
+    let kubo_id = kubo.peer_id().to_owned();
+    let started = std::time::Instant::now();
+    loop {
+        let kubo_sees = kubo.topic_peers(TOPIC).unwrap().contains(&network.peer_id().to_string());
+        let cairn_sees = rt.block_on(network.topic_peers(TOPIC)).unwrap().iter().any(|p| p.to_string() == kubo_id);
+        if kubo_sees && cairn_sees {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no mutual subscription: kubo {kubo_sees}, cairn {cairn_sees}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    kubo.publish(TOPIC, b"from kubo").unwrap();
+    let m = rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), rx.recv()).await }).unwrap().unwrap();
+    assert_eq!(m.data, b"from kubo");
+    assert_eq!(m.from.map(|p| p.to_string()).as_deref(), Some(kubo_id.as_str()));
+
+    rt.block_on(network.publish(TOPIC, b"from cairn".to_vec())).unwrap();
+    // Kubo's subscription also hears Kubo's own message; skip it.
+    let got = loop {
+        let m = kubo.next(sub, Duration::from_secs(20)).unwrap().expect("Kubo got nothing from Cairn");
+        if m.from != kubo_id {
+            break m;
+        }
+    };
+    assert_eq!(got.data, b"from cairn");
+    assert_eq!(got.from, network.peer_id().to_string());
+}

@@ -34,8 +34,11 @@ pub const PEER_WINDOW: usize = 32;
 /// moves on; a peer that is busy sending other blocks is given more time.
 pub const BLOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a new want waits for HAVE answers before choosing among those that came; it
-/// chooses at once when every peer asked has answered.
-pub const HAVE_WAIT: Duration = Duration::from_millis(100);
+/// chooses at once when every peer asked has answered (HAVE or DONT_HAVE), which responsive
+/// peers do within milliseconds. Waiting for the slow ones matters in a swarm: busy peers
+/// answer late, and choosing on the first answer (most often the seed's) sends everyone to the
+/// seed.
+pub const HAVE_WAIT: Duration = Duration::from_millis(400);
 /// How often wants nobody has answered are asked again of every peer.
 pub const REBROADCAST: Duration = Duration::from_secs(10);
 /// Entries kept per peer ledger; more are ignored (as Kubo does).
@@ -139,6 +142,10 @@ pub struct Stats {
     pub blocks_sent: u64,
     /// Bytes of those blocks.
     pub bytes_sent: u64,
+    /// Want-blocks sent when only one peer had said HAVE.
+    pub asks_single_source: u64,
+    /// Want-blocks sent with a choice of peers.
+    pub asks_with_choice: u64,
 }
 
 /// See the module docs.
@@ -278,6 +285,11 @@ impl Engine {
             .filter(|(load, _, _)| *load < PEER_WINDOW)
             .min_by_key(|(load, held, i)| (*load >= PEER_WINDOW / 2, *held, *load, *i));
         let Some((_, _, i)) = best else { return };
+        if w.candidates.len() > 1 {
+            self.stats.asks_with_choice += 1;
+        } else {
+            self.stats.asks_single_source += 1;
+        }
         let peer = w.candidates.remove(i).expect("index from the list");
         let want = Want { cid: w.cid, priority: w.priority, kind: WantType::Block, send_dont_have: true };
         if out.send(peer, Message { wants: vec![want], ..Message::default() }) {

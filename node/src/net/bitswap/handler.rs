@@ -95,6 +95,9 @@ enum Outbound {
 pub struct Handler {
     reading: FuturesUnordered<Reading>,
     outbound: Outbound,
+    /// Messages without blocks (wants, cancels, presences): small, and others wait on them,
+    /// so they go out before any queued block.
+    urgent: VecDeque<Message>,
     queue: VecDeque<Message>,
     events: VecDeque<Out>,
     active: bool,
@@ -111,6 +114,7 @@ impl Default for Handler {
         Handler {
             reading: FuturesUnordered::new(),
             outbound: Outbound::None,
+            urgent: VecDeque::new(),
             queue: VecDeque::new(),
             events: VecDeque::new(),
             active: false,
@@ -147,7 +151,10 @@ impl ConnectionHandler for Handler {
     }
 
     fn connection_keep_alive(&self) -> bool {
-        self.active || !self.queue.is_empty() || matches!(self.outbound, Outbound::Writing(..) | Outbound::Opening)
+        self.active
+            || !self.queue.is_empty()
+            || !self.urgent.is_empty()
+            || matches!(self.outbound, Outbound::Writing(..) | Outbound::Opening)
     }
 
     fn on_behaviour_event(&mut self, event: In) {
@@ -157,11 +164,12 @@ impl ConnectionHandler for Handler {
                     self.events.push_back(Out::SendFailed(1));
                     return;
                 }
-                if self.queue.len() >= MAX_QUEUED {
-                    self.queue.pop_front();
+                let queue = if m.blocks.is_empty() { &mut self.urgent } else { &mut self.queue };
+                if queue.len() >= MAX_QUEUED {
+                    queue.pop_front();
                     self.events.push_back(Out::SendFailed(1));
                 }
-                self.queue.push_back(m);
+                queue.push_back(m);
             }
             In::Active(a) => self.active = a,
         }
@@ -184,8 +192,9 @@ impl ConnectionHandler for Handler {
             }
             ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
                 let unsupported = matches!(error, libp2p::swarm::StreamUpgradeError::NegotiationFailed);
-                let dropped = self.queue.len();
+                let dropped = self.queue.len() + self.urgent.len();
                 self.queue.clear();
+                self.urgent.clear();
                 if unsupported {
                     self.outbound = Outbound::Failed;
                     self.events.push_back(Out::Unsupported);
@@ -206,13 +215,13 @@ impl ConnectionHandler for Handler {
                 return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(e));
             }
             match std::mem::replace(&mut self.outbound, Outbound::None) {
-                Outbound::None if !self.queue.is_empty() => {
+                Outbound::None if !self.queue.is_empty() || !self.urgent.is_empty() => {
                     self.outbound = Outbound::Opening;
                     return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
                         protocol: SubstreamProtocol::new(Upgrade, ()),
                     });
                 }
-                Outbound::Idle(stream, version) => match self.queue.pop_front() {
+                Outbound::Idle(stream, version) => match self.urgent.pop_front().or_else(|| self.queue.pop_front()) {
                     Some(m) => {
                         self.outbound = Outbound::Writing(write(stream, m.encode(version)), version);
                         continue;
