@@ -39,6 +39,8 @@ pub const BLOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// answer late, and choosing on the first answer (most often the seed's) sends everyone to the
 /// seed.
 pub const HAVE_WAIT: Duration = Duration::from_millis(400);
+/// A peer that delivered a block this recently is asked for new blocks directly.
+pub const RECENT: Duration = Duration::from_secs(10);
 /// How often wants nobody has answered are asked again of every peer.
 pub const REBROADCAST: Duration = Duration::from_secs(10);
 /// Entries kept per peer ledger; more are ignored (as Kubo does).
@@ -110,6 +112,8 @@ struct Peer {
     missing: HashMap<Vec<u8>, Want>,
     /// When the peer last sent anything: a busy peer that keeps sending is not timed out.
     last_heard: Option<Instant>,
+    /// When the peer last sent a wanted block.
+    last_block: Option<Instant>,
     /// HAVEs (and blocks) this peer has sent: peers that hold much are likely seeds that
     /// everyone asks, so among equal choices the one holding least is asked first.
     held: u64,
@@ -146,6 +150,8 @@ pub struct Stats {
     pub asks_single_source: u64,
     /// Want-blocks sent with a choice of peers.
     pub asks_with_choice: u64,
+    /// Want-blocks sent at once to a peer that recently delivered.
+    pub asks_direct: u64,
 }
 
 /// See the module docs.
@@ -249,8 +255,32 @@ impl Engine {
             return;
         }
         let told: HashSet<PeerId> = self.peers.keys().copied().collect();
+        // With a single peer there is nothing to choose: if it recently delivered blocks
+        // (likely of the same DAG) it is asked for the block straight away, saving a round trip.
+        // With more peers, want-have to all first: choosing among those that have the block is
+        // what spreads a swarm's load (asking the last provider directly would send everyone
+        // to the seed for good).
+        let direct = self
+            .peers
+            .iter()
+            .filter(|_| told.len() == 1)
+            .filter(|(_, s)| {
+                s.in_flight < PEER_WINDOW && s.last_block.is_some_and(|t| now.saturating_duration_since(t) < RECENT)
+            })
+            .min_by_key(|(p, s)| (s.in_flight >= PEER_WINDOW / 2, s.held, s.in_flight, **p))
+            .map(|(p, _)| *p);
         for p in &told {
-            out.send(*p, Message { wants: vec![want_have(cid, priority)], ..Message::default() });
+            let want = match direct {
+                Some(d) if d == *p => Want { cid, priority, kind: WantType::Block, send_dont_have: true },
+                _ => want_have(cid, priority),
+            };
+            out.send(*p, Message { wants: vec![want], ..Message::default() });
+        }
+        if let Some(d) = direct {
+            if let Some(s) = self.peers.get_mut(&d) {
+                s.in_flight += 1;
+            }
+            self.stats.asks_direct += 1;
         }
         self.wants.insert(
             k,
@@ -259,7 +289,7 @@ impl Engine {
                 priority,
                 waiters: vec![(waiter, deadline)],
                 candidates: VecDeque::new(),
-                asked: None,
+                asked: direct.map(|d| (d, now)),
                 told,
                 exhausted: HashSet::new(),
                 last_broadcast: now,
@@ -345,6 +375,9 @@ impl Engine {
             match self.wants.get_mut(&k) {
                 Some(w) if !w.arrived => {
                     w.arrived = true;
+                    if let Some(s) = self.peers.get_mut(&peer) {
+                        s.last_block = Some(now);
+                    }
                     if let Some((p, _)) = w.asked.take() {
                         self.release(&p);
                     }
