@@ -60,7 +60,7 @@ enum Command {
     /// Whole DAGs as CAR files.
     #[command(subcommand)]
     Dag(dag::DagCommand),
-    /// Run the node: serve the HTTP gateway until SIGINT or SIGTERM.
+    /// Run the node: join the swarm and serve the HTTP gateway until SIGINT or SIGTERM.
     Daemon(daemon::DaemonArgs),
 }
 
