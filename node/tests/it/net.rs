@@ -107,6 +107,15 @@ fn swarm_key_files_use_kubos_format() {
     std::fs::write(dir.path().join("swarm.key"), "/key/swarm/psk/1.0.0/\n/base16/\nnot hex\n").unwrap();
     let err = net::transport::load_swarm_key(dir.path()).unwrap_err();
     assert!(err.to_string().contains("not a swarm key"), "{err}");
+
+    // No key: a public swarm, unless LIBP2P_FORCE_PNET=1 demands a private one. (Only this
+    // test reads the variable.)
+    std::fs::remove_file(dir.path().join("swarm.key")).unwrap();
+    assert!(net::transport::load_swarm_key(dir.path()).unwrap().is_none());
+    std::env::set_var("LIBP2P_FORCE_PNET", "1");
+    let forced = net::transport::load_swarm_key(dir.path());
+    std::env::remove_var("LIBP2P_FORCE_PNET");
+    assert!(forced.unwrap_err().to_string().contains("LIBP2P_FORCE_PNET"));
 }
 
 /// One seed and ten leechers in one process, all connected to each other, fetch a 64 MiB
