@@ -153,7 +153,6 @@ enum Command {
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Fetch { cid: Cid, deadline: Instant, waiter: bitswap::engine::Waiter },
     Stats(oneshot::Sender<Stats>),
-    Announce(Vec<Block>),
     Shutdown,
 }
 
@@ -177,7 +176,6 @@ impl std::fmt::Debug for Command {
             Command::Peers(_) => "Peers",
             Command::Fetch { .. } => "Fetch",
             Command::Stats(_) => "Stats",
-            Command::Announce(_) => "Announce",
             Command::Shutdown => "Shutdown",
         })
     }
@@ -258,11 +256,6 @@ impl Network {
         let deadline = Instant::now() + timeout;
         self.tx.blocking_send(Command::Fetch { cid, deadline, waiter }).map_err(|_| FetchError::Shutdown)?;
         rx.blocking_recv().map_err(|_| FetchError::Shutdown)?
-    }
-
-    /// Tells the network that these blocks are now stored, so peers waiting for them get them.
-    pub async fn announce(&self, blocks: Vec<Block>) {
-        let _ = self.tx.send(Command::Announce(blocks)).await;
     }
 
     /// Stops the network task.
@@ -434,8 +427,18 @@ const HAVE_AS_BLOCK: usize = 1024;
 /// Block bytes per reply message.
 const REPLY_BYTES: usize = 1 << 20;
 
+/// A serving turn's outcome.
+struct Served {
+    peer: PeerId,
+    replies: Vec<Message>,
+    /// Wants not answered with a block or HAVE, kept for when the block arrives.
+    missing: Vec<bitswap::Want>,
+    blocks: u64,
+    bytes: u64,
+}
+
 enum Done {
-    Served { peer: PeerId, replies: Vec<Message>, missing: Vec<bitswap::Want>, blocks: u64, bytes: u64 },
+    Served(Served),
     Stored { blocks: Vec<Block>, result: Result<(), String> },
 }
 
@@ -487,24 +490,29 @@ impl Driver {
             let store = self.store.clone();
             let done = self.done_tx.clone();
             tokio::task::spawn_blocking(move || {
-                let _ = done.send(serve(&*store, job));
+                let _ = done.send(Done::Served(serve(&*store, job)));
             });
         }
     }
 
     fn on_done(&mut self, done: Done) {
         match done {
-            Done::Served { peer, replies, missing, blocks, bytes } => {
+            Done::Served(served) => {
                 self.jobs -= 1;
-                for m in replies {
-                    self.swarm.behaviour_mut().bitswap.send(peer, m);
-                }
-                self.engine.served(peer, missing, blocks, bytes);
+                self.deliver(served);
             }
             Done::Stored { blocks, result } => {
                 self.engine.stored(&blocks, result, &mut self.swarm.behaviour_mut().bitswap);
             }
         }
+    }
+
+    /// Sends a serving turn's replies and tells the engine what was served.
+    fn deliver(&mut self, s: Served) {
+        for m in s.replies {
+            self.swarm.behaviour_mut().bitswap.send(s.peer, m);
+        }
+        self.engine.served(s.peer, s.missing, s.blocks, s.bytes);
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -583,7 +591,6 @@ impl Driver {
             Command::Stats(tx) => {
                 let _ = tx.send(self.engine.stats());
             }
-            Command::Announce(blocks) => self.engine.new_blocks(&blocks),
             Command::Shutdown => {}
         }
     }
@@ -698,14 +705,8 @@ impl Driver {
                     .partition(|w| w.kind == WantType::Have && !self.engine.is_banned(&peer, now));
                 message.wants = rest;
                 if !haves.is_empty() && !message.full {
-                    if let Done::Served { replies, missing, blocks, bytes, .. } =
-                        serve(&*self.store, ServeJob { peer, wants: haves })
-                    {
-                        for m in replies {
-                            self.swarm.behaviour_mut().bitswap.send(peer, m);
-                        }
-                        self.engine.served(peer, missing, blocks, bytes);
-                    }
+                    let served = serve(&*self.store, ServeJob { peer, wants: haves });
+                    self.deliver(served);
                 } else {
                     message.wants.extend(haves);
                 }
@@ -747,26 +748,30 @@ impl Driver {
 
 /// Looks up one serving turn's wants and builds the replies: blocks (named by the CID the
 /// peer asked with, so that its prefix matches), HAVE, or DONT_HAVE when asked for.
-fn serve(store: &dyn BlockStore, job: ServeJob) -> Done {
+fn serve(store: &dyn BlockStore, job: ServeJob) -> Served {
+    enum Answer {
+        Block(Bytes),
+        Have,
+        Missing,
+    }
+    let get = |cid: &Cid| store.get(cid).ok().flatten().map_or(Answer::Missing, Answer::Block);
     let mut replies = vec![Message::default()];
     let (mut blocks, mut bytes, mut missing) = (0u64, 0u64, Vec::new());
     for want in job.wants {
         // A want-have is answered from the index, without reading the block, unless the block
         // is small enough to send instead of HAVE, as Kubo does.
-        let data = match want.kind {
+        let answer = match want.kind {
             WantType::Have => match store.size(&want.cid).ok().flatten() {
-                Some(n) if n as usize > HAVE_AS_BLOCK => Some(Bytes::new()),
-                Some(_) => store.get(&want.cid).ok().flatten(),
-                None => None,
+                Some(n) if n as usize > HAVE_AS_BLOCK => Answer::Have,
+                Some(_) => get(&want.cid),
+                None => Answer::Missing,
             },
-            WantType::Block => store.get(&want.cid).ok().flatten(),
+            WantType::Block => get(&want.cid),
         };
         let last = replies.last_mut().expect("one reply at least");
-        match data {
-            Some(d) if want.kind == WantType::Have && (d.is_empty() || d.len() > HAVE_AS_BLOCK) => {
-                last.haves.push(want.cid)
-            }
-            Some(d) => {
+        match answer {
+            Answer::Have => last.haves.push(want.cid),
+            Answer::Block(d) => {
                 if last.block_bytes() + d.len() > REPLY_BYTES && !last.blocks.is_empty() {
                     replies.push(Message::default());
                 }
@@ -774,7 +779,7 @@ fn serve(store: &dyn BlockStore, job: ServeJob) -> Done {
                 bytes += d.len() as u64;
                 replies.last_mut().expect("pushed").blocks.push(Block::new_unchecked(want.cid, d));
             }
-            None => {
+            Answer::Missing => {
                 if want.send_dont_have {
                     last.dont_haves.push(want.cid);
                 }
@@ -783,7 +788,7 @@ fn serve(store: &dyn BlockStore, job: ServeJob) -> Done {
         }
     }
     replies.retain(|m| !m.is_empty());
-    Done::Served { peer: job.peer, replies, missing, blocks, bytes }
+    Served { peer: job.peer, replies, missing, blocks, bytes }
 }
 
 /// Fetches blocks from the network for a node's reads ([`crate::node::BlockFetcher`]): what

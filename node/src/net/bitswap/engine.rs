@@ -260,15 +260,16 @@ impl Engine {
         // With more peers, want-have to all first: choosing among those that have the block is
         // what spreads a swarm's load (asking the last provider directly would send everyone
         // to the seed for good).
-        let direct = self
-            .peers
-            .iter()
-            .filter(|_| told.len() == 1)
-            .filter(|(_, s)| {
-                s.in_flight < PEER_WINDOW && s.last_block.is_some_and(|t| now.saturating_duration_since(t) < RECENT)
-            })
-            .min_by_key(|(p, s)| (s.in_flight >= PEER_WINDOW / 2, s.held, s.in_flight, **p))
-            .map(|(p, _)| *p);
+        let direct = match (told.len(), told.iter().next()) {
+            (1, Some(p)) => self
+                .peers
+                .get(p)
+                .filter(|s| {
+                    s.in_flight < PEER_WINDOW && s.last_block.is_some_and(|t| now.saturating_duration_since(t) < RECENT)
+                })
+                .map(|_| *p),
+            _ => None,
+        };
         for p in &told {
             let want = match direct {
                 Some(d) if d == *p => Want { cid, priority, kind: WantType::Block, send_dont_have: true },
@@ -349,16 +350,14 @@ impl Engine {
                 state.missing.clear();
             }
             for c in &m.cancels {
-                let k = key(c);
-                state.ledger.retain(|w| key(&w.cid) != k);
-                state.missing.remove(&k);
+                state.ledger.retain(|w| w.cid.hash() != c.hash());
+                state.missing.remove(&key(c));
             }
             for w in m.wants {
-                let k = key(&w.cid);
                 if w.cid.hash().code() == cairn_merkle::hash::IDENTITY {
                     continue;
                 }
-                state.ledger.retain(|x| key(&x.cid) != k);
+                state.ledger.retain(|x| x.cid.hash() != w.cid.hash());
                 if state.ledger.len() + state.missing.len() < MAX_LEDGER {
                     state.ledger.push(w);
                 }
@@ -463,7 +462,7 @@ impl Engine {
     }
 
     /// Blocks became available locally: peers that wanted them are served again.
-    pub fn new_blocks(&mut self, blocks: &[Block]) {
+    fn new_blocks(&mut self, blocks: &[Block]) {
         let keys: HashSet<Vec<u8>> = blocks.iter().map(|b| key(b.cid())).collect();
         for (peer, state) in &mut self.peers {
             let hits: Vec<Vec<u8>> = keys.iter().filter(|k| state.missing.contains_key(*k)).cloned().collect();

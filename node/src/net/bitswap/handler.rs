@@ -61,9 +61,6 @@ impl OutboundUpgrade<Stream> for Upgrade {
 pub enum In {
     /// Send a message.
     Send(Message),
-    /// Whether the behaviour has business with this peer (wants either way); keeps the
-    /// connection open while true.
-    Active(bool),
 }
 
 /// From the handler to the behaviour.
@@ -73,10 +70,6 @@ pub enum Out {
     Received(Message),
     /// The peer sent something that is not a valid Bitswap message.
     Malformed(String),
-    /// The outbound stream was negotiated at this version.
-    Version(Version),
-    /// The peer does not speak Bitswap.
-    Unsupported,
     /// Messages could not be delivered (the stream failed, or the queue overflowed).
     SendFailed(usize),
 }
@@ -100,7 +93,6 @@ pub struct Handler {
     urgent: VecDeque<Message>,
     queue: VecDeque<Message>,
     events: VecDeque<Out>,
-    active: bool,
 }
 
 impl std::fmt::Debug for Handler {
@@ -117,7 +109,6 @@ impl Default for Handler {
             urgent: VecDeque::new(),
             queue: VecDeque::new(),
             events: VecDeque::new(),
-            active: false,
         }
     }
 }
@@ -151,28 +142,22 @@ impl ConnectionHandler for Handler {
     }
 
     fn connection_keep_alive(&self) -> bool {
-        self.active
-            || !self.queue.is_empty()
+        !self.queue.is_empty()
             || !self.urgent.is_empty()
             || matches!(self.outbound, Outbound::Writing(..) | Outbound::Opening)
     }
 
-    fn on_behaviour_event(&mut self, event: In) {
-        match event {
-            In::Send(m) => {
-                if matches!(self.outbound, Outbound::Failed) {
-                    self.events.push_back(Out::SendFailed(1));
-                    return;
-                }
-                let queue = if m.blocks.is_empty() { &mut self.urgent } else { &mut self.queue };
-                if queue.len() >= MAX_QUEUED {
-                    queue.pop_front();
-                    self.events.push_back(Out::SendFailed(1));
-                }
-                queue.push_back(m);
-            }
-            In::Active(a) => self.active = a,
+    fn on_behaviour_event(&mut self, In::Send(m): In) {
+        if matches!(self.outbound, Outbound::Failed) {
+            self.events.push_back(Out::SendFailed(1));
+            return;
         }
+        let queue = if m.blocks.is_empty() { &mut self.urgent } else { &mut self.queue };
+        if queue.len() >= MAX_QUEUED {
+            queue.pop_front();
+            self.events.push_back(Out::SendFailed(1));
+        }
+        queue.push_back(m);
     }
 
     fn on_connection_event(&mut self, event: ConnectionEvent<'_, Upgrade, Upgrade>) {
@@ -187,20 +172,15 @@ impl ConnectionHandler for Handler {
                 protocol: (stream, protocol), ..
             }) => {
                 let version = Version::from_protocol(protocol.as_ref()).unwrap_or(Version::V1_0);
-                self.events.push_back(Out::Version(version));
                 self.outbound = Outbound::Idle(stream, version);
             }
             ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
+                // A peer without Bitswap never will have it on this connection.
                 let unsupported = matches!(error, libp2p::swarm::StreamUpgradeError::NegotiationFailed);
                 let dropped = self.queue.len() + self.urgent.len();
                 self.queue.clear();
                 self.urgent.clear();
-                if unsupported {
-                    self.outbound = Outbound::Failed;
-                    self.events.push_back(Out::Unsupported);
-                } else {
-                    self.outbound = Outbound::None;
-                }
+                self.outbound = if unsupported { Outbound::Failed } else { Outbound::None };
                 if dropped > 0 {
                     self.events.push_back(Out::SendFailed(dropped));
                 }
@@ -244,7 +224,7 @@ impl ConnectionHandler for Handler {
             }
             match self.reading.poll_next_unpin(cx) {
                 Poll::Ready(Some((stream, Ok(Some(bytes))))) => {
-                    match Message::decode(&bytes) {
+                    match Message::decode(bytes::Bytes::from(bytes)) {
                         Ok(m) => {
                             self.reading.push(read_next(stream));
                             self.events.push_back(Out::Received(m));

@@ -54,24 +54,17 @@ pub enum Event {
     },
 }
 
-#[derive(Debug, Default)]
-struct PeerState {
-    connections: Vec<ConnectionId>,
-    version: Option<Version>,
-    unsupported: bool,
-}
-
 /// Bitswap as a swarm behaviour.
 #[derive(Debug, Default)]
 pub struct Behaviour {
-    peers: HashMap<PeerId, PeerState>,
+    peers: HashMap<PeerId, Vec<ConnectionId>>,
     out: VecDeque<ToSwarm<Event, In>>,
 }
 
 impl Behaviour {
     /// Queues a message to `peer`; false when no connection to it is open.
     pub fn send(&mut self, peer: PeerId, message: Message) -> bool {
-        let Some(conn) = self.peers.get(&peer).and_then(|p| p.connections.first().copied()) else {
+        let Some(conn) = self.peers.get(&peer).and_then(|c| c.first().copied()) else {
             return false;
         };
         self.out.push_back(ToSwarm::NotifyHandler {
@@ -82,31 +75,10 @@ impl Behaviour {
         true
     }
 
-    /// Keeps the connections to `peer` open (or lets them idle out).
-    pub fn set_active(&mut self, peer: PeerId, active: bool) {
-        if self.peers.contains_key(&peer) {
-            self.out.push_back(ToSwarm::NotifyHandler {
-                peer_id: peer,
-                handler: NotifyHandler::Any,
-                event: In::Active(active),
-            });
-        }
-    }
-
-    /// The version negotiated with `peer`, once a message has been sent to it.
-    pub fn version(&self, peer: &PeerId) -> Option<Version> {
-        self.peers.get(peer).and_then(|p| p.version)
-    }
-
-    /// Connected peers that may speak Bitswap.
-    pub fn peers(&self) -> impl Iterator<Item = &PeerId> + '_ {
-        self.peers.iter().filter(|(_, s)| !s.unsupported).map(|(p, _)| p)
-    }
-
     fn connected(&mut self, peer: PeerId, id: ConnectionId) {
-        let state = self.peers.entry(peer).or_default();
-        state.connections.push(id);
-        if state.connections.len() == 1 {
+        let connections = self.peers.entry(peer).or_default();
+        connections.push(id);
+        if connections.len() == 1 {
             self.out.push_back(ToSwarm::GenerateEvent(Event::Connected(peer)));
         }
     }
@@ -141,9 +113,9 @@ impl NetworkBehaviour for Behaviour {
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
         if let FromSwarm::ConnectionClosed(ConnectionClosed { peer_id, connection_id, .. }) = event {
-            if let Some(state) = self.peers.get_mut(&peer_id) {
-                state.connections.retain(|c| *c != connection_id);
-                if state.connections.is_empty() {
+            if let Some(connections) = self.peers.get_mut(&peer_id) {
+                connections.retain(|c| *c != connection_id);
+                if connections.is_empty() {
                     self.peers.remove(&peer_id);
                     self.out.push_back(ToSwarm::GenerateEvent(Event::Disconnected(peer_id)));
                 }
@@ -156,18 +128,6 @@ impl NetworkBehaviour for Behaviour {
             Out::Received(message) => Event::Message { peer, message },
             Out::Malformed(reason) => Event::Malformed { peer, reason },
             Out::SendFailed(count) => Event::SendFailed { peer, count },
-            Out::Version(v) => {
-                if let Some(s) = self.peers.get_mut(&peer) {
-                    s.version = Some(v);
-                }
-                return;
-            }
-            Out::Unsupported => {
-                if let Some(s) = self.peers.get_mut(&peer) {
-                    s.unsupported = true;
-                }
-                return;
-            }
         };
         self.out.push_back(ToSwarm::GenerateEvent(event));
     }

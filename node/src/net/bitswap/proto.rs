@@ -182,8 +182,9 @@ impl Message {
         self.blocks.iter().map(|b| b.data().len()).sum()
     }
 
-    /// Decodes and checks a message (hashing every block; see the module docs).
-    pub fn decode(bytes: &[u8]) -> Result<Message, ProtoError> {
+    /// Decodes and checks a message (hashing every block; see the module docs). Given a
+    /// [`Bytes`], the blocks share its memory instead of being copied out of it.
+    pub fn decode(bytes: impl bytes::Buf) -> Result<Message, ProtoError> {
         let pb = pb::Message::decode(bytes)?;
         let mut m = Message { pending_bytes: pb.pending_bytes, ..Message::default() };
         if let Some(wl) = pb.wantlist {
@@ -421,7 +422,7 @@ mod tests {
             dont_haves: vec![*b.cid()],
             pending_bytes: 12,
         };
-        assert_eq!(Message::decode(&m.encode(Version::V1_2)).unwrap(), m);
+        assert_eq!(Message::decode(&m.encode(Version::V1_2)[..]).unwrap(), m);
     }
 
     #[test]
@@ -434,12 +435,12 @@ mod tests {
             haves: vec![*a.cid()],
             ..Message::default()
         };
-        let v11 = Message::decode(&m.encode(Version::V1_1)).unwrap();
+        let v11 = Message::decode(&m.encode(Version::V1_1)[..]).unwrap();
         assert_eq!(v11.wants[0].kind, WantType::Block);
         assert!(!v11.wants[0].send_dont_have);
         assert_eq!(v11.blocks, vec![a, b.clone()]);
         assert!(v11.haves.is_empty());
-        let v10 = Message::decode(&m.encode(Version::V1_0)).unwrap();
+        let v10 = Message::decode(&m.encode(Version::V1_0)[..]).unwrap();
         assert_eq!(v10.blocks, vec![b], "1.0.0 carries CIDv0 blocks only");
     }
 
@@ -453,29 +454,29 @@ mod tests {
             }],
             ..pb::Message::default()
         };
-        let m = Message::decode(&pb.encode_to_vec()).unwrap();
+        let m = Message::decode(&pb.encode_to_vec()[..]).unwrap();
         assert_ne!(m.blocks[0].cid(), real.cid());
         assert_eq!(m.blocks[0].cid(), raw_block(b"fake").cid());
     }
 
     #[test]
     fn malformed_messages_are_refused() {
-        assert!(matches!(Message::decode(&[0xff, 0xff, 0xff]), Err(ProtoError::Decode(_))));
+        assert!(matches!(Message::decode(&[0xff, 0xff, 0xff][..]), Err(ProtoError::Decode(_))));
         let empty_cid = pb::Message {
             wantlist: Some(pb::Wantlist { entries: vec![pb::Entry::default()], full: false }),
             ..pb::Message::default()
         };
-        assert!(matches!(Message::decode(&empty_cid.encode_to_vec()), Err(ProtoError::Cid(_))));
+        assert!(matches!(Message::decode(&empty_cid.encode_to_vec()[..]), Err(ProtoError::Cid(_))));
         let bad_prefix = pb::Message {
             payload: vec![pb::Block { prefix: Bytes::from_static(&[1, 0x55, 0x13, 0x40]), data: Bytes::new() }],
             ..pb::Message::default()
         };
-        assert!(matches!(Message::decode(&bad_prefix.encode_to_vec()), Err(ProtoError::Prefix(_))));
+        assert!(matches!(Message::decode(&bad_prefix.encode_to_vec()[..]), Err(ProtoError::Prefix(_))));
         let bad_type = pb::Message {
             block_presences: vec![pb::BlockPresence { cid: cid_bytes(raw_block(b"a").cid()), r#type: 9 }],
             ..pb::Message::default()
         };
-        assert!(matches!(Message::decode(&bad_type.encode_to_vec()), Err(ProtoError::Enum(..))));
+        assert!(matches!(Message::decode(&bad_type.encode_to_vec()[..]), Err(ProtoError::Enum(..))));
     }
 
     #[test]
