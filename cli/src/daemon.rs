@@ -1,8 +1,11 @@
 //! `cairn daemon`: runs the node's services until SIGINT or SIGTERM.
 //!
-//! - The libp2p swarm on `Addresses.Swarm` (Bitswap, identify, ping), dialing the
-//!   `Bootstrap` peers, which are none unless configured. Reads of blocks the repo lacks are
-//!   fetched from peers while the daemon runs.
+//! - The libp2p swarm on `Addresses.Swarm` (Bitswap, the WAN and LAN DHTs, gossipsub,
+//!   identify, ping, AutoNAT), dialing the `Bootstrap` peers, which are none unless
+//!   configured. Reads of blocks the repo lacks are fetched from peers while the daemon runs,
+//!   found on the DHT when no connected peer has them.
+//! - The reprovider, renewing the DHT announcements of `Reprovider.Strategy` every
+//!   `Reprovider.Interval`.
 //! - The HTTP gateway on `Addresses.Gateway`. The address actually bound (it differs from the
 //!   config when the config asks for port 0) is written to `$repo/gateway` as a URL, as Kubo
 //!   does, and removed again on a clean shutdown.
@@ -15,6 +18,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use cairn_gateway::GatewayConfig;
 use cairn_node::config::{tcp_multiaddr, tcp_socket_addr};
+use cairn_node::net::reprovide::Reprovider;
 use cairn_node::net::{self, NetConfig, NetFetcher, NodeStore};
 use clap::Args;
 
@@ -62,6 +66,7 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
         let keypair = node.repo().keypair().clone();
         let (network, net_task) = net::spawn(keypair, Arc::new(NodeStore(node.clone())), net_config).await?;
         node.attach_fetcher(Arc::new(NetFetcher::new(network.clone(), FETCH_TIMEOUT)));
+        let reprovider = tokio::spawn(Reprovider::from_repo(node.clone(), network.clone())?.run());
         let listener = tokio::net::TcpListener::bind(gateway_addr)
             .await
             .with_context(|| format!("cannot listen on {gateway_addr} for the gateway"))?;
@@ -78,6 +83,7 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
         std::io::stdout().flush()?;
         let served = cairn_gateway::serve(listener, node.clone(), GatewayConfig::default(), stop_signal()).await;
         let _ = std::fs::remove_file(&gateway_file);
+        reprovider.abort();
         network.shutdown().await;
         let _ = net_task.await;
         served.context("gateway")?;

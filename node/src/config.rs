@@ -33,6 +33,13 @@ pub struct Addresses {
     pub api: String,
     /// Gateway listen address.
     pub gateway: String,
+    /// The addresses told to other peers instead of the listen addresses (none: the listen
+    /// addresses are told).
+    #[serde(default)]
+    pub announce: Vec<String>,
+    /// Addresses told to other peers as well as the listen (or announced) ones.
+    #[serde(default)]
+    pub append_announce: Vec<String>,
 }
 
 /// Storage limits.
@@ -65,6 +72,57 @@ pub struct Discovery {
 pub struct Swarm {
     /// UPnP / NAT-PMP port mapping stays off unless this is false.
     pub disable_nat_port_map: bool,
+    /// Connection limits.
+    #[serde(default)]
+    pub conn_mgr: ConnMgr,
+}
+
+/// Connection limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConnMgr {
+    /// Most connections at once, in and out.
+    pub high_water: u32,
+}
+
+impl Default for ConnMgr {
+    fn default() -> Self {
+        ConnMgr { high_water: 900 }
+    }
+}
+
+/// Content routing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Routing {
+    /// `auto` or `dht` (a DHT server once reachable, a client until then), `dhtserver`,
+    /// `dhtclient`, or `none` (no DHT). The LAN DHT is a server unless this is `dhtclient` or
+    /// `none`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing { kind: "auto".into() }
+    }
+}
+
+/// Announcing content on the DHT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Reprovider {
+    /// What is announced: `roots` (the roots of pins and adds), `pinned` (every block of
+    /// every pin), or `all` (every block held).
+    pub strategy: String,
+    /// How often every announcement is renewed, such as `22h`; `0` turns renewal off.
+    pub interval: String,
+}
+
+impl Default for Reprovider {
+    fn default() -> Self {
+        Reprovider { strategy: "roots".into(), interval: "22h".into() }
+    }
 }
 
 /// The node's identity (the private key is kept in its own file).
@@ -91,6 +149,12 @@ pub struct Config {
     pub discovery: Discovery,
     /// Swarm.
     pub swarm: Swarm,
+    /// Content routing.
+    #[serde(default)]
+    pub routing: Routing,
+    /// Announcing content.
+    #[serde(default)]
+    pub reprovider: Reprovider,
     /// Keys this version does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -151,11 +215,15 @@ impl Config {
                 ],
                 api: format!("/ip4/127.0.0.1/tcp/{}", port(5001)),
                 gateway: format!("/ip4/127.0.0.1/tcp/{}", port(8080)),
+                announce: Vec::new(),
+                append_announce: Vec::new(),
             },
             bootstrap: Vec::new(),
             datastore: Datastore { storage_max: "10GB".into() },
             discovery: Discovery { mdns: Mdns { enabled: false } },
-            swarm: Swarm { disable_nat_port_map: true },
+            swarm: Swarm { disable_nat_port_map: true, conn_mgr: ConnMgr::default() },
+            routing: Routing::default(),
+            reprovider: Reprovider::default(),
             extra: Map::new(),
         }
     }

@@ -343,26 +343,41 @@ impl Node {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for root in &recursive {
-            let mut stack = vec![*root];
-            while let Some(cid) = stack.pop() {
-                let key = block_key(&cid);
-                if cid.hash().code() == hash::IDENTITY || !seen.insert(key.clone()) {
-                    continue;
-                }
-                if !roots.contains(&key) {
+            self.walk_dag(root, &mut seen, &mut |cid| {
+                if !roots.contains(&block_key(&cid)) {
                     out.push(cid);
                 }
-                if cid.codec() == hash::RAW {
-                    continue;
-                }
-                let data = self.store().get(&cid)?.ok_or(NodeError::NotFound(cid))?;
-                let mut links = cairn_merkle::links::links(&cid, &data)
-                    .map_err(|e| NodeError::BadPath(cid.to_string(), e.to_string()))?;
-                links.reverse();
-                stack.extend(links);
-            }
+            })?;
         }
         Ok(out)
+    }
+
+    /// Every block of the DAG under `root`, the root first, each once (by multihash), in walk
+    /// order; identity CIDs are left out. Every block must be present.
+    pub fn dag_cids(&self, root: &Cid) -> Result<Vec<Cid>, NodeError> {
+        let mut out = Vec::new();
+        self.walk_dag(root, &mut HashSet::new(), &mut |cid| out.push(cid))?;
+        Ok(out)
+    }
+
+    /// Depth-first, in link order, over blocks not yet in `seen`.
+    fn walk_dag(&self, root: &Cid, seen: &mut HashSet<Vec<u8>>, visit: &mut dyn FnMut(Cid)) -> Result<(), NodeError> {
+        let mut stack = vec![*root];
+        while let Some(cid) = stack.pop() {
+            if cid.hash().code() == hash::IDENTITY || !seen.insert(block_key(&cid)) {
+                continue;
+            }
+            visit(cid);
+            if cid.codec() == hash::RAW {
+                continue;
+            }
+            let data = self.store().get(&cid)?.ok_or(NodeError::NotFound(cid))?;
+            let mut links = cairn_merkle::links::links(&cid, &data)
+                .map_err(|e| NodeError::BadPath(cid.to_string(), e.to_string()))?;
+            links.reverse();
+            stack.extend(links);
+        }
+        Ok(())
     }
 
     /// Resolves an IPFS path to the CID it names.

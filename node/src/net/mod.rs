@@ -10,7 +10,9 @@
 //! is empty by default, and explicit `connect`s). mDNS and port mapping are not built in.
 
 pub mod bitswap;
+pub mod dht;
 pub mod hints;
+pub mod reprovide;
 pub mod session;
 pub mod transport;
 
@@ -22,8 +24,9 @@ use cairn_merkle::{Block, Cid};
 use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{allow_block_list, connection_limits, gossipsub, identify, ping, Multiaddr, PeerId, Swarm};
+use libp2p::{allow_block_list, autonat, connection_limits, gossipsub, identify, kad, ping, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::BlockStore;
@@ -72,6 +75,12 @@ pub struct NetConfig {
     pub max_connections_per_peer: u32,
     /// How long an idle connection stays open.
     pub idle_timeout: Duration,
+    /// How the DHTs run.
+    pub dht: dht::DhtMode,
+    /// Addresses told to peers instead of the listen addresses (empty: the listen addresses).
+    pub announce: Vec<Multiaddr>,
+    /// Addresses told to peers as well.
+    pub append_announce: Vec<Multiaddr>,
 }
 
 impl NetConfig {
@@ -84,10 +93,14 @@ impl NetConfig {
             max_connections: 900,
             max_connections_per_peer: 4,
             idle_timeout: Duration::from_secs(120),
+            dht: dht::DhtMode::Auto,
+            announce: Vec::new(),
+            append_announce: Vec::new(),
         }
     }
 
-    /// Reads the repo's config: `Addresses.Swarm`, `Bootstrap`, `Swarm.ConnMgr.HighWater` and
+    /// Reads the repo's config (`Addresses.Swarm`, `Addresses.Announce`,
+    /// `Addresses.AppendAnnounce`, `Bootstrap`, `Swarm.ConnMgr.HighWater`, `Routing.Type`) and
     /// the repo's `swarm.key`.
     pub fn from_repo(repo: &crate::repo::Repo) -> Result<NetConfig, NetError> {
         let cfg = repo.config();
@@ -97,6 +110,16 @@ impl NetConfig {
         let listen = cfg.addresses.swarm.iter().map(|s| parse(s, "Addresses.Swarm")).collect::<Result<_, _>>()?;
         let mut net = NetConfig::new(listen);
         net.bootstrap = cfg.bootstrap.iter().map(|s| parse(s, "Bootstrap")).collect::<Result<_, _>>()?;
+        net.announce =
+            cfg.addresses.announce.iter().map(|s| parse(s, "Addresses.Announce")).collect::<Result<_, _>>()?;
+        net.append_announce = cfg
+            .addresses
+            .append_announce
+            .iter()
+            .map(|s| parse(s, "Addresses.AppendAnnounce"))
+            .collect::<Result<_, _>>()?;
+        net.max_connections = cfg.swarm.conn_mgr.high_water.max(1);
+        net.dht = cfg.routing.kind.parse().map_err(NetError::Config)?;
         net.swarm_key = transport::load_swarm_key(repo.path())?;
         Ok(net)
     }
@@ -110,6 +133,9 @@ pub struct Behaviour {
     blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
+    autonat: autonat::v1::Behaviour,
+    kad_wan: Toggle<kad::Behaviour<dht::ProvStore>>,
+    kad_lan: Toggle<kad::Behaviour<dht::ProvStore>>,
     gossipsub: gossipsub::Behaviour,
     /// Bitswap.
     pub bitswap: bitswap::Behaviour,
@@ -119,6 +145,21 @@ impl std::fmt::Debug for Behaviour {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Behaviour").finish_non_exhaustive()
     }
+}
+
+/// The DHTs' state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DhtStats {
+    /// Peers in the WAN routing table.
+    pub wan_peers: usize,
+    /// Peers in the LAN routing table.
+    pub lan_peers: usize,
+    /// Whether the WAN DHT serves others.
+    pub wan_server: bool,
+    /// Provider lookups started (by fetches and by `find_providers`).
+    pub lookups: u64,
+    /// Announcements.
+    pub provide: dht::ProvideStats,
 }
 
 /// A connected peer.
@@ -153,6 +194,9 @@ enum Command {
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Fetch { cid: Cid, deadline: Instant, waiter: bitswap::engine::Waiter },
     Stats(oneshot::Sender<Stats>),
+    Provide(Vec<Cid>, Option<oneshot::Sender<(u64, u64)>>),
+    FindProviders { cid: Cid, max: usize, deadline: Instant, reply: oneshot::Sender<Vec<PeerId>> },
+    DhtStats(oneshot::Sender<DhtStats>),
     Shutdown,
 }
 
@@ -176,6 +220,9 @@ impl std::fmt::Debug for Command {
             Command::Peers(_) => "Peers",
             Command::Fetch { .. } => "Fetch",
             Command::Stats(_) => "Stats",
+            Command::Provide(..) => "Provide",
+            Command::FindProviders { .. } => "FindProviders",
+            Command::DhtStats(_) => "DhtStats",
             Command::Shutdown => "Shutdown",
         })
     }
@@ -240,6 +287,32 @@ impl Network {
     /// Bitswap counters.
     pub async fn stats(&self) -> Result<Stats, NetError> {
         self.ask(Command::Stats).await
+    }
+
+    /// Announces on the DHTs that this node provides `cids`, and waits until every
+    /// announcement has been tried: returns how many reached a peer and how many did not.
+    /// Announcements queue behind each other, a bounded number at a time.
+    pub async fn provide(&self, cids: Vec<Cid>) -> Result<(u64, u64), NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Provide(cids, Some(tx))).await.map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Queues announcements of `cids` without waiting for them.
+    pub async fn provide_later(&self, cids: Vec<Cid>) {
+        let _ = self.tx.send(Command::Provide(cids, None)).await;
+    }
+
+    /// Looks up providers of `cid` on the DHTs: up to `max` of them, as found within
+    /// `timeout`.
+    pub async fn find_providers(&self, cid: Cid, max: usize, timeout: Duration) -> Result<Vec<PeerId>, NetError> {
+        let deadline = Instant::now() + timeout;
+        self.ask(|reply| Command::FindProviders { cid, max: max.max(1), deadline, reply }).await
+    }
+
+    /// The DHTs' routing tables and announcement counters.
+    pub async fn dht_stats(&self) -> Result<DhtStats, NetError> {
+        self.ask(Command::DhtStats).await
     }
 
     /// Fetches a block from peers, stores it, and returns its bytes.
@@ -352,6 +425,23 @@ pub async fn spawn(
             .map_err(|e| NetError::Config(format!("gossipsub scoring: {e}")))?;
         gs
     };
+    // Both DHTs answer GET_PROVIDERS with this node for any block the repo holds.
+    let holds: dht::Holds = {
+        let store = store.clone();
+        Arc::new(move |k: &kad::RecordKey| {
+            cid::multihash::Multihash::<64>::from_bytes(k.as_ref())
+                .is_ok_and(|mh| store.has(&Cid::new_v1(cairn_merkle::hash::RAW, mh)).unwrap_or(false))
+        })
+    };
+    let (wan_mode, lan_mode) = match cfg.dht {
+        dht::DhtMode::Auto => (Some(Some(kad::Mode::Client)), Some(Some(kad::Mode::Server))),
+        dht::DhtMode::Server => (Some(Some(kad::Mode::Server)), Some(Some(kad::Mode::Server))),
+        dht::DhtMode::Client => (Some(Some(kad::Mode::Client)), Some(Some(kad::Mode::Client))),
+        dht::DhtMode::Off => (None, None),
+    };
+    let kad_of = |protocol, mode: Option<Option<kad::Mode>>| {
+        Toggle::from(mode.map(|m| dht::behaviour(protocol, peer_id, holds.clone(), m)))
+    };
     let behaviour = Behaviour {
         limits: connection_limits::Behaviour::new(limits),
         blocked: allow_block_list::Behaviour::default(),
@@ -359,6 +449,11 @@ pub async fn spawn(
             identify::Config::new("ipfs/0.1.0".into(), keypair.public()).with_agent_version(AGENT.into()),
         ),
         ping: ping::Behaviour::default(),
+        // AutoNAT asks peers to dial back; as a server it dials back only public addresses
+        // that match the asking connection, so it never reaches past what a peer showed.
+        autonat: autonat::v1::Behaviour::new(peer_id, autonat::v1::Config::default()),
+        kad_wan: kad_of(dht::WAN_PROTOCOL, wan_mode),
+        kad_lan: kad_of(dht::LAN_PROTOCOL, lan_mode),
         gossipsub,
         bitswap: bitswap::Behaviour::default(),
     };
@@ -390,6 +485,16 @@ pub async fn spawn(
             _ => {}
         }
     }
+    // What peers are told: the announce list (or the listen addresses), and the extra ones.
+    // The DHTs put these in provider records.
+    let told = if cfg.announce.is_empty() {
+        listening.iter().map(|a| a.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect()).collect()
+    } else {
+        cfg.announce.clone()
+    };
+    for a in told.into_iter().chain(cfg.append_announce.iter().cloned()) {
+        swarm.add_external_address(a);
+    }
     for addr in &cfg.bootstrap {
         if let Err(e) = swarm.dial(addr.clone()) {
             tracing::warn!("bootstrap {addr}: {e}");
@@ -415,6 +520,11 @@ pub async fn spawn(
         topics: Default::default(),
         hints: Default::default(),
         listening: listening.clone(),
+        provider: dht::Provider::default(),
+        lookups: Vec::new(),
+        lookup_due: std::collections::VecDeque::new(),
+        lookups_started: 0,
+        dht: cfg.dht,
     };
     let task = tokio::spawn(driver.run());
     Ok((Network { peer_id, listening, tx }, task))
@@ -459,7 +569,22 @@ struct Driver {
     hints: hints::Hints,
     /// Our listen addresses, for hints.
     listening: Vec<Multiaddr>,
+    /// Announcements on the DHTs.
+    provider: dht::Provider,
+    /// Provider lookups running.
+    lookups: Vec<dht::Lookup>,
+    /// Fetches that look for providers on the DHT if no peer has the block by then.
+    lookup_due: std::collections::VecDeque<(Instant, Cid)>,
+    lookups_started: u64,
+    dht: dht::DhtMode,
 }
+
+/// How long a fetch waits on connected peers before it asks the DHT (as Kubo does).
+const PROVIDER_SEARCH_DELAY: Duration = Duration::from_secs(1);
+/// Provider lookups started by fetches at once.
+const MAX_FETCH_LOOKUPS: usize = 8;
+/// How long a lookup started by a fetch runs.
+const FETCH_LOOKUP_TIME: Duration = Duration::from_secs(20);
 
 impl Driver {
     async fn run(mut self) {
@@ -476,9 +601,11 @@ impl Driver {
                 _ = tick.tick() => {
                     let now = Instant::now();
                     self.engine.tick(now, &mut self.swarm.behaviour_mut().bitswap);
+                    self.lookup_tick(now);
                 }
             }
             self.start_jobs();
+            self.pump_provides();
         }
         self.engine.shutdown();
     }
@@ -587,9 +714,30 @@ impl Driver {
                 self.dial_hinted(&cid);
                 let now = Instant::now();
                 self.engine.fetch(cid, 1, waiter, deadline, now, &mut self.swarm.behaviour_mut().bitswap);
+                if self.dht != dht::DhtMode::Off && self.lookup_due.len() < 4096 {
+                    self.lookup_due.push_back((now + PROVIDER_SEARCH_DELAY, cid));
+                }
             }
             Command::Stats(tx) => {
                 let _ = tx.send(self.engine.stats());
+            }
+            Command::Provide(cids, done) => {
+                self.provider.enqueue(cids.iter().map(dht::key_of).collect(), done);
+            }
+            Command::FindProviders { cid, max, deadline, reply } => {
+                self.start_lookup(cid, max, deadline, Some(reply));
+            }
+            Command::DhtStats(tx) => {
+                let b = self.swarm.behaviour_mut();
+                let wan_server = b.kad_wan.as_mut().is_some_and(|k| k.mode() == kad::Mode::Server);
+                let stats = DhtStats {
+                    wan_peers: table_size(&mut b.kad_wan),
+                    lan_peers: table_size(&mut b.kad_lan),
+                    wan_server,
+                    lookups: self.lookups_started,
+                    provide: self.provider.stats(),
+                };
+                let _ = tx.send(stats);
             }
             Command::Shutdown => {}
         }
@@ -615,6 +763,19 @@ impl Driver {
                 self.finish_dials(peer, || Err(NetError::Dial(peer.to_string(), error.to_string())));
             }
             SwarmEvent::Behaviour(BehaviourEvent::Bitswap(ev)) => self.on_bitswap(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                self.on_identified(peer_id, info)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::KadWan(ev) | BehaviourEvent::KadLan(ev)) => self.on_kad(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::v1::Event::StatusChanged { new, .. })) => {
+                tracing::info!("AutoNAT: reachability is now {new:?}");
+                if self.dht == dht::DhtMode::Auto {
+                    let mode = if new.is_public() { kad::Mode::Server } else { kad::Mode::Client };
+                    if let Some(k) = self.swarm.behaviour_mut().kad_wan.as_mut() {
+                        k.set_mode(Some(mode));
+                    }
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev),
             _ => {}
         }
@@ -730,6 +891,144 @@ impl Driver {
         }
     }
 
+    /// A peer said what it speaks and where it listens: the DHT it serves learns its
+    /// addresses of the matching kind (LAN: loopback and private; WAN: the rest).
+    fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
+        let speaks = |p: &libp2p::StreamProtocol| info.protocols.contains(p);
+        let (wan, lan) = (speaks(&dht::WAN_PROTOCOL), speaks(&dht::LAN_PROTOCOL));
+        let b = self.swarm.behaviour_mut();
+        for addr in info.listen_addrs {
+            let local = dht::is_lan(&addr);
+            let kad = if local && lan {
+                b.kad_lan.as_mut()
+            } else if !local && wan {
+                b.kad_wan.as_mut()
+            } else {
+                None
+            };
+            if let Some(k) = kad {
+                k.add_address(&peer, addr);
+            }
+        }
+    }
+
+    /// Starts provide queries while the queue has room: each key on every DHT whose table
+    /// has peers.
+    fn pump_provides(&mut self) {
+        let b = self.swarm.behaviour_mut();
+        let dhts = [table_size(&mut b.kad_wan) > 0, table_size(&mut b.kad_lan) > 0];
+        self.provider.pump(|key| {
+            let mut ids = Vec::new();
+            for (kad, live) in [(&mut b.kad_wan, dhts[0]), (&mut b.kad_lan, dhts[1])] {
+                if let (Some(k), true) = (kad.as_mut(), live) {
+                    match k.start_providing(key.clone()) {
+                        Ok(id) => ids.push(id),
+                        Err(e) => tracing::debug!("cannot provide: {e}"),
+                    }
+                }
+            }
+            ids
+        });
+    }
+
+    /// Starts a provider lookup on every DHT with peers. A lookup without `reply` was started
+    /// by a fetch: the providers it finds are dialed, and Bitswap asks them once connected.
+    fn start_lookup(&mut self, cid: Cid, max: usize, deadline: Instant, reply: Option<oneshot::Sender<Vec<PeerId>>>) {
+        let key = dht::key_of(&cid);
+        let b = self.swarm.behaviour_mut();
+        let mut queries = Vec::new();
+        for kad in [&mut b.kad_wan, &mut b.kad_lan] {
+            if table_size(kad) > 0 {
+                if let Some(k) = kad.as_mut() {
+                    queries.push(k.get_providers(key.clone()));
+                }
+            }
+        }
+        if queries.is_empty() {
+            if let Some(r) = reply {
+                let _ = r.send(Vec::new());
+            }
+            return;
+        }
+        self.lookups_started += 1;
+        self.lookups.push(dht::Lookup { key, found: Vec::new(), max, queries, reply, deadline });
+    }
+
+    /// Due fetch lookups start (if the block is still nowhere to be had); lookups past their
+    /// deadline end with what they found.
+    fn lookup_tick(&mut self, now: Instant) {
+        while self.lookup_due.front().is_some_and(|(at, _)| *at <= now) {
+            let (_, cid) = self.lookup_due.pop_front().expect("front exists");
+            let key = dht::key_of(&cid);
+            let running = self.lookups.iter().filter(|l| l.reply.is_none()).count();
+            if running < MAX_FETCH_LOOKUPS
+                && self.engine.needs_providers(&cid)
+                && !self.lookups.iter().any(|l| l.key == key)
+            {
+                tracing::debug!("no connected peer has {cid}: asking the DHT");
+                self.start_lookup(cid, 20, now + FETCH_LOOKUP_TIME, None);
+            }
+        }
+        let expired: Vec<usize> = (0..self.lookups.len()).filter(|i| self.lookups[*i].deadline <= now).collect();
+        for i in expired.into_iter().rev() {
+            let l = self.lookups.swap_remove(i);
+            self.end_lookup(l);
+        }
+    }
+
+    /// Stops a lookup's queries and answers whoever waits.
+    fn end_lookup(&mut self, l: dht::Lookup) {
+        let b = self.swarm.behaviour_mut();
+        for id in &l.queries {
+            for kad in [&mut b.kad_wan, &mut b.kad_lan] {
+                if let Some(mut q) = kad.as_mut().and_then(|k| k.query_mut(id)) {
+                    q.finish();
+                }
+            }
+        }
+        if let Some(r) = l.reply {
+            let _ = r.send(l.found);
+        }
+    }
+
+    fn on_kad(&mut self, ev: kad::Event) {
+        let kad::Event::OutboundQueryProgressed { id, result, stats, step } = ev else { return };
+        match result {
+            kad::QueryResult::StartProviding(_) if self.provider.owns(&id) => {
+                self.provider.finished(&id, stats.num_successes() > 0);
+            }
+            kad::QueryResult::GetProviders(r) => {
+                let Some(i) = self.lookups.iter().position(|l| l.queries.contains(&id)) else { return };
+                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = r {
+                    let me = *self.swarm.local_peer_id();
+                    let dial = self.lookups[i].reply.is_none();
+                    for p in providers {
+                        if p == me || self.lookups[i].found.contains(&p) {
+                            continue;
+                        }
+                        self.lookups[i].found.push(p);
+                        // While the query runs, kad knows the provider's addresses.
+                        if dial && !self.swarm.is_connected(&p) {
+                            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(p).build();
+                            if let Err(e) = self.swarm.dial(opts) {
+                                tracing::debug!("cannot dial provider {p}: {e}");
+                            }
+                        }
+                    }
+                }
+                let l = &mut self.lookups[i];
+                if step.last {
+                    l.queries.retain(|q| *q != id);
+                }
+                if l.queries.is_empty() || l.found.len() >= l.max {
+                    let l = self.lookups.swap_remove(i);
+                    self.end_lookup(l);
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn ban(&mut self, peer: PeerId) {
         tracing::info!("banning {peer} for misbehaving");
         self.swarm.behaviour_mut().blocked.block_peer(peer);
@@ -744,6 +1043,11 @@ impl Driver {
             let _ = done.send(Done::Stored { blocks, result });
         });
     }
+}
+
+/// How many peers a DHT's routing table holds (0 when the DHT is off).
+fn table_size(kad: &mut Toggle<kad::Behaviour<dht::ProvStore>>) -> usize {
+    kad.as_mut().map_or(0, |k| k.kbuckets().map(|b| b.num_entries()).sum())
 }
 
 /// Looks up one serving turn's wants and builds the replies: blocks (named by the CID the

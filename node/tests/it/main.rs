@@ -1,5 +1,6 @@
 //! The one integration-test binary of `cairn-node`.
 
+mod dht;
 mod gc;
 mod get;
 mod net;

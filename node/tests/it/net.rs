@@ -201,7 +201,12 @@ fn a_hint_leads_a_fetch_to_its_provider() {
     let (a, b, c) = (mk("a"), mk("b"), mk("c"));
     let data = crate::noise(21, 600_000);
     let root = a.add_reader(&data[..], &AddOptions::default(), true).unwrap().cid;
-    let (na, nb, nc) = rt.block_on(async { (start(&a).await, start(&b).await, start(&c).await) });
+    // B runs no DHT, which would find A too (A answers lookups for what it holds).
+    let no_dht = || NetConfig { dht: net::dht::DhtMode::Off, ..listen() };
+    let (na, nb, nc) = rt.block_on(async {
+        let b_net = net::spawn(b.repo().keypair().clone(), Arc::new(NodeStore(b.clone())), no_dht()).await.unwrap().0;
+        (start(&a).await, b_net, start(&c).await)
+    });
     rt.block_on(async {
         na.connect(nc.listen_addrs()[0].clone()).await.unwrap();
         nb.connect(nc.listen_addrs()[0].clone()).await.unwrap();

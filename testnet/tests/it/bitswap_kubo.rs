@@ -1,4 +1,4 @@
-//! Bitswap with a real Kubo (v0.22): blocks move both ways over a direct connection.
+//! Bitswap, the DHT and gossipsub with a real Kubo (v0.22).
 //!
 //! Each test runs in its own loopback-only network namespace (`cairn_testnet::netns`), with
 //! Kubo (`kubo.py serve`) as a child process and the Cairn node in-process.
@@ -7,6 +7,9 @@
 //!   one chunk plus one byte, 3 MiB, and a tree with nested directories and an empty file.
 //! - Cairn reads a 3 MiB file that Kubo added, through `Node::source()` with the network
 //!   fetcher attached, as `cat` and the gateway do under the daemon.
+//! - Kubo finds a Cairn provider on the LAN DHT through another Cairn node and downloads
+//!   from it.
+//! - A gossipsub message crosses each way.
 
 use std::fs;
 use std::path::Path;
@@ -15,6 +18,7 @@ use std::time::Duration;
 
 use cairn_node::add::AddOptions;
 use cairn_node::config::Profile;
+use cairn_node::net::dht::DhtMode;
 use cairn_node::net::{self, NetConfig, NetFetcher, Network, NodeStore};
 use cairn_node::store::BlockStore;
 use cairn_node::Node;
@@ -27,8 +31,13 @@ const KUBO_CALL: Duration = Duration::from_secs(60);
 
 /// A Cairn node with its swarm on 127.0.0.1.
 fn cairn(dir: &Path, rt: &tokio::runtime::Runtime) -> (Arc<Node>, Network) {
-    let node = Arc::new(Node::init(&dir.join("cairn"), Profile::Test).unwrap());
-    let cfg = NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
+    cairn_named(dir, "cairn", DhtMode::Auto, rt)
+}
+
+/// [`cairn`], with its repo at `dir/name` and its DHTs in `dht` mode.
+fn cairn_named(dir: &Path, name: &str, dht: DhtMode, rt: &tokio::runtime::Runtime) -> (Arc<Node>, Network) {
+    let node = Arc::new(Node::init(&dir.join(name), Profile::Test).unwrap());
+    let cfg = NetConfig { dht, ..NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]) };
     let (network, _task) =
         rt.block_on(net::spawn(node.repo().keypair().clone(), Arc::new(NodeStore(node.clone())), cfg)).unwrap();
     node.attach_fetcher(Arc::new(NetFetcher::new(network.clone(), Duration::from_secs(30))));
@@ -116,6 +125,48 @@ fn cairn_fetches_what_kubo_added() {
     assert_eq!(n, 3 << 20);
     assert!(got == fs::read(&file).unwrap(), "bytes from Kubo differ");
     assert!(node.repo().store().has(&cid).unwrap(), "fetched blocks are stored");
+}
+
+/// DHT-only discovery: Cairn A announces a file to Cairn B (a LAN DHT server); Kubo, whose
+/// only peer is B, downloads the file from A without being told A's address. A is a DHT
+/// client, so it is in no routing table and only its provider record on B leads to it. B's
+/// table holds a third node, C, so that B answers Kubo's check of it (a lookup of B's own ID)
+/// with a peer and Kubo keeps B in its table.
+#[test]
+fn kubo_finds_a_cairn_provider_through_the_dht() {
+    if !enter("bitswap_kubo::kubo_finds_a_cairn_provider_through_the_dht") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (a, net_a) = cairn_named(dir.path(), "a", DhtMode::Client, &rt);
+    let (b, net_b) = cairn_named(dir.path(), "b", DhtMode::Auto, &rt);
+    let (_c, net_c) = cairn_named(dir.path(), "c", DhtMode::Auto, &rt);
+    let file = dir.path().join("provided");
+    write_random(&file, 1 << 20, 800).unwrap();
+    let root = a.add_reader(&fs::read(&file).unwrap()[..], &AddOptions::default(), true).unwrap().cid;
+    rt.block_on(async {
+        net_a.connect(net_b.listen_addrs()[0].clone()).await.unwrap();
+        net_c.connect(net_b.listen_addrs()[0].clone()).await.unwrap();
+        for _ in 0..100 {
+            if net_a.dht_stats().await.unwrap().lan_peers > 0 && net_b.dht_stats().await.unwrap().lan_peers > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(net_b.dht_stats().await.unwrap().lan_peers, 1, "B's table holds C, not the client A");
+        assert_eq!(net_a.provide(vec![root]).await.unwrap(), (1, 0), "the record reached B");
+    });
+
+    let mut kubo = KuboPeer::start(KuboOptions::default()).unwrap();
+    kubo.connect(&net_b.listen_addrs()[0].to_string(), KUBO_CALL).unwrap();
+    let a_id = net_a.peer_id().to_string();
+    assert!(!kubo.peers().unwrap().iter().any(|p| p.contains(&a_id)), "Kubo must not know A yet");
+    let dest = dir.path().join("from_kubo");
+    kubo.download(&root.to_string(), &dest, Duration::from_secs(90)).unwrap();
+    assert!(fs::read(&dest).unwrap() == fs::read(&file).unwrap(), "Kubo's copy differs");
+    assert!(kubo.peers().unwrap().iter().any(|p| p.contains(&a_id)), "Kubo got it without dialing A?");
+    assert!(!b.repo().store().has(&root).unwrap(), "B only routed");
 }
 
 /// A gossipsub message goes from Kubo to Cairn and from Cairn to Kubo on one topic.

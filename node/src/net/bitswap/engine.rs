@@ -231,11 +231,21 @@ impl Engine {
             let w = self.wants.get_mut(&k).expect("key just listed");
             w.candidates.retain(|p| *p != peer);
             w.told.remove(&peer);
-            if w.asked.is_some_and(|(p, _)| p == peer) {
+            let was_asked = w.asked.is_some_and(|(p, _)| p == peer);
+            if was_asked {
                 w.asked = None;
+            }
+            // The peer's answer is no longer awaited: the others' may now be all there is.
+            if was_asked || w.candidates.len() + w.exhausted.len() >= w.told.len() {
                 self.ask_next(&k, out);
             }
         }
+    }
+
+    /// Whether `cid` is still wanted with no peer known to have it: time to look for
+    /// providers elsewhere (the DHT).
+    pub fn needs_providers(&self, cid: &Cid) -> bool {
+        self.wants.get(&key(cid)).is_some_and(|w| !w.arrived && w.asked.is_none() && w.candidates.is_empty())
     }
 
     /// A reader wants `cid`; `waiter` gets the bytes (once stored) or an error at `deadline`.
@@ -651,6 +661,28 @@ mod tests {
             out.take().into_iter().filter(|(_, m)| m.cancels == vec![*b.cid()]).map(|(p, _)| p).collect();
         assert_eq!(cancels.len(), 2, "both peers were told, both get a cancel");
         assert_eq!(e.wanted(), 0);
+    }
+
+    #[test]
+    fn a_peer_without_bitswap_is_not_waited_for() {
+        let (mut e, mut out) = (Engine::default(), Sent::default());
+        let (p1, mute) = (PeerId::random(), PeerId::random());
+        e.connected(p1, &mut out);
+        e.connected(mute, &mut out);
+        let b = block(b"answer");
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        let start = Instant::now();
+        e.fetch(*b.cid(), 1, tx, far(), start, &mut out);
+        assert!(e.needs_providers(b.cid()), "nobody has said HAVE yet");
+        e.received(p1, Message { haves: vec![*b.cid()], ..Message::default() }, start, &mut out);
+        out.take();
+        assert!(!e.needs_providers(b.cid()), "p1 has it");
+        // The other peer turns out not to speak Bitswap: p1 is asked at once, not after the
+        // HAVE wait.
+        e.disconnected(mute, &mut out);
+        let sent = out.take();
+        assert_eq!(sent.len(), 1);
+        assert_eq!((sent[0].0, sent[0].1.wants[0].kind), (p1, WantType::Block));
     }
 
     #[test]

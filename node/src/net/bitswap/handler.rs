@@ -72,6 +72,8 @@ pub enum Out {
     Malformed(String),
     /// Messages could not be delivered (the stream failed, or the queue overflowed).
     SendFailed(usize),
+    /// The peer speaks no Bitswap version on this connection.
+    Unsupported,
 }
 
 type Reading = BoxFuture<'static, (Stream, std::io::Result<Option<Vec<u8>>>)>;
@@ -181,6 +183,9 @@ impl ConnectionHandler for Handler {
                 self.queue.clear();
                 self.urgent.clear();
                 self.outbound = if unsupported { Outbound::Failed } else { Outbound::None };
+                if unsupported {
+                    self.events.push_back(Out::Unsupported);
+                }
                 if dropped > 0 {
                     self.events.push_back(Out::SendFailed(dropped));
                 }

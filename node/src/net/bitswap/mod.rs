@@ -29,7 +29,7 @@ pub use proto::{Message, Version, Want, WantType};
 pub enum Event {
     /// A peer's first connection opened.
     Connected(PeerId),
-    /// A peer's last connection closed.
+    /// A peer's last connection closed, or it turned out not to speak Bitswap.
     Disconnected(PeerId),
     /// A peer sent a message.
     Message {
@@ -123,8 +123,21 @@ impl NetworkBehaviour for Behaviour {
         }
     }
 
-    fn on_connection_handler_event(&mut self, peer: PeerId, _id: ConnectionId, event: THandlerOutEvent<Self>) {
+    fn on_connection_handler_event(&mut self, peer: PeerId, id: ConnectionId, event: THandlerOutEvent<Self>) {
         let event = match event {
+            // Nothing is sent over this connection again; without another, the peer is gone
+            // as far as Bitswap goes.
+            Out::Unsupported => match self.peers.get_mut(&peer) {
+                Some(connections) => {
+                    connections.retain(|c| *c != id);
+                    if !connections.is_empty() {
+                        return;
+                    }
+                    self.peers.remove(&peer);
+                    Event::Disconnected(peer)
+                }
+                None => return,
+            },
             Out::Received(message) => Event::Message { peer, message },
             Out::Malformed(reason) => Event::Malformed { peer, reason },
             Out::SendFailed(count) => Event::SendFailed { peer, count },

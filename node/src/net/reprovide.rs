@@ -1,0 +1,233 @@
+//! Renewing this node's announcements on the DHT (`Reprovider.Strategy`,
+//! `Reprovider.Interval`).
+//!
+//! Provider records expire after 48 hours, so a node renews its own every interval (22 hours
+//! by default). A sweep walks the keys the strategy names in chunks, feeding them to the
+//! network's announcement queue, which runs a bounded number of queries at once; the walk
+//! never holds more than a few chunks in memory, whatever the repo's size. When the last
+//! sweep ended is kept in `$repo/reprovide.json`, so a restart does not start over: the next
+//! sweep is due an interval after the last one finished.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use cairn_merkle::Cid;
+
+use super::{NetError, Network};
+use crate::node::Node;
+use crate::store::BlockStore;
+
+/// Keys handed to the network at a time.
+const CHUNK: usize = 1024;
+/// How long after start the first sweep waits when one is overdue (peers connect first).
+pub const FIRST_SWEEP_DELAY: Duration = Duration::from_secs(60);
+
+/// What is announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// The roots of pins.
+    Roots,
+    /// Every block of every pin.
+    Pinned,
+    /// Every block held.
+    All,
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "roots" | "" => Ok(Strategy::Roots),
+            "pinned" => Ok(Strategy::Pinned),
+            "all" => Ok(Strategy::All),
+            other => Err(format!("Reprovider.Strategy {other:?} is not one of roots, pinned, all")),
+        }
+    }
+}
+
+/// Parses an interval such as `22h`, `30m`, `90s` or `0` (off).
+pub fn parse_interval(s: &str) -> Result<Option<Duration>, String> {
+    let bad = || format!("Reprovider.Interval {s:?} is not a duration like 22h, 30m or 0");
+    let s = s.trim();
+    if s == "0" || s.is_empty() {
+        return Ok(None);
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(bad()),
+    };
+    Ok((secs > 0).then(|| Duration::from_secs(secs)))
+}
+
+/// How a sweep went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Keys announced to at least one peer.
+    pub provided: u64,
+    /// Keys no peer took.
+    pub failed: u64,
+    /// How long it took.
+    pub took: Duration,
+}
+
+/// The renewal schedule of one node.
+#[derive(Debug, Clone)]
+pub struct Reprovider {
+    node: Arc<Node>,
+    net: Network,
+    strategy: Strategy,
+    interval: Option<Duration>,
+}
+
+impl Reprovider {
+    /// Reads the strategy and interval from the repo's config.
+    pub fn from_repo(node: Arc<Node>, net: Network) -> Result<Reprovider, NetError> {
+        let cfg = &node.repo().config().reprovider;
+        let strategy = cfg.strategy.parse().map_err(NetError::Config)?;
+        let interval = parse_interval(&cfg.interval).map_err(NetError::Config)?;
+        Ok(Reprovider { node, net, strategy, interval })
+    }
+
+    /// The strategy in force.
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    fn state_file(&self) -> PathBuf {
+        self.node.repo().path().join("reprovide.json")
+    }
+
+    /// When the last sweep finished, if one did.
+    pub fn last_sweep(&self) -> Option<SystemTime> {
+        let text = std::fs::read_to_string(self.state_file()).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(v.get("LastSweep")?.as_u64()?))
+    }
+
+    fn record_sweep(&self, s: &Sweep) {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let v = serde_json::json!({"LastSweep": now, "Provided": s.provided, "Failed": s.failed});
+        let tmp = self.state_file().with_extension("json.tmp");
+        if std::fs::write(&tmp, v.to_string()).and_then(|()| std::fs::rename(&tmp, self.state_file())).is_err() {
+            tracing::warn!("cannot record the reprovide sweep in {}", self.state_file().display());
+        }
+    }
+
+    /// The keys to announce when `cids` were just added or pinned: the roots, or with `all`
+    /// and `pinned` every block under them (walked from the repo).
+    pub fn keys_for(&self, roots: &[Cid]) -> Vec<Cid> {
+        match self.strategy {
+            Strategy::Roots => roots.to_vec(),
+            Strategy::Pinned | Strategy::All => {
+                let mut out = Vec::new();
+                for r in roots {
+                    match self.node.dag_cids(r) {
+                        Ok(all) => out.extend(all),
+                        Err(_) => out.push(*r),
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Announces every key of the strategy once, a chunk at a time.
+    pub async fn sweep(&self) -> Result<Sweep, NetError> {
+        let started = std::time::Instant::now();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Cid>>(2);
+        let node = self.node.clone();
+        let strategy = self.strategy;
+        let walker = tokio::task::spawn_blocking(move || walk(&node, strategy, &tx));
+        let mut s = Sweep::default();
+        while let Some(chunk) = rx.recv().await {
+            let (ok, failed) = self.net.provide(chunk).await?;
+            s.provided += ok;
+            s.failed += failed;
+        }
+        if let Ok(Err(e)) = walker.await {
+            tracing::warn!("reprovide sweep stopped early: {e}");
+        }
+        s.took = started.elapsed();
+        self.record_sweep(&s);
+        tracing::info!("reprovided {} keys ({} reached no peer) in {:?}", s.provided, s.failed, s.took);
+        Ok(s)
+    }
+
+    /// Sweeps every interval until the network stops. Does nothing when renewal is off.
+    pub async fn run(self) {
+        let Some(interval) = self.interval else { return };
+        loop {
+            let since = self.last_sweep().and_then(|t| SystemTime::now().duration_since(t).ok());
+            let wait = match since {
+                Some(since) if since < interval => interval - since,
+                _ => FIRST_SWEEP_DELAY,
+            };
+            tokio::time::sleep(wait).await;
+            if let Err(e) = self.sweep().await {
+                tracing::debug!("reprovider stops: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Sends the strategy's keys down `tx` in chunks; stops when the receiver is gone.
+fn walk(node: &Node, strategy: Strategy, tx: &tokio::sync::mpsc::Sender<Vec<Cid>>) -> Result<(), String> {
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let push = |cid: Cid, chunk: &mut Vec<Cid>| -> bool {
+        chunk.push(cid);
+        if chunk.len() < CHUNK {
+            return true;
+        }
+        tx.blocking_send(std::mem::take(chunk)).is_ok()
+    };
+    match strategy {
+        Strategy::Roots | Strategy::Pinned => {
+            let below = match strategy {
+                Strategy::Pinned => node.indirect_pins().map_err(|e| e.to_string())?,
+                _ => Vec::new(),
+            };
+            for cid in node.pins().map_err(|e| e.to_string())?.into_iter().map(|p| p.cid).chain(below) {
+                if !push(cid, &mut chunk) {
+                    return Ok(());
+                }
+            }
+        }
+        Strategy::All => {
+            for key in node.repo().store().keys() {
+                let key = key.map_err(|e| e.to_string())?;
+                let Ok(mh) = cid::multihash::Multihash::<64>::from_bytes(&key) else { continue };
+                if !push(Cid::new_v1(cairn_merkle::hash::RAW, mh), &mut chunk) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.blocking_send(chunk);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_and_strategies_parse() {
+        assert_eq!(parse_interval("22h").unwrap(), Some(Duration::from_secs(22 * 3600)));
+        assert_eq!(parse_interval("90s").unwrap(), Some(Duration::from_secs(90)));
+        assert_eq!(parse_interval("0").unwrap(), None);
+        for bad in ["h", "22", "1y", "-1h", "1.5h"] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+        assert_eq!("all".parse::<Strategy>().unwrap(), Strategy::All);
+        assert!("flat".parse::<Strategy>().is_err());
+    }
+}
