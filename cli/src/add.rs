@@ -103,6 +103,11 @@ enum Target {
 
 pub fn run(ctx: &Ctx, args: AddArgs) -> anyhow::Result<()> {
     let opts = AddOptions { import: args.import_options()?, recursive: args.recursive, hidden: args.hidden };
+    if !args.only_hash && !args.paths.is_empty() {
+        if let Some(client) = crate::api::client(ctx)? {
+            return add_online(&client, &args);
+        }
+    }
     let target = if args.only_hash {
         Target::HashOnly
     } else {
@@ -190,6 +195,49 @@ fn add_all(
         last = Some(added);
     }
     Ok(last)
+}
+
+/// `add` through the daemon's API: the files go up as a multipart upload, and the daemon
+/// announces the roots it pins.
+fn add_online(client: &crate::api::Client, args: &AddArgs) -> anyhow::Result<()> {
+    let mut parts = Vec::new();
+    for p in &args.paths {
+        crate::api::parts(p, &root_name(p), args.recursive, args.hidden, &mut parts)?;
+    }
+    let mut q: Vec<(&str, String)> =
+        vec![("chunker", args.chunker.clone()), ("pin", args.pin.unwrap_or(true).to_string())];
+    if let Some(v) = args.cid_version {
+        q.push(("cid-version", v.to_string()));
+    }
+    if let Some(r) = args.raw_leaves {
+        q.push(("raw-leaves", r.to_string()));
+    }
+    if let Some(h) = &args.hash {
+        q.push(("hash", h.clone()));
+    }
+    if args.trickle {
+        q.push(("trickle", "true".into()));
+    }
+    let q: Vec<(&str, &str)> = q.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut last = None;
+    client.lines("add", &crate::api::query(&q), Some(crate::api::multipart(parts)), &mut |v| {
+        let hash = v.get("Hash").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+        let name = v.get("Name").and_then(serde_json::Value::as_str).unwrap_or_default();
+        if args.quiet {
+            writeln!(out, "{hash}")?;
+        } else if !args.quieter {
+            writeln!(out, "added {hash} {name}")?;
+        }
+        last = Some(hash);
+        Ok(())
+    })?;
+    if let (true, Some(root)) = (args.quieter, last) {
+        writeln!(out, "{root}")?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// The name `add` gives an argument: its last component, or for `.` and `/` the resolved

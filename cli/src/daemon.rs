@@ -6,6 +6,8 @@
 //!   found on the DHT when no connected peer has them.
 //! - The reprovider, renewing the DHT announcements of `Reprovider.Strategy` every
 //!   `Reprovider.Interval`.
+//! - The RPC API (a subset of Kubo's `/api/v0`) on `Addresses.API`; its bound address goes
+//!   to `$repo/api` as a multiaddr, which the CLI reads to send its commands there.
 //! - The HTTP gateway on `Addresses.Gateway`. The address actually bound (it differs from the
 //!   config when the config asks for port 0) is written to `$repo/gateway` as a URL, as Kubo
 //!   does, and removed again on a clean shutdown.
@@ -60,6 +62,8 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
     let config = node.repo().config().clone();
     let gateway_addr = tcp_socket_addr(&config.addresses.gateway).context("Addresses.Gateway")?;
     let gateway_file = node.repo().path().join("gateway");
+    let api_addr = tcp_socket_addr(&config.addresses.api).context("Addresses.API")?;
+    let api_file = node.repo().path().join("api");
     let net_config = NetConfig::from_repo(node.repo())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
@@ -67,6 +71,19 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
         let (network, net_task) = net::spawn(keypair, Arc::new(NodeStore(node.clone())), net_config).await?;
         node.attach_fetcher(Arc::new(NetFetcher::new(network.clone(), FETCH_TIMEOUT)));
         let reprovider = tokio::spawn(Reprovider::from_repo(node.clone(), network.clone())?.run());
+        // The RPC API, for the CLI and Kubo's clients; `$repo/api` tells them where.
+        let api_listener = tokio::net::TcpListener::bind(api_addr)
+            .await
+            .with_context(|| format!("cannot listen on {api_addr} for the RPC API"))?;
+        let api_bound = api_listener.local_addr()?;
+        let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let api = cairn_gateway::api::Api::new(node.clone(), Some(network.clone()), stop_tx);
+        let (api_done_tx, api_done_rx) = tokio::sync::oneshot::channel::<()>();
+        let api_task = tokio::spawn(cairn_gateway::serve_api(api_listener, api, async {
+            let _ = api_done_rx.await;
+        }));
+        std::fs::write(&api_file, tcp_multiaddr(api_bound))
+            .with_context(|| format!("writing {}", api_file.display()))?;
         let listener = tokio::net::TcpListener::bind(gateway_addr)
             .await
             .with_context(|| format!("cannot listen on {gateway_addr} for the gateway"))?;
@@ -77,12 +94,22 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
         for addr in network.listen_addrs() {
             println!("Swarm listening on {addr}");
         }
+        println!("RPC API server listening on {}", tcp_multiaddr(api_bound));
         println!("Gateway server listening on {}", tcp_multiaddr(bound));
         println!("Daemon is ready");
         use std::io::Write as _;
         std::io::stdout().flush()?;
-        let served = cairn_gateway::serve(listener, node.clone(), GatewayConfig::default(), stop_signal()).await;
+        let stop = async {
+            tokio::select! {
+                () = stop_signal() => {}
+                _ = stop_rx.recv() => {}
+            }
+        };
+        let served = cairn_gateway::serve(listener, node.clone(), GatewayConfig::default(), stop).await;
         let _ = std::fs::remove_file(&gateway_file);
+        let _ = std::fs::remove_file(&api_file);
+        let _ = api_done_tx.send(());
+        let _ = api_task.await;
         reprovider.abort();
         network.shutdown().await;
         let _ = net_task.await;

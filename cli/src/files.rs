@@ -22,6 +22,20 @@ pub struct CatArgs {
 }
 
 pub fn cat(ctx: &Ctx, args: CatArgs) -> anyhow::Result<()> {
+    if let (Some(client), [path]) = (crate::api::client(ctx)?, args.paths.as_slice()) {
+        // Through the daemon, which fetches what the repo lacks from the network.
+        let offset = args.offset.to_string();
+        let length = args.length.map(|l| l.to_string());
+        let mut q = vec![("arg", path.as_str()), ("offset", offset.as_str())];
+        if let Some(l) = &length {
+            q.push(("length", l.as_str()));
+        }
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        client.stream("cat", &crate::api::query(&q), &mut out)?;
+        out.flush()?;
+        return Ok(());
+    }
     let node = ctx.open()?;
     let paths = args.paths.iter().map(|p| ipfs_path(p)).collect::<anyhow::Result<Vec<_>>>()?;
     let stdout = std::io::stdout();

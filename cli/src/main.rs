@@ -1,18 +1,20 @@
 //! `cairn`: the command-line front end of a Cairn node.
 //!
 //! Commands follow Kubo's names, flags and output so that scripts written for `ipfs` work
-//! with `cairn`. Errors are one line on stderr and a non-zero exit code. Until the daemon
-//! exists every command opens the repo directly (taking its lock), as Kubo does when no
-//! daemon runs.
+//! with `cairn`. Errors are one line on stderr and a non-zero exit code. Without a daemon,
+//! every command opens the repo directly (taking its lock); while `cairn daemon` runs, `add`,
+//! `cat`, `pin add`, `id`, `swarm` and `routing` go through its RPC API, as Kubo's do.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod add;
+mod api;
 mod block;
 mod config;
 mod daemon;
 mod dag;
 mod files;
+mod net;
 mod pin;
 mod progress;
 mod repo;
@@ -60,8 +62,20 @@ enum Command {
     /// Whole DAGs as CAR files.
     #[command(subcommand)]
     Dag(dag::DagCommand),
-    /// Run the node: join the swarm and serve the HTTP gateway until SIGINT or SIGTERM.
+    /// Run the node: join the swarm, serve the RPC API and the HTTP gateway until SIGINT or
+    /// SIGTERM.
     Daemon(daemon::DaemonArgs),
+    /// Print the node's identity (ID, public key, addresses) as JSON.
+    Id,
+    /// The swarm of the running daemon: peers, connections, addresses.
+    #[command(subcommand)]
+    Swarm(net::SwarmCommand),
+    /// Content routing on the DHT through the running daemon.
+    #[command(subcommand)]
+    Routing(net::RoutingCommand),
+    /// The peers the daemon dials at start (none by default).
+    #[command(subcommand)]
+    Bootstrap(net::BootstrapCommand),
 }
 
 /// Everything a command needs from the global flags.
@@ -97,6 +111,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Block(cmd) => block::run(&ctx, cmd),
         Command::Dag(cmd) => dag::run(&ctx, cmd),
         Command::Daemon(args) => daemon::run(&ctx, args),
+        Command::Id => net::id(&ctx),
+        Command::Swarm(cmd) => net::swarm(&ctx, cmd),
+        Command::Routing(cmd) => net::routing(&ctx, cmd),
+        Command::Bootstrap(cmd) => net::bootstrap(&ctx, cmd),
     }
 }
 

@@ -50,7 +50,23 @@ pub enum PinCommand {
 pub fn run(ctx: &Ctx, cmd: PinCommand) -> anyhow::Result<()> {
     match cmd {
         PinCommand::Add { paths, recursive, name } => {
-            let paths = paths.iter().map(|p| ipfs_path(p)).collect::<anyhow::Result<Vec<_>>>()?;
+            let parsed = paths.iter().map(|p| ipfs_path(p)).collect::<anyhow::Result<Vec<_>>>()?;
+            if let Some(client) = crate::api::client(ctx)? {
+                // Through the daemon, which fetches what is missing and announces the roots.
+                let r = recursive.to_string();
+                let mut q: Vec<(&str, &str)> = paths.iter().map(|p| ("arg", p.as_str())).collect();
+                q.push(("recursive", &r));
+                if let Some(n) = &name {
+                    q.push(("name", n));
+                }
+                let v = client.json("pin/add", &crate::api::query(&q))?;
+                for cid in v.get("Pins").and_then(serde_json::Value::as_array).into_iter().flatten() {
+                    let how = if recursive { "recursively" } else { "directly" };
+                    println!("pinned {} {how}", cid.as_str().unwrap_or_default());
+                }
+                return Ok(());
+            }
+            let paths = parsed;
             let node = ctx.open()?;
             for path in &paths {
                 let cid = node.pin_add(path, recursive, name.clone())?;

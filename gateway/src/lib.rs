@@ -13,6 +13,7 @@
 //! synchronous) through bounded channels; slow or vanished clients are cut off by timeouts,
 //! and connections beyond [`GatewayConfig::max_connections`] wait in the kernel's backlog.
 
+pub mod api;
 mod body;
 mod content;
 mod handler;
@@ -73,13 +74,40 @@ pub async fn serve(
     config: GatewayConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let slots = Arc::new(Semaphore::new(config.max_connections));
-    let grace = config.shutdown_grace;
+    let limits = (config.header_timeout, config.max_connections, config.shutdown_grace);
+    let handler = Arc::new(Handler { node, config });
+    serve_with(listener, limits, shutdown, move |req| handler.clone().handle(req)).await
+}
+
+/// Serves the RPC API ([`api::Api`]) on `listener` until `shutdown` completes.
+pub async fn serve_api(
+    listener: TcpListener,
+    api: api::Api,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let api = Arc::new(api);
+    let limits = (Duration::from_secs(10), 256, Duration::from_secs(5));
+    serve_with(listener, limits, shutdown, move |req| api.clone().handle(req)).await
+}
+
+/// The accept loop shared by the gateway and the API: at most `max` connections at once, a
+/// head timeout, and a grace period for open connections at shutdown.
+async fn serve_with<F, Fut>(
+    listener: TcpListener,
+    (header_timeout, max, grace): (Duration, usize, Duration),
+    shutdown: impl Future<Output = ()>,
+    handle: F,
+) -> std::io::Result<()>
+where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = hyper::Response<body::Body>> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(max));
     // HTTP/1.1 only: it is what browsers speak to a plain-http gateway, and the head timeout
     // covers a connection from its first moment (a client that sends nothing is closed too).
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(config.header_timeout).max_buf_size(MAX_HEAD_BYTES);
-    let handler = Arc::new(Handler { node, config });
+    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(MAX_HEAD_BYTES);
+    let handle = Arc::new(handle);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -92,7 +120,7 @@ pub async fn serve(
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors, say: back off rather than spin.
-                    tracing::warn!(error = %e, "gateway accept failed");
+                    tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -100,15 +128,15 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
+        let handle = handle.clone();
         let service = service_fn(move |req| {
-            let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler.handle(req).await) }
+            let fut = handle(req);
+            async move { Ok::<_, Infallible>(fut.await) }
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "gateway connection ended with an error");
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);
         });
@@ -116,7 +144,7 @@ pub async fn serve(
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(grace) => tracing::debug!("gateway shutdown grace period over"),
+        () = tokio::time::sleep(grace) => tracing::debug!("shutdown grace period over"),
     }
     Ok(())
 }

@@ -85,13 +85,13 @@ fn daemon_serves_the_gateway_and_stops_cleanly() {
 }
 
 /// A running daemon with its stdout read up to "Daemon is ready"; killed on drop.
-struct Daemon {
+pub struct Daemon {
     child: std::process::Child,
     lines: Vec<String>,
 }
 
 impl Daemon {
-    fn start(repo: &Path) -> Daemon {
+    pub fn start(repo: &Path) -> Daemon {
         use std::io::BufRead;
         let mut child = Command::new(assert_cmd::cargo::cargo_bin("cairn"))
             .arg("--repo")
@@ -124,7 +124,7 @@ impl Daemon {
     }
 
     /// The swarm address it printed (`Swarm listening on ...`).
-    fn swarm_addr(&self) -> String {
+    pub fn swarm_addr(&self) -> String {
         self.lines.iter().find_map(|l| l.strip_prefix("Swarm listening on ")).expect("no swarm address").to_owned()
     }
 }

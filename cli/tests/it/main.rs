@@ -5,6 +5,7 @@ mod commands;
 mod crash;
 mod daemon;
 mod disk_full;
+mod online;
 
 use assert_cmd::Command;
 

@@ -23,15 +23,17 @@ use bytes::Bytes;
 use cairn_merkle::{Block, Cid};
 use futures::StreamExt;
 use libp2p::identity::Keypair;
-use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{allow_block_list, autonat, connection_limits, gossipsub, identify, kad, ping, Multiaddr, PeerId, Swarm};
+use libp2p::{allow_block_list, autonat, connection_limits, gossipsub, identify, kad, ping, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::BlockStore;
 use bitswap::engine::{Engine, FetchError, ServeJob, Stats};
 use bitswap::{Message, WantType};
+
+pub use libp2p::multiaddr::Protocol;
+pub use libp2p::{Multiaddr, PeerId};
 
 /// The agent version sent in identify.
 pub const AGENT: &str = concat!("cairn/", env!("CARGO_PKG_VERSION"));

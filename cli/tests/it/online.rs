@@ -1,0 +1,120 @@
+//! Commands against a running daemon, through its RPC API: `id`, `swarm`, `add`, `cat`,
+//! `pin add` and `routing` between two daemons on loopback; `bootstrap` edits the config;
+//! the API refuses what it must.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::cairn;
+use crate::daemon::Daemon;
+
+fn run(repo: &Path, args: &[&str]) -> String {
+    let out = cairn().arg("--repo").arg(repo).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(repo: &Path, args: &[&str]) -> String {
+    let out = cairn().arg("--repo").arg(repo).args(args).output().unwrap();
+    assert!(!out.status.success(), "{args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// A raw HTTP/1.0 request to the API at `$repo/api`; the whole response.
+fn api_request(repo: &Path, head: &str, body: &[u8]) -> String {
+    let text = std::fs::read_to_string(repo.join("api")).unwrap();
+    let parts: Vec<&str> = text.trim().split('/').collect();
+    let mut s = std::net::TcpStream::connect(format!("{}:{}", parts[2], parts[4])).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "{head}\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn commands_go_through_the_daemon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    run(&a, &["init", "--profile", "test"]);
+    run(&b, &["init", "--profile", "test"]);
+    // Offline, `id` reads the repo; `swarm` needs the daemon.
+    let offline: serde_json::Value = serde_json::from_str(&run(&a, &["id"])).unwrap();
+    assert!(offline["ID"].as_str().unwrap().starts_with("12D3KooW"));
+    assert!(fails(&a, &["swarm", "peers"]).contains("online mode"));
+
+    let da = Daemon::start(&a);
+    let db = Daemon::start(&b);
+    let id_a: serde_json::Value = serde_json::from_str(&run(&a, &["id"])).unwrap();
+    assert_eq!(id_a["ID"], offline["ID"]);
+    let addrs: Vec<&str> = id_a["Addresses"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(addrs.contains(&da.swarm_addr().as_str()), "{addrs:?}");
+    let listen = run(&a, &["swarm", "addrs", "listen"]);
+    assert!(listen.lines().any(|l| l.starts_with("/ip4/127.0.0.1/tcp/")), "{listen}");
+
+    let connected = run(&b, &["swarm", "connect", &da.swarm_addr()]);
+    assert_eq!(connected.trim(), format!("connect {} success", offline["ID"].as_str().unwrap()));
+    assert!(run(&a, &["swarm", "peers"]).contains(&db.swarm_addr().rsplit('/').next().unwrap().to_owned()));
+
+    // `add` while the daemon holds the repo: a file and a tree, uploaded to the daemon.
+    let data: Vec<u8> = (0..700_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let file = tmp.path().join("big.bin");
+    std::fs::write(&file, &data).unwrap();
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("sub/x.txt"), "x\n").unwrap();
+    std::fs::write(tree.join(".hidden"), "h\n").unwrap();
+    let added = run(&a, &["add", file.to_str().unwrap()]);
+    let cid = added.split_whitespace().nth(1).unwrap().to_owned();
+    assert_eq!(added.trim(), format!("added {cid} big.bin"));
+    // The same bytes hash to the same CID offline (`-n` needs no daemon).
+    assert_eq!(run(&a, &["add", "-n", "-Q", file.to_str().unwrap()]).trim(), cid);
+    let tree_out = run(&a, &["add", "-r", tree.to_str().unwrap()]);
+    let names: Vec<&str> = tree_out.lines().map(|l| l.rsplit(' ').next().unwrap()).collect();
+    assert_eq!(names, ["tree/sub/x.txt", "tree/sub", "tree"], "{tree_out}");
+    let tree_offline = run(&a, &["add", "-n", "-r", "-Q", tree.to_str().unwrap()]);
+    assert_eq!(tree_out.lines().last().unwrap().split_whitespace().nth(1).unwrap(), tree_offline.trim());
+
+    // b reads a's file through its own daemon, which fetches it over Bitswap.
+    let out = cairn().arg("--repo").arg(&b).args(["cat", &cid]).output().unwrap();
+    assert!(out.status.success() && out.stdout == data, "cat through b's daemon");
+    let part = cairn().arg("--repo").arg(&b).args(["cat", "--offset", "10", "--length", "5", &cid]).output().unwrap();
+    assert_eq!(part.stdout, data[10..15]);
+
+    // a announced the root it added: b's DHT lookup names a.
+    let provs = run(&b, &["routing", "findprovs", "-n", "1", &cid]);
+    assert_eq!(provs.trim(), offline["ID"].as_str().unwrap());
+    run(&a, &["routing", "provide", "-r", &cid]);
+    // b pins what it fetched, through its daemon.
+    assert_eq!(run(&b, &["pin", "add", &cid]).trim(), format!("pinned {cid} recursively"));
+    drop(db);
+    assert!(run(&b, &["pin", "ls"]).contains(&cid), "the pin outlived b's daemon");
+
+    // The API takes POST only, and an upload cannot write outside its spool directory.
+    let get = api_request(&a, "GET /api/v0/id HTTP/1.0", b"");
+    assert!(get.starts_with("HTTP/1.0 405") || get.starts_with("HTTP/1.1 405"), "{get}");
+    let body = b"--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"..%2F..%2Fescaped\"\r\nContent-Type: application/octet-stream\r\n\r\nevil\r\n--XX--\r\n";
+    let evil = api_request(&a, "POST /api/v0/add HTTP/1.0\r\nContent-Type: multipart/form-data; boundary=XX", body);
+    assert!(evil.contains(" 400 ") && evil.contains("escapes"), "{evil}");
+    assert!(!tmp.path().join("escaped").exists() && !a.join("escaped").exists());
+    let bad = api_request(&a, "POST /api/v0/cat?arg=notacid HTTP/1.0", b"");
+    assert!(bad.contains(" 400 ") && bad.contains("\"Type\":\"error\""), "{bad}");
+    drop(da);
+}
+
+#[test]
+fn bootstrap_edits_the_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("r");
+    run(&repo, &["init", "--profile", "test"]);
+    assert_eq!(run(&repo, &["bootstrap", "list"]), "");
+    let peer = "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
+    assert_eq!(run(&repo, &["bootstrap", "add", peer]).trim(), peer);
+    assert_eq!(run(&repo, &["bootstrap", "list"]).trim(), peer);
+    assert!(fails(&repo, &["bootstrap", "add", "/ip4/127.0.0.1/tcp/1"]).contains("/p2p/"));
+    assert!(fails(&repo, &["bootstrap", "add", "not an address"]).contains("not a multiaddr"));
+    assert_eq!(run(&repo, &["bootstrap", "rm", "--all"]).trim(), peer);
+    assert_eq!(run(&repo, &["bootstrap", "list"]), "");
+}

@@ -1,0 +1,485 @@
+//! The RPC API: a subset of Kubo's `/api/v0`, served by `cairn daemon` on `Addresses.API`.
+//!
+//! As in Kubo, every command is a `POST` (anything else is 405, so that a web page cannot
+//! trigger commands with a plain link), arguments are query parameters (`arg` repeated for
+//! positional ones), and answers are JSON, newline-delimited JSON for streams, or raw bytes for
+//! `cat`. Errors are JSON `{"Message", "Code": 0, "Type": "error"}` with status 500 (400 for a
+//! bad argument), as Kubo's clients expect.
+//!
+//! Commands: `version`, `id`, `swarm/peers`, `swarm/connect`, `swarm/addrs/listen`,
+//! `routing/provide`, `routing/findprovs`, `add` (multipart), `cat`, `pin/add`, `pin/rm`,
+//! `pin/ls`, `shutdown`. Adding or pinning announces the new roots on the DHT (per
+//! `Reprovider.Strategy`) and as an availability hint.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_node::add::{AddOptions, Added};
+use cairn_node::merkle::chunker::ChunkerSpec;
+use cairn_node::merkle::hash::HashAlg;
+use cairn_node::merkle::importer::{ImportOptions, Layout};
+use cairn_node::merkle::Cid;
+use cairn_node::net::reprovide::Reprovider;
+use cairn_node::net::Network;
+use cairn_node::{BlockStore, IpfsPath, Node};
+use http_body_util::BodyExt as _;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::body::{self, Body};
+
+/// The API's shared state.
+pub struct Api {
+    node: Arc<Node>,
+    net: Option<Network>,
+    reprovider: Option<Reprovider>,
+    stop: tokio::sync::mpsc::Sender<()>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
+}
+
+/// A failed command: the status and the message.
+#[derive(Debug)]
+struct Fail(StatusCode, String);
+
+impl Fail {
+    fn bad(msg: impl std::fmt::Display) -> Fail {
+        Fail(StatusCode::BAD_REQUEST, msg.to_string())
+    }
+    fn internal(msg: impl std::fmt::Display) -> Fail {
+        Fail(StatusCode::INTERNAL_SERVER_ERROR, msg.to_string())
+    }
+}
+
+type Answer = Result<Response<Body>, Fail>;
+
+/// Added or pinned roots and their sizes.
+type Roots = Vec<(Cid, u64)>;
+
+/// The query parameters of a request, in order.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn of(req: &Request<hyper::body::Incoming>) -> Params {
+        Params(form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect())
+    }
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+    fn args(&self) -> Vec<&str> {
+        self.0.iter().filter(|(k, _)| k == "arg").map(|(_, v)| v.as_str()).collect()
+    }
+    fn arg(&self) -> Result<&str, Fail> {
+        self.get("arg").ok_or_else(|| Fail::bad("argument \"arg\" is required"))
+    }
+    fn flag(&self, key: &str, default: bool) -> Result<bool, Fail> {
+        match self.get(key) {
+            None => Ok(default),
+            Some("" | "true" | "1") => Ok(true),
+            Some("false" | "0") => Ok(false),
+            Some(v) => Err(Fail::bad(format!("{key}: {v:?} is not a boolean"))),
+        }
+    }
+    fn number(&self, key: &str) -> Result<Option<u64>, Fail> {
+        self.get(key).map(|v| v.parse().map_err(|_| Fail::bad(format!("{key}: {v:?} is not a number")))).transpose()
+    }
+}
+
+fn json_response(v: &Value) -> Response<Body> {
+    let mut r = Response::new(body::full(format!("{v}\n")));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn ndjson(lines: &[Value]) -> Response<Body> {
+    let text: String = lines.iter().map(|v| format!("{v}\n")).collect();
+    let mut r = Response::new(body::full(text));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert("X-Chunked-Output", HeaderValue::from_static("1"));
+    r
+}
+
+fn failure(f: Fail) -> Response<Body> {
+    let mut r = json_response(&json!({"Message": f.1, "Code": 0, "Type": "error"}));
+    *r.status_mut() = f.0;
+    r
+}
+
+fn parse_cid(s: &str) -> Result<Cid, Fail> {
+    let s = s.strip_prefix("/ipfs/").unwrap_or(s);
+    s.parse::<Cid>().map_err(|e| Fail::bad(format!("invalid CID {s:?}: {e}")))
+}
+
+fn parse_path(s: &str) -> Result<IpfsPath, Fail> {
+    s.parse::<IpfsPath>().map_err(|e| Fail::bad(e.to_string()))
+}
+
+/// Runs blocking repo work off the runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Fail> + Send + 'static) -> Result<T, Fail> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Fail::internal(format!("task failed: {e}")))?
+}
+
+/// The import settings from `add`'s parameters, named as in Kubo.
+fn add_options(p: &Params) -> Result<AddOptions, Fail> {
+    let version = p.number("cid-version")?.map(|v| u8::try_from(v).unwrap_or(u8::MAX));
+    let raw = p.get("raw-leaves").map(|_| p.flag("raw-leaves", true)).transpose()?;
+    let hash = p.get("hash").map(str::parse::<HashAlg>).transpose().map_err(Fail::bad)?;
+    let mut import = ImportOptions::from_flags(version, raw, hash).map_err(Fail::bad)?;
+    if let Some(c) = p.get("chunker") {
+        import.chunker = c.parse::<ChunkerSpec>().map_err(Fail::bad)?;
+    }
+    if p.flag("trickle", false)? {
+        import.layout = Layout::Trickle;
+    }
+    Ok(AddOptions { import, recursive: true, hidden: p.flag("hidden", true)? })
+}
+
+impl Api {
+    /// The API over `node`, with the network's commands when `net` is given. A `shutdown`
+    /// command sends on `stop`.
+    pub fn new(node: Arc<Node>, net: Option<Network>, stop: tokio::sync::mpsc::Sender<()>) -> Api {
+        let reprovider = net.as_ref().and_then(|n| Reprovider::from_repo(node.clone(), n.clone()).ok());
+        Api { node, net, reprovider, stop }
+    }
+
+    fn net(&self) -> Result<&Network, Fail> {
+        self.net.as_ref().ok_or_else(|| Fail::internal("this command must be run in online mode"))
+    }
+
+    /// Answers one request.
+    pub async fn handle(self: Arc<Self>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+        if req.method() != Method::POST {
+            let mut r = failure(Fail(StatusCode::METHOD_NOT_ALLOWED, "the RPC API takes POST only".into()));
+            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return r;
+        }
+        let Some(command) = req.uri().path().strip_prefix("/api/v0/").map(str::to_owned) else {
+            return failure(Fail(StatusCode::NOT_FOUND, format!("{} is not an API path", req.uri().path())));
+        };
+        let p = Params::of(&req);
+        let answer = match command.as_str() {
+            "version" => Ok(json_response(&json!({
+                "Version": env!("CARGO_PKG_VERSION"), "Commit": "", "Repo": "1",
+                "System": format!("{}/{}", std::env::consts::ARCH, std::env::consts::OS), "Golang": "",
+            }))),
+            "id" => self.id().await,
+            "swarm/peers" => self.swarm_peers().await,
+            "swarm/connect" => self.swarm_connect(&p).await,
+            "swarm/addrs/listen" | "swarm/addrs/local" => {
+                self.net().map(|n| json_response(&json!({"Strings": listen_strings(n, false)})))
+            }
+            "routing/provide" | "dht/provide" => self.provide(&p).await,
+            "routing/findprovs" | "dht/findprovs" => self.findprovs(&p).await,
+            "add" => self.add(req, &p).await,
+            "cat" => self.cat(&p),
+            "pin/add" => self.pin_add(&p).await,
+            "pin/rm" => self.pin_rm(&p).await,
+            "pin/ls" => self.pin_ls().await,
+            "shutdown" => {
+                let _ = self.stop.try_send(());
+                Ok(Response::new(body::empty()))
+            }
+            other => Err(Fail(StatusCode::NOT_FOUND, format!("unknown command {other:?}"))),
+        };
+        answer.unwrap_or_else(failure)
+    }
+
+    async fn id(&self) -> Answer {
+        let repo = self.node.repo();
+        let key = repo.keypair().public().encode_protobuf();
+        let addrs = self.net.as_ref().map(|n| listen_strings(n, true)).unwrap_or_default();
+        Ok(json_response(&json!({
+            "ID": repo.peer_id().to_string(),
+            "PublicKey": data_encoding::BASE64.encode(&key),
+            "Addresses": addrs,
+            "AgentVersion": cairn_node::net::AGENT,
+            "ProtocolVersion": "ipfs/0.1.0",
+        })))
+    }
+
+    async fn swarm_peers(&self) -> Answer {
+        let peers = self.net()?.peers().await.map_err(Fail::internal)?;
+        let list: Vec<Value> =
+            peers.iter().map(|p| json!({"Addr": p.addr.to_string(), "Peer": p.peer.to_string()})).collect();
+        Ok(json_response(&json!({ "Peers": list })))
+    }
+
+    async fn swarm_connect(&self, p: &Params) -> Answer {
+        let net = self.net()?;
+        let mut done = Vec::new();
+        for a in p.args() {
+            let addr = a.parse().map_err(|e| Fail::bad(format!("{a:?} is not a multiaddr: {e}")))?;
+            let peer = net.connect(addr).await.map_err(Fail::internal)?;
+            done.push(format!("connect {peer} success"));
+        }
+        if done.is_empty() {
+            return Err(Fail::bad("argument \"address\" is required"));
+        }
+        Ok(json_response(&json!({ "Strings": done })))
+    }
+
+    async fn provide(&self, p: &Params) -> Answer {
+        let net = self.net()?.clone();
+        let mut roots = Vec::new();
+        for a in p.args() {
+            let cid = parse_cid(a)?;
+            if !self.node.repo().store().has(&cid).map_err(Fail::internal)? {
+                return Err(Fail::internal(format!("block {cid} not found locally, cannot provide")));
+            }
+            roots.push(cid);
+        }
+        if roots.is_empty() {
+            return Err(Fail::bad("argument \"key\" is required"));
+        }
+        let keys = if p.flag("recursive", false)? {
+            let node = self.node.clone();
+            blocking(move || {
+                let mut all = Vec::new();
+                for r in roots {
+                    all.extend(node.dag_cids(&r).map_err(Fail::internal)?);
+                }
+                Ok(all)
+            })
+            .await?
+        } else {
+            roots
+        };
+        let (ok, failed) = net.provide(keys).await.map_err(Fail::internal)?;
+        if ok == 0 && failed > 0 {
+            return Err(Fail::internal("failed to find any peer in table"));
+        }
+        Ok(ndjson(&[
+            json!({"Type": 4, "ID": "", "Extra": format!("provided {ok}, failed {failed}"), "Responses": null}),
+        ]))
+    }
+
+    async fn findprovs(&self, p: &Params) -> Answer {
+        let cid = parse_cid(p.arg()?)?;
+        let max = p.number("num-providers")?.unwrap_or(20).clamp(1, 1000) as usize;
+        let found = self.net()?.find_providers(cid, max, Duration::from_secs(60)).await.map_err(Fail::internal)?;
+        let lines: Vec<Value> = found
+            .iter()
+            .map(|peer| json!({"Type": 4, "ID": "", "Extra": "", "Responses": [{"ID": peer.to_string(), "Addrs": []}]}))
+            .collect();
+        Ok(ndjson(&lines))
+    }
+
+    /// Tells the network about new roots: DHT announcements (per the strategy) and a hint.
+    async fn announce(&self, roots: &[(Cid, u64)]) {
+        let (Some(net), Some(rp)) = (&self.net, &self.reprovider) else { return };
+        let cids: Vec<Cid> = roots.iter().map(|(c, _)| *c).collect();
+        let rp2 = rp.clone();
+        if let Ok(keys) = tokio::task::spawn_blocking(move || rp2.keys_for(&cids)).await {
+            net.provide_later(keys).await;
+        }
+        for (root, size) in roots {
+            net.announce_root(*root, *size).await;
+        }
+    }
+
+    async fn add(&self, req: Request<hyper::body::Incoming>, p: &Params) -> Answer {
+        let opts = add_options(p)?;
+        let pin = p.flag("pin", true)?;
+        let wrap = p.flag("wrap-with-directory", false)?;
+        let boundary = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| multer::parse_boundary(v).ok())
+            .ok_or_else(|| Fail::bad("add takes a multipart/form-data body"))?;
+        // The parts are spooled into a directory inside the repo, then added as a tree: the
+        // importer then sees exactly what `cairn add` would see locally.
+        let spool = tempfile::Builder::new()
+            .prefix("api-add-")
+            .tempdir_in(self.node.repo().path())
+            .map_err(|e| Fail::internal(format!("cannot make an upload directory: {e}")))?;
+        let stream = req.into_body().into_data_stream();
+        let mut parts = multer::Multipart::new(stream, boundary);
+        let mut tops: Vec<String> = Vec::new();
+        while let Some(mut field) = parts.next_field().await.map_err(Fail::bad)? {
+            let raw_name = field.file_name().or(field.name()).unwrap_or("").to_owned();
+            let name = percent_encoding::percent_decode_str(&raw_name).decode_utf8_lossy().into_owned();
+            let rel = safe_relative(&name)?;
+            let dest = spool.path().join(&rel);
+            let top = rel.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
+            if !tops.contains(&top) {
+                tops.push(top);
+            }
+            let is_dir = field.content_type().is_some_and(|m| m.essence_str() == "application/x-directory");
+            if is_dir {
+                std::fs::create_dir_all(&dest).map_err(Fail::internal)?;
+                continue;
+            }
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(Fail::internal)?;
+            }
+            let mut file = tokio::fs::File::create(&dest).await.map_err(Fail::internal)?;
+            while let Some(chunk) = field.chunk().await.map_err(Fail::bad)? {
+                tokio::io::AsyncWriteExt::write_all(&mut file, &chunk).await.map_err(Fail::internal)?;
+            }
+            tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(Fail::internal)?;
+        }
+        if tops.is_empty() {
+            return Err(Fail::bad("no file in the request"));
+        }
+        let node = self.node.clone();
+        let dir = spool.path().to_owned();
+        let (lines, roots) = blocking(move || add_spooled(&node, &dir, &tops, &opts, pin, wrap)).await?;
+        drop(spool);
+        if pin {
+            self.announce(&roots).await;
+        }
+        Ok(ndjson(&lines))
+    }
+
+    fn cat(&self, p: &Params) -> Answer {
+        let path = parse_path(p.arg()?)?;
+        let offset = p.number("offset")?.unwrap_or(0);
+        let length = p.number("length")?;
+        let node = self.node.clone();
+        let (tx, body) = body::channel(None);
+        tokio::task::spawn_blocking(move || {
+            let mut w = tx.writer();
+            let r = node.cat(&path, offset, length, &mut w).map_err(|e| std::io::Error::other(e.to_string()));
+            match r.and_then(|_| std::io::Write::flush(&mut w)) {
+                Ok(()) => {}
+                Err(e) => tx.fail(e),
+            }
+        });
+        let mut r = Response::new(body);
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        r.headers_mut().insert("X-Stream-Output", HeaderValue::from_static("1"));
+        Ok(r)
+    }
+
+    async fn pin_add(&self, p: &Params) -> Answer {
+        let paths = p.args().into_iter().map(parse_path).collect::<Result<Vec<_>, _>>()?;
+        if paths.is_empty() {
+            return Err(Fail::bad("argument \"ipfs-path\" is required"));
+        }
+        let recursive = p.flag("recursive", true)?;
+        let name = p.get("name").map(str::to_owned);
+        let node = self.node.clone();
+        let pinned = blocking(move || {
+            let mut out = Vec::new();
+            for path in &paths {
+                let cid = node.pin_add(path, recursive, name.clone()).map_err(Fail::internal)?;
+                let size = node.stat_path(&IpfsPath { root: cid, rest: String::new() }).map(|s| s.size).unwrap_or(0);
+                out.push((cid, size));
+            }
+            Ok(out)
+        })
+        .await?;
+        self.announce(&pinned).await;
+        let list: Vec<String> = pinned.iter().map(|(c, _)| c.to_string()).collect();
+        Ok(json_response(&json!({ "Pins": list })))
+    }
+
+    async fn pin_rm(&self, p: &Params) -> Answer {
+        let paths = p.args().into_iter().map(parse_path).collect::<Result<Vec<_>, _>>()?;
+        let node = self.node.clone();
+        let removed = blocking(move || {
+            paths.iter().map(|path| node.pin_rm(path).map(|c| c.to_string()).map_err(Fail::internal)).collect()
+        })
+        .await?;
+        let removed: Vec<String> = removed;
+        Ok(json_response(&json!({ "Pins": removed })))
+    }
+
+    async fn pin_ls(&self) -> Answer {
+        let node = self.node.clone();
+        let pins = blocking(move || node.pins().map_err(Fail::internal)).await?;
+        let mut keys = serde_json::Map::new();
+        for pin in pins {
+            let kind = match pin.mode {
+                cairn_node::store::PinMode::Recursive => "recursive",
+                cairn_node::store::PinMode::Direct => "direct",
+            };
+            keys.insert(pin.cid.to_string(), json!({"Type": kind, "Name": pin.name.unwrap_or_default()}));
+        }
+        Ok(json_response(&json!({ "Keys": keys })))
+    }
+}
+
+/// The swarm's listen addresses as strings, with or without the `/p2p/` suffix.
+fn listen_strings(net: &Network, with_id: bool) -> Vec<String> {
+    net.listen_addrs()
+        .iter()
+        .map(|a| {
+            let s = a.to_string();
+            match s.find("/p2p/") {
+                Some(i) if !with_id => s[..i].to_owned(),
+                _ => s,
+            }
+        })
+        .collect()
+}
+
+/// A part's name as a path inside the upload directory: relative, with no `..`, root or
+/// prefix. Anything else is refused, so an upload cannot write outside its directory.
+fn safe_relative(name: &str) -> Result<PathBuf, Fail> {
+    let p = Path::new(name);
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(s) => out.push(s),
+            Component::CurDir => {}
+            _ => return Err(Fail::bad(format!("file name {name:?} escapes the upload"))),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return Err(Fail::bad(format!("file name {name:?} is empty")));
+    }
+    Ok(out)
+}
+
+/// Adds each top-level entry of the spool directory, as `ipfs add` prints them.
+fn add_spooled(
+    node: &Node,
+    dir: &Path,
+    tops: &[String],
+    opts: &AddOptions,
+    pin: bool,
+    wrap: bool,
+) -> Result<(Vec<Value>, Roots), Fail> {
+    let mut lines = Vec::new();
+    let mut roots = Vec::new();
+    let mut line = |a: &Added| {
+        lines.push(json!({"Name": a.path, "Hash": a.cid.to_string(), "Size": a.size.to_string()}));
+    };
+    if wrap {
+        let root = node.add(dir, opts, pin, &mut |a| {
+            // The spool directory itself is the wrapper: Kubo names it "".
+            let name = a.path.split_once('/').map(|(_, rest)| rest.to_owned()).unwrap_or_default();
+            line(&Added { path: name, cid: a.cid, size: a.size });
+        });
+        let root = root.map_err(Fail::internal)?;
+        roots.push((root.cid, root.size));
+    } else {
+        for t in tops {
+            let root = node.add(&dir.join(t), opts, pin, &mut line).map_err(Fail::internal)?;
+            roots.push((root.cid, root.size));
+        }
+    }
+    Ok((lines, roots))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_names_stay_inside_the_spool() {
+        assert_eq!(safe_relative("dir/sub/file").unwrap(), PathBuf::from("dir/sub/file"));
+        assert_eq!(safe_relative("./a").unwrap(), PathBuf::from("a"));
+        for bad in ["../x", "a/../../x", "/etc/passwd", "", ".", "a/.."] {
+            assert!(safe_relative(bad).is_err(), "{bad}");
+        }
+    }
+}
