@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::bail;
+use cairn_node::config::parse_size;
 use cairn_node::repo::REPO_VERSION;
 
 use crate::{progress, Ctx};
@@ -90,40 +91,4 @@ fn dir_size(path: &Path) -> u64 {
             _ => 0,
         })
         .sum()
-}
-
-/// Parses sizes as Kubo writes them (`10GB`, `512MiB`, `1000`): SI units are powers of
-/// 1000, IEC units (`KiB`...) powers of 1024.
-fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let num: f64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "m" | "mb" => 1_000_000,
-        "g" | "gb" => 1_000_000_000,
-        "t" | "tb" => 1_000_000_000_000,
-        "ki" | "kib" => 1 << 10,
-        "mi" | "mib" => 1 << 20,
-        "gi" | "gib" => 1 << 30,
-        "ti" | "tib" => 1 << 40,
-        _ => return None,
-    };
-    Some((num * mult as f64) as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
-
-    #[test]
-    fn sizes_parse_like_kubo() {
-        assert_eq!(parse_size("10GB"), Some(10_000_000_000));
-        assert_eq!(parse_size("1GiB"), Some(1 << 30));
-        assert_eq!(parse_size("1.5kB"), Some(1500));
-        assert_eq!(parse_size("42"), Some(42));
-        assert_eq!(parse_size("lots"), None);
-    }
 }

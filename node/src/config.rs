@@ -75,6 +75,21 @@ pub struct Swarm {
     /// Connection limits.
     #[serde(default)]
     pub conn_mgr: ConnMgr,
+    /// Bandwidth caps.
+    #[serde(default)]
+    pub rate_limit: RateLimit,
+}
+
+/// Bandwidth caps for Bitswap, as sizes per second (`"2MB"`, `"512KiB"`); empty: no cap.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RateLimit {
+    /// Block bytes sent to peers per second.
+    #[serde(default)]
+    pub upload: String,
+    /// Block bytes fetched from peers per second.
+    #[serde(default)]
+    pub download: String,
 }
 
 /// Connection limits.
@@ -182,6 +197,28 @@ pub fn tcp_multiaddr(addr: std::net::SocketAddr) -> String {
     }
 }
 
+/// Parses sizes as Kubo writes them (`10GB`, `512MiB`, `1000`): SI units are powers of
+/// 1000, IEC units (`KiB`...) powers of 1024.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "ki" | "kib" => 1 << 10,
+        "mi" | "mib" => 1 << 20,
+        "gi" | "gib" => 1 << 30,
+        "ti" | "tib" => 1 << 40,
+        _ => return None,
+    };
+    Some((num * mult as f64) as u64)
+}
+
 /// Named starting points for `cairn init --profile`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
@@ -221,7 +258,7 @@ impl Config {
             bootstrap: Vec::new(),
             datastore: Datastore { storage_max: "10GB".into() },
             discovery: Discovery { mdns: Mdns { enabled: false } },
-            swarm: Swarm { disable_nat_port_map: true, conn_mgr: ConnMgr::default() },
+            swarm: Swarm { disable_nat_port_map: true, conn_mgr: ConnMgr::default(), rate_limit: RateLimit::default() },
             routing: Routing::default(),
             reprovider: Reprovider::default(),
             extra: Map::new(),
@@ -274,6 +311,15 @@ fn split_key(key: &str) -> Result<Vec<&str>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_like_kubo() {
+        assert_eq!(parse_size("10GB"), Some(10_000_000_000));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size("1.5kB"), Some(1500));
+        assert_eq!(parse_size("42"), Some(42));
+        assert_eq!(parse_size("lots"), None);
+    }
 
     #[test]
     fn tcp_multiaddrs_parse() {

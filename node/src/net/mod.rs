@@ -12,6 +12,7 @@
 pub mod bitswap;
 pub mod dht;
 pub mod hints;
+pub mod ratelimit;
 pub mod reprovide;
 pub mod session;
 pub mod transport;
@@ -83,6 +84,10 @@ pub struct NetConfig {
     pub announce: Vec<Multiaddr>,
     /// Addresses told to peers as well.
     pub append_announce: Vec<Multiaddr>,
+    /// Block bytes served per second, at most.
+    pub upload_limit: Option<u64>,
+    /// Block bytes fetched per second, at most.
+    pub download_limit: Option<u64>,
 }
 
 impl NetConfig {
@@ -98,6 +103,8 @@ impl NetConfig {
             dht: dht::DhtMode::Auto,
             announce: Vec::new(),
             append_announce: Vec::new(),
+            upload_limit: None,
+            download_limit: None,
         }
     }
 
@@ -122,6 +129,17 @@ impl NetConfig {
             .collect::<Result<_, _>>()?;
         net.max_connections = cfg.swarm.conn_mgr.high_water.max(1);
         net.dht = cfg.routing.kind.parse().map_err(NetError::Config)?;
+        let rate = |s: &str, what: &str| -> Result<Option<u64>, NetError> {
+            if s.trim().is_empty() {
+                return Ok(None);
+            }
+            match crate::config::parse_size(s) {
+                Some(n) if n > 0 => Ok(Some(n)),
+                _ => Err(NetError::Config(format!("{what}: {s:?} is not a size per second like 2MB"))),
+            }
+        };
+        net.upload_limit = rate(&cfg.swarm.rate_limit.upload, "Swarm.RateLimit.Upload")?;
+        net.download_limit = rate(&cfg.swarm.rate_limit.download, "Swarm.RateLimit.Download")?;
         net.swarm_key = transport::load_swarm_key(repo.path())?;
         Ok(net)
     }
@@ -509,13 +527,16 @@ pub async fn spawn(
         .map_err(|e| NetError::Pubsub(e.to_string()))?;
     let (tx, rx) = mpsc::channel(1024);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let mut engine = Engine::default();
+    engine.set_download_limit(cfg.download_limit);
     let driver = Driver {
         swarm,
         store,
         rx,
         done_tx,
         done_rx,
-        engine: Engine::default(),
+        engine,
+        upload: cfg.upload_limit.map(|r| ratelimit::TokenBucket::new(r, Instant::now())),
         dials: Vec::new(),
         jobs: 0,
         addrs: Default::default(),
@@ -538,6 +559,9 @@ const MAX_JOBS: usize = 4;
 const HAVE_AS_BLOCK: usize = 1024;
 /// Block bytes per reply message.
 const REPLY_BYTES: usize = 1 << 20;
+/// Block bytes queued to one peer (written to its connection but not yet taken) before its
+/// serving turns wait: a peer that stops reading holds at most this much of the node's memory.
+pub const MAX_PENDING_PER_PEER: u64 = 8 << 20;
 
 /// A serving turn's outcome.
 struct Served {
@@ -561,6 +585,8 @@ struct Driver {
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
     engine: Engine,
+    /// The upload cap: serving turns start only while it is not spent.
+    upload: Option<ratelimit::TokenBucket>,
     dials: Vec<(PeerId, oneshot::Sender<Result<PeerId, NetError>>)>,
     jobs: usize,
     /// The remote address of one open connection per peer.
@@ -614,7 +640,14 @@ impl Driver {
 
     fn start_jobs(&mut self) {
         while self.jobs < MAX_JOBS {
-            let Some(job) = self.engine.next_serve_job() else { break };
+            if let Some(b) = &mut self.upload {
+                if !b.ready(Instant::now()) {
+                    break;
+                }
+            }
+            let bitswap = &self.swarm.behaviour().bitswap;
+            let busy = |p: &PeerId| bitswap.pending_bytes(p) >= MAX_PENDING_PER_PEER;
+            let Some(job) = self.engine.next_serve_job(&busy) else { break };
             self.jobs += 1;
             let store = self.store.clone();
             let done = self.done_tx.clone();
@@ -638,6 +671,9 @@ impl Driver {
 
     /// Sends a serving turn's replies and tells the engine what was served.
     fn deliver(&mut self, s: Served) {
+        if let Some(b) = &mut self.upload {
+            b.take(s.bytes, Instant::now());
+        }
         for m in s.replies {
             self.swarm.behaviour_mut().bitswap.send(s.peer, m);
         }

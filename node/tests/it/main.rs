@@ -3,6 +3,7 @@
 mod dht;
 mod gc;
 mod get;
+mod hostile;
 mod net;
 
 use std::path::Path;

@@ -292,3 +292,41 @@ fn bad_hints_cost_the_sender_score() {
         assert!(ngood.peers().await.is_ok(), "the receiving node stopped");
     });
 }
+
+/// Reads a 4 MiB file from a seed with the given caps; returns how long it took.
+fn capped_read(upload: Option<u64>, download: Option<u64>) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let seed = Arc::new(Node::init(&dir.path().join("a"), cairn_node::config::Profile::Test).unwrap());
+    let leech = Arc::new(Node::init(&dir.path().join("b"), cairn_node::config::Profile::Test).unwrap());
+    let data = crate::noise(51, 4 << 20);
+    let root = seed.add_reader(&data[..], &AddOptions::default(), true).unwrap().cid;
+    let (na, nb) = rt.block_on(async {
+        let spawn =
+            |n: &Arc<Node>, cfg: NetConfig| net::spawn(n.repo().keypair().clone(), Arc::new(NodeStore(n.clone())), cfg);
+        let na = spawn(&seed, NetConfig { upload_limit: upload, ..listen() }).await.unwrap().0;
+        let nb = spawn(&leech, NetConfig { download_limit: download, ..listen() }).await.unwrap().0;
+        nb.connect(na.listen_addrs()[0].clone()).await.unwrap();
+        (na, nb)
+    });
+    leech.attach_fetcher(Arc::new(NetFetcher::new(nb.clone(), Duration::from_secs(30))));
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    exporter::read_range(&leech.source(), &root, 0, None, &mut out).unwrap();
+    let took = started.elapsed();
+    assert!(out == data);
+    drop(na);
+    took
+}
+
+/// With `Swarm.RateLimit.Upload` (or `.Download`) at 1 MB/s, 4 MiB cannot move in less than
+/// about three seconds (one second's burst, then the rate). Only the lower bound is checked:
+/// a cap makes a transfer slower, never faster, whatever the machine.
+#[test]
+fn bandwidth_caps_hold() {
+    let floor = Duration::from_millis(2500);
+    let up = capped_read(Some(1_000_000), None);
+    assert!(up >= floor, "upload cap: 4 MiB in {up:?}");
+    let down = capped_read(None, Some(1_000_000));
+    assert!(down >= floor, "download cap: 4 MiB in {down:?}");
+}

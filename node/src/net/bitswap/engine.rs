@@ -152,6 +152,8 @@ pub struct Stats {
     pub asks_with_choice: u64,
     /// Want-blocks sent at once to a peer that recently delivered.
     pub asks_direct: u64,
+    /// Peers' wants held now, across every ledger (each peer holds at most [`MAX_LEDGER`]).
+    pub ledger_wants: u64,
 }
 
 /// See the module docs.
@@ -162,6 +164,8 @@ pub struct Engine {
     serve_turns: VecDeque<PeerId>,
     scores: HashMap<PeerId, Score>,
     stats: Stats,
+    /// The download cap: want-blocks wait while it is spent.
+    download: Option<crate::net::ratelimit::TokenBucket>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -179,9 +183,19 @@ fn want_have(cid: Cid, priority: i32) -> Want {
 }
 
 impl Engine {
+    /// Caps fetching at `rate` block bytes a second (None: no cap).
+    pub fn set_download_limit(&mut self, rate: Option<u64>) {
+        self.download = rate.map(|r| crate::net::ratelimit::TokenBucket::new(r.max(1), Instant::now()));
+    }
+
+    fn may_download(&mut self) -> bool {
+        self.download.as_mut().is_none_or(|b| b.ready(Instant::now()))
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> Stats {
-        self.stats
+        let held = self.peers.values().map(|p| (p.ledger.len() + p.missing.len()) as u64).sum();
+        Stats { ledger_wants: held, ..self.stats }
     }
 
     /// Blocks currently wanted.
@@ -270,7 +284,9 @@ impl Engine {
         // With more peers, want-have to all first: choosing among those that have the block is
         // what spreads a swarm's load (asking the last provider directly would send everyone
         // to the seed for good).
+        let open = self.may_download();
         let direct = match (told.len(), told.iter().next()) {
+            _ if !open => None,
             (1, Some(p)) => self
                 .peers
                 .get(p)
@@ -311,6 +327,9 @@ impl Engine {
 
     /// Sends want-block for `k` to the candidate with the fewest blocks in flight.
     fn ask_next(&mut self, k: &[u8], out: &mut dyn Outbox) {
+        if !self.may_download() {
+            return;
+        }
         let Some(w) = self.wants.get_mut(k) else { return };
         if w.asked.is_some() || w.arrived {
             return;
@@ -392,6 +411,9 @@ impl Engine {
                     }
                     self.stats.blocks_received += 1;
                     self.stats.bytes_received += b.data().len() as u64;
+                    if let Some(bucket) = &mut self.download {
+                        bucket.take(b.data().len() as u64, now);
+                    }
                     wanted.push(b);
                 }
                 // A second copy of a block on its way to the store: wasted, not wrong.
@@ -492,8 +514,15 @@ impl Engine {
     }
 
     /// The next serving turn, if any peer has wants.
-    pub fn next_serve_job(&mut self) -> Option<ServeJob> {
-        while let Some(peer) = self.serve_turns.pop_front() {
+    pub fn next_serve_job(&mut self, busy: &dyn Fn(&PeerId) -> bool) -> Option<ServeJob> {
+        // Each queued peer is looked at once; a busy one (too much already on its way to it)
+        // keeps its place for a later turn.
+        for _ in 0..self.serve_turns.len() {
+            let Some(peer) = self.serve_turns.pop_front() else { break };
+            if busy(&peer) {
+                self.serve_turns.push_back(peer);
+                continue;
+            }
             let Some(state) = self.peers.get_mut(&peer) else { continue };
             // Presence questions first: they are cheap, and other peers wait on them to choose.
             state.ledger.sort_by_key(|w| (w.kind != WantType::Have, std::cmp::Reverse(w.priority)));
@@ -741,6 +770,28 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_peer_waits_for_its_turn_while_others_are_served() {
+        let (mut e, mut out) = (Engine::default(), Sent::default());
+        let (slow, other) = (PeerId::random(), PeerId::random());
+        e.connected(slow, &mut out);
+        e.connected(other, &mut out);
+        let want = |i: u32| Want {
+            cid: *block(&i.to_le_bytes()).cid(),
+            priority: 1,
+            kind: WantType::Block,
+            send_dont_have: false,
+        };
+        e.received(slow, Message { wants: vec![want(1)], ..Message::default() }, Instant::now(), &mut out);
+        e.received(other, Message { wants: vec![want(2)], ..Message::default() }, Instant::now(), &mut out);
+        let busy = |p: &PeerId| *p == slow;
+        assert_eq!(e.next_serve_job(&busy).unwrap().peer, other);
+        assert!(e.next_serve_job(&busy).is_none(), "the busy peer is not served");
+        // Once its queue drains, its wants are still there.
+        let job = e.next_serve_job(&|_| false).unwrap();
+        assert_eq!((job.peer, job.wants), (slow, vec![want(1)]));
+    }
+
+    #[test]
     fn serving_takes_turns_between_peers() {
         let (mut e, mut out) = (Engine::default(), Sent::default());
         let (greedy, modest) = (PeerId::random(), PeerId::random());
@@ -759,13 +810,13 @@ mod tests {
             &mut out,
         );
         e.received(modest, Message { wants: vec![want(1000)], ..Message::default() }, Instant::now(), &mut out);
-        let first = e.next_serve_job().unwrap();
+        let first = e.next_serve_job(&|_| false).unwrap();
         assert_eq!((first.peer, first.wants.len()), (greedy, SERVE_BATCH));
         e.served(greedy, vec![], 16, 16);
-        let second = e.next_serve_job().unwrap();
+        let second = e.next_serve_job(&|_| false).unwrap();
         assert_eq!((second.peer, second.wants.len()), (modest, 1), "the modest peer is next, not starved");
         e.served(modest, vec![], 1, 1);
-        assert_eq!(e.next_serve_job().unwrap().peer, greedy);
+        assert_eq!(e.next_serve_job(&|_| false).unwrap().peer, greedy);
 
         // A cancel removes a want that is still queued.
         let mut fresh = Engine::default();
@@ -777,7 +828,7 @@ mod tests {
             &mut out,
         );
         fresh.received(modest, Message { cancels: vec![want(1).cid], ..Message::default() }, Instant::now(), &mut out);
-        assert_eq!(fresh.next_serve_job().unwrap().wants, vec![want(2)]);
+        assert_eq!(fresh.next_serve_job(&|_| false).unwrap().wants, vec![want(2)]);
     }
 
     #[test]
@@ -815,7 +866,7 @@ mod tests {
             .collect();
         e.received(p, Message { wants, ..Message::default() }, Instant::now(), &mut out);
         let mut total = 0;
-        while let Some(job) = e.next_serve_job() {
+        while let Some(job) = e.next_serve_job(&|_| false) {
             total += job.wants.len();
             e.served(p, vec![], 0, 0);
         }

@@ -74,6 +74,8 @@ pub enum Out {
     SendFailed(usize),
     /// The peer speaks no Bitswap version on this connection.
     Unsupported,
+    /// Queued block bytes left the queue (written, or dropped with their message).
+    Drained(usize),
 }
 
 type Reading = BoxFuture<'static, (Stream, std::io::Result<Option<Vec<u8>>>)>;
@@ -82,7 +84,8 @@ enum Outbound {
     None,
     Opening,
     Idle(Stream, Version),
-    Writing(BoxFuture<'static, (Stream, std::io::Result<()>)>, Version),
+    /// Writing a message holding this many block bytes.
+    Writing(BoxFuture<'static, (Stream, std::io::Result<()>)>, Version, usize),
     Failed,
 }
 
@@ -156,7 +159,9 @@ impl ConnectionHandler for Handler {
         }
         let queue = if m.blocks.is_empty() { &mut self.urgent } else { &mut self.queue };
         if queue.len() >= MAX_QUEUED {
-            queue.pop_front();
+            if let Some(old) = queue.pop_front() {
+                self.events.push_back(Out::Drained(old.block_bytes()));
+            }
             self.events.push_back(Out::SendFailed(1));
         }
         queue.push_back(m);
@@ -180,6 +185,10 @@ impl ConnectionHandler for Handler {
                 // A peer without Bitswap never will have it on this connection.
                 let unsupported = matches!(error, libp2p::swarm::StreamUpgradeError::NegotiationFailed);
                 let dropped = self.queue.len() + self.urgent.len();
+                let bytes: usize = self.queue.iter().map(Message::block_bytes).sum();
+                if bytes > 0 {
+                    self.events.push_back(Out::Drained(bytes));
+                }
                 self.queue.clear();
                 self.urgent.clear();
                 self.outbound = if unsupported { Outbound::Failed } else { Outbound::None };
@@ -208,22 +217,29 @@ impl ConnectionHandler for Handler {
                 }
                 Outbound::Idle(stream, version) => match self.urgent.pop_front().or_else(|| self.queue.pop_front()) {
                     Some(m) => {
-                        self.outbound = Outbound::Writing(write(stream, m.encode(version)), version);
+                        let bytes = m.block_bytes();
+                        self.outbound = Outbound::Writing(write(stream, m.encode(version)), version, bytes);
                         continue;
                     }
                     None => self.outbound = Outbound::Idle(stream, version),
                 },
-                Outbound::Writing(mut fut, version) => match fut.poll_unpin(cx) {
+                Outbound::Writing(mut fut, version, bytes) => match fut.poll_unpin(cx) {
                     Poll::Ready((stream, Ok(()))) => {
                         self.outbound = Outbound::Idle(stream, version);
+                        if bytes > 0 {
+                            self.events.push_back(Out::Drained(bytes));
+                        }
                         continue;
                     }
                     Poll::Ready((_, Err(_))) => {
                         // The message is lost with the stream; the next one opens a new stream.
                         self.events.push_back(Out::SendFailed(1));
+                        if bytes > 0 {
+                            self.events.push_back(Out::Drained(bytes));
+                        }
                         continue;
                     }
-                    Poll::Pending => self.outbound = Outbound::Writing(fut, version),
+                    Poll::Pending => self.outbound = Outbound::Writing(fut, version, bytes),
                 },
                 other => self.outbound = other,
             }

@@ -58,6 +58,8 @@ pub enum Event {
 #[derive(Debug, Default)]
 pub struct Behaviour {
     peers: HashMap<PeerId, Vec<ConnectionId>>,
+    /// Block bytes queued on each connection's handler.
+    pending: HashMap<ConnectionId, u64>,
     out: VecDeque<ToSwarm<Event, In>>,
 }
 
@@ -67,12 +69,22 @@ impl Behaviour {
         let Some(conn) = self.peers.get(&peer).and_then(|c| c.first().copied()) else {
             return false;
         };
+        let bytes = message.block_bytes() as u64;
+        if bytes > 0 {
+            *self.pending.entry(conn).or_default() += bytes;
+        }
         self.out.push_back(ToSwarm::NotifyHandler {
             peer_id: peer,
             handler: NotifyHandler::One(conn),
             event: In::Send(message),
         });
         true
+    }
+
+    /// Block bytes queued to `peer` and not yet written: a peer that does not read holds at
+    /// most what the serving side lets pile up here.
+    pub fn pending_bytes(&self, peer: &PeerId) -> u64 {
+        self.peers.get(peer).map_or(0, |conns| conns.iter().filter_map(|c| self.pending.get(c)).sum())
     }
 
     fn connected(&mut self, peer: PeerId, id: ConnectionId) {
@@ -113,6 +125,7 @@ impl NetworkBehaviour for Behaviour {
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
         if let FromSwarm::ConnectionClosed(ConnectionClosed { peer_id, connection_id, .. }) = event {
+            self.pending.remove(&connection_id);
             if let Some(connections) = self.peers.get_mut(&peer_id) {
                 connections.retain(|c| *c != connection_id);
                 if connections.is_empty() {
@@ -125,6 +138,12 @@ impl NetworkBehaviour for Behaviour {
 
     fn on_connection_handler_event(&mut self, peer: PeerId, id: ConnectionId, event: THandlerOutEvent<Self>) {
         let event = match event {
+            Out::Drained(n) => {
+                if let Some(p) = self.pending.get_mut(&id) {
+                    *p = p.saturating_sub(n as u64);
+                }
+                return;
+            }
             // Nothing is sent over this connection again; without another, the peer is gone
             // as far as Bitswap goes.
             Out::Unsupported => match self.peers.get_mut(&peer) {

@@ -1,0 +1,279 @@
+//! Hostile peers over real libp2p connections: malformed and oversized Bitswap messages, a
+//! wantlist flood, a peer that never reads, and a storm of half-open connections. Each time
+//! an honest peer is still served, and what the node holds for the hostile one stays bounded.
+//!
+//! The hostile peer is a bare libp2p swarm that opens Bitswap streams and writes whatever the
+//! test says (`libp2p-stream`), and accepts Cairn's streams to read them or not.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_merkle::exporter;
+use cairn_node::add::AddOptions;
+use cairn_node::config::Profile;
+use cairn_node::net::bitswap::{Message, Version, Want, WantType};
+use cairn_node::net::{self, NetConfig, NetFetcher, Network, NodeStore};
+use cairn_node::Node;
+use futures::{AsyncWriteExt as _, StreamExt as _};
+use libp2p::{Multiaddr, PeerId, StreamProtocol};
+
+const BITSWAP: StreamProtocol = StreamProtocol::new("/ipfs/bitswap/1.2.0");
+
+async fn start(node: &Arc<Node>, cfg: NetConfig) -> Network {
+    net::spawn(node.repo().keypair().clone(), Arc::new(NodeStore(node.clone())), cfg).await.unwrap().0
+}
+
+fn listen() -> NetConfig {
+    NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()])
+}
+
+/// What the hostile peer does with the streams Cairn opens to it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Inbound {
+    /// Reads and discards them.
+    Drain,
+    /// Accepts them and never reads.
+    Ignore,
+}
+
+/// A bare swarm that speaks raw Bitswap streams.
+struct Hostile {
+    control: libp2p_stream::Control,
+    id: PeerId,
+}
+
+impl Hostile {
+    async fn connect(target: &Multiaddr, inbound: Inbound) -> Hostile {
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(libp2p::tcp::Config::default(), libp2p::noise::Config::new, libp2p::yamux::Config::default)
+            .unwrap()
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        let id = *swarm.local_peer_id();
+        let mut control = swarm.behaviour().new_control();
+        let mut incoming = control.accept(BITSWAP).unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some((_, mut stream)) = incoming.next().await {
+                match inbound {
+                    Inbound::Drain => {
+                        tokio::spawn(async move {
+                            let _ = futures::io::copy(&mut stream, &mut futures::io::sink()).await;
+                        });
+                    }
+                    Inbound::Ignore => held.push(stream),
+                }
+            }
+        });
+        swarm.dial(target.clone()).unwrap();
+        tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        let peer = match target.iter().last() {
+            Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
+            _ => panic!("address without /p2p"),
+        };
+        Hostile { control, id }.wait_for(peer).await
+    }
+
+    async fn wait_for(mut self, peer: PeerId) -> Hostile {
+        // The first stream succeeds once the connection is up.
+        for _ in 0..100 {
+            if self.control.open_stream(peer, BITSWAP).await.is_ok() {
+                return self;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the hostile peer never connected");
+    }
+
+    /// Opens a stream and writes `bytes` to it; the write's outcome.
+    async fn send_raw(&mut self, peer: PeerId, bytes: &[u8]) -> std::io::Result<()> {
+        let mut s = self.control.open_stream(peer, BITSWAP).await.map_err(std::io::Error::other)?;
+        s.write_all(bytes).await?;
+        s.flush().await?;
+        // Give the other side time to read before the stream goes.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s.close().await
+    }
+
+    async fn send(&mut self, peer: PeerId, m: &Message) -> std::io::Result<()> {
+        let body = m.encode(Version::V1_2);
+        let mut frame =
+            unsigned_varint::encode::usize(body.len(), &mut unsigned_varint::encode::usize_buffer()).to_vec();
+        frame.extend_from_slice(&body);
+        self.send_raw(peer, &frame).await
+    }
+}
+
+/// A seed with a file, and an honest peer that reads it through Bitswap.
+struct Scene {
+    _dir: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+    seed: Arc<Node>,
+    seed_net: Network,
+    honest: Arc<Node>,
+    honest_net: Network,
+}
+
+impl Scene {
+    fn new() -> Scene {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let seed = Arc::new(Node::init(&dir.path().join("seed"), Profile::Test).unwrap());
+        let honest = Arc::new(Node::init(&dir.path().join("honest"), Profile::Test).unwrap());
+        let (seed_net, honest_net) =
+            rt.block_on(async { (start(&seed, listen()).await, start(&honest, listen()).await) });
+        honest.attach_fetcher(Arc::new(NetFetcher::new(honest_net.clone(), Duration::from_secs(30))));
+        Scene { _dir: dir, rt, seed, seed_net, honest, honest_net }
+    }
+
+    fn addr(&self) -> Multiaddr {
+        self.seed_net.listen_addrs()[0].clone()
+    }
+
+    /// The honest peer connects and reads a fresh file of `len` bytes from the seed.
+    fn honest_read(&self, seed: u64, len: usize) {
+        let data = crate::noise(seed, len);
+        let root = self.seed.add_reader(&data[..], &AddOptions::default(), true).unwrap().cid;
+        self.rt.block_on(self.honest_net.connect(self.addr())).unwrap();
+        let mut out = Vec::new();
+        exporter::read_range(&self.honest.source(), &root, 0, None, &mut out).unwrap();
+        assert!(out == data, "the honest peer got other bytes");
+    }
+
+    fn is_connected(&self, peer: PeerId) -> bool {
+        self.rt.block_on(self.seed_net.peers()).unwrap().iter().any(|p| p.peer == peer)
+    }
+}
+
+fn frame_of_len(len: u64, body: &[u8]) -> Vec<u8> {
+    let mut v = unsigned_varint::encode::u64(len, &mut unsigned_varint::encode::u64_buffer()).to_vec();
+    v.extend_from_slice(body);
+    v
+}
+
+/// A message announced as 100 MiB, protobuf garbage, and a block nobody asked for (whose CID
+/// is whatever its bytes hash to, so it cannot pass for a wanted one): each costs the sender
+/// score, the node bans it, and the honest peer is served.
+#[test]
+fn malformed_messages_get_their_sender_banned() {
+    let s = Scene::new();
+    let target = s.seed_net.peer_id();
+    let mut h = s.rt.block_on(Hostile::connect(&s.addr(), Inbound::Drain));
+    assert!(s.is_connected(h.id));
+    s.rt.block_on(async {
+        // Oversized: refused from the length prefix alone, nothing allocated.
+        let _ = h.send_raw(target, &frame_of_len(100 << 20, &[0u8; 64])).await;
+        // Garbage where a protobuf should be.
+        let _ = h.send_raw(target, &frame_of_len(40, &[0xff; 40])).await;
+        // A block whose bytes do not hash to the CID its prefix names.
+        let lie = cairn_merkle::Block::new_unchecked(
+            cairn_merkle::hash::CidFormat::default().cid(cairn_merkle::hash::RAW, b"the truth"),
+            bytes::Bytes::from_static(b"a lie"),
+        );
+        let _ = h.send(target, &Message { blocks: vec![lie], ..Message::default() }).await;
+        // The score decays as it goes: a few more offences take it well over the ban line.
+        for _ in 0..3 {
+            let _ = h.send_raw(target, &frame_of_len(40, &[0xfe; 40])).await;
+        }
+    });
+    let started = Instant::now();
+    while s.is_connected(h.id) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the hostile peer was never disconnected");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Banned: it cannot come back while its score decays.
+    let back = s.rt.block_on(async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        h.control.open_stream(target, BITSWAP).await.is_ok()
+    });
+    assert!(!back && !s.is_connected(h.id), "a banned peer got back in");
+    s.honest_read(41, 1 << 20);
+}
+
+/// Twenty messages of a thousand wants each, for blocks the node lacks: it answers, keeps at
+/// most its ledger's worth of them, and serves the honest peer meanwhile.
+#[test]
+fn a_wantlist_flood_stays_bounded() {
+    let s = Scene::new();
+    let target = s.seed_net.peer_id();
+    let mut h = s.rt.block_on(Hostile::connect(&s.addr(), Inbound::Drain));
+    s.rt.block_on(async {
+        for round in 0..20u32 {
+            let wants = (0..1000u32)
+                .map(|i| Want {
+                    cid: cairn_merkle::hash::CidFormat::default()
+                        .cid(cairn_merkle::hash::RAW, &(round * 1000 + i).to_le_bytes()),
+                    priority: 1,
+                    kind: WantType::Block,
+                    send_dont_have: true,
+                })
+                .collect();
+            h.send(target, &Message { wants, ..Message::default() }).await.unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let stats = s.rt.block_on(s.seed_net.stats()).unwrap();
+    assert!(stats.ledger_wants > 0, "the flood never arrived: {stats:?}");
+    assert!(stats.ledger_wants <= net::bitswap::engine::MAX_LEDGER as u64, "{stats:?}");
+    s.honest_read(42, 1 << 20);
+}
+
+/// A peer asks for 32 MiB and never reads what comes: the node stops serving it once about
+/// [`net::MAX_PENDING_PER_PEER`] is queued, and the honest peer is served all along.
+#[test]
+fn a_peer_that_never_reads_holds_little() {
+    let s = Scene::new();
+    let target = s.seed_net.peer_id();
+    let big = crate::noise(43, 32 << 20);
+    let root = s.seed.add_reader(&big[..], &AddOptions::default(), true).unwrap().cid;
+    let leaves = s.seed.dag_cids(&root).unwrap();
+    let mut h = s.rt.block_on(Hostile::connect(&s.addr(), Inbound::Ignore));
+    s.rt.block_on(async {
+        let wants =
+            leaves.iter().map(|c| Want { cid: *c, priority: 1, kind: WantType::Block, send_dont_have: true }).collect();
+        h.send(target, &Message { wants, ..Message::default() }).await.unwrap();
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let before = s.rt.block_on(s.seed_net.stats()).unwrap().bytes_sent;
+    s.honest_read(44, 2 << 20);
+    let after = s.rt.block_on(s.seed_net.stats()).unwrap().bytes_sent;
+    assert!(after - before >= 2 << 20, "the honest peer's bytes are counted");
+    // What went to the silent peer: at most the pending cap, one serving turn, and what the
+    // connection's buffers absorbed; far from all 32 MiB.
+    assert!(before < 20 << 20, "{} MiB queued to a peer that reads nothing", before >> 20);
+    assert!(s.is_connected(h.id), "a slow reader is not misbehaving");
+}
+
+/// Five hundred TCP connections that never finish a handshake: the node keeps serving the
+/// peer it has, and once they go, a new peer connects and is served.
+#[test]
+fn a_storm_of_half_open_connections_passes() {
+    let s = Scene::new();
+    s.honest_read(45, 256 << 10);
+    let port = s.addr().iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+        _ => None,
+    });
+    let port = port.unwrap();
+    let storm: Vec<std::net::TcpStream> =
+        (0..500).filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok()).collect();
+    assert!(storm.len() >= 100, "the storm did not happen");
+    s.honest_read(46, 1 << 20);
+    drop(storm);
+    let late = Arc::new(Node::init(&s._dir.path().join("late"), Profile::Test).unwrap());
+    let late_net = s.rt.block_on(start(&late, listen()));
+    late.attach_fetcher(Arc::new(NetFetcher::new(late_net.clone(), Duration::from_secs(30))));
+    let data = crate::noise(47, 300_000);
+    let root = s.seed.add_reader(&data[..], &AddOptions::default(), true).unwrap().cid;
+    s.rt.block_on(late_net.connect(s.addr())).unwrap();
+    let mut out = Vec::new();
+    exporter::read_range(&late.source(), &root, 0, None, &mut out).unwrap();
+    assert!(out == data);
+}
