@@ -177,10 +177,10 @@ impl Api {
             "routing/provide" | "dht/provide" => self.provide(&p).await,
             "routing/findprovs" | "dht/findprovs" => self.findprovs(&p).await,
             "add" => self.add(req, &p).await,
-            "cat" => self.cat(&p),
+            "cat" => self.cat(&p).await,
             "pin/add" => self.pin_add(&p).await,
             "pin/rm" => self.pin_rm(&p).await,
-            "pin/ls" => self.pin_ls().await,
+            "pin/ls" => self.pin_ls(&p).await,
             "shutdown" => {
                 let _ = self.stop.try_send(());
                 Ok(Response::new(body::empty()))
@@ -206,7 +206,7 @@ impl Api {
     async fn swarm_peers(&self) -> Answer {
         let peers = self.net()?.peers().await.map_err(Fail::internal)?;
         let list: Vec<Value> =
-            peers.iter().map(|p| json!({"Addr": p.addr.to_string(), "Peer": p.peer.to_string()})).collect();
+            peers.iter().map(|p| json!({"Addr": strip_p2p(&p.addr.to_string()), "Peer": p.peer.to_string()})).collect();
         Ok(json_response(&json!({ "Peers": list })))
     }
 
@@ -254,9 +254,8 @@ impl Api {
         if ok == 0 && failed > 0 {
             return Err(Fail::internal("failed to find any peer in table"));
         }
-        Ok(ndjson(&[
-            json!({"Type": 4, "ID": "", "Extra": format!("provided {ok}, failed {failed}"), "Responses": null}),
-        ]))
+        tracing::debug!("provided {ok} keys, {failed} reached no peer");
+        Ok(ndjson(&[]))
     }
 
     async fn findprovs(&self, p: &Params) -> Answer {
@@ -301,23 +300,40 @@ impl Api {
             .map_err(|e| Fail::internal(format!("cannot make an upload directory: {e}")))?;
         let stream = req.into_body().into_data_stream();
         let mut parts = multer::Multipart::new(stream, boundary);
-        let mut tops: Vec<String> = Vec::new();
+        let mut tops: Vec<Top> = Vec::new();
+        let mut nameless = 0;
         while let Some(mut field) = parts.next_field().await.map_err(Fail::bad)? {
-            let raw_name = field.file_name().or(field.name()).unwrap_or("").to_owned();
+            let raw_name = field.file_name().unwrap_or("").to_owned();
             let name = percent_encoding::percent_decode_str(&raw_name).decode_utf8_lossy().into_owned();
-            let rel = safe_relative(&name)?;
+            // A part without a file name is a file of its own, named by its CID, as Kubo does.
+            let rel = if name.is_empty() {
+                nameless += 1;
+                PathBuf::from(format!(".nameless-{nameless}"))
+            } else {
+                safe_relative(&name)?
+            };
             let dest = spool.path().join(&rel);
             let top = rel.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
-            if !tops.contains(&top) {
-                tops.push(top);
+            if !tops.iter().any(|t| t.name == top) {
+                tops.push(Top { name: top, nameless: name.is_empty() });
             }
-            let is_dir = field.content_type().is_some_and(|m| m.essence_str() == "application/x-directory");
-            if is_dir {
+            let kind = field.content_type().map(|m| m.essence_str().to_owned()).unwrap_or_default();
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(Fail::internal)?;
+            }
+            if kind == "application/x-directory" {
                 std::fs::create_dir_all(&dest).map_err(Fail::internal)?;
                 continue;
             }
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent).map_err(Fail::internal)?;
+            if kind == "application/symlink" {
+                let target = field.bytes().await.map_err(Fail::bad)?;
+                if target.len() > 4096 {
+                    return Err(Fail::bad(format!("symlink {name:?}: target over 4096 bytes")));
+                }
+                let target =
+                    String::from_utf8(target.to_vec()).map_err(|_| Fail::bad("symlink target is not UTF-8"))?;
+                std::os::unix::fs::symlink(target, &dest).map_err(Fail::internal)?;
+                continue;
             }
             let mut file = tokio::fs::File::create(&dest).await.map_err(Fail::internal)?;
             while let Some(chunk) = field.chunk().await.map_err(Fail::bad)? {
@@ -338,10 +354,22 @@ impl Api {
         Ok(ndjson(&lines))
     }
 
-    fn cat(&self, p: &Params) -> Answer {
+    async fn cat(&self, p: &Params) -> Answer {
         let path = parse_path(p.arg()?)?;
         let offset = p.number("offset")?.unwrap_or(0);
         let length = p.number("length")?;
+        // Errors found before the first byte get a proper error answer; a failure later can
+        // only cut the stream.
+        let node = self.node.clone();
+        let check = path.clone();
+        blocking(move || {
+            let stat = node.stat_path(&check).map_err(Fail::internal)?;
+            if stat.kind.is_dir() {
+                return Err(Fail::internal("this dag node is a directory"));
+            }
+            Ok(())
+        })
+        .await?;
         let node = self.node.clone();
         let (tx, body) = body::channel(None);
         tokio::task::spawn_blocking(move || {
@@ -392,33 +420,52 @@ impl Api {
         Ok(json_response(&json!({ "Pins": removed })))
     }
 
-    async fn pin_ls(&self) -> Answer {
-        let node = self.node.clone();
-        let pins = blocking(move || node.pins().map_err(Fail::internal)).await?;
-        let mut keys = serde_json::Map::new();
-        for pin in pins {
-            let kind = match pin.mode {
-                cairn_node::store::PinMode::Recursive => "recursive",
-                cairn_node::store::PinMode::Direct => "direct",
-            };
-            keys.insert(pin.cid.to_string(), json!({"Type": kind, "Name": pin.name.unwrap_or_default()}));
+    async fn pin_ls(&self, p: &Params) -> Answer {
+        let kind = p.get("type").unwrap_or("all").to_owned();
+        if !["all", "direct", "recursive", "indirect"].contains(&kind.as_str()) {
+            return Err(Fail::bad(format!("invalid type {kind:?}, must be one of direct, indirect, recursive, all")));
         }
+        let only = p.args().into_iter().map(parse_cid).collect::<Result<Vec<_>, _>>()?;
+        let node = self.node.clone();
+        let keys = blocking(move || {
+            let mut keys = serde_json::Map::new();
+            for pin in node.pins().map_err(Fail::internal)? {
+                let t = match pin.mode {
+                    cairn_node::store::PinMode::Recursive => "recursive",
+                    cairn_node::store::PinMode::Direct => "direct",
+                };
+                if kind == "all" || kind == t {
+                    keys.insert(pin.cid.to_string(), json!({"Type": t, "Name": pin.name.unwrap_or_default()}));
+                }
+            }
+            if kind == "all" || kind == "indirect" {
+                for c in node.indirect_pins().map_err(Fail::internal)? {
+                    keys.entry(c.to_string()).or_insert_with(|| json!({"Type": "indirect", "Name": ""}));
+                }
+            }
+            if only.is_empty() {
+                return Ok(keys);
+            }
+            let mut picked = serde_json::Map::new();
+            for c in only {
+                let v = keys.get(&c.to_string()).ok_or_else(|| Fail::internal(format!("path '{c}' is not pinned")))?;
+                picked.insert(c.to_string(), v.clone());
+            }
+            Ok(picked)
+        })
+        .await?;
         Ok(json_response(&json!({ "Keys": keys })))
     }
 }
 
+/// A multiaddr without its `/p2p/<id>` suffix.
+fn strip_p2p(s: &str) -> String {
+    s.find("/p2p/").map_or_else(|| s.to_owned(), |i| s[..i].to_owned())
+}
+
 /// The swarm's listen addresses as strings, with or without the `/p2p/` suffix.
 fn listen_strings(net: &Network, with_id: bool) -> Vec<String> {
-    net.listen_addrs()
-        .iter()
-        .map(|a| {
-            let s = a.to_string();
-            match s.find("/p2p/") {
-                Some(i) if !with_id => s[..i].to_owned(),
-                _ => s,
-            }
-        })
-        .collect()
+    net.listen_addrs().iter().map(|a| if with_id { a.to_string() } else { strip_p2p(&a.to_string()) }).collect()
 }
 
 /// A part's name as a path inside the upload directory: relative, with no `..`, root or
@@ -439,20 +486,40 @@ fn safe_relative(name: &str) -> Result<PathBuf, Fail> {
     Ok(out)
 }
 
+/// A top-level entry of an upload.
+struct Top {
+    /// Its name in the spool directory.
+    name: String,
+    /// The part had no file name: it is reported under its CID.
+    nameless: bool,
+}
+
+/// The cumulative size of the DAG under `cid` (what Kubo reports as an added entry's
+/// `Size`): the root block's length plus its links' sizes as they state them.
+fn tsize(node: &Node, cid: &Cid) -> u64 {
+    let Ok(Some(data)) = node.repo().store().get(cid) else { return 0 };
+    if cid.codec() != cairn_node::merkle::hash::DAG_PB {
+        return data.len() as u64;
+    }
+    let links: u64 = cairn_node::merkle::PbNode::decode(&data)
+        .map(|n| n.links.iter().map(|l| l.tsize.unwrap_or(0)).sum())
+        .unwrap_or(0);
+    data.len() as u64 + links
+}
+
 /// Adds each top-level entry of the spool directory, as `ipfs add` prints them.
 fn add_spooled(
     node: &Node,
     dir: &Path,
-    tops: &[String],
+    tops: &[Top],
     opts: &AddOptions,
     pin: bool,
     wrap: bool,
 ) -> Result<(Vec<Value>, Roots), Fail> {
-    let mut lines = Vec::new();
+    // The entries as they come; their sizes are read once the blocks are in the store.
+    let mut added: Vec<(String, Cid)> = Vec::new();
     let mut roots = Vec::new();
-    let mut line = |a: &Added| {
-        lines.push(json!({"Name": a.path, "Hash": a.cid.to_string(), "Size": a.size.to_string()}));
-    };
+    let mut line = |a: &Added| added.push((a.path.clone(), a.cid));
     if wrap {
         let root = node.add(dir, opts, pin, &mut |a| {
             // The spool directory itself is the wrapper: Kubo names it "".
@@ -463,10 +530,22 @@ fn add_spooled(
         roots.push((root.cid, root.size));
     } else {
         for t in tops {
-            let root = node.add(&dir.join(t), opts, pin, &mut line).map_err(Fail::internal)?;
+            let root = node
+                .add(&dir.join(&t.name), opts, pin, &mut |a| {
+                    if t.nameless {
+                        line(&Added { path: a.cid.to_string(), cid: a.cid, size: a.size });
+                    } else {
+                        line(a);
+                    }
+                })
+                .map_err(Fail::internal)?;
             roots.push((root.cid, root.size));
         }
     }
+    let lines = added
+        .into_iter()
+        .map(|(name, cid)| json!({"Name": name, "Hash": cid.to_string(), "Size": tsize(node, &cid).to_string()}))
+        .collect();
     Ok((lines, roots))
 }
 

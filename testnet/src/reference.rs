@@ -46,9 +46,11 @@ pub struct RefEntry {
     pub cid: String,
 }
 
-/// This checkout's `testnet/` directory.
-fn testnet_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+/// This checkout's `testnet/` directory. Under `cargo test` and `cargo run` it comes from the
+/// environment at run time: the build cache is shared between clones (CI's and this one), and a
+/// binary built in another clone must not read that clone's files.
+pub fn testnet_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 fn home() -> PathBuf {

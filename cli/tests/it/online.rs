@@ -118,3 +118,41 @@ fn bootstrap_edits_the_list() {
     assert_eq!(run(&repo, &["bootstrap", "rm", "--all"]).trim(), peer);
     assert_eq!(run(&repo, &["bootstrap", "list"]), "");
 }
+
+/// The official JavaScript client of Kubo's RPC API (`kubo-rpc-client`, run by
+/// `testnet/js/rpc_client.mjs`) adds, cats, pins, lists peers and finds providers through a
+/// Cairn daemon, with CIDs checked against the JavaScript UnixFS importer.
+#[test]
+#[allow(clippy::print_stderr)] // the skip notice is for the person running the tests
+fn kubo_rpc_client_works_against_the_daemon() {
+    let here = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from);
+    let js = here.join("../testnet/js");
+    let ready = js.join("node_modules/kubo-rpc-client").is_dir()
+        && std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !ready {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        assert!(!ci, "node or testnet/js/node_modules missing under CI: run scripts/setup.sh");
+        eprintln!("SKIPPED: node or kubo-rpc-client missing (scripts/setup.sh installs them)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    run(&a, &["init", "--profile", "test"]);
+    run(&b, &["init", "--profile", "test"]);
+    let _da = Daemon::start(&a);
+    let db = Daemon::start(&b);
+    let api = std::fs::read_to_string(a.join("api")).unwrap();
+    let scratch = tmp.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let out = std::process::Command::new("node")
+        .arg(js.join("rpc_client.mjs"))
+        .arg(api.trim())
+        .arg(&scratch)
+        .arg(db.swarm_addr())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "kubo-rpc-client failed:\n{report}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(report.lines().filter(|l| l.contains("\"ok\":true")).count() >= 15, "{report}");
+}

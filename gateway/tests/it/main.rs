@@ -22,7 +22,10 @@ use hyper_util::rt::TokioExecutor;
 
 /// The gateway-conformance fixtures beside the project.
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/gateway-conformance").join(rel)
+    // From the environment at run time: the build cache is shared between clones.
+    let here = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::path::PathBuf::from);
+    here.join("../../shared/fixtures/gateway-conformance").join(rel)
 }
 
 /// A node with a gateway in front of it; the gateway stops when this is dropped.

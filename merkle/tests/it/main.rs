@@ -11,5 +11,9 @@ mod import;
 
 /// The shared fixtures folder beside the project (`../shared/fixtures`).
 pub fn fixtures() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+    // From the environment at run time: the build cache is shared between clones, and a test
+    // binary built in another clone must not look in that clone's directory.
+    let here = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::path::PathBuf::from);
+    here.join("../../shared/fixtures")
 }

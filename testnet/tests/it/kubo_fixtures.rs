@@ -18,7 +18,7 @@ use cairn_merkle::{Cid, MemoryBlocks};
 use cairn_node::add::{add_path, AddOptions};
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/gateway-conformance").join(rel)
+    cairn_testnet::reference::testnet_dir().join("../../shared/fixtures/gateway-conformance").join(rel)
 }
 
 /// Loads a CAR (every block verified on the way in) and returns its blocks and first root.
