@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use cairn_node::merkle::exporter::NodeKind;
 
 use crate::{ipfs_path, progress, Ctx};
@@ -83,6 +83,10 @@ pub fn get(ctx: &Ctx, args: GetArgs) -> anyhow::Result<()> {
     if std::fs::symlink_metadata(&dest).is_ok() {
         bail!("{}: already exists", dest.display());
     }
+    if let Some(client) = crate::api::client(ctx)? {
+        eprintln!("Saving file(s) to {}", dest.display());
+        return get_online(ctx, &client, &args.path, &dest);
+    }
     let node = ctx.open()?;
     let stat = node.stat_path(&path)?;
     eprintln!("Saving file(s) to {}", dest.display());
@@ -132,4 +136,117 @@ pub fn ls(ctx: &Ctx, args: LsArgs) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// `get` through the daemon's API: the tree comes as a tar stream, unpacked into a fresh
+/// directory beside the destination (the tar reader refuses entries that would leave it), then
+/// moved into place. The bar shows bytes, throughput and the daemon's peer count.
+fn get_online(ctx: &Ctx, client: &crate::api::Client, arg: &str, dest: &std::path::Path) -> anyhow::Result<()> {
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let staging = tempfile_dir(&parent)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+    let show = progress::wanted(false);
+    let bar = progress::download(show);
+    let unpack_bar = bar.clone();
+    let into = staging.clone();
+    let unpacker = std::thread::spawn(move || -> anyhow::Result<Option<String>> {
+        let reader = unpack_bar.wrap_read(ChannelReader { rx, current: Vec::new(), pos: 0 });
+        let mut archive = tar::Archive::new(reader);
+        let mut top = None;
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let path = entry.path()?.into_owned();
+            if top.is_none() {
+                top = path.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned());
+            }
+            if !entry.unpack_in(&into)? {
+                bail!("the daemon sent an entry outside the download: {}", path.display());
+            }
+        }
+        Ok(top)
+    });
+    // The daemon's peer count, refreshed while the download runs.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = show.then(|| {
+        let (ctx, bar, done) = (ctx.clone(), bar.clone(), done.clone());
+        std::thread::spawn(move || {
+            let Ok(Some(c)) = crate::api::client(&ctx) else { return };
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(v) = c.json("swarm/peers", "") {
+                    let n = v.get("Peers").and_then(serde_json::Value::as_array).map_or(0, Vec::len);
+                    bar.set_message(format!("{n} peers"));
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        })
+    });
+    let sent = client.stream("get", &crate::api::query(&[("arg", arg)]), &mut ChannelWriter(tx));
+    let unpacked = unpacker.join().map_err(|_| anyhow::anyhow!("the unpacking thread panicked"))?;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(w) = watcher {
+        let _ = w.join();
+    }
+    bar.finish_and_clear();
+    let result = sent.and(unpacked).and_then(|top| {
+        let top = top.ok_or_else(|| anyhow::anyhow!("the daemon sent an empty archive"))?;
+        std::fs::rename(staging.join(&top), dest).with_context(|| format!("moving the download to {}", dest.display()))
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
+/// A new, empty directory inside `parent` for a download in progress.
+fn tempfile_dir(parent: &std::path::Path) -> anyhow::Result<PathBuf> {
+    for i in 0..1000u32 {
+        let p = parent.join(format!(".cairn-get-{}-{i}", std::process::id()));
+        match std::fs::create_dir(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating a download directory in {}", parent.display())),
+        }
+    }
+    bail!("no free download directory name in {}", parent.display())
+}
+
+/// The bytes of a channel as a `Read`.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.current.len() {
+            match self.rx.recv() {
+                Ok(next) => {
+                    self.current = next;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Writes into a channel (towards the unpacking thread); fails once that thread stopped.
+struct ChannelWriter(std::sync::mpsc::SyncSender<Vec<u8>>);
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .send(data.to_vec())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "unpacking stopped"))?;
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

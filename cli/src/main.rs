@@ -3,7 +3,7 @@
 //! Commands follow Kubo's names, flags and output so that scripts written for `ipfs` work
 //! with `cairn`. Errors are one line on stderr and a non-zero exit code. Without a daemon,
 //! every command opens the repo directly (taking its lock); while `cairn daemon` runs, `add`,
-//! `cat`, `pin add`, `id`, `swarm` and `routing` go through its RPC API, as Kubo's do.
+//! `cat`, `get`, `pin add`, `id`, `swarm` and `routing` go through its RPC API, as Kubo's do.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 

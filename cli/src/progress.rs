@@ -40,3 +40,16 @@ pub fn spinner(show: bool) -> ProgressBar {
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
+
+/// A spinner for a download of unknown size: bytes, rate, time, and a message (the peer
+/// count); hidden unless `show`.
+pub fn download(show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let style = ProgressStyle::with_template("{spinner} {bytes:>10} {binary_bytes_per_sec:>12} {elapsed} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(style);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}

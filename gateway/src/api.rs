@@ -7,7 +7,7 @@
 //! bad argument), as Kubo's clients expect.
 //!
 //! Commands: `version`, `id`, `swarm/peers`, `swarm/connect`, `swarm/addrs/listen`,
-//! `routing/provide`, `routing/findprovs`, `add` (multipart), `cat`, `pin/add`, `pin/rm`,
+//! `routing/provide`, `routing/findprovs`, `add` (multipart), `cat`, `get` (tar), `pin/add`, `pin/rm`,
 //! `pin/ls`, `shutdown`. Adding or pinning announces the new roots on the DHT (per
 //! `Reprovider.Strategy`) and as an availability hint.
 
@@ -178,6 +178,7 @@ impl Api {
             "routing/findprovs" | "dht/findprovs" => self.findprovs(&p).await,
             "add" => self.add(req, &p).await,
             "cat" => self.cat(&p).await,
+            "get" => self.get(&p).await,
             "pin/add" => self.pin_add(&p).await,
             "pin/rm" => self.pin_rm(&p).await,
             "pin/ls" => self.pin_ls(&p).await,
@@ -383,6 +384,32 @@ impl Api {
         let mut r = Response::new(body);
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         r.headers_mut().insert("X-Stream-Output", HeaderValue::from_static("1"));
+        Ok(r)
+    }
+
+    /// The file or tree at `arg` as a tar stream, its top entry named after the path's last
+    /// component (or the CID); `X-Content-Length` tells the file bytes to come, when known.
+    async fn get(&self, p: &Params) -> Answer {
+        let path = parse_path(p.arg()?)?;
+        let name = path.rest.rsplit('/').find(|c| !c.is_empty()).map_or_else(|| path.root.to_string(), str::to_owned);
+        let node = self.node.clone();
+        let check = path.clone();
+        let stat = blocking(move || node.stat_path(&check).map_err(Fail::internal)).await?;
+        let node = self.node.clone();
+        let (tx, body) = body::channel(None);
+        tokio::task::spawn_blocking(move || {
+            let mut w = tx.writer();
+            let r = node.get_tar(&path, &name, &mut w, &mut |_| {}).map_err(|e| std::io::Error::other(e.to_string()));
+            if let Err(e) = r.and_then(|_| std::io::Write::flush(&mut w)) {
+                tx.fail(e);
+            }
+        });
+        let mut r = Response::new(body);
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+        r.headers_mut().insert("X-Stream-Output", HeaderValue::from_static("1"));
+        if !stat.kind.is_dir() {
+            r.headers_mut().insert("X-Content-Length", HeaderValue::from(stat.size));
+        }
         Ok(r)
     }
 

@@ -452,6 +452,55 @@ impl Node {
         Ok(())
     }
 
+    /// Writes the file or tree at `path` to `out` as a tar archive whose top entry is `name`
+    /// (what `get` through the RPC API sends): directories, files and symbolic links, in walk
+    /// order. `on_bytes` hears of file bytes as they go. Returns the file bytes written.
+    pub fn get_tar(
+        &self,
+        path: &IpfsPath,
+        name: &str,
+        out: &mut dyn Write,
+        on_bytes: &mut dyn FnMut(u64),
+    ) -> Result<u64, NodeError> {
+        let cid = self.resolve(path)?;
+        let source = self.source();
+        let io = |e: std::io::Error| NodeError::Output { path: PathBuf::from(name), source: e };
+        let mut tar = tar::Builder::new(out);
+        let mut total = 0u64;
+        for item in Walker::new(&source, &cid) {
+            let item = item?;
+            let entry = if item.path.is_empty() { name.to_owned() } else { format!("{name}/{}", item.path) };
+            let mut h = tar::Header::new_gnu();
+            h.set_mtime(0);
+            match item.stat.kind {
+                NodeKind::Directory | NodeKind::HamtDirectory => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(0o755);
+                    h.set_size(0);
+                    tar.append_data(&mut h, &entry, std::io::empty()).map_err(io)?;
+                }
+                NodeKind::Symlink => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_mode(0o777);
+                    h.set_size(0);
+                    let to = item.stat.target.clone().unwrap_or_default();
+                    tar.append_link(&mut h, &entry, to).map_err(io)?;
+                }
+                NodeKind::File => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_mode(0o644);
+                    h.set_size(item.stat.size);
+                    let segments = exporter::FileSegments::new(&source, &item.stat.cid, 0, None)?;
+                    let mut reader = SegmentReader { segments, current: Bytes::new(), on_bytes: &mut *on_bytes };
+                    tar.append_data(&mut h, &entry, &mut reader).map_err(io)?;
+                    total += item.stat.size;
+                }
+            }
+        }
+        tar.into_inner().map_err(io)?.flush().map_err(io)?;
+        Ok(total)
+    }
+
     /// Every block reachable from `root` (root included), checking each is present.
     fn reachable(&self, root: &Cid, into: &mut HashSet<Vec<u8>>) -> Result<(), NodeError> {
         let mut stack = vec![*root];
@@ -626,5 +675,35 @@ impl Node {
             }
         }
         Ok((roots, count))
+    }
+}
+
+/// A file's segments as a `Read`, for the tar writer.
+struct SegmentReader<'a, I> {
+    segments: I,
+    current: Bytes,
+    on_bytes: &'a mut dyn FnMut(u64),
+}
+
+impl<I, E> Read for SegmentReader<'_, I>
+where
+    I: Iterator<Item = Result<Bytes, E>>,
+    E: std::fmt::Display,
+{
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.segments.next() {
+                None => return Ok(0),
+                Some(Ok(b)) => {
+                    (self.on_bytes)(b.len() as u64);
+                    self.current = b;
+                }
+                Some(Err(e)) => return Err(std::io::Error::other(e.to_string())),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
     }
 }

@@ -77,6 +77,23 @@ fn commands_go_through_the_daemon() {
     let tree_offline = run(&a, &["add", "-n", "-r", "-Q", tree.to_str().unwrap()]);
     assert_eq!(tree_out.lines().last().unwrap().split_whitespace().nth(1).unwrap(), tree_offline.trim());
 
+    // `get` through the daemon: a tree (hidden files were left out by `add`) and a file.
+    let tree_root = tree_out.lines().last().unwrap().split_whitespace().nth(1).unwrap().to_owned();
+    let got = tmp.path().join("got");
+    run(&a, &["get", &tree_root, "-o", got.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(got.join("sub/x.txt")).unwrap(), "x\n");
+    assert!(!got.join(".hidden").exists());
+    let got_file = tmp.path().join("got.bin");
+    run(&a, &["get", &cid, "-o", got_file.to_str().unwrap()]);
+    assert!(std::fs::read(&got_file).unwrap() == data);
+    assert!(fails(&a, &["get", &cid, "-o", got_file.to_str().unwrap()]).contains("already exists"));
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.starts_with(".cairn-get"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
     // b reads a's file through its own daemon, which fetches it over Bitswap.
     let out = cairn().arg("--repo").arg(&b).args(["cat", &cid]).output().unwrap();
     assert!(out.status.success() && out.stdout == data, "cat through b's daemon");
