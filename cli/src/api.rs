@@ -27,6 +27,8 @@ type ReqBody = UnsyncBoxBody<Bytes, std::io::Error>;
 pub struct Client {
     addr: SocketAddr,
     rt: tokio::runtime::Runtime,
+    /// The `Authorization` header value, when the API wants a secret.
+    auth: Option<String>,
 }
 
 /// The daemon's API, if one is running for this repo.
@@ -38,7 +40,26 @@ pub fn client(ctx: &Ctx) -> anyhow::Result<Option<Client>> {
         return Ok(None);
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    Ok(Some(Client { addr, rt }))
+    Ok(Some(Client { addr, rt, auth: secret(ctx).map(|s| header_value(&s)) }))
+}
+
+/// The secret to send: `$CAIRN_API_AUTH` (`bearer:<token>` or `basic:<user>:<password>`), else
+/// the first of the repo config's `API.Authorizations` (whoever can read the repo holds them).
+fn secret(ctx: &Ctx) -> Option<String> {
+    if let Ok(s) = std::env::var("CAIRN_API_AUTH") {
+        return Some(s);
+    }
+    let text = std::fs::read_to_string(ctx.repo.join("config")).ok()?;
+    let cfg = cairn_node::Config::from_json(&text).ok()?;
+    cfg.api.authorizations.values().next().map(|a| a.auth_secret.clone())
+}
+
+fn header_value(secret: &str) -> String {
+    match secret.split_once(':') {
+        Some(("basic", pair)) => format!("Basic {}", data_encoding::BASE64.encode(pair.as_bytes())),
+        Some(("bearer", token)) => format!("Bearer {token}"),
+        _ => format!("Bearer {secret}"),
+    }
 }
 
 /// The daemon's API, or an error saying that the command needs one.
@@ -71,6 +92,9 @@ impl Client {
                 .header(hyper::header::HOST, self.addr.to_string());
             if let Some(ct) = content_type {
                 req = req.header(hyper::header::CONTENT_TYPE, ct);
+            }
+            if let Some(a) = &self.auth {
+                req = req.header(hyper::header::AUTHORIZATION, a);
             }
             let resp = send.send_request(req.body(body)?).await.context("the daemon's API")?;
             let status = resp.status();

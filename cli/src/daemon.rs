@@ -63,6 +63,12 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
     let gateway_addr = tcp_socket_addr(&config.addresses.gateway).context("Addresses.Gateway")?;
     let gateway_file = node.repo().path().join("gateway");
     let api_addr = tcp_socket_addr(&config.addresses.api).context("Addresses.API")?;
+    if !api_addr.ip().is_loopback() && config.api.authorizations.is_empty() {
+        anyhow::bail!(
+            "Addresses.API {} is not a loopback address: set API.Authorizations first, or anyone who can reach it controls the node",
+            config.addresses.api
+        );
+    }
     let api_file = node.repo().path().join("api");
     let net_config = NetConfig::from_repo(node.repo())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;

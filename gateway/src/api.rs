@@ -36,6 +36,8 @@ pub struct Api {
     net: Option<Network>,
     reprovider: Option<Reprovider>,
     stop: tokio::sync::mpsc::Sender<()>,
+    /// `API.Authorizations`: (secret, allowed path prefixes); empty: no checks.
+    auth: Vec<(String, Vec<String>)>,
 }
 
 impl std::fmt::Debug for Api {
@@ -145,15 +147,61 @@ impl Api {
     /// command sends on `stop`.
     pub fn new(node: Arc<Node>, net: Option<Network>, stop: tokio::sync::mpsc::Sender<()>) -> Api {
         let reprovider = net.as_ref().and_then(|n| Reprovider::from_repo(node.clone(), n.clone()).ok());
-        Api { node, net, reprovider, stop }
+        let auth = node
+            .repo()
+            .config()
+            .api
+            .authorizations
+            .values()
+            .map(|a| (a.auth_secret.clone(), a.allowed_paths.clone()))
+            .collect();
+        Api { node, net, reprovider, stop, auth }
     }
 
     fn net(&self) -> Result<&Network, Fail> {
         self.net.as_ref().ok_or_else(|| Fail::internal("this command must be run in online mode"))
     }
 
+    /// Whether the request carries a secret that opens its path (always, without secrets).
+    fn authorized(&self, req: &Request<hyper::body::Incoming>) -> bool {
+        if self.auth.is_empty() {
+            return true;
+        }
+        let Some(given) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let secret = if let Some(token) = given.strip_prefix("Bearer ") {
+            format!("bearer:{}", token.trim())
+        } else if let Some(b64) = given.strip_prefix("Basic ") {
+            match data_encoding::BASE64.decode(b64.trim().as_bytes()).ok().and_then(|b| String::from_utf8(b).ok()) {
+                Some(pair) => format!("basic:{pair}"),
+                None => return false,
+            }
+        } else {
+            return false;
+        };
+        let path = req.uri().path();
+        self.auth.iter().any(|(s, allowed)| {
+            // Compared in full whatever the input, so the time taken says nothing of the secret.
+            let same =
+                s.len() == secret.len() && s.bytes().zip(secret.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+            same && allowed
+                .iter()
+                .any(|prefix| path == prefix || path.starts_with(&format!("{}/", prefix.trim_end_matches('/'))))
+        })
+    }
+
     /// Answers one request.
     pub async fn handle(self: Arc<Self>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+        if !self.authorized(&req) {
+            return failure(Fail(StatusCode::FORBIDDEN, "a valid API.Authorizations secret is required".into()));
+        }
+        if req.method() == Method::GET && req.uri().path() == "/debug/metrics/prometheus" {
+            let text = crate::metrics::render(&self.node, self.net.as_ref()).await;
+            let mut r = Response::new(body::full(text));
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+            return r;
+        }
         if req.method() != Method::POST {
             let mut r = failure(Fail(StatusCode::METHOD_NOT_ALLOWED, "the RPC API takes POST only".into()));
             r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));

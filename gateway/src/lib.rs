@@ -18,6 +18,7 @@ mod body;
 mod content;
 mod handler;
 mod listing;
+mod metrics;
 mod mime;
 mod path;
 mod range;

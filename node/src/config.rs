@@ -106,6 +106,28 @@ impl Default for ConnMgr {
     }
 }
 
+/// The RPC API's access control.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Api {
+    /// Named secrets that open the API. With any set, every request must carry one
+    /// (`Authorization: Bearer <token>` for `bearer:<token>`, HTTP basic for
+    /// `basic:<user>:<password>`), and an API on a non-loopback address requires them.
+    #[serde(default)]
+    pub authorizations: std::collections::BTreeMap<String, Authorization>,
+}
+
+/// One secret and what it opens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Authorization {
+    /// `bearer:<token>` or `basic:<user>:<password>`.
+    pub auth_secret: String,
+    /// Path prefixes it may use, such as `/api/v0` (all) or `/api/v0/cat`.
+    #[serde(default)]
+    pub allowed_paths: Vec<String>,
+}
+
 /// Content routing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -170,6 +192,9 @@ pub struct Config {
     /// Announcing content.
     #[serde(default)]
     pub reprovider: Reprovider,
+    /// The RPC API's access control.
+    #[serde(default, rename = "API")]
+    pub api: Api,
     /// Keys this version does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -261,6 +286,7 @@ impl Config {
             swarm: Swarm { disable_nat_port_map: true, conn_mgr: ConnMgr::default(), rate_limit: RateLimit::default() },
             routing: Routing::default(),
             reprovider: Reprovider::default(),
+            api: Api::default(),
             extra: Map::new(),
         }
     }

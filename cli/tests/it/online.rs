@@ -173,3 +173,32 @@ fn kubo_rpc_client_works_against_the_daemon() {
     assert!(out.status.success(), "kubo-rpc-client failed:\n{report}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(report.lines().filter(|l| l.contains("\"ok\":true")).count() >= 15, "{report}");
 }
+
+/// With `API.Authorizations` set, a request without the secret (or with a wrong one) is
+/// refused, the CLI (which reads the secret from the repo's config) still works, and the
+/// metrics page answers GET. Without secrets, the daemon refuses an API on a non-loopback
+/// address.
+#[test]
+fn api_secrets_are_enforced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("r");
+    run(&repo, &["init", "--profile", "test"]);
+    run(&repo, &["config", "Addresses.API", "/ip4/0.0.0.0/tcp/0"]);
+    let out = cairn().arg("--repo").arg(&repo).arg("daemon").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("API.Authorizations"), "{out:?}");
+    run(&repo, &["config", "Addresses.API", "/ip4/127.0.0.1/tcp/0"]);
+    let auth = r#"{"ops": {"AuthSecret": "bearer:s3cret", "AllowedPaths": ["/api/v0", "/debug/metrics"]}}"#;
+    run(&repo, &["config", "API.Authorizations", auth, "--json"]);
+    let _d = Daemon::start(&repo);
+    let denied = api_request(&repo, "POST /api/v0/id HTTP/1.0", b"");
+    assert!(denied.contains(" 403 "), "{denied}");
+    let wrong = api_request(&repo, "POST /api/v0/id HTTP/1.0\r\nAuthorization: Bearer s3cre", b"");
+    assert!(wrong.contains(" 403 "), "{wrong}");
+    let ok = api_request(&repo, "POST /api/v0/id HTTP/1.0\r\nAuthorization: Bearer s3cret", b"");
+    assert!(ok.contains(" 200 "), "{ok}");
+    assert!(run(&repo, &["id"]).contains("\"ID\""));
+    let metrics = api_request(&repo, "GET /debug/metrics/prometheus HTTP/1.0\r\nAuthorization: Bearer s3cret", b"");
+    assert!(metrics.contains(" 200 ") && metrics.contains("cairn_repo_blocks "), "{metrics}");
+    assert!(metrics.contains("cairn_dht_routing_table_peers{dht=\"lan\"}"), "{metrics}");
+}
