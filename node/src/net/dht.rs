@@ -289,6 +289,11 @@ impl<Q: std::hash::Hash + Eq + Copy> Provider<Q> {
         self.queue.extend(keys.into_iter().map(|k| (k, batch)));
     }
 
+    /// Whether keys wait for a query.
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
     /// The counters.
     pub fn stats(&self) -> ProvideStats {
         ProvideStats { queued: self.queue.len(), running: self.pending.len(), ..self.stats }

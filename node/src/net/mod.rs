@@ -953,6 +953,9 @@ impl Driver {
     /// Starts provide queries while the queue has room: each key on every DHT whose table
     /// has peers.
     fn pump_provides(&mut self) {
+        if !self.provider.has_queued() || self.provider.stats().running >= dht::PROVIDE_CONCURRENCY {
+            return;
+        }
         let b = self.swarm.behaviour_mut();
         let dhts = [table_size(&mut b.kad_wan) > 0, table_size(&mut b.kad_lan) > 0];
         self.provider.pump(|key| {
