@@ -103,7 +103,7 @@ enum Target {
 
 pub fn run(ctx: &Ctx, args: AddArgs) -> anyhow::Result<()> {
     let opts = AddOptions { import: args.import_options()?, recursive: args.recursive, hidden: args.hidden };
-    if !args.only_hash && !args.paths.is_empty() {
+    if !args.only_hash {
         if let Some(client) = crate::api::client(ctx)? {
             return add_online(&client, &args);
         }
@@ -203,6 +203,9 @@ fn add_online(client: &crate::api::Client, args: &AddArgs) -> anyhow::Result<()>
     let mut parts = Vec::new();
     for p in &args.paths {
         crate::api::parts(p, &root_name(p), args.recursive, args.hidden, &mut parts)?;
+    }
+    if args.paths.is_empty() {
+        parts.push(crate::api::Part::Stdin);
     }
     let mut q: Vec<(&str, String)> =
         vec![("chunker", args.chunker.clone()), ("pin", args.pin.unwrap_or(true).to_string())];

@@ -168,6 +168,8 @@ pub enum Part {
     Dir { name: String },
     /// A symbolic link and its target.
     Symlink { name: String, target: String },
+    /// Standard input, as a file without a name (the daemon names it by its CID).
+    Stdin,
 }
 
 /// The parts for adding `path` under `name` (its base name), walking directories when
@@ -209,9 +211,10 @@ pub fn multipart(parts: Vec<Part>) -> (ReqBody, String) {
             let boundary = boundary.clone();
             async move {
                 let (name, kind) = match &part {
-                    Part::File { name, .. } => (name, "application/octet-stream"),
-                    Part::Dir { name } => (name, "application/x-directory"),
-                    Part::Symlink { name, .. } => (name, "application/symlink"),
+                    Part::File { name, .. } => (name.as_str(), "application/octet-stream"),
+                    Part::Dir { name } => (name.as_str(), "application/x-directory"),
+                    Part::Symlink { name, .. } => (name.as_str(), "application/symlink"),
+                    Part::Stdin => ("", "application/octet-stream"),
                 };
                 let head = format!(
                     "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\nContent-Type: {kind}\r\n\r\n",
@@ -222,6 +225,7 @@ pub fn multipart(parts: Vec<Part>) -> (ReqBody, String) {
                     Part::File { path, .. } => file_chunks(path).boxed(),
                     Part::Symlink { target, .. } => futures::stream::once(async move { Ok(Bytes::from(target)) }).boxed(),
                     Part::Dir { .. } => futures::stream::empty().boxed(),
+                    Part::Stdin => stdin_chunks().boxed(),
                 };
                 head.chain(content).chain(futures::stream::once(async { Ok(Bytes::from_static(b"\r\n")) }))
             }
@@ -229,6 +233,33 @@ pub fn multipart(parts: Vec<Part>) -> (ReqBody, String) {
         .flatten()
         .chain(futures::stream::once(async move { Ok(Bytes::from(format!("--{b2}--\r\n"))) }));
     (BodyExt::boxed_unsync(StreamBody::new(stream.map(|r| r.map(Frame::data)))), ct)
+}
+
+/// Standard input in chunks of up to 256 KiB, read on a thread of its own.
+fn stdin_chunks() -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    std::thread::spawn(move || {
+        use std::io::Read as _;
+        let mut input = std::io::stdin().lock();
+        loop {
+            let mut buf = vec![0u8; 256 << 10];
+            match input.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }
 
 /// A file's bytes in chunks of 256 KiB.

@@ -69,6 +69,10 @@ fn commands_go_through_the_daemon() {
     let added = run(&a, &["add", file.to_str().unwrap()]);
     let cid = added.split_whitespace().nth(1).unwrap().to_owned();
     assert_eq!(added.trim(), format!("added {cid} big.bin"));
+    // Standard input goes up too, named by its CID as offline.
+    let piped = cairn().arg("--repo").arg(&a).arg("add").write_stdin(data.clone()).output().unwrap();
+    assert!(piped.status.success(), "{}", String::from_utf8_lossy(&piped.stderr));
+    assert_eq!(String::from_utf8(piped.stdout).unwrap().trim(), format!("added {cid} {cid}"));
     // The same bytes hash to the same CID offline (`-n` needs no daemon).
     assert_eq!(run(&a, &["add", "-n", "-Q", file.to_str().unwrap()]).trim(), cid);
     let tree_out = run(&a, &["add", "-r", tree.to_str().unwrap()]);
