@@ -149,7 +149,7 @@ fn get_online(ctx: &Ctx, client: &crate::api::Client, arg: &str, dest: &std::pat
     let staging = tempfile_dir(&parent)?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
     let show = progress::wanted(false);
-    let bar = progress::download(show);
+    let bar = progress::spinner(show);
     let unpack_bar = bar.clone();
     let into = staging.clone();
     let unpacker = std::thread::spawn(move || -> anyhow::Result<Option<String>> {

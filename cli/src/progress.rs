@@ -28,22 +28,9 @@ pub fn bytes(total: u64, show: bool) -> ProgressBar {
     bar
 }
 
-/// A spinner counting bytes when the total is not known (standard input); hidden unless
-/// `show`.
+/// A spinner counting bytes when the total is not known (standard input, a download), with
+/// room for a message (the peer count); hidden unless `show`.
 pub fn spinner(show: bool) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let style = ProgressStyle::with_template("{spinner} {bytes:>10} {binary_bytes_per_sec:>12} {elapsed}")
-        .unwrap_or_else(|_| ProgressStyle::default_spinner());
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(style);
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
-}
-
-/// A spinner for a download of unknown size: bytes, rate, time, and a message (the peer
-/// count); hidden unless `show`.
-pub fn download(show: bool) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }

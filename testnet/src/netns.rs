@@ -60,11 +60,7 @@ pub fn is_inside() -> bool {
 /// nothing), or if `CAIRN_NETNS` is set in a namespace that has interfaces besides loopback.
 pub fn in_private_netns(test_name: &str) -> Option<ExitStatus> {
     if is_inside() {
-        let ifaces = interfaces();
-        assert!(
-            ifaces == ["lo"],
-            "{NETNS_ENV} is set, but this network namespace has interfaces {ifaces:?}, not only lo"
-        );
+        assert_only_loopback();
         if let Some(mark) = std::env::var_os(MARK_ENV) {
             // Best effort: only the outside's "did it run?" check depends on it.
             std::fs::write(mark, test_name).ok();
@@ -77,13 +73,9 @@ pub fn in_private_netns(test_name: &str) -> Option<ExitStatus> {
         .tempdir()
         .expect("cannot make a temporary directory for the namespace marker");
     let mark = mark_dir.path().join("entered");
-    let mut cmd = Command::new("unshare");
-    if !is_root() {
-        cmd.arg("-r");
-    }
-    cmd.args(["-n", "sh", "-c", r#"ip link set lo up && exec "$0" "$@""#]);
-    cmd.arg(&exe).args([test_name, "--exact", "--nocapture", "--test-threads=1"]);
-    cmd.env(NETNS_ENV, "1").env(MARK_ENV, OsString::from(mark.as_os_str()));
+    let mut cmd = unshare(&exe);
+    cmd.args([test_name, "--exact", "--nocapture", "--test-threads=1"]);
+    cmd.env(MARK_ENV, OsString::from(mark.as_os_str()));
     let status = cmd
         .status()
         .unwrap_or_else(|e| panic!("cannot run `unshare -n` for {test_name} (is util-linux installed?): {e}"));
@@ -94,6 +86,45 @@ pub fn in_private_netns(test_name: &str) -> Option<ExitStatus> {
         exe.display()
     );
     Some(status)
+}
+
+/// For programs such as the benchmarks: outside, re-runs the current program with its own
+/// arguments in a new loopback-only namespace, waits, and returns `Some(its exit status)`;
+/// inside, checks that the namespace has only `lo` and returns `None` (run the body).
+///
+/// # Panics
+///
+/// If `unshare` cannot be started, or if `CAIRN_NETNS` is set in a namespace that has
+/// interfaces besides loopback.
+pub fn rerun_in_private_netns() -> Option<ExitStatus> {
+    if is_inside() {
+        assert_only_loopback();
+        return None;
+    }
+    let exe = std::env::current_exe().expect("cannot find the current program");
+    let status = unshare(&exe)
+        .args(std::env::args_os().skip(1))
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run `unshare -n` (is util-linux installed?): {e}"));
+    Some(status)
+}
+
+/// `unshare -n sh -c 'ip link set lo up && exec "$0" "$@"' <exe>` with `CAIRN_NETNS=1` (and
+/// `-r` when not root); the caller adds the program's arguments.
+fn unshare(exe: &std::path::Path) -> Command {
+    let mut cmd = Command::new("unshare");
+    if !is_root() {
+        cmd.arg("-r");
+    }
+    cmd.args(["-n", "sh", "-c", r#"ip link set lo up && exec "$0" "$@""#]);
+    cmd.arg(exe).env(NETNS_ENV, "1");
+    cmd
+}
+
+/// Panics unless this network namespace has loopback only.
+fn assert_only_loopback() {
+    let ifaces = interfaces();
+    assert!(ifaces == ["lo"], "{NETNS_ENV} is set, but this network namespace has interfaces {ifaces:?}, not only lo");
 }
 
 /// [`in_private_netns`] with the check built in: returns `true` when the caller is inside the

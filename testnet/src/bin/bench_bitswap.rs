@@ -55,24 +55,6 @@ fn mbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e6
 }
 
-/// Re-runs this program inside a new network namespace with only loopback up; returns
-/// `true` in the copy inside.
-fn enter_namespace() -> Result<bool> {
-    if std::env::var_os("CAIRN_NETNS").is_some() {
-        return Ok(true);
-    }
-    let exe = std::env::current_exe()?;
-    let status = std::process::Command::new("unshare")
-        .args(["-n", "sh", "-c", r#"ip link set lo up && exec "$0" "$@""#])
-        .arg(exe)
-        .args(std::env::args_os().skip(1))
-        .env("CAIRN_NETNS", "1")
-        .status()
-        .context("running unshare -n (needs root)")?;
-    ensure!(status.success(), "the benchmark failed in its namespace: {status}");
-    Ok(false)
-}
-
 fn cairn_run(rt: &tokio::runtime::Runtime, dir: &Path, file: &Path, window: usize) -> Result<Duration> {
     let a = Arc::new(Node::init(&dir.join("a"), Profile::Test)?);
     let b = Arc::new(Node::init(&dir.join("b"), Profile::Test)?);
@@ -116,7 +98,8 @@ fn kubo_run(dir: &Path, file: &Path) -> Result<Duration> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if !enter_namespace()? {
+    if let Some(status) = cairn_testnet::netns::rerun_in_private_netns() {
+        ensure!(status.success(), "the benchmark failed in its namespace: {status}");
         return Ok(());
     }
     let work = tempfile::tempdir()?;
