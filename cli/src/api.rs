@@ -170,6 +170,10 @@ pub enum Part {
     Symlink { name: String, target: String },
     /// Standard input, as a file without a name (the daemon names it by its CID).
     Stdin,
+    /// Bytes held in memory, as a file without a name (a block for `block/put`).
+    Bytes(Vec<u8>),
+    /// A file's bytes, as a file without a name (a CAR for `dag/import`).
+    Unnamed(PathBuf),
 }
 
 /// The parts for adding `path` under `name` (its base name), walking directories when
@@ -214,7 +218,7 @@ pub fn multipart(parts: Vec<Part>) -> (ReqBody, String) {
                     Part::File { name, .. } => (name.as_str(), "application/octet-stream"),
                     Part::Dir { name } => (name.as_str(), "application/x-directory"),
                     Part::Symlink { name, .. } => (name.as_str(), "application/symlink"),
-                    Part::Stdin => ("", "application/octet-stream"),
+                    Part::Stdin | Part::Bytes(_) | Part::Unnamed(_) => ("", "application/octet-stream"),
                 };
                 let head = format!(
                     "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\nContent-Type: {kind}\r\n\r\n",
@@ -222,7 +226,8 @@ pub fn multipart(parts: Vec<Part>) -> (ReqBody, String) {
                 );
                 let head = futures::stream::once(async move { Ok(Bytes::from(head)) });
                 let content: futures::stream::BoxStream<'static, std::io::Result<Bytes>> = match part {
-                    Part::File { path, .. } => file_chunks(path).boxed(),
+                    Part::File { path, .. } | Part::Unnamed(path) => file_chunks(path).boxed(),
+                    Part::Bytes(data) => futures::stream::once(async move { Ok(Bytes::from(data)) }).boxed(),
                     Part::Symlink { target, .. } => futures::stream::once(async move { Ok(Bytes::from(target)) }).boxed(),
                     Part::Dir { .. } => futures::stream::empty().boxed(),
                     Part::Stdin => stdin_chunks().boxed(),

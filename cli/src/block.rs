@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use cairn_node::merkle::hash::{CidFormat, HashAlg, DAG_CBOR, DAG_JSON, DAG_PB, RAW};
+use cairn_node::merkle::hash::{codec_by_name, CidFormat, HashAlg, RAW};
 use cairn_node::merkle::Cid;
 use cairn_node::{IpfsPath, Node};
 use clap::ArgAction;
@@ -59,13 +59,68 @@ pub enum BlockCommand {
 }
 
 fn codec(name: &str) -> anyhow::Result<u64> {
-    Ok(match name {
-        "raw" => RAW,
-        "dag-pb" => DAG_PB,
-        "dag-cbor" => DAG_CBOR,
-        "dag-json" => DAG_JSON,
-        other => bail!("unsupported codec {other:?} (use raw, dag-pb, dag-cbor or dag-json)"),
-    })
+    codec_by_name(name)
+        .ok_or_else(|| anyhow::anyhow!("unsupported codec {name:?} (use raw, dag-pb, dag-cbor or dag-json)"))
+}
+
+/// The bytes of each file, or of standard input when none is given.
+fn read_inputs(files: &[PathBuf]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    if files.is_empty() {
+        let mut data = Vec::new();
+        std::io::stdin().read_to_end(&mut data).context("reading standard input")?;
+        return Ok(vec![("<stdin>".to_owned(), data)]);
+    }
+    files
+        .iter()
+        .map(|f| Ok((f.display().to_string(), std::fs::read(f).with_context(|| f.display().to_string())?)))
+        .collect()
+}
+
+/// The block commands through the daemon, which answers with the same output.
+fn online(client: &crate::api::Client, cmd: BlockCommand) -> anyhow::Result<()> {
+    use crate::api::query;
+    let str_of =
+        |v: &serde_json::Value, k: &str| v.get(k).map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned));
+    match cmd {
+        BlockCommand::Get { cid } => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            client.stream("block/get", &query(&[("arg", &cid)]), &mut out)?;
+            out.flush()?;
+        }
+        BlockCommand::Stat { cid } => {
+            let v = client.json("block/stat", &query(&[("arg", &cid)]))?;
+            println!("Key: {}", str_of(&v, "Key").unwrap_or_default());
+            println!("Size: {}", str_of(&v, "Size").unwrap_or_default());
+        }
+        BlockCommand::Put { files, cid_codec, mhtype, pin, allow_big_block } => {
+            codec(&cid_codec)?;
+            let parts = read_inputs(&files)?.into_iter().map(|(_, data)| crate::api::Part::Bytes(data)).collect();
+            let (pin, big) = (pin.to_string(), allow_big_block.to_string());
+            let q = query(&[("cid-codec", &cid_codec), ("mhtype", &mhtype), ("pin", &pin), ("allow-big-block", &big)]);
+            client.lines("block/put", &q, Some(crate::api::multipart(parts)), &mut |v| {
+                println!("{}", str_of(&v, "Key").unwrap_or_default());
+                Ok(())
+            })?;
+        }
+        BlockCommand::Rm { cids, quiet } => {
+            let q: Vec<(&str, &str)> = cids.iter().map(|c| ("arg", c.as_str())).collect();
+            let mut failed = None;
+            client.lines("block/rm", &query(&q), None, &mut |v| {
+                let cid = str_of(&v, "Hash").unwrap_or_default();
+                match str_of(&v, "Error").filter(|e| !e.is_empty()) {
+                    Some(e) => failed = failed.take().or(Some(e)),
+                    None if !quiet => println!("removed {cid}"),
+                    None => {}
+                }
+                Ok(())
+            })?;
+            if let Some(e) = failed {
+                bail!("{e}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The CID a `block` argument names: the CID itself, or what a path below it resolves to.
@@ -74,6 +129,9 @@ fn block_cid(node: &Node, path: &IpfsPath) -> anyhow::Result<Cid> {
 }
 
 pub fn run(ctx: &Ctx, cmd: BlockCommand) -> anyhow::Result<()> {
+    if let Some(client) = crate::api::client(ctx)? {
+        return online(&client, cmd);
+    }
     match cmd {
         BlockCommand::Get { cid } => {
             let path = ipfs_path(&cid)?;
@@ -87,16 +145,7 @@ pub fn run(ctx: &Ctx, cmd: BlockCommand) -> anyhow::Result<()> {
         BlockCommand::Put { files, cid_codec, mhtype, pin, allow_big_block } => {
             let codec = codec(&cid_codec)?;
             let format = CidFormat { version: 1, hash: mhtype.parse::<HashAlg>()? };
-            let inputs: Vec<(String, Vec<u8>)> = if files.is_empty() {
-                let mut data = Vec::new();
-                std::io::stdin().read_to_end(&mut data).context("reading standard input")?;
-                vec![("<stdin>".to_owned(), data)]
-            } else {
-                files
-                    .iter()
-                    .map(|f| Ok((f.display().to_string(), std::fs::read(f).with_context(|| f.display().to_string())?)))
-                    .collect::<anyhow::Result<_>>()?
-            };
+            let inputs = read_inputs(&files)?;
             // Check every input before storing any.
             for (name, data) in &inputs {
                 if data.len() > SOFT_BLOCK_LIMIT && !allow_big_block {

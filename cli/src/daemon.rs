@@ -26,9 +26,6 @@ use clap::Args;
 
 use crate::Ctx;
 
-/// How long a read waits for a block from the network.
-const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// `cairn daemon` flags.
 #[derive(Debug, Args)]
 pub struct DaemonArgs {}
@@ -71,11 +68,12 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
     }
     let api_file = node.repo().path().join("api");
     let net_config = NetConfig::from_repo(node.repo())?;
+    let fetch_timeout = config.retrieval_timeout()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
         let keypair = node.repo().keypair().clone();
         let (network, net_task) = net::spawn(keypair, Arc::new(NodeStore(node.clone())), net_config).await?;
-        node.attach_fetcher(Arc::new(NetFetcher::new(network.clone(), FETCH_TIMEOUT)));
+        node.attach_fetcher(Arc::new(NetFetcher::new(network.clone(), fetch_timeout)));
         let reprovider = tokio::spawn(Reprovider::from_repo(node.clone(), network.clone())?.run());
         // The RPC API, for the CLI and Kubo's clients; `$repo/api` tells them where.
         let api_listener = tokio::net::TcpListener::bind(api_addr)
@@ -83,7 +81,9 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {api_addr} for the RPC API"))?;
         let api_bound = api_listener.local_addr()?;
         let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<()>(1);
-        let api = cairn_gateway::api::Api::new(node.clone(), Some(network.clone()), stop_tx);
+        let gateway_config = GatewayConfig::default();
+        let api = cairn_gateway::api::Api::new(node.clone(), Some(network.clone()), stop_tx)
+            .with_gateway_metrics(gateway_config.metrics.clone());
         let (api_done_tx, api_done_rx) = tokio::sync::oneshot::channel::<()>();
         let api_task = tokio::spawn(cairn_gateway::serve_api(api_listener, api, async {
             let _ = api_done_rx.await;
@@ -111,7 +111,7 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
                 _ = stop_rx.recv() => {}
             }
         };
-        let served = cairn_gateway::serve(listener, node.clone(), GatewayConfig::default(), stop).await;
+        let served = cairn_gateway::serve(listener, node.clone(), gateway_config, stop).await;
         let _ = std::fs::remove_file(&gateway_file);
         let _ = std::fs::remove_file(&api_file);
         let _ = api_done_tx.send(());

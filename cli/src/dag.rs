@@ -38,6 +38,9 @@ pub enum DagCommand {
 }
 
 pub fn run(ctx: &Ctx, cmd: DagCommand) -> anyhow::Result<()> {
+    if let Some(client) = crate::api::client(ctx)? {
+        return online(&client, cmd);
+    }
     match cmd {
         DagCommand::Export { root } => {
             let path = ipfs_path(&root)?;
@@ -76,6 +79,45 @@ pub fn run(ctx: &Ctx, cmd: DagCommand) -> anyhow::Result<()> {
             if stats {
                 writeln!(out, "Imported {blocks} blocks ({bytes} bytes)")?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// The DAG commands through the daemon: the CAR streams to and from it.
+fn online(client: &crate::api::Client, cmd: DagCommand) -> anyhow::Result<()> {
+    use crate::api::{query, Part};
+    match cmd {
+        DagCommand::Export { root } => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            client.stream("dag/export", &query(&[("arg", &root)]), &mut out)?;
+            out.flush()?;
+        }
+        DagCommand::Import { files, pin_roots, stats, quiet: _ } => {
+            for f in files.iter().filter(|f| f.as_os_str() != "-") {
+                std::fs::metadata(f).with_context(|| f.display().to_string())?;
+            }
+            let parts: Vec<Part> = if files.is_empty() {
+                vec![Part::Stdin]
+            } else {
+                files
+                    .iter()
+                    .map(|f| if f.as_os_str() == "-" { Part::Stdin } else { Part::Unnamed(f.clone()) })
+                    .collect()
+            };
+            let (pin, st) = (pin_roots.to_string(), stats.to_string());
+            let q = query(&[("pin-roots", &pin), ("stats", &st)]);
+            client.lines("dag/import", &q, Some(crate::api::multipart(parts)), &mut |v| {
+                if let Some(root) = v.pointer("/Root/Cid/~1").and_then(serde_json::Value::as_str) {
+                    println!("Pinned root {root} success");
+                }
+                if let Some(s) = v.get("Stats") {
+                    let n = |k: &str| s.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+                    println!("Imported {} blocks ({} bytes)", n("BlockCount"), n("BlockBytesCount"));
+                }
+                Ok(())
+            })?;
         }
     }
     Ok(())

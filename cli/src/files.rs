@@ -108,20 +108,51 @@ pub struct LsArgs {
 /// size and a `/` after their name.
 pub fn ls(ctx: &Ctx, args: LsArgs) -> anyhow::Result<()> {
     let paths = args.paths.iter().map(|p| ipfs_path(p)).collect::<anyhow::Result<Vec<_>>>()?;
-    let node = ctx.open()?;
+    // Each listing as rows of (cid, size, name).
+    let mut listings: Vec<Vec<(String, String, String)>> = Vec::new();
+    if let Some(client) = crate::api::client(ctx)? {
+        let q: Vec<(&str, &str)> = args.paths.iter().map(|p| ("arg", p.as_str())).collect();
+        let v = client.json("ls", &crate::api::query(&q))?;
+        for object in v.get("Objects").and_then(serde_json::Value::as_array).into_iter().flatten() {
+            let links = object.get("Links").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
+            let field = |l: &serde_json::Value, k: &str| l.get(k).cloned().unwrap_or_default();
+            listings.push(
+                links
+                    .iter()
+                    .map(|l| {
+                        let name = field(l, "Name").as_str().unwrap_or_default().to_owned();
+                        let cid = field(l, "Hash").as_str().unwrap_or_default().to_owned();
+                        if field(l, "Type").as_u64() == Some(1) {
+                            (cid, "-".to_owned(), format!("{name}/"))
+                        } else {
+                            (cid, field(l, "Size").as_u64().unwrap_or(0).to_string(), name)
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    } else {
+        let node = ctx.open()?;
+        for path in &paths {
+            let entries = node.ls(path)?;
+            listings.push(
+                entries
+                    .into_iter()
+                    .map(|(item, stat)| match stat {
+                        Some(stat) if stat.kind.is_dir() => {
+                            (item.cid.to_string(), "-".to_owned(), format!("{}/", item.name))
+                        }
+                        Some(stat) => (item.cid.to_string(), stat.size.to_string(), item.name),
+                        // Not UnixFS: Kubo shows the link's size.
+                        None => (item.cid.to_string(), item.tsize.to_string(), item.name),
+                    })
+                    .collect(),
+            );
+        }
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    for (i, (arg, path)) in args.paths.iter().zip(&paths).enumerate() {
-        let entries = node.ls(path)?;
-        let rows: Vec<(String, String, String)> = entries
-            .into_iter()
-            .map(|(item, stat)| match stat {
-                Some(stat) if stat.kind.is_dir() => (item.cid.to_string(), "-".to_owned(), format!("{}/", item.name)),
-                Some(stat) => (item.cid.to_string(), stat.size.to_string(), item.name),
-                // Not UnixFS: Kubo shows the link's size.
-                None => (item.cid.to_string(), item.tsize.to_string(), item.name),
-            })
-            .collect();
+    for (i, (arg, rows)) in args.paths.iter().zip(listings).enumerate() {
         let cid_w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
         let size_w = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
         if paths.len() > 1 {

@@ -139,8 +139,20 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
+/// Logs go to stderr, filtered by `CAIRN_LOG` (else `RUST_LOG`) in `tracing`'s directive
+/// syntax, e.g. `CAIRN_LOG=cairn_gateway=debug`; warnings and errors only by default.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let directives = std::env::var("CAIRN_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_default();
+    let filter = EnvFilter::builder()
+        .with_default_directive(tracing_subscriber::filter::LevelFilter::WARN.into())
+        .parse_lossy(directives);
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

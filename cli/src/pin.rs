@@ -75,7 +75,16 @@ pub fn run(ctx: &Ctx, cmd: PinCommand) -> anyhow::Result<()> {
             Ok(())
         }
         PinCommand::Rm { paths } => {
-            let paths = paths.iter().map(|p| ipfs_path(p)).collect::<anyhow::Result<Vec<_>>>()?;
+            let parsed = paths.iter().map(|p| ipfs_path(p)).collect::<anyhow::Result<Vec<_>>>()?;
+            if let Some(client) = crate::api::client(ctx)? {
+                let q: Vec<(&str, &str)> = paths.iter().map(|p| ("arg", p.as_str())).collect();
+                let v = client.json("pin/rm", &crate::api::query(&q))?;
+                for cid in v.get("Pins").and_then(serde_json::Value::as_array).into_iter().flatten() {
+                    println!("unpinned {}", cid.as_str().unwrap_or_default());
+                }
+                return Ok(());
+            }
+            let paths = parsed;
             let node = ctx.open()?;
             for path in &paths {
                 let cid = node.pin_rm(path)?;
@@ -96,6 +105,25 @@ fn ls(ctx: &Ctx, paths: &[String], kind: &str, quiet: bool, names: bool) -> anyh
         other => bail!("invalid pin type {other:?} (use direct, indirect, recursive or all)"),
     };
     let wanted = paths.iter().map(|p| ipfs_path(p)).collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(client) = crate::api::client(ctx)? {
+        let mut q: Vec<(&str, &str)> = paths.iter().map(|p| ("arg", p.as_str())).collect();
+        q.push(("type", kind));
+        let v = client.json("pin/ls", &crate::api::query(&q))?;
+        let rank = |t: &str| ["recursive", "direct", "indirect"].iter().position(|k| *k == t).unwrap_or(3);
+        let mut rows: Vec<(String, String, Option<String>)> = v
+            .get("Keys")
+            .and_then(serde_json::Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(cid, info)| {
+                let ty = info.get("Type").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+                let name = info.get("Name").and_then(serde_json::Value::as_str).filter(|n| !n.is_empty());
+                (cid.clone(), ty, name.map(str::to_owned))
+            })
+            .collect();
+        rows.sort_by_key(|r| rank(&r.1));
+        return print_pins(rows.iter().map(|(c, t, n)| (c.as_str(), t.as_str(), n.clone())), quiet, names);
+    }
     let node = ctx.open()?;
     // (cid, type, name) in Kubo's order: recursive, then direct, then indirect.
     let mut rows: Vec<(String, &str, Option<String>)> = Vec::new();
@@ -122,6 +150,15 @@ fn ls(ctx: &Ctx, paths: &[String], kind: &str, quiet: bool, names: bool) -> anyh
         }
         rows = picked;
     }
+    print_pins(rows.iter().map(|(c, t, n)| (c.as_str(), *t, n.clone())), quiet, names)
+}
+
+/// `pin ls` lines: `<cid> <type> [<name>]`, or only the CIDs.
+fn print_pins<'a>(
+    rows: impl Iterator<Item = (&'a str, &'a str, Option<String>)>,
+    quiet: bool,
+    names: bool,
+) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for (cid, ty, name) in rows {

@@ -28,6 +28,9 @@ pub enum RepoCommand {
 }
 
 pub fn run(ctx: &Ctx, cmd: RepoCommand) -> anyhow::Result<()> {
+    if let Some(client) = crate::api::client(ctx)? {
+        return online(&client, cmd);
+    }
     let node = ctx.open()?;
     match cmd {
         RepoCommand::Gc => {
@@ -38,25 +41,18 @@ pub fn run(ctx: &Ctx, cmd: RepoCommand) -> anyhow::Result<()> {
             let stat = node.stat()?;
             let max = node.repo().config().datastore.storage_max.clone();
             let max = parse_size(&max).map_or(max, |n| n.to_string());
-            let repo_size = dir_size(&stat.path);
             let mut rows: Vec<(&str, String)> = Vec::new();
             if !size_only {
                 rows.push(("NumObjects", stat.store.blocks.to_string()));
             }
-            rows.push(("RepoSize", repo_size.to_string()));
+            rows.push(("RepoSize", dir_size(&stat.path).to_string()));
             rows.push(("StorageMax", max));
             if !size_only {
                 rows.push(("RepoPath", stat.path.display().to_string()));
                 rows.push(("Version", format!("fs-repo@{REPO_VERSION}")));
                 rows.push(("Pins", stat.pins.to_string()));
             }
-            // Aligned as Kubo's tabwriter aligns them.
-            let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0) + 1;
-            let stdout = std::io::stdout();
-            let mut out = stdout.lock();
-            for (k, v) in rows {
-                writeln!(out, "{:<width$} {v}", format!("{k}:"))?;
-            }
+            print_rows(&rows)?;
         }
         RepoCommand::Verify { quiet } => {
             let total = node.stat()?.store.bytes;
@@ -75,6 +71,65 @@ pub fn run(ctx: &Ctx, cmd: RepoCommand) -> anyhow::Result<()> {
                 bail!("verify complete, {n} corrupt block{}", if n == 1 { "" } else { "s" });
             }
             println!("verified repo integrity");
+        }
+    }
+    Ok(())
+}
+
+/// `repo stat`'s `Key: value` rows, aligned as Kubo's tabwriter aligns them.
+fn print_rows(rows: &[(&str, String)]) -> anyhow::Result<()> {
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0) + 1;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for (k, v) in rows {
+        writeln!(out, "{:<width$} {v}", format!("{k}:"))?;
+    }
+    Ok(())
+}
+
+/// The repo commands through the daemon (which holds the repo).
+fn online(client: &crate::api::Client, cmd: RepoCommand) -> anyhow::Result<()> {
+    let num = |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    match cmd {
+        RepoCommand::Gc => {
+            client.lines("repo/gc", "", None, &mut |v| {
+                println!("removed {} blocks ({} bytes)", num(&v, "RemovedBlocks"), num(&v, "RemovedBytes"));
+                Ok(())
+            })?;
+        }
+        RepoCommand::Stat { size_only } => {
+            let v = client.json("repo/stat", &crate::api::query(&[("size-only", &size_only.to_string())]))?;
+            let text = |k: &str| v.get(k).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+            let mut rows: Vec<(&str, String)> = Vec::new();
+            if !size_only {
+                rows.push(("NumObjects", num(&v, "NumObjects").to_string()));
+            }
+            rows.push(("RepoSize", num(&v, "RepoSize").to_string()));
+            rows.push(("StorageMax", num(&v, "StorageMax").to_string()));
+            if !size_only {
+                rows.push(("RepoPath", text("RepoPath")));
+                rows.push(("Version", text("Version")));
+                rows.push(("Pins", num(&v, "Pins").to_string()));
+            }
+            print_rows(&rows)?;
+        }
+        RepoCommand::Verify { quiet: _ } => {
+            let mut corrupt = 0;
+            let mut summary = String::new();
+            client.lines("repo/verify", "", None, &mut |v| {
+                let msg = v.get("Msg").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+                if v.get("Corrupt").is_some() {
+                    corrupt = num(&v, "Corrupt");
+                    summary = msg;
+                } else {
+                    println!("{msg}");
+                }
+                Ok(())
+            })?;
+            if corrupt > 0 {
+                bail!("{summary}");
+            }
+            println!("{summary}");
         }
     }
     Ok(())

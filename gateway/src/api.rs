@@ -8,7 +8,8 @@
 //!
 //! Commands: `version`, `id`, `swarm/peers`, `swarm/connect`, `swarm/addrs/listen`,
 //! `routing/provide`, `routing/findprovs`, `add` (multipart), `cat`, `get` (tar), `pin/add`, `pin/rm`,
-//! `pin/ls`, `shutdown`. Adding or pinning announces the new roots on the DHT (per
+//! `pin/ls`, `ls`, `block/get|put|stat|rm`, `dag/export|import`, `repo/gc|stat|verify`,
+//! `shutdown`. Adding or pinning announces the new roots on the DHT (per
 //! `Reprovider.Strategy`) and as an availability hint.
 
 use std::path::{Component, Path, PathBuf};
@@ -30,6 +31,8 @@ use serde_json::{json, Value};
 
 use crate::body::{self, Body};
 
+mod store;
+
 /// The API's shared state.
 pub struct Api {
     node: Arc<Node>,
@@ -38,6 +41,8 @@ pub struct Api {
     stop: tokio::sync::mpsc::Sender<()>,
     /// `API.Authorizations`: (secret, allowed path prefixes); empty: no checks.
     auth: Vec<(String, Vec<String>)>,
+    /// The gateway's counters, shown on the metrics page.
+    gateway_metrics: Option<Arc<crate::GatewayMetrics>>,
 }
 
 impl std::fmt::Debug for Api {
@@ -155,7 +160,13 @@ impl Api {
             .values()
             .map(|a| (a.auth_secret.clone(), a.allowed_paths.clone()))
             .collect();
-        Api { node, net, reprovider, stop, auth }
+        Api { node, net, reprovider, stop, auth, gateway_metrics: None }
+    }
+
+    /// Shows the gateway's request counters on the metrics page.
+    pub fn with_gateway_metrics(mut self, metrics: Arc<crate::GatewayMetrics>) -> Api {
+        self.gateway_metrics = Some(metrics);
+        self
     }
 
     fn net(&self) -> Result<&Network, Fail> {
@@ -197,9 +208,9 @@ impl Api {
             return failure(Fail(StatusCode::FORBIDDEN, "a valid API.Authorizations secret is required".into()));
         }
         if req.method() == Method::GET && req.uri().path() == "/debug/metrics/prometheus" {
-            let text = crate::metrics::render(&self.node, self.net.as_ref()).await;
+            let text = crate::metrics::render(&self.node, self.net.as_ref(), self.gateway_metrics.as_deref()).await;
             let mut r = Response::new(body::full(text));
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::metrics::CONTENT_TYPE));
             return r;
         }
         if req.method() != Method::POST {
@@ -230,6 +241,16 @@ impl Api {
             "pin/add" => self.pin_add(&p).await,
             "pin/rm" => self.pin_rm(&p).await,
             "pin/ls" => self.pin_ls(&p).await,
+            "ls" => self.ls(&p).await,
+            "block/get" => self.block_get(&p).await,
+            "block/stat" => self.block_stat(&p).await,
+            "block/put" => self.block_put(req, &p).await,
+            "block/rm" => self.block_rm(&p).await,
+            "dag/export" => self.dag_export(&p).await,
+            "dag/import" => self.dag_import(req, &p).await,
+            "repo/gc" => self.repo_gc().await,
+            "repo/stat" => self.repo_stat(&p).await,
+            "repo/verify" => self.repo_verify().await,
             "shutdown" => {
                 let _ = self.stop.try_send(());
                 Ok(Response::new(body::empty()))

@@ -85,6 +85,7 @@ impl Handler {
     /// Answers one request. Never fails: every problem becomes a status and a short body.
     pub async fn handle(self: Arc<Self>, req: Request<hyper::body::Incoming>) -> Response<Body> {
         // GET and HEAD carry no body worth reading; what is kept is `Send + Sync`.
+        let started = std::time::Instant::now();
         let (parts, _body) = req.into_parts();
         let req = Request::from_parts(parts, ());
         let method = req.method().clone();
@@ -105,6 +106,7 @@ impl Handler {
             *resp.body_mut() = body::empty();
         }
         tracing::debug!(method = %method, uri = %req.uri(), status = resp.status().as_u16(), "gateway request");
+        self.config.metrics.request(resp.status().as_u16(), started.elapsed());
         resp
     }
 
@@ -362,15 +364,22 @@ impl Handler {
             }
         };
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        let metrics = self.config.metrics.clone();
         self.streamed(req, status, headers, Some(len), "file response", move |node, tx| {
             let source = content::Counting::new(node.source());
+            let mut sent = 0u64;
             let result = (|| -> Result<(), Failure> {
                 for seg in exporter::FileSegments::new(&source, &cid, start, Some(len))? {
-                    tx.send(seg?).map_err(|e| Failure::new(StatusCode::OK, e.to_string()))?;
+                    let seg = seg?;
+                    let n = seg.len() as u64;
+                    tx.send(seg).map_err(|e| Failure::new(StatusCode::OK, e.to_string()))?;
+                    sent += n;
                 }
                 Ok(())
             })();
-            tracing::debug!(%cid, start, len, blocks_read = source.reads(), "file bytes served");
+            metrics.file_read(sent, source.reads());
+            // `sent` falls short of `len` when the client left (a player dropping a read-ahead).
+            tracing::debug!(%cid, start, len, sent, blocks_read = source.reads(), "file bytes served");
             result
         })
     }

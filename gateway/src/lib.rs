@@ -18,7 +18,7 @@ mod body;
 mod content;
 mod handler;
 mod listing;
-mod metrics;
+pub mod metrics;
 mod mime;
 mod path;
 mod range;
@@ -39,6 +39,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 pub use handler::Handler;
+pub use metrics::GatewayMetrics;
 
 /// How the gateway behaves.
 #[derive(Debug, Clone)]
@@ -51,6 +52,8 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// How long open connections get to finish when the gateway shuts down.
     pub shutdown_grace: Duration,
+    /// Where the gateway counts requests (the API's metrics page shows them).
+    pub metrics: Arc<GatewayMetrics>,
 }
 
 impl Default for GatewayConfig {
@@ -60,6 +63,7 @@ impl Default for GatewayConfig {
             header_timeout: Duration::from_secs(10),
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(10),
+            metrics: Arc::default(),
         }
     }
 }

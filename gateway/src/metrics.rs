@@ -1,25 +1,93 @@
 //! Prometheus metrics for operators: `GET /debug/metrics/prometheus` on the RPC API (where
-//! Kubo serves its own), in the text exposition format.
+//! Kubo serves its own), in the OpenMetrics text format (`prometheus-client` encodes it).
 //!
-//! Every value is read when the page is asked for: Bitswap and DHT counters from the network,
-//! the repo's block count and size from the store, the pin count, and the process's resident
-//! memory.
+//! Two kinds of values:
+//! - read when the page is asked for: Bitswap and DHT counters from the network, the repo's
+//!   block count and size, the pin count, and the process's resident memory;
+//! - counted as they happen, in [`GatewayMetrics`]: gateway requests by status, their latency
+//!   (a histogram), and the file bytes and blocks the gateway read to answer them.
 
-use std::fmt::Write as _;
+use std::time::Duration;
 
 use cairn_node::net::Network;
 use cairn_node::{BlockStore, Node};
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
 
-/// One metric's help, type and value lines.
-fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, v) in samples {
-        if labels.is_empty() {
-            let _ = writeln!(out, "{name} {v}");
-        } else {
-            let _ = writeln!(out, "{name}{{{labels}}} {v}");
-        }
+/// A request's status, as a label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: u16,
+}
+
+/// What the gateway counts as it serves. Shared by the gateway (which records) and the API
+/// (which renders).
+#[derive(Debug)]
+pub struct GatewayMetrics {
+    registry: Registry,
+    requests: Family<StatusLabel, Counter>,
+    latency: Histogram,
+    file_bytes: Counter,
+    file_blocks: Counter,
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<StatusLabel, Counter>::default();
+        // 1 ms to about 33 s, doubling.
+        let latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let file_bytes = Counter::default();
+        let file_blocks = Counter::default();
+        registry.register("cairn_gateway_requests", "Gateway requests answered, by status.", requests.clone());
+        registry.register(
+            "cairn_gateway_response_seconds",
+            "Time from a gateway request to its response head.",
+            latency.clone(),
+        );
+        registry.register("cairn_gateway_file_bytes", "File bytes sent by the gateway.", file_bytes.clone());
+        registry.register(
+            "cairn_gateway_file_blocks_read",
+            "Blocks read to send file bytes (a range reads only the blocks it covers).",
+            file_blocks.clone(),
+        );
+        GatewayMetrics { registry, requests, latency, file_bytes, file_blocks }
+    }
+}
+
+impl GatewayMetrics {
+    /// Records an answered request.
+    pub fn request(&self, status: u16, took: Duration) {
+        self.requests.get_or_create(&StatusLabel { status }).inc();
+        self.latency.observe(took.as_secs_f64());
+    }
+
+    /// Records file bytes sent and the blocks read for them.
+    pub fn file_read(&self, bytes: u64, blocks: u64) {
+        self.file_bytes.inc_by(bytes);
+        self.file_blocks.inc_by(blocks);
+    }
+}
+
+/// A registry of values read now.
+struct Snapshot(Registry);
+
+impl Snapshot {
+    fn counter(&mut self, name: &str, help: &str, value: u64) {
+        let c = Counter::<u64>::default();
+        c.inc_by(value);
+        self.0.register(name, help, c);
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, value: u64) {
+        let g = Gauge::<i64>::default();
+        g.set(i64::try_from(value).unwrap_or(i64::MAX));
+        self.0.register(name, help, g);
     }
 }
 
@@ -30,94 +98,53 @@ fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
+/// The content type of [`render`]'s page.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// The metrics page.
-pub async fn render(node: &Node, net: Option<&Network>) -> String {
-    let mut out = String::new();
+pub async fn render(node: &Node, net: Option<&Network>, gateway: Option<&GatewayMetrics>) -> String {
+    let mut s = Snapshot(Registry::default());
     if let Some(net) = net {
-        if let Ok(s) = net.stats().await {
-            let c = "counter";
-            metric(
-                &mut out,
-                "cairn_bitswap_blocks_received_total",
-                c,
-                "Wanted blocks received from peers.",
-                &[("", s.blocks_received)],
-            );
-            metric(
-                &mut out,
-                "cairn_bitswap_received_bytes_total",
-                c,
-                "Bytes of wanted blocks received.",
-                &[("", s.bytes_received)],
-            );
-            metric(
-                &mut out,
-                "cairn_bitswap_duplicate_blocks_total",
-                c,
-                "Blocks received twice or unasked.",
-                &[("", s.duplicate_blocks)],
-            );
-            metric(&mut out, "cairn_bitswap_blocks_sent_total", c, "Blocks sent to peers.", &[("", s.blocks_sent)]);
-            metric(
-                &mut out,
-                "cairn_bitswap_sent_bytes_total",
-                c,
-                "Bytes of blocks sent to peers.",
-                &[("", s.bytes_sent)],
-            );
-            metric(
-                &mut out,
-                "cairn_bitswap_ledger_wants",
-                "gauge",
-                "Peers' wants held in ledgers.",
-                &[("", s.ledger_wants)],
-            );
+        if let Ok(b) = net.stats().await {
+            s.counter("cairn_bitswap_blocks_received", "Wanted blocks received from peers.", b.blocks_received);
+            s.counter("cairn_bitswap_received_bytes", "Bytes of wanted blocks received.", b.bytes_received);
+            s.counter("cairn_bitswap_duplicate_blocks", "Blocks received twice or unasked.", b.duplicate_blocks);
+            s.counter("cairn_bitswap_blocks_sent", "Blocks sent to peers.", b.blocks_sent);
+            s.counter("cairn_bitswap_sent_bytes", "Bytes of blocks sent to peers.", b.bytes_sent);
+            s.gauge("cairn_bitswap_wants", "Blocks this node wants now.", b.wants);
+            s.gauge("cairn_bitswap_ledger_wants", "Peers' wants held in ledgers.", b.ledger_wants);
         }
+        s.gauge("cairn_bitswap_sessions", "DAG fetches running now.", net.active_sessions());
         if let Ok(peers) = net.peers().await {
-            metric(&mut out, "cairn_swarm_peers", "gauge", "Connected peers.", &[("", peers.len() as u64)]);
+            s.gauge("cairn_swarm_peers", "Connected peers.", peers.len() as u64);
         }
         if let Ok(d) = net.dht_stats().await {
-            let tables = [("dht=\"wan\"", d.wan_peers as u64), ("dht=\"lan\"", d.lan_peers as u64)];
-            metric(&mut out, "cairn_dht_routing_table_peers", "gauge", "Peers in each DHT's routing table.", &tables);
-            metric(
-                &mut out,
-                "cairn_dht_provided_total",
-                "counter",
-                "Keys announced to at least one peer.",
-                &[("", d.provide.provided)],
-            );
-            metric(
-                &mut out,
-                "cairn_dht_provide_failed_total",
-                "counter",
-                "Announcements no peer took.",
-                &[("", d.provide.failed)],
-            );
-            metric(
-                &mut out,
-                "cairn_dht_provide_queued",
-                "gauge",
-                "Keys waiting to be announced.",
-                &[("", d.provide.queued as u64)],
-            );
-            metric(&mut out, "cairn_dht_lookups_total", "counter", "Provider lookups started.", &[("", d.lookups)]);
+            let tables = Family::<Vec<(String, String)>, Gauge>::default();
+            tables.get_or_create(&vec![("dht".into(), "wan".into())]).set(d.wan_peers as i64);
+            tables.get_or_create(&vec![("dht".into(), "lan".into())]).set(d.lan_peers as i64);
+            s.0.register("cairn_dht_routing_table_peers", "Peers in each DHT's routing table.", tables);
+            s.counter("cairn_dht_provided", "Keys announced to at least one peer.", d.provide.provided);
+            s.counter("cairn_dht_provide_failed", "Announcements no peer took.", d.provide.failed);
+            s.gauge("cairn_dht_provide_queued", "Keys waiting to be announced.", d.provide.queued as u64);
+            s.counter("cairn_dht_lookups", "Provider lookups started.", d.lookups);
         }
     }
-    if let Ok(s) = node.repo().store().stats() {
-        metric(&mut out, "cairn_repo_blocks", "gauge", "Blocks in the repo.", &[("", s.blocks)]);
-        metric(&mut out, "cairn_repo_block_bytes", "gauge", "Bytes of block data in the repo.", &[("", s.bytes)]);
+    if let Ok(st) = node.repo().store().stats() {
+        s.gauge("cairn_repo_blocks", "Blocks in the repo.", st.blocks);
+        s.gauge("cairn_repo_block_bytes", "Bytes of block data in the repo.", st.bytes);
     }
     if let Ok(pins) = node.pins() {
-        metric(&mut out, "cairn_repo_pins", "gauge", "Pins (recursive and direct).", &[("", pins.len() as u64)]);
+        s.gauge("cairn_repo_pins", "Pins (recursive and direct).", pins.len() as u64);
     }
     if let Some(rss) = resident_bytes() {
-        metric(
-            &mut out,
-            "cairn_process_resident_memory_bytes",
-            "gauge",
-            "Resident memory of the process.",
-            &[("", rss)],
-        );
+        s.gauge("cairn_process_resident_memory_bytes", "Resident memory of the process.", rss);
     }
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode_registry(&mut out, &s.0);
+    if let Some(g) = gateway {
+        let _ = encode_registry(&mut out, &g.registry);
+    }
+    let _ = encode_eof(&mut out);
     out
 }

@@ -15,6 +15,17 @@ pub const RAW: u64 = 0x55;
 pub const DAG_CBOR: u64 = 0x71;
 /// Multicodec of dag-json blocks (signed manifests).
 pub const DAG_JSON: u64 = 0x0129;
+/// The codec a block command names: `raw`, `dag-pb`, `dag-cbor` or `dag-json`.
+pub fn codec_by_name(name: &str) -> Option<u64> {
+    Some(match name {
+        "raw" => RAW,
+        "dag-pb" | "protobuf" => DAG_PB,
+        "dag-cbor" | "cbor" => DAG_CBOR,
+        "dag-json" => DAG_JSON,
+        _ => return None,
+    })
+}
+
 /// Multicodec of libp2p public keys (`/ipns/<libp2p-key>` names).
 pub const LIBP2P_KEY: u64 = 0x72;
 

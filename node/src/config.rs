@@ -162,6 +162,47 @@ impl Default for Reprovider {
     }
 }
 
+/// The HTTP gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Gateway {
+    /// How long a read waits for a block the repo lacks, from peers, before giving up: the
+    /// gateway then answers 504, and `cat`/`get` through the daemon fail. Such as `30s` or
+    /// `2m`.
+    pub retrieval_timeout: String,
+    /// Keys this version does not know, kept as they are.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Gateway { retrieval_timeout: "60s".into(), extra: Map::new() }
+    }
+}
+
+/// Parses a duration such as `500ms`, `90s`, `30m`, `22h`, `7d` or `0` (none). `key` names
+/// the setting in the error.
+pub fn parse_duration(key: &str, s: &str) -> Result<Option<std::time::Duration>, ConfigError> {
+    let bad = || ConfigError::Invalid(format!("{key} {s:?} is not a duration like 500ms, 30s, 10m, 22h or 0"));
+    let t = s.trim();
+    if t == "0" || t.is_empty() {
+        return Ok(None);
+    }
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
+        _ => return Err(bad()),
+    }
+    .ok_or_else(bad)?;
+    Ok((ms > 0).then(|| std::time::Duration::from_millis(ms)))
+}
+
 /// The node's identity (the private key is kept in its own file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
@@ -195,6 +236,9 @@ pub struct Config {
     /// The RPC API's access control.
     #[serde(default, rename = "API")]
     pub api: Api,
+    /// The HTTP gateway.
+    #[serde(default)]
+    pub gateway: Gateway,
     /// Keys this version does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -265,6 +309,13 @@ impl std::str::FromStr for Profile {
 }
 
 impl Config {
+    /// `Gateway.RetrievalTimeout`: how long a read waits for a missing block. Zero is refused:
+    /// a read that could wait forever would hang its client.
+    pub fn retrieval_timeout(&self) -> Result<std::time::Duration, ConfigError> {
+        parse_duration("Gateway.RetrievalTimeout", &self.gateway.retrieval_timeout)?
+            .ok_or_else(|| ConfigError::Invalid("Gateway.RetrievalTimeout must be more than 0".into()))
+    }
+
     /// A new config for `peer_id` under `profile`. Every address is loopback.
     pub fn new(peer_id: String, profile: Profile) -> Self {
         let port = |p: u16| if profile == Profile::Test { 0 } else { p };
@@ -287,6 +338,7 @@ impl Config {
             routing: Routing::default(),
             reprovider: Reprovider::default(),
             api: Api::default(),
+            gateway: Gateway::default(),
             extra: Map::new(),
         }
     }

@@ -14,7 +14,7 @@ fn http_get(base: &str, path: &str) -> String {
     String::from_utf8(http_get_bytes(base, path)).unwrap()
 }
 
-fn wait_for(file: &Path) -> String {
+pub fn wait_for(file: &Path) -> String {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
         if let Ok(text) = std::fs::read_to_string(file) {
@@ -58,8 +58,9 @@ fn daemon_serves_the_gateway_and_stops_cleanly() {
     assert!(reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.ends_with("\r\n\r\nhello from the daemon\n"), "{reply}");
 
-    // While it runs, the repo is locked, and the error names the daemon's PID.
-    let out = cairn().arg("--repo").arg(&repo).args(["pin", "ls"]).output().unwrap();
+    // While it runs, the repo is locked (the config cannot be edited under it), and the
+    // error names the daemon's PID.
+    let out = cairn().arg("--repo").arg(&repo).args(["config", "Datastore.StorageMax", "20GB"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&daemon.id().to_string()), "{err}");
@@ -183,7 +184,7 @@ fn a_daemon_serves_what_it_fetches_from_its_peer() {
 }
 
 /// `GET path` over HTTP/1.0; the whole response as bytes.
-fn http_get_bytes(base: &str, path: &str) -> Vec<u8> {
+pub fn http_get_bytes(base: &str, path: &str) -> Vec<u8> {
     let addr = base.strip_prefix("http://").expect("gateway file holds an http:// URL");
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
@@ -191,4 +192,31 @@ fn http_get_bytes(base: &str, path: &str) -> Vec<u8> {
     let mut out = Vec::new();
     s.read_to_end(&mut out).unwrap();
     out
+}
+
+/// Content nobody has: the gateway answers 504 once `Gateway.RetrievalTimeout` has passed,
+/// and `cat` through the daemon fails, instead of hanging; what the repo holds is still
+/// served at once.
+#[test]
+fn content_not_found_in_time_is_504() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("r");
+    let run = |args: &[&str]| cairn().arg("--repo").arg(&repo).args(args).output().unwrap();
+    assert!(run(&["init", "--profile", "test"]).status.success());
+    let bad = run(&["config", "Gateway.RetrievalTimeout", "0"]);
+    assert!(bad.status.success(), "setting the key itself is fine");
+    let out = run(&["daemon"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("RetrievalTimeout"), "{out:?}");
+    assert!(run(&["config", "Gateway.RetrievalTimeout", "2s"]).status.success());
+    let _d = Daemon::start(&repo);
+    let url = wait_for(&repo.join("gateway"));
+    // A well-formed CIDv1 of bytes no node holds.
+    let missing = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
+    let started = Instant::now();
+    let reply = http_get(&url, &format!("/ipfs/{missing}"));
+    let took = started.elapsed();
+    assert!(reply.starts_with("HTTP/1.1 504") || reply.starts_with("HTTP/1.0 504"), "{reply}");
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(20), "answered after {took:?}");
+    let cat = run(&["cat", missing]);
+    assert!(!cat.status.success() && !String::from_utf8_lossy(&cat.stderr).trim().is_empty(), "{cat:?}");
 }

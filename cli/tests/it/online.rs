@@ -202,7 +202,95 @@ fn api_secrets_are_enforced() {
     let ok = api_request(&repo, "POST /api/v0/id HTTP/1.0\r\nAuthorization: Bearer s3cret", b"");
     assert!(ok.contains(" 200 "), "{ok}");
     assert!(run(&repo, &["id"]).contains("\"ID\""));
+    // Gateway requests are counted by status, with their latency.
+    let gateway = crate::daemon::wait_for(&repo.join("gateway"));
+    crate::daemon::http_get_bytes(&gateway, "/ipfs/notacid");
     let metrics = api_request(&repo, "GET /debug/metrics/prometheus HTTP/1.0\r\nAuthorization: Bearer s3cret", b"");
     assert!(metrics.contains(" 200 ") && metrics.contains("cairn_repo_blocks "), "{metrics}");
     assert!(metrics.contains("cairn_dht_routing_table_peers{dht=\"lan\"}"), "{metrics}");
+    assert!(metrics.contains("cairn_gateway_requests_total{status=\"400\"} 1"), "{metrics}");
+    assert!(metrics.contains("cairn_gateway_response_seconds_count 1"), "{metrics}");
+    assert!(metrics.contains("cairn_bitswap_sessions ") && metrics.contains("cairn_bitswap_wants "), "{metrics}");
+    assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
+}
+
+/// With the daemon holding the repo, `ls`, `pin ls|rm`, `block`, `dag` and `repo` go through
+/// its API and print what they print offline; a CAR upload cut off mid-part pins nothing.
+#[test]
+fn repo_commands_through_the_daemon_match_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("r");
+    run(&repo, &["init", "--profile", "test"]);
+    let tree = tmp.path().join("site");
+    std::fs::create_dir_all(tree.join("docs")).unwrap();
+    std::fs::write(tree.join("index.txt"), "hello\n").unwrap();
+    let big: Vec<u8> = (0..600_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8).collect();
+    std::fs::write(tree.join("docs/big.bin"), &big).unwrap();
+    let root = run(&repo, &["add", "-r", "-Q", tree.to_str().unwrap()]).trim().to_owned();
+    let block = tmp.path().join("block.bin");
+    std::fs::write(&block, "a raw block").unwrap();
+    let raw_cid = run(&repo, &["block", "put", block.to_str().unwrap()]).trim().to_owned();
+    let sorted = |text: String| {
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    let offline = [
+        run(&repo, &["ls", &root]),
+        run(&repo, &["ls", &format!("{root}/docs"), &root]),
+        run(&repo, &["block", "stat", &root]),
+        run(&repo, &["pin", "ls", "--type", "recursive"]),
+    ];
+    let offline_pins = sorted(run(&repo, &["pin", "ls"]));
+    let car_path = tmp.path().join("site.car");
+    let car = cairn().arg("--repo").arg(&repo).args(["dag", "export", &root]).output().unwrap().stdout;
+    std::fs::write(&car_path, &car).unwrap();
+    let objects: u64 = run(&repo, &["repo", "stat"])
+        .lines()
+        .find_map(|l| l.strip_prefix("NumObjects:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    let d = Daemon::start(&repo);
+    let online = [
+        run(&repo, &["ls", &root]),
+        run(&repo, &["ls", &format!("{root}/docs"), &root]),
+        run(&repo, &["block", "stat", &root]),
+        run(&repo, &["pin", "ls", "--type", "recursive"]),
+    ];
+    assert_eq!(online, offline);
+    assert_eq!(sorted(run(&repo, &["pin", "ls"])), offline_pins);
+    let got = cairn().arg("--repo").arg(&repo).args(["block", "get", &raw_cid]).output().unwrap();
+    assert_eq!(got.stdout, b"a raw block");
+    let put = cairn().arg("--repo").arg(&repo).args(["block", "put"]).write_stdin("a raw block").output().unwrap();
+    assert_eq!(String::from_utf8(put.stdout).unwrap().trim(), raw_cid);
+    let exported = cairn().arg("--repo").arg(&repo).args(["dag", "export", &root]).output().unwrap();
+    assert!(exported.status.success() && exported.stdout == car, "the CAR differs from the offline export");
+    let stat = run(&repo, &["repo", "stat"]);
+    assert!(stat.contains(&format!("NumObjects: {objects}")) && stat.contains("Version:"), "{stat}");
+    assert_eq!(run(&repo, &["repo", "verify"]).trim(), "verified repo integrity");
+    assert_eq!(run(&repo, &["block", "rm", &raw_cid]).trim(), format!("removed {raw_cid}"));
+    assert!(fails(&repo, &["block", "rm", &root]).contains("pinned"));
+
+    // Unpin and collect: the DAG's blocks go.
+    assert_eq!(run(&repo, &["pin", "rm", &root]).trim(), format!("unpinned {root}"));
+    let gc = run(&repo, &["repo", "gc"]);
+    assert!(gc.starts_with("removed ") && !gc.starts_with("removed 0 "), "{gc}");
+    assert!(!run(&repo, &["pin", "ls"]).contains(&root));
+    // A CAR cut off in the middle of its part: refused, nothing pinned.
+    let cut = &car[..car.len() / 2];
+    let mut body = b"--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\"\r\nContent-Type: application/octet-stream\r\n\r\n".to_vec();
+    body.extend_from_slice(cut);
+    let reply =
+        api_request(&repo, "POST /api/v0/dag/import HTTP/1.0\r\nContent-Type: multipart/form-data; boundary=XX", &body);
+    assert!(reply.contains(" 400 ") && reply.contains("\"Type\":\"error\""), "{reply}");
+    assert!(!run(&repo, &["pin", "ls"]).contains(&root));
+    // The whole CAR: imported and pinned again.
+    let imported = run(&repo, &["dag", "import", "--stats", car_path.to_str().unwrap()]);
+    assert!(imported.contains(&format!("Pinned root {root} success")) && imported.contains("Imported "), "{imported}");
+    assert_eq!(run(&repo, &["cat", &format!("{root}/index.txt")]), "hello\n");
+    drop(d);
+    assert!(run(&repo, &["pin", "ls", "--type", "recursive"]).contains(&root));
 }

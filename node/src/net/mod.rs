@@ -226,6 +226,8 @@ pub struct Network {
     peer_id: PeerId,
     listening: Vec<Multiaddr>,
     tx: mpsc::Sender<Command>,
+    /// DAG fetches ([`Network::fetch_dag`]) running now.
+    sessions: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Command {
@@ -307,6 +309,11 @@ impl Network {
     /// Bitswap counters.
     pub async fn stats(&self) -> Result<Stats, NetError> {
         self.ask(Command::Stats).await
+    }
+
+    /// DAG fetches ([`Network::fetch_dag`]) running now: Bitswap sessions.
+    pub fn active_sessions(&self) -> u64 {
+        self.sessions.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Announces on the DHTs that this node provides `cids`, and waits until every
@@ -550,7 +557,7 @@ pub async fn spawn(
         dht: cfg.dht,
     };
     let task = tokio::spawn(driver.run());
-    Ok((Network { peer_id, listening, tx }, task))
+    Ok((Network { peer_id, listening, tx, sessions: Arc::default() }, task))
 }
 
 /// Serving turns running at once.

@@ -48,21 +48,7 @@ impl std::str::FromStr for Strategy {
 
 /// Parses an interval such as `22h`, `30m`, `90s` or `0` (off).
 pub fn parse_interval(s: &str) -> Result<Option<Duration>, String> {
-    let bad = || format!("Reprovider.Interval {s:?} is not a duration like 22h, 30m or 0");
-    let s = s.trim();
-    if s == "0" || s.is_empty() {
-        return Ok(None);
-    }
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(bad()),
-    };
-    Ok((secs > 0).then(|| Duration::from_secs(secs)))
+    crate::config::parse_duration("Reprovider.Interval", s).map_err(|e| e.to_string())
 }
 
 /// How a sweep went.

@@ -56,6 +56,22 @@ pub enum DagError {
     Links(Cid, String),
 }
 
+/// Counts a running DAG fetch for as long as it lives.
+struct SessionGuard(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl SessionGuard {
+    fn enter(count: &std::sync::Arc<std::sync::atomic::AtomicU64>) -> SessionGuard {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        SessionGuard(count.clone())
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 struct Frontier {
     order: Order,
     items: Vec<Cid>,
@@ -106,6 +122,7 @@ impl Network {
             Order::File => 1,
         };
         let mut frontier = Frontier { order, items: vec![root], rng: seed };
+        let _session = SessionGuard::enter(&self.sessions);
         let mut seen = HashSet::new();
         let mut in_flight = FuturesUnordered::new();
         let mut report = DagFetch::default();

@@ -154,6 +154,8 @@ pub struct Stats {
     pub asks_direct: u64,
     /// Peers' wants held now, across every ledger (each peer holds at most [`MAX_LEDGER`]).
     pub ledger_wants: u64,
+    /// Blocks this node wants now.
+    pub wants: u64,
 }
 
 /// See the module docs.
@@ -195,7 +197,7 @@ impl Engine {
     /// Counters so far.
     pub fn stats(&self) -> Stats {
         let held = self.peers.values().map(|p| (p.ledger.len() + p.missing.len()) as u64).sum();
-        Stats { ledger_wants: held, ..self.stats }
+        Stats { ledger_wants: held, wants: self.wants.len() as u64, ..self.stats }
     }
 
     /// Blocks currently wanted.

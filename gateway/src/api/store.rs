@@ -1,0 +1,341 @@
+//! The API's repo commands: `ls`, `block/get|put|stat|rm`, `dag/export|import` and
+//! `repo/gc|stat|verify`, with Kubo's parameters and answers.
+
+use std::io::Read;
+
+use bytes::{Buf, Bytes};
+use cairn_node::merkle::exporter::NodeKind;
+use cairn_node::merkle::hash::{codec_by_name, CidFormat, HashAlg};
+use cairn_node::{IpfsPath, Node};
+use http_body_util::BodyExt as _;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response};
+use serde_json::{json, Value};
+
+use super::{blocking, json_response, ndjson, parse_path, Answer, Api, Fail, Params};
+use crate::body;
+
+/// The largest block `block/put` takes with `allow-big-block`; without it, 1 MiB (larger
+/// blocks cannot be exchanged over Bitswap).
+const BIG_BLOCK_LIMIT: usize = 8 << 20;
+const SOFT_BLOCK_LIMIT: usize = 1 << 20;
+
+/// Kubo's UnixFS type numbers in `ls` answers.
+fn unixfs_type(kind: Option<NodeKind>) -> u8 {
+    match kind {
+        Some(NodeKind::Directory | NodeKind::HamtDirectory) => 1,
+        Some(NodeKind::File) => 2,
+        Some(NodeKind::Symlink) => 4,
+        None => 0,
+    }
+}
+
+/// The CID a block command's argument names: the CID itself, or what a path resolves to.
+fn block_cid(node: &Node, path: &IpfsPath) -> Result<cairn_node::merkle::Cid, Fail> {
+    if path.rest.trim_matches('/').is_empty() {
+        Ok(path.root)
+    } else {
+        node.resolve(path).map_err(Fail::internal)
+    }
+}
+
+/// The multipart boundary of a request, or a clear refusal.
+fn boundary(req: &Request<hyper::body::Incoming>, command: &str) -> Result<String, Fail> {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| multer::parse_boundary(v).ok())
+        .ok_or_else(|| Fail::bad(format!("{command} takes a multipart/form-data body")))
+}
+
+/// A blocking `Read` over chunks handed in from the runtime; an `Err` item ends it with that
+/// error (an upload cut off mid-part).
+struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
+    current: Bytes,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, e)),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        Ok(n)
+    }
+}
+
+impl Api {
+    pub(super) async fn ls(&self, p: &Params) -> Answer {
+        let args: Vec<String> = p.args().into_iter().map(str::to_owned).collect();
+        if args.is_empty() {
+            return Err(Fail::bad("argument \"ipfs-path\" is required"));
+        }
+        let paths = args.iter().map(|a| parse_path(a)).collect::<Result<Vec<_>, _>>()?;
+        let node = self.node.clone();
+        let objects = blocking(move || {
+            let mut objects = Vec::new();
+            for (arg, path) in args.iter().zip(&paths) {
+                let links: Vec<Value> = node
+                    .ls(path)
+                    .map_err(Fail::internal)?
+                    .into_iter()
+                    .map(|(item, stat)| {
+                        let kind = stat.as_ref().map(|s| s.kind);
+                        let size = match &stat {
+                            Some(s) if s.kind.is_dir() => 0,
+                            Some(s) => s.size,
+                            None => item.tsize,
+                        };
+                        let target = stat.and_then(|s| s.target).unwrap_or_default();
+                        json!({"Name": item.name, "Hash": item.cid.to_string(), "Size": size,
+                               "Type": unixfs_type(kind), "Target": target})
+                    })
+                    .collect();
+                objects.push(json!({"Hash": arg, "Links": links}));
+            }
+            Ok(objects)
+        })
+        .await?;
+        Ok(json_response(&json!({ "Objects": objects })))
+    }
+
+    pub(super) async fn block_get(&self, p: &Params) -> Answer {
+        let path = parse_path(p.arg()?)?;
+        let node = self.node.clone();
+        let data = blocking(move || node.block_get(&block_cid(&node, &path)?).map_err(Fail::internal)).await?;
+        let mut r = Response::new(body::full(data));
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        Ok(r)
+    }
+
+    pub(super) async fn block_stat(&self, p: &Params) -> Answer {
+        let path = parse_path(p.arg()?)?;
+        let node = self.node.clone();
+        let (cid, size) = blocking(move || {
+            let cid = block_cid(&node, &path)?;
+            Ok((cid, node.block_get(&cid).map_err(Fail::internal)?.len()))
+        })
+        .await?;
+        Ok(json_response(&json!({"Key": cid.to_string(), "Size": size})))
+    }
+
+    /// `block/put`: each part is one block. Every part is read and checked before any is
+    /// stored, so a refused or cut-off upload stores nothing.
+    pub(super) async fn block_put(&self, req: Request<hyper::body::Incoming>, p: &Params) -> Answer {
+        let codec_name = p.get("cid-codec").or_else(|| p.get("format")).unwrap_or("raw").to_owned();
+        let codec = codec_by_name(&codec_name).ok_or_else(|| {
+            Fail::bad(format!("unsupported codec {codec_name:?} (use raw, dag-pb, dag-cbor or dag-json)"))
+        })?;
+        let hash = p.get("mhtype").unwrap_or("sha2-256").parse::<HashAlg>().map_err(Fail::bad)?;
+        let format = CidFormat { version: 1, hash };
+        let pin = p.flag("pin", false)?;
+        let limit = if p.flag("allow-big-block", false)? { BIG_BLOCK_LIMIT } else { SOFT_BLOCK_LIMIT };
+        let boundary = boundary(&req, "block/put")?;
+        let mut parts = multer::Multipart::new(req.into_body().into_data_stream(), boundary);
+        let mut blocks = Vec::new();
+        while let Some(mut field) = parts.next_field().await.map_err(Fail::bad)? {
+            let mut data = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(Fail::bad)? {
+                if data.len() + chunk.len() > limit {
+                    return Err(Fail::bad(format!(
+                        "produced block is over {} MiB: big blocks can't be exchanged with other peers",
+                        limit >> 20
+                    )));
+                }
+                data.extend_from_slice(&chunk);
+            }
+            let cid = format.cid(codec, &data);
+            let data = Bytes::from(data);
+            if codec != cairn_node::merkle::hash::RAW {
+                cairn_node::merkle::links::links(&cid, &data)
+                    .map_err(|e| Fail::bad(format!("not a valid {codec_name} block: {e}")))?;
+            }
+            blocks.push(data);
+        }
+        if blocks.is_empty() {
+            return Err(Fail::bad("no block in the request"));
+        }
+        let node = self.node.clone();
+        let lines = blocking(move || {
+            let mut lines = Vec::new();
+            for data in blocks {
+                let size = data.len();
+                let cid = node.block_put(data, codec, format).map_err(Fail::internal)?;
+                if pin {
+                    node.pin_add(&IpfsPath { root: cid, rest: String::new() }, true, None).map_err(Fail::internal)?;
+                }
+                lines.push(json!({"Key": cid.to_string(), "Size": size}));
+            }
+            Ok(lines)
+        })
+        .await?;
+        Ok(ndjson(&lines))
+    }
+
+    /// `block/rm`: one line per block, `Error` set for a block that could not be removed.
+    pub(super) async fn block_rm(&self, p: &Params) -> Answer {
+        let cids: Vec<_> = p.args().into_iter().map(|a| parse_path(a).map(|p| p.root)).collect::<Result<_, _>>()?;
+        if cids.is_empty() {
+            return Err(Fail::bad("argument \"cid\" is required"));
+        }
+        let force = p.flag("force", false)?;
+        let node = self.node.clone();
+        let lines = blocking(move || {
+            let indirect = node.indirect_pins().map_err(Fail::internal)?;
+            Ok(cids
+                .iter()
+                .map(|cid| {
+                    let err = if indirect.iter().any(|c| c.hash() == cid.hash()) {
+                        format!("{cid} is pinned indirectly (inside a recursively pinned DAG)")
+                    } else {
+                        match node.block_rm(cid) {
+                            Ok(()) => String::new(),
+                            Err(cairn_node::NodeError::NotFound(_)) if force => String::new(),
+                            Err(e) => e.to_string(),
+                        }
+                    };
+                    json!({"Hash": cid.to_string(), "Error": err})
+                })
+                .collect::<Vec<_>>())
+        })
+        .await?;
+        Ok(ndjson(&lines))
+    }
+
+    /// `dag/export`: the DAG as a CARv1 stream. A missing root is an error answer; a block
+    /// missing further down can only cut the stream.
+    pub(super) async fn dag_export(&self, p: &Params) -> Answer {
+        let path = parse_path(p.arg()?)?;
+        let node = self.node.clone();
+        let root = blocking(move || {
+            let cid = block_cid(&node, &path)?;
+            node.block_get(&cid).map_err(Fail::internal)?;
+            Ok(cid)
+        })
+        .await?;
+        let node = self.node.clone();
+        let (tx, body) = body::channel(None);
+        tokio::task::spawn_blocking(move || {
+            let mut w = tx.writer();
+            let r = node.dag_export(&root, &mut w).map_err(|e| std::io::Error::other(e.to_string()));
+            if let Err(e) = r.and_then(|()| std::io::Write::flush(&mut w)) {
+                tx.fail(e);
+            }
+        });
+        let mut r = Response::new(body);
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.ipld.car"));
+        r.headers_mut().insert("X-Stream-Output", HeaderValue::from_static("1"));
+        Ok(r)
+    }
+
+    /// `dag/import`: each part is a CAR, streamed into the importer as it arrives. Roots are
+    /// pinned only once every block of their CAR is stored, so an upload cut off mid-part
+    /// pins nothing.
+    pub(super) async fn dag_import(&self, req: Request<hyper::body::Incoming>, p: &Params) -> Answer {
+        let pin = p.flag("pin-roots", true)?;
+        let stats = p.flag("stats", false)?;
+        let boundary = boundary(&req, "dag/import")?;
+        let mut parts = multer::Multipart::new(req.into_body().into_data_stream(), boundary);
+        let (mut roots, mut blocks, mut bytes) = (Vec::new(), 0u64, 0u64);
+        while let Some(mut field) = parts.next_field().await.map_err(Fail::bad)? {
+            let (tx, rx) = tokio::sync::mpsc::channel(8);
+            let node = self.node.clone();
+            let import = tokio::task::spawn_blocking(move || {
+                let mut reader = ChunkReader { rx, current: Bytes::new() };
+                let mut n = 0u64;
+                let r = node.dag_import(&mut reader, pin, &mut |b| n += b);
+                r.map(|(roots, blocks)| (roots, blocks, n))
+            });
+            loop {
+                match field.chunk().await {
+                    Ok(Some(chunk)) => {
+                        if tx.send(Ok(chunk)).await.is_err() {
+                            break; // the importer stopped: its error is below
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string())).await;
+                        break;
+                    }
+                }
+            }
+            drop(tx);
+            let (r, b, n) = import
+                .await
+                .map_err(|e| Fail::internal(format!("task failed: {e}")))?
+                .map_err(|e| Fail::bad(format!("importing a CAR: {e}")))?;
+            roots.extend(r);
+            blocks += b;
+            bytes += n;
+        }
+        let mut lines: Vec<Value> = if pin {
+            roots.iter().map(|r| json!({"Root": {"Cid": {"/": r.to_string()}, "PinErrorMsg": ""}})).collect()
+        } else {
+            Vec::new()
+        };
+        if stats {
+            lines.push(json!({"Stats": {"BlockCount": blocks, "BlockBytesCount": bytes}}));
+        }
+        if pin {
+            let announced: Vec<_> = roots.iter().map(|r| (*r, 0)).collect();
+            self.announce(&announced).await;
+        }
+        Ok(ndjson(&lines))
+    }
+
+    /// `repo/gc`: Kubo streams a line per removed block; Cairn's collector counts rather
+    /// than lists, so the answer is one line with the totals.
+    pub(super) async fn repo_gc(&self) -> Answer {
+        let node = self.node.clone();
+        let report = blocking(move || node.gc().map_err(Fail::internal)).await?;
+        Ok(ndjson(&[json!({
+            "RemovedBlocks": report.removed_blocks,
+            "RemovedBytes": report.removed_bytes,
+            "KeptBlocks": report.kept_blocks,
+        })]))
+    }
+
+    pub(super) async fn repo_stat(&self, p: &Params) -> Answer {
+        let size_only = p.flag("size-only", false)?;
+        let node = self.node.clone();
+        let (stat, max) = blocking(move || {
+            let stat = node.stat().map_err(Fail::internal)?;
+            let max = node.repo().config().datastore.storage_max.clone();
+            Ok((stat, cairn_node::config::parse_size(&max).unwrap_or(0)))
+        })
+        .await?;
+        let mut v = json!({"RepoSize": stat.disk_bytes, "StorageMax": max});
+        if !size_only {
+            v["NumObjects"] = json!(stat.store.blocks);
+            v["RepoPath"] = json!(stat.path.display().to_string());
+            v["Version"] = json!(format!("fs-repo@{}", cairn_node::repo::REPO_VERSION));
+            v["Pins"] = json!(stat.pins);
+        }
+        Ok(json_response(&v))
+    }
+
+    /// `repo/verify`: a line per corrupt block, then a summary line.
+    pub(super) async fn repo_verify(&self) -> Answer {
+        let node = self.node.clone();
+        let bad = blocking(move || node.verify(&mut |_| {}).map_err(Fail::internal)).await?;
+        let mut lines: Vec<Value> = bad
+            .iter()
+            .map(|c| json!({"Msg": format!("block {} was corrupt ({})", c.cid, c.reason), "Cid": c.cid.to_string()}))
+            .collect();
+        let n = bad.len();
+        lines.push(if n == 0 {
+            json!({"Msg": "verified repo integrity", "Corrupt": 0})
+        } else {
+            json!({"Msg": format!("verify complete, {n} corrupt block{}", if n == 1 { "" } else { "s" }), "Corrupt": n})
+        });
+        Ok(ndjson(&lines))
+    }
+}
