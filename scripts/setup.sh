@@ -3,11 +3,14 @@
 #   - Debian packages: clang and libclang-dev (RocksDB's Rust bindings), pkg-config, ccache
 #     (RocksDB's C++ compiled once for all build shapes: scripts/env.sh), iproute2
 #     (`ip`) and util-linux (`unshare`) for the loopback-only network namespaces the Kubo tests
-#     run in, and python3-venv if the python at hand cannot make a venv;
+#     run in, python3-venv if the python at hand cannot make a venv, and chromium (the real
+#     browser the gateway's end-to-end test drives, testnet/js/browser.mjs) if /usr/bin/chromium
+#     is missing;
 #   - a Python venv at $CAIRN_CACHE/venv (default ~/.cache/cairn/venv) holding a real Kubo
-#     (PyPI's kubo-python, pinned in testnet/kubo/requirements.txt);
-#   - the JavaScript UnixFS importer in testnet/js/node_modules (`npm ci`, from the committed
-#     package-lock.json).
+#     (PyPI's kubo-python) and imageio-ffmpeg (a static ffmpeg, for testnet/media/make_video.py),
+#     pinned in testnet/kubo/requirements.txt;
+#   - the JavaScript UnixFS importer and playwright-core in testnet/js/node_modules (`npm ci`,
+#     from the committed package-lock.json).
 # Idempotent, silent when all is present, needs no TTY or stdin; run it as root (or with
 # passwordless sudo) when system packages are missing. Exits non-zero saying what failed.
 set -euo pipefail
@@ -75,11 +78,13 @@ for pkg in clang libclang-dev pkg-config ccache iproute2 util-linux; do
 done
 have node && have npm || missing+=(nodejs npm)
 pick_python >/dev/null || missing+=(python3 python3-venv)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
 for tool in clang pkg-config ip unshare node npm; do
     have "$tool" || die "$tool is still missing after installing packages"
 done
+[ -x /usr/bin/chromium ] || die "/usr/bin/chromium is still missing after installing packages"
 have cargo || die "cargo is missing: install Rust with rustup (https://rustup.rs)"
 PYTHON=$(pick_python) || die "no python3 that can create a venv (tried \$CAIRN_PYTHON, python3, /usr/bin/python3)"
 

@@ -93,15 +93,18 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(repo: &Path) -> Daemon {
+        Daemon::start_logging(repo, None)
+    }
+
+    /// [`Daemon::start`], its log (`CAIRN_LOG` directives `log.0`) written to the file `log.1`.
+    pub fn start_logging(repo: &Path, log: Option<(&str, &Path)>) -> Daemon {
         use std::io::BufRead;
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("cairn"))
-            .arg("--repo")
-            .arg(repo)
-            .arg("daemon")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("cairn"));
+        cmd.arg("--repo").arg(repo).arg("daemon").stdout(Stdio::piped()).stderr(Stdio::null());
+        if let Some((directives, file)) = log {
+            cmd.env("CAIRN_LOG", directives).stderr(std::fs::File::create(file).unwrap());
+        }
+        let mut child = cmd.spawn().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
         std::thread::spawn(move || {

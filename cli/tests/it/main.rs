@@ -1,6 +1,7 @@
 //! The one integration-test binary of the `cairn` command: each test runs the binary.
 
 mod add;
+mod browser;
 mod commands;
 mod crash;
 mod daemon;
