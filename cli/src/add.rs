@@ -56,6 +56,12 @@ pub struct AddArgs {
     /// Pin what was added (the default when storing).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pin: Option<bool>,
+    /// Sign a manifest for the root with the node's key, store and pin it, and print
+    /// `signed <manifest-cid> <root-cid>`.
+    #[arg(long)]
+    sign: bool,
+    #[command(flatten)]
+    meta: crate::manifest::MetaArgs,
 }
 
 impl AddArgs {
@@ -102,10 +108,26 @@ enum Target {
 }
 
 pub fn run(ctx: &Ctx, args: AddArgs) -> anyhow::Result<()> {
+    if args.sign && (args.only_hash || args.pin == Some(false)) {
+        anyhow::bail!("--sign stores and pins a manifest: it cannot be used with --only-hash or --pin=false");
+    }
+    let root = add_and_print(ctx, &args)?;
+    if let (true, Some((root, name))) = (args.sign, root) {
+        // The manifest is named after what was added, unless told otherwise.
+        let mut meta = args.meta.clone();
+        meta.manifest_name = meta.manifest_name.or(Some(name));
+        let (manifest, root) = crate::manifest::sign(ctx, &root, &meta)?;
+        println!("signed {manifest} {root}");
+    }
+    Ok(())
+}
+
+/// Adds and prints as `ipfs add` does; returns the last root's CID and name.
+fn add_and_print(ctx: &Ctx, args: &AddArgs) -> anyhow::Result<Option<(String, String)>> {
     let opts = AddOptions { import: args.import_options()?, recursive: args.recursive, hidden: args.hidden };
     if !args.only_hash {
         if let Some(client) = crate::api::client(ctx)? {
-            return add_online(&client, &args);
+            return add_online(&client, args);
         }
     }
     let target = if args.only_hash {
@@ -131,12 +153,12 @@ pub fn run(ctx: &Ctx, args: AddArgs) -> anyhow::Result<()> {
     printer.bar.finish_and_clear();
     let last = result?;
     if args.quieter {
-        if let Some(root) = last {
+        if let Some(root) = &last {
             writeln!(printer.out, "{}", root.cid)?;
         }
     }
     printer.out.flush()?;
-    Ok(())
+    Ok(last.map(|a| (a.cid.to_string(), a.path)))
 }
 
 fn add_all(
@@ -199,7 +221,7 @@ fn add_all(
 
 /// `add` through the daemon's API: the files go up as a multipart upload, and the daemon
 /// announces the roots it pins.
-fn add_online(client: &crate::api::Client, args: &AddArgs) -> anyhow::Result<()> {
+fn add_online(client: &crate::api::Client, args: &AddArgs) -> anyhow::Result<Option<(String, String)>> {
     let mut parts = Vec::new();
     for p in &args.paths {
         crate::api::parts(p, &root_name(p), args.recursive, args.hidden, &mut parts)?;
@@ -233,14 +255,14 @@ fn add_online(client: &crate::api::Client, args: &AddArgs) -> anyhow::Result<()>
         } else if !args.quieter {
             writeln!(out, "added {hash} {name}")?;
         }
-        last = Some(hash);
+        last = Some((hash, name.to_owned()));
         Ok(())
     })?;
-    if let (true, Some(root)) = (args.quieter, last) {
+    if let (true, Some((root, _))) = (args.quieter, &last) {
         writeln!(out, "{root}")?;
     }
     out.flush()?;
-    Ok(())
+    Ok(last)
 }
 
 /// The name `add` gives an argument: its last component, or for `.` and `/` the resolved

@@ -14,6 +14,7 @@ mod config;
 mod daemon;
 mod dag;
 mod files;
+mod manifest;
 mod net;
 mod pin;
 mod progress;
@@ -76,6 +77,9 @@ enum Command {
     /// The peers the daemon dials at start (none by default).
     #[command(subcommand)]
     Bootstrap(net::BootstrapCommand),
+    /// Signed manifests: sign a DAG, verify a manifest, trust publishers.
+    #[command(subcommand)]
+    Manifest(manifest::ManifestCommand),
 }
 
 /// Everything a command needs from the global flags.
@@ -97,9 +101,9 @@ pub fn ipfs_path(arg: &str) -> anyhow::Result<IpfsPath> {
     Ok(arg.parse::<IpfsPath>()?)
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Ctx { repo: Repo::default_path(cli.repo) };
-    match cli.command {
+    let done = match cli.command {
         Command::Init(args) => config::init(&ctx, args),
         Command::Config(args) => config::run(&ctx, args),
         Command::Add(args) => add::run(&ctx, args),
@@ -115,7 +119,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Swarm(cmd) => net::swarm(&ctx, cmd),
         Command::Routing(cmd) => net::routing(&ctx, cmd),
         Command::Bootstrap(cmd) => net::bootstrap(&ctx, cmd),
-    }
+        Command::Manifest(cmd) => return manifest::run(&ctx, cmd),
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 /// The error and its causes on one line, leaving out a cause its parent already quotes.
@@ -154,7 +160,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {}", one_line(&e));

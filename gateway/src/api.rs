@@ -31,6 +31,7 @@ use serde_json::{json, Value};
 
 use crate::body::{self, Body};
 
+mod manifest;
 mod store;
 
 /// The API's shared state.
@@ -251,6 +252,8 @@ impl Api {
             "repo/gc" => self.repo_gc().await,
             "repo/stat" => self.repo_stat(&p).await,
             "repo/verify" => self.repo_verify().await,
+            "manifest/sign" => self.manifest_sign(&p).await,
+            "manifest/verify" => self.manifest_verify(&p).await,
             "shutdown" => {
                 let _ = self.stop.try_send(());
                 Ok(Response::new(body::empty()))

@@ -128,6 +128,8 @@ pub struct Resolved {
     pub roots: Vec<Cid>,
     /// What `cid` is, when it is UnixFS.
     pub stat: Option<Stat>,
+    /// When the path's root is a signed manifest: who signed it, for people.
+    pub signed: Option<String>,
 }
 
 /// Follows `segments` from `root`, one name at a time.
@@ -143,7 +145,7 @@ pub fn resolve<S: BlockSource>(source: &S, root: &Cid, segments: &[String]) -> R
         Err(ExportError::NotUnixFs(_)) => None,
         Err(e) => return Err(e.into()),
     };
-    Ok(Resolved { cid, roots, stat })
+    Ok(Resolved { cid, roots, stat, signed: None })
 }
 
 /// Up to `n` bytes from the start of a file, for sniffing its type.

@@ -269,10 +269,61 @@ impl Handler {
         query: &[(String, String)],
         on_subdomain: bool,
     ) -> Response<Body> {
-        let resolved = match self.resolve(content).await {
+        // A signed manifest stands for the DAG it names: its content is served under the
+        // manifest's path, with who signed it in a header and on listings.
+        let (signed, inner) = self.manifest_view(content).await;
+        let content = inner.as_ref().unwrap_or(content);
+        let mut resp = self.plain_content(req, content, query, on_subdomain, signed.clone()).await;
+        if let Some(s) = signed {
+            resp.headers_mut().insert("X-Cairn-Signed-By", value(&s.header));
+        }
+        resp
+    }
+
+    /// When `content`'s root is a manifest: who signed it, and the path under its root.
+    async fn manifest_view(&self, content: &ContentPath) -> (Option<SignedBy>, Option<ContentPath>) {
+        let root = content.root;
+        if root.codec() != cairn_node::merkle::hash::DAG_JSON {
+            return (None, None);
+        }
+        let view = self
+            .blocking(move |node| {
+                let data = content::block_of(&node.source(), &root)?;
+                let Ok(m) = cairn_node::manifest::decode(&root, &data) else { return Ok(None) };
+                let valid = cairn_node::manifest::check_signature(&m) == cairn_node::manifest::Signature::Valid;
+                let trusted = node.repo().config().manifest.trusted.get(&m.publisher).cloned();
+                Ok(Some((m, valid, trusted)))
+            })
+            .await;
+        let Ok(Some((m, valid, trusted))) = view else { return (None, None) };
+        let header = format!(
+            "{}; signature={}; trusted={}",
+            m.publisher,
+            if valid { "valid" } else { "invalid" },
+            trusted.as_ref().map_or_else(|| "no".to_owned(), |n| format!("{n:?}"))
+        );
+        let text = match (valid, &trusted) {
+            (false, _) => format!("Manifest {root}: the signature claiming {} does NOT hold", m.publisher),
+            (true, Some(name)) => format!("Signed by {} (trusted: {name}) in manifest {root}", m.publisher),
+            (true, None) => format!("Signed by {} (not a trusted publisher) in manifest {root}", m.publisher),
+        };
+        let inner = ContentPath { root: m.root, ..content.clone() };
+        (Some(SignedBy { header, text }), Some(inner))
+    }
+
+    async fn plain_content(
+        &self,
+        req: &Request<()>,
+        content: &ContentPath,
+        query: &[(String, String)],
+        on_subdomain: bool,
+        signed: Option<SignedBy>,
+    ) -> Response<Body> {
+        let mut resolved = match self.resolve(content).await {
             Ok(r) => r,
             Err(f) => return failure(&f),
         };
+        resolved.signed = signed.map(|s| s.text);
         let Some(stat) = resolved.stat.clone() else {
             return failure(&Failure::new(
                 StatusCode::NOT_ACCEPTABLE,
@@ -424,8 +475,9 @@ impl Handler {
         );
         let display = format!("/ipfs/{}{}", content.root_text, decoded_rest(content));
         let parent = !content.segments.is_empty();
+        let signed = resolved.signed.clone();
         self.streamed(req, StatusCode::OK, headers, None, "listing", move |node, tx| {
-            write_listing(node, tx, dir, &display, parent, on_subdomain)
+            write_listing(node, tx, dir, &display, parent, on_subdomain, signed.as_deref())
         })
     }
 }
@@ -440,6 +492,13 @@ fn decoded_rest(content: &ContentPath) -> String {
     out
 }
 
+/// Who signed a manifest: the `X-Cairn-Signed-By` value and the listing's line.
+#[derive(Debug, Clone)]
+struct SignedBy {
+    header: String,
+    text: String,
+}
+
 /// Rows go out in batches of this many.
 const LISTING_BATCH: usize = 256;
 
@@ -450,9 +509,10 @@ fn write_listing(
     display: &str,
     parent: bool,
     on_subdomain: bool,
+    signed: Option<&str>,
 ) -> Result<(), Failure> {
     let send = |s: String| tx.send(s.into()).map_err(|e| Failure::new(StatusCode::OK, e.to_string()));
-    send(listing::head(display, &dir.to_string(), parent))?;
+    send(listing::head(display, &dir.to_string(), parent, signed))?;
     let source = node.source();
     let mut rows = String::new();
     let mut count = 0u64;

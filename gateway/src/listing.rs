@@ -41,7 +41,7 @@ pub fn human_size(n: u64) -> String {
 
 /// The page's start: title, styles, heading and the table head. `display_path` is the
 /// directory's path as shown (decoded); `parent` adds a `..` row.
-pub fn head(display_path: &str, dir_cid: &str, parent: bool) -> String {
+pub fn head(display_path: &str, dir_cid: &str, parent: bool, signed: Option<&str>) -> String {
     let title = escape(display_path);
     let mut out = format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -55,7 +55,8 @@ pub fn head(display_path: &str, dir_cid: &str, parent: bool) -> String {
          td.cid{{font-family:monospace;font-size:.85em;color:#666;word-break:break-all}}\n\
          </style>\n</head>\n<body>\n<h1>Index of {title}</h1>\n\
          <p class=\"root\">Directory <code>{dir_cid}</code></p>\n\
-         <table>\n<thead><tr><th>Name</th><th>Size</th><th>CID</th></tr></thead>\n<tbody>\n"
+         {signed}<table>\n<thead><tr><th>Name</th><th>Size</th><th>CID</th></tr></thead>\n<tbody>\n",
+        signed = signed.map_or_else(String::new, |s| format!("<p class=\"signed\">{}</p>\n", escape(s)))
     );
     if parent {
         out.push_str("<tr><td><a href=\"../\">..</a></td><td class=\"size\"></td><td class=\"cid\"></td></tr>\n");

@@ -12,6 +12,7 @@
 //! - [`exporter`]: reading files, byte ranges, directories and paths back out of a DAG.
 //! - [`hamt`]: the HAMT-sharded directory layout shared by importer and exporter.
 //! - [`car`]: CARv1 reading (every block verified) and writing.
+//! - [`manifest`]: signed root manifests (who published a DAG), as canonical DAG-JSON.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
@@ -25,6 +26,7 @@ pub mod hamt;
 pub mod hash;
 pub mod importer;
 pub mod links;
+pub mod manifest;
 pub mod source;
 pub mod unixfs;
 

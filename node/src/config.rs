@@ -181,6 +181,15 @@ impl Default for Gateway {
     }
 }
 
+/// Signed manifests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ManifestConfig {
+    /// The keyring: publishers whose signatures are trusted, peer ID to a name for people.
+    #[serde(default)]
+    pub trusted: std::collections::BTreeMap<String, String>,
+}
+
 /// Parses a duration such as `500ms`, `90s`, `30m`, `22h`, `7d` or `0` (none). `key` names
 /// the setting in the error.
 pub fn parse_duration(key: &str, s: &str) -> Result<Option<std::time::Duration>, ConfigError> {
@@ -239,6 +248,9 @@ pub struct Config {
     /// The HTTP gateway.
     #[serde(default)]
     pub gateway: Gateway,
+    /// Signed manifests: the trusted publishers.
+    #[serde(default)]
+    pub manifest: ManifestConfig,
     /// Keys this version does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -339,6 +351,7 @@ impl Config {
             reprovider: Reprovider::default(),
             api: Api::default(),
             gateway: Gateway::default(),
+            manifest: ManifestConfig::default(),
             extra: Map::new(),
         }
     }

@@ -17,6 +17,7 @@
 
 pub mod add;
 pub mod config;
+pub mod manifest;
 pub mod net;
 pub mod node;
 pub mod repo;

@@ -17,8 +17,11 @@ source "$ROOT/scripts/env.sh"
 need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
@@ -35,6 +38,8 @@ cleanup() {
 trap cleanup EXIT
 
 mkdir -p "$WORK/www"
+# nginx's workers drop root for an unprivileged user, who must be able to read the files.
+chmod 755 "$WORK" "$WORK/www"
 head -c $((SIZE_MIB << 20)) /dev/urandom >"$WORK/www/big.bin"
 head -c 4096 /dev/urandom >"$WORK/www/small.bin"
 
@@ -73,6 +78,7 @@ mkdir -p "$WORK/tmp"
 "$NGINX" -c "$WORK/nginx.conf" -p "$WORK" -g 'daemon on;' 2>/dev/null
 NGINX_URL=http://127.0.0.1:18089
 for _ in $(seq 50); do curl -sf -o /dev/null "$NGINX_URL/small.bin" && break; sleep 0.1; done
+curl -sf -o /dev/null "$NGINX_URL/small.bin" || { cat "$WORK/nginx-error.log" >&2; echo "nginx does not answer" >&2; exit 1; }
 
 # wrk's "Transfer/sec" in MB/s (10^6 bytes), and its "Requests/sec".
 mbps() {

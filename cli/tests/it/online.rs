@@ -287,6 +287,18 @@ fn repo_commands_through_the_daemon_match_offline() {
         api_request(&repo, "POST /api/v0/dag/import HTTP/1.0\r\nContent-Type: multipart/form-data; boundary=XX", &body);
     assert!(reply.contains(" 400 ") && reply.contains("\"Type\":\"error\""), "{reply}");
     assert!(!run(&repo, &["pin", "ls"]).contains(&root));
+    // An `add` whose body ends inside a file part: refused, nothing pinned, no spool left.
+    let pins_before = run(&repo, &["pin", "ls"]);
+    let body = b"--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"half.txt\"\r\nContent-Type: application/octet-stream\r\n\r\nthe first half of a fi";
+    let reply = api_request(&repo, "POST /api/v0/add HTTP/1.0\r\nContent-Type: multipart/form-data; boundary=XX", body);
+    assert!(reply.contains(" 400 ") && reply.contains("\"Type\":\"error\""), "{reply}");
+    assert_eq!(run(&repo, &["pin", "ls"]), pins_before);
+    let spools: Vec<_> = std::fs::read_dir(&repo)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.starts_with("api-add-"))
+        .collect();
+    assert!(spools.is_empty(), "{spools:?}");
     // The whole CAR: imported and pinned again.
     let imported = run(&repo, &["dag", "import", "--stats", car_path.to_str().unwrap()]);
     assert!(imported.contains(&format!("Pinned root {root} success")) && imported.contains("Imported "), "{imported}");

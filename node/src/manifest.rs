@@ -1,0 +1,212 @@
+//! Signing and checking root manifests ([`cairn_merkle::manifest`]) with the node's identity.
+//!
+//! - [`Node::manifest_sign`] measures a DAG the repo holds, signs a manifest for it with the
+//!   node's ed25519 key, stores the manifest block (DAG-JSON) and pins it recursively, which pins
+//!   the DAG it links to as well.
+//! - [`Node::manifest_verify`] checks a manifest: that its key is the peer ID's, that the
+//!   signature covers the fields as they are, then re-hashes every block of the DAG, fetching
+//!   the missing ones when the node has a network. It tells a bad signature from corrupt or
+//!   missing data, and says whether the config's keyring trusts the publisher.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cairn_merkle::hash::{self, multihash_matches, DAG_JSON};
+use cairn_merkle::manifest::{Manifest, ManifestError, META_KEYS};
+use cairn_merkle::{BlockSource, Cid, SourceError};
+use libp2p_identity::{PeerId, PublicKey};
+
+use crate::node::{IpfsPath, Node, NodeError};
+
+/// Why a manifest could not be made or checked at all.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestFailure {
+    /// The block is not a manifest.
+    #[error("{cid}: {source}")]
+    NotAManifest {
+        /// The block.
+        cid: Cid,
+        /// Why.
+        #[source]
+        source: ManifestError,
+    },
+    /// A metadata key outside [`META_KEYS`].
+    #[error("unknown metadata key {0:?} (use title, source, license or notes)")]
+    UnknownMeta(String),
+    /// Signing failed (the key cannot sign).
+    #[error("signing failed: {0}")]
+    Signing(String),
+    /// The repo or store failed.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+/// Whether the signature holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signature {
+    /// The publisher's key signed exactly these fields.
+    Valid,
+    /// It does not: the reason (a key that is not the peer ID's, or a signature that does not
+    /// cover the fields as they are).
+    Invalid(String),
+}
+
+/// What [`Node::manifest_verify`] found.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The manifest's fields.
+    pub manifest: Manifest,
+    /// The signature's verdict.
+    pub signature: Signature,
+    /// The keyring's name for the publisher, when it is trusted.
+    pub trusted: Option<String>,
+    /// Blocks whose bytes do not hash to their CID.
+    pub corrupt: Vec<Cid>,
+    /// Blocks neither the repo nor (with a network) any peer had.
+    pub missing: Vec<Cid>,
+    /// Blocks checked.
+    pub blocks: u64,
+}
+
+impl Verified {
+    /// The report as JSON (the RPC API's answer, which the CLI prints): `Root`, `Name`,
+    /// `Size`, `Publisher`, `Created`, `Meta`, `Signature` ("valid" or why not), `Trusted`,
+    /// `TrustedName`, `Blocks`, `Corrupt` and `Missing` (CIDs).
+    pub fn report(&self) -> serde_json::Value {
+        let m = &self.manifest;
+        let cids = |v: &[Cid]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        serde_json::json!({
+            "Root": m.root.to_string(),
+            "Name": m.name,
+            "Size": m.size,
+            "Publisher": m.publisher,
+            "Created": m.created,
+            "Meta": m.meta,
+            "Signature": match &self.signature { Signature::Valid => "valid".to_owned(), Signature::Invalid(why) => why.clone() },
+            "Trusted": self.trusted.is_some(),
+            "TrustedName": self.trusted.clone().unwrap_or_default(),
+            "Blocks": self.blocks,
+            "Corrupt": cids(&self.corrupt),
+            "Missing": cids(&self.missing),
+        })
+    }
+
+    /// Signature valid, and every block present and intact.
+    pub fn is_valid(&self) -> bool {
+        self.signature == Signature::Valid && self.corrupt.is_empty() && self.missing.is_empty()
+    }
+}
+
+/// Checks `m`'s signature: its key must be the named peer's, and must have signed the fields.
+pub fn check_signature(m: &Manifest) -> Signature {
+    let Ok(key) = PublicKey::try_decode_protobuf(&m.public_key) else {
+        return Signature::Invalid("the publisher key does not decode".into());
+    };
+    if PeerId::from_public_key(&key).to_string() != m.publisher {
+        return Signature::Invalid(format!("the publisher key is not {}'s", m.publisher));
+    }
+    if key.verify(&m.signed_bytes(), &m.signature) {
+        Signature::Valid
+    } else {
+        Signature::Invalid("the signature does not match the manifest's fields".into())
+    }
+}
+
+/// Reads a manifest block.
+pub fn decode(cid: &Cid, data: &[u8]) -> Result<Manifest, ManifestFailure> {
+    if cid.codec() != DAG_JSON {
+        return Err(ManifestFailure::NotAManifest {
+            cid: *cid,
+            source: ManifestError::Field("the block is not DAG-JSON".into()),
+        });
+    }
+    Manifest::decode(data).map_err(|source| ManifestFailure::NotAManifest { cid: *cid, source })
+}
+
+impl Node {
+    /// Signs a manifest for the DAG at `path` (which the repo must hold whole), stores it and
+    /// pins it recursively (which pins the DAG). `name` defaults to the path's last component,
+    /// else the root CID. Returns the manifest's CID and the DAG's root.
+    pub fn manifest_sign(
+        &self,
+        path: &IpfsPath,
+        name: Option<String>,
+        meta: BTreeMap<String, String>,
+    ) -> Result<(Cid, Cid), ManifestFailure> {
+        if let Some(k) = meta.keys().find(|k| !META_KEYS.contains(&k.as_str())) {
+            return Err(ManifestFailure::UnknownMeta(k.clone()));
+        }
+        let root = self.resolve(path)?;
+        let source = self.source();
+        let mut size = 0;
+        for cid in self.dag_cids(&root)? {
+            size += source.get(&cid).map_err(|e| NodeError::BadPath(cid.to_string(), e.to_string()))?.len() as u64;
+        }
+        let name = name.unwrap_or_else(|| {
+            path.rest.rsplit('/').find(|c| !c.is_empty()).map_or_else(|| root.to_string(), str::to_owned)
+        });
+        let keypair = self.repo().keypair();
+        let mut manifest = Manifest {
+            root,
+            size,
+            name,
+            publisher: self.repo().peer_id().to_string(),
+            public_key: keypair.public().encode_protobuf(),
+            created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            meta: meta.into_iter().filter(|(_, v)| !v.is_empty()).collect(),
+            signature: Vec::new(),
+        };
+        manifest.signature =
+            keypair.sign(&manifest.signed_bytes()).map_err(|e| ManifestFailure::Signing(e.to_string()))?;
+        let format = cairn_merkle::CidFormat { version: 1, hash: cairn_merkle::HashAlg::Sha2_256 };
+        let cid = self.block_put(manifest.encode(), DAG_JSON, format)?;
+        self.pin_add(&IpfsPath { root: cid, rest: String::new() }, true, Some(format!("manifest {}", manifest.name)))?;
+        Ok((cid, root))
+    }
+
+    /// Checks the manifest `cid`: its signature, the keyring, and every block of its DAG
+    /// (`on_block` gets each block's size as it is checked).
+    pub fn manifest_verify(&self, cid: &Cid, on_block: &mut dyn FnMut(u64)) -> Result<Verified, ManifestFailure> {
+        let source = self.source();
+        let data = source.get(cid).map_err(|_| NodeError::NotFound(*cid))?;
+        let manifest = decode(cid, &data)?;
+        let signature = check_signature(&manifest);
+        let trusted = self.repo().config().manifest.trusted.get(&manifest.publisher).cloned();
+        let mut report = Verified { manifest, signature, trusted, corrupt: Vec::new(), missing: Vec::new(), blocks: 0 };
+        // Depth-first from the root, each block once (by multihash), re-hashing each.
+        let mut seen = HashSet::new();
+        let mut stack = vec![report.manifest.root];
+        while let Some(cid) = stack.pop() {
+            if cid.hash().code() == hash::IDENTITY || !seen.insert(cid.hash().to_bytes()) {
+                continue;
+            }
+            let data = match source.get(&cid) {
+                Ok(d) => d,
+                Err(SourceError::NotFound(_)) => {
+                    report.missing.push(cid);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(%cid, error = %e, "block unavailable");
+                    report.missing.push(cid);
+                    continue;
+                }
+            };
+            report.blocks += 1;
+            on_block(data.len() as u64);
+            if !multihash_matches(cid.hash(), &data).unwrap_or(false) {
+                report.corrupt.push(cid);
+                continue;
+            }
+            match cairn_merkle::links::links(&cid, &data) {
+                Ok(mut links) => {
+                    links.reverse();
+                    stack.extend(links);
+                }
+                Err(_) => report.corrupt.push(cid),
+            }
+        }
+        Ok(report)
+    }
+}
