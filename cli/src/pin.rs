@@ -30,6 +30,13 @@ pub enum PinCommand {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<String>,
     },
+    /// Check that every pinned DAG is complete and intact: each block re-hashed (fetched from
+    /// peers while the daemon runs). Prints the broken pins; fails when there is one.
+    Verify {
+        /// Print every pin, `<cid> ok` for the good ones.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// List pins: `<cid> <type>` per line.
     Ls {
         /// Only these paths (an error names any that is not pinned).
@@ -93,7 +100,63 @@ pub fn run(ctx: &Ctx, cmd: PinCommand) -> anyhow::Result<()> {
             Ok(())
         }
         PinCommand::Ls { paths, kind, quiet, names } => ls(ctx, &paths, &kind, quiet, names),
+        PinCommand::Verify { verbose } => verify(ctx, verbose),
     }
+}
+
+/// `pin verify`: a line per pin shown, and for a broken one a line per bad block.
+fn verify(ctx: &Ctx, verbose: bool) -> anyhow::Result<()> {
+    // (pin, [(bad block, why)])
+    let mut results: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    if let Some(client) = crate::api::client(ctx)? {
+        let q = crate::api::query(&[("verbose", if verbose { "true" } else { "false" })]);
+        client.lines("pin/verify", &q, None, &mut |v| {
+            let text = |v: &serde_json::Value, k: &str| {
+                v.get(k).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned()
+            };
+            let bad = v
+                .get("BadNodes")
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|b| (text(b, "Cid"), text(b, "Err")))
+                .collect();
+            results.push((text(&v, "Cid"), bad));
+            Ok(())
+        })?;
+    } else {
+        let node = ctx.open()?;
+        for (pin, check) in node.pin_verify()? {
+            let bad: Vec<(String, String)> = check
+                .corrupt
+                .iter()
+                .map(|c| (c.to_string(), "corrupt: the bytes do not hash to the CID".to_owned()))
+                .chain(check.missing.iter().map(|c| (c.to_string(), "missing".to_owned())))
+                .collect();
+            if verbose || !bad.is_empty() {
+                results.push((pin.cid.to_string(), bad));
+            }
+        }
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut broken = 0;
+    for (pin, bad) in &results {
+        if bad.is_empty() {
+            writeln!(out, "{pin} ok")?;
+            continue;
+        }
+        broken += 1;
+        writeln!(out, "{pin} broken")?;
+        for (cid, why) in bad {
+            writeln!(out, "  {cid}: {why}")?;
+        }
+    }
+    out.flush()?;
+    if broken > 0 {
+        bail!("{broken} pin{} broken", if broken == 1 { " is" } else { "s are" });
+    }
+    Ok(())
 }
 
 fn ls(ctx: &Ctx, paths: &[String], kind: &str, quiet: bool, names: bool) -> anyhow::Result<()> {

@@ -7,6 +7,8 @@
 //!   signature covers the fields as they are, then re-hashes every block of the DAG, fetching
 //!   the missing ones when the node has a network. It tells a bad signature from corrupt or
 //!   missing data, and says whether the config's keyring trusts the publisher.
+//! - [`Node::check_dag`] (re-hash a whole DAG) and [`Node::pin_verify`] (every pin's DAG) are
+//!   the integrity checks both rest on.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -50,6 +52,25 @@ pub enum Signature {
     /// It does not: the reason (a key that is not the peer ID's, or a signature that does not
     /// cover the fields as they are).
     Invalid(String),
+}
+
+/// Why a block could not be checked.
+enum Damage {
+    /// The store holds it but cannot read it back.
+    Corrupt,
+    /// Nobody has it.
+    Missing,
+}
+
+/// What [`Node::check_dag`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DagCheck {
+    /// Blocks checked.
+    pub blocks: u64,
+    /// Blocks whose bytes do not hash to their CID, or whose links do not decode.
+    pub corrupt: Vec<Cid>,
+    /// Blocks neither the repo nor (with a network) any peer had.
+    pub missing: Vec<Cid>,
 }
 
 /// What [`Node::manifest_verify`] found.
@@ -173,22 +194,86 @@ impl Node {
         let manifest = decode(cid, &data)?;
         let signature = check_signature(&manifest);
         let trusted = self.repo().config().manifest.trusted.get(&manifest.publisher).cloned();
-        let mut report = Verified { manifest, signature, trusted, corrupt: Vec::new(), missing: Vec::new(), blocks: 0 };
-        // Depth-first from the root, each block once (by multihash), re-hashing each.
+        let check = self.check_dag(&manifest.root, on_block);
+        Ok(Verified {
+            manifest,
+            signature,
+            trusted,
+            corrupt: check.corrupt,
+            missing: check.missing,
+            blocks: check.blocks,
+        })
+    }
+
+    /// `pin verify`: every recursive pin's DAG checked whole, every direct pin's block alone.
+    pub fn pin_verify(&self) -> Result<Vec<(crate::store::Pin, DagCheck)>, NodeError> {
+        let pins = self.pins()?;
+        Ok(pins
+            .into_iter()
+            .map(|pin| {
+                let check = match pin.mode {
+                    crate::store::PinMode::Recursive => self.check_dag(&pin.cid, &mut |_| {}),
+                    crate::store::PinMode::Direct => self.check_block(&pin.cid),
+                };
+                (pin, check)
+            })
+            .collect())
+    }
+
+    /// [`Node::check_dag`] for one block, without following its links.
+    fn check_block(&self, cid: &Cid) -> DagCheck {
+        let mut report = DagCheck::default();
+        match self.read_checked(&self.source(), cid) {
+            Ok(data) => {
+                report.blocks = 1;
+                if !multihash_matches(cid.hash(), &data).unwrap_or(false) {
+                    report.corrupt.push(*cid);
+                }
+            }
+            Err(Damage::Corrupt) => report.corrupt.push(*cid),
+            Err(Damage::Missing) => report.missing.push(*cid),
+        }
+        report
+    }
+
+    /// A block's bytes: from the store, where a read error is damage (RocksDB found a bad
+    /// checksum, say), else from peers when the node has a network.
+    fn read_checked(&self, source: &crate::node::StoreSource<'_>, cid: &Cid) -> Result<bytes::Bytes, Damage> {
+        match crate::BlockStore::get(self.repo().store(), cid) {
+            Ok(Some(data)) => return Ok(data),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(%cid, error = %e, "stored block unreadable");
+                return Err(Damage::Corrupt);
+            }
+        }
+        source.get(cid).map_err(|e| {
+            if !matches!(e, SourceError::NotFound(_)) {
+                tracing::warn!(%cid, error = %e, "block unavailable");
+            }
+            Damage::Missing
+        })
+    }
+
+    /// Re-hashes every block of the DAG under `root`, depth-first, each block once (by
+    /// multihash), fetching missing ones when the node has a network. `on_block` gets each
+    /// block's size as it is checked.
+    pub fn check_dag(&self, root: &Cid, on_block: &mut dyn FnMut(u64)) -> DagCheck {
+        let source = self.source();
+        let mut report = DagCheck::default();
         let mut seen = HashSet::new();
-        let mut stack = vec![report.manifest.root];
+        let mut stack = vec![*root];
         while let Some(cid) = stack.pop() {
             if cid.hash().code() == hash::IDENTITY || !seen.insert(cid.hash().to_bytes()) {
                 continue;
             }
-            let data = match source.get(&cid) {
+            let data = match self.read_checked(&source, &cid) {
                 Ok(d) => d,
-                Err(SourceError::NotFound(_)) => {
-                    report.missing.push(cid);
+                Err(Damage::Corrupt) => {
+                    report.corrupt.push(cid);
                     continue;
                 }
-                Err(e) => {
-                    tracing::warn!(%cid, error = %e, "block unavailable");
+                Err(Damage::Missing) => {
                     report.missing.push(cid);
                     continue;
                 }
@@ -207,6 +292,6 @@ impl Node {
                 Err(_) => report.corrupt.push(cid),
             }
         }
-        Ok(report)
+        report
     }
 }

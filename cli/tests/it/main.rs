@@ -6,6 +6,7 @@ mod commands;
 mod crash;
 mod daemon;
 mod disk_full;
+mod integrity;
 mod manifest;
 mod online;
 

@@ -1,5 +1,5 @@
-//! The API's manifest commands: `manifest/sign` and `manifest/verify` (Cairn's own; Kubo has
-//! none).
+//! The API's integrity commands: `manifest/sign` and `manifest/verify` (Cairn's own; Kubo has
+//! none), and `pin/verify`.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +29,28 @@ impl Api {
         let (manifest, root) = blocking(move || node.manifest_sign(&path, name, meta).map_err(failure)).await?;
         self.announce(&[(manifest, 0), (root, 0)]).await;
         Ok(json_response(&json!({"Manifest": manifest.to_string(), "Root": root.to_string()})))
+    }
+
+    /// `pin/verify`: a line per pin, `{"Cid", "Ok", "BadNodes": [{"Cid", "Err"}]}`, as Kubo
+    /// answers (only the broken ones unless `verbose`).
+    pub(super) async fn pin_verify(&self, p: &Params) -> Answer {
+        let verbose = p.flag("verbose", false)?;
+        let node = self.node.clone();
+        let results = blocking(move || node.pin_verify().map_err(Fail::internal)).await?;
+        let lines: Vec<_> = results
+            .into_iter()
+            .filter(|(_, c)| verbose || !c.corrupt.is_empty() || !c.missing.is_empty())
+            .map(|(pin, c)| {
+                let bad: Vec<_> = c
+                    .corrupt
+                    .iter()
+                    .map(|b| json!({"Cid": b.to_string(), "Err": "corrupt: the bytes do not hash to the CID"}))
+                    .chain(c.missing.iter().map(|b| json!({"Cid": b.to_string(), "Err": "missing"})))
+                    .collect();
+                json!({"Cid": pin.cid.to_string(), "Ok": bad.is_empty(), "BadNodes": bad})
+            })
+            .collect();
+        Ok(super::ndjson(&lines))
     }
 
     /// `manifest/verify?arg=<cid>`: the report of `Verified::report`, missing blocks fetched
