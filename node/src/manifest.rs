@@ -27,8 +27,8 @@ pub enum ManifestFailure {
     /// The block is not a manifest.
     #[error("{cid}: {source}")]
     NotAManifest {
-        /// The block.
-        cid: Cid,
+        /// The block's CID, as text (which keeps the error small).
+        cid: String,
         /// Why.
         #[source]
         source: ManifestError,
@@ -138,11 +138,11 @@ pub fn check_signature(m: &Manifest) -> Signature {
 pub fn decode(cid: &Cid, data: &[u8]) -> Result<Manifest, ManifestFailure> {
     if cid.codec() != DAG_JSON {
         return Err(ManifestFailure::NotAManifest {
-            cid: *cid,
+            cid: cid.to_string(),
             source: ManifestError::Field("the block is not DAG-JSON".into()),
         });
     }
-    Manifest::decode(data).map_err(|source| ManifestFailure::NotAManifest { cid: *cid, source })
+    Manifest::decode(data).map_err(|source| ManifestFailure::NotAManifest { cid: cid.to_string(), source })
 }
 
 impl Node {
