@@ -1,5 +1,5 @@
 //! `pin verify` re-hashes every pinned block: bytes rotted on disk inside RocksDB's blob files
-//! are found and named, while intact pins say ok.
+//! are found and named, while intact pins say ok; `repo verify` names the damaged block.
 
 use std::path::{Path, PathBuf};
 
@@ -66,4 +66,11 @@ fn pin_verify_finds_bytes_rotted_in_a_blob_file() {
     assert!(text.contains(&format!("{bad_cid} broken")) && text.contains("corrupt"), "{text}");
     assert!(!text.contains(&good_cid), "only broken pins are listed without --verbose: {text}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 pin is broken"), "{out:?}");
+
+    // `repo verify` reports the block RocksDB cannot read back, and goes on past it.
+    let out = run(&["repo", "verify", "-q"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("was corrupt (unreadable"), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 corrupt block"), "{out:?}");
 }
