@@ -248,14 +248,13 @@ fn add_online(client: &crate::api::Client, args: &AddArgs) -> anyhow::Result<Opt
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut last = None;
     client.lines("add", &crate::api::query(&q), Some(crate::api::multipart(parts)), &mut |v| {
-        let hash = v.get("Hash").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
-        let name = v.get("Name").and_then(serde_json::Value::as_str).unwrap_or_default();
+        let (hash, name) = (crate::api::text(&v, "Hash"), crate::api::text(&v, "Name"));
         if args.quiet {
             writeln!(out, "{hash}")?;
         } else if !args.quieter {
             writeln!(out, "added {hash} {name}")?;
         }
-        last = Some((hash, name.to_owned()));
+        last = Some((hash, name));
         Ok(())
     })?;
     if let (true, Some((root, _))) = (args.quieter, &last) {

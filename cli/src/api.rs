@@ -67,6 +67,16 @@ pub fn require(ctx: &Ctx) -> anyhow::Result<Client> {
     client(ctx)?.ok_or_else(|| anyhow!("this command must be run in online mode: start `cairn daemon` first"))
 }
 
+/// A text field of an answer, `""` when absent.
+pub fn text(v: &Value, key: &str) -> String {
+    v.get(key).and_then(Value::as_str).unwrap_or_default().to_owned()
+}
+
+/// A count field of an answer, 0 when absent.
+pub fn count(v: &Value, key: &str) -> u64 {
+    v.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
 /// `arg=...` query parameters.
 pub fn query(args: &[(&str, &str)]) -> String {
     form_urlencoded::Serializer::new(String::new()).extend_pairs(args).finish()

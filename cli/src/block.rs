@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use cairn_node::merkle::hash::{codec_by_name, CidFormat, HashAlg, RAW};
-use cairn_node::merkle::Cid;
-use cairn_node::{IpfsPath, Node};
+use cairn_node::IpfsPath;
 use clap::ArgAction;
 
 use crate::{ipfs_path, Ctx};
@@ -78,9 +77,7 @@ fn read_inputs(files: &[PathBuf]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
 
 /// The block commands through the daemon, which answers with the same output.
 fn online(client: &crate::api::Client, cmd: BlockCommand) -> anyhow::Result<()> {
-    use crate::api::query;
-    let str_of =
-        |v: &serde_json::Value, k: &str| v.get(k).map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned));
+    use crate::api::{count, query, text};
     match cmd {
         BlockCommand::Get { cid } => {
             let stdout = std::io::stdout();
@@ -90,8 +87,8 @@ fn online(client: &crate::api::Client, cmd: BlockCommand) -> anyhow::Result<()> 
         }
         BlockCommand::Stat { cid } => {
             let v = client.json("block/stat", &query(&[("arg", &cid)]))?;
-            println!("Key: {}", str_of(&v, "Key").unwrap_or_default());
-            println!("Size: {}", str_of(&v, "Size").unwrap_or_default());
+            println!("Key: {}", text(&v, "Key"));
+            println!("Size: {}", count(&v, "Size"));
         }
         BlockCommand::Put { files, cid_codec, mhtype, pin, allow_big_block } => {
             codec(&cid_codec)?;
@@ -99,7 +96,7 @@ fn online(client: &crate::api::Client, cmd: BlockCommand) -> anyhow::Result<()> 
             let (pin, big) = (pin.to_string(), allow_big_block.to_string());
             let q = query(&[("cid-codec", &cid_codec), ("mhtype", &mhtype), ("pin", &pin), ("allow-big-block", &big)]);
             client.lines("block/put", &q, Some(crate::api::multipart(parts)), &mut |v| {
-                println!("{}", str_of(&v, "Key").unwrap_or_default());
+                println!("{}", text(&v, "Key"));
                 Ok(())
             })?;
         }
@@ -107,8 +104,8 @@ fn online(client: &crate::api::Client, cmd: BlockCommand) -> anyhow::Result<()> 
             let q: Vec<(&str, &str)> = cids.iter().map(|c| ("arg", c.as_str())).collect();
             let mut failed = None;
             client.lines("block/rm", &query(&q), None, &mut |v| {
-                let cid = str_of(&v, "Hash").unwrap_or_default();
-                match str_of(&v, "Error").filter(|e| !e.is_empty()) {
+                let cid = text(&v, "Hash");
+                match Some(text(&v, "Error")).filter(|e| !e.is_empty()) {
                     Some(e) => failed = failed.take().or(Some(e)),
                     None if !quiet => println!("removed {cid}"),
                     None => {}
@@ -123,11 +120,6 @@ fn online(client: &crate::api::Client, cmd: BlockCommand) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The CID a `block` argument names: the CID itself, or what a path below it resolves to.
-fn block_cid(node: &Node, path: &IpfsPath) -> anyhow::Result<Cid> {
-    Ok(if path.rest.trim_matches('/').is_empty() { path.root } else { node.resolve(path)? })
-}
-
 pub fn run(ctx: &Ctx, cmd: BlockCommand) -> anyhow::Result<()> {
     if let Some(client) = crate::api::client(ctx)? {
         return online(&client, cmd);
@@ -136,7 +128,7 @@ pub fn run(ctx: &Ctx, cmd: BlockCommand) -> anyhow::Result<()> {
         BlockCommand::Get { cid } => {
             let path = ipfs_path(&cid)?;
             let node = ctx.open()?;
-            let data = node.block_get(&block_cid(&node, &path)?)?;
+            let data = node.block_get(&node.resolve(&path)?)?;
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             out.write_all(&data)?;
@@ -173,7 +165,7 @@ pub fn run(ctx: &Ctx, cmd: BlockCommand) -> anyhow::Result<()> {
         BlockCommand::Stat { cid } => {
             let path = ipfs_path(&cid)?;
             let node = ctx.open()?;
-            let cid = block_cid(&node, &path)?;
+            let cid = node.resolve(&path)?;
             let data = node.block_get(&cid)?;
             println!("Key: {cid}");
             println!("Size: {}", data.len());
@@ -181,16 +173,17 @@ pub fn run(ctx: &Ctx, cmd: BlockCommand) -> anyhow::Result<()> {
         BlockCommand::Rm { cids, quiet } => {
             let cids = cids.iter().map(|c| ipfs_path(c).map(|p| p.root)).collect::<anyhow::Result<Vec<_>>>()?;
             let node = ctx.open()?;
-            // A block inside a recursively pinned DAG is pinned too (Kubo's "indirect").
-            let indirect = node.indirect_pins()?;
-            for cid in &cids {
-                if indirect.iter().any(|c| c.hash() == cid.hash()) {
-                    bail!("{cid} is pinned indirectly (inside a recursively pinned DAG); unpin its root first");
+            // Each block on its own, as through the daemon: the first refusal is the error.
+            let mut failed = None;
+            for (cid, result) in cids.iter().zip(node.block_rm(&cids)?) {
+                match result {
+                    Ok(()) if !quiet => println!("removed {cid}"),
+                    Ok(()) => {}
+                    Err(e) => failed = failed.or(Some(e)),
                 }
-                node.block_rm(cid)?;
-                if !quiet {
-                    println!("removed {cid}");
-                }
+            }
+            if let Some(e) = failed {
+                return Err(e.into());
             }
         }
     }

@@ -45,7 +45,7 @@ pub fn run(ctx: &Ctx, cmd: DagCommand) -> anyhow::Result<()> {
         DagCommand::Export { root } => {
             let path = ipfs_path(&root)?;
             let node = ctx.open()?;
-            let cid = if path.rest.trim_matches('/').is_empty() { path.root } else { node.resolve(&path)? };
+            let cid = node.resolve(&path)?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
             node.dag_export(&cid, &mut out)?;
@@ -113,7 +113,7 @@ fn online(client: &crate::api::Client, cmd: DagCommand) -> anyhow::Result<()> {
                     println!("Pinned root {root} success");
                 }
                 if let Some(s) = v.get("Stats") {
-                    let n = |k: &str| s.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+                    let n = |k: &str| crate::api::count(s, k);
                     println!("Imported {} blocks ({} bytes)", n("BlockCount"), n("BlockBytesCount"));
                 }
                 Ok(())

@@ -99,8 +99,7 @@ pub enum ManifestCommand {
 pub fn sign(ctx: &Ctx, path: &str, meta: &MetaArgs) -> anyhow::Result<(String, String)> {
     if let Some(client) = crate::api::client(ctx)? {
         let v = client.json("manifest/sign", &meta.query(path))?;
-        let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-        return Ok((field("Manifest"), field("Root")));
+        return Ok((crate::api::text(&v, "Manifest"), crate::api::text(&v, "Root")));
     }
     let parsed = ipfs_path(path)?;
     let node = ctx.open()?;
@@ -159,7 +158,7 @@ fn verify(ctx: &Ctx, cid: &str) -> anyhow::Result<ExitCode> {
             Err(e) => return Err(e.into()),
         }
     };
-    let text = |k: &str| report.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let text = |k: &str| crate::api::text(&report, k);
     let list = |k: &str| -> Vec<String> {
         report
             .get(k)

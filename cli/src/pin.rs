@@ -111,9 +111,7 @@ fn verify(ctx: &Ctx, verbose: bool) -> anyhow::Result<()> {
     if let Some(client) = crate::api::client(ctx)? {
         let q = crate::api::query(&[("verbose", if verbose { "true" } else { "false" })]);
         client.lines("pin/verify", &q, None, &mut |v| {
-            let text = |v: &serde_json::Value, k: &str| {
-                v.get(k).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned()
-            };
+            use crate::api::text;
             let bad = v
                 .get("BadNodes")
                 .and_then(serde_json::Value::as_array)
@@ -179,7 +177,7 @@ fn ls(ctx: &Ctx, paths: &[String], kind: &str, quiet: bool, names: bool) -> anyh
             .into_iter()
             .flatten()
             .map(|(cid, info)| {
-                let ty = info.get("Type").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+                let ty = crate::api::text(info, "Type");
                 let name = info.get("Name").and_then(serde_json::Value::as_str).filter(|n| !n.is_empty());
                 (cid.clone(), ty, name.map(str::to_owned))
             })

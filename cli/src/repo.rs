@@ -89,7 +89,7 @@ fn print_rows(rows: &[(&str, String)]) -> anyhow::Result<()> {
 
 /// The repo commands through the daemon (which holds the repo).
 fn online(client: &crate::api::Client, cmd: RepoCommand) -> anyhow::Result<()> {
-    let num = |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    use crate::api::{count as num, text};
     match cmd {
         RepoCommand::Gc => {
             client.lines("repo/gc", "", None, &mut |v| {
@@ -99,7 +99,6 @@ fn online(client: &crate::api::Client, cmd: RepoCommand) -> anyhow::Result<()> {
         }
         RepoCommand::Stat { size_only } => {
             let v = client.json("repo/stat", &crate::api::query(&[("size-only", &size_only.to_string())]))?;
-            let text = |k: &str| v.get(k).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
             let mut rows: Vec<(&str, String)> = Vec::new();
             if !size_only {
                 rows.push(("NumObjects", num(&v, "NumObjects").to_string()));
@@ -107,8 +106,8 @@ fn online(client: &crate::api::Client, cmd: RepoCommand) -> anyhow::Result<()> {
             rows.push(("RepoSize", num(&v, "RepoSize").to_string()));
             rows.push(("StorageMax", num(&v, "StorageMax").to_string()));
             if !size_only {
-                rows.push(("RepoPath", text("RepoPath")));
-                rows.push(("Version", text("Version")));
+                rows.push(("RepoPath", text(&v, "RepoPath")));
+                rows.push(("Version", text(&v, "Version")));
                 rows.push(("Pins", num(&v, "Pins").to_string()));
             }
             print_rows(&rows)?;
@@ -117,7 +116,7 @@ fn online(client: &crate::api::Client, cmd: RepoCommand) -> anyhow::Result<()> {
             let mut corrupt = 0;
             let mut summary = String::new();
             client.lines("repo/verify", "", None, &mut |v| {
-                let msg = v.get("Msg").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+                let msg = text(&v, "Msg");
                 if v.get("Corrupt").is_some() {
                     corrupt = num(&v, "Corrupt");
                     summary = msg;

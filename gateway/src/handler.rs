@@ -273,7 +273,8 @@ impl Handler {
         // manifest's path, with who signed it in a header and on listings.
         let (signed, inner) = self.manifest_view(content).await;
         let content = inner.as_ref().unwrap_or(content);
-        let mut resp = self.plain_content(req, content, query, on_subdomain, signed.clone()).await;
+        let mut resp =
+            self.plain_content(req, content, query, on_subdomain, signed.as_ref().map(|s| s.text.clone())).await;
         if let Some(s) = signed {
             resp.headers_mut().insert("X-Cairn-Signed-By", value(&s.header));
         }
@@ -317,13 +318,13 @@ impl Handler {
         content: &ContentPath,
         query: &[(String, String)],
         on_subdomain: bool,
-        signed: Option<SignedBy>,
+        signed: Option<String>,
     ) -> Response<Body> {
         let mut resolved = match self.resolve(content).await {
             Ok(r) => r,
             Err(f) => return failure(&f),
         };
-        resolved.signed = signed.map(|s| s.text);
+        resolved.signed = signed;
         let Some(stat) = resolved.stat.clone() else {
             return failure(&Failure::new(
                 StatusCode::NOT_ACCEPTABLE,
@@ -493,7 +494,7 @@ fn decoded_rest(content: &ContentPath) -> String {
 }
 
 /// Who signed a manifest: the `X-Cairn-Signed-By` value and the listing's line.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct SignedBy {
     header: String,
     text: String,

@@ -150,7 +150,7 @@ fn is_special(m: &Map<String, Value>) -> bool {
 }
 
 /// The bytes of `{"/": {"bytes": "<base64>"}}`, if `v` is that.
-fn as_bytes(v: &Value) -> Option<Bytes> {
+pub(crate) fn as_bytes(v: &Value) -> Option<Bytes> {
     let Value::Object(outer) = v else { return None };
     let Some(Value::Object(inner)) = outer.get("/").filter(|_| outer.len() == 1) else {
         return None;
@@ -164,7 +164,7 @@ fn as_bytes(v: &Value) -> Option<Bytes> {
 }
 
 /// The CID of `{"/": "<cid>"}`, if `v` is that and the string is a CID.
-fn as_link(v: &Value) -> Option<Cid> {
+pub(crate) fn as_link(v: &Value) -> Option<Cid> {
     let Value::Object(m) = v else { return None };
     let Some(Value::String(s)) = m.get("/").filter(|_| m.len() == 1) else {
         return None;
@@ -172,7 +172,8 @@ fn as_link(v: &Value) -> Option<Cid> {
     Cid::try_from(s.as_str()).ok()
 }
 
-fn bytes_value(b: &[u8]) -> Value {
+/// `{"/": {"bytes": "<base64, no padding>"}}`.
+pub(crate) fn bytes_value(b: &[u8]) -> Value {
     let mut inner = Map::new();
     inner.insert("bytes".into(), Value::String(BASE64_NOPAD.encode(b)));
     let mut outer = Map::new();
@@ -180,7 +181,8 @@ fn bytes_value(b: &[u8]) -> Value {
     Value::Object(outer)
 }
 
-fn link_value(cid: &Cid) -> Value {
+/// `{"/": "<cid>"}`.
+pub(crate) fn link_value(cid: &Cid) -> Value {
     let mut m = Map::new();
     m.insert("/".into(), Value::String(cid.to_string()));
     Value::Object(m)

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use cid::Cid;
 use serde_json::{Map, Value};
 
+use crate::dagpb_json::{as_bytes, as_link, bytes_value, link_value};
 use crate::hash::{CidFormat, DAG_JSON};
 
 /// The `type` every manifest carries.
@@ -69,20 +70,6 @@ pub enum ManifestError {
     /// follows DAG-JSON's rules, or was altered).
     #[error("manifest is not in canonical DAG-JSON form")]
     NotCanonical,
-}
-
-fn bytes_value(b: &[u8]) -> Value {
-    let mut inner = Map::new();
-    inner.insert("bytes".into(), Value::String(data_encoding::BASE64_NOPAD.encode(b)));
-    let mut outer = Map::new();
-    outer.insert("/".into(), Value::Object(inner));
-    Value::Object(outer)
-}
-
-fn link_value(cid: &Cid) -> Value {
-    let mut m = Map::new();
-    m.insert("/".into(), Value::String(cid.to_string()));
-    Value::Object(m)
 }
 
 /// Writes `v` canonically: keys sorted bytewise at every level, no whitespace.
@@ -195,7 +182,7 @@ impl Manifest {
             return Err(ManifestError::Field(format!("unknown key {k:?}")));
         }
         let manifest = Manifest {
-            root: link_of(field("root")?).ok_or_else(|| ManifestError::Field("root is not a link".into()))?,
+            root: as_link(field("root")?).ok_or_else(|| ManifestError::Field("root is not a link".into()))?,
             size: number("size")?,
             name: text("name")?,
             publisher: publisher
@@ -205,11 +192,13 @@ impl Manifest {
                 .ok_or_else(|| ManifestError::Field("publisher id is not text".into()))?,
             public_key: publisher
                 .get("key")
-                .and_then(bytes_of)
+                .and_then(as_bytes)
+                .map(|b| b.to_vec())
                 .ok_or_else(|| ManifestError::Field("publisher key is not bytes".into()))?,
             created: number("created")?,
             meta,
-            signature: bytes_of(field("signature")?)
+            signature: as_bytes(field("signature")?)
+                .map(|b| b.to_vec())
                 .ok_or_else(|| ManifestError::Field("signature is not bytes".into()))?,
         };
         if manifest.encode() != data {
@@ -217,28 +206,6 @@ impl Manifest {
         }
         Ok(manifest)
     }
-}
-
-/// `{"/": "<cid>"}`.
-fn link_of(v: &Value) -> Option<Cid> {
-    let m = v.as_object()?;
-    if m.len() != 1 {
-        return None;
-    }
-    Cid::try_from(m.get("/")?.as_str()?).ok()
-}
-
-/// `{"/": {"bytes": "<base64>"}}`.
-fn bytes_of(v: &Value) -> Option<Vec<u8>> {
-    let m = v.as_object()?;
-    if m.len() != 1 {
-        return None;
-    }
-    let inner = m.get("/")?.as_object()?;
-    if inner.len() != 1 {
-        return None;
-    }
-    data_encoding::BASE64_NOPAD.decode(inner.get("bytes")?.as_str()?.as_bytes()).ok()
 }
 
 #[cfg(test)]

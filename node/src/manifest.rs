@@ -112,11 +112,6 @@ impl Verified {
             "Missing": cids(&self.missing),
         })
     }
-
-    /// Signature valid, and every block present and intact.
-    pub fn is_valid(&self) -> bool {
-        self.signature == Signature::Valid && self.corrupt.is_empty() && self.missing.is_empty()
-    }
 }
 
 /// Checks `m`'s signature: its key must be the named peer's, and must have signed the fields.
@@ -159,10 +154,12 @@ impl Node {
             return Err(ManifestFailure::UnknownMeta(k.clone()));
         }
         let root = self.resolve(path)?;
-        let source = self.source();
+        // Sizes from the store's index: the walk already read what it had to.
         let mut size = 0;
         for cid in self.dag_cids(&root)? {
-            size += source.get(&cid).map_err(|e| NodeError::BadPath(cid.to_string(), e.to_string()))?.len() as u64;
+            size += crate::BlockStore::size(self.repo().store(), &cid)
+                .map_err(NodeError::from)?
+                .ok_or(NodeError::NotFound(cid))?;
         }
         let name = name.unwrap_or_else(|| {
             path.rest.rsplit('/').find(|c| !c.is_empty()).map_or_else(|| root.to_string(), str::to_owned)
@@ -212,28 +209,12 @@ impl Node {
             .into_iter()
             .map(|pin| {
                 let check = match pin.mode {
-                    crate::store::PinMode::Recursive => self.check_dag(&pin.cid, &mut |_| {}),
-                    crate::store::PinMode::Direct => self.check_block(&pin.cid),
+                    crate::store::PinMode::Recursive => self.check(&pin.cid, true, &mut |_| {}),
+                    crate::store::PinMode::Direct => self.check(&pin.cid, false, &mut |_| {}),
                 };
                 (pin, check)
             })
             .collect())
-    }
-
-    /// [`Node::check_dag`] for one block, without following its links.
-    fn check_block(&self, cid: &Cid) -> DagCheck {
-        let mut report = DagCheck::default();
-        match self.read_checked(&self.source(), cid) {
-            Ok(data) => {
-                report.blocks = 1;
-                if !multihash_matches(cid.hash(), &data).unwrap_or(false) {
-                    report.corrupt.push(*cid);
-                }
-            }
-            Err(Damage::Corrupt) => report.corrupt.push(*cid),
-            Err(Damage::Missing) => report.missing.push(*cid),
-        }
-        report
     }
 
     /// A block's bytes: from the store, where a read error is damage (RocksDB found a bad
@@ -259,6 +240,11 @@ impl Node {
     /// multihash), fetching missing ones when the node has a network. `on_block` gets each
     /// block's size as it is checked.
     pub fn check_dag(&self, root: &Cid, on_block: &mut dyn FnMut(u64)) -> DagCheck {
+        self.check(root, true, on_block)
+    }
+
+    /// [`Node::check_dag`], or only the root block when not `follow`ing links.
+    fn check(&self, root: &Cid, follow: bool, on_block: &mut dyn FnMut(u64)) -> DagCheck {
         let source = self.source();
         let mut report = DagCheck::default();
         let mut seen = HashSet::new();
@@ -282,6 +268,9 @@ impl Node {
             on_block(data.len() as u64);
             if !multihash_matches(cid.hash(), &data).unwrap_or(false) {
                 report.corrupt.push(cid);
+                continue;
+            }
+            if !follow {
                 continue;
             }
             match cairn_merkle::links::links(&cid, &data) {

@@ -62,6 +62,9 @@ pub enum NodeError {
     /// The block is pinned and so cannot be removed.
     #[error("{0} is pinned; unpin it first")]
     Pinned(Cid),
+    /// The block is inside a recursively pinned DAG and so cannot be removed.
+    #[error("{0} is pinned indirectly (inside a recursively pinned DAG); unpin its root first")]
+    PinnedIndirectly(Cid),
     /// Output could not be written.
     #[error("{path}: {source}")]
     Output {
@@ -638,17 +641,25 @@ impl Node {
         Ok(cid)
     }
 
-    /// Removes a block that is not pinned.
-    pub fn block_rm(&self, cid: &Cid) -> Result<(), NodeError> {
+    /// Removes blocks that no pin holds, each on its own: one result per CID, in order. A
+    /// block pinned directly or recursively, or inside a recursively pinned DAG, is refused.
+    pub fn block_rm(&self, cids: &[Cid]) -> Result<Vec<Result<(), NodeError>>, NodeError> {
         let _guard = self.gc_lock.write().map_err(|_| NodeError::Poisoned)?;
-        if self.pins_store().get_pin(cid)?.is_some() {
-            return Err(NodeError::Pinned(*cid));
-        }
-        if self.store().delete_keys(&[block_key(cid)])? == 0 {
-            return Err(NodeError::NotFound(*cid));
+        let indirect: HashSet<Vec<u8>> = self.indirect_pins()?.iter().map(block_key).collect();
+        let mut results = Vec::with_capacity(cids.len());
+        for cid in cids {
+            results.push(if self.pins_store().get_pin(cid)?.is_some() {
+                Err(NodeError::Pinned(*cid))
+            } else if indirect.contains(&block_key(cid)) {
+                Err(NodeError::PinnedIndirectly(*cid))
+            } else if self.store().delete_keys(&[block_key(cid)])? == 0 {
+                Err(NodeError::NotFound(*cid))
+            } else {
+                Ok(())
+            });
         }
         self.store().sync()?;
-        Ok(())
+        Ok(results)
     }
 
     /// Writes the DAG under `root` as a CARv1, depth-first from the root.

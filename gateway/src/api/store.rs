@@ -6,7 +6,7 @@ use std::io::Read;
 use bytes::{Buf, Bytes};
 use cairn_node::merkle::exporter::NodeKind;
 use cairn_node::merkle::hash::{codec_by_name, CidFormat, HashAlg};
-use cairn_node::{IpfsPath, Node};
+use cairn_node::IpfsPath;
 use http_body_util::BodyExt as _;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response};
@@ -27,15 +27,6 @@ fn unixfs_type(kind: Option<NodeKind>) -> u8 {
         Some(NodeKind::File) => 2,
         Some(NodeKind::Symlink) => 4,
         None => 0,
-    }
-}
-
-/// The CID a block command's argument names: the CID itself, or what a path resolves to.
-fn block_cid(node: &Node, path: &IpfsPath) -> Result<cairn_node::merkle::Cid, Fail> {
-    if path.rest.trim_matches('/').is_empty() {
-        Ok(path.root)
-    } else {
-        node.resolve(path).map_err(Fail::internal)
     }
 }
 
@@ -109,7 +100,9 @@ impl Api {
     pub(super) async fn block_get(&self, p: &Params) -> Answer {
         let path = parse_path(p.arg()?)?;
         let node = self.node.clone();
-        let data = blocking(move || node.block_get(&block_cid(&node, &path)?).map_err(Fail::internal)).await?;
+        let data =
+            blocking(move || node.block_get(&node.resolve(&path).map_err(Fail::internal)?).map_err(Fail::internal))
+                .await?;
         let mut r = Response::new(body::full(data));
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
         Ok(r)
@@ -119,7 +112,7 @@ impl Api {
         let path = parse_path(p.arg()?)?;
         let node = self.node.clone();
         let (cid, size) = blocking(move || {
-            let cid = block_cid(&node, &path)?;
+            let cid = node.resolve(&path).map_err(Fail::internal)?;
             Ok((cid, node.block_get(&cid).map_err(Fail::internal)?.len()))
         })
         .await?;
@@ -188,18 +181,15 @@ impl Api {
         let force = p.flag("force", false)?;
         let node = self.node.clone();
         let lines = blocking(move || {
-            let indirect = node.indirect_pins().map_err(Fail::internal)?;
+            let results = node.block_rm(&cids).map_err(Fail::internal)?;
             Ok(cids
                 .iter()
-                .map(|cid| {
-                    let err = if indirect.iter().any(|c| c.hash() == cid.hash()) {
-                        format!("{cid} is pinned indirectly (inside a recursively pinned DAG)")
-                    } else {
-                        match node.block_rm(cid) {
-                            Ok(()) => String::new(),
-                            Err(cairn_node::NodeError::NotFound(_)) if force => String::new(),
-                            Err(e) => e.to_string(),
-                        }
+                .zip(results)
+                .map(|(cid, r)| {
+                    let err = match r {
+                        Ok(()) => String::new(),
+                        Err(cairn_node::NodeError::NotFound(_)) if force => String::new(),
+                        Err(e) => e.to_string(),
                     };
                     json!({"Hash": cid.to_string(), "Error": err})
                 })
@@ -215,7 +205,7 @@ impl Api {
         let path = parse_path(p.arg()?)?;
         let node = self.node.clone();
         let root = blocking(move || {
-            let cid = block_cid(&node, &path)?;
+            let cid = node.resolve(&path).map_err(Fail::internal)?;
             node.block_get(&cid).map_err(Fail::internal)?;
             Ok(cid)
         })
