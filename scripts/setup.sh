@@ -9,8 +9,9 @@
 #   - a Python venv at $CAIRN_CACHE/venv (default ~/.cache/cairn/venv) holding a real Kubo
 #     (PyPI's kubo-python) and imageio-ffmpeg (a static ffmpeg, for testnet/media/make_video.py),
 #     pinned in testnet/kubo/requirements.txt;
-#   - the JavaScript UnixFS importer and playwright-core in testnet/js/node_modules (`npm ci`,
-#     from the committed package-lock.json).
+#   - the JavaScript UnixFS importer and playwright-core in testnet/js/node_modules, and the
+#     Pinning Service API compliance checker in testnet/js/pinning-compliance/node_modules
+#     (`npm ci`, from the committed package-lock.json files).
 # Idempotent, silent when all is present, needs no TTY or stdin; run it as root (or with
 # passwordless sudo) when system packages are missing. Exits non-zero saying what failed.
 set -euo pipefail
@@ -113,4 +114,16 @@ if ! cmp -s "$JS_DIR/package-lock.json" "$js_stamp" 2>/dev/null ||
     (cd "$JS_DIR" && npm ci --no-audit --no-fund --loglevel=error </dev/null >/dev/null) ||
         die "npm ci in $JS_DIR failed"
     cp "$JS_DIR/package-lock.json" "$js_stamp"
+fi
+
+# The Pinning Service API compliance checker: a package of its own (its dependencies clash
+# with the importer's), installed without install scripts (see its .npmrc).
+PSC_DIR=$JS_DIR/pinning-compliance
+psc_stamp=$PSC_DIR/node_modules/.cairn-package-lock.json
+if ! cmp -s "$PSC_DIR/package-lock.json" "$psc_stamp" 2>/dev/null ||
+    [ ! -f "$PSC_DIR/node_modules/@ipfs-shipyard/pinning-service-compliance/package.json" ]; then
+    say "installing the pinning service compliance checker into $PSC_DIR/node_modules"
+    (cd "$PSC_DIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error </dev/null >/dev/null) ||
+        die "npm ci in $PSC_DIR failed"
+    cp "$PSC_DIR/package-lock.json" "$psc_stamp"
 fi

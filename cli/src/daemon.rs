@@ -8,6 +8,9 @@
 //!   `Reprovider.Interval`.
 //! - The RPC API (a subset of Kubo's `/api/v0`) on `Addresses.API`; its bound address goes
 //!   to `$repo/api` as a multiaddr, which the CLI reads to send its commands there.
+//! - The Pinning Service API on `Addresses.PinningService`, when `PinningService.Tokens` has
+//!   a token (its URL goes to `$repo/pinning-service`), and the worker that fetches pin
+//!   requests, queued ones from before a restart included.
 //! - The HTTP gateway on `Addresses.Gateway`. The address actually bound (it differs from the
 //!   config when the config asks for port 0) is written to `$repo/gateway` as a URL, as Kubo
 //!   does, and removed again on a clean shutdown.
@@ -22,6 +25,7 @@ use cairn_gateway::GatewayConfig;
 use cairn_node::config::{tcp_multiaddr, tcp_socket_addr};
 use cairn_node::net::reprovide::Reprovider;
 use cairn_node::net::{self, NetConfig, NetFetcher, NodeStore};
+use cairn_node::pinning::{PinService, Settings};
 use clap::Args;
 
 use crate::Ctx;
@@ -67,6 +71,13 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
         );
     }
     let api_file = node.repo().path().join("api");
+    let pinning_file = node.repo().path().join("pinning-service");
+    let pinning_addr = if config.pinning_service.tokens.is_empty() {
+        None
+    } else {
+        Some(tcp_socket_addr(&config.addresses.pinning_service).context("Addresses.PinningService")?)
+    };
+    let pin_service = PinService::open(node.clone(), Settings::from_config(&config)?)?;
     let net_config = NetConfig::from_repo(node.repo())?;
     let fetch_timeout = config.retrieval_timeout()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
@@ -75,6 +86,29 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
         let (network, net_task) = net::spawn(keypair, Arc::new(NodeStore(node.clone())), net_config).await?;
         node.attach_fetcher(Arc::new(NetFetcher::new(network.clone(), fetch_timeout)));
         let reprovider = tokio::spawn(Reprovider::from_repo(node.clone(), network.clone())?.run());
+        let pin_worker = tokio::spawn(pin_service.clone().run(network.clone()));
+        let (pinning_done_tx, pinning_done_rx) = tokio::sync::oneshot::channel::<()>();
+        let pinning_task = match pinning_addr {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} for the Pinning Service API"))?;
+                let bound = listener.local_addr()?;
+                let delegates = network.listen_addrs().iter().map(ToString::to_string).collect();
+                let api = cairn_gateway::pinning::PinningApi::new(
+                    pin_service.clone(),
+                    &config.pinning_service.tokens,
+                    delegates,
+                );
+                std::fs::write(&pinning_file, format!("http://{bound}"))
+                    .with_context(|| format!("writing {}", pinning_file.display()))?;
+                let task = tokio::spawn(cairn_gateway::serve_pinning(listener, api, async {
+                    let _ = pinning_done_rx.await;
+                }));
+                Some((bound, task))
+            }
+            None => None,
+        };
         // The RPC API, for the CLI and Kubo's clients; `$repo/api` tells them where.
         let api_listener = tokio::net::TcpListener::bind(api_addr)
             .await
@@ -101,6 +135,9 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
             println!("Swarm listening on {addr}");
         }
         println!("RPC API server listening on {}", tcp_multiaddr(api_bound));
+        if let Some((addr, _)) = &pinning_task {
+            println!("Pinning service listening on {}", tcp_multiaddr(*addr));
+        }
         println!("Gateway server listening on {}", tcp_multiaddr(bound));
         println!("Daemon is ready");
         use std::io::Write as _;
@@ -114,8 +151,14 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
         let served = cairn_gateway::serve(listener, node.clone(), gateway_config, stop).await;
         let _ = std::fs::remove_file(&gateway_file);
         let _ = std::fs::remove_file(&api_file);
+        let _ = std::fs::remove_file(&pinning_file);
         let _ = api_done_tx.send(());
         let _ = api_task.await;
+        let _ = pinning_done_tx.send(());
+        if let Some((_, task)) = pinning_task {
+            let _ = task.await;
+        }
+        pin_worker.abort();
         reprovider.abort();
         network.shutdown().await;
         let _ = net_task.await;

@@ -194,12 +194,10 @@ impl Api {
         };
         let path = req.uri().path();
         self.auth.iter().any(|(s, allowed)| {
-            // Compared in full whatever the input, so the time taken says nothing of the secret.
-            let same =
-                s.len() == secret.len() && s.bytes().zip(secret.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-            same && allowed
-                .iter()
-                .any(|prefix| path == prefix || path.starts_with(&format!("{}/", prefix.trim_end_matches('/'))))
+            same_secret(s, &secret)
+                && allowed
+                    .iter()
+                    .any(|prefix| path == prefix || path.starts_with(&format!("{}/", prefix.trim_end_matches('/'))))
         })
     }
 
@@ -564,6 +562,12 @@ fn strip_p2p(s: &str) -> String {
 }
 
 /// The swarm's listen addresses as strings, with or without the `/p2p/` suffix.
+/// Whether `given` is `secret`, compared in full whatever the input, so that the time taken
+/// says nothing of the secret.
+pub(crate) fn same_secret(secret: &str, given: &str) -> bool {
+    secret.len() == given.len() && secret.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
 fn listen_strings(net: &Network, with_id: bool) -> Vec<String> {
     net.listen_addrs().iter().map(|a| if with_id { a.to_string() } else { strip_p2p(&a.to_string()) }).collect()
 }

@@ -21,6 +21,7 @@ mod listing;
 pub mod metrics;
 mod mime;
 mod path;
+pub mod pinning;
 mod range;
 mod subdomain;
 
@@ -91,8 +92,21 @@ pub async fn serve_api(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let api = Arc::new(api);
-    let limits = (Duration::from_secs(10), 256, Duration::from_secs(5));
-    serve_with(listener, limits, shutdown, move |req| api.clone().handle(req)).await
+    serve_with(listener, SERVICE_LIMITS, shutdown, move |req| api.clone().handle(req)).await
+}
+
+/// The head timeout, connections and shutdown grace of the API and the pinning service.
+const SERVICE_LIMITS: (Duration, usize, Duration) = (Duration::from_secs(10), 256, Duration::from_secs(5));
+
+/// Serves the Pinning Service API ([`pinning::PinningApi`]) on `listener` until `shutdown`
+/// completes.
+pub async fn serve_pinning(
+    listener: TcpListener,
+    api: pinning::PinningApi,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let api = Arc::new(api);
+    serve_with(listener, SERVICE_LIMITS, shutdown, move |req| api.clone().handle(req)).await
 }
 
 /// The accept loop shared by the gateway and the API: at most `max` connections at once, a

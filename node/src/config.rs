@@ -40,6 +40,14 @@ pub struct Addresses {
     /// Addresses told to other peers as well as the listen (or announced) ones.
     #[serde(default)]
     pub append_announce: Vec<String>,
+    /// Pinning Service API listen address (served only when `PinningService.Tokens` has a
+    /// token).
+    #[serde(default = "default_pinning_address")]
+    pub pinning_service: String,
+}
+
+fn default_pinning_address() -> String {
+    "/ip4/127.0.0.1/tcp/5003".into()
 }
 
 /// Storage limits.
@@ -190,6 +198,73 @@ pub struct ManifestConfig {
     pub trusted: std::collections::BTreeMap<String, String>,
 }
 
+/// The Pinning Service API (`/pins`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PinningService {
+    /// Bearer tokens, by account name. Each account sees only its own pin requests. Empty:
+    /// the service is off.
+    pub tokens: std::collections::BTreeMap<String, String>,
+    /// Pin requests fetched at the same time.
+    pub concurrency: u32,
+    /// Tries before a pin request is marked failed.
+    pub max_attempts: u32,
+    /// The wait before the first retry; it doubles after each failed try.
+    pub retry_delay: String,
+}
+
+impl Default for PinningService {
+    fn default() -> Self {
+        PinningService {
+            tokens: std::collections::BTreeMap::new(),
+            concurrency: 4,
+            max_attempts: 5,
+            retry_delay: "30s".into(),
+        }
+    }
+}
+
+/// The background scrub, which re-reads and re-hashes every stored block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Scrub {
+    /// Every block is checked once per interval, paced evenly over it (`0`: no scrub).
+    pub interval: String,
+}
+
+impl Default for Scrub {
+    fn default() -> Self {
+        Scrub { interval: "30d".into() }
+    }
+}
+
+/// One followed publisher.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Followed {
+    /// A name for people.
+    pub name: String,
+    /// The gossipsub topic its announcements are read from (empty: the hints topic).
+    pub topic: String,
+}
+
+/// Publishers whose signed manifests are mirrored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Follow {
+    /// Followed publishers, by peer ID.
+    pub publishers: std::collections::BTreeMap<String, Followed>,
+    /// The most all followed collections together may hold, e.g. `500GB` (`0`: no limit
+    /// but `Datastore.StorageMax`).
+    pub quota: String,
+}
+
+impl Default for Follow {
+    fn default() -> Self {
+        Follow { publishers: std::collections::BTreeMap::new(), quota: "0".into() }
+    }
+}
+
 /// Parses a duration such as `500ms`, `90s`, `30m`, `22h`, `7d` or `0` (none). `key` names
 /// the setting in the error.
 pub fn parse_duration(key: &str, s: &str) -> Result<Option<std::time::Duration>, ConfigError> {
@@ -251,6 +326,15 @@ pub struct Config {
     /// Signed manifests: the trusted publishers.
     #[serde(default)]
     pub manifest: ManifestConfig,
+    /// The Pinning Service API.
+    #[serde(default)]
+    pub pinning_service: PinningService,
+    /// The background scrub.
+    #[serde(default)]
+    pub scrub: Scrub,
+    /// Followed publishers.
+    #[serde(default)]
+    pub follow: Follow,
     /// Keys this version does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -328,6 +412,22 @@ impl Config {
             .ok_or_else(|| ConfigError::Invalid("Gateway.RetrievalTimeout must be more than 0".into()))
     }
 
+    /// `Scrub.Interval` (`None`: no scrub).
+    pub fn scrub_interval(&self) -> Result<Option<std::time::Duration>, ConfigError> {
+        parse_duration("Scrub.Interval", &self.scrub.interval)
+    }
+
+    /// `Follow.Quota` in bytes (`None`: no quota of its own).
+    pub fn follow_quota(&self) -> Result<Option<u64>, ConfigError> {
+        let q = self.follow.quota.trim();
+        if q == "0" || q.is_empty() {
+            return Ok(None);
+        }
+        parse_size(q)
+            .map(Some)
+            .ok_or_else(|| ConfigError::Invalid(format!("Follow.Quota {q:?} is not a size like 500GB or 0")))
+    }
+
     /// A new config for `peer_id` under `profile`. Every address is loopback.
     pub fn new(peer_id: String, profile: Profile) -> Self {
         let port = |p: u16| if profile == Profile::Test { 0 } else { p };
@@ -342,6 +442,7 @@ impl Config {
                 gateway: format!("/ip4/127.0.0.1/tcp/{}", port(8080)),
                 announce: Vec::new(),
                 append_announce: Vec::new(),
+                pinning_service: format!("/ip4/127.0.0.1/tcp/{}", port(5003)),
             },
             bootstrap: Vec::new(),
             datastore: Datastore { storage_max: "10GB".into() },
@@ -352,6 +453,9 @@ impl Config {
             api: Api::default(),
             gateway: Gateway::default(),
             manifest: ManifestConfig::default(),
+            pinning_service: PinningService::default(),
+            scrub: Scrub::default(),
+            follow: Follow::default(),
             extra: Map::new(),
         }
     }

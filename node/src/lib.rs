@@ -10,6 +10,7 @@
 //! - [`config`]: [`Config`], Kubo's key names, edited by dotted key.
 //! - [`store`]: the [`BlockStore`] and [`PinStore`] traits, over RocksDB or memory.
 //! - [`node`]: [`Node`], the facade: add, cat, get, ls, pins, GC, verify, blocks, CAR.
+//! - [`pinning`]: the Pinning Service API's pin requests and the worker that fetches them.
 //!
 //! The network arrives with its issue.
 
@@ -20,6 +21,7 @@ pub mod config;
 pub mod manifest;
 pub mod net;
 pub mod node;
+pub mod pinning;
 pub mod repo;
 pub mod store;
 

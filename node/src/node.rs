@@ -547,6 +547,11 @@ impl Node {
         Ok(cid)
     }
 
+    /// The pin of `cid`, if it has one.
+    pub fn pin_of(&self, cid: &Cid) -> Result<Option<Pin>, NodeError> {
+        Ok(self.pins_store().get_pin(cid)?)
+    }
+
     /// Every pin.
     pub fn pins(&self) -> Result<Vec<Pin>, NodeError> {
         Ok(self.pins_store().pins()?)

@@ -88,7 +88,7 @@ fn daemon_serves_the_gateway_and_stops_cleanly() {
 /// A running daemon with its stdout read up to "Daemon is ready"; killed on drop.
 pub struct Daemon {
     child: std::process::Child,
-    lines: Vec<String>,
+    pub lines: Vec<String>,
 }
 
 impl Daemon {

@@ -9,6 +9,7 @@ mod disk_full;
 mod integrity;
 mod manifest;
 mod online;
+mod pinning;
 
 use assert_cmd::Command;
 

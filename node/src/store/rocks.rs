@@ -354,6 +354,36 @@ impl RocksStore {
         Ok(())
     }
 
+    /// Every metadata entry whose key starts with `prefix`, in key order.
+    pub fn meta_with_prefix(&self, prefix: &[u8]) -> Result<Vec<MetaEntry>, StoreError> {
+        let cf = self.cf(CF_META)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(&cf, IteratorMode::From(prefix, rocksdb::Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Writes and deletes metadata entries in one durable batch.
+    pub fn update_meta(&self, put: &[(&[u8], &[u8])], delete: &[&[u8]]) -> Result<(), StoreError> {
+        let cf = self.cf(CF_META)?;
+        let mut batch = WriteBatch::default();
+        for (k, v) in put {
+            batch.put_cf(&cf, k, v);
+        }
+        for k in delete {
+            batch.delete_cf(&cf, k);
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
     /// Bytes the database occupies on disk (SST and blob files), as RocksDB reports it.
     pub fn disk_usage(&self) -> Result<u64, StoreError> {
         let mut total = 0;
@@ -401,6 +431,9 @@ impl RocksStore {
         Ok(())
     }
 }
+
+/// A metadata entry: (key, value).
+pub type MetaEntry = (Vec<u8>, Vec<u8>);
 
 fn decode_len(v: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_le_bytes(
