@@ -11,6 +11,8 @@
 //! - The Pinning Service API on `Addresses.PinningService`, when `PinningService.Tokens` has
 //!   a token (its URL goes to `$repo/pinning-service`), and the worker that fetches pin
 //!   requests, queued ones from before a restart included.
+//! - The scrub, re-hashing every stored block once per `Scrub.Interval` and repairing damaged
+//!   ones from peers.
 //! - The HTTP gateway on `Addresses.Gateway`. The address actually bound (it differs from the
 //!   config when the config asks for port 0) is written to `$repo/gateway` as a URL, as Kubo
 //!   does, and removed again on a clean shutdown.
@@ -26,6 +28,7 @@ use cairn_node::config::{tcp_multiaddr, tcp_socket_addr};
 use cairn_node::net::reprovide::Reprovider;
 use cairn_node::net::{self, NetConfig, NetFetcher, NodeStore};
 use cairn_node::pinning::{PinService, Settings};
+use cairn_node::scrub::Scrubber;
 use clap::Args;
 
 use crate::Ctx;
@@ -78,6 +81,7 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
         Some(tcp_socket_addr(&config.addresses.pinning_service).context("Addresses.PinningService")?)
     };
     let pin_service = PinService::open(node.clone(), Settings::from_config(&config)?)?;
+    let scrub_interval = config.scrub_interval()?;
     let net_config = NetConfig::from_repo(node.repo())?;
     let fetch_timeout = config.retrieval_timeout()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
@@ -87,6 +91,15 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
         node.attach_fetcher(Arc::new(NetFetcher::new(network.clone(), fetch_timeout)));
         let reprovider = tokio::spawn(Reprovider::from_repo(node.clone(), network.clone())?.run());
         let pin_worker = tokio::spawn(pin_service.clone().run(network.clone()));
+        // The scrub re-hashes every block once per Scrub.Interval, repairing from peers.
+        let scrub = match scrub_interval {
+            Some(interval) => {
+                let s = Scrubber::new(node.clone(), interval, Some((network.clone(), fetch_timeout)));
+                let stats = s.stats();
+                Some((s.spawn().context("starting the scrub")?, stats))
+            }
+            None => None,
+        };
         let (pinning_done_tx, pinning_done_rx) = tokio::sync::oneshot::channel::<()>();
         let pinning_task = match pinning_addr {
             Some(addr) => {
@@ -117,7 +130,12 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
         let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<()>(1);
         let gateway_config = GatewayConfig::default();
         let api = cairn_gateway::api::Api::new(node.clone(), Some(network.clone()), stop_tx)
-            .with_gateway_metrics(gateway_config.metrics.clone());
+            .with_gateway_metrics(gateway_config.metrics.clone())
+            .with_services(cairn_gateway::metrics::Services {
+                gateway: None,
+                scrub: scrub.as_ref().map(|(_, stats)| stats.clone()),
+                pinning: Some(pin_service.clone()),
+            });
         let (api_done_tx, api_done_rx) = tokio::sync::oneshot::channel::<()>();
         let api_task = tokio::spawn(cairn_gateway::serve_api(api_listener, api, async {
             let _ = api_done_rx.await;
@@ -162,6 +180,10 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
         reprovider.abort();
         network.shutdown().await;
         let _ = net_task.await;
+        // After the network: a repair fetch in flight then fails at once instead of waiting.
+        if let Some((handle, _)) = scrub {
+            handle.stop();
+        }
         served.context("gateway")?;
         println!("Received interrupt signal, shutting down...");
         anyhow::Ok(())

@@ -42,8 +42,8 @@ pub struct Api {
     stop: tokio::sync::mpsc::Sender<()>,
     /// `API.Authorizations`: (secret, allowed path prefixes); empty: no checks.
     auth: Vec<(String, Vec<String>)>,
-    /// The gateway's counters, shown on the metrics page.
-    gateway_metrics: Option<Arc<crate::GatewayMetrics>>,
+    /// The daemon's other services, shown on the metrics page.
+    services: crate::metrics::Services,
 }
 
 impl std::fmt::Debug for Api {
@@ -161,12 +161,21 @@ impl Api {
             .values()
             .map(|a| (a.auth_secret.clone(), a.allowed_paths.clone()))
             .collect();
-        Api { node, net, reprovider, stop, auth, gateway_metrics: None }
+        Api { node, net, reprovider, stop, auth, services: crate::metrics::Services::default() }
     }
 
     /// Shows the gateway's request counters on the metrics page.
     pub fn with_gateway_metrics(mut self, metrics: Arc<crate::GatewayMetrics>) -> Api {
-        self.gateway_metrics = Some(metrics);
+        self.services.gateway = Some(metrics);
+        self
+    }
+
+    /// Shows the scrub's, the pinning service's and the follower's counters on the metrics
+    /// page (whichever run).
+    pub fn with_services(mut self, services: crate::metrics::Services) -> Api {
+        let gateway = self.services.gateway.take();
+        self.services = services;
+        self.services.gateway = self.services.gateway.take().or(gateway);
         self
     }
 
@@ -207,7 +216,7 @@ impl Api {
             return failure(Fail(StatusCode::FORBIDDEN, "a valid API.Authorizations secret is required".into()));
         }
         if req.method() == Method::GET && req.uri().path() == "/debug/metrics/prometheus" {
-            let text = crate::metrics::render(&self.node, self.net.as_ref(), self.gateway_metrics.as_deref()).await;
+            let text = crate::metrics::render(&self.node, self.net.as_ref(), &self.services).await;
             let mut r = Response::new(body::full(text));
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::metrics::CONTENT_TYPE));
             return r;

@@ -3,10 +3,13 @@
 //!
 //! Two kinds of values:
 //! - read when the page is asked for: Bitswap and DHT counters from the network, the repo's
-//!   block count and size, the pin count, and the process's resident memory;
+//!   block count and size, the pin count, the process's resident memory, the scrub's
+//!   counters and the pin requests by status;
 //! - counted as they happen, in [`GatewayMetrics`]: gateway requests by status, their latency
 //!   (a histogram), and the file bytes and blocks the gateway read to answer them.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_node::net::Network;
@@ -98,11 +101,37 @@ fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
+/// The daemon's services whose counters the page shows, those that run.
+#[derive(Debug, Default, Clone)]
+pub struct Services {
+    /// The gateway's counters.
+    pub gateway: Option<Arc<GatewayMetrics>>,
+    /// The background scrub's counters.
+    pub scrub: Option<Arc<cairn_node::scrub::ScrubStats>>,
+    /// The Pinning Service API's requests.
+    pub pinning: Option<Arc<cairn_node::pinning::PinService>>,
+}
+
+fn scrub_metrics(s: &mut Snapshot, st: &cairn_node::scrub::ScrubStats) {
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    s.counter("cairn_scrub_checked_blocks", "Blocks the scrub re-read and re-hashed.", get(&st.checked_blocks));
+    s.counter("cairn_scrub_checked_bytes", "Bytes the scrub re-read and re-hashed.", get(&st.checked_bytes));
+    s.counter("cairn_scrub_corrupt_blocks", "Damaged blocks the scrub found.", get(&st.corrupt));
+    s.counter("cairn_scrub_repaired_blocks", "Damaged blocks fetched again from peers.", get(&st.repaired));
+    s.gauge("cairn_scrub_unrepaired_blocks", "Damaged blocks no peer has supplied yet.", get(&st.unrepaired));
+    s.counter("cairn_scrub_passes", "Scrub passes completed.", get(&st.passes));
+    s.gauge(
+        "cairn_scrub_last_pass_end_timestamp_seconds",
+        "When the last scrub pass completed (Unix time; 0: none yet).",
+        get(&st.last_pass_end),
+    );
+}
+
 /// The content type of [`render`]'s page.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The metrics page.
-pub async fn render(node: &Node, net: Option<&Network>, gateway: Option<&GatewayMetrics>) -> String {
+pub async fn render(node: &Node, net: Option<&Network>, services: &Services) -> String {
     let mut s = Snapshot(Registry::default());
     if let Some(net) = net {
         if let Ok(b) = net.stats().await {
@@ -136,13 +165,23 @@ pub async fn render(node: &Node, net: Option<&Network>, gateway: Option<&Gateway
     if let Ok(pins) = node.pins() {
         s.gauge("cairn_repo_pins", "Pins (recursive and direct).", pins.len() as u64);
     }
+    if let Some(st) = &services.scrub {
+        scrub_metrics(&mut s, st);
+    }
+    if let Some(Ok(counts)) = services.pinning.as_ref().map(|p| p.counts()) {
+        let family = Family::<Vec<(String, String)>, Gauge>::default();
+        for (status, n) in counts {
+            family.get_or_create(&vec![("status".into(), status.into())]).set(n as i64);
+        }
+        s.0.register("cairn_pinning_requests", "Pinning Service API requests, by status.", family);
+    }
     if let Some(rss) = resident_bytes() {
         s.gauge("cairn_process_resident_memory_bytes", "Resident memory of the process.", rss);
     }
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode_registry(&mut out, &s.0);
-    if let Some(g) = gateway {
+    if let Some(g) = &services.gateway {
         let _ = encode_registry(&mut out, &g.registry);
     }
     let _ = encode_eof(&mut out);

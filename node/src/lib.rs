@@ -10,6 +10,7 @@
 //! - [`config`]: [`Config`], Kubo's key names, edited by dotted key.
 //! - [`store`]: the [`BlockStore`] and [`PinStore`] traits, over RocksDB or memory.
 //! - [`node`]: [`Node`], the facade: add, cat, get, ls, pins, GC, verify, blocks, CAR.
+//! - [`scrub`]: the background scrub that re-hashes every block and repairs damage from peers.
 //! - [`pinning`]: the Pinning Service API's pin requests and the worker that fetches them.
 //!
 //! The network arrives with its issue.
@@ -23,6 +24,7 @@ pub mod net;
 pub mod node;
 pub mod pinning;
 pub mod repo;
+pub mod scrub;
 pub mod store;
 
 pub use config::Config;

@@ -601,35 +601,42 @@ impl Node {
         })
     }
 
-    /// Re-hashes every block; returns the damaged ones. `on_block` hears each block's size.
+    /// Re-hashes every block; returns the damaged ones, and the blocks the scrub removed as
+    /// corrupt that no peer has supplied again. `on_block` hears each block's size.
     pub fn verify(&self, on_block: &mut dyn FnMut(u64)) -> Result<Vec<Corrupt>, NodeError> {
         let mut bad = Vec::new();
         // Key by key rather than one iterator over the bytes: a block RocksDB cannot read back
         // (a blob whose checksum fails) is then reported, and the scan goes on past it.
         for key in self.store().keys() {
-            let key = key?;
-            let Some(cid) = key_cid(&key) else {
-                let cid = CidFormat { version: 1, hash: HashAlg::Sha2_256 }.cid(hash::RAW, &key);
-                bad.push(Corrupt { cid, reason: "stored under a key that is not a multihash".to_owned() });
-                continue;
-            };
-            let verdict = match self.store().get(&cid) {
-                Ok(Some(data)) => {
-                    on_block(data.len() as u64);
-                    match hash::multihash_matches(cid.hash(), &data) {
-                        Ok(true) => Ok(()),
-                        Ok(false) => Err("bytes do not match the hash".to_owned()),
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
-                Ok(None) => Err("indexed, but its bytes are gone".to_owned()),
-                Err(e) => Err(format!("unreadable: {e}")),
-            };
-            if let Err(reason) = verdict {
-                bad.push(Corrupt { cid, reason });
+            match self.check_key(&key?) {
+                Ok(size) => on_block(size),
+                Err(c) => bad.push(c),
             }
         }
+        bad.extend(crate::scrub::damaged(self)?.into_iter().map(|d| Corrupt {
+            cid: d.cid,
+            reason: format!("removed by the scrub as corrupt ({}); no peer has supplied it since", d.error),
+        }));
         Ok(bad)
+    }
+
+    /// Re-reads and re-hashes the block stored under `key` (a multihash): its size, or what
+    /// is wrong with it.
+    pub fn check_key(&self, key: &[u8]) -> Result<u64, Corrupt> {
+        let Some(cid) = key_cid(key) else {
+            let cid = CidFormat { version: 1, hash: HashAlg::Sha2_256 }.cid(hash::RAW, key);
+            return Err(Corrupt { cid, reason: "stored under a key that is not a multihash".to_owned() });
+        };
+        let verdict = match self.store().get(&cid) {
+            Ok(Some(data)) => match hash::multihash_matches(cid.hash(), &data) {
+                Ok(true) => return Ok(data.len() as u64),
+                Ok(false) => "bytes do not match the hash".to_owned(),
+                Err(e) => e.to_string(),
+            },
+            Ok(None) => "indexed, but its bytes are gone".to_owned(),
+            Err(e) => format!("unreadable: {e}"),
+        };
+        Err(Corrupt { cid, reason: verdict })
     }
 
     /// The bytes of one block.

@@ -16,22 +16,42 @@ fn blob_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-#[test]
-fn pin_verify_finds_bytes_rotted_in_a_blob_file() {
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = tmp.path().join("r");
-    let run = |args: &[&str]| cairn().arg("--repo").arg(&repo).args(args).output().unwrap();
-    assert!(run(&["init", "--profile", "test"]).status.success());
-    // xorshift64: no stretch of it repeats, so the bytes searched for below occur once.
+/// Flips one byte inside `needle` where it sits in one of the repo's blob files (blob bytes
+/// are stored uncompressed), as a failing disk would.
+pub fn rot(repo: &Path, needle: &[u8]) {
+    let mut blobs = Vec::new();
+    blob_files(repo, &mut blobs);
+    for blob in blobs {
+        let mut bytes = std::fs::read(&blob).unwrap();
+        if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+            bytes[at + 10] ^= 0x40;
+            std::fs::write(&blob, &bytes).unwrap();
+            return;
+        }
+    }
+    panic!("the bytes were not found in any blob file");
+}
+
+/// Bytes in which no stretch repeats (xorshift64), so a 64-byte needle occurs once.
+pub fn unique_bytes(len: usize) -> Vec<u8> {
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    let data: Vec<u8> = (0..700_000)
+    (0..len)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             (x >> 24) as u8
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn pin_verify_finds_bytes_rotted_in_a_blob_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("r");
+    let run = |args: &[&str]| cairn().arg("--repo").arg(&repo).args(args).output().unwrap();
+    assert!(run(&["init", "--profile", "test"]).status.success());
+    let data = unique_bytes(700_000);
     let (good, bad) = (tmp.path().join("good.bin"), tmp.path().join("bad.bin"));
     std::fs::write(&good, &data[..100_000]).unwrap();
     std::fs::write(&bad, &data).unwrap();
@@ -43,22 +63,7 @@ fn pin_verify_finds_bytes_rotted_in_a_blob_file() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains(&format!("{good_cid} ok")) && text.contains(&format!("{bad_cid} ok")), "{text}");
 
-    // Flip one byte of the big file where it sits in a blob file (blob bytes are stored
-    // uncompressed), as a failing disk would.
-    let needle = &data[400_000..400_064];
-    let mut blobs = Vec::new();
-    blob_files(&repo, &mut blobs);
-    let mut flipped = false;
-    for blob in blobs {
-        let mut bytes = std::fs::read(&blob).unwrap();
-        if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
-            bytes[at + 10] ^= 0x40;
-            std::fs::write(&blob, &bytes).unwrap();
-            flipped = true;
-            break;
-        }
-    }
-    assert!(flipped, "the file's bytes were not found in any blob file");
+    rot(&repo, &data[400_000..400_064]);
 
     let out = run(&["pin", "verify"]);
     let text = String::from_utf8_lossy(&out.stdout);

@@ -6,10 +6,11 @@ mod commands;
 mod crash;
 mod daemon;
 mod disk_full;
-mod integrity;
+pub mod integrity;
 mod manifest;
 mod online;
 mod pinning;
+mod scrub;
 
 use assert_cmd::Command;
 

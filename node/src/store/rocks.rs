@@ -354,6 +354,20 @@ impl RocksStore {
         Ok(())
     }
 
+    /// Stored block keys after `after` (all of them when it is empty), in key order.
+    pub fn keys_after(&self, after: &[u8]) -> Box<dyn Iterator<Item = Result<Vec<u8>, StoreError>> + '_> {
+        let after = after.to_vec();
+        match self.cf(CF_INDEX) {
+            Ok(cf) => Box::new(
+                self.db
+                    .iterator_cf(&cf, IteratorMode::From(&after, rocksdb::Direction::Forward))
+                    .map(|r| Ok(r?.0.into_vec()))
+                    .filter(move |k| k.as_ref().map_or(true, |k| *k != after)),
+            ),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        }
+    }
+
     /// Every metadata entry whose key starts with `prefix`, in key order.
     pub fn meta_with_prefix(&self, prefix: &[u8]) -> Result<Vec<MetaEntry>, StoreError> {
         let cf = self.cf(CF_META)?;
