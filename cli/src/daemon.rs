@@ -11,6 +11,8 @@
 //! - The Pinning Service API on `Addresses.PinningService`, when `PinningService.Tokens` has
 //!   a token (its URL goes to `$repo/pinning-service`), and the worker that fetches pin
 //!   requests, queued ones from before a restart included.
+//! - The follower, mirroring the manifests of the publishers `cairn follow` names, and the
+//!   announcement of this node's newest manifest every `Manifest.AnnounceInterval`.
 //! - The scrub, re-hashing every stored block once per `Scrub.Interval` and repairing damaged
 //!   ones from peers.
 //! - The HTTP gateway on `Addresses.Gateway`. The address actually bound (it differs from the
@@ -25,6 +27,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use cairn_gateway::GatewayConfig;
 use cairn_node::config::{tcp_multiaddr, tcp_socket_addr};
+use cairn_node::follow::Follower;
 use cairn_node::net::reprovide::Reprovider;
 use cairn_node::net::{self, NetConfig, NetFetcher, NodeStore};
 use cairn_node::pinning::{PinService, Settings};
@@ -82,6 +85,9 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
     };
     let pin_service = PinService::open(node.clone(), Settings::from_config(&config)?)?;
     let scrub_interval = config.scrub_interval()?;
+    let follow_quota = config.follow_quota()?;
+    let announce_interval =
+        cairn_node::config::parse_duration("Manifest.AnnounceInterval", &config.manifest.announce_interval)?;
     let net_config = NetConfig::from_repo(node.repo())?;
     let fetch_timeout = config.retrieval_timeout()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
@@ -91,6 +97,13 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
         node.attach_fetcher(Arc::new(NetFetcher::new(network.clone(), fetch_timeout)));
         let reprovider = tokio::spawn(Reprovider::from_repo(node.clone(), network.clone())?.run());
         let pin_worker = tokio::spawn(pin_service.clone().run(network.clone()));
+        // Followed publishers' manifests are mirrored as they are announced; this node's own
+        // newest manifest is announced again now and then for its followers.
+        let follower = Follower::start(node.clone(), network.clone(), fetch_timeout, follow_quota).await?;
+        let reannounce = announce_interval.map(|every| {
+            let topics = config.manifest.announce_topics.clone();
+            tokio::spawn(cairn_node::follow::reannounce_head(node.clone(), network.clone(), every, topics))
+        });
         // The scrub re-hashes every block once per Scrub.Interval, repairing from peers.
         let scrub = match scrub_interval {
             Some(interval) => {
@@ -135,7 +148,9 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
                 gateway: None,
                 scrub: scrub.as_ref().map(|(_, stats)| stats.clone()),
                 pinning: Some(pin_service.clone()),
-            });
+                follow: Some(follower.stats()),
+            })
+            .with_follower(follower.clone());
         let (api_done_tx, api_done_rx) = tokio::sync::oneshot::channel::<()>();
         let api_task = tokio::spawn(cairn_gateway::serve_api(api_listener, api, async {
             let _ = api_done_rx.await;
@@ -177,6 +192,9 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
             let _ = task.await;
         }
         pin_worker.abort();
+        if let Some(task) = reannounce {
+            task.abort();
+        }
         reprovider.abort();
         network.shutdown().await;
         let _ = net_task.await;

@@ -14,6 +14,7 @@ mod config;
 mod daemon;
 mod dag;
 mod files;
+mod follow;
 mod manifest;
 mod net;
 mod pin;
@@ -80,6 +81,9 @@ enum Command {
     /// Signed manifests: sign a DAG, verify a manifest, trust publishers.
     #[command(subcommand)]
     Manifest(manifest::ManifestCommand),
+    /// Follow publishers: mirror every manifest they sign, as they announce them.
+    #[command(subcommand)]
+    Follow(follow::FollowCommand),
 }
 
 /// Everything a command needs from the global flags.
@@ -120,6 +124,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Routing(cmd) => net::routing(&ctx, cmd),
         Command::Bootstrap(cmd) => net::bootstrap(&ctx, cmd),
         Command::Manifest(cmd) => return manifest::run(&ctx, cmd),
+        Command::Follow(cmd) => follow::run(&ctx, cmd),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

@@ -9,7 +9,8 @@
 //! Commands: `version`, `id`, `swarm/peers`, `swarm/connect`, `swarm/addrs/listen`,
 //! `routing/provide`, `routing/findprovs`, `add` (multipart), `cat`, `get` (tar), `pin/add`, `pin/rm`,
 //! `pin/ls`, `ls`, `block/get|put|stat|rm`, `dag/export|import`, `repo/gc|stat|verify`,
-//! `shutdown`. Adding or pinning announces the new roots on the DHT (per
+//! `manifest/sign|verify`, `pin/verify`, `follow/add|rm|ls`, `shutdown`. Adding or pinning
+//! announces the new roots on the DHT (per
 //! `Reprovider.Strategy`) and as an availability hint.
 
 use std::path::{Component, Path, PathBuf};
@@ -44,6 +45,8 @@ pub struct Api {
     auth: Vec<(String, Vec<String>)>,
     /// The daemon's other services, shown on the metrics page.
     services: crate::metrics::Services,
+    /// The running follower, told of `follow` changes at once.
+    follower: Option<Arc<cairn_node::follow::Follower>>,
 }
 
 impl std::fmt::Debug for Api {
@@ -161,12 +164,18 @@ impl Api {
             .values()
             .map(|a| (a.auth_secret.clone(), a.allowed_paths.clone()))
             .collect();
-        Api { node, net, reprovider, stop, auth, services: crate::metrics::Services::default() }
+        Api { node, net, reprovider, stop, auth, services: crate::metrics::Services::default(), follower: None }
     }
 
     /// Shows the gateway's request counters on the metrics page.
     pub fn with_gateway_metrics(mut self, metrics: Arc<crate::GatewayMetrics>) -> Api {
         self.services.gateway = Some(metrics);
+        self
+    }
+
+    /// Sends `follow` changes to the running follower.
+    pub fn with_follower(mut self, follower: Arc<cairn_node::follow::Follower>) -> Api {
+        self.follower = Some(follower);
         self
     }
 
@@ -262,6 +271,7 @@ impl Api {
             "repo/verify" => self.repo_verify().await,
             "manifest/sign" => self.manifest_sign(&p).await,
             "manifest/verify" => self.manifest_verify(&p).await,
+            "follow/add" | "follow/rm" | "follow/ls" => self.follow(&command, &p).await,
             "shutdown" => {
                 let _ = self.stop.try_send(());
                 Ok(Response::new(body::empty()))

@@ -110,6 +110,8 @@ pub struct Services {
     pub scrub: Option<Arc<cairn_node::scrub::ScrubStats>>,
     /// The Pinning Service API's requests.
     pub pinning: Option<Arc<cairn_node::pinning::PinService>>,
+    /// The follower's counters.
+    pub follow: Option<Arc<cairn_node::follow::FollowStats>>,
 }
 
 fn scrub_metrics(s: &mut Snapshot, st: &cairn_node::scrub::ScrubStats) {
@@ -167,6 +169,17 @@ pub async fn render(node: &Node, net: Option<&Network>, services: &Services) -> 
     }
     if let Some(st) = &services.scrub {
         scrub_metrics(&mut s, st);
+    }
+    if let Some(f) = &services.follow {
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        s.counter("cairn_follow_mirrored_manifests", "Followed publishers' manifests mirrored.", get(&f.mirrored));
+        s.counter(
+            "cairn_follow_over_quota_manifests",
+            "Followed manifests skipped for Follow.Quota.",
+            get(&f.over_quota),
+        );
+        s.counter("cairn_follow_refused_announcements", "Manifest announcements refused.", get(&f.refused));
+        s.counter("cairn_follow_failed_mirrors", "Mirrors that failed, tried again later.", get(&f.failed));
     }
     if let Some(Ok(counts)) = services.pinning.as_ref().map(|p| p.counts()) {
         let family = Family::<Vec<(String, String)>, Gauge>::default();

@@ -16,6 +16,12 @@
 //!  "key":{"/":{"bytes":"CAES..."}}},"root":{"/":"bafy..."},"signature":{"/":{"bytes":"..."}},
 //!  "size":1234,"type":"cairn-manifest/1"}
 //! ```
+//!
+//! A publisher's manifests form a chain: each names the one signed before it in `prev` (a CID
+//! as text), so a follower that hears of the newest can find all the others.
+//!
+//! ```text
+//! ```
 
 use std::collections::BTreeMap;
 
@@ -52,6 +58,10 @@ pub struct Manifest {
     pub created: u64,
     /// Optional metadata, under [`META_KEYS`].
     pub meta: BTreeMap<String, String>,
+    /// The publisher's previous manifest, if any: the chain through which a follower finds
+    /// every manifest of a publisher from the newest. Written as text, not as a link, so that
+    /// pinning a manifest pins its own DAG and not the publisher's whole history.
+    pub prev: Option<Cid>,
     /// The signature over [`Manifest::signed_bytes`]; empty until signed.
     pub signature: Vec<u8>,
 }
@@ -124,6 +134,9 @@ impl Manifest {
             let meta = self.meta.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
             m.insert("meta".into(), Value::Object(meta));
         }
+        if let Some(prev) = &self.prev {
+            m.insert("prev".into(), Value::String(prev.to_string()));
+        }
         if with_signature {
             m.insert("signature".into(), bytes_value(&self.signature));
         }
@@ -177,7 +190,15 @@ impl Manifest {
                 meta.insert(k.clone(), v.to_owned());
             }
         }
-        let known = ["type", "root", "size", "name", "publisher", "created", "meta", "signature"];
+        let known = ["type", "root", "size", "name", "publisher", "created", "meta", "prev", "signature"];
+        let prev = match m.get("prev") {
+            None => None,
+            Some(v) => Some(
+                v.as_str()
+                    .and_then(|t| t.parse::<Cid>().ok())
+                    .ok_or_else(|| ManifestError::Field("prev is not a CID".into()))?,
+            ),
+        };
         if let Some(k) = m.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(ManifestError::Field(format!("unknown key {k:?}")));
         }
@@ -197,6 +218,7 @@ impl Manifest {
                 .ok_or_else(|| ManifestError::Field("publisher key is not bytes".into()))?,
             created: number("created")?,
             meta,
+            prev,
             signature: as_bytes(field("signature")?)
                 .map(|b| b.to_vec())
                 .ok_or_else(|| ManifestError::Field("signature is not bytes".into()))?,
@@ -222,6 +244,7 @@ mod tests {
             public_key: vec![8, 1, 18, 32, 1, 2, 3],
             created: 1_795_000_000,
             meta: [("title".to_owned(), "Field notes, \"draft\" é".to_owned())].into_iter().collect(),
+            prev: None,
             signature: vec![9; 64],
         }
     }
@@ -254,6 +277,16 @@ mod tests {
         assert!(!signed.contains("signature") && signed.contains("\"size\":7"));
         // Links are found by the generic DAG-JSON link walker: pinning a manifest pins its DAG.
         assert_eq!(crate::links::links(&m.cid(), &bytes).unwrap(), vec![m.root]);
+        // A chained manifest names its predecessor as text: signed, but not a link.
+        let mut next = sample();
+        next.prev = Some(m.cid());
+        let bytes = next.encode();
+        assert!(std::str::from_utf8(&bytes).unwrap().contains(&format!("\"prev\":\"{}\"", m.cid())));
+        assert!(String::from_utf8(next.signed_bytes()).unwrap().contains("prev"));
+        assert_eq!(Manifest::decode(&bytes).unwrap(), next);
+        assert_eq!(crate::links::links(&next.cid(), &bytes).unwrap(), vec![next.root]);
+        let bad = String::from_utf8(bytes.to_vec()).unwrap().replace(&m.cid().to_string(), "nope");
+        assert!(Manifest::decode(bad.as_bytes()).is_err());
     }
 
     #[test]

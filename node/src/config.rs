@@ -190,12 +190,32 @@ impl Default for Gateway {
 }
 
 /// Signed manifests.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ManifestConfig {
     /// The keyring: publishers whose signatures are trusted, peer ID to a name for people.
     #[serde(default)]
     pub trusted: std::collections::BTreeMap<String, String>,
+    /// Gossipsub topics this node's manifests are announced on, besides the hints topic.
+    #[serde(default)]
+    pub announce_topics: Vec<String>,
+    /// How often the newest manifest this node signed is announced again (`0`: never).
+    #[serde(default = "default_announce_interval")]
+    pub announce_interval: String,
+}
+
+fn default_announce_interval() -> String {
+    "10m".into()
+}
+
+impl Default for ManifestConfig {
+    fn default() -> Self {
+        ManifestConfig {
+            trusted: std::collections::BTreeMap::new(),
+            announce_topics: Vec::new(),
+            announce_interval: default_announce_interval(),
+        }
+    }
 }
 
 /// The Pinning Service API (`/pins`).
@@ -238,22 +258,10 @@ impl Default for Scrub {
     }
 }
 
-/// One followed publisher.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct Followed {
-    /// A name for people.
-    pub name: String,
-    /// The gossipsub topic its announcements are read from (empty: the hints topic).
-    pub topic: String,
-}
-
-/// Publishers whose signed manifests are mirrored.
+/// Following publishers (the publishers themselves are kept in the repo: `cairn follow`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Follow {
-    /// Followed publishers, by peer ID.
-    pub publishers: std::collections::BTreeMap<String, Followed>,
     /// The most all followed collections together may hold, e.g. `500GB` (`0`: no limit
     /// but `Datastore.StorageMax`).
     pub quota: String,
@@ -261,7 +269,7 @@ pub struct Follow {
 
 impl Default for Follow {
     fn default() -> Self {
-        Follow { publishers: std::collections::BTreeMap::new(), quota: "0".into() }
+        Follow { quota: "0".into() }
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`config`]: [`Config`], Kubo's key names, edited by dotted key.
 //! - [`store`]: the [`BlockStore`] and [`PinStore`] traits, over RocksDB or memory.
 //! - [`node`]: [`Node`], the facade: add, cat, get, ls, pins, GC, verify, blocks, CAR.
+//! - [`follow`]: mirroring the signed manifests of followed publishers as they announce them.
 //! - [`scrub`]: the background scrub that re-hashes every block and repairs damage from peers.
 //! - [`pinning`]: the Pinning Service API's pin requests and the worker that fetches them.
 //!
@@ -19,6 +20,7 @@
 
 pub mod add;
 pub mod config;
+pub mod follow;
 pub mod manifest;
 pub mod net;
 pub mod node;

@@ -114,6 +114,9 @@ impl Verified {
     }
 }
 
+/// The metadata key of the newest manifest this node signed.
+const HEAD_KEY: &[u8] = b"manifest/head";
+
 /// Checks `m`'s signature: its key must be the named peer's, and must have signed the fields.
 pub fn check_signature(m: &Manifest) -> Signature {
     let Ok(key) = PublicKey::try_decode_protobuf(&m.public_key) else {
@@ -173,6 +176,7 @@ impl Node {
             public_key: keypair.public().encode_protobuf(),
             created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             meta: meta.into_iter().filter(|(_, v)| !v.is_empty()).collect(),
+            prev: self.manifest_head()?,
             signature: Vec::new(),
         };
         manifest.signature =
@@ -180,7 +184,20 @@ impl Node {
         let format = cairn_merkle::CidFormat { version: 1, hash: cairn_merkle::HashAlg::Sha2_256 };
         let cid = self.block_put(manifest.encode(), DAG_JSON, format)?;
         self.pin_add(&IpfsPath { root: cid, rest: String::new() }, true, Some(format!("manifest {}", manifest.name)))?;
+        self.repo().store().put_meta(HEAD_KEY, cid.to_string().as_bytes()).map_err(NodeError::from)?;
         Ok((cid, root))
+    }
+
+    /// The newest manifest this node signed, if any: the head of its chain.
+    pub fn manifest_head(&self) -> Result<Option<Cid>, NodeError> {
+        let Some(v) = self.repo().store().get_meta(HEAD_KEY)? else { return Ok(None) };
+        let text = String::from_utf8_lossy(&v);
+        text.parse::<Cid>().map(Some).map_err(|e| {
+            NodeError::from(crate::store::StoreError::Corrupt {
+                table: "meta",
+                reason: format!("manifest head {text:?}: {e}"),
+            })
+        })
     }
 
     /// Checks the manifest `cid`: its signature, the keyring, and every block of its DAG

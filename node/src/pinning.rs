@@ -353,13 +353,9 @@ impl PinService {
     /// node stopped are queued again.
     pub fn open(node: Arc<Node>, settings: Settings) -> Result<Arc<PinService>, PinError> {
         let mut state = State::default();
-        for (k, v) in node.repo().store().meta_with_prefix(PREFIX.as_bytes()).map_err(NodeError::from)? {
-            let mut r: PinRequest = serde_json::from_slice(&v).map_err(|e| {
-                NodeError::from(crate::store::StoreError::Corrupt {
-                    table: "pin requests",
-                    reason: format!("{}: {e}", String::from_utf8_lossy(&k)),
-                })
-            })?;
+        let stored: Vec<PinRequest> =
+            node.repo().store().meta_records(PREFIX, "pin requests").map_err(NodeError::from)?;
+        for mut r in stored {
             if r.status == Status::Pinning {
                 r.status = Status::Queued;
             }

@@ -94,15 +94,7 @@ fn hex(b: &[u8]) -> String {
 
 /// The blocks the scrub removed as corrupt that no peer has supplied since.
 pub fn damaged(node: &Node) -> Result<Vec<Damaged>, NodeError> {
-    let mut out = Vec::new();
-    for (k, v) in node.repo().store().meta_with_prefix(DAMAGED.as_bytes())? {
-        let d: Damaged = serde_json::from_slice(&v).map_err(|e| crate::store::StoreError::Corrupt {
-            table: "scrub",
-            reason: format!("{}: {e}", String::from_utf8_lossy(&k)),
-        })?;
-        out.push(d);
-    }
-    Ok(out)
+    Ok(node.repo().store().meta_records(DAMAGED, "scrub")?)
 }
 
 /// The scrub of one node.

@@ -6,11 +6,12 @@ mod commands;
 mod crash;
 mod daemon;
 mod disk_full;
+mod follow;
 pub mod integrity;
 mod manifest;
 mod online;
 mod pinning;
-mod scrub;
+pub mod scrub;
 
 use assert_cmd::Command;
 

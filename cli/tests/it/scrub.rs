@@ -20,7 +20,7 @@ fn ok(repo: &Path, args: &[&str]) -> String {
 }
 
 /// The daemon's metrics page.
-fn metrics(repo: &Path) -> String {
+pub fn metrics(repo: &Path) -> String {
     let api = wait_for(&repo.join("api"));
     let parts: Vec<&str> = api.trim().split('/').collect();
     let reply = http_get_bytes(&format!("http://{}:{}", parts[2], parts[4]), "/debug/metrics/prometheus");
@@ -28,11 +28,11 @@ fn metrics(repo: &Path) -> String {
 }
 
 /// The value of the metric line `name` on the page.
-fn metric(page: &str, name: &str) -> Option<u64> {
+pub fn metric(page: &str, name: &str) -> Option<u64> {
     page.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-fn wait_metric(repo: &Path, what: &str, done: impl Fn(&str) -> bool) -> String {
+pub fn wait_metric(repo: &Path, what: &str, done: impl Fn(&str) -> bool) -> String {
     let started = Instant::now();
     loop {
         let page = metrics(repo);

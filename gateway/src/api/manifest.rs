@@ -18,6 +18,51 @@ fn failure(e: ManifestFailure) -> Fail {
 }
 
 impl Api {
+    /// `follow/add?arg=<peer-id>[&name=..][&topic=..]`, `follow/rm?arg=<peer-id>[&unpin=true]`,
+    /// `follow/ls`: the followed publishers, changed for the running follower at once.
+    pub(super) async fn follow(&self, command: &str, p: &Params) -> Answer {
+        use cairn_node::follow;
+        let node = self.node.clone();
+        match command {
+            "follow/add" => {
+                let publisher = follow::Publisher {
+                    peer: p.arg()?.to_owned(),
+                    name: p.get("name").unwrap_or_default().to_owned(),
+                    topic: p.get("topic").unwrap_or_default().to_owned(),
+                };
+                let stored = publisher.clone();
+                blocking(move || follow::add(&node, &stored).map_err(Fail::bad)).await?;
+                if let Some(f) = &self.follower {
+                    f.follow(publisher.clone()).await.map_err(Fail::internal)?;
+                }
+                Ok(json_response(&json!({"Peer": publisher.peer, "Topic": publisher.topic()})))
+            }
+            "follow/rm" => {
+                let peer = p.arg()?.to_owned();
+                let unpin = p.flag("unpin", false)?;
+                let gone = peer.clone();
+                let was = blocking(move || follow::remove(&node, &gone, unpin).map_err(Fail::internal)).await?;
+                if !was {
+                    return Err(Fail::bad(format!("{peer} is not followed")));
+                }
+                if let Some(f) = &self.follower {
+                    f.unfollow(&peer);
+                }
+                Ok(json_response(&json!({"Peer": peer})))
+            }
+            _ => {
+                let (list, used) = blocking(move || {
+                    let list = follow::publishers(&node).map_err(Fail::internal)?;
+                    Ok((list, follow::followed_bytes(&node).map_err(Fail::internal)?))
+                })
+                .await?;
+                let list: Vec<_> =
+                    list.values().map(|p| json!({"Peer": p.peer, "Name": p.name, "Topic": p.topic()})).collect();
+                Ok(json_response(&json!({"Publishers": list, "Bytes": used})))
+            }
+        }
+    }
+
     /// `manifest/sign?arg=<path>[&name=..][&title=..][&source=..][&license=..][&notes=..]`:
     /// `{"Manifest", "Root"}`. The manifest is pinned with its DAG and its root announced.
     pub(super) async fn manifest_sign(&self, p: &Params) -> Answer {
@@ -26,8 +71,18 @@ impl Api {
         let meta: BTreeMap<String, String> =
             META_KEYS.iter().filter_map(|k| p.get(k).map(|v| ((*k).to_owned(), v.to_owned()))).collect();
         let node = self.node.clone();
-        let (manifest, root) = blocking(move || node.manifest_sign(&path, name, meta).map_err(failure)).await?;
-        self.announce(&[(manifest, 0), (root, 0)]).await;
+        let (manifest, root, size) = blocking(move || {
+            let (manifest, root) = node.manifest_sign(&path, name, meta).map_err(failure)?;
+            let size = node.stat_path(&cairn_node::IpfsPath { root, rest: String::new() }).map_or(0, |s| s.size);
+            Ok((manifest, root, size))
+        })
+        .await?;
+        self.announce(&[(root, size)]).await;
+        // Marked as a manifest, so that the publisher's followers mirror it.
+        if let Some(net) = &self.net {
+            let topics = self.node.repo().config().manifest.announce_topics.clone();
+            net.announce_manifest(manifest, size, topics).await;
+        }
         Ok(json_response(&json!({"Manifest": manifest.to_string(), "Root": root.to_string()})))
     }
 

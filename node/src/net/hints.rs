@@ -1,8 +1,10 @@
 //! Availability hints over gossipsub: "I have this DAG", published when a node pins a root.
 //!
 //! Topic [`TOPIC`]; the message is the protobuf [`Hint`] (at most [`MAX_HINT_BYTES`]): the root
-//! CID, the DAG's size in bytes, and the addresses at which the publisher (the message's
-//! signed source) can be dialed. Receivers validate every hint before gossipsub forwards it:
+//! CID, the DAG's size in bytes, the addresses at which the publisher (the message's signed
+//! source) can be dialed, and whether the root is a signed manifest (which followers of its
+//! publisher mirror: `crate::follow`). Accepted hints also reach local subscribers of the
+//! topic. Receivers validate every hint before gossipsub forwards it:
 //! a malformed one, or one over a sender's rate ([`MAX_HINTS_PER_MINUTE`]), is rejected,
 //! which costs the sender gossipsub score (invalid-message penalty); duplicates are dropped by
 //! gossipsub's own seen-cache. Accepted hints are remembered (at most [`MAX_REMEMBERED`] roots,
@@ -41,6 +43,9 @@ pub struct Hint {
     /// Binary multiaddrs at which the publisher can be dialed.
     #[prost(bytes = "vec", repeated, tag = "3")]
     pub addrs: Vec<Vec<u8>>,
+    /// Whether the root is a signed manifest (followers of its publisher mirror it).
+    #[prost(bool, tag = "4")]
+    pub manifest: bool,
 }
 
 /// A validated hint.
@@ -54,11 +59,13 @@ pub struct Available {
     pub provider: PeerId,
     /// Where to dial it.
     pub addrs: Vec<Multiaddr>,
+    /// Whether the root is a signed manifest.
+    pub manifest: bool,
 }
 
-/// Encodes a hint for `root`.
-pub fn encode(root: &Cid, size: u64, addrs: &[Multiaddr]) -> Vec<u8> {
-    Hint { root: root.to_bytes(), size, addrs: addrs.iter().take(MAX_ADDRS).map(|a| a.to_vec()).collect() }
+/// Encodes a hint for `root` (a signed manifest when `manifest` is set).
+pub fn encode(root: &Cid, size: u64, addrs: &[Multiaddr], manifest: bool) -> Vec<u8> {
+    Hint { root: root.to_bytes(), size, addrs: addrs.iter().take(MAX_ADDRS).map(|a| a.to_vec()).collect(), manifest }
         .encode_to_vec()
 }
 
@@ -77,7 +84,7 @@ pub fn decode(source: PeerId, data: &[u8]) -> Result<Available, String> {
         .into_iter()
         .map(|a| Multiaddr::try_from(a).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Available { root, size: h.size, provider: source, addrs })
+    Ok(Available { root, size: h.size, provider: source, addrs, manifest: h.manifest })
 }
 
 /// Remembered hints and per-sender rates.
@@ -139,13 +146,19 @@ mod tests {
     fn hints_round_trip_and_bad_ones_are_refused() {
         let p = PeerId::random();
         let addr: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
-        let a = decode(p, &encode(&root(), 42, std::slice::from_ref(&addr))).unwrap();
-        assert_eq!(a, Available { root: root(), size: 42, provider: p, addrs: vec![addr] });
+        let a = decode(p, &encode(&root(), 42, std::slice::from_ref(&addr), true)).unwrap();
+        assert_eq!(a, Available { root: root(), size: 42, provider: p, addrs: vec![addr], manifest: true });
         assert!(decode(p, b"\xff\xff").is_err());
-        assert!(decode(p, &Hint { root: b"not a cid".to_vec(), size: 1, addrs: vec![] }.encode_to_vec()).is_err());
-        assert!(
-            decode(p, &Hint { root: root().to_bytes(), size: 1, addrs: vec![vec![0xff; 3]] }.encode_to_vec()).is_err()
-        );
+        assert!(decode(
+            p,
+            &Hint { root: b"not a cid".to_vec(), size: 1, addrs: vec![], manifest: false }.encode_to_vec()
+        )
+        .is_err());
+        assert!(decode(
+            p,
+            &Hint { root: root().to_bytes(), size: 1, addrs: vec![vec![0xff; 3]], manifest: false }.encode_to_vec()
+        )
+        .is_err());
         assert!(decode(p, &vec![0u8; MAX_HINT_BYTES + 1]).is_err());
     }
 
@@ -160,7 +173,7 @@ mod tests {
         assert!(h.allow(flood, now + Duration::from_secs(61)), "the rate recovers");
         for i in 0..(MAX_REMEMBERED as u32 + 100) {
             let r = cairn_merkle::hash::CidFormat::default().cid(cairn_merkle::hash::RAW, &i.to_le_bytes());
-            h.remember(Available { root: r, size: 1, provider: flood, addrs: vec![] });
+            h.remember(Available { root: r, size: 1, provider: flood, addrs: vec![], manifest: false });
         }
         assert_eq!(h.roots.len(), MAX_REMEMBERED);
     }

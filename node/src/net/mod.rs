@@ -210,7 +210,7 @@ enum Command {
     Publish(String, Vec<u8>, oneshot::Sender<Result<(), NetError>>),
     TopicPeers(String, oneshot::Sender<Vec<PeerId>>),
     Score(PeerId, oneshot::Sender<Option<f64>>),
-    Hint { root: Cid, size: u64 },
+    Hint { root: Cid, size: u64, manifest: bool, topics: Vec<String> },
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Fetch { cid: Cid, deadline: Instant, waiter: bitswap::engine::Waiter },
     Stats(oneshot::Sender<Stats>),
@@ -303,7 +303,13 @@ impl Network {
     /// Tells the network that this node holds the DAG under `root` (`size` bytes): an
     /// availability hint goes out on [`hints::TOPIC`].
     pub async fn announce_root(&self, root: Cid, size: u64) {
-        let _ = self.tx.send(Command::Hint { root, size }).await;
+        let _ = self.tx.send(Command::Hint { root, size, manifest: false, topics: Vec::new() }).await;
+    }
+
+    /// Announces the signed manifest `cid` (of a `size`-byte DAG) as an availability hint
+    /// marked as a manifest, on [`hints::TOPIC`] and on each of `topics`.
+    pub async fn announce_manifest(&self, cid: Cid, size: u64, topics: Vec<String>) {
+        let _ = self.tx.send(Command::Hint { root: cid, size, manifest: true, topics }).await;
     }
 
     /// Bitswap counters.
@@ -361,6 +367,25 @@ impl Network {
     /// Stops the network task.
     pub async fn shutdown(&self) {
         let _ = self.tx.send(Command::Shutdown).await;
+    }
+}
+
+/// Hands a gossipsub message to the local subscribers of its topic (a slow one misses it).
+fn deliver(
+    topics: &mut std::collections::HashMap<gossipsub::TopicHash, Vec<mpsc::Sender<PubsubMessage>>>,
+    message: &gossipsub::Message,
+) {
+    if let Some(subs) = topics.get_mut(&message.topic) {
+        let m = PubsubMessage {
+            from: message.source,
+            topic: message.topic.to_string(),
+            data: message.data.clone(),
+            seqno: message.sequence_number,
+        };
+        subs.retain(|s| !s.is_closed());
+        for s in subs.iter() {
+            let _ = s.try_send(m.clone());
+        }
     }
 }
 
@@ -742,17 +767,18 @@ impl Driver {
             Command::Score(peer, tx) => {
                 let _ = tx.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
             }
-            Command::Hint { root, size } => {
+            Command::Hint { root, size, manifest, topics } => {
                 let addrs: Vec<Multiaddr> = self
                     .listening
                     .iter()
                     .map(|a| a.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect())
                     .collect();
-                let data = hints::encode(&root, size, &addrs);
-                if let Err(e) =
-                    self.swarm.behaviour_mut().gossipsub.publish(gossipsub::IdentTopic::new(hints::TOPIC), data)
-                {
-                    tracing::debug!("hint for {root} not published: {e}");
+                let data = hints::encode(&root, size, &addrs, manifest);
+                for topic in std::iter::once(hints::TOPIC.to_owned()).chain(topics) {
+                    let gs = &mut self.swarm.behaviour_mut().gossipsub;
+                    if let Err(e) = gs.publish(gossipsub::IdentTopic::new(topic.clone()), data.clone()) {
+                        tracing::debug!("hint for {root} not published on {topic}: {e}");
+                    }
                 }
             }
             Command::Fetch { cid, deadline, waiter } => {
@@ -852,6 +878,7 @@ impl Driver {
             let acceptance = match verdict {
                 Ok(a) => {
                     self.hints.remember(a);
+                    deliver(&mut self.topics, &message);
                     gossipsub::MessageAcceptance::Accept
                 }
                 Err(e) => {
@@ -863,18 +890,7 @@ impl Driver {
             return;
         }
         gs.report_message_validation_result(&message_id, &propagation_source, gossipsub::MessageAcceptance::Accept);
-        if let Some(subs) = self.topics.get_mut(&message.topic) {
-            let m = PubsubMessage {
-                from: message.source,
-                topic: message.topic.to_string(),
-                data: message.data,
-                seqno: message.sequence_number,
-            };
-            subs.retain(|s| !s.is_closed());
-            for s in subs.iter() {
-                let _ = s.try_send(m.clone());
-            }
-        }
+        deliver(&mut self.topics, &message);
     }
 
     /// Answers every `connect` waiting for `peer`.

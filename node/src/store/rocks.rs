@@ -382,6 +382,22 @@ impl RocksStore {
         Ok(out)
     }
 
+    /// The JSON records stored under `prefix`, decoded; a record that does not decode is
+    /// reported as corrupt in `table`.
+    pub fn meta_records<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+        table: &'static str,
+    ) -> Result<Vec<T>, StoreError> {
+        self.meta_with_prefix(prefix.as_bytes())?
+            .into_iter()
+            .map(|(k, v)| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt { table, reason: format!("{}: {e}", String::from_utf8_lossy(&k)) })
+            })
+            .collect()
+    }
+
     /// Writes and deletes metadata entries in one durable batch.
     pub fn update_meta(&self, put: &[(&[u8], &[u8])], delete: &[&[u8]]) -> Result<(), StoreError> {
         let cf = self.cf(CF_META)?;
