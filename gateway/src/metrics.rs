@@ -146,6 +146,12 @@ pub async fn render(node: &Node, net: Option<&Network>, services: &Services) -> 
             s.gauge("cairn_bitswap_ledger_wants", "Peers' wants held in ledgers.", b.ledger_wants);
         }
         s.gauge("cairn_bitswap_sessions", "DAG fetches running now.", net.active_sessions());
+        if let Some(o) = net.origin_stats() {
+            let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            s.counter("cairn_origin_blocks", "Blocks taken from HTTP origins (verified).", get(&o.blocks));
+            s.counter("cairn_origin_bytes", "Bytes of blocks taken from HTTP origins.", get(&o.bytes));
+            s.counter("cairn_origin_failures", "HTTP origin requests that failed.", get(&o.failures));
+        }
         if let Ok(peers) = net.peers().await {
             s.gauge("cairn_swarm_peers", "Connected peers.", peers.len() as u64);
         }

@@ -98,6 +98,23 @@ pub struct RateLimit {
     /// Block bytes fetched from peers per second.
     #[serde(default)]
     pub download: String,
+    /// Block bytes sent to peers in any 24 hours, for metered links (empty: no budget).
+    #[serde(default)]
+    pub upload_budget: String,
+}
+
+/// Bitswap, Kubo's key names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Bitswap {
+    /// Whether blocks are served to peers at all (false: fetch only, never give).
+    pub server_enabled: bool,
+}
+
+impl Default for Bitswap {
+    fn default() -> Self {
+        Bitswap { server_enabled: true }
+    }
 }
 
 /// Connection limits.
@@ -244,6 +261,24 @@ impl Default for PinningService {
     }
 }
 
+/// Trustless HTTP gateways as extra block sources (peer-assisted delivery with an origin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Origins {
+    /// Base URLs (`http://host:port`) of trustless gateways, tried in order. Empty: peers only.
+    pub gateways: Vec<String>,
+    /// Blocks of each burst of fetches asked of the origin at once, for a fast start.
+    pub fast_start: u64,
+    /// How long peers get to deliver a later block before the origin is asked too.
+    pub stall_timeout: String,
+}
+
+impl Default for Origins {
+    fn default() -> Self {
+        Origins { gateways: Vec::new(), fast_start: 4, stall_timeout: "1s".into() }
+    }
+}
+
 /// The background scrub, which re-reads and re-hashes every stored block.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -343,6 +378,12 @@ pub struct Config {
     /// Followed publishers.
     #[serde(default)]
     pub follow: Follow,
+    /// HTTP origins.
+    #[serde(default)]
+    pub origins: Origins,
+    /// Bitswap serving.
+    #[serde(default)]
+    pub bitswap: Bitswap,
     /// Keys this version does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -464,6 +505,8 @@ impl Config {
             pinning_service: PinningService::default(),
             scrub: Scrub::default(),
             follow: Follow::default(),
+            origins: Origins::default(),
+            bitswap: Bitswap::default(),
             extra: Map::new(),
         }
     }

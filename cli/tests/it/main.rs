@@ -10,6 +10,7 @@ mod follow;
 pub mod integrity;
 mod manifest;
 mod online;
+mod origin;
 mod pinning;
 pub mod scrub;
 

@@ -12,6 +12,7 @@
 pub mod bitswap;
 pub mod dht;
 pub mod hints;
+pub mod origin;
 pub mod ratelimit;
 pub mod reprovide;
 pub mod session;
@@ -88,6 +89,12 @@ pub struct NetConfig {
     pub upload_limit: Option<u64>,
     /// Block bytes fetched per second, at most.
     pub download_limit: Option<u64>,
+    /// Trustless HTTP gateways to fetch blocks from as well (`Origins`).
+    pub origin: Option<origin::OriginConfig>,
+    /// Whether blocks are served to peers at all (`Bitswap.ServerEnabled`).
+    pub serve: bool,
+    /// Block bytes served in any 24 hours, at most (`Swarm.RateLimit.UploadBudget`).
+    pub upload_budget: Option<u64>,
 }
 
 impl NetConfig {
@@ -105,6 +112,9 @@ impl NetConfig {
             append_announce: Vec::new(),
             upload_limit: None,
             download_limit: None,
+            origin: None,
+            serve: true,
+            upload_budget: None,
         }
     }
 
@@ -140,7 +150,18 @@ impl NetConfig {
         };
         net.upload_limit = rate(&cfg.swarm.rate_limit.upload, "Swarm.RateLimit.Upload")?;
         net.download_limit = rate(&cfg.swarm.rate_limit.download, "Swarm.RateLimit.Download")?;
+        net.upload_budget = rate(&cfg.swarm.rate_limit.upload_budget, "Swarm.RateLimit.UploadBudget")?;
+        net.serve = cfg.bitswap.server_enabled;
         net.swarm_key = transport::load_swarm_key(repo.path())?;
+        if !cfg.origins.gateways.is_empty() {
+            net.origin = Some(origin::OriginConfig {
+                gateways: cfg.origins.gateways.clone(),
+                fast_start: cfg.origins.fast_start,
+                stall: crate::config::parse_duration("Origins.StallTimeout", &cfg.origins.stall_timeout)
+                    .map_err(|e| NetError::Config(e.to_string()))?
+                    .unwrap_or(Duration::ZERO),
+            });
+        }
         Ok(net)
     }
 }
@@ -213,6 +234,7 @@ enum Command {
     Hint { root: Cid, size: u64, manifest: bool, topics: Vec<String> },
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Fetch { cid: Cid, deadline: Instant, waiter: bitswap::engine::Waiter },
+    Deliver(Block),
     Stats(oneshot::Sender<Stats>),
     Provide(Vec<Cid>, Option<oneshot::Sender<(u64, u64)>>),
     FindProviders { cid: Cid, max: usize, deadline: Instant, reply: oneshot::Sender<Vec<PeerId>> },
@@ -228,6 +250,10 @@ pub struct Network {
     tx: mpsc::Sender<Command>,
     /// DAG fetches ([`Network::fetch_dag`]) running now.
     sessions: Arc<std::sync::atomic::AtomicU64>,
+    /// HTTP origins, if configured.
+    origin: Option<Arc<origin::Origin>>,
+    /// The runtime the network task runs on, for [`Network::fetch_blocking`].
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Command {
@@ -241,6 +267,7 @@ impl std::fmt::Debug for Command {
             Command::Hint { .. } => "Hint",
             Command::Peers(_) => "Peers",
             Command::Fetch { .. } => "Fetch",
+            Command::Deliver(_) => "Deliver",
             Command::Stats(_) => "Stats",
             Command::Provide(..) => "Provide",
             Command::FindProviders { .. } => "FindProviders",
@@ -348,20 +375,42 @@ impl Network {
         self.ask(Command::DhtStats).await
     }
 
-    /// Fetches a block from peers, stores it, and returns its bytes.
+    /// Fetches a block from peers (and from the HTTP origins, when configured: [`origin`]),
+    /// stores it, and returns its bytes.
     pub async fn fetch(&self, cid: Cid, timeout: Duration) -> Result<Bytes, FetchError> {
-        let (waiter, rx) = oneshot::channel();
+        let (waiter, mut rx) = oneshot::channel();
         let deadline = Instant::now() + timeout;
         self.tx.send(Command::Fetch { cid, deadline, waiter }).await.map_err(|_| FetchError::Shutdown)?;
-        rx.await.map_err(|_| FetchError::Shutdown)?
+        let Some(origin) = self.origin.clone() else { return rx.await.map_err(|_| FetchError::Shutdown)? };
+        // The peers get `delay` to themselves, then the origin races them.
+        tokio::select! {
+            r = &mut rx => return r.map_err(|_| FetchError::Shutdown)?,
+            () = tokio::time::sleep(origin.delay()) => {}
+        }
+        tokio::select! {
+            r = &mut rx => r.map_err(|_| FetchError::Shutdown)?,
+            got = origin.get(cid) => {
+                match got {
+                    // Stored like a block from a peer: the engine then answers every waiter
+                    // (this one included) and cancels the want with the peers.
+                    Ok(block) => {
+                        let _ = self.tx.send(Command::Deliver(block)).await;
+                    }
+                    Err(e) => tracing::debug!(%cid, error = %e, "the origin did not supply the block"),
+                }
+                rx.await.map_err(|_| FetchError::Shutdown)?
+            }
+        }
     }
 
     /// [`Network::fetch`] for synchronous callers (not on a runtime thread).
     pub fn fetch_blocking(&self, cid: Cid, timeout: Duration) -> Result<Bytes, FetchError> {
-        let (waiter, rx) = oneshot::channel();
-        let deadline = Instant::now() + timeout;
-        self.tx.blocking_send(Command::Fetch { cid, deadline, waiter }).map_err(|_| FetchError::Shutdown)?;
-        rx.blocking_recv().map_err(|_| FetchError::Shutdown)?
+        self.runtime.block_on(self.fetch(cid, timeout))
+    }
+
+    /// What the HTTP origins delivered, when there are any.
+    pub fn origin_stats(&self) -> Option<&origin::OriginStats> {
+        self.origin.as_deref().map(|o| &o.stats)
     }
 
     /// Stops the network task.
@@ -569,6 +618,8 @@ pub async fn spawn(
         done_rx,
         engine,
         upload: cfg.upload_limit.map(|r| ratelimit::TokenBucket::new(r, Instant::now())),
+        budget: cfg.upload_budget.map(ratelimit::Budget::daily),
+        serve: cfg.serve,
         dials: Vec::new(),
         jobs: 0,
         addrs: Default::default(),
@@ -582,7 +633,12 @@ pub async fn spawn(
         dht: cfg.dht,
     };
     let task = tokio::spawn(driver.run());
-    Ok((Network { peer_id, listening, tx, sessions: Arc::default() }, task))
+    let origin = match cfg.origin.clone() {
+        Some(c) => origin::Origin::new(c).map_err(NetError::Config)?.map(Arc::new),
+        None => None,
+    };
+    let runtime = tokio::runtime::Handle::current();
+    Ok((Network { peer_id, listening, tx, sessions: Arc::default(), origin, runtime }, task))
 }
 
 /// Serving turns running at once.
@@ -619,6 +675,10 @@ struct Driver {
     engine: Engine,
     /// The upload cap: serving turns start only while it is not spent.
     upload: Option<ratelimit::TokenBucket>,
+    /// The upload budget over the last 24 hours: no serving turn starts once it is spent.
+    budget: Option<ratelimit::Budget>,
+    /// Whether peers are served at all.
+    serve: bool,
     dials: Vec<(PeerId, oneshot::Sender<Result<PeerId, NetError>>)>,
     jobs: usize,
     /// The remote address of one open connection per peer.
@@ -677,6 +737,9 @@ impl Driver {
                     break;
                 }
             }
+            if self.budget.as_mut().is_some_and(|b| b.spent(Instant::now())) {
+                break;
+            }
             let bitswap = &self.swarm.behaviour().bitswap;
             let busy = |p: &PeerId| bitswap.pending_bytes(p) >= MAX_PENDING_PER_PEER;
             let Some(job) = self.engine.next_serve_job(&busy) else { break };
@@ -704,6 +767,9 @@ impl Driver {
     /// Sends a serving turn's replies and tells the engine what was served.
     fn deliver(&mut self, s: Served) {
         if let Some(b) = &mut self.upload {
+            b.take(s.bytes, Instant::now());
+        }
+        if let Some(b) = &mut self.budget {
             b.take(s.bytes, Instant::now());
         }
         for m in s.replies {
@@ -781,6 +847,7 @@ impl Driver {
                     }
                 }
             }
+            Command::Deliver(block) => self.store_blocks(vec![block]),
             Command::Fetch { cid, deadline, waiter } => {
                 self.dial_hinted(&cid);
                 let now = Instant::now();
@@ -919,6 +986,11 @@ impl Driver {
                 }
             }
             bitswap::Event::Message { peer, mut message } => {
+                // A node that opted out of serving answers no wants, not even HAVEs: it only
+                // takes the blocks it asked for.
+                if !self.serve {
+                    message.wants.clear();
+                }
                 // Presence questions are answered at once from the index (a point lookup), not
                 // queued behind block reads: other peers wait on the answer to choose a source.
                 let (haves, rest): (Vec<_>, Vec<_>) = message

@@ -5,7 +5,7 @@
 //! a large block is never refused for being larger than the bucket, and the average rate
 //! still holds because the debt is paid before anything else starts.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A byte-rate cap.
 #[derive(Debug, Clone)]
@@ -66,5 +66,63 @@ mod tests {
         b.take(1000, t0);
         assert!(!b.ready(t0 + Duration::from_secs(5)));
         assert!(b.ready(t0 + Duration::from_millis(10_100)));
+    }
+}
+
+/// A budget of bytes over a sliding window (a day for [`Budget::daily`]): spent once the
+/// bytes taken within the window reach the limit.
+#[derive(Debug)]
+pub struct Budget {
+    limit: u64,
+    window: Duration,
+    taken: std::collections::VecDeque<(Instant, u64)>,
+    sum: u64,
+}
+
+impl Budget {
+    /// `limit` bytes per 24 hours.
+    pub fn daily(limit: u64) -> Budget {
+        Budget::new(limit, Duration::from_secs(86_400))
+    }
+
+    /// `limit` bytes per `window`.
+    pub fn new(limit: u64, window: Duration) -> Budget {
+        Budget { limit, window, taken: std::collections::VecDeque::new(), sum: 0 }
+    }
+
+    /// Records `bytes` sent at `now`.
+    pub fn take(&mut self, bytes: u64, now: Instant) {
+        self.taken.push_back((now, bytes));
+        self.sum += bytes;
+    }
+
+    /// Whether the window's budget is used up at `now`.
+    pub fn spent(&mut self, now: Instant) -> bool {
+        while let Some((t, b)) = self.taken.front().copied() {
+            if now.saturating_duration_since(t) < self.window {
+                break;
+            }
+            self.taken.pop_front();
+            self.sum -= b;
+        }
+        self.sum >= self.limit
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_is_spent_then_renews_as_the_window_slides() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(1000, Duration::from_secs(60));
+        assert!(!b.spent(t0));
+        b.take(600, t0);
+        assert!(!b.spent(t0));
+        b.take(500, t0 + Duration::from_secs(30));
+        assert!(b.spent(t0 + Duration::from_secs(30)));
+        assert!(!b.spent(t0 + Duration::from_secs(61)), "the first 600 bytes left the window");
+        assert_eq!(b.sum, 500);
     }
 }
