@@ -510,6 +510,19 @@ impl Api {
         }
         let recursive = p.flag("recursive", true)?;
         let name = p.get("name").map(str::to_owned);
+        // Online, a recursive pin's missing blocks are fetched as one DAG fetch (many blocks
+        // in flight) rather than one by one as the pin's walk meets them.
+        if let (true, Some(net)) = (recursive, &self.net) {
+            let timeout = self.node.repo().config().retrieval_timeout().map_err(Fail::internal)?;
+            let store: cairn_node::net::SharedStore = Arc::new(cairn_node::net::NodeStore(self.node.clone()));
+            for path in &paths {
+                let (node, path) = (self.node.clone(), path.clone());
+                let root = blocking(move || node.resolve(&path).map_err(Fail::internal)).await?;
+                net.fetch_dag(&store, root, cairn_node::net::session::Order::File, 32, timeout)
+                    .await
+                    .map_err(Fail::internal)?;
+            }
+        }
         let node = self.node.clone();
         let pinned = blocking(move || {
             let mut out = Vec::new();

@@ -110,8 +110,16 @@ fn commands_go_through_the_daemon() {
     run(&a, &["routing", "provide", "-r", &cid]);
     // b pins what it fetched, through its daemon.
     assert_eq!(run(&b, &["pin", "add", &cid]).trim(), format!("pinned {cid} recursively"));
+    // A DAG b has never read: pinning it fetches every block.
+    let other: Vec<u8> = data.iter().rev().copied().chain(data.iter().copied()).collect();
+    let other_file = tmp.path().join("other.bin");
+    std::fs::write(&other_file, &other).unwrap();
+    let other_cid = run(&a, &["add", "-Q", other_file.to_str().unwrap()]).trim().to_owned();
+    assert_eq!(run(&b, &["pin", "add", &other_cid]).trim(), format!("pinned {other_cid} recursively"));
     drop(db);
     assert!(run(&b, &["pin", "ls"]).contains(&cid), "the pin outlived b's daemon");
+    let out = cairn().arg("--repo").arg(&b).args(["cat", &other_cid]).output().unwrap();
+    assert!(out.status.success() && out.stdout == other, "b holds the whole pinned DAG");
 
     // The API takes POST only, and an upload cannot write outside its spool directory.
     let get = api_request(&a, "GET /api/v0/id HTTP/1.0", b"");
