@@ -103,8 +103,8 @@ pub fn sign(ctx: &Ctx, path: &str, meta: &MetaArgs) -> anyhow::Result<(String, S
     }
     let parsed = ipfs_path(path)?;
     let node = ctx.open()?;
-    let (m, root) = node.manifest_sign(&parsed, meta.manifest_name.clone(), meta.meta())?;
-    Ok((m.to_string(), root.to_string()))
+    let (cid, manifest) = node.manifest_sign(&parsed, meta.manifest_name.clone(), meta.meta())?;
+    Ok((cid.to_string(), manifest.root.to_string()))
 }
 
 /// Runs a manifest command; `verify`'s verdict is the exit code.

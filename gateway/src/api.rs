@@ -504,7 +504,7 @@ impl Api {
     }
 
     async fn pin_add(&self, p: &Params) -> Answer {
-        let paths = p.args().into_iter().map(parse_path).collect::<Result<Vec<_>, _>>()?;
+        let mut paths = p.args().into_iter().map(parse_path).collect::<Result<Vec<_>, _>>()?;
         if paths.is_empty() {
             return Err(Fail::bad("argument \"ipfs-path\" is required"));
         }
@@ -515,12 +515,14 @@ impl Api {
         if let (true, Some(net)) = (recursive, &self.net) {
             let timeout = self.node.repo().config().retrieval_timeout().map_err(Fail::internal)?;
             let store: cairn_node::net::SharedStore = Arc::new(cairn_node::net::NodeStore(self.node.clone()));
-            for path in &paths {
-                let (node, path) = (self.node.clone(), path.clone());
-                let root = blocking(move || node.resolve(&path).map_err(Fail::internal)).await?;
+            for path in &mut paths {
+                let (node, p) = (self.node.clone(), path.clone());
+                let root = blocking(move || node.resolve(&p).map_err(Fail::internal)).await?;
                 net.fetch_dag(&store, root, cairn_node::net::session::Order::File, 32, timeout)
                     .await
                     .map_err(Fail::internal)?;
+                // Resolved once: the pin below starts from the root.
+                *path = IpfsPath { root, rest: String::new() };
             }
         }
         let node = self.node.clone();
@@ -593,13 +595,13 @@ fn strip_p2p(s: &str) -> String {
     s.find("/p2p/").map_or_else(|| s.to_owned(), |i| s[..i].to_owned())
 }
 
-/// The swarm's listen addresses as strings, with or without the `/p2p/` suffix.
 /// Whether `given` is `secret`, compared in full whatever the input, so that the time taken
 /// says nothing of the secret.
 pub(crate) fn same_secret(secret: &str, given: &str) -> bool {
     secret.len() == given.len() && secret.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
+/// The swarm's listen addresses as strings, with or without the `/p2p/` suffix.
 fn listen_strings(net: &Network, with_id: bool) -> Vec<String> {
     net.listen_addrs().iter().map(|a| if with_id { a.to_string() } else { strip_p2p(&a.to_string()) }).collect()
 }

@@ -114,8 +114,12 @@ pub struct Services {
     pub follow: Option<Arc<cairn_node::follow::FollowStats>>,
 }
 
+/// A counter's value now.
+fn get(a: &std::sync::atomic::AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
 fn scrub_metrics(s: &mut Snapshot, st: &cairn_node::scrub::ScrubStats) {
-    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     s.counter("cairn_scrub_checked_blocks", "Blocks the scrub re-read and re-hashed.", get(&st.checked_blocks));
     s.counter("cairn_scrub_checked_bytes", "Bytes the scrub re-read and re-hashed.", get(&st.checked_bytes));
     s.counter("cairn_scrub_corrupt_blocks", "Damaged blocks the scrub found.", get(&st.corrupt));
@@ -147,7 +151,6 @@ pub async fn render(node: &Node, net: Option<&Network>, services: &Services) -> 
         }
         s.gauge("cairn_bitswap_sessions", "DAG fetches running now.", net.active_sessions());
         if let Some(o) = net.origin_stats() {
-            let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
             s.counter("cairn_origin_blocks", "Blocks taken from HTTP origins (verified).", get(&o.blocks));
             s.counter("cairn_origin_bytes", "Bytes of blocks taken from HTTP origins.", get(&o.bytes));
             s.counter("cairn_origin_failures", "HTTP origin requests that failed.", get(&o.failures));
@@ -177,7 +180,6 @@ pub async fn render(node: &Node, net: Option<&Network>, services: &Services) -> 
         scrub_metrics(&mut s, st);
     }
     if let Some(f) = &services.follow {
-        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         s.counter("cairn_follow_mirrored_manifests", "Followed publishers' manifests mirrored.", get(&f.mirrored));
         s.counter(
             "cairn_follow_over_quota_manifests",

@@ -107,7 +107,7 @@ impl PinningApi {
             "created": r.created(),
             "pin": pin,
             "delegates": self.delegates,
-            "info": r.info,
+            "info": r.status_info(),
         })
     }
 

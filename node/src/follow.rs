@@ -264,14 +264,16 @@ impl Follower {
 
     async fn mirror(&self, cid: Cid) -> Result<Step, String> {
         let node = self.node.clone();
-        let held = tokio::task::spawn_blocking(move || node.pin_of(&cid))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let (held, local) = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
+            Ok((node.pin_of(&cid)?, node.repo().store().get(&cid)?))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
         if held.is_some_and(|p| p.mode == PinMode::Recursive) {
             return Ok(Step::Held);
         }
-        let data = match self.node.repo().store().get(&cid).map_err(|e| e.to_string())? {
+        let data = match local {
             Some(d) => d,
             None => self.net.fetch(cid, self.timeout).await.map_err(|e| e.to_string())?,
         };

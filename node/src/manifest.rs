@@ -146,13 +146,13 @@ pub fn decode(cid: &Cid, data: &[u8]) -> Result<Manifest, ManifestFailure> {
 impl Node {
     /// Signs a manifest for the DAG at `path` (which the repo must hold whole), stores it and
     /// pins it recursively (which pins the DAG). `name` defaults to the path's last component,
-    /// else the root CID. Returns the manifest's CID and the DAG's root.
+    /// else the root CID. Returns the manifest's CID and the manifest.
     pub fn manifest_sign(
         &self,
         path: &IpfsPath,
         name: Option<String>,
         meta: BTreeMap<String, String>,
-    ) -> Result<(Cid, Cid), ManifestFailure> {
+    ) -> Result<(Cid, Manifest), ManifestFailure> {
         if let Some(k) = meta.keys().find(|k| !META_KEYS.contains(&k.as_str())) {
             return Err(ManifestFailure::UnknownMeta(k.clone()));
         }
@@ -185,7 +185,7 @@ impl Node {
         let cid = self.block_put(manifest.encode(), DAG_JSON, format)?;
         self.pin_add(&IpfsPath { root: cid, rest: String::new() }, true, Some(format!("manifest {}", manifest.name)))?;
         self.repo().store().put_meta(HEAD_KEY, cid.to_string().as_bytes()).map_err(NodeError::from)?;
-        Ok((cid, root))
+        Ok((cid, manifest))
     }
 
     /// The newest manifest this node signed, if any: the head of its chain.

@@ -143,7 +143,7 @@ pub struct PinRequest {
     /// Tries so far.
     #[serde(default)]
     pub attempts: u32,
-    /// Facts for the client: the last error, tries so far.
+    /// Facts for the client: the last error.
     #[serde(default)]
     pub info: BTreeMap<String, String>,
     /// When the next try may start, in milliseconds since the Unix epoch.
@@ -155,6 +155,15 @@ impl PinRequest {
     /// The requested CID (checked when the request was made).
     pub fn cid(&self) -> Option<Cid> {
         self.pin.cid.parse().ok()
+    }
+
+    /// The `info` a client sees: the stored facts and the tries so far.
+    pub fn status_info(&self) -> BTreeMap<String, String> {
+        let mut info = self.info.clone();
+        if self.attempts > 0 {
+            info.insert("attempts".into(), self.attempts.to_string());
+        }
+        info
     }
 
     /// `created` as RFC 3339, UTC, with milliseconds.
@@ -500,7 +509,6 @@ impl PinService {
             if let Some(r) = state.requests.get_mut(&id) {
                 r.status = Status::Pinning;
                 r.attempts += 1;
-                r.info.insert("attempts".into(), r.attempts.to_string());
                 taken.push(r.clone());
             }
         }
@@ -514,7 +522,7 @@ impl PinService {
         let mut state = self.lock()?;
         state.running.remove(id);
         let Some(mut r) = state.requests.get(id).cloned() else {
-            // Removed while it was fetched: drop the pin if nothing else needs it.
+            // Removed while it was fetched: `after_finish` releases its pin.
             return Ok(());
         };
         match outcome {

@@ -291,6 +291,7 @@ impl Scrubber {
     /// Tries to fetch every recorded damaged block again.
     fn retry_damaged(&self) -> Result<(), NodeError> {
         let list = damaged(&self.node)?;
+        let mut left = list.len() as u64;
         for d in &list {
             if self.stopped() {
                 break;
@@ -299,9 +300,10 @@ impl Scrubber {
             if store.has(&d.cid)? || self.fetch(d.cid) {
                 let k = format!("{DAMAGED}{}", hex(&block_key(&d.cid)));
                 store.update_meta(&[], &[k.as_bytes()])?;
+                left -= 1;
             }
         }
-        self.stats.unrepaired.store(damaged(&self.node)?.len() as u64, Ordering::Relaxed);
+        self.stats.unrepaired.store(left, Ordering::Relaxed);
         Ok(())
     }
 }

@@ -71,12 +71,8 @@ impl Api {
         let meta: BTreeMap<String, String> =
             META_KEYS.iter().filter_map(|k| p.get(k).map(|v| ((*k).to_owned(), v.to_owned()))).collect();
         let node = self.node.clone();
-        let (manifest, root, size) = blocking(move || {
-            let (manifest, root) = node.manifest_sign(&path, name, meta).map_err(failure)?;
-            let size = node.stat_path(&cairn_node::IpfsPath { root, rest: String::new() }).map_or(0, |s| s.size);
-            Ok((manifest, root, size))
-        })
-        .await?;
+        let (manifest, signed) = blocking(move || node.manifest_sign(&path, name, meta).map_err(failure)).await?;
+        let (root, size) = (signed.root, signed.size);
         self.announce(&[(root, size)]).await;
         // Marked as a manifest, so that the publisher's followers mirror it.
         if let Some(net) = &self.net {
