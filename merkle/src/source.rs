@@ -31,11 +31,20 @@ pub enum SourceError {
 pub trait BlockSource {
     /// The block's bytes.
     fn get(&self, cid: &Cid) -> Result<Bytes, SourceError>;
+
+    /// A hint that `cid` will be asked for soon: a source that fetches from far away may
+    /// start on it now, so that a reader walking a file in order does not wait for each block
+    /// in turn. Local sources ignore it (the default).
+    fn prefetch(&self, _cid: &Cid) {}
 }
 
 impl<T: BlockSource + ?Sized> BlockSource for &T {
     fn get(&self, cid: &Cid) -> Result<Bytes, SourceError> {
         (**self).get(cid)
+    }
+
+    fn prefetch(&self, cid: &Cid) {
+        (**self).prefetch(cid);
     }
 }
 

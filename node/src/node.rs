@@ -160,6 +160,10 @@ pub trait BlockFetcher: Send + Sync + std::fmt::Debug {
     /// The block's bytes, or [`SourceError::NotFound`] when no one has it, or
     /// [`SourceError::Other`] when it was not found in time.
     fn fetch(&self, cid: &Cid) -> Result<Bytes, SourceError>;
+
+    /// Starts fetching `cid` in the background, for a reader that will ask for it soon (the
+    /// store lacks it). The default does nothing.
+    fn prefetch(&self, _cid: &Cid) {}
 }
 
 /// Reads blocks from the node's store for the exporter (identity CIDs answer themselves),
@@ -183,6 +187,14 @@ impl BlockSource for StoreSource<'_> {
             (Ok(None), Some(fetcher)) => fetcher.fetch(cid),
             (Ok(None), None) => Err(SourceError::NotFound(*cid)),
             (Err(e), _) => Err(SourceError::Other(Box::new(e))),
+        }
+    }
+
+    fn prefetch(&self, cid: &Cid) {
+        if let Some(fetcher) = self.1 {
+            if cid.hash().code() != hash::IDENTITY && matches!(self.0.has(cid), Ok(false)) {
+                fetcher.prefetch(cid);
+            }
         }
     }
 }

@@ -11,6 +11,9 @@ use crate::hash::{DAG_PB, RAW};
 use crate::source::BlockSource;
 use crate::unixfs::{DataType, UnixFs};
 
+/// Children of one node announced to the source ahead of the one being read.
+pub const READ_AHEAD: usize = 32;
+
 /// A child still to visit: its CID and the file offsets it covers.
 #[derive(Debug, Clone, Copy)]
 struct Span {
@@ -22,7 +25,9 @@ struct Span {
 /// The bytes of a file in `[start, end)`, yielded block by block in file order.
 ///
 /// Only blocks whose span overlaps the range are fetched. Each item is a slice of one
-/// leaf (or of a node's inline data).
+/// leaf (or of a node's inline data). The source is told of the next [`READ_AHEAD`] children
+/// in range before they are read ([`BlockSource::prefetch`]), so a network source can have
+/// them in flight while the reader works through the ones before.
 #[derive(Debug)]
 pub struct FileSegments<'s, S: ?Sized> {
     source: &'s S,
@@ -69,6 +74,17 @@ impl<'s, S: BlockSource + ?Sized> FileSegments<'s, S> {
         self.visit_data(span, data)
     }
 
+    fn in_range(&self, span: &Span) -> bool {
+        span.start < self.end && span.start + span.len > self.start
+    }
+
+    /// Tells the source a child in range will be read.
+    fn hint(&self, span: &Span) {
+        if self.in_range(span) {
+            self.source.prefetch(&span.cid);
+        }
+    }
+
     fn visit_data(&mut self, span: Span, data: Bytes) -> Result<Option<Bytes>, ExportError> {
         match span.cid.codec() {
             RAW => {
@@ -89,6 +105,9 @@ impl<'s, S: BlockSource + ?Sized> FileSegments<'s, S> {
                 if !children.is_empty() {
                     if self.stack.len() >= MAX_DEPTH {
                         return Err(ExportError::TooDeep(span.cid));
+                    }
+                    for child in children.iter().filter(|c| self.in_range(c)).take(READ_AHEAD) {
+                        self.source.prefetch(&child.cid);
                     }
                     self.stack.push((children, 0));
                 }
@@ -115,6 +134,10 @@ impl<S: BlockSource + ?Sized> Iterator for FileSegments<'_, S> {
             *next += 1;
             if span.start >= self.end || span.start + span.len <= self.start {
                 continue;
+            }
+            // The window of hinted children moves on by one.
+            if let Some(ahead) = children.get(*next + READ_AHEAD - 2).filter(|_| *next >= 2).copied() {
+                self.hint(&ahead);
             }
             match self.visit(span) {
                 Ok(seg) => self.pending = seg,

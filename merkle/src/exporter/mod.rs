@@ -14,7 +14,7 @@
 mod file;
 mod tree;
 
-pub use file::{read_range, read_to_vec, FileSegments};
+pub use file::{read_range, read_to_vec, FileSegments, READ_AHEAD};
 pub use tree::{list, resolve, stat, DirItem, DirList, NodeKind, Stat, WalkItem, Walker};
 
 use cid::Cid;

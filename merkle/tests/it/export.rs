@@ -132,3 +132,47 @@ fn unsafe_names_in_a_dag_are_reported() {
     let r: Result<Vec<_>, _> = Walker::new(&forged, &dir).collect();
     assert!(matches!(r, Err(ExportError::UnsafeName { .. })), "{r:?}");
 }
+
+/// Records the order of reads and read-ahead hints.
+struct Hinted<'a> {
+    blocks: &'a MemoryBlocks,
+    log: std::cell::RefCell<Vec<(bool, Cid)>>,
+}
+
+impl BlockSource for Hinted<'_> {
+    fn get(&self, cid: &Cid) -> Result<Bytes, SourceError> {
+        self.log.borrow_mut().push((false, *cid));
+        self.blocks.get(cid)
+    }
+
+    fn prefetch(&self, cid: &Cid) {
+        self.log.borrow_mut().push((true, *cid));
+    }
+}
+
+#[test]
+fn a_file_read_hints_each_block_in_range_ahead_of_reading_it() {
+    // 200 leaves of 1 KiB under one root (fanout 256), read from leaf 50 to leaf 179.
+    let data = noise(9, 200 * 1024);
+    let mut store = MemoryBlocks::new();
+    let opts = ImportOptions { chunker: ChunkerSpec::Size(1024), max_links: 256, ..Default::default() };
+    let root = import_bytes(&data, &opts, &mut store).unwrap();
+    let source = Hinted { blocks: &store, log: Default::default() };
+    let mut out = Vec::new();
+    exporter::read_range(&source, &root.cid, 50 * 1024 + 7, Some(130 * 1024 - 7), &mut out).unwrap();
+    assert_eq!(out, &data[50 * 1024 + 7..180 * 1024]);
+    let log = source.log.into_inner();
+    let reads: Vec<Cid> = log.iter().filter(|(h, _)| !h).map(|(_, c)| *c).collect();
+    assert_eq!(reads.len(), 1 + 130, "the root and the leaves in range");
+    for (i, leaf) in reads[1..].iter().enumerate() {
+        let hinted = log.iter().position(|e| *e == (true, *leaf)).unwrap_or_else(|| panic!("leaf {i} never hinted"));
+        let read = log.iter().position(|e| *e == (false, *leaf)).unwrap();
+        assert!(hinted < read, "leaf {i} hinted after it was read");
+        // Never more than the window ahead of the reader.
+        let reads_before_hint = log[..hinted].iter().filter(|(h, _)| !h).count();
+        assert!(reads_before_hint + exporter::READ_AHEAD > i + 1, "leaf {i} hinted too early");
+    }
+    let hints = log.iter().filter(|(h, _)| *h).count();
+    assert!(hints <= 131, "{hints} hints for 130 leaves");
+    assert!(!log.iter().any(|(h, c)| *h && !reads.contains(c)), "a block out of range was hinted");
+}

@@ -1233,7 +1233,9 @@ fn serve(store: &dyn BlockStore, job: ServeJob) -> Served {
 
 /// Fetches blocks from the network for a node's reads ([`crate::node::BlockFetcher`]): what
 /// `cat`, `get` and the gateway read through while the daemon runs. Blocks are verified and
-/// stored before they are returned. A block not found in time is [`SourceError::Other`], so
+/// stored before they are returned. A file read hints the blocks it will read next
+/// ([`cairn_merkle::BlockSource::prefetch`]), and those are fetched in the background, so a
+/// reader has up to [`cairn_merkle::exporter::READ_AHEAD`] blocks in flight at once. A block not found in time is [`SourceError::Other`], so
 /// that the gateway answers 504 for it. Call it from blocking threads, not from the runtime.
 ///
 /// [`SourceError::Other`]: cairn_merkle::source::SourceError::Other
@@ -1253,5 +1255,15 @@ impl NetFetcher {
 impl crate::node::BlockFetcher for NetFetcher {
     fn fetch(&self, cid: &Cid) -> Result<Bytes, cairn_merkle::source::SourceError> {
         self.net.fetch_blocking(*cid, self.timeout).map_err(|e| cairn_merkle::source::SourceError::Other(Box::new(e)))
+    }
+
+    /// The want goes out now; the reader's own fetch, when it comes, waits on the same want.
+    fn prefetch(&self, cid: &Cid) {
+        let (net, cid, timeout) = (self.net.clone(), *cid, self.timeout);
+        self.net.runtime.spawn(async move {
+            if let Err(e) = net.fetch(cid, timeout).await {
+                tracing::debug!(%cid, error = %e, "read-ahead fetch failed");
+            }
+        });
     }
 }

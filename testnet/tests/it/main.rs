@@ -7,8 +7,11 @@
 //!   by them imported into Cairn, and the gateway-conformance CARs imported.
 //! - [`kubo_fixtures`]: CIDv1 parity with DAGs a real Kubo made (`ipfs add --cid-version 1`), taken
 //!   from the gateway-conformance fixtures and rebuilt from their extracted files.
+//! - [`swarm`]: `cairn-testnet run` on `testnet/scenarios/quick.toml`: daemons in network
+//!   namespaces of their own behind shaped links.
 
 mod bitswap_kubo;
 mod car_interop;
 mod kubo;
 mod kubo_fixtures;
+mod swarm;

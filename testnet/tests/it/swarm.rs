@@ -1,0 +1,91 @@
+//! The quick scenarios through the real harness: `cairn daemon` processes in network
+//! namespaces of their own, on a bridge, with `tc`-shaped links, read through their gateways.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// `cairn`, built beside this package's binaries by `cargo test --workspace`.
+fn cairn_bin() -> PathBuf {
+    let harness = PathBuf::from(env!("CARGO_BIN_EXE_cairn-testnet"));
+    let cairn = harness.with_file_name("cairn");
+    assert!(cairn.exists(), "{} is missing: run the workspace's tests (cargo test --workspace)", cairn.display());
+    cairn
+}
+
+#[test]
+fn the_quick_scenarios_run_and_report_every_number() {
+    let out = tempfile::tempdir().unwrap();
+    let scenarios = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/quick.toml");
+    let run = Command::new(env!("CARGO_BIN_EXE_cairn-testnet"))
+        .args(["run", scenarios, "--out"])
+        .arg(out.path())
+        .arg("--cairn")
+        .arg(cairn_bin())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "cairn-testnet failed:\n{stderr}");
+    let results: Vec<Value> = serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    assert_eq!(results.len(), 2, "{stderr}");
+    for r in &results {
+        for field in [
+            "scenario",
+            "nodes",
+            "file_bytes",
+            "offload",
+            "origin_bytes",
+            "total_bytes",
+            "ttfb_p50_s",
+            "ttfb_p95_s",
+            "complete_p50_s",
+            "complete_p95_s",
+            "failed_nodes",
+            "duplicate_ratio",
+        ] {
+            assert!(r.get(field).is_some_and(|v| !v.is_null()), "{field} missing in {r}");
+        }
+        assert_eq!(r["failed_nodes"], 0, "{stderr}");
+        assert_eq!(r["file_bytes"], 4 << 20);
+        let nodes = r["per_node"].as_array().unwrap();
+        for n in nodes.iter().filter(|n| n["role"] == "leecher") {
+            assert!(n["complete_s"].as_f64().unwrap() >= n["ttfb_s"].as_f64().unwrap());
+            // Every reader's link carried at least the file.
+            assert!(n["wire_down_bytes"].as_u64().unwrap() >= 4 << 20, "{n}");
+        }
+        assert!(nodes.iter().all(|n| n["role"] != "seed" || n["cpu_s"].as_f64().unwrap() > 0.0));
+        assert!(out.path().join(format!("{}-completion.svg", r["scenario"].as_str().unwrap())).exists());
+    }
+    // The baseline: every byte from the origin. With peers: some of it from other readers.
+    let (peers, origin_only) = (&results[0], &results[1]);
+    assert_eq!(origin_only["offload"].as_f64(), Some(0.0));
+    assert_eq!(origin_only["origin_bytes"].as_u64(), Some(4 * (4 << 20)));
+    let offload = peers["offload"].as_f64().unwrap();
+    assert!(offload > 0.0 && offload < 1.0, "offload {offload}");
+    assert!(peers["total_bytes"].as_u64().unwrap() >= 4 * (4 << 20));
+    let svg = std::fs::read_to_string(out.path().join("scaling.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("readers (N)"));
+}
+
+#[test]
+fn a_scenario_file_with_mistakes_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[scenario]]\nname = \"x\"\nleechers = 0\nfile_mib = 1\nlink = {}\n").unwrap();
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(&typo, "[[scenario]]\nname = \"x\"\nleechers = 2\nfile_mb = 1\nlink = {}\n").unwrap();
+    for (file, says) in [(&bad, "at least one leecher"), (&typo, "file_mb")] {
+        let run = Command::new(env!("CARGO_BIN_EXE_cairn-testnet"))
+            .args(["run", file.to_str().unwrap(), "--out"])
+            .arg(dir.path().join("out"))
+            .arg("--cairn")
+            .arg(cairn_bin())
+            .output()
+            .unwrap();
+        assert!(!run.status.success());
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(err.contains(says), "{err}");
+    }
+    assert!(!dir.path().join("out").exists());
+}
