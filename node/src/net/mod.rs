@@ -657,6 +657,8 @@ struct Served {
     replies: Vec<Message>,
     /// Wants not answered with a block or HAVE, kept for when the block arrives.
     missing: Vec<bitswap::Want>,
+    /// Wants for blocks held but not sent: the turn's allowance ran out.
+    deferred: Vec<bitswap::Want>,
     blocks: u64,
     bytes: u64,
 }
@@ -731,13 +733,18 @@ impl Driver {
     }
 
     fn start_jobs(&mut self) {
-        while self.jobs < MAX_JOBS {
-            if let Some(b) = &mut self.upload {
-                if !b.ready(Instant::now()) {
-                    break;
-                }
-            }
-            if self.budget.as_mut().is_some_and(|b| b.spent(Instant::now())) {
+        // Under an upload cap or budget, one turn at a time, each given what the cap and the
+        // budget allow now, so that neither is passed by more than one block.
+        let capped = self.budget.is_some() || self.upload.is_some();
+        let most = if capped { 1 } else { MAX_JOBS };
+        while self.jobs < most {
+            let now = Instant::now();
+            let allowance = capped.then(|| {
+                let rate = self.upload.as_mut().map_or(u64::MAX, |b| b.available(now));
+                let budget = self.budget.as_mut().map_or(u64::MAX, |b| b.left(now));
+                rate.min(budget)
+            });
+            if allowance == Some(0) {
                 break;
             }
             let bitswap = &self.swarm.behaviour().bitswap;
@@ -747,7 +754,7 @@ impl Driver {
             let store = self.store.clone();
             let done = self.done_tx.clone();
             tokio::task::spawn_blocking(move || {
-                let _ = done.send(Done::Served(serve(&*store, job)));
+                let _ = done.send(Done::Served(serve(&*store, job, allowance)));
             });
         }
     }
@@ -775,7 +782,7 @@ impl Driver {
         for m in s.replies {
             self.swarm.behaviour_mut().bitswap.send(s.peer, m);
         }
-        self.engine.served(s.peer, s.missing, s.blocks, s.bytes);
+        self.engine.served_in_part(s.peer, s.missing, s.deferred, s.blocks, s.bytes);
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -999,7 +1006,7 @@ impl Driver {
                     .partition(|w| w.kind == WantType::Have && !self.engine.is_banned(&peer, now));
                 message.wants = rest;
                 if !haves.is_empty() && !message.full {
-                    let served = serve(&*self.store, ServeJob { peer, wants: haves });
+                    let served = serve(&*self.store, ServeJob { peer, wants: haves }, None);
                     self.deliver(served);
                 } else {
                     message.wants.extend(haves);
@@ -1187,8 +1194,10 @@ fn table_size(kad: &mut Toggle<kad::Behaviour<dht::ProvStore>>) -> usize {
 }
 
 /// Looks up one serving turn's wants and builds the replies: blocks (named by the CID the
-/// peer asked with, so that its prefix matches), HAVE, or DONT_HAVE when asked for.
-fn serve(store: &dyn BlockStore, job: ServeJob) -> Served {
+/// peer asked with, so that its prefix matches), HAVE, or DONT_HAVE when asked for. Blocks
+/// stop once `allowance` bytes (what the upload cap and budget allow now) have been sent;
+/// the wants left over are deferred to a later turn.
+fn serve(store: &dyn BlockStore, job: ServeJob, allowance: Option<u64>) -> Served {
     enum Answer {
         Block(Bytes),
         Have,
@@ -1196,7 +1205,7 @@ fn serve(store: &dyn BlockStore, job: ServeJob) -> Served {
     }
     let get = |cid: &Cid| store.get(cid).ok().flatten().map_or(Answer::Missing, Answer::Block);
     let mut replies = vec![Message::default()];
-    let (mut blocks, mut bytes, mut missing) = (0u64, 0u64, Vec::new());
+    let (mut blocks, mut bytes, mut missing, mut deferred) = (0u64, 0u64, Vec::new(), Vec::new());
     for want in job.wants {
         // A want-have is answered from the index, without reading the block, unless the block
         // is small enough to send instead of HAVE, as Kubo does.
@@ -1211,6 +1220,8 @@ fn serve(store: &dyn BlockStore, job: ServeJob) -> Served {
         let last = replies.last_mut().expect("one reply at least");
         match answer {
             Answer::Have => last.haves.push(want.cid),
+            // The upload cap or budget allows no more now: the want waits for a later turn.
+            Answer::Block(_) if allowance.is_some_and(|a| bytes >= a) => deferred.push(want),
             Answer::Block(d) => {
                 if last.block_bytes() + d.len() > REPLY_BYTES && !last.blocks.is_empty() {
                     replies.push(Message::default());
@@ -1228,7 +1239,7 @@ fn serve(store: &dyn BlockStore, job: ServeJob) -> Served {
         }
     }
     replies.retain(|m| !m.is_empty());
-    Served { peer: job.peer, replies, missing, blocks, bytes }
+    Served { peer: job.peer, replies, missing, deferred, blocks, bytes }
 }
 
 /// Fetches blocks from the network for a node's reads ([`crate::node::BlockFetcher`]): what

@@ -33,6 +33,18 @@ impl TokenBucket {
         self.tokens > 0.0
     }
 
+    /// Bytes that may go now (0 while in debt).
+    pub fn available(&mut self, now: Instant) -> u64 {
+        self.refill(now);
+        self.tokens.max(0.0) as u64
+    }
+
+    /// Returns `bytes` taken ahead and not used.
+    pub fn give(&mut self, bytes: u64, now: Instant) {
+        self.refill(now);
+        self.tokens = (self.tokens + bytes as f64).min(self.rate);
+    }
+
     /// Takes `bytes` that were used.
     pub fn take(&mut self, bytes: u64, now: Instant) {
         self.refill(now);
@@ -98,6 +110,11 @@ impl Budget {
 
     /// Whether the window's budget is used up at `now`.
     pub fn spent(&mut self, now: Instant) -> bool {
+        self.left(now) == 0
+    }
+
+    /// Bytes the window's budget still allows at `now`.
+    pub fn left(&mut self, now: Instant) -> u64 {
         while let Some((t, b)) = self.taken.front().copied() {
             if now.saturating_duration_since(t) < self.window {
                 break;
@@ -105,7 +122,7 @@ impl Budget {
             self.taken.pop_front();
             self.sum -= b;
         }
-        self.sum >= self.limit
+        self.limit.saturating_sub(self.sum)
     }
 }
 

@@ -46,6 +46,15 @@ enum Cmd {
         #[arg(long)]
         work: Option<PathBuf>,
     },
+    /// Draws the plots of one or more results.json files (merged, in order) into a directory.
+    Plot {
+        /// results.json files.
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// Where the SVGs (and the merged results.json) go.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// A misbehaving Bitswap peer (started by `run` for hostile scenarios).
     Hostile {
         /// How it misbehaves.
@@ -70,6 +79,18 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
             rt.block_on(hostile::run(mode, listen, peer, &status))
         }
+        Cmd::Plot { results, out } => {
+            let mut all = Vec::new();
+            for f in &results {
+                let text = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+                let runs: Vec<serde_json::Value> =
+                    serde_json::from_slice(&text).with_context(|| format!("{} is not a results list", f.display()))?;
+                all.extend(runs);
+            }
+            std::fs::create_dir_all(&out)?;
+            std::fs::write(out.join("results.json"), serde_json::to_vec_pretty(&all)?)?;
+            swarm::report::plot(&out, &serde_json::Value::Array(all))
+        }
         Cmd::Run { file, out, only, cairn, work } => {
             // Checked before entering the namespace, so that a typo fails at once.
             let scenarios = ScenarioFile::load(&file)?;
@@ -78,6 +99,12 @@ fn main() -> anyhow::Result<()> {
                 .or_else(|| std::env::current_exe().ok().and_then(|e| Some(e.parent()?.join("cairn"))))
                 .context("no cairn binary: pass --cairn")?;
             anyhow::ensure!(cairn.exists(), "no cairn binary at {} (build it, or pass --cairn)", cairn.display());
+            if !netns::is_inside() {
+                let most = scenarios.scenario.iter().map(|s| s.node_count()).max().unwrap_or(0);
+                if let Some(warning) = swarm::topology::make_neighbour_room(most) {
+                    warn(&warning);
+                }
+            }
             if let Some(status) = netns::rerun_in_private_netns() {
                 std::process::exit(status.code().unwrap_or(1));
             }
@@ -125,6 +152,11 @@ fn on_ctrl_c(work: PathBuf) {
         let _ = std::fs::remove_dir_all(&work);
         std::process::exit(130);
     });
+}
+
+#[allow(clippy::print_stderr)]
+fn warn(line: &str) {
+    eprintln!("cairn-testnet: warning: {line}");
 }
 
 #[allow(clippy::print_stderr)]

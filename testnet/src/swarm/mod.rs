@@ -211,9 +211,6 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
     if let Some(c) = churn {
         sleep_until(t0 + Duration::from_secs_f64(c.at_s));
         for &i in &leaving {
-            if let Some(p) = members[i].proc.as_mut() {
-                p.kill();
-            }
             retire(&mut members[i]);
             left.push(i);
         }
@@ -303,11 +300,12 @@ fn sleep_until(t: Instant) {
     }
 }
 
-/// Keeps what a node used before it was killed.
+/// Kills a node mid-transfer (SIGKILL), keeping what it had used.
 fn retire(m: &mut Member) {
-    if let Some(p) = m.proc.take() {
+    if let Some(mut p) = m.proc.take() {
         let (cpu, rss) = p.usage();
         let (up, down) = p.wire_bytes();
+        p.kill();
         m.past = (m.past.0 + cpu, m.past.1.max(rss));
         m.wire_past = (m.wire_past.0 + up, m.wire_past.1 + down);
     }
@@ -347,6 +345,10 @@ fn start_member(members: &mut [Member], i: usize, s: &Scenario, opts: &Options, 
         p
     } else if !m.peer_id.is_empty() {
         configure(&m.repo, |c| c["Bootstrap"] = json!(dial))?;
+        // A node killed earlier left its address files behind; the new ones say it is up.
+        for stale in ["api", "gateway"] {
+            let _ = std::fs::remove_file(m.repo.join(stale));
+        }
         vec![opts.cairn.display().to_string(), "--repo".into(), m.repo.display().to_string(), "daemon".into()]
     } else {
         // A reader of an origin-only run: the namespace only.
@@ -357,9 +359,10 @@ fn start_member(members: &mut [Member], i: usize, s: &Scenario, opts: &Options, 
     if m.role.is_hostile() {
         m.peer_id = hostile::wait_for_peer_id(&m.repo.join("hostile.json"), Duration::from_secs(20))?;
     } else if !m.peer_id.is_empty() {
-        let api = m.repo.join("api");
+        // The daemon writes both files once it listens; readers use the gateway.
+        let (api, gateway) = (m.repo.join("api"), m.repo.join("gateway"));
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !api.exists() {
+        while !api.exists() || !gateway.exists() {
             if let Some(p) = m.proc.as_mut() {
                 if let Some(status) = p.child.try_wait()? {
                     bail!("node {i} exited at start ({status}): {}", std::fs::read_to_string(&log).unwrap_or_default());

@@ -326,22 +326,36 @@ impl RunResult {
 pub fn write(out: &Path, results: &[RunResult]) -> anyhow::Result<()> {
     std::fs::write(out.join("results.json"), serde_json::to_vec_pretty(results)?)
         .with_context(|| format!("writing {}", out.join("results.json").display()))?;
-    plot_scaling(&out.join("scaling.svg"), results)?;
-    for r in results {
-        plot_completions(&out.join(format!("{}-completion.svg", r.scenario)), r)?;
+    plot(out, &serde_json::to_value(results)?)
+}
+
+/// Draws the plots of a results list (what `results.json` holds, or several merged):
+/// `scaling.svg` and one `<scenario>-completion.svg` per run.
+pub fn plot(out: &Path, results: &serde_json::Value) -> anyhow::Result<()> {
+    let runs = results.as_array().context("results must be a list of runs")?;
+    let mut points = Vec::new();
+    for r in runs {
+        let name = r["scenario"].as_str().context("a run without a scenario name")?;
+        let readers = r["leechers"].as_u64().unwrap_or(0);
+        if let (Some(series), Some(t)) = (r["series"].as_str(), r["complete_max_s"].as_f64()) {
+            points.push((series.to_owned(), readers as f64, t));
+        }
+        let done: Vec<f64> = r["per_node"]
+            .as_array()
+            .map(|n| n.iter().filter_map(|n| n["complete_s"].as_f64()).collect())
+            .unwrap_or_default();
+        plot_completions(&out.join(format!("{name}-completion.svg")), name, readers, done)?;
     }
-    Ok(())
+    plot_scaling(&out.join("scaling.svg"), points)
 }
 
 const COLORS: [RGBColor; 6] = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
 
 /// Slowest completion against the number of readers, one line per series.
-fn plot_scaling(path: &Path, results: &[RunResult]) -> anyhow::Result<()> {
+fn plot_scaling(path: &Path, points: Vec<(String, f64, f64)>) -> anyhow::Result<()> {
     let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for r in results {
-        if let (Some(name), Some(t)) = (&r.series, r.complete_max_s) {
-            series.entry(name.clone()).or_default().push((r.leechers as f64, t));
-        }
+    for (name, n, t) in points {
+        series.entry(name).or_default().push((n, t));
     }
     if series.is_empty() {
         return Ok(());
@@ -374,18 +388,17 @@ fn plot_scaling(path: &Path, results: &[RunResult]) -> anyhow::Result<()> {
 }
 
 /// The share of readers done against time.
-fn plot_completions(path: &Path, r: &RunResult) -> anyhow::Result<()> {
-    let mut done: Vec<f64> = r.per_node.iter().filter_map(|n| n.complete_s).collect();
+fn plot_completions(path: &Path, name: &str, readers: u64, mut done: Vec<f64>) -> anyhow::Result<()> {
     if done.is_empty() {
         return Ok(());
     }
     done.sort_by(f64::total_cmp);
-    let readers = r.leechers.max(1) as f64;
+    let readers = readers.max(1) as f64;
     let max_x = done.last().copied().unwrap_or(1.0).max(0.1);
     let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("{}: readers done over time", r.scenario), ("sans-serif", 20))
+        .caption(format!("{name}: readers done over time"), ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)

@@ -50,6 +50,36 @@ pub fn make_bridge() -> anyhow::Result<()> {
     run("ip", &["link", "set", BRIDGE, "up"])
 }
 
+/// Makes room in the kernel's neighbour (ARP) tables for `nodes` nodes that all talk to each
+/// other. The tables are shared by every network namespace, and their hard limit
+/// (`gc_thresh3`, 1024 by default) is reached at about 32 nodes in a full mesh; past it the
+/// kernel stops resolving addresses ("neighbor table overflow") and new nodes cannot reach
+/// anyone. Call it before leaving the host's namespace: only there are the limits writable.
+/// Returns a note for the operator when the limit stays too low.
+pub fn make_neighbour_room(nodes: usize) -> Option<String> {
+    let need = (nodes * nodes + 4 * nodes + 256) as u64;
+    let mut short = Vec::new();
+    for table in ["ipv4", "ipv6"] {
+        let base = format!("/proc/sys/net/{table}/neigh/default");
+        let read =
+            |k: &str| std::fs::read_to_string(format!("{base}/{k}")).ok().and_then(|v| v.trim().parse::<u64>().ok());
+        let Some(hard) = read("gc_thresh3") else { continue };
+        if hard >= need {
+            continue;
+        }
+        let ok =
+            [("gc_thresh1", need / 4), ("gc_thresh2", need / 2), ("gc_thresh3", need)].iter().rev().all(|(k, v)| {
+                read(k).is_some_and(|cur| cur >= *v) || std::fs::write(format!("{base}/{k}"), v.to_string()).is_ok()
+            });
+        if !ok {
+            short.push(format!("{base}/gc_thresh3 is {hard}, {nodes} nodes need {need}"));
+        }
+    }
+    (!short.is_empty()).then(|| {
+        format!("the kernel's neighbour tables are too small and could not be raised ({}): nodes past the limit will not reach the others", short.join("; "))
+    })
+}
+
 /// Whether this kernel has `sch_netem` (delay and loss): tried on a throwaway veth pair.
 pub fn has_netem() -> bool {
     let ok = run("ip", &["link", "add", "tnprobe0", "type", "veth", "peer", "name", "tnprobe1"]).is_ok()
@@ -143,6 +173,9 @@ impl NetNode {
         node.wait_for(&ready, "enter its namespace", log)?;
         let pid = node.child.id().to_string();
         let host_if = node.host_if.clone();
+        // A namespace is torn down after its last process exits, a moment later: a link of
+        // the same name from an earlier run may still be there.
+        let _ = run("ip", &["link", "del", &host_if]);
         run("ip", &["link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &pid])?;
         run("ip", &["link", "set", &host_if, "master", BRIDGE])?;
         run("ip", &["link", "set", &host_if, "up"])?;
@@ -216,6 +249,7 @@ impl NetNode {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = run("ip", &["link", "del", &self.host_if]);
     }
 
     /// Asks the process to stop (SIGTERM) and waits up to `grace` before killing it.
@@ -228,6 +262,7 @@ impl NetNode {
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
+                let _ = run("ip", &["link", "del", &self.host_if]);
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -8,7 +8,8 @@
 //! to the candidate with the fewest blocks in flight, up to [`PEER_WINDOW`] per peer, so load
 //! spreads over the peers that have the data. A DONT_HAVE, a disconnect, or no block within
 //! [`BLOCK_TIMEOUT`] moves the want to the next candidate. Received blocks were already hashed
-//! by the decoder; a block nobody asked for costs its sender score. Once stored, a block is
+//! by the decoder. A copy of a block wanted now or lately is a duplicate; a block no want
+//! asked for is a forgery (or rot) and costs its sender heavily. Once stored, a block is
 //! handed to its waiters and cancelled at every peer that was asked.
 //!
 //! **Serving.** Each peer's wants are kept in a ledger (at most [`MAX_LEDGER`] entries; a full
@@ -28,8 +29,19 @@ use libp2p::PeerId;
 
 use super::proto::{Message, Want, WantType};
 
-/// Want-blocks in flight to one peer at once.
+/// The most want-blocks in flight to one peer at once.
 pub const PEER_WINDOW: usize = 32;
+/// Want-blocks in flight to a peer whose delivery rate is not known yet.
+pub const INITIAL_WINDOW: usize = 8;
+/// Bytes of the download cap taken when a block is asked for (settled when it comes), so
+/// that many want-blocks sent at once cannot pass the cap.
+pub const DOWNLOAD_RESERVE: u64 = 256 * 1024;
+/// The fewest want-blocks a peer may have in flight.
+pub const MIN_WINDOW: usize = 2;
+/// A peer gets about this much of its measured delivery rate in flight: enough to keep a fast
+/// peer busy, while a slow or crowded one (a seed everyone asks) is not handed wants it would
+/// queue for long, which then wait here for whichever peer has room first.
+pub const QUEUE_TIME: Duration = Duration::from_secs(1);
 /// How long a peer asked for a block may stay silent (send nothing at all) before the want
 /// moves on; a peer that is busy sending other blocks is given more time.
 pub const BLOCK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,10 +63,17 @@ pub const SERVE_BATCH: usize = 16;
 pub const BAN_SCORE: f64 = 100.0;
 /// Half-life of a peer's score.
 pub const SCORE_HALF_LIFE: Duration = Duration::from_secs(600);
-/// Score for a block that does not match any want (a wrong or forged block).
-pub const PENALTY_UNWANTED: f64 = 10.0;
+/// Score for a block that no want of this node's, now or lately, asked for: bytes that are
+/// not the block asked for (a rotten disk, or a forgery). Two get a peer banned.
+pub const PENALTY_FORGED: f64 = 50.0;
+/// Wants fulfilled or dropped lately that are remembered, so that a copy arriving late is
+/// told apart from a forgery.
+pub const RECENT_WANTS: usize = 8192;
 /// Score for a malformed message.
 pub const PENALTY_MALFORMED: f64 = 25.0;
+/// Score for a message whose wants overflow the peer's full ledger ([`MAX_LEDGER`]): no
+/// honest peer wants that much of one node at once; a peer that keeps doing it is flooding.
+pub const PENALTY_FLOOD: f64 = 5.0;
 
 /// Where the engine sends messages.
 pub trait Outbox {
@@ -117,6 +136,45 @@ struct Peer {
     /// HAVEs (and blocks) this peer has sent: peers that hold much are likely seeds that
     /// everyone asks, so among equal choices the one holding least is asked first.
     held: u64,
+    /// Block bytes per second this peer delivers while asked (moving average; 0: unknown).
+    rate: f64,
+    /// Mean size of the blocks it delivered (moving average).
+    block_size: f64,
+    /// When its in-flight count last rose from zero.
+    busy_since: Option<Instant>,
+}
+
+impl Peer {
+    /// Want-blocks this peer may have in flight: about [`QUEUE_TIME`] of its delivery rate.
+    fn window(&self) -> usize {
+        if self.rate <= 0.0 || self.block_size <= 0.0 {
+            return INITIAL_WINDOW;
+        }
+        ((self.rate * QUEUE_TIME.as_secs_f64() / self.block_size).ceil() as usize).clamp(MIN_WINDOW, PEER_WINDOW)
+    }
+
+    /// One more want-block in flight.
+    fn ask(&mut self, now: Instant) {
+        if self.in_flight == 0 {
+            self.busy_since = Some(now);
+        }
+        self.in_flight += 1;
+    }
+
+    /// A wanted block of `len` bytes came from this peer.
+    fn delivered(&mut self, len: usize, now: Instant) {
+        let since = match (self.last_block, self.busy_since) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(since) = since {
+            let dt = now.saturating_duration_since(since).as_secs_f64().max(1e-4);
+            let rate = len as f64 / dt;
+            self.rate = if self.rate <= 0.0 { rate } else { 0.8 * self.rate + 0.2 * rate };
+        }
+        self.block_size = if self.block_size <= 0.0 { len as f64 } else { 0.8 * self.block_size + 0.2 * len as f64 };
+        self.last_block = Some(now);
+    }
 }
 
 struct Score {
@@ -140,14 +198,18 @@ pub struct Stats {
     pub blocks_received: u64,
     /// Bytes of those blocks.
     pub bytes_received: u64,
-    /// Blocks received twice or unasked.
+    /// Blocks received twice (a second copy, or one arriving after its want ended).
     pub duplicate_blocks: u64,
+    /// Blocks no want asked for: not the bytes of any block this node wanted.
+    pub forged_blocks: u64,
     /// Blocks sent to peers.
     pub blocks_sent: u64,
     /// Bytes of those blocks.
     pub bytes_sent: u64,
     /// Want-blocks sent when only one peer had said HAVE.
     pub asks_single_source: u64,
+    /// Want-blocks taken from a backlogged peer (and cancelled there) for one with room.
+    pub wants_moved: u64,
     /// Want-blocks sent with a choice of peers.
     pub asks_with_choice: u64,
     /// Want-blocks sent at once to a peer that recently delivered.
@@ -168,6 +230,9 @@ pub struct Engine {
     stats: Stats,
     /// The download cap: want-blocks wait while it is spent.
     download: Option<crate::net::ratelimit::TokenBucket>,
+    /// Keys of wants fulfilled or dropped lately, oldest first (at most [`RECENT_WANTS`]).
+    recent: VecDeque<Vec<u8>>,
+    recent_set: HashSet<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -293,7 +358,7 @@ impl Engine {
                 .peers
                 .get(p)
                 .filter(|s| {
-                    s.in_flight < PEER_WINDOW && s.last_block.is_some_and(|t| now.saturating_duration_since(t) < RECENT)
+                    s.in_flight < s.window() && s.last_block.is_some_and(|t| now.saturating_duration_since(t) < RECENT)
                 })
                 .map(|_| *p),
             _ => None,
@@ -307,8 +372,9 @@ impl Engine {
         }
         if let Some(d) = direct {
             if let Some(s) = self.peers.get_mut(&d) {
-                s.in_flight += 1;
+                s.ask(now);
             }
+            self.reserve_download(now);
             self.stats.asks_direct += 1;
         }
         self.wants.insert(
@@ -343,10 +409,10 @@ impl Engine {
             .candidates
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| self.peers.get(p).map(|s| (s.in_flight, s.held, i)))
-            .filter(|(load, _, _)| *load < PEER_WINDOW)
-            .min_by_key(|(load, held, i)| (*load >= PEER_WINDOW / 2, *held, *load, *i));
-        let Some((_, _, i)) = best else { return };
+            .filter_map(|(i, p)| self.peers.get(p).map(|s| (s.in_flight, s.window(), s.held, i)))
+            .filter(|(load, window, _, _)| load < window)
+            .min_by_key(|(load, window, held, i)| (*load >= window / 2, *held, *load, *i));
+        let Some((_, _, _, i)) = best else { return };
         if w.candidates.len() > 1 {
             self.stats.asks_with_choice += 1;
         } else {
@@ -355,11 +421,34 @@ impl Engine {
         let peer = w.candidates.remove(i).expect("index from the list");
         let want = Want { cid: w.cid, priority: w.priority, kind: WantType::Block, send_dont_have: true };
         if out.send(peer, Message { wants: vec![want], ..Message::default() }) {
-            w.asked = Some((peer, Instant::now()));
+            let now = Instant::now();
+            w.asked = Some((peer, now));
             w.told.insert(peer);
             if let Some(s) = self.peers.get_mut(&peer) {
-                s.in_flight += 1;
+                s.ask(now);
             }
+            self.reserve_download(now);
+        }
+    }
+
+    /// Whether a block asked of `peer` at `at` is stuck in a queue: the peer holds more
+    /// want-blocks than its window, or the block has waited longer than twice the peer's
+    /// queue would take to drain.
+    fn backlogged(&self, peer: &PeerId, at: Instant, now: Instant) -> bool {
+        let Some(s) = self.peers.get(peer) else { return false };
+        if s.in_flight > s.window() {
+            return true;
+        }
+        s.rate > 0.0 && {
+            let drain = s.in_flight as f64 * s.block_size / s.rate;
+            now.saturating_duration_since(at).as_secs_f64() > (2.0 * drain).max(QUEUE_TIME.as_secs_f64())
+        }
+    }
+
+    /// Takes a block's worth of the download cap for a want-block just sent.
+    fn reserve_download(&mut self, now: Instant) {
+        if let Some(bucket) = &mut self.download {
+            bucket.take(DOWNLOAD_RESERVE, now);
         }
     }
 
@@ -374,6 +463,7 @@ impl Engine {
     /// [`Engine::next_serve_job`].
     pub fn received(&mut self, peer: PeerId, m: Message, now: Instant, out: &mut dyn Outbox) -> Vec<Block> {
         // Serving side.
+        let mut overflow = false;
         if !m.wants.is_empty() || !m.cancels.is_empty() || m.full {
             let state = self.peers.entry(peer).or_default();
             if m.full {
@@ -391,12 +481,17 @@ impl Engine {
                 state.ledger.retain(|x| x.cid.hash() != w.cid.hash());
                 if state.ledger.len() + state.missing.len() < MAX_LEDGER {
                     state.ledger.push(w);
+                } else {
+                    overflow = true;
                 }
             }
             if !state.ledger.is_empty() && !state.queued {
                 state.queued = true;
                 self.serve_turns.push_back(peer);
             }
+        }
+        if overflow {
+            self.penalize(peer, PENALTY_FLOOD, now);
         }
         // Fetching side: blocks first, then presences.
         let mut wanted = Vec::new();
@@ -406,7 +501,7 @@ impl Engine {
                 Some(w) if !w.arrived => {
                     w.arrived = true;
                     if let Some(s) = self.peers.get_mut(&peer) {
-                        s.last_block = Some(now);
+                        s.delivered(b.data().len(), now);
                     }
                     if let Some((p, _)) = w.asked.take() {
                         self.release(&p);
@@ -414,15 +509,19 @@ impl Engine {
                     self.stats.blocks_received += 1;
                     self.stats.bytes_received += b.data().len() as u64;
                     if let Some(bucket) = &mut self.download {
+                        // Its size was reserved when it was asked for; the difference is settled.
                         bucket.take(b.data().len() as u64, now);
+                        bucket.give(DOWNLOAD_RESERVE, now);
                     }
                     wanted.push(b);
                 }
                 // A second copy of a block on its way to the store: wasted, not wrong.
                 Some(_) => self.stats.duplicate_blocks += 1,
+                // A copy of a block wanted lately, arriving after the want ended.
+                None if self.recent_set.contains(&k) => self.stats.duplicate_blocks += 1,
                 None => {
-                    self.stats.duplicate_blocks += 1;
-                    self.penalize(peer, PENALTY_UNWANTED, now);
+                    self.stats.forged_blocks += 1;
+                    self.penalize(peer, PENALTY_FORGED, now);
                 }
             }
         }
@@ -434,6 +533,21 @@ impl Engine {
         }
         for c in m.haves {
             let k = key(&c);
+            // The block is queued at a backlogged peer: this one has room and takes it over.
+            let backlogged = self.wants.get(&k).and_then(|w| w.asked.filter(|_| !w.arrived)).filter(|(p, at)| {
+                *p != peer
+                    && self.backlogged(p, *at, now)
+                    && self.peers.get(&peer).is_some_and(|s| s.in_flight < s.window())
+            });
+            if let Some((slow, _)) = backlogged {
+                if let Some(w) = self.wants.get_mut(&k) {
+                    w.asked = None;
+                    w.candidates.push_back(slow);
+                    out.send(slow, Message { cancels: vec![w.cid], ..Message::default() });
+                    self.stats.wants_moved += 1;
+                }
+                self.release(&slow);
+            }
             if let Some(w) = self.wants.get_mut(&k) {
                 if !w.candidates.contains(&peer) && w.asked.is_none_or(|(p, _)| p != peer) && !dedup.contains(&k) {
                     w.candidates.push_back(peer);
@@ -477,6 +591,7 @@ impl Engine {
         for b in blocks {
             let k = key(b.cid());
             let Some(w) = self.wants.remove(&k) else { continue };
+            self.remember(k);
             for p in &w.told {
                 cancels.entry(*p).or_default().push(w.cid);
             }
@@ -492,6 +607,18 @@ impl Engine {
         }
         if result.is_ok() {
             self.new_blocks(blocks);
+        }
+    }
+
+    /// Keeps the key of a want that ended.
+    fn remember(&mut self, k: Vec<u8>) {
+        if self.recent_set.insert(k.clone()) {
+            self.recent.push_back(k);
+            if self.recent.len() > RECENT_WANTS {
+                if let Some(old) = self.recent.pop_front() {
+                    self.recent_set.remove(&old);
+                }
+            }
         }
     }
 
@@ -543,9 +670,23 @@ impl Engine {
     /// answered (HAVE or the block, as asked) when the block arrives; `sent` counts what went out. The peer gets another
     /// turn at the back of the line if it has more wants.
     pub fn served(&mut self, peer: PeerId, missing: Vec<Want>, blocks_sent: u64, bytes_sent: u64) {
+        self.served_in_part(peer, missing, Vec::new(), blocks_sent, bytes_sent);
+    }
+
+    /// [`Engine::served`] for a turn cut short by an upload cap: `deferred` are wants for
+    /// blocks Cairn has but did not send yet; they go back to the front of the peer's ledger.
+    pub fn served_in_part(
+        &mut self,
+        peer: PeerId,
+        missing: Vec<Want>,
+        deferred: Vec<Want>,
+        blocks_sent: u64,
+        bytes_sent: u64,
+    ) {
         self.stats.blocks_sent += blocks_sent;
         self.stats.bytes_sent += bytes_sent;
         let Some(state) = self.peers.get_mut(&peer) else { return };
+        state.ledger.splice(0..0, deferred);
         for w in missing {
             if state.missing.len() < MAX_LEDGER {
                 state.missing.insert(key(&w.cid), w);
@@ -570,6 +711,7 @@ impl Engine {
             w.waiters.retain(|(tx, _)| !tx.is_closed());
             if w.waiters.is_empty() {
                 let w = self.wants.remove(&k).expect("present");
+                self.remember(k);
                 if let Some((p, _)) = w.asked {
                     self.release(&p);
                 }
@@ -761,13 +903,23 @@ mod tests {
         let p = PeerId::random();
         e.connected(p, &mut out);
         let now = Instant::now();
-        let mut banned = false;
-        for i in 0..10u8 {
-            e.received(p, Message { blocks: vec![block(&[i])], ..Message::default() }, now, &mut out);
-            banned |= e.is_banned(&p, now);
+        // A copy of a block this node wanted and already got costs nothing.
+        let wanted = block(b"wanted");
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        e.fetch(*wanted.cid(), 1, tx, far(), now, &mut out);
+        e.received(p, Message { blocks: vec![wanted.clone()], ..Message::default() }, now, &mut out);
+        e.stored(std::slice::from_ref(&wanted), Ok(()), &mut out);
+        for _ in 0..5 {
+            e.received(p, Message { blocks: vec![wanted.clone()], ..Message::default() }, now, &mut out);
         }
-        assert!(banned && e.is_banned(&p, now));
-        assert_eq!(e.stats().duplicate_blocks, 10);
+        assert!(!e.is_banned(&p, now));
+        assert_eq!(e.stats().duplicate_blocks, 5);
+        // Bytes nobody asked for: two and the peer is out.
+        e.received(p, Message { blocks: vec![block(&[1])], ..Message::default() }, now, &mut out);
+        assert!(!e.is_banned(&p, now));
+        e.received(p, Message { blocks: vec![block(&[2])], ..Message::default() }, now, &mut out);
+        assert!(e.is_banned(&p, now));
+        assert_eq!(e.stats().forged_blocks, 2);
         assert!(!e.is_banned(&p, now + SCORE_HALF_LIFE * 2));
     }
 
@@ -854,6 +1006,64 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_peer_gets_a_small_window_and_its_queued_wants_move_to_a_peer_with_room() {
+        let (mut e, mut out) = (Engine::default(), Sent::default());
+        let (seed, other) = (PeerId::random(), PeerId::random());
+        e.connected(seed, &mut out);
+        e.connected(other, &mut out);
+        let blocks: Vec<Block> = (0..12u8).map(|i| block(&[i; 100])).collect();
+        let start = Instant::now();
+        let mut rxs = Vec::new();
+        for b in &blocks {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            rxs.push(rx);
+            e.fetch(*b.cid(), 1, tx, far(), start, &mut out);
+        }
+        out.take();
+        let cids: Vec<Cid> = blocks.iter().map(|b| *b.cid()).collect();
+        e.received(other, Message { dont_haves: cids.clone(), ..Message::default() }, start, &mut out);
+        e.received(seed, Message { haves: cids.clone(), ..Message::default() }, start, &mut out);
+        let asked = |sent: &[(PeerId, Message)], peer: PeerId| -> Vec<Cid> {
+            sent.iter()
+                .filter(|(p, _)| *p == peer)
+                .flat_map(|(_, m)| m.wants.iter().filter(|w| w.kind == WantType::Block).map(|w| w.cid))
+                .collect()
+        };
+        let first = asked(&out.take(), seed);
+        assert_eq!(first.len(), INITIAL_WINDOW, "a peer of unknown speed gets the initial window");
+
+        // The seed takes a second for one block: about one block a second, so its window
+        // shrinks to the minimum and nothing more is asked of it.
+        let got = e.received(
+            seed,
+            Message {
+                blocks: vec![blocks.iter().find(|b| *b.cid() == first[0]).unwrap().clone()],
+                ..Message::default()
+            },
+            start + Duration::from_secs(1),
+            &mut out,
+        );
+        e.stored(&got, Ok(()), &mut out);
+        e.tick(start + Duration::from_secs(1), &mut out);
+        assert!(asked(&out.take(), seed).is_empty(), "7 in flight is over the slow seed's window");
+
+        // The other peer now has a block still queued at the seed, and one nobody was asked
+        // for: both go to it, and the seed is told to drop the first.
+        let queued = first[3];
+        let waiting = *cids.iter().find(|c| !first.contains(c)).unwrap();
+        let have = Message { haves: vec![queued, waiting], ..Message::default() };
+        e.received(other, have, start + Duration::from_millis(1100), &mut out);
+        let sent = out.take();
+        let mut to_other = asked(&sent, other);
+        to_other.sort();
+        let mut expected = vec![queued, waiting];
+        expected.sort();
+        assert_eq!(to_other, expected);
+        assert!(sent.iter().any(|(p, m)| *p == seed && m.cancels == vec![queued]), "{sent:?}");
+        assert_eq!(e.stats().wants_moved, 1);
+    }
+
+    #[test]
     fn a_ledger_is_capped() {
         let (mut e, mut out) = (Engine::default(), Sent::default());
         let p = PeerId::random();
@@ -873,5 +1083,26 @@ mod tests {
             e.served(p, vec![], 0, 0);
         }
         assert_eq!(total, MAX_LEDGER);
+        // Flooding on: each overflowing message costs score, until the peer is banned.
+        let now = Instant::now();
+        assert!(!e.is_banned(&p, now));
+        let flood = |i: u32| Message {
+            wants: (0..MAX_LEDGER as u32 + 10)
+                .map(|j| Want {
+                    cid: *block(&[i.to_le_bytes(), j.to_le_bytes()].concat()).cid(),
+                    priority: 0,
+                    kind: WantType::Block,
+                    send_dont_have: false,
+                })
+                .collect(),
+            ..Message::default()
+        };
+        let mut sent = 0;
+        while !e.is_banned(&p, now) {
+            e.received(p, flood(sent), now, &mut out);
+            sent += 1;
+            assert!(sent < 100, "never banned");
+        }
+        assert_eq!(f64::from(sent), (BAN_SCORE / PENALTY_FLOOD).ceil());
     }
 }
