@@ -782,7 +782,7 @@ impl Driver {
         for m in s.replies {
             self.swarm.behaviour_mut().bitswap.send(s.peer, m);
         }
-        self.engine.served_in_part(s.peer, s.missing, s.deferred, s.blocks, s.bytes);
+        self.engine.served(s.peer, s.missing, s.deferred, s.blocks, s.bytes);
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -1246,8 +1246,9 @@ fn serve(store: &dyn BlockStore, job: ServeJob, allowance: Option<u64>) -> Serve
 /// `cat`, `get` and the gateway read through while the daemon runs. Blocks are verified and
 /// stored before they are returned. A file read hints the blocks it will read next
 /// ([`cairn_merkle::BlockSource::prefetch`]), and those are fetched in the background, so a
-/// reader has up to [`cairn_merkle::exporter::READ_AHEAD`] blocks in flight at once. A block not found in time is [`SourceError::Other`], so
-/// that the gateway answers 504 for it. Call it from blocking threads, not from the runtime.
+/// reader has up to [`cairn_merkle::exporter::READ_AHEAD`] blocks in flight at once. A block
+/// not found in time is [`SourceError::Other`], so that the gateway answers 504 for it. Call
+/// it from blocking threads, not from the runtime.
 ///
 /// [`SourceError::Other`]: cairn_merkle::source::SourceError::Other
 #[derive(Debug, Clone)]

@@ -108,11 +108,6 @@ impl Budget {
         self.sum += bytes;
     }
 
-    /// Whether the window's budget is used up at `now`.
-    pub fn spent(&mut self, now: Instant) -> bool {
-        self.left(now) == 0
-    }
-
     /// Bytes the window's budget still allows at `now`.
     pub fn left(&mut self, now: Instant) -> u64 {
         while let Some((t, b)) = self.taken.front().copied() {
@@ -134,12 +129,12 @@ mod budget_tests {
     fn a_budget_is_spent_then_renews_as_the_window_slides() {
         let t0 = Instant::now();
         let mut b = Budget::new(1000, Duration::from_secs(60));
-        assert!(!b.spent(t0));
+        assert!(b.left(t0) > 0);
         b.take(600, t0);
-        assert!(!b.spent(t0));
+        assert!(b.left(t0) > 0);
         b.take(500, t0 + Duration::from_secs(30));
-        assert!(b.spent(t0 + Duration::from_secs(30)));
-        assert!(!b.spent(t0 + Duration::from_secs(61)), "the first 600 bytes left the window");
+        assert_eq!(b.left(t0 + Duration::from_secs(30)), 0);
+        assert!(b.left(t0 + Duration::from_secs(61)) > 0, "the first 600 bytes left the window");
         assert_eq!(b.sum, 500);
     }
 }

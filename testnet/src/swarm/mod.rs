@@ -56,7 +56,7 @@ pub struct Options {
     pub work: PathBuf,
 }
 
-/// The test file: xorshift bytes that never repeat a stretch, seeded per scenario.
+/// The test file: [`crate::data::random_bytes`] for a seed of the scenario's own.
 #[derive(Debug)]
 pub struct TestFile {
     data: Vec<u8>,
@@ -65,16 +65,7 @@ pub struct TestFile {
 impl TestFile {
     /// `len` bytes from `seed`.
     pub fn new(len: u64, seed: u64) -> TestFile {
-        let mut x = seed | 1;
-        let mut data = Vec::with_capacity(len as usize);
-        while (data.len() as u64) < len {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            data.extend_from_slice(&x.to_le_bytes());
-        }
-        data.truncate(len as usize);
-        TestFile { data }
+        TestFile { data: crate::data::random_bytes(len as usize, seed) }
     }
 
     /// The bytes.
@@ -178,9 +169,9 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
     // Churn: `join` readers start late (the last ones), `leave` others leave mid-way.
     let churn = s.churn;
     let readers: Vec<usize> = members.iter().filter(|m| m.role == Role::Leecher).map(|m| m.index).collect();
-    let late: Vec<usize> =
-        churn.map_or(0, |c| c.join).min(readers.len()).pipe(|j| readers[readers.len() - j..].to_vec());
-    let leaving: Vec<usize> = churn.map_or(0, |c| c.leave).pipe(|l| readers[..l].to_vec());
+    let joining = churn.map_or(0, |c| c.join).min(readers.len());
+    let late: Vec<usize> = readers[readers.len() - joining..].to_vec();
+    let leaving: Vec<usize> = readers[..churn.map_or(0, |c| c.leave)].to_vec();
 
     // Start every node except the late ones, each dialing those before it.
     let start_all = Instant::now();
@@ -286,14 +277,6 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
     Ok(RunResult::new(s, &cid, nodes, node_start_s, read_wall_s, started.elapsed().as_secs_f64(), still_connected))
 }
 
-/// `x.pipe(f)` = `f(x)`: keeps the role lists above on one line each.
-trait Pipe: Sized {
-    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
-        f(self)
-    }
-}
-impl Pipe for usize {}
-
 fn sleep_until(t: Instant) {
     while Instant::now() < t && !INTERRUPTED.load(Ordering::Relaxed) {
         std::thread::sleep((t - Instant::now()).min(Duration::from_millis(100)));
@@ -377,7 +360,7 @@ fn start_member(members: &mut [Member], i: usize, s: &Scenario, opts: &Options, 
     Ok(())
 }
 
-/// Waits until every running Cairn node has the peers it was meant to dial (or `limit`).
+/// Waits until every running Cairn node has at least one peer (or `limit` has passed).
 fn settle(members: &[Member], limit: Duration) {
     let deadline = Instant::now() + limit;
     let cairns: Vec<&Member> =
@@ -471,6 +454,8 @@ fn http(addr: SocketAddr, method: &str, path: &str) -> Option<String> {
 /// Runs every scenario of `file` (those named in `only`, when given) and writes
 /// `results.json` and the plots into `opts.out`.
 pub fn run_file(file: &scenario::ScenarioFile, only: &[String], opts: &Options) -> anyhow::Result<Vec<RunResult>> {
+    // The bridge and every node address must live in the namespace `run` made for itself.
+    anyhow::ensure!(crate::netns::is_inside(), "run_file must run inside the harness's own network namespace");
     std::fs::create_dir_all(&opts.out)?;
     std::fs::create_dir_all(&opts.work)?;
     topology::make_bridge().context("making the bridge (needs CAP_NET_ADMIN in the harness's namespace)")?;

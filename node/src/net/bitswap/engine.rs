@@ -316,8 +316,12 @@ impl Engine {
             if was_asked {
                 w.asked = None;
             }
+            let answered = w.candidates.len() + w.exhausted.len() >= w.told.len();
+            if was_asked {
+                self.release(&peer);
+            }
             // The peer's answer is no longer awaited: the others' may now be all there is.
-            if was_asked || w.candidates.len() + w.exhausted.len() >= w.told.len() {
+            if was_asked || answered {
                 self.ask_next(&k, out);
             }
         }
@@ -371,10 +375,7 @@ impl Engine {
             out.send(*p, Message { wants: vec![want], ..Message::default() });
         }
         if let Some(d) = direct {
-            if let Some(s) = self.peers.get_mut(&d) {
-                s.ask(now);
-            }
-            self.reserve_download(now);
+            self.asked(&d, now);
             self.stats.asks_direct += 1;
         }
         self.wants.insert(
@@ -424,10 +425,7 @@ impl Engine {
             let now = Instant::now();
             w.asked = Some((peer, now));
             w.told.insert(peer);
-            if let Some(s) = self.peers.get_mut(&peer) {
-                s.ask(now);
-            }
-            self.reserve_download(now);
+            self.asked(&peer, now);
         }
     }
 
@@ -445,16 +443,26 @@ impl Engine {
         }
     }
 
-    /// Takes a block's worth of the download cap for a want-block just sent.
-    fn reserve_download(&mut self, now: Instant) {
+    /// A want-block went to `peer`: one more in flight there, and a block's worth of the
+    /// download cap reserved until [`Engine::release`].
+    fn asked(&mut self, peer: &PeerId, now: Instant) {
+        if let Some(s) = self.peers.get_mut(peer) {
+            s.ask(now);
+        }
         if let Some(bucket) = &mut self.download {
             bucket.take(DOWNLOAD_RESERVE, now);
         }
     }
 
+    /// A want-block asked of `peer` ended (the block came, or the want moved on): one fewer
+    /// in flight, and its download reservation returned (a block that came is charged at
+    /// its real size).
     fn release(&mut self, peer: &PeerId) {
         if let Some(s) = self.peers.get_mut(peer) {
             s.in_flight = s.in_flight.saturating_sub(1);
+        }
+        if let Some(bucket) = &mut self.download {
+            bucket.give(DOWNLOAD_RESERVE, Instant::now());
         }
     }
 
@@ -509,9 +517,7 @@ impl Engine {
                     self.stats.blocks_received += 1;
                     self.stats.bytes_received += b.data().len() as u64;
                     if let Some(bucket) = &mut self.download {
-                        // Its size was reserved when it was asked for; the difference is settled.
                         bucket.take(b.data().len() as u64, now);
-                        bucket.give(DOWNLOAD_RESERVE, now);
                     }
                     wanted.push(b);
                 }
@@ -667,22 +673,11 @@ impl Engine {
     }
 
     /// A serving turn finished: `missing` are the wants Cairn could not answer, kept to be
-    /// answered (HAVE or the block, as asked) when the block arrives; `sent` counts what went out. The peer gets another
-    /// turn at the back of the line if it has more wants.
-    pub fn served(&mut self, peer: PeerId, missing: Vec<Want>, blocks_sent: u64, bytes_sent: u64) {
-        self.served_in_part(peer, missing, Vec::new(), blocks_sent, bytes_sent);
-    }
-
-    /// [`Engine::served`] for a turn cut short by an upload cap: `deferred` are wants for
-    /// blocks Cairn has but did not send yet; they go back to the front of the peer's ledger.
-    pub fn served_in_part(
-        &mut self,
-        peer: PeerId,
-        missing: Vec<Want>,
-        deferred: Vec<Want>,
-        blocks_sent: u64,
-        bytes_sent: u64,
-    ) {
+    /// answered (HAVE or the block, as asked) when the block arrives; `deferred` are wants for
+    /// blocks Cairn has but did not send, the turn being cut short by an upload cap or budget,
+    /// and they go back to the front of the peer's ledger. The peer gets another turn at the
+    /// back of the line if it has more wants.
+    pub fn served(&mut self, peer: PeerId, missing: Vec<Want>, deferred: Vec<Want>, blocks_sent: u64, bytes_sent: u64) {
         self.stats.blocks_sent += blocks_sent;
         self.stats.bytes_sent += bytes_sent;
         let Some(state) = self.peers.get_mut(&peer) else { return };
@@ -966,10 +961,10 @@ mod tests {
         e.received(modest, Message { wants: vec![want(1000)], ..Message::default() }, Instant::now(), &mut out);
         let first = e.next_serve_job(&|_| false).unwrap();
         assert_eq!((first.peer, first.wants.len()), (greedy, SERVE_BATCH));
-        e.served(greedy, vec![], 16, 16);
+        e.served(greedy, vec![], vec![], 16, 16);
         let second = e.next_serve_job(&|_| false).unwrap();
         assert_eq!((second.peer, second.wants.len()), (modest, 1), "the modest peer is next, not starved");
-        e.served(modest, vec![], 1, 1);
+        e.served(modest, vec![], vec![], 1, 1);
         assert_eq!(e.next_serve_job(&|_| false).unwrap().peer, greedy);
 
         // A cancel removes a want that is still queued.
@@ -1080,7 +1075,7 @@ mod tests {
         let mut total = 0;
         while let Some(job) = e.next_serve_job(&|_| false) {
             total += job.wants.len();
-            e.served(p, vec![], 0, 0);
+            e.served(p, vec![], vec![], 0, 0);
         }
         assert_eq!(total, MAX_LEDGER);
         // Flooding on: each overflowing message costs score, until the peer is banned.
