@@ -146,6 +146,18 @@ pub async fn render(node: &Node, net: Option<&Network>, services: &Services) -> 
             s.counter("cairn_bitswap_duplicate_blocks", "Blocks received twice or unasked.", b.duplicate_blocks);
             s.counter("cairn_bitswap_blocks_sent", "Blocks sent to peers.", b.blocks_sent);
             s.counter("cairn_bitswap_sent_bytes", "Bytes of blocks sent to peers.", b.bytes_sent);
+            s.counter(
+                "cairn_bitswap_asks_single_source",
+                "Want-blocks sent when one peer had the block.",
+                b.asks_single_source,
+            );
+            s.counter("cairn_bitswap_asks_with_choice", "Want-blocks sent with a choice of peers.", b.asks_with_choice);
+            s.counter(
+                "cairn_bitswap_asks_direct",
+                "Want-blocks sent at once to a peer that recently delivered.",
+                b.asks_direct,
+            );
+            s.counter("cairn_bitswap_wants_moved", "Want-blocks moved off a backlogged peer.", b.wants_moved);
             s.gauge("cairn_bitswap_wants", "Blocks this node wants now.", b.wants);
             s.gauge("cairn_bitswap_ledger_wants", "Peers' wants held in ledgers.", b.ledger_wants);
         }

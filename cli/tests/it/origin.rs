@@ -70,7 +70,9 @@ fn blocks_come_from_the_origin_then_from_peers_and_from_the_origin_again_when_pe
     assert_eq!(ok(&client, &["cat", &cids[1]]), files[1].1);
     let (origin_now, peers_now) = counters(&client);
     assert!(peers_now - from_peers >= 13, "peers sent {} of 17 blocks", peers_now - from_peers);
-    assert!(origin_now - from_origin <= 4, "the origin sent {} blocks", origin_now - from_origin);
+    // At most the fast start: blocks fetched ahead of the reader are left to the peer that has
+    // them, and it delivers before the reader waits past the stall timeout.
+    assert!(origin_now - from_origin <= 2, "the origin sent {} blocks", origin_now - from_origin);
 
     // The peer lacks the last file: after the stall timeout the origin supplies it.
     assert_eq!(ok(&client, &["cat", &cids[2]]), files[2].1);

@@ -231,13 +231,29 @@ enum Command {
     Publish(String, Vec<u8>, oneshot::Sender<Result<(), NetError>>),
     TopicPeers(String, oneshot::Sender<Vec<PeerId>>),
     Score(PeerId, oneshot::Sender<Option<f64>>),
-    Hint { root: Cid, size: u64, manifest: bool, topics: Vec<String> },
+    Hint {
+        root: Cid,
+        size: u64,
+        manifest: bool,
+        topics: Vec<String>,
+    },
     Peers(oneshot::Sender<Vec<PeerInfo>>),
-    Fetch { cid: Cid, deadline: Instant, waiter: bitswap::engine::Waiter },
+    Fetch {
+        cid: Cid,
+        deadline: Instant,
+        waiter: bitswap::engine::Waiter,
+    },
     Deliver(Block),
+    /// Whether a peer has said it has the block (or was asked for it).
+    PeersHave(Cid, oneshot::Sender<bool>),
     Stats(oneshot::Sender<Stats>),
     Provide(Vec<Cid>, Option<oneshot::Sender<(u64, u64)>>),
-    FindProviders { cid: Cid, max: usize, deadline: Instant, reply: oneshot::Sender<Vec<PeerId>> },
+    FindProviders {
+        cid: Cid,
+        max: usize,
+        deadline: Instant,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
     DhtStats(oneshot::Sender<DhtStats>),
     Shutdown,
 }
@@ -269,6 +285,7 @@ impl std::fmt::Debug for Command {
             Command::Fetch { .. } => "Fetch",
             Command::Deliver(_) => "Deliver",
             Command::Stats(_) => "Stats",
+            Command::PeersHave(..) => "PeersHave",
             Command::Provide(..) => "Provide",
             Command::FindProviders { .. } => "FindProviders",
             Command::DhtStats(_) => "DhtStats",
@@ -378,14 +395,36 @@ impl Network {
     /// Fetches a block from peers (and from the HTTP origins, when configured: [`origin`]),
     /// stores it, and returns its bytes.
     pub async fn fetch(&self, cid: Cid, timeout: Duration) -> Result<Bytes, FetchError> {
+        self.fetch_from(cid, timeout, false).await
+    }
+
+    /// Fetches a block a reader will want soon. While a peer has it, the origin is asked only
+    /// once a reader waits on the block ([`Network::fetch`], which then shares this want):
+    /// read-ahead that raced the origin would have every reader of a crowd ask the origin for
+    /// every block it fetches ahead, doubling the load on the publisher's uplink. A block no
+    /// peer has goes to the origin after `Origins.StallTimeout`.
+    pub async fn fetch_ahead(&self, cid: Cid, timeout: Duration) -> Result<Bytes, FetchError> {
+        self.fetch_from(cid, timeout, true).await
+    }
+
+    async fn fetch_from(&self, cid: Cid, timeout: Duration, ahead: bool) -> Result<Bytes, FetchError> {
         let (waiter, mut rx) = oneshot::channel();
         let deadline = Instant::now() + timeout;
         self.tx.send(Command::Fetch { cid, deadline, waiter }).await.map_err(|_| FetchError::Shutdown)?;
         let Some(origin) = self.origin.clone() else { return rx.await.map_err(|_| FetchError::Shutdown)? };
-        // The peers get `delay` to themselves, then the origin races them.
+        // The peers get `delay` to themselves, then the origin races them. A block fetched
+        // ahead is left to the peers for as long as one of them has it.
+        let delay = if ahead { origin.stall() } else { origin.delay() };
         tokio::select! {
             r = &mut rx => return r.map_err(|_| FetchError::Shutdown)?,
-            () = tokio::time::sleep(origin.delay()) => {}
+            () = tokio::time::sleep(delay) => {}
+        }
+        if ahead {
+            let (tx, has) = oneshot::channel();
+            let _ = self.tx.send(Command::PeersHave(cid, tx)).await;
+            if has.await.unwrap_or(true) {
+                return rx.await.map_err(|_| FetchError::Shutdown)?;
+            }
         }
         tokio::select! {
             r = &mut rx => r.map_err(|_| FetchError::Shutdown)?,
@@ -863,6 +902,9 @@ impl Driver {
                     self.lookup_due.push_back((now + PROVIDER_SEARCH_DELAY, cid));
                 }
             }
+            Command::PeersHave(cid, tx) => {
+                let _ = tx.send(!self.engine.needs_providers(&cid));
+            }
             Command::Stats(tx) => {
                 let _ = tx.send(self.engine.stats());
             }
@@ -1269,11 +1311,12 @@ impl crate::node::BlockFetcher for NetFetcher {
         self.net.fetch_blocking(*cid, self.timeout).map_err(|e| cairn_merkle::source::SourceError::Other(Box::new(e)))
     }
 
-    /// The want goes out now; the reader's own fetch, when it comes, waits on the same want.
+    /// The want goes out now, to peers only; the reader's own fetch, when it comes, waits on
+    /// the same want and brings in the origin if the peers are slow.
     fn prefetch(&self, cid: &Cid) {
         let (net, cid, timeout) = (self.net.clone(), *cid, self.timeout);
         self.net.runtime.spawn(async move {
-            if let Err(e) = net.fetch(cid, timeout).await {
+            if let Err(e) = net.fetch_ahead(cid, timeout).await {
                 tracing::debug!(%cid, error = %e, "read-ahead fetch failed");
             }
         });

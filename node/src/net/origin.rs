@@ -12,6 +12,9 @@
 //! - **peers first**: later blocks wait `Origins.StallTimeout` for the peers, and only then is
 //!   the origin asked as well. As peers answer, they win the race and the origin is left
 //!   alone; when they stall or fail, the origin carries the fetch.
+//! - **read-ahead** ([`crate::net::Network::fetch_ahead`]): a block fetched ahead of a reader
+//!   is asked of the origin only when no peer has it after `Origins.StallTimeout`; once the
+//!   reader waits on it, it is a later block as above.
 //!
 //! Gateways are tried in order; one that fails is skipped for the next block. The counters
 //! ([`OriginStats`]) show the origin's share on the metrics page.
@@ -106,6 +109,11 @@ impl Origin {
         } else {
             self.config.stall
         }
+    }
+
+    /// `Origins.StallTimeout`.
+    pub fn stall(&self) -> Duration {
+        self.config.stall
     }
 
     /// The block `cid` from the first gateway that has it, verified.

@@ -82,6 +82,10 @@ pub struct NodeResult {
     pub rejoined: bool,
     /// For a hostile node: what it did and how it was treated.
     pub hostile: Option<Status>,
+    /// Its Bitswap counters (`cairn_bitswap_*` metrics, the prefix left out): how it chose
+    /// whom to ask, for reading a run closely.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub bitswap: std::collections::BTreeMap<String, f64>,
 }
 
 impl NodeResult {
@@ -125,6 +129,10 @@ impl NodeResult {
             left,
             rejoined,
             hostile,
+            bitswap: metrics
+                .iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix("cairn_bitswap_")?.to_owned(), *v)))
+                .collect(),
         }
     }
 
