@@ -231,29 +231,14 @@ enum Command {
     Publish(String, Vec<u8>, oneshot::Sender<Result<(), NetError>>),
     TopicPeers(String, oneshot::Sender<Vec<PeerId>>),
     Score(PeerId, oneshot::Sender<Option<f64>>),
-    Hint {
-        root: Cid,
-        size: u64,
-        manifest: bool,
-        topics: Vec<String>,
-    },
+    Hint { root: Cid, size: u64, manifest: bool, topics: Vec<String> },
     Peers(oneshot::Sender<Vec<PeerInfo>>),
-    Fetch {
-        cid: Cid,
-        deadline: Instant,
-        waiter: bitswap::engine::Waiter,
-    },
+    Fetch { cid: Cid, deadline: Instant, waiter: bitswap::engine::Waiter },
     Deliver(Block),
-    /// Whether a peer has said it has the block (or was asked for it).
     PeersHave(Cid, oneshot::Sender<bool>),
     Stats(oneshot::Sender<Stats>),
     Provide(Vec<Cid>, Option<oneshot::Sender<(u64, u64)>>),
-    FindProviders {
-        cid: Cid,
-        max: usize,
-        deadline: Instant,
-        reply: oneshot::Sender<Vec<PeerId>>,
-    },
+    FindProviders { cid: Cid, max: usize, deadline: Instant, reply: oneshot::Sender<Vec<PeerId>> },
     DhtStats(oneshot::Sender<DhtStats>),
     Shutdown,
 }
@@ -902,6 +887,7 @@ impl Driver {
                     self.lookup_due.push_back((now + PROVIDER_SEARCH_DELAY, cid));
                 }
             }
+            // Whether a peer has said HAVE for the block, or was asked for it.
             Command::PeersHave(cid, tx) => {
                 let _ = tx.send(!self.engine.needs_providers(&cid));
             }
