@@ -397,12 +397,22 @@ impl Network {
         let deadline = Instant::now() + timeout;
         self.tx.send(Command::Fetch { cid, deadline, waiter }).await.map_err(|_| FetchError::Shutdown)?;
         let Some(origin) = self.origin.clone() else { return rx.await.map_err(|_| FetchError::Shutdown)? };
-        // The peers get `delay` to themselves, then the origin races them. A block fetched
-        // ahead is left to the peers for as long as one of them has it.
+        // The peers get `delay` to themselves, and more while they keep delivering blocks
+        // (slow, not stalled), up to `PATIENCE` stall timeouts; then the origin races them. A
+        // block fetched ahead is left to the peers for as long as one of them has it.
         let delay = if ahead { origin.stall() } else { origin.delay() };
-        tokio::select! {
-            r = &mut rx => return r.map_err(|_| FetchError::Shutdown)?,
-            () = tokio::time::sleep(delay) => {}
+        let give_up = Instant::now() + origin.stall() * origin::PATIENCE;
+        let mut wait = delay;
+        while !wait.is_zero() {
+            tokio::select! {
+                r = &mut rx => return r.map_err(|_| FetchError::Shutdown)?,
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = if ahead {
+                Duration::ZERO
+            } else {
+                origin.stall_left().min(give_up.saturating_duration_since(Instant::now()))
+            };
         }
         if ahead {
             let (tx, has) = oneshot::channel();
@@ -634,6 +644,10 @@ pub async fn spawn(
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let mut engine = Engine::default();
     engine.set_download_limit(cfg.download_limit);
+    let origin = match cfg.origin.clone() {
+        Some(c) => origin::Origin::new(c).map_err(NetError::Config)?.map(Arc::new),
+        None => None,
+    };
     let driver = Driver {
         swarm,
         store,
@@ -655,12 +669,10 @@ pub async fn spawn(
         lookup_due: std::collections::VecDeque::new(),
         lookups_started: 0,
         dht: cfg.dht,
+        origin: origin.clone(),
+        arrived: 0,
     };
     let task = tokio::spawn(driver.run());
-    let origin = match cfg.origin.clone() {
-        Some(c) => origin::Origin::new(c).map_err(NetError::Config)?.map(Arc::new),
-        None => None,
-    };
     let runtime = tokio::runtime::Handle::current();
     Ok((Network { peer_id, listening, tx, sessions: Arc::default(), origin, runtime }, task))
 }
@@ -723,6 +735,11 @@ struct Driver {
     lookup_due: std::collections::VecDeque<(Instant, Cid)>,
     lookups_started: u64,
     dht: dht::DhtMode,
+    /// The HTTP origins, told when blocks arrive from peers, so that they are asked only when
+    /// peers stall.
+    origin: Option<Arc<origin::Origin>>,
+    /// Block message bytes read from peers at the last tick.
+    arrived: u64,
 }
 
 /// How long a fetch waits on connected peers before it asks the DHT (as Kubo does).
@@ -746,6 +763,7 @@ impl Driver {
                 Some(done) = self.done_rx.recv() => self.on_done(done),
                 _ = tick.tick() => {
                     let now = Instant::now();
+                    self.note_arrivals();
                     self.engine.tick(now, &mut self.swarm.behaviour_mut().bitswap);
                     self.lookup_tick(now);
                 }
@@ -754,6 +772,18 @@ impl Driver {
             self.pump_provides();
         }
         self.engine.shutdown();
+    }
+
+    /// Tells the origins that peers are delivering when block bytes arrived since the last
+    /// tick, a block still on its way included: a crowd's slow but steady peers are not stalled.
+    fn note_arrivals(&mut self) {
+        let arrived = self.swarm.behaviour().bitswap.arrived_bytes();
+        if arrived > self.arrived {
+            self.arrived = arrived;
+            if let Some(origin) = &self.origin {
+                origin.peers_delivered();
+            }
+        }
     }
 
     fn start_jobs(&mut self) {

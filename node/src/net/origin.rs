@@ -9,9 +9,11 @@
 //! When the origin is asked ([`Origin::delay`]):
 //! - **fast start**: the first `Origins.FastStart` blocks of a burst of fetches (a burst ends
 //!   after [`BURST_GAP`] without one) are asked of the origin at once, alongside the peers;
-//! - **peers first**: later blocks wait `Origins.StallTimeout` for the peers, and only then is
-//!   the origin asked as well. As peers answer, they win the race and the origin is left
-//!   alone; when they stall or fail, the origin carries the fetch.
+//! - **peers first**: later blocks wait for the peers until they stall, that is until no peer
+//!   has delivered any block for `Origins.StallTimeout` ([`Origin::stall_left`]), and only
+//!   then is the origin asked as well. While peers keep delivering, even slowly (a crowd
+//!   sharing one publisher), the origin is left alone, up to [`PATIENCE`] stall timeouts for
+//!   one block; when peers stall or fail, the origin carries the fetch.
 //! - **read-ahead** ([`crate::net::Network::fetch_ahead`]): a block fetched ahead of a reader
 //!   is asked of the origin only when no peer has it after `Origins.StallTimeout`; once the
 //!   reader waits on it, it is a later block as above.
@@ -34,6 +36,9 @@ use hyper_util::rt::TokioExecutor;
 pub const BURST_GAP: Duration = Duration::from_secs(5);
 /// The largest block accepted from an origin.
 const MAX_BLOCK: usize = 2 << 20;
+/// A block a reader waits on is left to peers that keep delivering other blocks for at most
+/// this many stall timeouts; then the origin is asked even so.
+pub const PATIENCE: u32 = 10;
 /// How long one origin request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -68,6 +73,8 @@ pub struct Origin {
     burst: Mutex<(Option<Instant>, u64)>,
     /// The gateway to try first (the last one that worked).
     preferred: AtomicU64,
+    /// When a peer last delivered a block.
+    peers_last: Mutex<Option<Instant>>,
     /// The counters.
     pub stats: OriginStats,
 }
@@ -90,6 +97,7 @@ impl Origin {
             client,
             burst: Mutex::new((None, 0)),
             preferred: AtomicU64::new(0),
+            peers_last: Mutex::new(None),
             stats: OriginStats::default(),
         }))
     }
@@ -114,6 +122,20 @@ impl Origin {
     /// `Origins.StallTimeout`.
     pub fn stall(&self) -> Duration {
         self.config.stall
+    }
+
+    /// A peer delivered a verified block just now.
+    pub fn peers_delivered(&self) {
+        if let Ok(mut t) = self.peers_last.lock() {
+            *t = Some(Instant::now());
+        }
+    }
+
+    /// How much longer the peers get before they count as stalled: `Origins.StallTimeout`
+    /// after a peer last delivered a block, and nothing when none ever did or they stalled.
+    pub fn stall_left(&self) -> Duration {
+        let last = self.peers_last.lock().ok().and_then(|t| *t);
+        last.map_or(Duration::ZERO, |t| self.config.stall.saturating_sub(t.elapsed()))
     }
 
     /// The block `cid` from the first gateway that has it, verified.
@@ -165,6 +187,17 @@ mod tests {
         let config =
             OriginConfig { gateways: vec!["http://127.0.0.1:1".into()], fast_start, stall: Duration::from_millis(700) };
         Origin::new(config).unwrap().unwrap()
+    }
+
+    #[test]
+    fn peers_that_keep_delivering_are_not_stalled() {
+        let o = origin(0);
+        assert_eq!(o.stall_left(), Duration::ZERO, "peers that never delivered give no reason to wait");
+        o.peers_delivered();
+        let left = o.stall_left();
+        assert!(left > Duration::from_millis(600) && left <= Duration::from_millis(700), "{left:?}");
+        std::thread::sleep(Duration::from_millis(750));
+        assert_eq!(o.stall_left(), Duration::ZERO, "no block for the stall timeout: stalled");
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! stream that it opens when there is something to send and reopens after an error.
 
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
@@ -98,6 +100,8 @@ pub struct Handler {
     urgent: VecDeque<Message>,
     queue: VecDeque<Message>,
     events: VecDeque<Out>,
+    /// Message bytes read from the peer, counted as they arrive (shared by the behaviour).
+    arrived: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Handler {
@@ -106,21 +110,23 @@ impl std::fmt::Debug for Handler {
     }
 }
 
-impl Default for Handler {
-    fn default() -> Self {
+impl Handler {
+    /// A handler that adds the bytes it reads to `arrived`.
+    pub fn new(arrived: Arc<AtomicU64>) -> Handler {
         Handler {
             reading: FuturesUnordered::new(),
             outbound: Outbound::None,
             urgent: VecDeque::new(),
             queue: VecDeque::new(),
             events: VecDeque::new(),
+            arrived,
         }
     }
 }
 
-fn read_next(mut stream: Stream) -> Reading {
+fn read_next(mut stream: Stream, arrived: Arc<AtomicU64>) -> Reading {
     async move {
-        let r = proto::read_frame(&mut stream).await;
+        let r = proto::read_frame_counting(&mut stream, &arrived).await;
         (stream, r)
     }
     .boxed()
@@ -173,7 +179,7 @@ impl ConnectionHandler for Handler {
             ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound { protocol: (stream, _), .. })
                 if self.reading.len() < MAX_INBOUND_STREAMS =>
             {
-                self.reading.push(read_next(stream));
+                self.reading.push(read_next(stream, self.arrived.clone()));
             }
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
                 protocol: (stream, protocol), ..
@@ -247,7 +253,7 @@ impl ConnectionHandler for Handler {
                 Poll::Ready(Some((stream, Ok(Some(bytes))))) => {
                     match Message::decode(bytes::Bytes::from(bytes)) {
                         Ok(m) => {
-                            self.reading.push(read_next(stream));
+                            self.reading.push(read_next(stream, self.arrived.clone()));
                             self.events.push_back(Out::Received(m));
                         }
                         // A malformed message ends its stream.

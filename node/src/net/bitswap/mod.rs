@@ -11,6 +11,8 @@ pub mod handler;
 pub mod proto;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use libp2p::core::transport::PortUse;
@@ -61,9 +63,17 @@ pub struct Behaviour {
     /// Block bytes queued on each connection's handler.
     pending: HashMap<ConnectionId, u64>,
     out: VecDeque<ToSwarm<Event, In>>,
+    /// Message bytes read from peers so far, counted as they arrive.
+    arrived: Arc<AtomicU64>,
 }
 
 impl Behaviour {
+    /// Message bytes read from peers so far, a partly received message included: it grows
+    /// while a block is on its way over a slow link.
+    pub fn arrived_bytes(&self) -> u64 {
+        self.arrived.load(Ordering::Relaxed)
+    }
+
     /// Queues a message to `peer`; false when no connection to it is open.
     pub fn send(&mut self, peer: PeerId, message: Message) -> bool {
         let Some(conn) = self.peers.get(&peer).and_then(|c| c.first().copied()) else {
@@ -108,7 +118,7 @@ impl NetworkBehaviour for Behaviour {
         _remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
         self.connected(peer, id);
-        Ok(handler::Handler::default())
+        Ok(handler::Handler::new(self.arrived.clone()))
     }
 
     fn handle_established_outbound_connection(
@@ -120,7 +130,7 @@ impl NetworkBehaviour for Behaviour {
         _port_use: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
         self.connected(peer, id);
-        Ok(handler::Handler::default())
+        Ok(handler::Handler::new(self.arrived.clone()))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {

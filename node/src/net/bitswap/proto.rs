@@ -10,6 +10,8 @@
 use bytes::Bytes;
 use cairn_merkle::hash::{self, HashAlg, BLAKE3, DAG_PB, SHA2_256};
 use cairn_merkle::{Block, Cid};
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use prost::Message as _;
 
@@ -349,6 +351,21 @@ impl Prefix {
 /// Reads one length-prefixed message; `None` at a clean end of stream. A length over
 /// [`MAX_MESSAGE`] is an error, and nothing of such a message is read.
 pub async fn read_frame<R: AsyncRead + Unpin>(io: &mut R) -> std::io::Result<Option<Vec<u8>>> {
+    read_frame_counting(io, &AtomicU64::new(0)).await
+}
+
+/// Messages at least this long are counted by [`read_frame_counting`]: only a message that
+/// carries blocks gets this long (a wantlist this size would hold about 800 entries), so
+/// the count shows blocks on their way rather than chatter.
+pub const COUNTED_FROM: usize = 32 << 10;
+
+/// [`read_frame`], adding the body's bytes of a message of [`COUNTED_FROM`] bytes or more to
+/// `arrived` as they come in, so that a message still on its way (a large block over a slow
+/// link) shows progress before it is whole.
+pub async fn read_frame_counting<R: AsyncRead + Unpin>(
+    io: &mut R,
+    arrived: &AtomicU64,
+) -> std::io::Result<Option<Vec<u8>>> {
     let mut len: u64 = 0;
     for i in 0..10 {
         let mut byte = [0u8; 1];
@@ -367,7 +384,18 @@ pub async fn read_frame<R: AsyncRead + Unpin>(io: &mut R) -> std::io::Result<Opt
                 ));
             }
             let mut buf = vec![0u8; len as usize];
-            io.read_exact(&mut buf).await?;
+            let mut filled = 0;
+            while filled < buf.len() {
+                match io.read(&mut buf[filled..]).await? {
+                    0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                    n => {
+                        filled += n;
+                        if buf.len() >= COUNTED_FROM {
+                            arrived.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
             return Ok(Some(buf));
         }
     }
@@ -496,6 +524,27 @@ mod tests {
             assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
             let cut = read_frame(&mut futures::io::Cursor::new(vec![0x05, 1, 2])).await.unwrap_err();
             assert_eq!(cut.kind(), std::io::ErrorKind::UnexpectedEof);
+        });
+    }
+
+    #[test]
+    fn body_bytes_are_counted_as_they_arrive() {
+        futures::executor::block_on(async {
+            let arrived = AtomicU64::new(0);
+            let mut buf = Vec::new();
+            write_frame(&mut buf, &[7; 300]).await.unwrap();
+            write_frame(&mut buf, &[7; COUNTED_FROM]).await.unwrap();
+            let mut r = futures::io::Cursor::new(buf);
+            let small = read_frame_counting(&mut r, &arrived).await.unwrap().unwrap();
+            assert_eq!((small.len(), arrived.load(Ordering::Relaxed)), (300, 0), "small messages are chatter");
+            let big = read_frame_counting(&mut r, &arrived).await.unwrap().unwrap();
+            assert_eq!(big.len() as u64, arrived.load(Ordering::Relaxed));
+            // A large message cut short still shows the part that came.
+            let mut head = unsigned_varint::encode::usize_buffer();
+            let mut cut = unsigned_varint::encode::usize(COUNTED_FROM, &mut head).to_vec();
+            cut.extend([1; 1000]);
+            assert!(read_frame_counting(&mut futures::io::Cursor::new(cut), &arrived).await.is_err());
+            assert_eq!(arrived.load(Ordering::Relaxed), COUNTED_FROM as u64 + 1000);
         });
     }
 }
