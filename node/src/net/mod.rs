@@ -400,9 +400,8 @@ impl Network {
         // The peers get `delay` to themselves, and more while they keep delivering blocks
         // (slow, not stalled), up to `PATIENCE` stall timeouts; then the origin races them. A
         // block fetched ahead is left to the peers for as long as one of them has it.
-        let delay = if ahead { origin.stall() } else { origin.delay() };
         let give_up = Instant::now() + origin.stall() * origin::PATIENCE;
-        let mut wait = delay;
+        let mut wait = if ahead { origin.stall() } else { origin.delay() };
         while !wait.is_zero() {
             tokio::select! {
                 r = &mut rx => return r.map_err(|_| FetchError::Shutdown)?,

@@ -10,7 +10,7 @@
 //! - **fast start**: the first `Origins.FastStart` blocks of a burst of fetches (a burst ends
 //!   after [`BURST_GAP`] without one) are asked of the origin at once, alongside the peers;
 //! - **peers first**: later blocks wait for the peers until they stall, that is until no peer
-//!   has delivered any block for `Origins.StallTimeout` ([`Origin::stall_left`]), and only
+//!   has sent any block bytes for `Origins.StallTimeout` ([`Origin::stall_left`]), and only
 //!   then is the origin asked as well. While peers keep delivering, even slowly (a crowd
 //!   sharing one publisher), the origin is left alone, up to [`PATIENCE`] stall timeouts for
 //!   one block; when peers stall or fail, the origin carries the fetch.
@@ -73,7 +73,7 @@ pub struct Origin {
     burst: Mutex<(Option<Instant>, u64)>,
     /// The gateway to try first (the last one that worked).
     preferred: AtomicU64,
-    /// When a peer last delivered a block.
+    /// When block bytes last arrived from a peer.
     peers_last: Mutex<Option<Instant>>,
     /// The counters.
     pub stats: OriginStats,
@@ -124,7 +124,7 @@ impl Origin {
         self.config.stall
     }
 
-    /// A peer delivered a verified block just now.
+    /// Block bytes arrived from a peer just now (a block still on its way counts).
     pub fn peers_delivered(&self) {
         if let Ok(mut t) = self.peers_last.lock() {
             *t = Some(Instant::now());
@@ -132,7 +132,8 @@ impl Origin {
     }
 
     /// How much longer the peers get before they count as stalled: `Origins.StallTimeout`
-    /// after a peer last delivered a block, and nothing when none ever did or they stalled.
+    /// after block bytes last arrived from a peer, and nothing when none ever did or they
+    /// stalled.
     pub fn stall_left(&self) -> Duration {
         let last = self.peers_last.lock().ok().and_then(|t| *t);
         last.map_or(Duration::ZERO, |t| self.config.stall.saturating_sub(t.elapsed()))
