@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // A real browser against Cairn's gateway: Debian's Chromium, headless, driven by playwright-core.
 //
-//   node testnet/js/browser.mjs --listing URL --file NAME --out DIR [--timeout MS] [--no-cache]
+//   node testnet/js/browser.mjs --listing URL --file NAME --out DIR [--seek FRACTION] [--timeout MS]
+//                               [--no-cache]
 //
 // Steps:
 //   1. open URL (a gateway directory listing), check it has a link whose text is exactly NAME,
@@ -9,8 +10,8 @@
 //   2. click that link (a real mouse click) and wait for the navigation to the file: Chromium
 //      shows a video in its built-in media document (a page holding one <video>);
 //   3. play it, muted, until currentTime > 1 s; screenshot DIR/playing.png;
-//   4. seek to the middle (duration / 2), wait for `seeked` and for playback to reach the seek
-//      point + 1 s; screenshot DIR/seeked.png;
+//   4. seek to FRACTION of the duration (default 0.5, the middle), wait for `seeked` and for
+//      playback to reach the seek point + 1 s; screenshot DIR/seeked.png;
 //   5. print ONE JSON line on stdout:
 //      {"listed": true, "clicked_url": URL, "duration": S, "time_before_seek": S,
 //       "seek_to": S, "time_after_seek": S,
@@ -53,12 +54,12 @@ const CHROMIUM_ARGS = [
 
 function usage (msg) {
   if (msg) process.stderr.write(`browser.mjs: ${msg}\n`)
-  process.stderr.write('usage: node browser.mjs --listing URL --file NAME --out DIR [--timeout MS] [--no-cache]\n')
+  process.stderr.write('usage: node browser.mjs --listing URL --file NAME --out DIR [--seek FRACTION] [--timeout MS] [--no-cache]\n')
   process.exit(2)
 }
 
 function parseArgs (argv) {
-  const opts = { timeout: 30000 }
+  const opts = { timeout: 30000, seek: 0.5 }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const val = () => {
@@ -69,12 +70,14 @@ function parseArgs (argv) {
     else if (a === '--file') opts.file = val()
     else if (a === '--out') opts.out = val()
     else if (a === '--timeout') opts.timeout = Number(val())
+    else if (a === '--seek') opts.seek = Number(val())
     else if (a === '--no-cache') opts.noCache = true
     else if (a === '-h' || a === '--help') usage()
     else usage(`unknown argument ${a}`)
   }
   if (!opts.listing || !opts.file || !opts.out) usage('--listing, --file and --out are required')
   if (!Number.isFinite(opts.timeout) || opts.timeout <= 0) usage('--timeout must be a positive number of ms')
+  if (!(opts.seek > 0 && opts.seek < 1)) usage('--seek must be a fraction of the duration, between 0 and 1')
   return opts
 }
 
@@ -253,8 +256,8 @@ async function run (browser, opts) {
   const timeBeforeSeek = await video.evaluate((v) => v.currentTime)
   await during('play', 'the screenshot', () => page.screenshot({ path: join(opts.out, 'playing.png') }))
 
-  // ---- 4. seek to the middle ----------------------------------------------------------------
-  const seekTo = duration / 2
+  // ---- 4. seek -------------------------------------------------------------------------------
+  const seekTo = duration * opts.seek
   phase = 'seek'
   await during('seek', `'seeked' after currentTime = ${seekTo}`, () => withTimeout(video.evaluate((v, to) =>
     new Promise((resolve, reject) => {

@@ -23,13 +23,13 @@ What the file is, and why:
     fixed noise seed, `-fflags +bitexact`, no metadata).
 
 Why the defaults (360 s at 1000 kbit/s, 15 fps: 45 MB, about 30 s to render on one core): the
-browser test seeks to the middle and wants the bytes between what Chromium buffered first and
-the seek point never to leave the gateway. Chromium reads about 3-4 MiB ahead at 1 Mbit/s (more
-at higher bitrates), but its first request is open-ended (`bytes=0-`) and merely stalled, so the
-gateway keeps writing until the loopback socket buffers are full: 9-13 MB from offset 0 were
-sent in our runs before Chromium aborted that request at the seek. The middle, 22.5 MB in,
-stays well clear of that; a 15 MB file does not (its middle is 7.5 MB in). A lower fps only
-makes rendering cheaper; keyframes stay one second apart.
+browser test seeks 85% of the way in and wants the bytes between what Chromium buffered first
+and the seek point never to leave the gateway. Chromium reads about 3-4 MiB ahead at 1 Mbit/s
+(more at higher bitrates), but its first request is open-ended (`bytes=0-`) and merely stalled,
+so the gateway keeps writing until Chromium's buffers and the loopback socket's are full: 9-13
+MB from offset 0 were sent in quiet runs before Chromium aborted that request at the seek, and
+up to 30 MB on a loaded machine. The seek point, 38 MB in, stays clear of that; a 15 MB file
+does not. A lower fps only makes rendering cheaper; keyframes stay one second apart.
 
 Prints the output path on success; on failure, a message on stderr and exit status 1 (2 for
 bad usage).
