@@ -28,8 +28,9 @@ use crate::store::{block_key, key_cid, BlockStore, Pin, PinMode, PinStore, Store
 
 /// Blocks buffered before one batched write.
 const WRITE_BATCH_BLOCKS: usize = 256;
-/// Bytes buffered before one batched write.
-const WRITE_BATCH_BYTES: usize = 16 << 20;
+/// Bytes buffered before one batched write. Two batches are in memory at once: one being
+/// filled and one being written.
+const WRITE_BATCH_BYTES: usize = 8 << 20;
 
 /// Why a node operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +165,11 @@ pub trait BlockFetcher: Send + Sync + std::fmt::Debug {
     /// Starts fetching `cid` in the background, for a reader that will ask for it soon (the
     /// store lacks it). The default does nothing.
     fn prefetch(&self, _cid: &Cid) {}
+
+    /// A reader starts on bytes `from .. to` of the file `file`, and the store lacks the
+    /// first block it needs below the root: the fetcher may fetch the start of that stretch
+    /// in one request. The default does nothing.
+    fn reading(&self, _file: &Cid, _from: u64, _to: u64) {}
 }
 
 /// Reads blocks from the node's store for the exporter (identity CIDs answer themselves),
@@ -197,40 +203,37 @@ impl BlockSource for StoreSource<'_> {
             }
         }
     }
+
+    fn reading(&self, file: &Cid, from: u64, to: u64, first: &Cid) {
+        if let Some(fetcher) = self.1 {
+            if first.hash().code() != hash::IDENTITY && matches!(self.0.has(first), Ok(false)) {
+                fetcher.reading(file, from, to);
+            }
+        }
+    }
 }
 
-/// Buffers blocks and writes them to the store in batches.
-struct BatchSink<'a> {
-    store: &'a dyn BlockStore,
+/// Buffers blocks and hands them in batches to a writer thread ([`write_batched`]), so that
+/// storing one batch overlaps reading and hashing the next.
+struct BatchSink {
+    to_writer: std::sync::mpsc::SyncSender<Vec<Block>>,
     pending: Vec<Block>,
     pending_bytes: usize,
-    written: u64,
 }
 
-impl<'a> BatchSink<'a> {
-    fn new(store: &'a dyn BlockStore) -> Self {
-        BatchSink { store, pending: Vec::with_capacity(WRITE_BATCH_BLOCKS), pending_bytes: 0, written: 0 }
-    }
-
-    fn flush(&mut self) -> Result<(), StoreError> {
+impl BatchSink {
+    fn flush(&mut self) -> Result<(), SinkError> {
         if !self.pending.is_empty() {
-            self.store.put_many(&self.pending)?;
-            self.written += self.pending.len() as u64;
-            self.pending.clear();
+            let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(WRITE_BATCH_BLOCKS));
             self.pending_bytes = 0;
+            // The writer stops at its first error; `write_batched` reports that error.
+            self.to_writer.send(batch).map_err(|_| "the block writer stopped")?;
         }
         Ok(())
     }
-
-    /// Writes what is buffered and makes it durable.
-    fn finish(mut self) -> Result<u64, StoreError> {
-        self.flush()?;
-        self.store.sync()?;
-        Ok(self.written)
-    }
 }
 
-impl BlockSink for BatchSink<'_> {
+impl BlockSink for BatchSink {
     fn put(&mut self, block: Block) -> Result<(), SinkError> {
         self.pending_bytes += block.data().len();
         self.pending.push(block);
@@ -239,6 +242,38 @@ impl BlockSink for BatchSink<'_> {
         }
         Ok(())
     }
+}
+
+/// Runs `work` with a sink that writes to `store` in batches on a second thread (handed
+/// over one at a time: the next batch fills while the last is written), then makes what was
+/// written durable. Returns `work`'s value
+/// and the number of blocks written. A store error (a full disk) is the error returned, even
+/// when `work` then failed because the sink refused its blocks.
+fn write_batched<T>(
+    store: &dyn BlockStore,
+    work: impl FnOnce(&mut BatchSink) -> Result<T, NodeError>,
+) -> Result<(T, u64), NodeError> {
+    std::thread::scope(|scope| {
+        let (to_writer, batches) = std::sync::mpsc::sync_channel::<Vec<Block>>(0);
+        let writer = scope.spawn(move || -> Result<u64, StoreError> {
+            let mut written = 0;
+            for batch in batches {
+                store.put_many(&batch)?;
+                written += batch.len() as u64;
+            }
+            Ok(written)
+        });
+        let mut sink = BatchSink { to_writer, pending: Vec::with_capacity(WRITE_BATCH_BLOCKS), pending_bytes: 0 };
+        let result = work(&mut sink).and_then(|value| {
+            sink.flush().map_err(|e| NodeError::Store(StoreError::Db(e.to_string())))?;
+            Ok(value)
+        });
+        drop(sink);
+        let written = writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        let value = result?;
+        store.sync()?;
+        Ok((value, written))
+    })
 }
 
 impl Node {
@@ -299,9 +334,7 @@ impl Node {
         on_added: &mut dyn FnMut(&Added),
     ) -> Result<Added, NodeError> {
         let _guard = self.shared()?;
-        let mut sink = BatchSink::new(self.store());
-        let root = add::add(path, opts, &mut sink, on_added)?;
-        sink.finish()?;
+        let (root, _) = write_batched(self.store(), |sink| Ok(add::add(path, opts, sink, on_added)?))?;
         if pin {
             self.pins_store().put_pin(&Pin { cid: root.cid, mode: PinMode::Recursive, name: None })?;
         }
@@ -311,10 +344,10 @@ impl Node {
     /// Adds bytes from a reader (standard input) as one file.
     pub fn add_reader<R: Read + Send>(&self, reader: R, opts: &AddOptions, pin: bool) -> Result<Added, NodeError> {
         let _guard = self.shared()?;
-        let mut sink = BatchSink::new(self.store());
-        let root = cairn_merkle::importer::import_file(reader, &opts.import, &mut sink)
-            .map_err(|e| AddError::Import { path: PathBuf::from("<stdin>"), source: Box::new(e) })?;
-        sink.finish()?;
+        let (root, _) = write_batched(self.store(), |sink| {
+            cairn_merkle::importer::import_file(reader, &opts.import, sink)
+                .map_err(|e| AddError::Import { path: PathBuf::from("<stdin>"), source: Box::new(e) }.into())
+        })?;
         if pin {
             self.pins_store().put_pin(&Pin { cid: root.cid, mode: PinMode::Recursive, name: None })?;
         }
@@ -332,10 +365,10 @@ impl Node {
         pin: bool,
     ) -> Result<Added, NodeError> {
         let _guard = self.shared()?;
-        let mut sink = BatchSink::new(self.store());
-        let root = cairn_merkle::importer::import_file(reader, &opts.import, &mut sink)
-            .map_err(|e| AddError::Import { path: PathBuf::from(name), source: Box::new(e) })?;
-        sink.finish()?;
+        let (root, _) = write_batched(self.store(), |sink| {
+            cairn_merkle::importer::import_file(reader, &opts.import, sink)
+                .map_err(|e| AddError::Import { path: PathBuf::from(name), source: Box::new(e) }.into())
+        })?;
         if pin {
             self.pins_store().put_pin(&Pin { cid: root.cid, mode: PinMode::Recursive, name: None })?;
         }
@@ -703,14 +736,15 @@ impl Node {
         let _guard = self.shared()?;
         let mut car = CarReader::new(std::io::BufReader::with_capacity(1 << 20, input))?;
         let roots = car.roots().to_vec();
-        let mut sink = BatchSink::new(self.store());
-        let mut count = 0;
-        while let Some(block) = car.next_block()? {
-            on_bytes(block.data().len() as u64);
-            sink.put(block).map_err(|e| NodeError::Store(StoreError::Db(e.to_string())))?;
-            count += 1;
-        }
-        sink.finish()?;
+        let (count, _) = write_batched(self.store(), |sink| {
+            let mut count = 0;
+            while let Some(block) = car.next_block()? {
+                on_bytes(block.data().len() as u64);
+                sink.put(block).map_err(|e| NodeError::Store(StoreError::Db(e.to_string())))?;
+                count += 1;
+            }
+            Ok(count)
+        })?;
         if pin {
             for root in &roots {
                 self.reachable(root, &mut HashSet::new())?;
