@@ -94,6 +94,10 @@ impl<S: BlockSource> BlockSource for Recording<S> {
     fn prefetch(&self, cid: &Cid) {
         self.inner.prefetch(cid);
     }
+
+    fn reading(&self, file: &Cid, from: u64, to: u64, first: &Cid) {
+        self.inner.reading(file, from, to, first);
+    }
 }
 
 /// A source that counts the blocks read through it (for the request log, which shows that
@@ -124,6 +128,10 @@ impl<S: BlockSource> BlockSource for Counting<S> {
 
     fn prefetch(&self, cid: &Cid) {
         self.inner.prefetch(cid);
+    }
+
+    fn reading(&self, file: &Cid, from: u64, to: u64, first: &Cid) {
+        self.inner.reading(file, from, to, first);
     }
 }
 

@@ -36,6 +36,12 @@ pub trait BlockSource {
     /// start on it now, so that a reader walking a file in order does not wait for each block
     /// in turn. Local sources ignore it (the default).
     fn prefetch(&self, _cid: &Cid) {}
+
+    /// A hint that a reader starts on bytes `from .. to` of the file `file`, and that `first`
+    /// (a child of the file's root) is the first block below the root it needs: a source that
+    /// fetches from far away may fetch the start of that stretch in one request. Local
+    /// sources ignore it (the default).
+    fn reading(&self, _file: &Cid, _from: u64, _to: u64, _first: &Cid) {}
 }
 
 impl<T: BlockSource + ?Sized> BlockSource for &T {
@@ -45,6 +51,10 @@ impl<T: BlockSource + ?Sized> BlockSource for &T {
 
     fn prefetch(&self, cid: &Cid) {
         (**self).prefetch(cid);
+    }
+
+    fn reading(&self, file: &Cid, from: u64, to: u64, first: &Cid) {
+        (**self).reading(file, from, to, first);
     }
 }
 

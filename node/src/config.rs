@@ -271,11 +271,14 @@ pub struct Origins {
     pub fast_start: u64,
     /// How long peers get to deliver a later block before the origin is asked too.
     pub stall_timeout: String,
+    /// `raw`: one request per block; `car`: a file read's fast start as one CAR of that
+    /// stretch of the file (`entity-bytes`).
+    pub format: String,
 }
 
 impl Default for Origins {
     fn default() -> Self {
-        Origins { gateways: Vec::new(), fast_start: 4, stall_timeout: "1s".into() }
+        Origins { gateways: Vec::new(), fast_start: 4, stall_timeout: "1s".into(), format: "raw".into() }
     }
 }
 

@@ -117,3 +117,80 @@ fn a_node_can_opt_out_of_serving_or_cap_what_it_gives() {
     assert!((600_000..1_100_000).contains(&sent), "sent {sent} bytes on a 600 KB budget");
     drop(client_daemon);
 }
+
+/// The fields of the daemon's "fast start from the origin as a CAR" log lines:
+/// `(offset, blocks)` of each.
+fn car_fast_starts(log: &Path) -> Vec<(u64, u64)> {
+    let log = std::fs::read_to_string(log).unwrap();
+    let field = |line: &str, key: &str| -> Option<u64> {
+        let at = line.find(&format!(" {key}="))? + key.len() + 2;
+        line[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    };
+    log.lines()
+        .filter(|l| l.contains("fast start from the origin as a CAR"))
+        .filter_map(|l| Some((field(l, "offset")?, field(l, "blocks")?)))
+        .collect()
+}
+
+/// `Origins.Format = "car"`: a file read's fast start is one CAR request for that stretch of
+/// the file (`entity-bytes` from where the read starts), and the rest comes block by block;
+/// no leaf is fetched twice.
+#[test]
+fn a_reads_fast_start_comes_from_the_origin_as_one_car() {
+    use std::io::{Read as _, Write as _};
+    let tmp = tempfile::tempdir().unwrap();
+    let (origin, client) = (tmp.path().join("origin"), tmp.path().join("client"));
+    for repo in [&origin, &client] {
+        ok(repo, &["init", "--profile", "test"]);
+    }
+    // Two files of 3 MiB: 12 leaves of 256 KiB under one root each.
+    let data = unique_bytes(6 << 20);
+    let (a, b) = data.split_at(3 << 20);
+    let cids: Vec<String> = [a, b]
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let f = tmp.path().join(format!("f{i}.bin"));
+            std::fs::write(&f, part).unwrap();
+            add(&origin, &f)
+        })
+        .collect();
+    let _origin_daemon = Daemon::start(&origin);
+    let origin_url = wait_for(&origin.join("gateway"));
+    ok(&client, &["config", "--json", "Origins.Gateways", &format!("[\"{}\"]", origin_url.trim())]);
+    ok(&client, &["config", "--json", "Origins.FastStart", "4"]);
+    ok(&client, &["config", "Origins.Format", "car"]);
+    ok(&client, &["config", "Origins.StallTimeout", "500ms"]);
+    ok(&client, &["config", "Gateway.RetrievalTimeout", "10s"]);
+    let log = tmp.path().join("client.log");
+    let _client_daemon = Daemon::start_logging(&client, Some(("cairn_node::net=debug", &log)));
+
+    // From the start: the root alone (the reader needs it to know the file), then the rest of
+    // the fast start (3 of 4 blocks) as one CAR of the root and leaves 0 to 2, then the other
+    // 9 leaves one by one. Only the root comes twice: the CAR must start from it.
+    assert_eq!(ok(&client, &["cat", &cids[0]]), a);
+    assert_eq!(car_fast_starts(&log), [(0, 4)]);
+    let page = metrics(&client);
+    assert_eq!(metric(&page, "cairn_origin_blocks_total"), Some(1 + 4 + 9), "{page}");
+    assert_eq!(metric(&page, "cairn_origin_failures_total"), Some(0));
+
+    // A new burst (after 5 s without fetches) reading from 2 MiB in, through the gateway: the
+    // root, then a CAR from there (the root and leaves 8 to 10), then leaf 11; the leaves
+    // before 2 MiB are never asked for.
+    std::thread::sleep(std::time::Duration::from_millis(5500));
+    let gateway = wait_for(&client.join("gateway"));
+    let addr = gateway.trim().strip_prefix("http://").unwrap().to_owned();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    write!(s, "GET /ipfs/{}?filename=x.bin HTTP/1.0\r\nHost: {addr}\r\nRange: bytes={}-\r\n\r\n", cids[1], 2 << 20)
+        .unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).unwrap();
+    let split = reply.windows(4).position(|w| w == b"\r\n\r\n").expect("no end of head") + 4;
+    assert!(String::from_utf8_lossy(&reply[..split]).contains(" 206 "), "{}", String::from_utf8_lossy(&reply[..split]));
+    assert!(reply[split..] == b[2 << 20..], "the range read back differs");
+    assert_eq!(car_fast_starts(&log), [(0, 4), (2 << 20, 4)]);
+    let page = metrics(&client);
+    assert_eq!(metric(&page, "cairn_origin_blocks_total"), Some(14 + 1 + 4 + 1), "{page}");
+    assert_eq!(metric(&page, "cairn_origin_failures_total"), Some(0));
+}

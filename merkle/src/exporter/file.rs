@@ -25,9 +25,10 @@ struct Span {
 /// The bytes of a file in `[start, end)`, yielded block by block in file order.
 ///
 /// Only blocks whose span overlaps the range are fetched. Each item is a slice of one
-/// leaf (or of a node's inline data). The source is told of the next [`READ_AHEAD`] children
-/// in range before they are read ([`BlockSource::prefetch`]), so a network source can have
-/// them in flight while the reader works through the ones before.
+/// leaf (or of a node's inline data). The source is told where the read starts
+/// ([`BlockSource::reading`]) and of the next [`READ_AHEAD`] children in range before they
+/// are read ([`BlockSource::prefetch`]), so a network source can have them in flight while
+/// the reader works through the ones before.
 #[derive(Debug)]
 pub struct FileSegments<'s, S: ?Sized> {
     source: &'s S,
@@ -49,6 +50,9 @@ impl<'s, S: BlockSource + ?Sized> FileSegments<'s, S> {
         let end = len.map_or(size, |l| start.saturating_add(l).min(size));
         let mut me = FileSegments { source, stack: Vec::new(), start, end, pending: None, size };
         me.pending = me.visit_data(Span { cid: *cid, start: 0, len: size }, data)?;
+        if let Some(first) = me.stack.last().and_then(|(children, _)| children.iter().find(|c| me.in_range(c))) {
+            source.reading(cid, start, end, &first.cid);
+        }
         Ok(me)
     }
 

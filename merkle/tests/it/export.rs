@@ -137,6 +137,8 @@ fn unsafe_names_in_a_dag_are_reported() {
 struct Hinted<'a> {
     blocks: &'a MemoryBlocks,
     log: std::cell::RefCell<Vec<(bool, Cid)>>,
+    /// The `reading` hints: (file, from, to, first block below the root).
+    starts: std::cell::RefCell<Vec<(Cid, u64, u64, Cid)>>,
 }
 
 impl BlockSource for Hinted<'_> {
@@ -148,6 +150,10 @@ impl BlockSource for Hinted<'_> {
     fn prefetch(&self, cid: &Cid) {
         self.log.borrow_mut().push((true, *cid));
     }
+
+    fn reading(&self, file: &Cid, from: u64, to: u64, first: &Cid) {
+        self.starts.borrow_mut().push((*file, from, to, *first));
+    }
 }
 
 #[test]
@@ -157,13 +163,15 @@ fn a_file_read_hints_each_block_in_range_ahead_of_reading_it() {
     let mut store = MemoryBlocks::new();
     let opts = ImportOptions { chunker: ChunkerSpec::Size(1024), max_links: 256, ..Default::default() };
     let root = import_bytes(&data, &opts, &mut store).unwrap();
-    let source = Hinted { blocks: &store, log: Default::default() };
+    let source = Hinted { blocks: &store, log: Default::default(), starts: Default::default() };
     let mut out = Vec::new();
     exporter::read_range(&source, &root.cid, 50 * 1024 + 7, Some(130 * 1024 - 7), &mut out).unwrap();
     assert_eq!(out, &data[50 * 1024 + 7..180 * 1024]);
     let log = source.log.into_inner();
     let reads: Vec<Cid> = log.iter().filter(|(h, _)| !h).map(|(_, c)| *c).collect();
     assert_eq!(reads.len(), 1 + 130, "the root and the leaves in range");
+    // The source heard once where the read starts and ends, and that leaf 50 comes first.
+    assert_eq!(source.starts.into_inner(), vec![(root.cid, 50 * 1024 + 7, 180 * 1024, reads[1])]);
     for (i, leaf) in reads[1..].iter().enumerate() {
         let hinted = log.iter().position(|e| *e == (true, *leaf)).unwrap_or_else(|| panic!("leaf {i} never hinted"));
         let read = log.iter().position(|e| *e == (false, *leaf)).unwrap();

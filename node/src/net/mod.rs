@@ -160,6 +160,7 @@ impl NetConfig {
                 stall: crate::config::parse_duration("Origins.StallTimeout", &cfg.origins.stall_timeout)
                     .map_err(|e| NetError::Config(e.to_string()))?
                     .unwrap_or(Duration::ZERO),
+                format: cfg.origins.format.parse().map_err(NetError::Config)?,
             });
         }
         Ok(net)
@@ -234,7 +235,9 @@ enum Command {
     Hint { root: Cid, size: u64, manifest: bool, topics: Vec<String> },
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Fetch { cid: Cid, deadline: Instant, waiter: bitswap::engine::Waiter },
-    Deliver(Block),
+    // A block from elsewhere (the HTTP origin) to store like a peer's; the sender, if any,
+    // hears once it is stored and its waiters answered.
+    Deliver(Block, Option<oneshot::Sender<()>>),
     PeersHave(Cid, oneshot::Sender<bool>),
     Stats(oneshot::Sender<Stats>),
     Provide(Vec<Cid>, Option<oneshot::Sender<(u64, u64)>>),
@@ -268,7 +271,7 @@ impl std::fmt::Debug for Command {
             Command::Hint { .. } => "Hint",
             Command::Peers(_) => "Peers",
             Command::Fetch { .. } => "Fetch",
-            Command::Deliver(_) => "Deliver",
+            Command::Deliver(..) => "Deliver",
             Command::Stats(_) => "Stats",
             Command::PeersHave(..) => "PeersHave",
             Command::Provide(..) => "Provide",
@@ -420,6 +423,16 @@ impl Network {
                 return rx.await.map_err(|_| FetchError::Shutdown)?;
             }
         }
+        // A CAR from the origin on its way may hold the block: wait for it rather than ask
+        // twice. Its blocks are answered as they are stored, so this want is answered by now
+        // if the CAR held the block.
+        tokio::select! {
+            r = &mut rx => return r.map_err(|_| FetchError::Shutdown)?,
+            () = origin.cars_settled() => {}
+        }
+        if let Ok(r) = rx.try_recv() {
+            return r;
+        }
         tokio::select! {
             r = &mut rx => r.map_err(|_| FetchError::Shutdown)?,
             got = origin.get(cid) => {
@@ -427,13 +440,40 @@ impl Network {
                     // Stored like a block from a peer: the engine then answers every waiter
                     // (this one included) and cancels the want with the peers.
                     Ok(block) => {
-                        let _ = self.tx.send(Command::Deliver(block)).await;
+                        let _ = self.tx.send(Command::Deliver(block, None)).await;
                     }
                     Err(e) => tracing::debug!(%cid, error = %e, "the origin did not supply the block"),
                 }
                 rx.await.map_err(|_| FetchError::Shutdown)?
             }
         }
+    }
+
+    /// A reader starts on bytes `from .. to` of the file `file` and the store lacks what it
+    /// needs first: under `Origins.Format = "car"`, while the burst's fast start is not spent,
+    /// the start of that stretch is asked of the origin as one CAR, its blocks stored as they
+    /// stream in ([`origin::Origin::get_range`]). Returns at once; the CAR is fetched in the
+    /// background.
+    pub fn fetch_range(&self, file: Cid, from: u64, to: u64) {
+        let Some(origin) = self.origin.clone() else { return };
+        let Some(len) = origin.take_fast_start(to.saturating_sub(from)) else { return };
+        let offset = from;
+        let ticket = origin.car_ticket();
+        let tx = self.tx.clone();
+        self.runtime.spawn(async move {
+            // Each block is stored, and its waiters answered, before the next is read, so that
+            // once the CAR is done a reader waiting for it finds its block answered.
+            let deliver = move |block: Block| {
+                let (ack, stored) = oneshot::channel();
+                if tx.blocking_send(Command::Deliver(block, Some(ack))).is_ok() {
+                    let _ = stored.blocking_recv();
+                }
+            };
+            match origin.get_range(ticket, file, offset, len, deliver).await {
+                Ok(n) => tracing::debug!(%file, offset, len, blocks = n, "fast start from the origin as a CAR"),
+                Err(e) => tracing::debug!(%file, offset, error = %e, "the origin's CAR failed"),
+            }
+        });
     }
 
     /// [`Network::fetch`] for synchronous callers (not on a runtime thread).
@@ -700,7 +740,7 @@ struct Served {
 
 enum Done {
     Served(Served),
-    Stored { blocks: Vec<Block>, result: Result<(), String> },
+    Stored { blocks: Vec<Block>, result: Result<(), String>, ack: Option<oneshot::Sender<()>> },
 }
 
 struct Driver {
@@ -818,8 +858,11 @@ impl Driver {
                 self.jobs -= 1;
                 self.deliver(served);
             }
-            Done::Stored { blocks, result } => {
+            Done::Stored { blocks, result, ack } => {
                 self.engine.stored(&blocks, result, &mut self.swarm.behaviour_mut().bitswap);
+                if let Some(ack) = ack {
+                    let _ = ack.send(());
+                }
             }
         }
     }
@@ -907,8 +950,14 @@ impl Driver {
                     }
                 }
             }
-            Command::Deliver(block) => self.store_blocks(vec![block]),
+            Command::Deliver(block, ack) => self.store_blocks(vec![block], ack),
             Command::Fetch { cid, deadline, waiter } => {
+                // Stored since the reader looked (the origin's CAR streaming in, a read-ahead
+                // landing): no want needed.
+                if let Ok(Some(data)) = self.store.get(&cid) {
+                    let _ = waiter.send(Ok(data));
+                    return;
+                }
                 self.dial_hinted(&cid);
                 let now = Instant::now();
                 self.engine.fetch(cid, 1, waiter, deadline, now, &mut self.swarm.behaviour_mut().bitswap);
@@ -1073,7 +1122,7 @@ impl Driver {
                     self.ban(peer);
                 }
                 if !blocks.is_empty() {
-                    self.store_blocks(blocks);
+                    self.store_blocks(blocks, None);
                 }
             }
             bitswap::Event::Malformed { peer, reason } => {
@@ -1235,12 +1284,12 @@ impl Driver {
     }
 
     /// Stores received blocks on the blocking pool; the engine hears when they are safe.
-    fn store_blocks(&mut self, blocks: Vec<Block>) {
+    fn store_blocks(&mut self, blocks: Vec<Block>, ack: Option<oneshot::Sender<()>>) {
         let store = self.store.clone();
         let done = self.done_tx.clone();
         tokio::task::spawn_blocking(move || {
             let result = store.put_many(&blocks).map(|_| ()).map_err(|e| e.to_string());
-            let _ = done.send(Done::Stored { blocks, result });
+            let _ = done.send(Done::Stored { blocks, result, ack });
         });
     }
 }
@@ -1324,6 +1373,10 @@ impl NetFetcher {
 impl crate::node::BlockFetcher for NetFetcher {
     fn fetch(&self, cid: &Cid) -> Result<Bytes, cairn_merkle::source::SourceError> {
         self.net.fetch_blocking(*cid, self.timeout).map_err(|e| cairn_merkle::source::SourceError::Other(Box::new(e)))
+    }
+
+    fn reading(&self, file: &Cid, from: u64, to: u64) {
+        self.net.fetch_range(*file, from, to);
     }
 
     /// The want goes out now, to peers only; the reader's own fetch, when it comes, waits on

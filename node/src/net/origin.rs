@@ -18,14 +18,27 @@
 //!   is asked of the origin only when no peer has it after `Origins.StallTimeout`; once the
 //!   reader waits on it, it is a later block as above.
 //!
+//! With `Origins.Format = "car"`, the fast start of a file read is one request instead of one
+//! per block: when a reader starts on a file at some offset and the node lacks the first block
+//! it needs, the origin is asked for that stretch of the file as a CAR
+//! (`GET <base>/ipfs/<file>?format=car&dag-scope=entity&entity-bytes=FROM:TO`, `FastStart`
+//! chunks of 256 KiB), and its blocks are taken as they stream in ([`Origin::get_range`]).
+//! Each is verified against its CID, and each must belong to the file: the first is the
+//! file's root, every later one a link of a block before it (the CAR's depth-first order). A
+//! CAR that breaks this is cut off and counted as a failure; the reader's own fetches then
+//! go on as without it.
+//!
 //! Gateways are tried in order; one that fails is skipped for the next block. The counters
 //! ([`OriginStats`]) show the origin's share on the metrics page.
 
+use std::collections::HashSet;
+use std::io::{BufReader, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf as _, Bytes};
+use cairn_merkle::car::CarReader;
 use cairn_merkle::{Block, Cid};
 use http_body_util::{BodyExt as _, Empty, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -41,6 +54,30 @@ const MAX_BLOCK: usize = 2 << 20;
 pub const PATIENCE: u32 = 10;
 /// How long one origin request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The bytes of a file asked for as a CAR per block of the fast start (Kubo's chunk size).
+pub const RANGE_PER_BLOCK: u64 = 256 << 10;
+
+/// How the origin is asked for blocks (`Origins.Format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OriginFormat {
+    /// One `application/vnd.ipld.raw` request per block.
+    #[default]
+    Raw,
+    /// A file read's fast start as one CAR with `entity-bytes`; other blocks raw.
+    Car,
+}
+
+impl std::str::FromStr for OriginFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "raw" => Ok(OriginFormat::Raw),
+            "car" => Ok(OriginFormat::Car),
+            other => Err(format!("Origins.Format: {other:?} is not \"raw\" or \"car\"")),
+        }
+    }
+}
 
 /// What the origins delivered.
 #[derive(Debug, Default)]
@@ -62,6 +99,8 @@ pub struct OriginConfig {
     pub fast_start: u64,
     /// How long peers get before the origin is asked too.
     pub stall: Duration,
+    /// Raw blocks only, or a file read's fast start as a CAR.
+    pub format: OriginFormat,
 }
 
 /// The HTTP origins of one node.
@@ -75,6 +114,8 @@ pub struct Origin {
     preferred: AtomicU64,
     /// When block bytes last arrived from a peer.
     peers_last: Mutex<Option<Instant>>,
+    /// CARs being fetched now ([`Origin::get_range`]).
+    cars: tokio::sync::watch::Sender<u32>,
     /// The counters.
     pub stats: OriginStats,
 }
@@ -98,6 +139,7 @@ impl Origin {
             burst: Mutex::new((None, 0)),
             preferred: AtomicU64::new(0),
             peers_last: Mutex::new(None),
+            cars: tokio::sync::watch::Sender::new(0),
             stats: OriginStats::default(),
         }))
     }
@@ -117,6 +159,28 @@ impl Origin {
         } else {
             self.config.stall
         }
+    }
+
+    /// Whether a file read of `want` bytes starting now should take its fast start as one
+    /// CAR ([`Origin::get_range`]), and how many bytes of the file to ask for: under
+    /// `Origins.Format = "car"`, what is left of the burst's fast start ([`RANGE_PER_BLOCK`]
+    /// a block), no more than the read needs. That much of the fast start is then spent, so
+    /// the reader's fetches of the same blocks leave them to the CAR (and the peers).
+    pub fn take_fast_start(&self, want: u64) -> Option<u64> {
+        if self.config.format != OriginFormat::Car || want == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let mut b = self.burst.lock().ok()?;
+        if b.0.is_none_or(|t| now.saturating_duration_since(t) > BURST_GAP) {
+            b.1 = 0;
+        }
+        let blocks = self.config.fast_start.saturating_sub(b.1).min(want.div_ceil(RANGE_PER_BLOCK));
+        if blocks == 0 {
+            return None;
+        }
+        *b = (Some(now), b.1 + blocks);
+        Some(blocks * RANGE_PER_BLOCK)
     }
 
     /// `Origins.StallTimeout`.
@@ -161,6 +225,107 @@ impl Origin {
         Err(errors.join("; "))
     }
 
+    /// Bytes `from .. from + len` of the file `file` as a CAR from the preferred gateway,
+    /// each block verified and handed to `deliver` (on a blocking thread) as soon as it has
+    /// streamed in. Returns how many blocks came; a CAR that is malformed, holds a block that
+    /// does not match its CID or does not belong to the file, or runs past the size such a
+    /// range can take, is an error (the blocks before it were delivered).
+    pub async fn get_range(
+        &self,
+        ticket: CarTicket,
+        file: Cid,
+        from: u64,
+        len: u64,
+        deliver: impl FnMut(Block) + Send + 'static,
+    ) -> Result<u64, String> {
+        let at = self.preferred.load(Ordering::Relaxed) as usize % self.config.gateways.len();
+        let base = self.config.gateways[at].trim_end_matches('/');
+        let to = from + len.max(1) - 1;
+        let url = format!("{base}/ipfs/{file}?format=car&dag-scope=entity&entity-bytes={from}:{to}");
+        let got = match tokio::time::timeout(REQUEST_TIMEOUT, self.car_from(&url, file, len, deliver)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("{url}: not done in {REQUEST_TIMEOUT:?}")),
+        };
+        drop(ticket);
+        match &got {
+            Ok((blocks, bytes)) => {
+                self.stats.blocks.fetch_add(*blocks, Ordering::Relaxed);
+                self.stats.bytes.fetch_add(*bytes, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        got.map(|(blocks, _)| blocks)
+    }
+
+    /// Counts a CAR as being fetched from now until the ticket is dropped (at the end of
+    /// [`Origin::get_range`]), so that [`Origin::cars_settled`] waits for it.
+    pub fn car_ticket(self: &std::sync::Arc<Self>) -> CarTicket {
+        self.cars.send_modify(|n| *n += 1);
+        CarTicket(self.clone())
+    }
+
+    /// Returns once no CAR is being fetched ([`Origin::get_range`]): a block fetch that would
+    /// ask the origin waits for them first, as they may hold its block.
+    pub async fn cars_settled(&self) {
+        let mut cars = self.cars.subscribe();
+        let _ = cars.wait_for(|&n| n == 0).await;
+    }
+
+    async fn car_from(
+        &self,
+        url: &str,
+        file: Cid,
+        len: u64,
+        mut deliver: impl FnMut(Block) + Send + 'static,
+    ) -> Result<(u64, u64), String> {
+        let req = hyper::Request::get(url)
+            .header(hyper::header::ACCEPT, "application/vnd.ipld.car; version=1; order=dfs; dups=n")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| format!("{url}: {e}"))?;
+        let resp = self.client.request(req).await.map_err(|e| format!("{url}: {e}"))?;
+        if resp.status() != hyper::StatusCode::OK {
+            return Err(format!("{url}: {}", resp.status()));
+        }
+        // The leaves of the range, one more at each end when it is not aligned, the nodes
+        // above them, and CAR framing.
+        let limit = len + 2 * MAX_BLOCK as u64 + (1 << 20);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let counted = std::sync::Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+        let seen = counted.clone();
+        let parse = tokio::task::spawn_blocking(move || {
+            take_entity_car(file, FrameReader { rx, frame: Bytes::new() }, |block| {
+                seen.0.fetch_add(1, Ordering::Relaxed);
+                seen.1.fetch_add(block.data().len() as u64, Ordering::Relaxed);
+                deliver(block);
+            })
+        });
+        let mut body = resp.into_body();
+        let mut streamed = 0u64;
+        let fed = loop {
+            match body.frame().await {
+                None => break Ok(()),
+                Some(Err(e)) => break Err(format!("{url}: reading the CAR: {e}")),
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    streamed += data.len() as u64;
+                    if streamed > limit {
+                        break Err(format!("{url}: the CAR runs past {limit} bytes"));
+                    }
+                    if tx.send(data).await.is_err() {
+                        break Ok(()); // the parser stopped: its error says why
+                    }
+                }
+            }
+        };
+        drop(tx);
+        let parsed = parse.await.map_err(|e| format!("{url}: the CAR reader failed: {e}"))?;
+        let counts = (counted.0.load(Ordering::Relaxed), counted.1.load(Ordering::Relaxed));
+        parsed.map_err(|e| format!("{url}: {e}"))?;
+        fed.map(|()| counts)
+    }
+
     async fn get_from(&self, base: &str, cid: Cid) -> Result<Block, String> {
         let url = format!("{}/ipfs/{cid}?format=raw", base.trim_end_matches('/'));
         let req = hyper::Request::get(&url)
@@ -180,13 +345,77 @@ impl Origin {
     }
 }
 
+/// A CAR counted as being fetched ([`Origin::car_ticket`]).
+#[derive(Debug)]
+pub struct CarTicket(std::sync::Arc<Origin>);
+
+impl Drop for CarTicket {
+    fn drop(&mut self) {
+        self.0.cars.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// A blocking reader over the frames of a response body.
+struct FrameReader {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    frame: Bytes,
+}
+
+impl Read for FrameReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.frame.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(f) => self.frame = f,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.frame.len());
+        buf[..n].copy_from_slice(&self.frame[..n]);
+        self.frame.advance(n);
+        Ok(n)
+    }
+}
+
+/// Reads an entity CAR for `file` from `r`, handing each block to `deliver` once it is
+/// verified against its CID and known to belong to the file: the first must be the file's
+/// root, and every later one a link of a block before it (the depth-first order trustless
+/// gateways send). A block sent twice is skipped. Stops at the first block that breaks this.
+fn take_entity_car(file: Cid, r: impl Read, mut deliver: impl FnMut(Block)) -> Result<(), String> {
+    let mut car = CarReader::new(BufReader::with_capacity(256 << 10, r)).map_err(|e| format!("the CAR: {e}"))?;
+    if !car.roots().contains(&file) {
+        return Err(format!("the CAR's roots {:?} do not name {file}", car.roots()));
+    }
+    let key = |c: &Cid| c.hash().to_bytes();
+    let mut expected: HashSet<Vec<u8>> = HashSet::from([key(&file)]);
+    let mut taken: HashSet<Vec<u8>> = HashSet::new();
+    while let Some(block) = car.next_block().map_err(|e| format!("the CAR: {e}"))? {
+        let k = key(block.cid());
+        if taken.contains(&k) {
+            continue;
+        }
+        if !expected.remove(&k) {
+            return Err(format!("the CAR holds {}, which no block before it links to", block.cid()));
+        }
+        let links = cairn_merkle::links::links(block.cid(), block.data())
+            .map_err(|e| format!("the CAR's block {}: {e}", block.cid()))?;
+        expected.extend(links.iter().map(key));
+        taken.insert(k);
+        deliver(block);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn origin(fast_start: u64) -> Origin {
-        let config =
-            OriginConfig { gateways: vec!["http://127.0.0.1:1".into()], fast_start, stall: Duration::from_millis(700) };
+        let config = OriginConfig {
+            gateways: vec!["http://127.0.0.1:1".into()],
+            fast_start,
+            stall: Duration::from_millis(700),
+            format: OriginFormat::Car,
+        };
         Origin::new(config).unwrap().unwrap()
     }
 
@@ -210,13 +439,89 @@ mod tests {
     }
 
     #[test]
+    fn a_file_read_takes_the_fast_start_as_one_car_once_per_burst() {
+        let o = origin(4);
+        assert_eq!(o.delay(), Duration::ZERO, "the reader's fetch of the root");
+        assert_eq!(o.take_fast_start(512), Some(RANGE_PER_BLOCK), "a short read takes one block's worth");
+        assert_eq!(o.take_fast_start(10 << 20), Some(2 * RANGE_PER_BLOCK), "the rest of the fast start");
+        assert_eq!(o.take_fast_start(10 << 20), None, "the burst's fast start is spent");
+        assert_eq!(o.delay(), Duration::from_millis(700), "the reader's own fetches leave it to the CAR");
+        let raw = Origin::new(OriginConfig { format: OriginFormat::Raw, ..o.config.clone() }).unwrap().unwrap();
+        assert_eq!(raw.take_fast_start(10 << 20), None);
+        assert_eq!(raw.delay(), Duration::ZERO);
+    }
+
+    /// A 5-leaf file of 1 KiB chunks, its blocks in a map, and its CAR (root first).
+    fn file_car() -> (Cid, cairn_merkle::MemoryBlocks, Vec<Block>) {
+        use cairn_merkle::chunker::ChunkerSpec;
+        use cairn_merkle::importer::{import_bytes, ImportOptions};
+        let data: Vec<u8> = (0..5 * 1024u32).map(|i| (i * 13 % 251) as u8).collect();
+        let mut blocks = cairn_merkle::MemoryBlocks::new();
+        let opts = ImportOptions { chunker: ChunkerSpec::Size(1024), ..Default::default() };
+        let root = import_bytes(&data, &opts, &mut blocks).unwrap().cid;
+        let car = cairn_merkle::car::write_dag(&blocks, &root, Vec::new()).unwrap();
+        let mut r = CarReader::new(&car[..]).unwrap();
+        let order = std::iter::from_fn(|| r.next_block().unwrap()).collect();
+        (root, blocks, order)
+    }
+
+    fn car_of(roots: &[Cid], blocks: &[&Block]) -> Vec<u8> {
+        let mut w = cairn_merkle::car::CarWriter::new(Vec::new(), roots).unwrap();
+        for b in blocks {
+            w.write_block(b).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    fn take(file: Cid, car: &[u8]) -> (Result<(), String>, Vec<Cid>) {
+        let mut got = Vec::new();
+        let r = take_entity_car(file, car, |b| got.push(*b.cid()));
+        (r, got)
+    }
+
+    #[test]
+    fn an_entity_car_gives_the_files_blocks_in_order_and_nothing_else() {
+        let (root, _, blocks) = file_car();
+        assert_eq!(blocks.len(), 6);
+        let all: Vec<&Block> = blocks.iter().collect();
+        let cids: Vec<Cid> = blocks.iter().map(|b| *b.cid()).collect();
+        // The whole file, and a stretch of it (root and leaves 2..4), each block once.
+        assert_eq!(take(root, &car_of(&[root], &all)), (Ok(()), cids.clone()));
+        let part = [all[0], all[2], all[3], all[2]];
+        assert_eq!(take(root, &car_of(&[root], &part)), (Ok(()), vec![cids[0], cids[2], cids[3]]));
+
+        // A block no earlier block links to ends it, after what came before.
+        let text = b"not part of the file";
+        let stranger = cairn_merkle::hash::CidFormat::default().cid(cairn_merkle::hash::RAW, text);
+        let stranger = Block::verified(stranger, &text[..]).unwrap();
+        let (r, got) = take(root, &car_of(&[root], &[all[0], all[1], &stranger, all[2]]));
+        assert!(r.unwrap_err().contains("no block before it links to"));
+        assert_eq!(got, cids[..2]);
+        // A leaf before its root, a CAR for another root, and garbage.
+        let (r, got) = take(root, &car_of(&[root], &[all[1], all[0]]));
+        assert!(r.is_err() && got.is_empty());
+        assert!(take(root, &car_of(&[cids[1]], &[all[1]])).0.unwrap_err().contains("do not name"));
+        assert!(take(root, b"\x05hello").0.is_err());
+        // A block whose bytes do not match its CID.
+        let mut car = car_of(&[root], &[all[0], all[1]]);
+        let last = car.len() - 1;
+        car[last] ^= 1;
+        let (r, got) = take(root, &car);
+        assert!(r.is_err(), "a corrupt block was taken");
+        assert_eq!(got, cids[..1]);
+    }
+
+    #[test]
     fn only_http_urls_are_taken() {
-        let cfg = |g: &str| OriginConfig { gateways: vec![g.into()], fast_start: 1, stall: Duration::ZERO };
-        assert!(Origin::new(cfg("ftp://x")).is_err());
-        assert!(Origin::new(cfg("not a url")).is_err());
-        assert!(Origin::new(OriginConfig { gateways: vec![], fast_start: 1, stall: Duration::ZERO })
-            .unwrap()
-            .is_none());
+        let cfg = |g: &[&str]| OriginConfig {
+            gateways: g.iter().map(|g| g.to_string()).collect(),
+            fast_start: 1,
+            stall: Duration::ZERO,
+            format: OriginFormat::Raw,
+        };
+        assert!(Origin::new(cfg(&["ftp://x"])).is_err());
+        assert!(Origin::new(cfg(&["not a url"])).is_err());
+        assert!(Origin::new(cfg(&[])).unwrap().is_none());
     }
 
     #[tokio::test]

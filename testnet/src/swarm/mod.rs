@@ -155,6 +155,9 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
                 c["Scrub"]["Interval"] = json!("0");
                 if s.origin && *role == Role::Leecher {
                     c["Origins"]["Gateways"] = json!([origin_url]);
+                    if let Some(format) = &s.origin_format {
+                        c["Origins"]["Format"] = json!(format);
+                    }
                 }
             })?;
             if *role == Role::Seed {

@@ -169,6 +169,10 @@ pub struct Scenario {
     /// Whether the readers' nodes use the publisher's gateway as an HTTP origin.
     #[serde(default)]
     pub origin: bool,
+    /// How the readers ask the origin (`Origins.Format`: `raw` or `car`); the node's default
+    /// when absent.
+    #[serde(default)]
+    pub origin_format: Option<String>,
     /// Every node's link.
     pub link: Link,
     /// The seeds' link, when it differs.
