@@ -701,7 +701,7 @@ mod tests {
         let Some(_fs) = SmallFs::mount(mnt.path(), "24m") else { return };
         // Room that the test gives back later.
         let filler = mnt.path().join("filler");
-        std::fs::write(&filler, vec![1u8; 6 << 20]).unwrap();
+        std::fs::write(&filler, vec![1u8; 10 << 20]).unwrap();
         let tuning = RocksTuning { write_buffer_bytes: 2 << 20, ..RocksTuning::default() };
         let store = std::sync::Arc::new(RocksStore::open(&mnt.path().join("db"), &tuning).unwrap());
         let first = numbered_block(0, 256 << 10);
