@@ -209,6 +209,10 @@ pub enum Dht {
     Lan,
 }
 
+/// A query on one of the DHTs. Each DHT numbers its queries from zero, so a query ID alone
+/// does not say which DHT's query it is.
+pub type Query = (Dht, kad::QueryId);
+
 /// How announcing went.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProvideStats {
@@ -242,8 +246,8 @@ struct InFlight {
 
 /// The announcement queue: keys wait here and at most [`PROVIDE_CONCURRENCY`] provide
 /// queries run at once, so a large reprovide cannot swamp the swarm. `Q` is the query ID type
-/// (kad's `QueryId` in the node).
-pub struct Provider<Q = kad::QueryId> {
+/// (a [`Query`] in the node).
+pub struct Provider<Q = Query> {
     queue: VecDeque<(kad::RecordKey, Option<u64>)>,
     running: HashMap<Q, kad::RecordKey>,
     pending: HashMap<kad::RecordKey, InFlight>,
@@ -379,7 +383,7 @@ pub struct Lookup {
     /// Stop after this many.
     pub max: usize,
     /// Queries (one per DHT) still running.
-    pub queries: Vec<kad::QueryId>,
+    pub queries: Vec<Query>,
     /// Who waits for the answer (none: a lookup started by a fetch).
     pub reply: Option<tokio::sync::oneshot::Sender<Vec<PeerId>>>,
     /// When it ends with what it found.

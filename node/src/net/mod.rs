@@ -16,6 +16,7 @@ pub mod origin;
 pub mod ratelimit;
 pub mod reprovide;
 pub mod session;
+pub mod sweep;
 pub mod transport;
 
 use std::sync::Arc;
@@ -181,6 +182,8 @@ pub struct Behaviour {
     gossipsub: gossipsub::Behaviour,
     /// Bitswap.
     pub bitswap: bitswap::Behaviour,
+    /// Outbound streams opened from outside the driver (a sweep's announcements).
+    streams: libp2p_stream::Behaviour,
 }
 
 impl std::fmt::Debug for Behaviour {
@@ -243,7 +246,18 @@ enum Command {
     Provide(Vec<Cid>, Option<oneshot::Sender<(u64, u64)>>),
     FindProviders { cid: Cid, max: usize, deadline: Instant, reply: oneshot::Sender<Vec<PeerId>> },
     DhtStats(oneshot::Sender<DhtStats>),
+    ClosestPeers { dht: dht::Dht, key: Vec<u8>, reply: oneshot::Sender<Closest> },
+    ExternalAddrs(oneshot::Sender<Vec<Multiaddr>>),
     Shutdown,
+}
+
+/// What a lookup of the peers closest to a key found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Closest {
+    /// The closest peers that answered, at most K.
+    pub peers: Vec<PeerId>,
+    /// Whether the lookup ended by itself (not by timing out, nor for want of a DHT).
+    pub complete: bool,
 }
 
 /// A handle to the running network; cheap to clone.
@@ -258,6 +272,18 @@ pub struct Network {
     origin: Option<Arc<origin::Origin>>,
     /// The runtime the network task runs on, for [`Network::fetch_blocking`].
     runtime: tokio::runtime::Handle,
+    /// Opens streams to peers without going through the driver.
+    streams: Streams,
+}
+
+/// A [`libp2p_stream::Control`], which has no `Debug`.
+#[derive(Clone)]
+struct Streams(libp2p_stream::Control);
+
+impl std::fmt::Debug for Streams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Streams")
+    }
 }
 
 impl std::fmt::Debug for Command {
@@ -277,6 +303,8 @@ impl std::fmt::Debug for Command {
             Command::Provide(..) => "Provide",
             Command::FindProviders { .. } => "FindProviders",
             Command::DhtStats(_) => "DhtStats",
+            Command::ClosestPeers { .. } => "ClosestPeers",
+            Command::ExternalAddrs(_) => "ExternalAddrs",
             Command::Shutdown => "Shutdown",
         })
     }
@@ -378,6 +406,43 @@ impl Network {
     /// The DHTs' routing tables and announcement counters.
     pub async fn dht_stats(&self) -> Result<DhtStats, NetError> {
         self.ask(Command::DhtStats).await
+    }
+
+    /// The DHTs whose routing tables hold peers, where announcements can go.
+    pub async fn live_dhts(&self) -> Result<Vec<dht::Dht>, NetError> {
+        let s = self.dht_stats().await?;
+        Ok([(dht::Dht::Wan, s.wan_peers), (dht::Dht::Lan, s.lan_peers)]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(d, _)| d)
+            .collect())
+    }
+
+    /// Looks up the peers closest to the DHT key `key` (a multihash's bytes) on one DHT. The
+    /// swarm stays connected to (or dials) those found, so streams to them open at once.
+    pub async fn closest_peers(&self, dht: dht::Dht, key: Vec<u8>) -> Result<Closest, NetError> {
+        self.ask(|reply| Command::ClosestPeers { dht, key, reply }).await
+    }
+
+    /// The addresses this node tells peers, as provider records carry them.
+    pub async fn external_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
+        self.ask(Command::ExternalAddrs).await
+    }
+
+    /// Tells `peer` on `dht` that this node (at `addrs`) provides `keys` (multihash bytes),
+    /// over one stream: [`sweep::send`].
+    pub async fn send_providers(
+        &self,
+        dht: dht::Dht,
+        peer: PeerId,
+        addrs: &[Multiaddr],
+        keys: &[&[u8]],
+    ) -> Result<(), String> {
+        let protocol = match dht {
+            dht::Dht::Wan => dht::WAN_PROTOCOL,
+            dht::Dht::Lan => dht::LAN_PROTOCOL,
+        };
+        sweep::send(&mut self.streams.0.clone(), peer, protocol, &self.peer_id, addrs, keys).await
     }
 
     /// Fetches a block from peers (and from the HTTP origins, when configured: [`origin`]),
@@ -630,7 +695,9 @@ pub async fn spawn(
         kad_lan: kad_of(dht::LAN_PROTOCOL, lan_mode),
         gossipsub,
         bitswap: bitswap::Behaviour::default(),
+        streams: libp2p_stream::Behaviour::new(),
     };
+    let streams = Streams(behaviour.streams.new_control());
     let idle = cfg.idle_timeout;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -707,13 +774,14 @@ pub async fn spawn(
         lookups: Vec::new(),
         lookup_due: std::collections::VecDeque::new(),
         lookups_started: 0,
+        closest: Default::default(),
         dht: cfg.dht,
         origin: origin.clone(),
         arrived: 0,
     };
     let task = tokio::spawn(driver.run());
     let runtime = tokio::runtime::Handle::current();
-    Ok((Network { peer_id, listening, tx, sessions: Arc::default(), origin, runtime }, task))
+    Ok((Network { peer_id, listening, tx, sessions: Arc::default(), origin, runtime, streams }, task))
 }
 
 /// Serving turns running at once.
@@ -773,6 +841,8 @@ struct Driver {
     /// Fetches that look for providers on the DHT if no peer has the block by then.
     lookup_due: std::collections::VecDeque<(Instant, Cid)>,
     lookups_started: u64,
+    /// Closest-peer lookups running, and who waits for each.
+    closest: std::collections::HashMap<dht::Query, oneshot::Sender<Closest>>,
     dht: dht::DhtMode,
     /// The HTTP origins, told when blocks arrive from peers, so that they are asked only when
     /// peers stall.
@@ -990,6 +1060,25 @@ impl Driver {
                 };
                 let _ = tx.send(stats);
             }
+            Command::ClosestPeers { dht, key, reply } => {
+                let b = self.swarm.behaviour_mut();
+                let kad = match dht {
+                    dht::Dht::Wan => &mut b.kad_wan,
+                    dht::Dht::Lan => &mut b.kad_lan,
+                };
+                match kad.as_mut() {
+                    Some(k) => {
+                        let id = k.get_closest_peers(key);
+                        self.closest.insert((dht, id), reply);
+                    }
+                    None => {
+                        let _ = reply.send(Closest::default());
+                    }
+                }
+            }
+            Command::ExternalAddrs(tx) => {
+                let _ = tx.send(self.swarm.external_addresses().cloned().collect());
+            }
             Command::Shutdown => {}
         }
     }
@@ -1017,7 +1106,8 @@ impl Driver {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                 self.on_identified(peer_id, info)
             }
-            SwarmEvent::Behaviour(BehaviourEvent::KadWan(ev) | BehaviourEvent::KadLan(ev)) => self.on_kad(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::KadWan(ev)) => self.on_kad(dht::Dht::Wan, ev),
+            SwarmEvent::Behaviour(BehaviourEvent::KadLan(ev)) => self.on_kad(dht::Dht::Lan, ev),
             SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::v1::Event::StatusChanged { new, .. })) => {
                 tracing::info!("AutoNAT: reachability is now {new:?}");
                 if self.dht == dht::DhtMode::Auto {
@@ -1168,10 +1258,12 @@ impl Driver {
         let dhts = [table_size(&mut b.kad_wan) > 0, table_size(&mut b.kad_lan) > 0];
         self.provider.pump(|key| {
             let mut ids = Vec::new();
-            for (kad, live) in [(&mut b.kad_wan, dhts[0]), (&mut b.kad_lan, dhts[1])] {
+            for (which, kad, live) in
+                [(dht::Dht::Wan, &mut b.kad_wan, dhts[0]), (dht::Dht::Lan, &mut b.kad_lan, dhts[1])]
+            {
                 if let (Some(k), true) = (kad.as_mut(), live) {
                     match k.start_providing(key.clone()) {
-                        Ok(id) => ids.push(id),
+                        Ok(id) => ids.push((which, id)),
                         Err(e) => tracing::debug!("cannot provide: {e}"),
                     }
                 }
@@ -1186,10 +1278,10 @@ impl Driver {
         let key = dht::key_of(&cid);
         let b = self.swarm.behaviour_mut();
         let mut queries = Vec::new();
-        for kad in [&mut b.kad_wan, &mut b.kad_lan] {
+        for (which, kad) in [(dht::Dht::Wan, &mut b.kad_wan), (dht::Dht::Lan, &mut b.kad_lan)] {
             if table_size(kad) > 0 {
                 if let Some(k) = kad.as_mut() {
-                    queries.push(k.get_providers(key.clone()));
+                    queries.push((which, k.get_providers(key.clone())));
                 }
             }
         }
@@ -1228,11 +1320,13 @@ impl Driver {
     /// Stops a lookup's queries and answers whoever waits.
     fn end_lookup(&mut self, l: dht::Lookup) {
         let b = self.swarm.behaviour_mut();
-        for id in &l.queries {
-            for kad in [&mut b.kad_wan, &mut b.kad_lan] {
-                if let Some(mut q) = kad.as_mut().and_then(|k| k.query_mut(id)) {
-                    q.finish();
-                }
+        for (which, id) in &l.queries {
+            let kad = match which {
+                dht::Dht::Wan => &mut b.kad_wan,
+                dht::Dht::Lan => &mut b.kad_lan,
+            };
+            if let Some(mut q) = kad.as_mut().and_then(|k| k.query_mut(id)) {
+                q.finish();
             }
         }
         if let Some(r) = l.reply {
@@ -1240,11 +1334,35 @@ impl Driver {
         }
     }
 
-    fn on_kad(&mut self, ev: kad::Event) {
+    fn on_kad(&mut self, which: dht::Dht, ev: kad::Event) {
         let kad::Event::OutboundQueryProgressed { id, result, stats, step } = ev else { return };
+        let id = (which, id);
         match result {
             kad::QueryResult::StartProviding(_) if self.provider.owns(&id) => {
                 self.provider.finished(&id, stats.num_successes() > 0);
+            }
+            kad::QueryResult::GetClosestPeers(r) => {
+                let Some(reply) = self.closest.remove(&id) else { return };
+                let (found, complete) = match r {
+                    Ok(ok) => (ok.peers, true),
+                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => (peers, false),
+                };
+                let me = *self.swarm.local_peer_id();
+                let mut peers = Vec::with_capacity(found.len());
+                for p in found.into_iter().filter(|p| p.peer_id != me) {
+                    // Announcements follow at once: keep a way to the peer open.
+                    if !self.swarm.is_connected(&p.peer_id) && !p.addrs.is_empty() {
+                        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(p.peer_id)
+                            .addresses(p.addrs)
+                            .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                            .build();
+                        if let Err(e) = self.swarm.dial(opts) {
+                            tracing::debug!("cannot dial {}: {e}", p.peer_id);
+                        }
+                    }
+                    peers.push(p.peer_id);
+                }
+                let _ = reply.send(Closest { peers, complete });
             }
             kad::QueryResult::GetProviders(r) => {
                 let Some(i) = self.lookups.iter().position(|l| l.queries.contains(&id)) else { return };

@@ -2,18 +2,26 @@
 //! `Reprovider.Interval`).
 //!
 //! Provider records expire after 48 hours, so a node renews its own every interval (22 hours
-//! by default). A sweep walks the keys the strategy names in chunks, feeding them to the
-//! network's announcement queue, which runs a bounded number of queries at once; the walk
-//! never holds more than a few chunks in memory, whatever the repo's size. When the last
-//! sweep ended is kept in `$repo/reprovide.json`, so a restart does not start over: the next
-//! sweep is due an interval after the last one finished.
+//! by default). A sweep walks the keys the strategy names and announces them by keyspace
+//! region ([`super::sweep`]): it gathers a window of keys, sorts them by their position in the
+//! keyspace, looks up each region's peers once (regions found stay known for the rest of the
+//! sweep), and sends every peer all of the window's keys it should hold over one stream. The
+//! cost is a lookup per region, about one per ten DHT peers, rather than a lookup per key, and
+//! the sweep holds one window in memory whatever the repo's size. When the last sweep ended
+//! is kept in `$repo/reprovide.json`, so a restart does not start over: the next sweep is due
+//! an interval after the last one finished.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cairn_merkle::Cid;
+use futures::StreamExt;
+use libp2p::{Multiaddr, PeerId};
 
+use super::dht::Dht;
+use super::sweep::{self, Point, Region, Regions, Window};
 use super::{NetError, Network};
 use crate::node::Node;
 use crate::store::BlockStore;
@@ -58,6 +66,12 @@ pub struct Sweep {
     pub provided: u64,
     /// Keys no peer took.
     pub failed: u64,
+    /// Region lookups made (over all DHTs).
+    pub lookups: u64,
+    /// Streams of announcements that peers took.
+    pub streams: u64,
+    /// Streams that failed (the peer unreachable, refusing or too slow).
+    pub failed_streams: u64,
     /// How long it took.
     pub took: Duration,
 }
@@ -98,7 +112,13 @@ impl Reprovider {
 
     fn record_sweep(&self, s: &Sweep) {
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
-        let v = serde_json::json!({"LastSweep": now, "Provided": s.provided, "Failed": s.failed});
+        let v = serde_json::json!({
+            "LastSweep": now,
+            "Provided": s.provided,
+            "Failed": s.failed,
+            "Lookups": s.lookups,
+            "Seconds": s.took.as_secs_f64(),
+        });
         let tmp = self.state_file().with_extension("json.tmp");
         if std::fs::write(&tmp, v.to_string()).and_then(|()| std::fs::rename(&tmp, self.state_file())).is_err() {
             tracing::warn!("cannot record the reprovide sweep in {}", self.state_file().display());
@@ -123,26 +143,113 @@ impl Reprovider {
         }
     }
 
-    /// Announces every key of the strategy once, a chunk at a time.
+    /// Announces every key of the strategy once, by region, a window at a time.
     pub async fn sweep(&self) -> Result<Sweep, NetError> {
         let started = std::time::Instant::now();
+        let dhts = self.net.live_dhts().await?;
+        let addrs = self.net.external_addrs().await?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Cid>>(2);
         let node = self.node.clone();
         let strategy = self.strategy;
         let walker = tokio::task::spawn_blocking(move || walk(&node, strategy, &tx));
+        let mut regions: Vec<(Dht, Regions)> = dhts.into_iter().map(|d| (d, Regions::default())).collect();
         let mut s = Sweep::default();
-        while let Some(chunk) = rx.recv().await {
-            let (ok, failed) = self.net.provide(chunk).await?;
-            s.provided += ok;
-            s.failed += failed;
+        let mut window: Vec<(Point, Vec<u8>)> = Vec::with_capacity(sweep::WINDOW);
+        loop {
+            let chunk = rx.recv().await;
+            let last = chunk.is_none();
+            for cid in chunk.unwrap_or_default() {
+                let key = cid.hash().to_bytes();
+                window.push((sweep::point_of_key(&key), key));
+            }
+            if window.len() >= sweep::WINDOW || (last && !window.is_empty()) {
+                self.announce_window(&mut window, &mut regions, &addrs, &mut s).await?;
+                window.clear();
+            }
+            if last {
+                break;
+            }
         }
         if let Ok(Err(e)) = walker.await {
             tracing::warn!("reprovide sweep stopped early: {e}");
         }
         s.took = started.elapsed();
         self.record_sweep(&s);
-        tracing::info!("reprovided {} keys ({} reached no peer) in {:?}", s.provided, s.failed, s.took);
+        tracing::info!(
+            "reprovided {} keys ({} reached no peer) in {:?}: {} region lookups, {} streams ({} failed)",
+            s.provided,
+            s.failed,
+            s.took,
+            s.lookups,
+            s.streams,
+            s.failed_streams
+        );
         Ok(s)
+    }
+
+    /// Announces one window of keys on every DHT: finds the regions it lacks, then sends each
+    /// peer its keys.
+    async fn announce_window(
+        &self,
+        window: &mut Vec<(Point, Vec<u8>)>,
+        regions: &mut [(Dht, Regions)],
+        addrs: &[Multiaddr],
+        s: &mut Sweep,
+    ) -> Result<(), NetError> {
+        window.sort_unstable();
+        window.dedup();
+        let points: Vec<Point> = window.iter().map(|(p, _)| *p).collect();
+        let mut reached = vec![false; window.len()];
+        for (dht, known) in regions.iter_mut() {
+            let dht = *dht;
+            let mut w = Window::new(&points, known);
+            loop {
+                let targets = w.next_targets(known, sweep::LOOKUPS_AT_ONCE);
+                if targets.is_empty() {
+                    break;
+                }
+                let lookups = targets.iter().map(|&i| self.net.closest_peers(dht, window[i].1.clone()));
+                let found = futures::future::join_all(lookups).await;
+                for (&i, closest) in targets.iter().zip(found) {
+                    let closest = closest?;
+                    s.lookups += 1;
+                    let r = known.add(Region::from_lookup(points[i], closest.peers, closest.complete));
+                    w.apply(known, r);
+                }
+            }
+            let mut per_peer: HashMap<PeerId, Vec<usize>> = HashMap::new();
+            for i in 0..points.len() {
+                let Some(r) = w.owner(i) else { continue };
+                for p in &known.get(r).peers {
+                    per_peer.entry(*p).or_default().push(i);
+                }
+            }
+            let window = &*window;
+            let sends = per_peer.into_iter().map(|(peer, keys)| async move {
+                let bytes: Vec<&[u8]> = keys.iter().map(|&i| &window[i].1[..]).collect();
+                let r = self.net.send_providers(dht, peer, addrs, &bytes).await;
+                (peer, keys, r)
+            });
+            let mut sends = futures::stream::iter(sends).buffer_unordered(sweep::SENDS_AT_ONCE);
+            while let Some((peer, keys, r)) = sends.next().await {
+                match r {
+                    Ok(()) => {
+                        s.streams += 1;
+                        for i in keys {
+                            reached[i] = true;
+                        }
+                    }
+                    Err(e) => {
+                        s.failed_streams += 1;
+                        tracing::debug!("announcing {} keys to {peer}: {e}", keys.len());
+                    }
+                }
+            }
+        }
+        let ok = reached.iter().filter(|r| **r).count() as u64;
+        s.provided += ok;
+        s.failed += reached.len() as u64 - ok;
+        Ok(())
     }
 
     /// Sweeps every interval until the network stops. Does nothing when renewal is off.

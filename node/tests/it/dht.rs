@@ -141,6 +141,9 @@ fn a_reprovide_sweep_announces_every_block() {
     assert_eq!(reprovider.keys_for(&[root]).len(), 13, "all: every block of an add");
     let sweep = rt.block_on(reprovider.sweep()).unwrap();
     assert_eq!((sweep.provided, sweep.failed), (blocks, 0));
+    // Fewer peers than K: one lookup finds them all (b, and c through b), and each takes
+    // every key on one stream.
+    assert_eq!((sweep.lookups, sweep.streams, sweep.failed_streams), (1, 2, 0), "{sweep:?}");
     assert!(reprovider.last_sweep().is_some(), "the sweep is recorded");
     // A leaf is found on the DHT under its own CID, not just the root.
     let leaf = a.dag_cids(&root).unwrap()[5];
@@ -148,4 +151,54 @@ fn a_reprovide_sweep_announces_every_block() {
     rt.block_on(na.shutdown());
     let found = rt.block_on(nc.find_providers(leaf, 5, Duration::from_secs(10))).unwrap();
     assert_eq!(found, vec![na.peer_id()]);
+}
+
+/// A DHT of more peers than K: the sweep splits the keyspace into regions, with a few lookups
+/// for thousands of keys, and every record lands where lookups look. After the announcer has
+/// left, another node finds it as the provider of any key.
+#[test]
+fn a_sweep_over_more_peers_than_k_announces_by_region() {
+    const PEERS: usize = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut first = Node::init(&dir.path().join("n0"), Profile::Test).unwrap();
+    let mut cfg = first.repo().config().clone();
+    cfg.reprovider.strategy = "all".into();
+    first.repo_mut().set_config(cfg).unwrap();
+    let first = Arc::new(first);
+    // 3 MB in 1 KiB raw leaves: about three thousand keys.
+    let mut import = cairn_merkle::importer::ImportOptions::from_flags(Some(1), Some(true), None).unwrap();
+    import.chunker = "size-1024".parse().unwrap();
+    let opts = AddOptions { import, ..AddOptions::default() };
+    let root = first.add_reader(&crate::noise(34, 3_000_000)[..], &opts, true).unwrap().cid;
+    let keys = first.dag_cids(&root).unwrap();
+    assert!(keys.len() > 2900, "{}", keys.len());
+    let nodes: Vec<Arc<Node>> = std::iter::once(first.clone())
+        .chain((1..=PEERS).map(|i| Arc::new(Node::init(&dir.path().join(format!("n{i}")), Profile::Test).unwrap())))
+        .collect();
+    let nets: Vec<Network> = rt.block_on(async {
+        let mut nets = Vec::new();
+        for n in &nodes {
+            nets.push(start(n).await);
+        }
+        for i in 1..nets.len() {
+            nets[i].connect(nets[0].listen_addrs()[0].clone()).await.unwrap();
+            if i > 1 {
+                nets[i].connect(nets[i - 1].listen_addrs()[0].clone()).await.unwrap();
+            }
+        }
+        lan_table(&nets[0], PEERS).await;
+        nets
+    });
+    let sweep = rt.block_on(Reprovider::from_repo(first.clone(), nets[0].clone()).unwrap().sweep()).unwrap();
+    assert_eq!((sweep.provided, sweep.failed), (keys.len() as u64, 0), "{sweep:?}");
+    assert!((2..=12).contains(&sweep.lookups), "{} lookups for {PEERS} peers: {sweep:?}", sweep.lookups);
+    assert!(sweep.streams >= 20, "{sweep:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    rt.block_on(nets[0].shutdown());
+    let asker = &nets[PEERS];
+    for cid in keys.iter().step_by(keys.len() / 12) {
+        let found = rt.block_on(asker.find_providers(*cid, 1, Duration::from_secs(10))).unwrap();
+        assert_eq!(found, vec![nets[0].peer_id()], "no record of {cid} where lookups look");
+    }
 }

@@ -9,6 +9,8 @@
 //!   fetcher attached, as `cat` and the gateway do under the daemon.
 //! - Kubo finds a Cairn provider on the LAN DHT through another Cairn node and downloads
 //!   from it.
+//! - Kubo keeps the provider records a Cairn reprovide sweep sends it (ADD_PROVIDER messages
+//!   written back to back on one stream), and hands them to another Cairn node.
 //! - A gossipsub message crosses each way.
 
 use std::fs;
@@ -19,6 +21,7 @@ use std::time::Duration;
 use cairn_node::add::AddOptions;
 use cairn_node::config::Profile;
 use cairn_node::net::dht::DhtMode;
+use cairn_node::net::reprovide::Reprovider;
 use cairn_node::net::{self, NetConfig, NetFetcher, Network, NodeStore};
 use cairn_node::store::BlockStore;
 use cairn_node::Node;
@@ -36,7 +39,22 @@ fn cairn(dir: &Path, rt: &tokio::runtime::Runtime) -> (Arc<Node>, Network) {
 
 /// [`cairn`], with its repo at `dir/name` and its DHTs in `dht` mode.
 fn cairn_named(dir: &Path, name: &str, dht: DhtMode, rt: &tokio::runtime::Runtime) -> (Arc<Node>, Network) {
-    let node = Arc::new(Node::init(&dir.join(name), Profile::Test).unwrap());
+    cairn_configured(dir, name, dht, |_| {}, rt)
+}
+
+/// [`cairn_named`], with `edit` applied to the repo's config first.
+fn cairn_configured(
+    dir: &Path,
+    name: &str,
+    dht: DhtMode,
+    edit: impl FnOnce(&mut cairn_node::Config),
+    rt: &tokio::runtime::Runtime,
+) -> (Arc<Node>, Network) {
+    let mut node = Node::init(&dir.join(name), Profile::Test).unwrap();
+    let mut cfg = node.repo().config().clone();
+    edit(&mut cfg);
+    node.repo_mut().set_config(cfg).unwrap();
+    let node = Arc::new(node);
     let cfg = NetConfig { dht, ..NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]) };
     let (network, _task) =
         rt.block_on(net::spawn(node.repo().keypair().clone(), Arc::new(NodeStore(node.clone())), cfg)).unwrap();
@@ -167,6 +185,59 @@ fn kubo_finds_a_cairn_provider_through_the_dht() {
     assert!(fs::read(&dest).unwrap() == fs::read(&file).unwrap(), "Kubo's copy differs");
     assert!(kubo.peers().unwrap().iter().any(|p| p.contains(&a_id)), "Kubo got it without dialing A?");
     assert!(!b.repo().store().has(&root).unwrap(), "B only routed");
+}
+
+/// A reprovide sweep on Cairn A, whose only DHT peer is Kubo: one region lookup finds Kubo,
+/// and every block's ADD_PROVIDER goes to it over one stream. A then leaves; Cairn C, whose
+/// only peer is Kubo, finds A as the provider of a leaf, so Kubo took and kept each record
+/// (it stores a record only when the message names the sender with an address).
+#[test]
+fn kubo_keeps_the_records_of_a_cairn_reprovide_sweep() {
+    if !enter("bitswap_kubo::kubo_keeps_the_records_of_a_cairn_reprovide_sweep") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let strategy_all = |cfg: &mut cairn_node::Config| cfg.reprovider.strategy = "all".into();
+    let (a, net_a) = cairn_configured(dir.path(), "a", DhtMode::Client, strategy_all, &rt);
+    // 1 MiB in 256 KiB chunks: four leaves and a root.
+    let data = cairn_testnet::data::random_bytes(1 << 20, 810);
+    let root = a.add_reader(&data[..], &AddOptions::default(), true).unwrap().cid;
+    let leaves = a.dag_cids(&root).unwrap();
+    assert_eq!(leaves.len(), 5);
+
+    let kubo = KuboPeer::start(KuboOptions::default()).unwrap();
+    let kubo_addr: net::Multiaddr =
+        kubo.p2p_addrs().into_iter().find(|a| a.contains("/tcp/")).expect("a TCP address").parse().unwrap();
+    let sweep = rt.block_on(async {
+        net_a.connect(kubo_addr.clone()).await.unwrap();
+        wait_lan_peers(&net_a, 1).await;
+        Reprovider::from_repo(a.clone(), net_a.clone()).unwrap().sweep().await.unwrap()
+    });
+    assert_eq!((sweep.provided, sweep.failed), (5, 0), "{sweep:?}");
+    assert_eq!((sweep.lookups, sweep.streams, sweep.failed_streams), (1, 1, 0), "{sweep:?}");
+    // ADD_PROVIDER has no reply: give the stream a moment to be read before A leaves.
+    std::thread::sleep(Duration::from_millis(500));
+    rt.block_on(net_a.shutdown());
+
+    let (_c, net_c) = cairn_named(dir.path(), "c", DhtMode::Client, &rt);
+    let found = rt.block_on(async {
+        net_c.connect(kubo_addr).await.unwrap();
+        wait_lan_peers(&net_c, 1).await;
+        net_c.find_providers(leaves[3], 5, Duration::from_secs(20)).await.unwrap()
+    });
+    assert_eq!(found, vec![net_a.peer_id()], "Kubo did not hand out A's record");
+}
+
+/// Waits until `net`'s LAN routing table holds at least `n` peers.
+async fn wait_lan_peers(net: &Network, n: usize) {
+    for _ in 0..100 {
+        if net.dht_stats().await.unwrap().lan_peers >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the LAN table never reached {n} peers: {:?}", net.dht_stats().await.unwrap());
 }
 
 /// A gossipsub message goes from Kubo to Cairn and from Cairn to Kubo on one topic.
