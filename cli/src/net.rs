@@ -119,6 +119,9 @@ pub enum RoutingCommand {
         #[arg(short, long)]
         recursive: bool,
     },
+    /// Renew every DHT announcement of `Reprovider.Strategy` now, as the daemon does every
+    /// `Reprovider.Interval`.
+    Reprovide,
     /// Find peers that provide a CID: one peer ID per line.
     Findprovs {
         /// The CID.
@@ -138,6 +141,19 @@ pub fn routing(ctx: &Ctx, cmd: RoutingCommand) -> anyhow::Result<()> {
             let mut q: Vec<(&str, &str)> = cids.iter().map(|c| ("arg", c.as_str())).collect();
             q.push(("recursive", &r));
             client.lines("routing/provide", &query(&q), None, &mut |_| Ok(()))?;
+        }
+        RoutingCommand::Reprovide => {
+            let v = client.json("routing/reprovide", "")?;
+            let n = |k: &str| v[k].as_u64().unwrap_or_default();
+            println!(
+                "reprovided {} keys ({} reached no peer) in {:.2}s: {} region lookups, {} streams ({} failed)",
+                n("Provided"),
+                n("Failed"),
+                v["Seconds"].as_f64().unwrap_or_default(),
+                n("Lookups"),
+                n("Streams"),
+                n("FailedStreams")
+            );
         }
         RoutingCommand::Findprovs { cid, num_providers } => {
             let n = num_providers.to_string();

@@ -7,7 +7,7 @@
 //! bad argument), as Kubo's clients expect.
 //!
 //! Commands: `version`, `id`, `swarm/peers`, `swarm/connect`, `swarm/addrs/listen`,
-//! `routing/provide`, `routing/findprovs`, `add` (multipart), `cat`, `get` (tar), `pin/add`, `pin/rm`,
+//! `routing/provide`, `routing/findprovs`, `routing/reprovide`, `add` (multipart), `cat`, `get` (tar), `pin/add`, `pin/rm`,
 //! `pin/ls`, `ls`, `block/get|put|stat|rm`, `dag/export|import`, `repo/gc|stat|verify`,
 //! `manifest/sign|verify`, `pin/verify`, `follow/add|rm|ls`, `shutdown`. Adding or pinning
 //! announces the new roots on the DHT (per
@@ -252,6 +252,7 @@ impl Api {
             }
             "routing/provide" | "dht/provide" => self.provide(&p).await,
             "routing/findprovs" | "dht/findprovs" => self.findprovs(&p).await,
+            "routing/reprovide" | "bitswap/reprovide" => self.reprovide().await,
             "add" => self.add(req, &p).await,
             "cat" => self.cat(&p).await,
             "get" => self.get(&p).await,
@@ -347,6 +348,22 @@ impl Api {
         }
         tracing::debug!("provided {ok} keys, {failed} reached no peer");
         Ok(ndjson(&[]))
+    }
+
+    /// Renews every announcement of `Reprovider.Strategy` now (a whole sweep, by region), and
+    /// says how it went.
+    async fn reprovide(&self) -> Answer {
+        self.net()?;
+        let rp = self.reprovider.as_ref().ok_or_else(|| Fail::internal("the reprovider is not configured"))?;
+        let s = rp.sweep().await.map_err(Fail::internal)?;
+        Ok(json_response(&json!({
+            "Provided": s.provided,
+            "Failed": s.failed,
+            "Lookups": s.lookups,
+            "Streams": s.streams,
+            "FailedStreams": s.failed_streams,
+            "Seconds": s.took.as_secs_f64(),
+        })))
     }
 
     async fn findprovs(&self, p: &Params) -> Answer {

@@ -108,6 +108,11 @@ fn commands_go_through_the_daemon() {
     let provs = run(&b, &["routing", "findprovs", "-n", "1", &cid]);
     assert_eq!(provs.trim(), offline["ID"].as_str().unwrap());
     run(&a, &["routing", "provide", "-r", &cid]);
+    // A sweep now: the roots strategy renews the two pins (the file and the tree), in one
+    // lookup since b is the whole DHT.
+    let swept = run(&a, &["routing", "reprovide"]);
+    assert!(swept.starts_with("reprovided 2 keys (0 reached no peer) in "), "{swept}");
+    assert!(swept.trim_end().ends_with("1 region lookups, 1 streams (0 failed)"), "{swept}");
     // b pins what it fetched, through its daemon.
     assert_eq!(run(&b, &["pin", "add", &cid]).trim(), format!("pinned {cid} recursively"));
     // A DAG b has never read: pinning it fetches every block.

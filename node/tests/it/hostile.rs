@@ -1,5 +1,6 @@
 //! Hostile peers over real libp2p connections: malformed and oversized Bitswap messages, a
-//! wantlist flood, a peer that never reads, and a storm of half-open connections. Each time
+//! wantlist flood, a peer that never reads (Bitswap replies, or DHT announcements), and a
+//! storm of half-open connections. Each time
 //! an honest peer is still served, and what the node holds for the hostile one stays bounded.
 //!
 //! The hostile peer is a bare libp2p swarm that opens Bitswap streams and writes whatever the
@@ -44,6 +45,11 @@ struct Hostile {
 
 impl Hostile {
     async fn connect(target: &Multiaddr, inbound: Inbound) -> Hostile {
+        Hostile::connect_accepting(target, inbound, BITSWAP).await
+    }
+
+    /// [`Hostile::connect`], taking Cairn's streams of `protocol` instead of Bitswap's.
+    async fn connect_accepting(target: &Multiaddr, inbound: Inbound, protocol: StreamProtocol) -> Hostile {
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_tcp(libp2p::tcp::Config::default(), libp2p::noise::Config::new, libp2p::yamux::Config::default)
@@ -54,7 +60,7 @@ impl Hostile {
             .build();
         let id = *swarm.local_peer_id();
         let mut control = swarm.behaviour().new_control();
-        let mut incoming = control.accept(BITSWAP).unwrap();
+        let mut incoming = control.accept(protocol).unwrap();
         tokio::spawn(async move {
             let mut held = Vec::new();
             while let Some((_, mut stream)) = incoming.next().await {
@@ -249,6 +255,25 @@ fn a_peer_that_never_reads_holds_little() {
     // connection's buffers absorbed; far from all 32 MiB.
     assert!(before < 20 << 20, "{} MiB queued to a peer that reads nothing", before >> 20);
     assert!(s.is_connected(h.id), "a slow reader is not misbehaving");
+}
+
+/// A DHT peer that takes the announcement stream of a sweep and never reads it: the send gives
+/// up within its time limit with a clear error instead of holding the sweep, and the node goes
+/// on serving.
+#[test]
+fn a_dht_peer_that_never_reads_announcements_times_out() {
+    let s = Scene::new();
+    let h = s.rt.block_on(Hostile::connect_accepting(&s.addr(), Inbound::Ignore, net::dht::LAN_PROTOCOL));
+    // 5,000 keys are about 400 KiB of messages: more than a stream's window takes unread.
+    let keys: Vec<Vec<u8>> =
+        (0..5000u32).map(|i| cairn_merkle::hash::HashAlg::Sha2_256.digest(&i.to_be_bytes()).to_bytes()).collect();
+    let refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+    let started = Instant::now();
+    let addrs = s.rt.block_on(s.seed_net.external_addrs()).unwrap();
+    let err = s.rt.block_on(s.seed_net.send_providers(net::dht::Dht::Lan, h.id, &addrs, &refs)).unwrap_err();
+    assert!(err.contains("did not take the announcements in time"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    s.honest_read(45, 1 << 20);
 }
 
 /// Five hundred TCP connections that never finish a handshake: the node keeps serving the
