@@ -93,7 +93,13 @@ pub struct ProvStore {
     /// Other peers' provider records.
     providers: HashMap<kad::RecordKey, Vec<ProviderRecord>>,
     holds: Holds,
+    /// When a full store last looked for expired records: a scan of every record, so a flood of
+    /// announcements into a full store runs it at most once per [`PURGE_EVERY`].
+    last_purge: Option<Instant>,
 }
+
+/// How often a full record store scans for expired records, at most.
+const PURGE_EVERY: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for ProvStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -105,12 +111,16 @@ impl ProvStore {
     /// A store for `local` that asks `holds` about this node's own blocks.
     pub fn new(local: PeerId, holds: Holds) -> ProvStore {
         let mem = MemoryStore::with_config(local, MemoryStoreConfig::default());
-        ProvStore { local, mem, providers: HashMap::new(), holds }
+        ProvStore { local, mem, providers: HashMap::new(), holds, last_purge: None }
     }
 
-    /// Drops expired provider records of other peers.
+    /// Drops expired provider records of other peers, unless that was done lately.
     fn purge_expired(&mut self) {
         let now = Instant::now();
+        if self.last_purge.is_some_and(|t| now.duration_since(t) < PURGE_EVERY) {
+            return;
+        }
+        self.last_purge = Some(now);
         self.providers.retain(|_, v| {
             v.retain(|r| !r.is_expired(now));
             !v.is_empty()
@@ -429,6 +439,33 @@ mod tests {
         assert_eq!(store.provided().count(), 0, "kad must not republish on its own");
         store.remove_provider(&elsewhere, &other);
         assert!(store.providers(&elsewhere).is_empty());
+    }
+
+    /// A full store frees expired records when it is next asked to take one, but scans for
+    /// them at most once per [`PURGE_EVERY`]: a flood of announcements into a full store is
+    /// refused cheaply instead of scanning every record each time.
+    #[test]
+    fn a_full_store_purges_expired_records_at_most_once_per_interval() {
+        let me = PeerId::random();
+        let mut store = ProvStore::new(me, Arc::new(|_| false));
+        let other = PeerId::random();
+        let past = Instant::now().checked_sub(Duration::from_secs(1));
+        let fill = |store: &mut ProvStore, tag: u8| {
+            for i in 0..(MAX_PROVIDER_KEYS - store.providers.len()) as u32 {
+                let key = kad::RecordKey::new(&[&[tag][..], &i.to_be_bytes()[..]].concat());
+                let mut r = ProviderRecord::new(key, other, vec![]);
+                r.expires = past;
+                store.add_provider(r).unwrap();
+            }
+        };
+        fill(&mut store, 1);
+        let fresh = |n: u8| ProviderRecord::new(kad::RecordKey::new(&[9, n]), other, vec![]);
+        store.add_provider(fresh(1)).expect("the expired records made room");
+        assert_eq!(store.providers.len(), 1);
+        fill(&mut store, 2);
+        assert!(store.add_provider(fresh(2)).is_err(), "a second scan so soon");
+        store.last_purge = Instant::now().checked_sub(PURGE_EVERY);
+        store.add_provider(fresh(2)).expect("the interval passed");
     }
 
     #[test]
