@@ -342,7 +342,11 @@ impl Api {
         } else {
             roots
         };
-        let (ok, failed) = net.provide(keys).await.map_err(Fail::internal)?;
+        let (ok, failed) = match &self.reprovider {
+            Some(rp) => rp.announce_now(keys).await,
+            None => net.provide(keys).await,
+        }
+        .map_err(Fail::internal)?;
         if ok == 0 && failed > 0 {
             return Err(Fail::internal("failed to find any peer in table"));
         }
@@ -383,7 +387,7 @@ impl Api {
         let cids: Vec<Cid> = roots.iter().map(|(c, _)| *c).collect();
         let rp2 = rp.clone();
         if let Ok(keys) = tokio::task::spawn_blocking(move || rp2.keys_for(&cids)).await {
-            net.provide_later(keys).await;
+            rp.announce_later(keys).await;
         }
         for (root, size) in roots {
             net.announce_root(*root, *size).await;

@@ -28,6 +28,9 @@ use crate::store::BlockStore;
 
 /// Keys handed to the network at a time.
 const CHUNK: usize = 1024;
+/// Announcements of at most this many keys take a lookup each (exact for a few roots); more
+/// go by region.
+pub const PER_KEY_MOST: usize = 8;
 /// How long after start the first sweep waits when one is overdue (peers connect first).
 pub const FIRST_SWEEP_DELAY: Duration = Duration::from_secs(60);
 
@@ -145,35 +148,14 @@ impl Reprovider {
 
     /// Announces every key of the strategy once, by region, a window at a time.
     pub async fn sweep(&self) -> Result<Sweep, NetError> {
-        let started = std::time::Instant::now();
-        let dhts = self.net.live_dhts().await?;
-        let addrs = self.net.external_addrs().await?;
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Cid>>(2);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Cid>>(2);
         let node = self.node.clone();
         let strategy = self.strategy;
         let walker = tokio::task::spawn_blocking(move || walk(&node, strategy, &tx));
-        let mut regions: Vec<(Dht, Regions)> = dhts.into_iter().map(|d| (d, Regions::default())).collect();
-        let mut s = Sweep::default();
-        let mut window: Vec<(Point, Vec<u8>)> = Vec::with_capacity(sweep::WINDOW);
-        loop {
-            let chunk = rx.recv().await;
-            let last = chunk.is_none();
-            for cid in chunk.unwrap_or_default() {
-                let key = cid.hash().to_bytes();
-                window.push((sweep::point_of_key(&key), key));
-            }
-            if window.len() >= sweep::WINDOW || (last && !window.is_empty()) {
-                self.announce_window(&mut window, &mut regions, &addrs, &mut s).await?;
-                window.clear();
-            }
-            if last {
-                break;
-            }
-        }
+        let s = self.announce_from(rx).await?;
         if let Ok(Err(e)) = walker.await {
             tracing::warn!("reprovide sweep stopped early: {e}");
         }
-        s.took = started.elapsed();
         self.record_sweep(&s);
         tracing::info!(
             "reprovided {} keys ({} reached no peer) in {:?}: {} region lookups, {} streams ({} failed)",
@@ -184,6 +166,70 @@ impl Reprovider {
             s.streams,
             s.failed_streams
         );
+        Ok(s)
+    }
+
+    /// Announces `keys` now, by region as a sweep does: for the many blocks of an add or a pin
+    /// under the `all` and `pinned` strategies, which a lookup per key would take long over.
+    pub async fn announce(&self, keys: Vec<Cid>) -> Result<Sweep, NetError> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Cid>>(1);
+        tx.send(keys).await.map_err(|_| NetError::Stopped)?;
+        drop(tx);
+        self.announce_from(rx).await
+    }
+
+    /// Announces `keys` and waits: a few through the network's queue, a lookup each, more by
+    /// region. Returns how many reached a peer and how many did not.
+    pub async fn announce_now(&self, keys: Vec<Cid>) -> Result<(u64, u64), NetError> {
+        if keys.len() <= PER_KEY_MOST {
+            return self.net.provide(keys).await;
+        }
+        let s = self.announce(keys).await?;
+        Ok((s.provided, s.failed))
+    }
+
+    /// [`Reprovider::announce_now`] in the background.
+    pub async fn announce_later(&self, keys: Vec<Cid>) {
+        if keys.len() <= PER_KEY_MOST {
+            self.net.provide_later(keys).await;
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            match me.announce(keys).await {
+                Ok(s) => tracing::debug!("announced {} keys by region ({} reached no peer)", s.provided, s.failed),
+                Err(e) => tracing::debug!("announcing by region stopped: {e}"),
+            }
+        });
+    }
+
+    /// Announces the keys that arrive on `rx`, a window at a time.
+    async fn announce_from(&self, mut rx: tokio::sync::mpsc::Receiver<Vec<Cid>>) -> Result<Sweep, NetError> {
+        let started = std::time::Instant::now();
+        let dhts = self.net.live_dhts().await?;
+        let addrs = self.net.external_addrs().await?;
+        let mut regions: Vec<(Dht, Regions)> = dhts.into_iter().map(|d| (d, Regions::default())).collect();
+        let mut s = Sweep::default();
+        let mut window: Vec<(Point, Vec<u8>)> = Vec::with_capacity(sweep::WINDOW);
+        loop {
+            let chunk = rx.recv().await;
+            let last = chunk.is_none();
+            for cid in chunk.unwrap_or_default() {
+                let key = cid.hash().to_bytes();
+                window.push((sweep::point_of_key(&key), key));
+                if window.len() >= sweep::WINDOW {
+                    self.announce_window(&mut window, &mut regions, &addrs, &mut s).await?;
+                    window.clear();
+                }
+            }
+            if last {
+                if !window.is_empty() {
+                    self.announce_window(&mut window, &mut regions, &addrs, &mut s).await?;
+                }
+                break;
+            }
+        }
+        s.took = started.elapsed();
         Ok(s)
     }
 

@@ -145,6 +145,10 @@ fn a_reprovide_sweep_announces_every_block() {
     // every key on one stream.
     assert_eq!((sweep.lookups, sweep.streams, sweep.failed_streams), (1, 2, 0), "{sweep:?}");
     assert!(reprovider.last_sweep().is_some(), "the sweep is recorded");
+    // The blocks of an add go the same way when there are many of them.
+    let added = rt.block_on(reprovider.announce(a.dag_cids(&root).unwrap())).unwrap();
+    assert_eq!((added.provided, added.failed, added.lookups), (13, 0, 1), "{added:?}");
+    assert_eq!(rt.block_on(reprovider.announce_now(vec![root])).unwrap(), (1, 0), "one root: a lookup");
     // A leaf is found on the DHT under its own CID, not just the root.
     let leaf = a.dag_cids(&root).unwrap()[5];
     std::thread::sleep(Duration::from_millis(500));
