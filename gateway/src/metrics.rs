@@ -180,6 +180,23 @@ pub async fn render(node: &Node, net: Option<&Network>, services: &Services) -> 
             s.gauge("cairn_dht_provide_queued", "Keys waiting to be announced.", d.provide.queued as u64);
             s.counter("cairn_dht_lookups", "Provider lookups started.", d.lookups);
         }
+        if let Some(l) = cairn_node::net::reprovide::last_sweep_of(node.repo().path()) {
+            s.gauge(
+                "cairn_reprovide_last_sweep_end_timestamp_seconds",
+                "When the last reprovide sweep ended.",
+                l.ended,
+            );
+            s.gauge(
+                "cairn_reprovide_last_sweep_keys",
+                "Keys the last sweep announced to at least one peer.",
+                l.provided,
+            );
+            s.gauge("cairn_reprovide_last_sweep_failed_keys", "Keys of the last sweep that no peer took.", l.failed);
+            s.gauge("cairn_reprovide_last_sweep_lookups", "Region lookups the last sweep made.", l.lookups);
+            let took = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+            took.set(l.seconds);
+            s.0.register("cairn_reprovide_last_sweep_duration_seconds", "How long the last sweep took.", took);
+        }
     }
     if let Ok(st) = node.repo().store().stats() {
         s.gauge("cairn_repo_blocks", "Blocks in the repo.", st.blocks);

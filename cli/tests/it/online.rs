@@ -113,6 +113,10 @@ fn commands_go_through_the_daemon() {
     let swept = run(&a, &["routing", "reprovide"]);
     assert!(swept.starts_with("reprovided 2 keys (0 reached no peer) in "), "{swept}");
     assert!(swept.trim_end().ends_with("1 region lookups, 1 streams (0 failed)"), "{swept}");
+    let metrics = api_request(&a, "GET /debug/metrics/prometheus HTTP/1.0", b"");
+    for line in ["cairn_reprovide_last_sweep_keys 2", "cairn_reprovide_last_sweep_lookups 1"] {
+        assert!(metrics.lines().any(|l| l == line), "no {line:?} in {metrics}");
+    }
     // b pins what it fetched, through its daemon.
     assert_eq!(run(&b, &["pin", "add", &cid]).trim(), format!("pinned {cid} recursively"));
     // A DAG b has never read: pinning it fetches every block.

@@ -34,6 +34,38 @@ pub const PER_KEY_MOST: usize = 8;
 /// How long after start the first sweep waits when one is overdue (peers connect first).
 pub const FIRST_SWEEP_DELAY: Duration = Duration::from_secs(60);
 
+/// Where a repo keeps its last sweep.
+const STATE_FILE: &str = "reprovide.json";
+
+/// What a repo's `reprovide.json` says of its last sweep.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LastSweep {
+    /// When it ended (Unix time, seconds).
+    pub ended: u64,
+    /// Keys announced to at least one peer.
+    pub provided: u64,
+    /// Keys no peer took.
+    pub failed: u64,
+    /// Region lookups made.
+    pub lookups: u64,
+    /// How long it took.
+    pub seconds: f64,
+}
+
+/// The last sweep of the repo at `repo`, if one finished.
+pub fn last_sweep_of(repo: &std::path::Path) -> Option<LastSweep> {
+    let text = std::fs::read_to_string(repo.join(STATE_FILE)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    Some(LastSweep {
+        ended: v.get("LastSweep")?.as_u64()?,
+        provided: n("Provided"),
+        failed: n("Failed"),
+        lookups: n("Lookups"),
+        seconds: v.get("Seconds").and_then(serde_json::Value::as_f64).unwrap_or(0.0),
+    })
+}
+
 /// What is announced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
@@ -103,14 +135,12 @@ impl Reprovider {
     }
 
     fn state_file(&self) -> PathBuf {
-        self.node.repo().path().join("reprovide.json")
+        self.node.repo().path().join(STATE_FILE)
     }
 
     /// When the last sweep finished, if one did.
     pub fn last_sweep(&self) -> Option<SystemTime> {
-        let text = std::fs::read_to_string(self.state_file()).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(v.get("LastSweep")?.as_u64()?))
+        last_sweep_of(self.node.repo().path()).map(|l| SystemTime::UNIX_EPOCH + Duration::from_secs(l.ended))
     }
 
     fn record_sweep(&self, s: &Sweep) {
