@@ -152,8 +152,11 @@ impl RocksStore {
         blocks.set_min_blob_size(tuning.min_blob_size);
         blocks.set_blob_file_size(tuning.blob_file_size);
         blocks.set_blob_compression_type(rocksdb::DBCompressionType::None);
-        blocks.set_enable_blob_gc(true);
-        blocks.set_blob_gc_age_cutoff(0.25);
+        // No blob garbage collection in the background: blocks are only deleted by `repo gc`
+        // (and `block rm`), and with it on, every compaction during a large add relocated the
+        // blobs of the oldest files, rewriting much of what the add had just written.
+        // [`RocksStore::compact`], which `repo gc` runs, collects every blob file.
+        blocks.set_enable_blob_gc(false);
         blocks.set_compression_type(rocksdb::DBCompressionType::Lz4);
         blocks.optimize_for_point_lookup(tuning.block_cache_bytes as u64 >> 20);
 
@@ -429,9 +432,9 @@ impl RocksStore {
     /// Compacts the block tables so that deleted blocks give their space back.
     ///
     /// Deletes first live in the memtable, and a blob file is only removed once nothing
-    /// refers to it, so this flushes, then compacts with blob garbage collection forced over
-    /// every blob file (normally only the oldest quarter is collected), then restores the
-    /// background settings.
+    /// refers to it, so this flushes, then compacts with blob garbage collection on and forced
+    /// over every blob file, then turns it off again (it never runs in the background, where it
+    /// would rewrite blobs during a large add).
     pub fn compact(&self) -> Result<(), StoreError> {
         let mut co = rocksdb::CompactOptions::default();
         co.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
@@ -442,6 +445,7 @@ impl RocksStore {
                 self.db.set_options_cf(
                     &cf,
                     &[
+                        ("enable_blob_garbage_collection", "true"),
                         ("blob_garbage_collection_age_cutoff", "1.0"),
                         ("blob_garbage_collection_force_threshold", "0.0"),
                     ],
@@ -449,13 +453,7 @@ impl RocksStore {
             }
             self.db.compact_range_cf_opt(&cf, None::<&[u8]>, None::<&[u8]>, &co);
             if name == CF_BLOCKS {
-                self.db.set_options_cf(
-                    &cf,
-                    &[
-                        ("blob_garbage_collection_age_cutoff", "0.25"),
-                        ("blob_garbage_collection_force_threshold", "1.0"),
-                    ],
-                )?;
+                self.db.set_options_cf(&cf, &[("enable_blob_garbage_collection", "false")])?;
             }
         }
         Ok(())
@@ -650,6 +648,36 @@ mod tests {
         assert_eq!(s.stats().unwrap(), StoreStats { blocks: 2, bytes: (1 << 20) + 1 });
         assert_eq!(s.get(big.cid()).unwrap().unwrap(), big.data());
         assert_eq!(s.get(small.cid()).unwrap().unwrap(), small.data());
+    }
+
+    /// Blob files are collected only by [`RocksStore::compact`] (what `repo gc` runs): after
+    /// three quarters of the blocks are deleted, it gives their space back on disk, and what is
+    /// left reads back whole.
+    #[test]
+    fn compact_gives_back_the_space_of_deleted_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RocksStore::open(dir.path(), &RocksTuning::default()).unwrap();
+        let blobs = || -> u64 {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".blob"))
+                .map(|e| e.metadata().unwrap().len())
+                .sum()
+        };
+        let blocks: Vec<Block> = (0..64).map(|i| numbered_block(i, 256 << 10)).collect();
+        s.put_many(&blocks).unwrap();
+        s.sync().unwrap();
+        assert!(blobs() >= 16 << 20, "{} bytes of blob files", blobs());
+        let doomed: Vec<Vec<u8>> = blocks[..48].iter().map(|b| block_key(b.cid())).collect();
+        assert_eq!(s.delete_keys(&doomed).unwrap(), 48);
+        s.sync().unwrap();
+        s.compact().unwrap();
+        assert!(blobs() <= 5 << 20, "{} bytes of blob files after compacting", blobs());
+        for b in &blocks[48..] {
+            assert_eq!(s.get(b.cid()).unwrap().unwrap(), b.data());
+        }
+        assert!(s.get(blocks[0].cid()).unwrap().is_none());
     }
 
     /// A tmpfs of `size` mounted on `dir` for the life of the value; `None` (test skipped)
