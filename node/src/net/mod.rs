@@ -498,6 +498,9 @@ impl Network {
         if let Ok(r) = rx.try_recv() {
             return r;
         }
+        // Another fetch of this block is asking the origin already: its delivery answers this
+        // want too.
+        let Some(_claim) = origin.claim(cid) else { return rx.await.map_err(|_| FetchError::Shutdown)? };
         tokio::select! {
             r = &mut rx => r.map_err(|_| FetchError::Shutdown)?,
             got = origin.get(cid) => {

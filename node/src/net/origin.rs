@@ -116,6 +116,8 @@ pub struct Origin {
     peers_last: Mutex<Option<Instant>>,
     /// CARs being fetched now ([`Origin::get_range`]).
     cars: tokio::sync::watch::Sender<u32>,
+    /// Blocks being fetched one by one now ([`Origin::claim`]).
+    asked: Mutex<HashSet<Cid>>,
     /// The counters.
     pub stats: OriginStats,
 }
@@ -140,6 +142,7 @@ impl Origin {
             preferred: AtomicU64::new(0),
             peers_last: Mutex::new(None),
             cars: tokio::sync::watch::Sender::new(0),
+            asked: Mutex::new(HashSet::new()),
             stats: OriginStats::default(),
         }))
     }
@@ -266,6 +269,14 @@ impl Origin {
         CarTicket(self.clone())
     }
 
+    /// Claims the fetch of `cid` from the origin: `None` when another fetch of it is on its
+    /// way (a reader and the read-ahead can both come to ask for the same block), whose
+    /// delivery answers every waiter. The claim ends when the value is dropped.
+    pub fn claim(self: &std::sync::Arc<Self>, cid: Cid) -> Option<Claim> {
+        let mut asked = self.asked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        asked.insert(cid).then(|| Claim(self.clone(), cid))
+    }
+
     /// Returns once no CAR is being fetched ([`Origin::get_range`]): a block fetch that would
     /// ask the origin waits for them first, as they may hold its block.
     pub async fn cars_settled(&self) {
@@ -348,6 +359,16 @@ impl Origin {
 /// A CAR counted as being fetched ([`Origin::car_ticket`]).
 #[derive(Debug)]
 pub struct CarTicket(std::sync::Arc<Origin>);
+
+/// A block fetch from the origin under way ([`Origin::claim`]).
+#[derive(Debug)]
+pub struct Claim(std::sync::Arc<Origin>, Cid);
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.0.asked.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.1);
+    }
+}
 
 impl Drop for CarTicket {
     fn drop(&mut self) {
