@@ -219,6 +219,16 @@ pub enum Dht {
     Lan,
 }
 
+impl Dht {
+    /// The DHT's stream protocol.
+    pub fn protocol(self) -> StreamProtocol {
+        match self {
+            Dht::Wan => WAN_PROTOCOL,
+            Dht::Lan => LAN_PROTOCOL,
+        }
+    }
+}
+
 /// A query on one of the DHTs. Each DHT numbers its queries from zero, so a query ID alone
 /// does not say which DHT's query it is.
 pub type Query = (Dht, kad::QueryId);

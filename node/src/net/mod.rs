@@ -186,6 +186,16 @@ pub struct Behaviour {
     streams: libp2p_stream::Behaviour,
 }
 
+impl Behaviour {
+    /// The behaviour of one DHT.
+    fn kad(&mut self, dht: dht::Dht) -> &mut Toggle<kad::Behaviour<dht::ProvStore>> {
+        match dht {
+            dht::Dht::Wan => &mut self.kad_wan,
+            dht::Dht::Lan => &mut self.kad_lan,
+        }
+    }
+}
+
 impl std::fmt::Debug for Behaviour {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Behaviour").finish_non_exhaustive()
@@ -438,11 +448,7 @@ impl Network {
         addrs: &[Multiaddr],
         keys: &[&[u8]],
     ) -> Result<(), String> {
-        let protocol = match dht {
-            dht::Dht::Wan => dht::WAN_PROTOCOL,
-            dht::Dht::Lan => dht::LAN_PROTOCOL,
-        };
-        sweep::send(&mut self.streams.0.clone(), peer, protocol, &self.peer_id, addrs, keys).await
+        sweep::send(&mut self.streams.0.clone(), peer, dht.protocol(), &self.peer_id, addrs, keys).await
     }
 
     /// Fetches a block from peers (and from the HTTP origins, when configured: [`origin`]),
@@ -1063,22 +1069,15 @@ impl Driver {
                 };
                 let _ = tx.send(stats);
             }
-            Command::ClosestPeers { dht, key, reply } => {
-                let b = self.swarm.behaviour_mut();
-                let kad = match dht {
-                    dht::Dht::Wan => &mut b.kad_wan,
-                    dht::Dht::Lan => &mut b.kad_lan,
-                };
-                match kad.as_mut() {
-                    Some(k) => {
-                        let id = k.get_closest_peers(key);
-                        self.closest.insert((dht, id), reply);
-                    }
-                    None => {
-                        let _ = reply.send(Closest::default());
-                    }
+            Command::ClosestPeers { dht, key, reply } => match self.swarm.behaviour_mut().kad(dht).as_mut() {
+                Some(k) => {
+                    let id = k.get_closest_peers(key);
+                    self.closest.insert((dht, id), reply);
                 }
-            }
+                None => {
+                    let _ = reply.send(Closest::default());
+                }
+            },
             Command::ExternalAddrs(tx) => {
                 let _ = tx.send(self.swarm.external_addresses().cloned().collect());
             }
@@ -1324,11 +1323,7 @@ impl Driver {
     fn end_lookup(&mut self, l: dht::Lookup) {
         let b = self.swarm.behaviour_mut();
         for (which, id) in &l.queries {
-            let kad = match which {
-                dht::Dht::Wan => &mut b.kad_wan,
-                dht::Dht::Lan => &mut b.kad_lan,
-            };
-            if let Some(mut q) = kad.as_mut().and_then(|k| k.query_mut(id)) {
+            if let Some(mut q) = b.kad(*which).as_mut().and_then(|k| k.query_mut(id)) {
                 q.finish();
             }
         }

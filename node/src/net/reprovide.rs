@@ -38,32 +38,29 @@ pub const FIRST_SWEEP_DELAY: Duration = Duration::from_secs(60);
 const STATE_FILE: &str = "reprovide.json";
 
 /// What a repo's `reprovide.json` says of its last sweep.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct LastSweep {
     /// When it ended (Unix time, seconds).
+    #[serde(rename = "LastSweep")]
     pub ended: u64,
     /// Keys announced to at least one peer.
+    #[serde(default)]
     pub provided: u64,
     /// Keys no peer took.
+    #[serde(default)]
     pub failed: u64,
     /// Region lookups made.
+    #[serde(default)]
     pub lookups: u64,
     /// How long it took.
+    #[serde(default)]
     pub seconds: f64,
 }
 
 /// The last sweep of the repo at `repo`, if one finished.
 pub fn last_sweep_of(repo: &std::path::Path) -> Option<LastSweep> {
-    let text = std::fs::read_to_string(repo.join(STATE_FILE)).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
-    Some(LastSweep {
-        ended: v.get("LastSweep")?.as_u64()?,
-        provided: n("Provided"),
-        failed: n("Failed"),
-        lookups: n("Lookups"),
-        seconds: v.get("Seconds").and_then(serde_json::Value::as_f64).unwrap_or(0.0),
-    })
+    serde_json::from_str(&std::fs::read_to_string(repo.join(STATE_FILE)).ok()?).ok()
 }
 
 /// What is announced.
@@ -145,15 +142,16 @@ impl Reprovider {
 
     fn record_sweep(&self, s: &Sweep) {
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
-        let v = serde_json::json!({
-            "LastSweep": now,
-            "Provided": s.provided,
-            "Failed": s.failed,
-            "Lookups": s.lookups,
-            "Seconds": s.took.as_secs_f64(),
-        });
+        let v = serde_json::to_string(&LastSweep {
+            ended: now,
+            provided: s.provided,
+            failed: s.failed,
+            lookups: s.lookups,
+            seconds: s.took.as_secs_f64(),
+        })
+        .expect("a plain struct serializes");
         let tmp = self.state_file().with_extension("json.tmp");
-        if std::fs::write(&tmp, v.to_string()).and_then(|()| std::fs::rename(&tmp, self.state_file())).is_err() {
+        if std::fs::write(&tmp, v).and_then(|()| std::fs::rename(&tmp, self.state_file())).is_err() {
             tracing::warn!("cannot record the reprovide sweep in {}", self.state_file().display());
         }
     }
