@@ -69,6 +69,11 @@ pub struct RocksTuning {
     /// Memtable size per column family. Block writes wait in memtables until a flush, so
     /// this times [`MAX_WRITE_BUFFERS`] bounds the memory an add uses for them.
     pub write_buffer_bytes: usize,
+    /// Write flushed and compacted files (blob files included) with direct I/O when the file
+    /// system supports it. Block bytes are written once and read back rarely, so copying them
+    /// into the page cache on the way to disk costs CPU for nothing; on a VM that copy alone
+    /// held a 1 GiB add to a third of its speed in some runs. Reads stay buffered.
+    pub direct_writes: bool,
 }
 
 impl Default for RocksTuning {
@@ -78,6 +83,7 @@ impl Default for RocksTuning {
             blob_file_size: 256 << 20,
             block_cache_bytes: 64 << 20,
             write_buffer_bytes: 32 << 20,
+            direct_writes: true,
         }
     }
 }
@@ -122,6 +128,26 @@ fn decode_counters(v: &[u8]) -> Option<StoreStats> {
     Some(StoreStats { blocks, bytes })
 }
 
+/// Whether the file system under `dir` takes direct I/O: a file opened with `O_DIRECT` there
+/// accepts an aligned 4 KiB write. Some (tmpfs on older kernels, some network and FUSE file
+/// systems) refuse the flag or the write, and RocksDB would fail its first flush.
+fn direct_io_works(dir: &Path) -> bool {
+    use rustix::fs::{Mode, OFlags};
+    const ALIGN: usize = 4096;
+    if std::fs::create_dir_all(dir).is_err() {
+        return false;
+    }
+    let probe = dir.join(".direct-io-probe");
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::DIRECT | OFlags::CLOEXEC;
+    let works = rustix::fs::open(&probe, flags, Mode::from_raw_mode(0o600)).is_ok_and(|fd| {
+        let buf = vec![0u8; 2 * ALIGN];
+        let at = buf.as_ptr().align_offset(ALIGN);
+        buf.get(at..at + ALIGN).is_some_and(|page| rustix::io::write(&fd, page).is_ok_and(|n| n == ALIGN))
+    });
+    let _ = std::fs::remove_file(&probe);
+    works
+}
+
 impl RocksStore {
     /// Opens (creating if missing) the database at `path`.
     pub fn open(path: &Path, tuning: &RocksTuning) -> Result<Self, StoreError> {
@@ -133,6 +159,11 @@ impl RocksStore {
         db_opts.set_max_total_wal_size(256 << 20);
         // Block batches skip the log; flushing every table at once keeps them consistent.
         db_opts.set_atomic_flush(true);
+        // Flushes and compactions write their files with direct I/O where the file system
+        // takes it: block bytes go from the memtable to the disk without a copy into the page
+        // cache (see `RocksTuning::direct_writes`).
+        let direct = tuning.direct_writes && direct_io_works(path);
+        db_opts.set_use_direct_io_for_flush_and_compaction(direct);
 
         let cache = Cache::new_lru_cache(tuning.block_cache_bytes);
         let table = |bloom: bool| {
@@ -678,6 +709,51 @@ mod tests {
             assert_eq!(s.get(b.cid()).unwrap().unwrap(), b.data());
         }
         assert!(s.get(blocks[0].cid()).unwrap().is_none());
+    }
+
+    /// The setting RocksDB recorded in its newest OPTIONS file for direct flush writes.
+    fn direct_flag(dir: &Path) -> bool {
+        let newest = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|n| n.starts_with("OPTIONS-"))
+            .max_by_key(|n| n.trim_start_matches("OPTIONS-").parse::<u64>().unwrap_or(0))
+            .unwrap();
+        let text = std::fs::read_to_string(dir.join(newest)).unwrap();
+        let line = text.lines().find(|l| l.trim().starts_with("use_direct_io_for_flush_and_compaction=")).unwrap();
+        line.trim().ends_with("=true")
+    }
+
+    /// Flushes write with direct I/O where the file system takes it (the probe decides, and
+    /// the setting can be turned off); blocks written over several flushes that way read back
+    /// whole after a reopen. A directory that cannot exist takes no direct I/O.
+    #[test]
+    fn flushes_write_with_direct_io_where_the_file_system_takes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let works = direct_io_works(dir.path());
+        if std::env::var_os("CI").is_some() {
+            // CI runs on ext4, which takes direct I/O: the path under test must be the one used.
+            assert!(works, "direct I/O refused under {}", dir.path().display());
+        }
+        assert!(!dir.path().join(".direct-io-probe").exists(), "the probe file is left behind");
+        let blocks: Vec<Block> = (0..160).map(|i| numbered_block(i, 512 << 10)).collect();
+        {
+            let s = RocksStore::open(dir.path(), &RocksTuning::default()).unwrap();
+            assert_eq!(direct_flag(dir.path()), works);
+            for chunk in blocks.chunks(16) {
+                s.put_many(chunk).unwrap();
+            }
+            s.sync().unwrap();
+        }
+        let s = RocksStore::open(dir.path(), &RocksTuning { direct_writes: false, ..RocksTuning::default() }).unwrap();
+        assert!(!direct_flag(dir.path()));
+        assert_eq!(s.stats().unwrap(), StoreStats { blocks: 160, bytes: 160 * (512 << 10) });
+        for b in &blocks {
+            assert_eq!(s.get(b.cid()).unwrap().unwrap(), b.data());
+        }
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(!direct_io_works(&file.join("db")));
     }
 
     /// A tmpfs of `size` mounted on `dir` for the life of the value; `None` (test skipped)
