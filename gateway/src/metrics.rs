@@ -160,6 +160,7 @@ pub async fn render(node: &Node, net: Option<&Network>, services: &Services) -> 
             s.counter("cairn_bitswap_wants_moved", "Want-blocks moved off a backlogged peer.", b.wants_moved);
             s.gauge("cairn_bitswap_wants", "Blocks this node wants now.", b.wants);
             s.gauge("cairn_bitswap_ledger_wants", "Peers' wants held in ledgers.", b.ledger_wants);
+            s.gauge("cairn_bitswap_banned_peers", "Peers banned now for misbehaving.", b.banned_peers);
         }
         s.gauge("cairn_bitswap_sessions", "DAG fetches running now.", net.active_sessions());
         if let Some(o) = net.origin_stats() {

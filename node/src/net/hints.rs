@@ -26,6 +26,12 @@ pub const MAX_HINT_BYTES: usize = 4096;
 pub const MAX_HINTS_PER_MINUTE: usize = 60;
 /// Roots remembered.
 pub const MAX_REMEMBERED: usize = 10_000;
+/// Senders whose hint rates are tracked at once. Hints are signed by their sender, and
+/// anyone can make new identities: past this many senders active in the last minute, hints
+/// from new senders are refused (and the peers relaying them lose gossipsub score).
+pub const MAX_SENDERS: usize = 10_000;
+/// The window of [`MAX_HINTS_PER_MINUTE`].
+const RATE_WINDOW: Duration = Duration::from_secs(60);
 /// Providers remembered per root.
 pub const MAX_PROVIDERS: usize = 16;
 /// Addresses taken from one hint.
@@ -93,13 +99,27 @@ pub struct Hints {
     roots: HashMap<Vec<u8>, Vec<(PeerId, Vec<Multiaddr>)>>,
     order: VecDeque<Vec<u8>>,
     rates: HashMap<PeerId, VecDeque<Instant>>,
+    /// When `rates` was last swept for senders quiet for a whole window.
+    swept: Option<Instant>,
 }
 
 impl Hints {
     /// Whether `source` may send another hint now (and counts it).
     pub fn allow(&mut self, source: PeerId, now: Instant) -> bool {
+        if self.rates.len() >= MAX_SENDERS && !self.rates.contains_key(&source) {
+            // At most one sweep a second: a stream of new identities cannot make every hint
+            // cost a pass over the table.
+            if self.swept.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1)) {
+                self.swept = Some(now);
+                self.rates
+                    .retain(|_, times| times.back().is_some_and(|t| now.saturating_duration_since(*t) <= RATE_WINDOW));
+            }
+            if self.rates.len() >= MAX_SENDERS {
+                return false;
+            }
+        }
         let times = self.rates.entry(source).or_default();
-        while times.front().is_some_and(|t| now.saturating_duration_since(*t) > Duration::from_secs(60)) {
+        while times.front().is_some_and(|t| now.saturating_duration_since(*t) > RATE_WINDOW) {
             times.pop_front();
         }
         if times.len() >= MAX_HINTS_PER_MINUTE {
@@ -176,5 +196,27 @@ mod tests {
             h.remember(Available { root: r, size: 1, provider: flood, addrs: vec![], manifest: false });
         }
         assert_eq!(h.roots.len(), MAX_REMEMBERED);
+    }
+
+    #[test]
+    fn senders_tracked_are_bounded_and_quiet_ones_are_forgotten() {
+        let mut h = Hints::default();
+        let now = Instant::now();
+        let early = PeerId::random();
+        assert!(h.allow(early, now));
+        for _ in 1..MAX_SENDERS {
+            assert!(h.allow(PeerId::random(), now + Duration::from_secs(30)));
+        }
+        // Full of senders active within the minute: a new one is refused, a known one is not.
+        assert!(!h.allow(PeerId::random(), now + Duration::from_secs(30)));
+        assert!(h.allow(early, now + Duration::from_secs(30)));
+        assert_eq!(h.rates.len(), MAX_SENDERS);
+        // Once the first ones have been quiet for a minute they are forgotten, and new ones
+        // come in.
+        let later = now + Duration::from_secs(95);
+        let fresh = PeerId::random();
+        assert!(h.allow(fresh, later));
+        assert!(h.rates.len() <= 2, "{} senders kept", h.rates.len());
+        assert!(h.rates.contains_key(&fresh));
     }
 }

@@ -96,6 +96,9 @@ pub struct NetConfig {
     pub serve: bool,
     /// Block bytes served in any 24 hours, at most (`Swarm.RateLimit.UploadBudget`).
     pub upload_budget: Option<u64>,
+    /// Half-life of a peer's misbehaviour score, which decides how long a ban lasts
+    /// ([`bitswap::engine::SCORE_HALF_LIFE`]; tests shorten it).
+    pub score_half_life: Duration,
 }
 
 impl NetConfig {
@@ -116,6 +119,7 @@ impl NetConfig {
             origin: None,
             serve: true,
             upload_budget: None,
+            score_half_life: bitswap::engine::SCORE_HALF_LIFE,
         }
     }
 
@@ -247,7 +251,7 @@ enum Command {
     Score(PeerId, oneshot::Sender<Option<f64>>),
     Hint { root: Cid, size: u64, manifest: bool, topics: Vec<String> },
     Peers(oneshot::Sender<Vec<PeerInfo>>),
-    Fetch { cid: Cid, deadline: Instant, waiter: bitswap::engine::Waiter },
+    Fetch { cid: Cid, priority: i32, deadline: Instant, waiter: bitswap::engine::Waiter },
     // A block from elsewhere (the HTTP origin) to store like a peer's; the sender, if any,
     // hears once it is stored and its waiters answered.
     Deliver(Block, Option<oneshot::Sender<()>>),
@@ -454,7 +458,13 @@ impl Network {
     /// Fetches a block from peers (and from the HTTP origins, when configured: [`origin`]),
     /// stores it, and returns its bytes.
     pub async fn fetch(&self, cid: Cid, timeout: Duration) -> Result<Bytes, FetchError> {
-        self.fetch_from(cid, timeout, false).await
+        self.fetch_from(cid, timeout, false, bitswap::engine::PRIORITY_READER).await
+    }
+
+    /// [`Network::fetch`] for a block no reader waits for (a pin, a DAG fetched in spread
+    /// order): it takes peers' room after readers and read-ahead, rarest first.
+    pub async fn fetch_bulk(&self, cid: Cid, timeout: Duration) -> Result<Bytes, FetchError> {
+        self.fetch_from(cid, timeout, false, bitswap::engine::PRIORITY_BULK).await
     }
 
     /// Fetches a block a reader will want soon. While a peer has it, the origin is asked only
@@ -463,13 +473,13 @@ impl Network {
     /// every block it fetches ahead, doubling the load on the publisher's uplink. A block no
     /// peer has goes to the origin after `Origins.StallTimeout`.
     pub async fn fetch_ahead(&self, cid: Cid, timeout: Duration) -> Result<Bytes, FetchError> {
-        self.fetch_from(cid, timeout, true).await
+        self.fetch_from(cid, timeout, true, bitswap::engine::PRIORITY_AHEAD).await
     }
 
-    async fn fetch_from(&self, cid: Cid, timeout: Duration, ahead: bool) -> Result<Bytes, FetchError> {
+    async fn fetch_from(&self, cid: Cid, timeout: Duration, ahead: bool, priority: i32) -> Result<Bytes, FetchError> {
         let (waiter, mut rx) = oneshot::channel();
         let deadline = Instant::now() + timeout;
-        self.tx.send(Command::Fetch { cid, deadline, waiter }).await.map_err(|_| FetchError::Shutdown)?;
+        self.tx.send(Command::Fetch { cid, priority, deadline, waiter }).await.map_err(|_| FetchError::Shutdown)?;
         let Some(origin) = self.origin.clone() else { return rx.await.map_err(|_| FetchError::Shutdown)? };
         // The peers get `delay` to themselves, and more while they keep delivering blocks
         // (slow, not stalled), up to `PATIENCE` stall timeouts; then the origin races them. A
@@ -759,6 +769,7 @@ pub async fn spawn(
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let mut engine = Engine::default();
     engine.set_download_limit(cfg.download_limit);
+    engine.set_score_half_life(cfg.score_half_life);
     let origin = match cfg.origin.clone() {
         Some(c) => origin::Origin::new(c).map_err(NetError::Config)?.map(Arc::new),
         None => None,
@@ -883,6 +894,10 @@ impl Driver {
                     let now = Instant::now();
                     self.note_arrivals();
                     self.engine.tick(now, &mut self.swarm.behaviour_mut().bitswap);
+                    for peer in self.engine.lifted_bans(now) {
+                        tracing::info!("{peer}'s ban ended: its score decayed");
+                        self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                    }
                     self.lookup_tick(now);
                 }
             }
@@ -1030,7 +1045,7 @@ impl Driver {
                 }
             }
             Command::Deliver(block, ack) => self.store_blocks(vec![block], ack),
-            Command::Fetch { cid, deadline, waiter } => {
+            Command::Fetch { cid, priority, deadline, waiter } => {
                 // Stored since the reader looked (the origin's CAR streaming in, a read-ahead
                 // landing): no want needed.
                 if let Ok(Some(data)) = self.store.get(&cid) {
@@ -1039,7 +1054,7 @@ impl Driver {
                 }
                 self.dial_hinted(&cid);
                 let now = Instant::now();
-                self.engine.fetch(cid, 1, waiter, deadline, now, &mut self.swarm.behaviour_mut().bitswap);
+                self.engine.fetch(cid, priority, waiter, deadline, now, &mut self.swarm.behaviour_mut().bitswap);
                 if self.dht != dht::DhtMode::Off && self.lookup_due.len() < 4096 {
                     self.lookup_due.push_back((now + PROVIDER_SEARCH_DELAY, cid));
                 }

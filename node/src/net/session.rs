@@ -9,7 +9,10 @@
 //!   (a reader waiting at the start, or at a seek point).
 //! - [`Order::Spread`]: a pseudo-random order, different on every node. Nodes fetching the
 //!   same DAG at once then ask for different blocks, each can serve the others what it has,
-//!   and the first holder (the seed) is not asked for everything by everyone.
+//!   and the first holder (the seed) is not asked for everything by everyone. These blocks
+//!   are fetched at bulk priority: when peers' windows are full, the engine gives the room
+//!   that frees to readers' blocks first, then to the rarest of these
+//!   ([`super::bitswap::engine::PRIORITY_BULK`]).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -144,7 +147,13 @@ impl Network {
                     Some(data) => frontier.push_links(links(&cid, &data)?),
                     None => {
                         let net = self.clone();
-                        in_flight.push(async move { (cid, net.fetch(cid, timeout).await) });
+                        in_flight.push(async move {
+                            let got = match order {
+                                Order::File => net.fetch(cid, timeout).await,
+                                Order::Spread(_) => net.fetch_bulk(cid, timeout).await,
+                            };
+                            (cid, got)
+                        });
                     }
                 }
             }

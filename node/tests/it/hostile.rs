@@ -41,6 +41,8 @@ enum Inbound {
 struct Hostile {
     control: libp2p_stream::Control,
     id: PeerId,
+    /// Asks the swarm to dial an address again (same identity).
+    dial: tokio::sync::mpsc::UnboundedSender<Multiaddr>,
 }
 
 impl Hostile {
@@ -75,16 +77,36 @@ impl Hostile {
             }
         });
         swarm.dial(target.clone()).unwrap();
+        let (dial, mut dials) = tokio::sync::mpsc::unbounded_channel::<Multiaddr>();
         tokio::spawn(async move {
             loop {
-                swarm.select_next_some().await;
+                tokio::select! {
+                    _ = swarm.select_next_some() => {}
+                    Some(addr) = dials.recv() => {
+                        let _ = swarm.dial(addr);
+                    }
+                }
             }
         });
         let peer = match target.iter().last() {
             Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
             _ => panic!("address without /p2p"),
         };
-        Hostile { control, id }.wait_for(peer).await
+        Hostile { control, id, dial }.wait_for(peer).await
+    }
+
+    /// Dials `target` again and reports whether a Bitswap stream opens within `within`.
+    async fn comes_back(&mut self, target: &Multiaddr, within: Duration) -> bool {
+        let Some(libp2p::multiaddr::Protocol::P2p(peer)) = target.iter().last() else { panic!("address without /p2p") };
+        let started = Instant::now();
+        while started.elapsed() < within {
+            let _ = self.dial.send(target.clone());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if self.control.open_stream(peer, BITSWAP).await.is_ok() {
+                return true;
+            }
+        }
+        false
     }
 
     async fn wait_for(mut self, peer: PeerId) -> Hostile {
@@ -129,12 +151,17 @@ struct Scene {
 
 impl Scene {
     fn new() -> Scene {
+        Scene::with(listen())
+    }
+
+    /// A scene whose seed runs with `seed_cfg`.
+    fn with(seed_cfg: NetConfig) -> Scene {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let seed = Arc::new(Node::init(&dir.path().join("seed"), Profile::Test).unwrap());
         let honest = Arc::new(Node::init(&dir.path().join("honest"), Profile::Test).unwrap());
         let (seed_net, honest_net) =
-            rt.block_on(async { (start(&seed, listen()).await, start(&honest, listen()).await) });
+            rt.block_on(async { (start(&seed, seed_cfg).await, start(&honest, listen()).await) });
         honest.attach_fetcher(Arc::new(NetFetcher::new(honest_net.clone(), Duration::from_secs(30))));
         Scene { _dir: dir, rt, seed, seed_net, honest, honest_net }
     }
@@ -201,6 +228,43 @@ fn malformed_messages_get_their_sender_banned() {
     });
     assert!(!back && !s.is_connected(h.id), "a banned peer got back in");
     s.honest_read(41, 1 << 20);
+}
+
+/// One block nobody asked for gets its sender disconnected and kept out while its score
+/// decays (here with a half-life of one second: out for about two), and then let back in;
+/// the node's metrics count the ban, and the honest peer is served throughout.
+#[test]
+fn a_peer_that_sends_a_wrong_block_is_kept_out_until_its_score_decays() {
+    let half_life = Duration::from_secs(1);
+    let s = Scene::with(NetConfig { score_half_life: half_life, ..listen() });
+    let target = s.seed_net.peer_id();
+    let mut h = s.rt.block_on(Hostile::connect(&s.addr(), Inbound::Drain));
+    let wrong = cairn_merkle::Block::new_unchecked(
+        cairn_merkle::hash::CidFormat::default().cid(cairn_merkle::hash::RAW, b"never wanted"),
+        bytes::Bytes::from_static(b"never wanted"),
+    );
+    s.rt.block_on(h.send(target, &Message { blocks: vec![wrong], ..Message::default() })).unwrap();
+    let banned_at = Instant::now();
+    while s.is_connected(h.id) {
+        assert!(banned_at.elapsed() < Duration::from_secs(10), "the peer was never disconnected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = s.rt.block_on(s.seed_net.stats()).unwrap();
+    assert_eq!((stats.forged_blocks, stats.banned_peers), (1, 1), "{stats:?}");
+    // Out for the first half-life (its score is still at least half the ban line)...
+    let back = s.rt.block_on(h.comes_back(&s.addr(), half_life / 2));
+    assert!(!back, "a banned peer got back in after {:?}", banned_at.elapsed());
+    assert!(banned_at.elapsed() < half_life, "the check ran too late to tell: {:?}", banned_at.elapsed());
+    s.honest_read(44, 1 << 20);
+    // ...and back once the score decayed under a quarter of it (two half-lives).
+    let back = s.rt.block_on(h.comes_back(&s.addr(), Duration::from_secs(10)));
+    assert!(back, "the peer was never let back in");
+    assert!(
+        banned_at.elapsed() >= half_life * 2 - Duration::from_millis(300),
+        "let back in after {:?}",
+        banned_at.elapsed()
+    );
+    assert_eq!(s.rt.block_on(s.seed_net.stats()).unwrap().banned_peers, 0);
 }
 
 /// Twenty messages of a thousand wants each, for blocks the node lacks: it answers, keeps at

@@ -59,13 +59,32 @@ pub const REBROADCAST: Duration = Duration::from_secs(10);
 pub const MAX_LEDGER: usize = 1024;
 /// Wants looked up per serving turn.
 pub const SERVE_BATCH: usize = 16;
+/// Priority of a block a reader is waiting for: asked before any other, oldest first.
+pub const PRIORITY_READER: i32 = 3;
+/// Priority of a block a reader will want soon (read-ahead, a DAG fetched in file order):
+/// after the blocks readers wait for, in the order they were wanted.
+pub const PRIORITY_AHEAD: i32 = 2;
+/// Priority of a block fetched with no reader waiting (a pin, a spread DAG fetch): last, and
+/// rarest first, so that a block few peers hold is taken while they are still around, and
+/// the ones many peers hold are left for later.
+pub const PRIORITY_BULK: i32 = 1;
 /// Score that gets a peer banned.
 pub const BAN_SCORE: f64 = 100.0;
-/// Half-life of a peer's score.
+/// Score under which a banned peer is let back in: a ban that a score of exactly
+/// [`BAN_SCORE`] earned lasts two half-lives, and each further offence makes it longer.
+pub const UNBAN_SCORE: f64 = BAN_SCORE / 4.0;
+/// Half-life of a peer's score, unless [`Engine::set_score_half_life`] says otherwise.
 pub const SCORE_HALF_LIFE: Duration = Duration::from_secs(600);
+/// Scores below this are forgotten.
+pub const FORGET_SCORE: f64 = 1.0;
+/// Most peers whose scores are kept; past it the lowest are forgotten (a peer that keeps
+/// changing its identity gains nothing from it but a fresh score, and memory stays bounded).
+pub const MAX_SCORES: usize = 16 * 1024;
+/// How often scores are swept for ones that decayed away.
+pub const SCORE_SWEEP: Duration = Duration::from_secs(10);
 /// Score for a block that no want of this node's, now or lately, asked for: bytes that are
-/// not the block asked for (a rotten disk, or a forgery). Two get a peer banned.
-pub const PENALTY_FORGED: f64 = 50.0;
+/// not the block asked for (a rotten disk, or a forgery). One gets a peer banned.
+pub const PENALTY_FORGED: f64 = BAN_SCORE;
 /// Wants fulfilled or dropped lately that are remembered, so that a copy arriving late is
 /// told apart from a forgery.
 pub const RECENT_WANTS: usize = 8192;
@@ -108,6 +127,8 @@ pub type Waiter = tokio::sync::oneshot::Sender<Result<Bytes, FetchError>>;
 struct Wanted {
     cid: Cid,
     priority: i32,
+    /// When it was first wanted, in the order of wants.
+    seq: u64,
     waiters: Vec<(Waiter, Instant)>,
     /// Peers that said HAVE and were not yet asked for the block.
     candidates: VecDeque<PeerId>,
@@ -120,6 +141,16 @@ struct Wanted {
     last_broadcast: Instant,
     /// The block came and is being stored: nobody else is asked for it.
     arrived: bool,
+}
+
+impl Wanted {
+    /// The order in which waiting wants take the room peers have: higher priority first;
+    /// among blocks no reader waits for, the fewest holders first (rarest first); then the
+    /// oldest want.
+    fn order(&self) -> (std::cmp::Reverse<i32>, usize, u64) {
+        let holders = if self.priority >= PRIORITY_AHEAD { 0 } else { self.candidates.len() };
+        (std::cmp::Reverse(self.priority), holders, self.seq)
+    }
 }
 
 #[derive(Default)]
@@ -218,6 +249,18 @@ pub struct Stats {
     pub ledger_wants: u64,
     /// Blocks this node wants now.
     pub wants: u64,
+    /// Peers banned now.
+    pub banned_peers: u64,
+}
+
+/// How fast scores decay.
+#[derive(Debug, Clone, Copy)]
+struct HalfLife(Duration);
+
+impl Default for HalfLife {
+    fn default() -> Self {
+        HalfLife(SCORE_HALF_LIFE)
+    }
 }
 
 /// See the module docs.
@@ -227,6 +270,12 @@ pub struct Engine {
     peers: HashMap<PeerId, Peer>,
     serve_turns: VecDeque<PeerId>,
     scores: HashMap<PeerId, Score>,
+    /// Peers banned until their score decays under [`UNBAN_SCORE`].
+    banned: HashSet<PeerId>,
+    /// The next want's [`Wanted::seq`].
+    next_seq: u64,
+    half_life: HalfLife,
+    last_score_sweep: Option<Instant>,
     stats: Stats,
     /// The download cap: want-blocks wait while it is spent.
     download: Option<crate::net::ratelimit::TokenBucket>,
@@ -262,7 +311,12 @@ impl Engine {
     /// Counters so far.
     pub fn stats(&self) -> Stats {
         let held = self.peers.values().map(|p| (p.ledger.len() + p.missing.len()) as u64).sum();
-        Stats { ledger_wants: held, wants: self.wants.len() as u64, ..self.stats }
+        Stats {
+            ledger_wants: held,
+            wants: self.wants.len() as u64,
+            banned_peers: self.banned.len() as u64,
+            ..self.stats
+        }
     }
 
     /// Blocks currently wanted.
@@ -270,25 +324,75 @@ impl Engine {
         self.wants.len()
     }
 
-    /// Whether `peer` is banned now.
+    /// Scores halve every `half_life` (tests shorten it).
+    pub fn set_score_half_life(&mut self, half_life: Duration) {
+        self.half_life = HalfLife(half_life.max(Duration::from_millis(1)));
+    }
+
+    /// Whether `peer` is banned now: its score reached [`BAN_SCORE`] and has not yet decayed
+    /// under [`UNBAN_SCORE`].
     pub fn is_banned(&mut self, peer: &PeerId, now: Instant) -> bool {
-        self.score(peer, now) >= BAN_SCORE
+        if !self.banned.contains(peer) {
+            return false;
+        }
+        if self.score(peer, now) < UNBAN_SCORE {
+            self.banned.remove(peer);
+            return false;
+        }
+        true
     }
 
     fn score(&mut self, peer: &PeerId, now: Instant) -> f64 {
+        let half_life = self.half_life.0.as_secs_f64();
         let Some(s) = self.scores.get_mut(peer) else { return 0.0 };
-        let halvings = now.saturating_duration_since(s.at).as_secs_f64() / SCORE_HALF_LIFE.as_secs_f64();
+        let halvings = now.saturating_duration_since(s.at).as_secs_f64() / half_life;
         s.value *= 0.5f64.powf(halvings);
         s.at = now;
         s.value
     }
 
-    /// Adds `amount` to a peer's score; true when that crosses the ban line.
+    /// Adds `amount` to a peer's score; true when that gets the peer banned (it was not).
     pub fn penalize(&mut self, peer: PeerId, amount: f64, now: Instant) -> bool {
+        let was_banned = self.is_banned(&peer, now);
         let before = self.score(&peer, now);
         let s = self.scores.entry(peer).or_insert(Score { value: 0.0, at: now });
         s.value = before + amount;
-        before < BAN_SCORE && s.value >= BAN_SCORE
+        if s.value >= BAN_SCORE {
+            self.banned.insert(peer);
+        }
+        !was_banned && self.banned.contains(&peer)
+    }
+
+    /// The peers whose bans end now (their scores decayed under [`UNBAN_SCORE`]), to be let
+    /// back in. Every [`SCORE_SWEEP`] it also forgets the scores that decayed away, and the
+    /// lowest ones past [`MAX_SCORES`].
+    pub fn lifted_bans(&mut self, now: Instant) -> Vec<PeerId> {
+        let banned: Vec<PeerId> = self.banned.iter().copied().collect();
+        let lifted: Vec<PeerId> = banned.into_iter().filter(|p| !self.is_banned(p, now)).collect();
+        if self.last_score_sweep.is_none_or(|at| now.saturating_duration_since(at) >= SCORE_SWEEP) {
+            self.last_score_sweep = Some(now);
+            let peers: Vec<PeerId> = self.scores.keys().copied().collect();
+            for p in peers {
+                if !self.banned.contains(&p) && self.score(&p, now) < FORGET_SCORE {
+                    self.scores.remove(&p);
+                }
+            }
+            if self.scores.len() > MAX_SCORES {
+                let mut free: Vec<(f64, PeerId)> =
+                    self.scores.iter().filter(|(p, _)| !self.banned.contains(*p)).map(|(p, s)| (s.value, *p)).collect();
+                free.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let excess = self.scores.len() - MAX_SCORES;
+                for (_, p) in free.into_iter().take(excess) {
+                    self.scores.remove(&p);
+                }
+            }
+        }
+        lifted
+    }
+
+    /// Peers whose scores are kept now (bounded by [`MAX_SCORES`] plus the banned).
+    pub fn scored_peers(&self) -> usize {
+        self.scores.len()
     }
 
     /// A peer that speaks Bitswap connected: it hears every current want.
@@ -378,11 +482,13 @@ impl Engine {
             self.asked(&d, now);
             self.stats.asks_direct += 1;
         }
+        self.next_seq += 1;
         self.wants.insert(
             k,
             Wanted {
                 cid,
                 priority,
+                seq: self.next_seq,
                 waiters: vec![(waiter, deadline)],
                 candidates: VecDeque::new(),
                 asked: direct.map(|d| (d, now)),
@@ -697,6 +803,9 @@ impl Engine {
     pub fn tick(&mut self, now: Instant, out: &mut dyn Outbox) {
         self.expire(now);
         let keys: Vec<Vec<u8>> = self.wants.keys().cloned().collect();
+        // Wants that may be asked now; asked below in [`Wanted::order`], so that when peers'
+        // windows have room for only some, the most urgent and the rarest go first.
+        let mut ready = Vec::new();
         for k in keys {
             let w = self.wants.get_mut(&k).expect("key just listed");
             if w.arrived {
@@ -738,8 +847,12 @@ impl Engine {
                     out.send(*p, msg.clone());
                 }
             } else if w.asked.is_none() && now.saturating_duration_since(w.last_broadcast) >= HAVE_WAIT {
-                self.ask_next(&k, out);
+                ready.push((w.order(), k));
             }
+        }
+        ready.sort_unstable();
+        for (_, k) in ready {
+            self.ask_next(&k, out);
         }
     }
 
@@ -909,13 +1022,40 @@ mod tests {
         }
         assert!(!e.is_banned(&p, now));
         assert_eq!(e.stats().duplicate_blocks, 5);
-        // Bytes nobody asked for: two and the peer is out.
+        // Bytes nobody asked for: one and the peer is out.
         e.received(p, Message { blocks: vec![block(&[1])], ..Message::default() }, now, &mut out);
-        assert!(!e.is_banned(&p, now));
-        e.received(p, Message { blocks: vec![block(&[2])], ..Message::default() }, now, &mut out);
         assert!(e.is_banned(&p, now));
-        assert_eq!(e.stats().forged_blocks, 2);
-        assert!(!e.is_banned(&p, now + SCORE_HALF_LIFE * 2));
+        assert_eq!(e.stats().forged_blocks, 1);
+        assert_eq!(e.stats().banned_peers, 1);
+        // Kept out while the score decays: still out after one half-life, back after two.
+        let later = now + SCORE_HALF_LIFE + Duration::from_secs(1);
+        assert!(e.lifted_bans(later).is_empty());
+        assert!(e.is_banned(&p, later));
+        let lifted = now + SCORE_HALF_LIFE * 2 + Duration::from_secs(1);
+        assert_eq!(e.lifted_bans(lifted), vec![p]);
+        assert!(!e.is_banned(&p, lifted));
+        assert!(e.lifted_bans(lifted).is_empty(), "a ban is lifted once");
+        // A second offence soon after bans again, for longer: the score adds up.
+        e.received(p, Message { blocks: vec![block(&[2])], ..Message::default() }, lifted, &mut out);
+        assert!(e.is_banned(&p, lifted + SCORE_HALF_LIFE * 2 + Duration::from_secs(1)));
+        // Decayed scores are forgotten.
+        let much_later = lifted + SCORE_HALF_LIFE * 20;
+        assert_eq!(e.lifted_bans(much_later), vec![p]);
+        assert_eq!(e.scored_peers(), 0);
+    }
+
+    #[test]
+    fn scores_stay_bounded_when_offenders_keep_changing_identity() {
+        let mut e = Engine::default();
+        let now = Instant::now();
+        for _ in 0..MAX_SCORES + 500 {
+            e.penalize(PeerId::random(), PENALTY_MALFORMED, now);
+        }
+        let banned = PeerId::random();
+        assert!(e.penalize(banned, PENALTY_FORGED, now));
+        assert!(e.lifted_bans(now).is_empty());
+        assert_eq!(e.scored_peers(), MAX_SCORES);
+        assert!(e.is_banned(&banned, now), "a ban outlives the cap");
     }
 
     #[test]
@@ -1056,6 +1196,64 @@ mod tests {
         assert_eq!(to_other, expected);
         assert!(sent.iter().any(|(p, m)| *p == seed && m.cancels == vec![queued]), "{sent:?}");
         assert_eq!(e.stats().wants_moved, 1);
+    }
+
+    /// When peers' windows are full, the room that frees goes first to the block a reader
+    /// waits for, then to read-ahead, then to the rarest of the bulk blocks.
+    #[test]
+    fn freed_room_goes_to_readers_then_read_ahead_then_the_rarest_block() {
+        let (mut e, mut out) = (Engine::default(), Sent::default());
+        let (p, q) = (PeerId::random(), PeerId::random());
+        e.connected(p, &mut out);
+        e.connected(q, &mut out);
+        let start = Instant::now();
+        let mut rxs = Vec::new();
+        let mut want = |e: &mut Engine, data: &[u8], priority: i32, holders: &[PeerId], out: &mut Sent| -> Cid {
+            let b = block(data);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            rxs.push(rx);
+            e.fetch(*b.cid(), priority, tx, far(), start, out);
+            for h in [p, q] {
+                let m = if holders.contains(&h) {
+                    Message { haves: vec![*b.cid()], ..Message::default() }
+                } else {
+                    Message { dont_haves: vec![*b.cid()], ..Message::default() }
+                };
+                e.received(h, m, start, out);
+            }
+            *b.cid()
+        };
+        // Both peers' windows fill up with blocks both hold.
+        let fillers: Vec<Cid> =
+            (0..2 * INITIAL_WINDOW as u8).map(|i| want(&mut e, &[0, i], PRIORITY_BULK, &[p, q], &mut out)).collect();
+        let asked = |sent: &[(PeerId, Message)]| -> Vec<(PeerId, Cid)> {
+            sent.iter()
+                .flat_map(|(peer, m)| m.wants.iter().filter(|w| w.kind == WantType::Block).map(move |w| (*peer, w.cid)))
+                .collect()
+        };
+        let filled = asked(&out.take());
+        assert_eq!(filled.len(), 2 * INITIAL_WINDOW, "{filled:?}");
+        // Then, with no room anywhere: a common bulk block, a rare one, read-ahead, and the
+        // block a reader waits for, wanted in that order. Nothing can be asked yet.
+        let common = want(&mut e, b"common", PRIORITY_BULK, &[p, q], &mut out);
+        let rare = want(&mut e, b"rare", PRIORITY_BULK, &[p], &mut out);
+        let ahead = want(&mut e, b"ahead", PRIORITY_AHEAD, &[p], &mut out);
+        let reader = want(&mut e, b"reader", PRIORITY_READER, &[p], &mut out);
+        assert!(asked(&out.take()).is_empty());
+        // One slot frees on p at a time (it turns out not to have a filler it was asked for).
+        let of_p: Vec<Cid> = filled.iter().filter(|(peer, _)| *peer == p).map(|(_, c)| *c).collect();
+        let mut order = Vec::new();
+        for (i, gone) in of_p.iter().take(4).enumerate() {
+            let now = start + HAVE_WAIT + Duration::from_millis(i as u64);
+            e.received(p, Message { dont_haves: vec![*gone], ..Message::default() }, now, &mut out);
+            e.tick(now, &mut out);
+            let next = asked(&out.take());
+            assert_eq!(next.len(), 1, "one slot, one ask: {next:?}");
+            assert_eq!(next[0].0, p);
+            order.push(next[0].1);
+        }
+        assert_eq!(order, vec![reader, ahead, rare, common]);
+        assert!(fillers.iter().all(|f| !order.contains(f)));
     }
 
     #[test]
