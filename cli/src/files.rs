@@ -31,7 +31,8 @@ pub fn cat(ctx: &Ctx, args: CatArgs) -> anyhow::Result<()> {
             q.push(("length", l.as_str()));
         }
         let stdout = std::io::stdout();
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        let watch = progress::Online::start(ctx, progress::wanted(false));
+        let mut out = watch.bar().wrap_write(std::io::BufWriter::with_capacity(1 << 20, stdout.lock()));
         client.stream("cat", &crate::api::query(&q), &mut out)?;
         out.flush()?;
         return Ok(());
@@ -179,9 +180,8 @@ fn get_online(ctx: &Ctx, client: &crate::api::Client, arg: &str, dest: &std::pat
     };
     let staging = tempfile_dir(&parent)?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
-    let show = progress::wanted(false);
-    let bar = progress::spinner(show);
-    let unpack_bar = bar.clone();
+    let watch = progress::Online::start(ctx, progress::wanted(false));
+    let unpack_bar = watch.bar().clone();
     let into = staging.clone();
     let unpacker = std::thread::spawn(move || -> anyhow::Result<Option<String>> {
         let reader = unpack_bar.wrap_read(ChannelReader { rx, current: Vec::new(), pos: 0 });
@@ -199,28 +199,9 @@ fn get_online(ctx: &Ctx, client: &crate::api::Client, arg: &str, dest: &std::pat
         }
         Ok(top)
     });
-    // The daemon's peer count, refreshed while the download runs.
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = show.then(|| {
-        let (ctx, bar, done) = (ctx.clone(), bar.clone(), done.clone());
-        std::thread::spawn(move || {
-            let Ok(Some(c)) = crate::api::client(&ctx) else { return };
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(v) = c.json("swarm/peers", "") {
-                    let n = v.get("Peers").and_then(serde_json::Value::as_array).map_or(0, Vec::len);
-                    bar.set_message(format!("{n} peers"));
-                }
-                std::thread::sleep(std::time::Duration::from_secs(1));
-            }
-        })
-    });
     let sent = client.stream("get", &crate::api::query(&[("arg", arg)]), &mut ChannelWriter(tx));
     let unpacked = unpacker.join().map_err(|_| anyhow::anyhow!("the unpacking thread panicked"))?;
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    if let Some(w) = watcher {
-        let _ = w.join();
-    }
-    bar.finish_and_clear();
+    drop(watch);
     let result = sent.and(unpacked).and_then(|top| {
         let top = top.ok_or_else(|| anyhow::anyhow!("the daemon sent an empty archive"))?;
         std::fs::rename(staging.join(&top), dest).with_context(|| format!("moving the download to {}", dest.display()))

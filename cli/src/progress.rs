@@ -40,3 +40,58 @@ pub fn spinner(show: bool) -> ProgressBar {
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
+
+/// A transfer through the daemon (`get`, `cat`): a [`spinner`] with bytes and rate, whose
+/// message is the daemon's peer count, read before the first draw and then every second.
+/// Dropping it stops the refresh and clears the bar.
+pub struct Online {
+    bar: ProgressBar,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Online {
+    /// Starts the bar and its refresher (hidden, with no refresher, unless `show`).
+    pub fn start(ctx: &crate::Ctx, show: bool) -> Online {
+        let bar = spinner(show);
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let client = if show { crate::api::client(ctx).ok().flatten() } else { None };
+        let watcher = client.map(|c| {
+            let peers = move |bar: &ProgressBar| {
+                if let Ok(v) = c.json("swarm/peers", "") {
+                    let n = v.get("Peers").and_then(serde_json::Value::as_array).map_or(0, Vec::len);
+                    bar.set_message(format!("{n} peer{}", if n == 1 { "" } else { "s" }));
+                }
+            };
+            peers(&bar);
+            bar.tick();
+            let (bar, done) = (bar.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut last = std::time::Instant::now();
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if last.elapsed() >= Duration::from_secs(1) {
+                        peers(&bar);
+                        last = std::time::Instant::now();
+                    }
+                }
+            })
+        });
+        Online { bar, done, watcher }
+    }
+
+    /// The bar, to wrap the transfer's reader or writer.
+    pub fn bar(&self) -> &ProgressBar {
+        &self.bar
+    }
+}
+
+impl Drop for Online {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(w) = self.watcher.take() {
+            let _ = w.join();
+        }
+        self.bar.finish_and_clear();
+    }
+}

@@ -103,6 +103,16 @@ fn commands_go_through_the_daemon() {
     assert!(out.status.success() && out.stdout == data, "cat through b's daemon");
     let part = cairn().arg("--repo").arg(&b).args(["cat", "--offset", "10", "--length", "5", &cid]).output().unwrap();
     assert_eq!(part.stdout, data[10..15]);
+    // At a terminal, cat through the daemon shows a bar with the bytes, the rate and the
+    // daemon's peers on stderr; its output is still just the file (`script` gives it a pty).
+    let bin = assert_cmd::cargo::cargo_bin("cairn");
+    let cat_out = tmp.path().join("cat-at-terminal.bin");
+    let line = format!("{} --repo {} cat {cid} > {}", bin.display(), b.display(), cat_out.display());
+    let term = std::process::Command::new("script").args(["-qec", &line, "/dev/null"]).output().unwrap();
+    let shown = String::from_utf8_lossy(&term.stdout);
+    assert!(term.status.success(), "{shown}");
+    assert!(shown.contains(" 1 peer"), "no peer count on the terminal: {shown:?}");
+    assert!(std::fs::read(&cat_out).unwrap() == data, "cat at a terminal wrote other bytes");
 
     // a announced the root it added: b's DHT lookup names a.
     let provs = run(&b, &["routing", "findprovs", "-n", "1", &cid]);
