@@ -27,15 +27,20 @@ pub fn wait_for(file: &Path) -> String {
     panic!("{} never appeared", file.display());
 }
 
+/// Runs `cairn --repo repo ARGS`, which must succeed; its stdout.
+fn runner(repo: &Path) -> impl Fn(&[&str]) -> String + '_ {
+    move |args: &[&str]| {
+        let out = cairn().arg("--repo").arg(repo).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
 #[test]
 fn daemon_serves_the_gateway_and_stops_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
-    let run = |args: &[&str]| {
-        let out = cairn().arg("--repo").arg(&repo).args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = runner(&repo);
     run(&["init", "--profile", "test"]);
     let file = tmp.path().join("hello.txt");
     std::fs::write(&file, "hello from the daemon\n").unwrap();
@@ -133,20 +138,58 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
-    /// SIGTERM, as an operator stops it (a clean shutdown flushes the repo); SIGKILL after 30 s.
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+impl Daemon {
+    /// Sends `signal` (`TERM`, `INT`) and waits up to 30 s for the exit; its status, or None
+    /// when it had to be killed.
+    pub fn stop(&mut self, signal: &str) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status();
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(30) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        None
     }
+}
+
+impl Drop for Daemon {
+    /// SIGTERM, as an operator stops it (a clean shutdown flushes the repo); SIGKILL after 30 s.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop("TERM");
+        }
+    }
+}
+
+/// Ctrl-C at the terminal (SIGINT) stops the daemon as cleanly as SIGTERM: it says so, exits
+/// 0, removes its address files, releases the lock (offline commands run), and the repo
+/// holds what it held. It printed its peer ID (the repo's) and its swarm address at start.
+#[test]
+fn daemon_stops_cleanly_on_sigint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let run = runner(&repo);
+    run(&["init", "--profile", "test"]);
+    let id: serde_json::Value = serde_json::from_str(&run(&["id"])).unwrap();
+    let mut daemon = Daemon::start(&repo);
+    let expected = format!("Peer identity: {}", id["ID"].as_str().unwrap());
+    assert!(daemon.lines.contains(&expected), "{:?}", daemon.lines);
+    assert!(daemon.swarm_addr().starts_with("/ip4/127.0.0.1/tcp/"), "{:?}", daemon.lines);
+    // Added through the daemon while it runs.
+    let file = tmp.path().join("kept.txt");
+    std::fs::write(&file, "kept across a Ctrl-C\n").unwrap();
+    let cid = run(&["add", "-Q", file.to_str().unwrap()]).trim().to_owned();
+    let status = daemon.stop("INT").expect("the daemon did not stop on SIGINT");
+    assert!(status.success(), "exit {status}");
+    for f in ["api", "gateway"] {
+        assert!(!repo.join(f).exists(), "{f} outlived the daemon");
+    }
+    assert_eq!(run(&["cat", &cid]), "kept across a Ctrl-C\n");
+    assert!(run(&["pin", "ls"]).contains(&cid));
 }
 
 /// A daemon whose only bootstrap peer is another daemon serves, through its gateway, a file

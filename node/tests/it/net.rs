@@ -23,6 +23,17 @@ async fn start(node: &Arc<Node>) -> net::Network {
 /// fetched blocks end up stored on the reader.
 #[test]
 fn a_file_moves_between_two_nodes() {
+    move_file("/ip4/127.0.0.1/tcp/0");
+}
+
+/// The same over QUIC: both nodes listen on UDP only, and the connection is QUIC.
+#[test]
+fn a_file_moves_over_quic() {
+    move_file("/ip4/127.0.0.1/udp/0/quic-v1");
+}
+
+/// Two nodes listening on `listen` (only); the second reads a 3 MiB file from the first.
+fn move_file(listen: &str) {
     let dir = tempfile::tempdir().unwrap();
     let seed = Arc::new(Node::init(&dir.path().join("a"), cairn_node::config::Profile::Test).unwrap());
     let leech = Arc::new(Node::init(&dir.path().join("b"), cairn_node::config::Profile::Test).unwrap());
@@ -30,9 +41,15 @@ fn a_file_moves_between_two_nodes() {
     let added = seed.add_reader(&data[..], &AddOptions::default(), true).unwrap();
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (net_a, net_b) = rt.block_on(async { (start(&seed).await, start(&leech).await) });
-    let peer = rt.block_on(net_b.connect(net_a.listen_addrs()[0].clone())).unwrap();
+    let cfg = || NetConfig::new(vec![listen.parse().unwrap()]);
+    let spawn = |n: &Arc<Node>| net::spawn(n.repo().keypair().clone(), Arc::new(NodeStore(n.clone())), cfg());
+    let (net_a, net_b) = rt.block_on(async { (spawn(&seed).await.unwrap().0, spawn(&leech).await.unwrap().0) });
+    let addr = net_a.listen_addrs()[0].clone();
+    assert_eq!(addr.to_string().contains("/quic-v1"), listen.contains("/quic-v1"), "listening on {addr}");
+    let peer = rt.block_on(net_b.connect(addr.clone())).unwrap();
     assert_eq!(peer, net_a.peer_id());
+    let via = rt.block_on(net_b.peers()).unwrap().into_iter().find(|p| p.peer == peer).unwrap().addr;
+    assert_eq!(via.to_string().contains("/quic-v1"), listen.contains("/quic-v1"), "connected over {via}");
 
     assert!(leech.attach_fetcher(Arc::new(NetFetcher::new(net_b.clone(), Duration::from_secs(20)))));
     let mut out = Vec::new();
