@@ -68,6 +68,49 @@ fn move_file(listen: &str) {
     });
 }
 
+/// `max_connections` (`Swarm.ConnMgr.HighWater`) caps established connections: with a cap
+/// of 2, a third peer is refused while two are connected, and gets in once one leaves.
+#[test]
+fn the_connection_limit_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mk = |name: &str| Arc::new(Node::init(&dir.path().join(name), cairn_node::config::Profile::Test).unwrap());
+    let (hub, a, b, c) = (mk("hub"), mk("a"), mk("b"), mk("c"));
+    let spawn =
+        |n: &Arc<Node>, cfg: NetConfig| net::spawn(n.repo().keypair().clone(), Arc::new(NodeStore(n.clone())), cfg);
+    let (net_hub, net_a, net_b, net_c) = rt.block_on(async {
+        let hub_cfg = NetConfig { max_connections: 2, dht: net::dht::DhtMode::Off, ..listen() };
+        (
+            spawn(&hub, hub_cfg).await.unwrap().0,
+            spawn(&a, listen()).await.unwrap().0,
+            spawn(&b, listen()).await.unwrap().0,
+            spawn(&c, listen()).await.unwrap().0,
+        )
+    });
+    let addr = net_hub.listen_addrs()[0].clone();
+    rt.block_on(net_a.connect(addr.clone())).unwrap();
+    rt.block_on(net_b.connect(addr.clone())).unwrap();
+    // The third dial's handshake completes, and then the hub closes the connection.
+    let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), net_c.connect(addr.clone())).await });
+    std::thread::sleep(Duration::from_millis(500));
+    let hub_peers =
+        || -> Vec<libp2p::PeerId> { rt.block_on(net_hub.peers()).unwrap().into_iter().map(|p| p.peer).collect() };
+    let peers = hub_peers();
+    assert_eq!(peers.len(), 2, "{peers:?}");
+    assert!(!peers.contains(&net_c.peer_id()), "a third peer got in past a cap of 2");
+    let c_peers: Vec<_> = rt.block_on(net_c.peers()).unwrap().into_iter().map(|p| p.peer).collect();
+    assert!(!c_peers.contains(&net_hub.peer_id()), "the refused peer still holds a connection");
+    // One leaves: the next dial gets in.
+    rt.block_on(net_a.shutdown());
+    let started = std::time::Instant::now();
+    while !hub_peers().contains(&net_c.peer_id()) {
+        assert!(started.elapsed() < Duration::from_secs(20), "the freed slot never let the third peer in");
+        let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), net_c.connect(addr.clone())).await });
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(hub_peers().len() <= 2);
+}
+
 /// A block no peer has fails with a timeout instead of hanging.
 #[test]
 fn a_missing_block_times_out() {
