@@ -111,6 +111,66 @@ fn the_connection_limit_holds() {
     assert!(hub_peers().len() <= 2);
 }
 
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct Probe {
+    ping: libp2p::ping::Behaviour,
+    identify: libp2p::identify::Behaviour,
+}
+
+/// A plain libp2p peer pings a node and hears its identify: Cairn's agent, and the Bitswap
+/// and gossipsub protocols among those it speaks.
+#[test]
+fn a_plain_libp2p_peer_pings_and_identifies_a_node() {
+    use futures::StreamExt as _;
+    use libp2p::swarm::SwarmEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let node = Arc::new(Node::init(&dir.path().join("n"), cairn_node::config::Profile::Test).unwrap());
+    let (rtt, info) = rt.block_on(async {
+        let net = start(&node).await;
+        let mut probe = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(libp2p::tcp::Config::default(), libp2p::noise::Config::new, libp2p::yamux::Config::default)
+            .unwrap()
+            .with_behaviour(|key| Probe {
+                ping: libp2p::ping::Behaviour::new(
+                    libp2p::ping::Config::new().with_interval(Duration::from_millis(200)),
+                ),
+                identify: libp2p::identify::Behaviour::new(libp2p::identify::Config::new(
+                    "/ipfs/0.1.0".into(),
+                    key.public(),
+                )),
+            })
+            .unwrap()
+            .build();
+        probe.dial(net.listen_addrs()[0].clone()).unwrap();
+        let (mut rtt, mut info) = (None, None);
+        tokio::time::timeout(Duration::from_secs(15), async {
+            while rtt.is_none() || info.is_none() {
+                match probe.select_next_some().await {
+                    SwarmEvent::Behaviour(ProbeEvent::Ping(e)) if e.peer == net.peer_id() => {
+                        rtt = e.result.ok();
+                    }
+                    SwarmEvent::Behaviour(ProbeEvent::Identify(libp2p::identify::Event::Received {
+                        peer_id,
+                        info: i,
+                        ..
+                    })) if peer_id == net.peer_id() => info = Some(i),
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("no ping reply or identify within 15 s");
+        (rtt.unwrap(), info.unwrap())
+    });
+    assert!(rtt < Duration::from_secs(1), "{rtt:?}");
+    assert!(info.agent_version.starts_with("cairn/"), "{}", info.agent_version);
+    for p in ["/ipfs/bitswap/1.2.0", "/meshsub/1.1.0", "/ipfs/ping/1.0.0"] {
+        assert!(info.protocols.iter().any(|x| x.as_ref() == p), "{p} not in {:?}", info.protocols);
+    }
+}
+
 /// A block no peer has fails with a timeout instead of hanging.
 #[test]
 fn a_missing_block_times_out() {
