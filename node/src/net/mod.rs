@@ -458,13 +458,13 @@ impl Network {
     /// Fetches a block from peers (and from the HTTP origins, when configured: [`origin`]),
     /// stores it, and returns its bytes.
     pub async fn fetch(&self, cid: Cid, timeout: Duration) -> Result<Bytes, FetchError> {
-        self.fetch_from(cid, timeout, false, bitswap::engine::PRIORITY_READER).await
+        self.fetch_from(cid, timeout, bitswap::engine::PRIORITY_READER).await
     }
 
     /// [`Network::fetch`] for a block no reader waits for (a pin, a DAG fetched in spread
     /// order): it takes peers' room after readers and read-ahead, rarest first.
     pub async fn fetch_bulk(&self, cid: Cid, timeout: Duration) -> Result<Bytes, FetchError> {
-        self.fetch_from(cid, timeout, false, bitswap::engine::PRIORITY_BULK).await
+        self.fetch_from(cid, timeout, bitswap::engine::PRIORITY_BULK).await
     }
 
     /// Fetches a block a reader will want soon. While a peer has it, the origin is asked only
@@ -473,10 +473,13 @@ impl Network {
     /// every block it fetches ahead, doubling the load on the publisher's uplink. A block no
     /// peer has goes to the origin after `Origins.StallTimeout`.
     pub async fn fetch_ahead(&self, cid: Cid, timeout: Duration) -> Result<Bytes, FetchError> {
-        self.fetch_from(cid, timeout, true, bitswap::engine::PRIORITY_AHEAD).await
+        self.fetch_from(cid, timeout, bitswap::engine::PRIORITY_AHEAD).await
     }
 
-    async fn fetch_from(&self, cid: Cid, timeout: Duration, ahead: bool, priority: i32) -> Result<Bytes, FetchError> {
+    /// Fetches at `priority`; read-ahead ([`bitswap::engine::PRIORITY_AHEAD`]) also waits
+    /// longer before the origin is asked (see [`Network::fetch_ahead`]).
+    async fn fetch_from(&self, cid: Cid, timeout: Duration, priority: i32) -> Result<Bytes, FetchError> {
+        let ahead = priority == bitswap::engine::PRIORITY_AHEAD;
         let (waiter, mut rx) = oneshot::channel();
         let deadline = Instant::now() + timeout;
         self.tx.send(Command::Fetch { cid, priority, deadline, waiter }).await.map_err(|_| FetchError::Shutdown)?;
@@ -1200,10 +1203,8 @@ impl Driver {
                 self.engine.connected(peer, &mut self.swarm.behaviour_mut().bitswap);
             }
             bitswap::Event::Disconnected(peer) => {
+                // A banned peer stays blocked until the tick's `lifted_bans` lets it in.
                 self.engine.disconnected(peer, &mut self.swarm.behaviour_mut().bitswap);
-                if !self.engine.is_banned(&peer, now) {
-                    self.swarm.behaviour_mut().blocked.unblock_peer(peer);
-                }
             }
             bitswap::Event::Message { peer, mut message } => {
                 // A node that opted out of serving answers no wants, not even HAVEs: it only

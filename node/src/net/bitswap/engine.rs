@@ -330,16 +330,10 @@ impl Engine {
     }
 
     /// Whether `peer` is banned now: its score reached [`BAN_SCORE`] and has not yet decayed
-    /// under [`UNBAN_SCORE`].
+    /// under [`UNBAN_SCORE`]. Only [`Engine::lifted_bans`] ends a ban, so that the driver,
+    /// which blocked the peer, hears of every end and unblocks it.
     pub fn is_banned(&mut self, peer: &PeerId, now: Instant) -> bool {
-        if !self.banned.contains(peer) {
-            return false;
-        }
-        if self.score(peer, now) < UNBAN_SCORE {
-            self.banned.remove(peer);
-            return false;
-        }
-        true
+        self.banned.contains(peer) && self.score(peer, now) >= UNBAN_SCORE
     }
 
     fn score(&mut self, peer: &PeerId, now: Instant) -> f64 {
@@ -369,6 +363,9 @@ impl Engine {
     pub fn lifted_bans(&mut self, now: Instant) -> Vec<PeerId> {
         let banned: Vec<PeerId> = self.banned.iter().copied().collect();
         let lifted: Vec<PeerId> = banned.into_iter().filter(|p| !self.is_banned(p, now)).collect();
+        for p in &lifted {
+            self.banned.remove(p);
+        }
         if self.last_score_sweep.is_none_or(|at| now.saturating_duration_since(at) >= SCORE_SWEEP) {
             self.last_score_sweep = Some(now);
             let peers: Vec<PeerId> = self.scores.keys().copied().collect();
