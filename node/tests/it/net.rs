@@ -117,8 +117,10 @@ struct Probe {
     identify: libp2p::identify::Behaviour,
 }
 
-/// A plain libp2p peer pings a node and hears its identify: Cairn's agent, and the Bitswap
-/// and gossipsub protocols among those it speaks.
+/// A plain libp2p peer pings a node and hears its identify: Cairn's agent, and Bitswap and
+/// ping among the protocols it speaks. (Not gossipsub: a peer that does not speak it, like
+/// this one, may see the node's gossipsub handler withdraw the protocol from its connection
+/// before identify is sent.)
 #[test]
 fn a_plain_libp2p_peer_pings_and_identifies_a_node() {
     use futures::StreamExt as _;
@@ -166,7 +168,7 @@ fn a_plain_libp2p_peer_pings_and_identifies_a_node() {
     });
     assert!(rtt < Duration::from_secs(1), "{rtt:?}");
     assert!(info.agent_version.starts_with("cairn/"), "{}", info.agent_version);
-    for p in ["/ipfs/bitswap/1.2.0", "/meshsub/1.1.0", "/ipfs/ping/1.0.0"] {
+    for p in ["/ipfs/bitswap/1.2.0", "/ipfs/ping/1.0.0"] {
         assert!(info.protocols.iter().any(|x| x.as_ref() == p), "{p} not in {:?}", info.protocols);
     }
 }
