@@ -636,6 +636,11 @@ impl Engine {
         }
         let mut dedup = HashSet::new();
         wanted.retain(|b| dedup.insert(key(b.cid())));
+        // Blocks that came freed room in their senders' windows: waiting wants take it now
+        // rather than at the next tick.
+        if !wanted.is_empty() {
+            self.fill(now, out);
+        }
         if let Some(s) = self.peers.get_mut(&peer) {
             s.held += m.haves.len() as u64;
             s.last_heard = Some(now);
@@ -853,6 +858,27 @@ impl Engine {
         }
     }
 
+    /// Asks for the wants that are ready (every peer told has answered, or [`HAVE_WAIT`]
+    /// passed) and that some peer has, in [`Wanted::order`], as far as peers' windows allow.
+    fn fill(&mut self, now: Instant, out: &mut dyn Outbox) {
+        let mut ready: Vec<_> = self
+            .wants
+            .iter()
+            .filter(|(_, w)| {
+                !w.arrived
+                    && w.asked.is_none()
+                    && !w.candidates.is_empty()
+                    && (w.candidates.len() + w.exhausted.len() >= w.told.len()
+                        || now.saturating_duration_since(w.last_broadcast) >= HAVE_WAIT)
+            })
+            .map(|(k, w)| (w.order(), k.clone()))
+            .collect();
+        ready.sort_unstable();
+        for (_, k) in ready {
+            self.ask_next(&k, out);
+        }
+    }
+
     /// Fails every waiter whose deadline passed; returns how many.
     pub fn expire(&mut self, now: Instant) -> usize {
         let mut n = 0;
@@ -907,6 +933,25 @@ mod tests {
 
     fn far() -> Instant {
         Instant::now() + Duration::from_secs(60)
+    }
+
+    /// Fetches every block at `priority`, and forgets the want-haves sent. Returns the
+    /// receivers, to keep the waiters alive.
+    fn want_all(
+        e: &mut Engine,
+        blocks: &[Block],
+        priority: i32,
+        now: Instant,
+        out: &mut Sent,
+    ) -> Vec<tokio::sync::oneshot::Receiver<Result<Bytes, FetchError>>> {
+        let mut rxs = Vec::new();
+        for b in blocks {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            rxs.push(rx);
+            e.fetch(*b.cid(), priority, tx, far(), now, out);
+        }
+        out.take();
+        rxs
     }
 
     #[test]
@@ -1138,6 +1183,34 @@ mod tests {
     }
 
     #[test]
+    fn room_a_delivered_block_frees_is_taken_at_once_not_at_the_next_tick() {
+        let (mut e, mut out) = (Engine::default(), Sent::default());
+        let seed = PeerId::random();
+        e.connected(seed, &mut out);
+        let blocks: Vec<Block> = (0..12u8).map(|i| block(&[i; 100])).collect();
+        let start = Instant::now();
+        let _rxs = want_all(&mut e, &blocks, PRIORITY_AHEAD, start, &mut out);
+        let cids: Vec<Cid> = blocks.iter().map(|b| *b.cid()).collect();
+        e.received(seed, Message { haves: cids.clone(), ..Message::default() }, start, &mut out);
+        let asked = |sent: &[(PeerId, Message)]| -> Vec<Cid> {
+            sent.iter().flat_map(|(_, m)| m.wants.iter().filter(|w| w.kind == WantType::Block).map(|w| w.cid)).collect()
+        };
+        let first = asked(&out.take());
+        assert_eq!(first, cids[..INITIAL_WINDOW], "the initial window, in the order wanted");
+
+        // The first block comes quickly: the seed's window opens, and the four wants left
+        // are asked for in the same call, in order, with no tick between.
+        let got = e.received(
+            seed,
+            Message { blocks: vec![blocks[0].clone()], ..Message::default() },
+            start + Duration::from_millis(1),
+            &mut out,
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(asked(&out.take()), cids[INITIAL_WINDOW..], "the rest go out as the block comes");
+    }
+
+    #[test]
     fn a_slow_peer_gets_a_small_window_and_its_queued_wants_move_to_a_peer_with_room() {
         let (mut e, mut out) = (Engine::default(), Sent::default());
         let (seed, other) = (PeerId::random(), PeerId::random());
@@ -1145,13 +1218,7 @@ mod tests {
         e.connected(other, &mut out);
         let blocks: Vec<Block> = (0..12u8).map(|i| block(&[i; 100])).collect();
         let start = Instant::now();
-        let mut rxs = Vec::new();
-        for b in &blocks {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            rxs.push(rx);
-            e.fetch(*b.cid(), 1, tx, far(), start, &mut out);
-        }
-        out.take();
+        let _rxs = want_all(&mut e, &blocks, 1, start, &mut out);
         let cids: Vec<Cid> = blocks.iter().map(|b| *b.cid()).collect();
         e.received(other, Message { dont_haves: cids.clone(), ..Message::default() }, start, &mut out);
         e.received(seed, Message { haves: cids.clone(), ..Message::default() }, start, &mut out);

@@ -7,12 +7,12 @@
 //! stream that it opens when there is something to send and reopens after an error.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
-use futures::stream::FuturesUnordered;
+use futures::stream::{FuturesOrdered, FuturesUnordered};
 use futures::{FutureExt, StreamExt};
 use libp2p::core::upgrade::{InboundUpgrade, OutboundUpgrade, UpgradeInfo};
 use libp2p::swarm::handler::{ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound};
@@ -24,6 +24,12 @@ use super::proto::{self, Message, Version, PROTOCOLS};
 pub const MAX_INBOUND_STREAMS: usize = 32;
 /// Messages waiting for the outbound stream before the oldest is dropped and reported.
 pub const MAX_QUEUED: usize = 1024;
+/// Messages read and being decoded at once on one connection; while this many are, no stream
+/// is read further.
+pub const MAX_DECODING: usize = 4;
+/// Messages at least this long are decoded (their blocks hashed) on a blocking thread, so
+/// that the connection's task goes on reading and decrypting the next one meanwhile.
+pub const DECODE_APART_FROM: usize = 64 << 10;
 
 /// Offers every Bitswap version and hands over the stream with the one negotiated.
 #[derive(Debug, Clone)]
@@ -80,7 +86,10 @@ pub enum Out {
     Drained(usize),
 }
 
-type Reading = BoxFuture<'static, (Stream, std::io::Result<Option<Vec<u8>>>)>;
+/// A stream's next message, read whole; the flag is set once the stream is to be read no more.
+type Reading = BoxFuture<'static, (Stream, Arc<AtomicBool>, std::io::Result<Option<Vec<u8>>>)>;
+/// A message being decoded, with its stream's flag.
+type Decoding = BoxFuture<'static, (Arc<AtomicBool>, Result<Message, String>)>;
 
 enum Outbound {
     None,
@@ -94,6 +103,10 @@ enum Outbound {
 /// The handler of one connection.
 pub struct Handler {
     reading: FuturesUnordered<Reading>,
+    /// Messages being decoded, handed to the behaviour in the order they were read.
+    decoding: FuturesOrdered<Decoding>,
+    /// Streams waiting to be read while [`MAX_DECODING`] messages are being decoded.
+    parked: Vec<(Stream, Arc<AtomicBool>)>,
     outbound: Outbound,
     /// Messages without blocks (wants, cancels, presences): small, and others wait on them,
     /// so they go out before any queued block.
@@ -115,6 +128,8 @@ impl Handler {
     pub fn new(arrived: Arc<AtomicU64>) -> Handler {
         Handler {
             reading: FuturesUnordered::new(),
+            decoding: FuturesOrdered::new(),
+            parked: Vec::new(),
             outbound: Outbound::None,
             urgent: VecDeque::new(),
             queue: VecDeque::new(),
@@ -124,12 +139,33 @@ impl Handler {
     }
 }
 
-fn read_next(mut stream: Stream, arrived: Arc<AtomicU64>) -> Reading {
+fn read_next(mut stream: Stream, arrived: Arc<AtomicU64>, ended: Arc<AtomicBool>) -> Reading {
     async move {
-        let r = proto::read_frame_counting(&mut stream, &arrived).await;
-        (stream, r)
+        let r = match ended.load(Ordering::Relaxed) {
+            true => Ok(None),
+            false => proto::read_frame_counting(&mut stream, &arrived).await,
+        };
+        // A message that came after an earlier one on the stream was found malformed is dropped.
+        let r = match r {
+            Ok(Some(_)) if ended.load(Ordering::Relaxed) => Ok(None),
+            r => r,
+        };
+        (stream, ended, r)
     }
     .boxed()
+}
+
+/// Decodes a message read from a stream: a large one (blocks to hash) on a blocking thread,
+/// a small one at once.
+fn decode(bytes: Vec<u8>, ended: Arc<AtomicBool>) -> Decoding {
+    let now = |bytes: Vec<u8>| Message::decode(bytes::Bytes::from(bytes)).map_err(|e| e.to_string());
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) if bytes.len() >= DECODE_APART_FROM => {
+            let job = rt.spawn_blocking(move || now(bytes));
+            async move { (ended, job.await.unwrap_or_else(|e| Err(format!("decoding stopped: {e}")))) }.boxed()
+        }
+        _ => std::future::ready((ended, now(bytes))).boxed(),
+    }
 }
 
 fn write(mut stream: Stream, bytes: Vec<u8>) -> BoxFuture<'static, (Stream, std::io::Result<()>)> {
@@ -138,6 +174,18 @@ fn write(mut stream: Stream, bytes: Vec<u8>) -> BoxFuture<'static, (Stream, std:
         (stream, r)
     }
     .boxed()
+}
+
+impl Handler {
+    /// Streams parked while decoding was full are read again once it has room.
+    fn unpark(&mut self) {
+        while self.decoding.len() < MAX_DECODING {
+            let Some((stream, ended)) = self.parked.pop() else { break };
+            if !ended.load(Ordering::Relaxed) {
+                self.reading.push(read_next(stream, self.arrived.clone(), ended));
+            }
+        }
+    }
 }
 
 impl ConnectionHandler for Handler {
@@ -179,7 +227,7 @@ impl ConnectionHandler for Handler {
             ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound { protocol: (stream, _), .. })
                 if self.reading.len() < MAX_INBOUND_STREAMS =>
             {
-                self.reading.push(read_next(stream, self.arrived.clone()));
+                self.reading.push(read_next(stream, self.arrived.clone(), Arc::default()));
             }
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
                 protocol: (stream, protocol), ..
@@ -249,20 +297,30 @@ impl ConnectionHandler for Handler {
                 },
                 other => self.outbound = other,
             }
-            match self.reading.poll_next_unpin(cx) {
-                Poll::Ready(Some((stream, Ok(Some(bytes))))) => {
-                    match Message::decode(bytes::Bytes::from(bytes)) {
-                        Ok(m) => {
-                            self.reading.push(read_next(stream, self.arrived.clone()));
-                            self.events.push_back(Out::Received(m));
-                        }
-                        // A malformed message ends its stream.
-                        Err(e) => self.events.push_back(Out::Malformed(e.to_string())),
-                    }
+            match self.decoding.poll_next_unpin(cx) {
+                Poll::Ready(Some((_, Ok(m)))) => {
+                    self.events.push_back(Out::Received(m));
+                    self.unpark();
                     continue;
                 }
-                Poll::Ready(Some((_, Ok(None)))) => continue,
-                Poll::Ready(Some((_, Err(e)))) => {
+                // A malformed message ends its stream.
+                Poll::Ready(Some((ended, Err(e)))) => {
+                    ended.store(true, Ordering::Relaxed);
+                    self.events.push_back(Out::Malformed(e));
+                    self.unpark();
+                    continue;
+                }
+                Poll::Ready(None) | Poll::Pending => {}
+            }
+            match self.reading.poll_next_unpin(cx) {
+                Poll::Ready(Some((stream, ended, Ok(Some(bytes))))) => {
+                    self.decoding.push_back(decode(bytes, ended.clone()));
+                    self.parked.push((stream, ended));
+                    self.unpark();
+                    continue;
+                }
+                Poll::Ready(Some((_, _, Ok(None)))) => continue,
+                Poll::Ready(Some((_, _, Err(e)))) => {
                     if e.kind() == std::io::ErrorKind::InvalidData {
                         self.events.push_back(Out::Malformed(e.to_string()));
                     }
