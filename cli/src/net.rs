@@ -12,8 +12,8 @@ use crate::api::{self, query};
 use crate::Ctx;
 
 /// The public IPFS bootstrap peers, added only by an explicit `bootstrap add --default`.
-/// (The `/dnsaddr` entries need DNS resolution, which Cairn does not do; the plain IP ones
-/// are dialable as they are.)
+/// The `/dnsaddr` entries are resolved through the system's DNS resolver when the daemon
+/// dials them.
 const DEFAULT_BOOTSTRAP: &[&str] = &[
     "/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN",
     "/dnsaddr/bootstrap.libp2p.io/p2p/QmQCU2EcMqAqQPR2i9bChDtGNJchTbq5TbXJJ16u19uLTa",

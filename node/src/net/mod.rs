@@ -7,7 +7,9 @@
 //! anyone sees them.
 //!
 //! Network rule: the node dials only what it is told to (the config's bootstrap list, which
-//! is empty by default, and explicit `connect`s). mDNS and port mapping are not built in.
+//! is empty by default, and explicit `connect`s). mDNS (`Discovery.MDNS.Enabled`) and UPnP
+//! port mapping (`Swarm.DisableNatPortMap = false`) are off unless turned on; with mDNS on,
+//! the node also dials the peers it hears of on the local network.
 
 pub mod bitswap;
 pub mod dht;
@@ -96,6 +98,10 @@ pub struct NetConfig {
     pub serve: bool,
     /// Block bytes served in any 24 hours, at most (`Swarm.RateLimit.UploadBudget`).
     pub upload_budget: Option<u64>,
+    /// Whether to find and dial peers on the local network with mDNS (`Discovery.MDNS.Enabled`).
+    pub mdns: bool,
+    /// Whether to ask the router for port mappings with UPnP (`Swarm.DisableNatPortMap` false).
+    pub upnp: bool,
     /// Half-life of a peer's misbehaviour score, which decides how long a ban lasts
     /// ([`bitswap::engine::SCORE_HALF_LIFE`]; tests shorten it).
     pub score_half_life: Duration,
@@ -119,6 +125,8 @@ impl NetConfig {
             origin: None,
             serve: true,
             upload_budget: None,
+            mdns: false,
+            upnp: false,
             score_half_life: bitswap::engine::SCORE_HALF_LIFE,
         }
     }
@@ -157,6 +165,8 @@ impl NetConfig {
         net.download_limit = rate(&cfg.swarm.rate_limit.download, "Swarm.RateLimit.Download")?;
         net.upload_budget = rate(&cfg.swarm.rate_limit.upload_budget, "Swarm.RateLimit.UploadBudget")?;
         net.serve = cfg.bitswap.server_enabled;
+        net.mdns = cfg.discovery.mdns.enabled;
+        net.upnp = !cfg.swarm.disable_nat_port_map;
         net.swarm_key = transport::load_swarm_key(repo.path())?;
         if !cfg.origins.gateways.is_empty() {
             net.origin = Some(origin::OriginConfig {
@@ -184,6 +194,8 @@ pub struct Behaviour {
     kad_wan: Toggle<kad::Behaviour<dht::ProvStore>>,
     kad_lan: Toggle<kad::Behaviour<dht::ProvStore>>,
     gossipsub: gossipsub::Behaviour,
+    mdns: Toggle<libp2p::mdns::tokio::Behaviour>,
+    upnp: Toggle<libp2p::upnp::tokio::Behaviour>,
     /// Bitswap.
     pub bitswap: bitswap::Behaviour,
     /// Outbound streams opened from outside the driver (a sweep's announcements).
@@ -262,7 +274,25 @@ enum Command {
     DhtStats(oneshot::Sender<DhtStats>),
     ClosestPeers { dht: dht::Dht, key: Vec<u8>, reply: oneshot::Sender<Closest> },
     ExternalAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    PortMapping(oneshot::Sender<PortMapping>),
     Shutdown,
+}
+
+/// Where UPnP port mapping stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PortMapping {
+    /// Not configured (`Swarm.DisableNatPortMap`, the default).
+    #[default]
+    Off,
+    /// Looking for a gateway.
+    Searching,
+    /// No UPnP gateway answered on the local network.
+    NoGateway,
+    /// The gateway answered, but its own address is not public: mapping would not help.
+    NonRoutable,
+    /// Mapped: these external addresses reach this node.
+    Mapped(Vec<Multiaddr>),
 }
 
 /// What a lookup of the peers closest to a key found.
@@ -319,6 +349,7 @@ impl std::fmt::Debug for Command {
             Command::DhtStats(_) => "DhtStats",
             Command::ClosestPeers { .. } => "ClosestPeers",
             Command::ExternalAddrs(_) => "ExternalAddrs",
+            Command::PortMapping(_) => "PortMapping",
             Command::Shutdown => "Shutdown",
         })
     }
@@ -441,6 +472,11 @@ impl Network {
     /// The addresses this node tells peers, as provider records carry them.
     pub async fn external_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
         self.ask(Command::ExternalAddrs).await
+    }
+
+    /// Where UPnP port mapping stands.
+    pub async fn port_mapping(&self) -> Result<PortMapping, NetError> {
+        self.ask(Command::PortMapping).await
     }
 
     /// Tells `peer` on `dht` that this node (at `addrs`) provides `keys` (multihash bytes),
@@ -716,6 +752,14 @@ pub async fn spawn(
         kad_wan: kad_of(dht::WAN_PROTOCOL, wan_mode),
         kad_lan: kad_of(dht::LAN_PROTOCOL, lan_mode),
         gossipsub,
+        mdns: Toggle::from(match cfg.mdns {
+            true => Some(
+                libp2p::mdns::tokio::Behaviour::new(libp2p::mdns::Config::default(), peer_id)
+                    .map_err(|e| NetError::Config(format!("mDNS: {e}")))?,
+            ),
+            false => None,
+        }),
+        upnp: Toggle::from(cfg.upnp.then(libp2p::upnp::tokio::Behaviour::default)),
         bitswap: bitswap::Behaviour::default(),
         streams: libp2p_stream::Behaviour::new(),
     };
@@ -801,6 +845,7 @@ pub async fn spawn(
         dht: cfg.dht,
         origin: origin.clone(),
         arrived: 0,
+        port_mapping: if cfg.upnp { PortMapping::Searching } else { PortMapping::Off },
     };
     let task = tokio::spawn(driver.run());
     let runtime = tokio::runtime::Handle::current();
@@ -872,6 +917,7 @@ struct Driver {
     origin: Option<Arc<origin::Origin>>,
     /// Block message bytes read from peers at the last tick.
     arrived: u64,
+    port_mapping: PortMapping,
 }
 
 /// How long a fetch waits on connected peers before it asks the DHT (as Kubo does).
@@ -1099,6 +1145,9 @@ impl Driver {
             Command::ExternalAddrs(tx) => {
                 let _ = tx.send(self.swarm.external_addresses().cloned().collect());
             }
+            Command::PortMapping(tx) => {
+                let _ = tx.send(self.port_mapping.clone());
+            }
             Command::Shutdown => {}
         }
     }
@@ -1138,7 +1187,63 @@ impl Driver {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found))) => self.on_mdns(found),
+            SwarmEvent::Behaviour(BehaviourEvent::Upnp(ev)) => self.on_upnp(ev),
             _ => {}
+        }
+    }
+
+    /// Peers heard of on the local network over mDNS: each is dialed once at the addresses
+    /// heard, unless connected already, and the LAN DHT learns them.
+    fn on_mdns(&mut self, found: Vec<(PeerId, Multiaddr)>) {
+        let mut by_peer: std::collections::HashMap<PeerId, Vec<Multiaddr>> = Default::default();
+        for (peer, addr) in found {
+            by_peer.entry(peer).or_default().push(addr);
+        }
+        for (peer, addrs) in by_peer {
+            tracing::debug!("mDNS: found {peer} at {addrs:?}");
+            if let Some(k) = self.swarm.behaviour_mut().kad_lan.as_mut() {
+                for a in &addrs {
+                    k.add_address(&peer, a.clone());
+                }
+            }
+            if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
+                continue;
+            }
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!("mDNS: cannot dial {peer}: {e}");
+            }
+        }
+    }
+
+    fn on_upnp(&mut self, ev: libp2p::upnp::Event) {
+        use libp2p::upnp::Event;
+        match ev {
+            Event::NewExternalAddr { external_addr, .. } => {
+                tracing::info!("UPnP: the gateway maps {external_addr} to this node");
+                match &mut self.port_mapping {
+                    PortMapping::Mapped(addrs) => addrs.push(external_addr),
+                    other => *other = PortMapping::Mapped(vec![external_addr]),
+                }
+            }
+            Event::ExpiredExternalAddr { external_addr, .. } => {
+                tracing::warn!("UPnP: the gateway no longer maps {external_addr}");
+                if let PortMapping::Mapped(addrs) = &mut self.port_mapping {
+                    addrs.retain(|a| *a != external_addr);
+                }
+            }
+            Event::GatewayNotFound => {
+                tracing::warn!("UPnP: no gateway answered on the local network; no port is mapped");
+                self.port_mapping = PortMapping::NoGateway;
+            }
+            Event::NonRoutableGateway => {
+                tracing::warn!("UPnP: the gateway's own address is not public; no port is mapped");
+                self.port_mapping = PortMapping::NonRoutable;
+            }
         }
     }
 

@@ -1,5 +1,10 @@
 //! The swarm's transports: TCP with Noise and Yamux, optionally behind a private-network
-//! key, and QUIC.
+//! key, and QUIC, under DNS resolution.
+//!
+//! `/dns`, `/dns4`, `/dns6` and `/dnsaddr` addresses (the public bootstrap list is
+//! `/dnsaddr`) are resolved with the system's resolver (`/etc/resolv.conf`, `/etc/hosts`),
+//! and only when such an address is dialed. Where the system has no resolver configuration,
+//! they fail to dial and every other address works as before.
 //!
 //! A private swarm (libp2p pnet) uses the pre-shared key of Kubo's `swarm.key` format in the
 //! repo. QUIC brings its own encryption that pnet cannot wrap, so with a key QUIC is off, as
@@ -13,7 +18,7 @@ use libp2p::core::transport::{Boxed, Transport};
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
-use libp2p::{noise, quic, tcp, yamux, PeerId};
+use libp2p::{dns, noise, quic, tcp, yamux, PeerId};
 
 use super::NetError;
 
@@ -41,8 +46,25 @@ pub fn load_swarm_key(repo: &Path) -> Result<Option<PreSharedKey>, NetError> {
     }
 }
 
-/// Builds the transport for `key`.
+/// Builds the transport for `key`: [`build_plain`] under the system's DNS resolver, or without
+/// one where the system's resolver configuration cannot be read.
 pub fn build(
+    key: &Keypair,
+    psk: Option<PreSharedKey>,
+    quic: bool,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, NetError> {
+    // `system` reads the configuration now, and resolves nothing until a DNS address is dialed.
+    match dns::tokio::Transport::system(build_plain(key, psk, quic)?) {
+        Ok(t) => Ok(t.boxed()),
+        Err(e) => {
+            tracing::warn!("no DNS resolution for /dns and /dnsaddr addresses: {e}");
+            build_plain(key, psk, quic)
+        }
+    }
+}
+
+/// The transports for `key`, without DNS.
+pub fn build_plain(
     key: &Keypair,
     psk: Option<PreSharedKey>,
     quic: bool,
@@ -64,16 +86,17 @@ pub fn build(
             .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
             .boxed(),
     };
-    if !quic || psk.is_some() {
-        return Ok(tcp);
-    }
-    let quic =
-        quic::tokio::Transport::new(quic::Config::new(key)).map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)));
-    Ok(tcp
-        .or_transport(quic)
-        .map(|either, _| match either {
-            futures::future::Either::Left(x) => x,
-            futures::future::Either::Right(x) => x,
-        })
-        .boxed())
+    let inner = if !quic || psk.is_some() {
+        tcp
+    } else {
+        let quic = quic::tokio::Transport::new(quic::Config::new(key))
+            .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)));
+        tcp.or_transport(quic)
+            .map(|either, _| match either {
+                futures::future::Either::Left(x) => x,
+                futures::future::Either::Right(x) => x,
+            })
+            .boxed()
+    };
+    Ok(inner)
 }
