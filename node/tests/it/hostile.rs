@@ -4,7 +4,9 @@
 //! an honest peer is still served, and what the node holds for the hostile one stays bounded.
 //!
 //! The hostile peer is a bare libp2p swarm that opens Bitswap streams and writes whatever the
-//! test says (`libp2p-stream`), and accepts Cairn's streams to read them or not.
+//! test says (`libp2p-stream`), and accepts Cairn's streams to read them or not. The same bare
+//! peer, speaking only Bitswap 1.0.0 or 1.1.0, shows that Cairn serves and fetches in those
+//! versions' wire formats.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 use cairn_merkle::exporter;
 use cairn_node::add::AddOptions;
 use cairn_node::config::Profile;
-use cairn_node::net::bitswap::{Message, Version, Want, WantType};
+use cairn_node::net::bitswap::{self, Message, Version, Want, WantType};
 use cairn_node::net::{self, NetConfig, NetFetcher, Network, NodeStore};
 use cairn_node::Node;
 use futures::{AsyncWriteExt as _, StreamExt as _};
@@ -35,6 +37,8 @@ enum Inbound {
     Drain,
     /// Accepts them and never reads.
     Ignore,
+    /// Hands them to the test ([`Hostile::next_stream`]).
+    Hand,
 }
 
 /// A bare swarm that speaks raw Bitswap streams.
@@ -43,6 +47,8 @@ struct Hostile {
     id: PeerId,
     /// Asks the swarm to dial an address again (same identity).
     dial: tokio::sync::mpsc::UnboundedSender<Multiaddr>,
+    /// Cairn's streams, with [`Inbound::Hand`].
+    handed: tokio::sync::mpsc::UnboundedReceiver<libp2p::Stream>,
 }
 
 impl Hostile {
@@ -63,10 +69,14 @@ impl Hostile {
         let id = *swarm.local_peer_id();
         let mut control = swarm.behaviour().new_control();
         let mut incoming = control.accept(protocol).unwrap();
+        let (hand, handed) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut held = Vec::new();
             while let Some((_, mut stream)) = incoming.next().await {
                 match inbound {
+                    Inbound::Hand => {
+                        let _ = hand.send(stream);
+                    }
                     Inbound::Drain => {
                         tokio::spawn(async move {
                             let _ = futures::io::copy(&mut stream, &mut futures::io::sink()).await;
@@ -92,7 +102,7 @@ impl Hostile {
             Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
             _ => panic!("address without /p2p"),
         };
-        Hostile { control, id, dial }.wait_for(peer).await
+        Hostile { control, id, dial, handed }.wait_for(peer).await
     }
 
     /// Dials `target` again and reports whether a Bitswap stream opens within `within`.
@@ -122,7 +132,12 @@ impl Hostile {
 
     /// Opens a stream and writes `bytes` to it; the write's outcome.
     async fn send_raw(&mut self, peer: PeerId, bytes: &[u8]) -> std::io::Result<()> {
-        let mut s = self.control.open_stream(peer, BITSWAP).await.map_err(std::io::Error::other)?;
+        self.send_raw_on(peer, BITSWAP, bytes).await
+    }
+
+    /// [`Hostile::send_raw`] on a stream of `protocol`.
+    async fn send_raw_on(&mut self, peer: PeerId, protocol: StreamProtocol, bytes: &[u8]) -> std::io::Result<()> {
+        let mut s = self.control.open_stream(peer, protocol).await.map_err(std::io::Error::other)?;
         s.write_all(bytes).await?;
         s.flush().await?;
         // Give the other side time to read before the stream goes.
@@ -131,11 +146,30 @@ impl Hostile {
     }
 
     async fn send(&mut self, peer: PeerId, m: &Message) -> std::io::Result<()> {
-        let body = m.encode(Version::V1_2);
+        self.send_as(peer, m, BITSWAP, Version::V1_2).await
+    }
+
+    /// Sends `m` on a stream of `protocol`, encoded for `version`.
+    async fn send_as(
+        &mut self,
+        peer: PeerId,
+        m: &Message,
+        protocol: StreamProtocol,
+        version: Version,
+    ) -> std::io::Result<()> {
+        let body = m.encode(version);
         let mut frame =
             unsigned_varint::encode::usize(body.len(), &mut unsigned_varint::encode::usize_buffer()).to_vec();
         frame.extend_from_slice(&body);
-        self.send_raw(peer, &frame).await
+        self.send_raw_on(peer, protocol, &frame).await
+    }
+
+    /// The next stream Cairn opened to this peer ([`Inbound::Hand`]).
+    async fn next_stream(&mut self) -> libp2p::Stream {
+        tokio::time::timeout(Duration::from_secs(10), self.handed.recv())
+            .await
+            .expect("Cairn opened no stream in 10 s")
+            .expect("the swarm task ended")
     }
 }
 
@@ -365,4 +399,67 @@ fn a_storm_of_half_open_connections_passes() {
     let mut out = Vec::new();
     exporter::read_range(&late.source(), &root, 0, None, &mut out).unwrap();
     assert!(out == data);
+}
+
+/// Reads messages from `stream` until one satisfies `pick`; returns its raw body too.
+async fn read_until(stream: &mut libp2p::Stream, pick: impl Fn(&Message) -> bool) -> (Message, Vec<u8>) {
+    let read = async {
+        loop {
+            let body = bitswap::proto::read_frame(stream).await.unwrap().expect("Cairn ended its stream");
+            let m = Message::decode(&body[..]).unwrap();
+            if pick(&m) {
+                return (m, body);
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read).await.expect("no such message from Cairn in 10 s")
+}
+
+/// Peers that speak only Bitswap 1.0.0 or only 1.1.0: Cairn answers their wants in their
+/// version's format (1.0.0: bare block bytes in `blocks`; 1.1.0: `payload` with CID
+/// prefixes), and fetches from them although they never answer a want-have with HAVE.
+#[test]
+fn peers_of_bitswap_1_0_and_1_1_are_served_and_fetched_from() {
+    for (protocol, version, block_field) in [
+        ("/ipfs/bitswap/1.0.0", Version::V1_0, 2u8), // Message.blocks
+        ("/ipfs/bitswap/1.1.0", Version::V1_1, 3u8), // Message.payload
+    ] {
+        let protocol = StreamProtocol::new(protocol);
+        let s = Scene::new();
+        let target = s.seed_net.peer_id();
+        // One block each (CIDv0 dag-pb, which both versions carry): one the seed holds, and
+        // one only the old peer holds (made in a scratch repo).
+        let held = s.seed.add_reader(&crate::noise(1, 1000)[..], &AddOptions::default(), true).unwrap().cid;
+        let scratch_dir = tempfile::tempdir().unwrap();
+        let scratch = Node::init(scratch_dir.path(), Profile::Test).unwrap();
+        let theirs = scratch.add_reader(&crate::noise(2, 1000)[..], &AddOptions::default(), true).unwrap().cid;
+        let theirs_bytes = cairn_merkle::BlockSource::get(&scratch.source(), &theirs).unwrap();
+
+        s.rt.block_on(async {
+            let mut old = Hostile::connect_accepting(&s.addr(), Inbound::Hand, protocol.clone()).await;
+            // Served.
+            let want = Want { cid: held, priority: 1, kind: WantType::Block, send_dont_have: false };
+            old.send_as(target, &Message { wants: vec![want], ..Message::default() }, protocol.clone(), version)
+                .await
+                .unwrap();
+            let mut from_cairn = old.next_stream().await;
+            let (reply, body) = read_until(&mut from_cairn, |m| !m.blocks.is_empty()).await;
+            assert_eq!(reply.blocks.len(), 1);
+            assert_eq!(*reply.blocks[0].cid(), held);
+            assert_eq!(body[0] >> 3, block_field, "{protocol}: the block travels in field {block_field}");
+
+            // Fetched: Cairn's want reaches the old peer as a want-block (these versions have no
+            // want-have), and the block it sends back is taken.
+            let net = s.seed_net.clone();
+            let fetch = tokio::spawn(async move { net.fetch(theirs, Duration::from_secs(10)).await });
+            let (asked, _) = read_until(&mut from_cairn, |m| m.wants.iter().any(|w| w.cid == theirs)).await;
+            let w = asked.wants.iter().find(|w| w.cid == theirs).unwrap();
+            assert_eq!(w.kind, WantType::Block, "{protocol}: a want-have was sent");
+            let block = cairn_merkle::Block::new_unchecked(theirs, theirs_bytes.clone());
+            old.send_as(target, &Message { blocks: vec![block], ..Message::default() }, protocol.clone(), version)
+                .await
+                .unwrap();
+            assert_eq!(fetch.await.unwrap().unwrap(), theirs_bytes);
+        });
+    }
 }
