@@ -72,6 +72,9 @@ enum Command {
     /// The swarm of the running daemon: peers, connections, addresses.
     #[command(subcommand)]
     Swarm(net::SwarmCommand),
+    /// Bitswap through the running daemon.
+    #[command(subcommand)]
+    Bitswap(net::BitswapCommand),
     /// Content routing on the DHT through the running daemon.
     #[command(subcommand)]
     Routing(net::RoutingCommand),
@@ -122,6 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Id => net::id(&ctx),
         Command::Swarm(cmd) => net::swarm(&ctx, cmd),
         Command::Routing(cmd) => net::routing(&ctx, cmd),
+        Command::Bitswap(cmd) => net::bitswap(&ctx, cmd),
         Command::Bootstrap(cmd) => net::bootstrap(&ctx, cmd),
         Command::Manifest(cmd) => return manifest::run(&ctx, cmd),
         Command::Follow(cmd) => follow::run(&ctx, cmd),

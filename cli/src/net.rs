@@ -169,6 +169,33 @@ pub fn routing(ctx: &Ctx, cmd: RoutingCommand) -> anyhow::Result<()> {
 }
 
 #[derive(Debug, clap::Subcommand)]
+pub enum BitswapCommand {
+    /// Counters: blocks and bytes received and sent, duplicates, wants, partners.
+    Stat,
+}
+
+/// `cairn bitswap stat`: the daemon's Bitswap counters, laid out as Kubo's.
+pub fn bitswap(ctx: &Ctx, cmd: BitswapCommand) -> anyhow::Result<()> {
+    let client = api::require(ctx)?;
+    match cmd {
+        BitswapCommand::Stat => {
+            let v = client.json("bitswap/stat", "")?;
+            let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+            let peers = v.get("Peers").and_then(Value::as_array).map_or(0, Vec::len);
+            println!("bitswap status");
+            println!("\tblocks received: {}", n("BlocksReceived"));
+            println!("\tblocks sent: {}", n("BlocksSent"));
+            println!("\tdata received: {}", n("DataReceived"));
+            println!("\tdata sent: {}", n("DataSent"));
+            println!("\tdup blocks received: {}", n("DupBlksReceived"));
+            println!("\twantlist [{} keys]", n("WantlistLength"));
+            println!("\tpartners [{peers}], sending lately [{}]", n("SendingPeers"));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Subcommand)]
 pub enum BootstrapCommand {
     /// Print the bootstrap list.
     List,

@@ -42,7 +42,8 @@ pub fn spinner(show: bool) -> ProgressBar {
 }
 
 /// A transfer through the daemon (`get`, `cat`): a [`spinner`] with bytes and rate, whose
-/// message is the daemon's peer count, read before the first draw and then every second.
+/// message is the daemon's peer count and how many of them delivered blocks lately, read
+/// before the first draw and then every second.
 /// Dropping it stops the refresh and clears the bar.
 pub struct Online {
     bar: ProgressBar,
@@ -58,9 +59,10 @@ impl Online {
         let client = if show { crate::api::client(ctx).ok().flatten() } else { None };
         let watcher = client.map(|c| {
             let peers = move |bar: &ProgressBar| {
-                if let Ok(v) = c.json("swarm/peers", "") {
+                if let Ok(v) = c.json("bitswap/stat", "") {
                     let n = v.get("Peers").and_then(serde_json::Value::as_array).map_or(0, Vec::len);
-                    bar.set_message(format!("{n} peer{}", if n == 1 { "" } else { "s" }));
+                    let sending = v.get("SendingPeers").and_then(serde_json::Value::as_u64).unwrap_or(0);
+                    bar.set_message(format!("{n} peer{}, {sending} sending", if n == 1 { "" } else { "s" }));
                 }
             };
             peers(&bar);

@@ -246,6 +246,7 @@ impl Api {
             }))),
             "id" => self.id().await,
             "swarm/peers" => self.swarm_peers().await,
+            "bitswap/stat" => self.bitswap_stat().await,
             "swarm/connect" => self.swarm_connect(&p).await,
             "swarm/addrs/listen" | "swarm/addrs/local" => {
                 self.net().map(|n| json_response(&json!({"Strings": listen_strings(n, false)})))
@@ -300,6 +301,25 @@ impl Api {
         let list: Vec<Value> =
             peers.iter().map(|p| json!({"Addr": strip_p2p(&p.addr.to_string()), "Peer": p.peer.to_string()})).collect();
         Ok(json_response(&json!({ "Peers": list })))
+    }
+
+    /// Kubo's `bitswap/stat` counters and partners (the connected peers), with the number of
+    /// blocks wanted now (`WantlistLength`) and of peers that delivered a block lately
+    /// (`SendingPeers`).
+    async fn bitswap_stat(&self) -> Answer {
+        let net = self.net()?;
+        let (stats, peers) = (net.stats().await.map_err(Fail::internal)?, net.peers().await.map_err(Fail::internal)?);
+        let partners: Vec<String> = peers.iter().map(|p| p.peer.to_string()).collect();
+        Ok(json_response(&json!({
+            "BlocksReceived": stats.blocks_received,
+            "DataReceived": stats.bytes_received,
+            "BlocksSent": stats.blocks_sent,
+            "DataSent": stats.bytes_sent,
+            "DupBlksReceived": stats.duplicate_blocks,
+            "WantlistLength": stats.wants,
+            "Peers": partners,
+            "SendingPeers": stats.sending_peers,
+        })))
     }
 
     async fn swarm_connect(&self, p: &Params) -> Answer {

@@ -111,7 +111,19 @@ fn commands_go_through_the_daemon() {
     let term = std::process::Command::new("script").args(["-qec", &line, "/dev/null"]).output().unwrap();
     let shown = String::from_utf8_lossy(&term.stdout);
     assert!(term.status.success(), "{shown}");
-    assert!(shown.contains(" 1 peer"), "no peer count on the terminal: {shown:?}");
+    assert!(shown.contains(" 1 peer, "), "no peer count on the terminal: {shown:?}");
+    assert!(shown.contains(" sending"), "no count of sending peers on the terminal: {shown:?}");
+    // b's Bitswap counters: the file's four blocks (three leaves and the root) came from a,
+    // its one partner.
+    let stat = run(&b, &["bitswap", "stat"]);
+    assert!(stat.starts_with("bitswap status\n"), "{stat}");
+    let received: u64 = stat
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("blocks received: "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stat}"));
+    assert!(received >= 4, "{stat}");
+    assert!(stat.contains("partners [1]"), "{stat}");
     assert!(std::fs::read(&cat_out).unwrap() == data, "cat at a terminal wrote other bytes");
 
     // a announced the root it added: b's DHT lookup names a.

@@ -251,6 +251,8 @@ pub struct Stats {
     pub wants: u64,
     /// Peers banned now.
     pub banned_peers: u64,
+    /// Peers that delivered a wanted block in the last [`RECENT`].
+    pub sending_peers: u64,
 }
 
 /// How fast scores decay.
@@ -310,11 +312,22 @@ impl Engine {
 
     /// Counters so far.
     pub fn stats(&self) -> Stats {
+        self.stats_at(Instant::now())
+    }
+
+    /// [`Engine::stats`] as of `now`.
+    pub fn stats_at(&self, now: Instant) -> Stats {
         let held = self.peers.values().map(|p| (p.ledger.len() + p.missing.len()) as u64).sum();
+        let sending = self
+            .peers
+            .values()
+            .filter(|p| p.last_block.is_some_and(|t| now.saturating_duration_since(t) < RECENT))
+            .count();
         Stats {
             ledger_wants: held,
             wants: self.wants.len() as u64,
             banned_peers: self.banned.len() as u64,
+            sending_peers: sending as u64,
             ..self.stats
         }
     }
@@ -1208,6 +1221,9 @@ mod tests {
         );
         assert_eq!(got.len(), 1);
         assert_eq!(asked(&out.take()), cids[INITIAL_WINDOW..], "the rest go out as the block comes");
+        // The seed counts as sending for a while after its block.
+        assert_eq!(e.stats_at(start + Duration::from_millis(1)).sending_peers, 1);
+        assert_eq!(e.stats_at(start + RECENT + Duration::from_millis(1)).sending_peers, 0);
     }
 
     #[test]
