@@ -704,7 +704,8 @@ pub async fn spawn(
         let mut gs = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(keypair.clone()), cfg)
             .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
         // Peer scoring, so that a rejected hint costs its sender. On the hints topic, each
-        // invalid message counts -10 (squared over the count, decaying by 0.3 a decay interval);
+        // invalid message counts -10 (squared over the count, which decays by 1% a second:
+        // a flood is held against its sender for minutes, not seconds);
         // time in the mesh earns at most +3.6 (a second per quantum), and sparse delivery is not
         // punished, since hints come rarely.
         let mut params = gossipsub::PeerScoreParams::default();
@@ -715,6 +716,7 @@ pub async fn spawn(
             mesh_message_deliveries_weight: 0.0,
             mesh_failure_penalty_weight: 0.0,
             invalid_message_deliveries_weight: -10.0,
+            invalid_message_deliveries_decay: 0.99,
             ..gossipsub::TopicScoreParams::default()
         };
         params.topics.insert(gossipsub::IdentTopic::new(hints::TOPIC).hash(), topic);

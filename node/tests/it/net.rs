@@ -19,6 +19,32 @@ async fn start(node: &Arc<Node>) -> net::Network {
     net
 }
 
+/// Connects `from` to `to` and waits until `from` has `to` in its hints-topic mesh, then a
+/// heartbeat more.
+async fn join_hints_mesh(from: &net::Network, to: &net::Network) {
+    from.connect(to.listen_addrs()[0].clone()).await.unwrap();
+    for _ in 0..100 {
+        if from.topic_peers(net::hints::TOPIC).await.unwrap().contains(&to.peer_id()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
+/// Waits until `at` scores `peer` below zero on gossipsub; returns the last score seen.
+async fn negative_score(at: &net::Network, peer: libp2p::PeerId) -> Option<f64> {
+    let mut score = None;
+    for _ in 0..100 {
+        score = at.gossip_score(peer).await.unwrap();
+        if score.is_some_and(|s| s < 0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    score
+}
+
 /// A file added on one node is read on another through Bitswap, every byte equal, and the
 /// fetched blocks end up stored on the reader.
 #[test]
@@ -391,25 +417,11 @@ fn bad_hints_cost_the_sender_score() {
     let (bad, good) = (mk("bad"), mk("good"));
     let (nbad, ngood) = rt.block_on(async { (start(&bad).await, start(&good).await) });
     rt.block_on(async {
-        nbad.connect(ngood.listen_addrs()[0].clone()).await.unwrap();
-        for _ in 0..100 {
-            if nbad.topic_peers(net::hints::TOPIC).await.unwrap().contains(&ngood.peer_id()) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        join_hints_mesh(&nbad, &ngood).await;
         for i in 0..30u8 {
             let _ = nbad.publish(net::hints::TOPIC, vec![0xff, i, 0xff]).await;
         }
-        let mut score = None;
-        for _ in 0..100 {
-            score = ngood.gossip_score(nbad.peer_id()).await.unwrap();
-            if score.is_some_and(|s| s < 0.0) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let score = negative_score(&ngood, nbad.peer_id()).await;
         assert!(score.is_some_and(|s| s < 0.0), "the flooder's score is {score:?}");
         assert!(ngood.peers().await.is_ok(), "the receiving node stopped");
     });
@@ -451,4 +463,42 @@ fn bandwidth_caps_hold() {
     assert!(up >= floor, "upload cap: 4 MiB in {up:?}");
     let down = capped_read(None, Some(1_000_000));
     assert!(down >= floor, "download cap: 4 MiB in {down:?}");
+}
+
+/// A peer that floods the hints topic with well-formed hints gets the first
+/// `MAX_HINTS_PER_MINUTE` accepted, then is refused and loses gossipsub score; the receiver
+/// keeps taking another peer's hints.
+#[test]
+fn a_flood_of_valid_hints_is_cut_off_at_the_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mk = |name: &str| Arc::new(Node::init(&dir.path().join(name), cairn_node::config::Profile::Test).unwrap());
+    let (flooder, good, honest) = (mk("flooder"), mk("good"), mk("honest"));
+    let (nf, ng, nh) = rt.block_on(async { (start(&flooder).await, start(&good).await, start(&honest).await) });
+    let root = |i: u32| {
+        cairn_merkle::hash::CidFormat { version: 1, hash: Default::default() }
+            .cid(cairn_merkle::hash::RAW, &i.to_be_bytes())
+    };
+    rt.block_on(async {
+        let mut heard = ng.subscribe(net::hints::TOPIC).await.unwrap();
+        join_hints_mesh(&nf, &ng).await;
+        join_hints_mesh(&nh, &ng).await;
+        let addrs = nf.listen_addrs().to_vec();
+        for i in 0..200 {
+            nf.publish(net::hints::TOPIC, net::hints::encode(&root(i), 1000, &addrs, false)).await.unwrap();
+        }
+        let mut taken = 0;
+        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(3), heard.recv()).await {
+            assert_eq!(m.from, Some(nf.peer_id()));
+            taken += 1;
+        }
+        assert_eq!(taken, net::hints::MAX_HINTS_PER_MINUTE, "hints accepted from the flooder");
+        let score = negative_score(&ng, nf.peer_id()).await;
+        assert!(score.is_some_and(|s| s < 0.0), "the flooder's score is {score:?}");
+        // Another peer's hint still gets in.
+        nh.announce_root(root(1_000_000), 10).await;
+        let m = tokio::time::timeout(Duration::from_secs(10), heard.recv()).await.unwrap().unwrap();
+        assert_eq!(m.from, Some(nh.peer_id()));
+        assert_eq!(net::hints::decode(nh.peer_id(), &m.data).unwrap().root, root(1_000_000));
+    });
 }
