@@ -1,9 +1,10 @@
 //! What the node does on a local network only when told to: find peers with mDNS and map a
-//! port with UPnP. And DNS addresses, which are resolved only when one is dialed.
+//! port with UPnP. DNS addresses, which are resolved only when one is dialed. And AutoNAT,
+//! which needs public addresses.
 //!
-//! Each test runs in a network namespace of its own (`cairn_testnet::netns`). The mDNS test
-//! adds a veth pair inside that namespace, since mDNS does not run on loopback; its multicast
-//! stays in the namespace.
+//! Each test runs in a network namespace of its own (`cairn_testnet::netns`). The mDNS and
+//! AutoNAT tests add a veth pair inside that namespace (mDNS does not run on loopback, and
+//! AutoNAT dials back only public addresses); their packets stay in the namespace.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -122,4 +123,27 @@ fn a_dns_address_is_resolved_when_dialed() {
     let addr: Multiaddr = format!("/dns4/localhost/tcp/{port}/p2p/{}", a.peer_id()).parse().unwrap();
     let peer = rt.block_on(b.connect(addr)).unwrap();
     assert_eq!(peer, a.peer_id());
+}
+
+/// AutoNAT: a node asks a connected peer to dial it back; when that works on a public
+/// address, the node counts itself reachable and its WAN DHT turns server. The addresses
+/// (11.0.0.0/24, public ones) exist only on a veth pair inside this test's namespace.
+#[test]
+fn autonat_finds_a_reachable_node_and_its_wan_dht_serves() {
+    if !netns::enter_private_netns("lan::autonat_finds_a_reachable_node_and_its_wan_dht_serves") {
+        return;
+    }
+    run("ip link add v0 type veth peer name v1 && ip link set v1 up && ip link set v0 up \
+         && ip addr add 11.0.0.1/24 dev v0 && ip addr add 11.0.0.2/24 dev v1");
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = spawn(&dir.path().join("server"), "/ip4/11.0.0.2/tcp/0", |_| {}, &rt);
+    let asker = spawn(&dir.path().join("asker"), "/ip4/0.0.0.0/tcp/0", |_| {}, &rt);
+    rt.block_on(async {
+        assert!(!asker.dht_stats().await.unwrap().wan_server, "a WAN DHT client until found reachable");
+        asker.connect(server.listen_addrs()[0].clone()).await.unwrap();
+        // AutoNAT's first probe comes 15 s after start.
+        wait_for("AutoNAT finds the node reachable", 60, || async { asker.dht_stats().await.unwrap().wan_server })
+            .await;
+    });
 }

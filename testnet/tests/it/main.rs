@@ -7,8 +7,8 @@
 //!   by them imported into Cairn, and the gateway-conformance CARs imported.
 //! - [`kubo_fixtures`]: CIDv1 parity with DAGs a real Kubo made (`ipfs add --cid-version 1`), taken
 //!   from the gateway-conformance fixtures and rebuilt from their extracted files.
-//! - [`lan`]: mDNS discovery and UPnP port mapping (off unless turned on), and dialing a DNS
-//!   address.
+//! - [`lan`]: mDNS discovery and UPnP port mapping (off unless turned on), dialing a DNS
+//!   address, and AutoNAT turning the WAN DHT to server mode.
 //! - [`swarm`]: `cairn-testnet run` on `testnet/scenarios/quick.toml`: daemons in network
 //!   namespaces of their own behind shaped links.
 
