@@ -191,7 +191,10 @@ fn a_sweep_over_more_peers_than_k_announces_by_region() {
                 nets[i].connect(nets[i - 1].listen_addrs()[0].clone()).await.unwrap();
             }
         }
-        lan_table(&nets[0], PEERS).await;
+        // Not all of them: a k-bucket holds 20, and about half of 30 random peers share the
+        // farthest bucket, so one time in fifty or so it overflows and keeps a peer or two
+        // pending. 25 in the table is still well over K.
+        lan_table(&nets[0], PEERS - 5).await;
         nets
     });
     let sweep = rt.block_on(Reprovider::from_repo(first.clone(), nets[0].clone()).unwrap().sweep()).unwrap();
