@@ -21,6 +21,7 @@
 //! peer over [`BAN_SCORE`] is disconnected and refused until its score decays.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher as _;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -145,11 +146,15 @@ struct Wanted {
 
 impl Wanted {
     /// The order in which waiting wants take the room peers have: higher priority first;
-    /// among blocks no reader waits for, the fewest holders first (rarest first); then the
-    /// oldest want.
-    fn order(&self) -> (std::cmp::Reverse<i32>, usize, u64) {
+    /// among blocks no reader waits for, the fewest holders first (rarest first). Then
+    /// readers' blocks go oldest first, and the others in an order of this node's own
+    /// (`shuffle`, the key hashed with a per-engine random seed): readers of one file who all
+    /// asked in file order would otherwise all ask for the same blocks first, the seed would
+    /// send each of them to everyone, and the swarm would move in step instead of trading.
+    fn order(&self, shuffle: u64) -> (std::cmp::Reverse<i32>, usize, u64) {
         let holders = if self.priority >= PRIORITY_AHEAD { 0 } else { self.candidates.len() };
-        (std::cmp::Reverse(self.priority), holders, self.seq)
+        let then = if self.priority >= PRIORITY_READER { self.seq } else { shuffle };
+        (std::cmp::Reverse(self.priority), holders, then)
     }
 }
 
@@ -284,6 +289,8 @@ pub struct Engine {
     /// Keys of wants fulfilled or dropped lately, oldest first (at most [`RECENT_WANTS`]).
     recent: VecDeque<Vec<u8>>,
     recent_set: HashSet<Vec<u8>>,
+    /// Seeds [`Wanted::order`]'s shuffle.
+    shuffle: std::collections::hash_map::RandomState,
 }
 
 impl std::fmt::Debug for Engine {
@@ -862,7 +869,7 @@ impl Engine {
                     out.send(*p, msg.clone());
                 }
             } else if w.asked.is_none() && now.saturating_duration_since(w.last_broadcast) >= HAVE_WAIT {
-                ready.push((w.order(), k));
+                ready.push((w.order(self.shuffle.hash_one(&k)), k));
             }
         }
         ready.sort_unstable();
@@ -892,7 +899,7 @@ impl Engine {
                     && (w.candidates.len() + w.exhausted.len() >= w.told.len()
                         || now.saturating_duration_since(w.last_broadcast) >= HAVE_WAIT)
             })
-            .map(|(k, w)| (w.order(), k.clone()))
+            .map(|(k, w)| (w.order(self.shuffle.hash_one(k)), k.clone()))
             .collect();
         ready.sort_unstable();
         for (_, k) in ready {
@@ -1220,7 +1227,7 @@ mod tests {
         assert_eq!(first, cids[..INITIAL_WINDOW], "the initial window, in the order wanted");
 
         // The first block comes quickly: the seed's window opens, and the four wants left
-        // are asked for in the same call, in order, with no tick between.
+        // are asked for in the same call, with no tick between.
         let got = e.received(
             seed,
             Message { blocks: vec![blocks[0].clone()], ..Message::default() },
@@ -1228,7 +1235,12 @@ mod tests {
             &mut out,
         );
         assert_eq!(got.len(), 1);
-        assert_eq!(asked(&out.take()), cids[INITIAL_WINDOW..], "the rest go out as the block comes");
+        // (Read-ahead goes in this node's shuffled order, not file order.)
+        let mut rest = asked(&out.take());
+        rest.sort();
+        let mut expected = cids[INITIAL_WINDOW..].to_vec();
+        expected.sort();
+        assert_eq!(rest, expected, "the rest go out as the block comes");
         // The seed counts as sending for a while after its block.
         assert_eq!(e.stats_at(start + Duration::from_millis(1)).sending_peers, 1);
         assert_eq!(e.stats_at(start + RECENT + Duration::from_millis(1)).sending_peers, 0);
