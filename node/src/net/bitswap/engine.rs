@@ -146,13 +146,14 @@ struct Wanted {
 
 impl Wanted {
     /// The order in which waiting wants take the room peers have: higher priority first;
-    /// among blocks no reader waits for, the fewest holders first (rarest first). Then
+    /// among blocks no reader waits for yet (read-ahead, bulk), the fewest holders first
+    /// (rarest first). Then
     /// readers' blocks go oldest first, and the others in an order of this node's own
     /// (`shuffle`, the key hashed with a per-engine random seed): readers of one file who all
     /// asked in file order would otherwise all ask for the same blocks first, the seed would
     /// send each of them to everyone, and the swarm would move in step instead of trading.
     fn order(&self, shuffle: u64) -> (std::cmp::Reverse<i32>, usize, u64) {
-        let holders = if self.priority >= PRIORITY_AHEAD { 0 } else { self.candidates.len() };
+        let holders = if self.priority >= PRIORITY_READER { 0 } else { self.candidates.len() };
         let then = if self.priority >= PRIORITY_READER { self.seq } else { shuffle };
         (std::cmp::Reverse(self.priority), holders, then)
     }
