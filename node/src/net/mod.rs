@@ -754,13 +754,12 @@ pub async fn spawn(
         kad_wan: kad_of(dht::WAN_PROTOCOL, wan_mode),
         kad_lan: kad_of(dht::LAN_PROTOCOL, lan_mode),
         gossipsub,
-        mdns: Toggle::from(match cfg.mdns {
-            true => Some(
-                libp2p::mdns::tokio::Behaviour::new(libp2p::mdns::Config::default(), peer_id)
-                    .map_err(|e| NetError::Config(format!("mDNS: {e}")))?,
-            ),
-            false => None,
-        }),
+        mdns: Toggle::from(
+            cfg.mdns
+                .then(|| libp2p::mdns::tokio::Behaviour::new(libp2p::mdns::Config::default(), peer_id))
+                .transpose()
+                .map_err(|e| NetError::Config(format!("mDNS: {e}")))?,
+        ),
         upnp: Toggle::from(cfg.upnp.then(libp2p::upnp::tokio::Behaviour::default)),
         bitswap: bitswap::Behaviour::default(),
         streams: libp2p_stream::Behaviour::new(),
@@ -1209,16 +1208,7 @@ impl Driver {
                     k.add_address(&peer, a.clone());
                 }
             }
-            if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
-                continue;
-            }
-            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
-                .addresses(addrs)
-                .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                tracing::debug!("mDNS: cannot dial {peer}: {e}");
-            }
+            self.dial_unless_connected(peer, addrs, "mDNS peer");
         }
     }
 
@@ -1253,13 +1243,19 @@ impl Driver {
     fn dial_hinted(&mut self, cid: &Cid) {
         let providers: Vec<(PeerId, Vec<Multiaddr>)> = self.hints.providers(cid).to_vec();
         for (peer, addrs) in providers {
-            if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
-                continue;
-            }
-            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer).addresses(addrs).build();
-            if let Err(e) = self.swarm.dial(opts) {
-                tracing::debug!("cannot dial hinted provider {peer}: {e}");
-            }
+            self.dial_unless_connected(peer, addrs, "hinted provider");
+        }
+    }
+
+    /// Dials `peer` at `addrs` unless it is this node, or connected or being dialed already;
+    /// `who` names it in the log.
+    fn dial_unless_connected(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, who: &str) {
+        if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
+            return;
+        }
+        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer).addresses(addrs).build();
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::debug!("cannot dial {who} {peer}: {e}");
         }
     }
 

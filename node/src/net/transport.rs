@@ -64,7 +64,7 @@ pub fn build(
 }
 
 /// The transports for `key`, without DNS.
-pub fn build_plain(
+fn build_plain(
     key: &Keypair,
     psk: Option<PreSharedKey>,
     quic: bool,

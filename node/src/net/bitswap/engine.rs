@@ -63,7 +63,7 @@ pub const SERVE_BATCH: usize = 16;
 /// Priority of a block a reader is waiting for: asked before any other, oldest first.
 pub const PRIORITY_READER: i32 = 3;
 /// Priority of a block a reader will want soon (read-ahead, a DAG fetched in file order):
-/// after the blocks readers wait for, in the order they were wanted.
+/// after the blocks readers wait for, rarest first ([`Wanted::order`]).
 pub const PRIORITY_AHEAD: i32 = 2;
 /// Priority of a block fetched with no reader waiting (a pin, a spread DAG fetch): last, and
 /// rarest first, so that a block few peers hold is taken while they are still around, and
@@ -153,9 +153,19 @@ impl Wanted {
     /// asked in file order would otherwise all ask for the same blocks first, the seed would
     /// send each of them to everyone, and the swarm would move in step instead of trading.
     fn order(&self, shuffle: u64) -> (std::cmp::Reverse<i32>, usize, u64) {
-        let holders = if self.priority >= PRIORITY_READER { 0 } else { self.candidates.len() };
-        let then = if self.priority >= PRIORITY_READER { self.seq } else { shuffle };
+        let (holders, then) =
+            if self.priority >= PRIORITY_READER { (0, self.seq) } else { (self.candidates.len(), shuffle) };
         (std::cmp::Reverse(self.priority), holders, then)
+    }
+
+    /// Whether every peer told about the want has answered it (HAVE, DONT_HAVE or gone).
+    fn answered(&self) -> bool {
+        self.candidates.len() + self.exhausted.len() >= self.told.len()
+    }
+
+    /// Whether it is time to choose a peer: every peer answered, or [`HAVE_WAIT`] passed.
+    fn ready(&self, now: Instant) -> bool {
+        self.answered() || now.saturating_duration_since(self.last_broadcast) >= HAVE_WAIT
     }
 }
 
@@ -438,7 +448,7 @@ impl Engine {
             if was_asked {
                 w.asked = None;
             }
-            let answered = w.candidates.len() + w.exhausted.len() >= w.told.len();
+            let answered = w.answered();
             if was_asked {
                 self.release(&peer);
             }
@@ -687,8 +697,7 @@ impl Engine {
                 if !w.candidates.contains(&peer) && w.asked.is_none_or(|(p, _)| p != peer) && !dedup.contains(&k) {
                     w.candidates.push_back(peer);
                 }
-                let answered = w.candidates.len() + w.exhausted.len() >= w.told.len();
-                if answered || now.saturating_duration_since(w.last_broadcast) >= HAVE_WAIT {
+                if w.ready(now) {
                     self.ask_next(&k, out);
                 }
             }
@@ -708,11 +717,7 @@ impl Engine {
                 self.release(&peer);
             }
             // The last answer may complete the picture: choose now.
-            if self
-                .wants
-                .get(&k)
-                .is_some_and(|w| w.asked.is_none() && w.candidates.len() + w.exhausted.len() >= w.told.len())
-            {
+            if self.wants.get(&k).is_some_and(|w| w.asked.is_none() && w.answered()) {
                 self.ask_next(&k, out);
             }
         }
@@ -870,11 +875,18 @@ impl Engine {
                     out.send(*p, msg.clone());
                 }
             } else if w.asked.is_none() && now.saturating_duration_since(w.last_broadcast) >= HAVE_WAIT {
-                ready.push((w.order(self.shuffle.hash_one(&k)), k));
+                ready.push(k);
             }
         }
-        ready.sort_unstable();
-        for (_, k) in ready {
+        self.ask_in_order(ready, out);
+    }
+
+    /// Asks for the wants under `keys` in [`Wanted::order`], as far as peers' windows allow.
+    fn ask_in_order(&mut self, keys: Vec<Vec<u8>>, out: &mut dyn Outbox) {
+        let mut keyed: Vec<_> =
+            keys.into_iter().filter_map(|k| Some((self.wants.get(&k)?.order(self.shuffle.hash_one(&k)), k))).collect();
+        keyed.sort_unstable();
+        for (_, k) in keyed {
             self.ask_next(&k, out);
         }
     }
@@ -889,23 +901,15 @@ impl Engine {
     /// run each of ten readers behind 20 Mbit/s uplinks could not tell the two apart: 48 s
     /// filling every slot, 58 s with this rule, 49 s before either.)
     fn fill(&mut self, now: Instant, out: &mut dyn Outbox) {
-        let mut ready: Vec<_> = self
+        let ready: Vec<Vec<u8>> = self
             .wants
             .iter()
             .filter(|(_, w)| {
-                !w.arrived
-                    && w.asked.is_none()
-                    && w.told.len() <= 1
-                    && !w.candidates.is_empty()
-                    && (w.candidates.len() + w.exhausted.len() >= w.told.len()
-                        || now.saturating_duration_since(w.last_broadcast) >= HAVE_WAIT)
+                !w.arrived && w.asked.is_none() && w.told.len() <= 1 && !w.candidates.is_empty() && w.ready(now)
             })
-            .map(|(k, w)| (w.order(self.shuffle.hash_one(k)), k.clone()))
+            .map(|(k, _)| k.clone())
             .collect();
-        ready.sort_unstable();
-        for (_, k) in ready {
-            self.ask_next(&k, out);
-        }
+        self.ask_in_order(ready, out);
     }
 
     /// Fails every waiter whose deadline passed; returns how many.

@@ -158,13 +158,13 @@ fn read_next(mut stream: Stream, arrived: Arc<AtomicU64>, ended: Arc<AtomicBool>
 /// Decodes a message read from a stream: a large one (blocks to hash) on a blocking thread,
 /// a small one at once.
 fn decode(bytes: Vec<u8>, ended: Arc<AtomicBool>) -> Decoding {
-    let now = |bytes: Vec<u8>| Message::decode(bytes::Bytes::from(bytes)).map_err(|e| e.to_string());
+    let decode_here = |bytes: Vec<u8>| Message::decode(bytes::Bytes::from(bytes)).map_err(|e| e.to_string());
     match tokio::runtime::Handle::try_current() {
         Ok(rt) if bytes.len() >= DECODE_APART_FROM => {
-            let job = rt.spawn_blocking(move || now(bytes));
+            let job = rt.spawn_blocking(move || decode_here(bytes));
             async move { (ended, job.await.unwrap_or_else(|e| Err(format!("decoding stopped: {e}")))) }.boxed()
         }
-        _ => std::future::ready((ended, now(bytes))).boxed(),
+        _ => std::future::ready((ended, decode_here(bytes))).boxed(),
     }
 }
 
