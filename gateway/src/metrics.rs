@@ -167,6 +167,35 @@ pub async fn render(node: &Node, net: Option<&Network>, services: &Services) -> 
             s.counter("cairn_origin_blocks", "Blocks taken from HTTP origins (verified).", get(&o.blocks));
             s.counter("cairn_origin_bytes", "Bytes of blocks taken from HTTP origins.", get(&o.bytes));
             s.counter("cairn_origin_failures", "HTTP origin requests that failed.", get(&o.failures));
+            for (name, help, value) in [
+                (
+                    "cairn_origin_asked_fast_start",
+                    "Blocks asked of HTTP origins for a fast start (no peer said HAVE in time).",
+                    &o.asked_fast_start,
+                ),
+                (
+                    "cairn_origin_asked_stalled",
+                    "Blocks asked of HTTP origins because the peers stalled.",
+                    &o.asked_stalled,
+                ),
+                (
+                    "cairn_origin_asked_patience",
+                    "Blocks asked of HTTP origins after waiting too long on peers that deliver others.",
+                    &o.asked_patience,
+                ),
+                (
+                    "cairn_origin_asked_ahead",
+                    "Blocks fetched ahead, asked of HTTP origins because every peer lacks them.",
+                    &o.asked_ahead,
+                ),
+                (
+                    "cairn_origin_abandoned",
+                    "HTTP origin requests given up because a peer delivered the block first.",
+                    &o.abandoned,
+                ),
+            ] {
+                s.counter(name, help, get(value));
+            }
         }
         if let Ok(peers) = net.peers().await {
             s.gauge("cairn_swarm_peers", "Connected peers.", peers.len() as u64);

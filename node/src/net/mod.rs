@@ -267,7 +267,7 @@ enum Command {
     // A block from elsewhere (the HTTP origin) to store like a peer's; the sender, if any,
     // hears once it is stored and its waiters answered.
     Deliver(Block, Option<oneshot::Sender<()>>),
-    PeersHave(Cid, oneshot::Sender<bool>),
+    PeersAnswer(Cid, oneshot::Sender<Option<bool>>),
     Stats(oneshot::Sender<Stats>),
     Provide(Vec<Cid>, Option<oneshot::Sender<(u64, u64)>>),
     FindProviders { cid: Cid, max: usize, deadline: Instant, reply: oneshot::Sender<Vec<PeerId>> },
@@ -343,7 +343,7 @@ impl std::fmt::Debug for Command {
             Command::Fetch { .. } => "Fetch",
             Command::Deliver(..) => "Deliver",
             Command::Stats(_) => "Stats",
-            Command::PeersHave(..) => "PeersHave",
+            Command::PeersAnswer(..) => "PeersAnswer",
             Command::Provide(..) => "Provide",
             Command::FindProviders { .. } => "FindProviders",
             Command::DhtStats(_) => "DhtStats",
@@ -506,8 +506,8 @@ impl Network {
     /// Fetches a block a reader will want soon. While a peer has it, the origin is asked only
     /// once a reader waits on the block ([`Network::fetch`], which then shares this want):
     /// read-ahead that raced the origin would have every reader of a crowd ask the origin for
-    /// every block it fetches ahead, doubling the load on the publisher's uplink. A block no
-    /// peer has goes to the origin after `Origins.StallTimeout`.
+    /// every block it fetches ahead, doubling the load on the publisher's uplink. A block that
+    /// every peer says it lacks goes to the origin after the stall timeout.
     pub async fn fetch_ahead(&self, cid: Cid, timeout: Duration) -> Result<Bytes, FetchError> {
         self.fetch_from(cid, timeout, bitswap::engine::PRIORITY_AHEAD).await
     }
@@ -525,6 +525,30 @@ impl Network {
         // block fetched ahead is left to the peers for as long as one of them has it.
         let give_up = Instant::now() + origin.stall() * origin::PATIENCE;
         let mut wait = if ahead { origin.stall() } else { origin.delay() };
+        let mut fast_start = !ahead && wait.is_zero();
+        // The fast start goes to the origin at once unless a peer says, within
+        // `FAST_START_WAIT`, that it has the block: a crowd's readers then leave the origin
+        // (often the publisher's own uplink) alone, and take it only for what no peer has yet.
+        if fast_start {
+            let until = Instant::now() + FAST_START_WAIT;
+            loop {
+                let (tx, answer) = oneshot::channel();
+                let _ = self.tx.send(Command::PeersAnswer(cid, tx)).await;
+                match answer.await.unwrap_or(Some(false)) {
+                    Some(true) => {
+                        wait = origin.stall();
+                        fast_start = false;
+                        break;
+                    }
+                    Some(false) => break,
+                    None if Instant::now() >= until => break,
+                    None => tokio::select! {
+                        r = &mut rx => return r.map_err(|_| FetchError::Shutdown)?,
+                        () = tokio::time::sleep(FAST_START_POLL) => {}
+                    },
+                }
+            }
+        }
         while !wait.is_zero() {
             tokio::select! {
                 r = &mut rx => return r.map_err(|_| FetchError::Shutdown)?,
@@ -537,9 +561,10 @@ impl Network {
             };
         }
         if ahead {
-            let (tx, has) = oneshot::channel();
-            let _ = self.tx.send(Command::PeersHave(cid, tx)).await;
-            if has.await.unwrap_or(true) {
+            // Only a block every peer said it lacks: a busy peer's answer may be late.
+            let (tx, answer) = oneshot::channel();
+            let _ = self.tx.send(Command::PeersAnswer(cid, tx)).await;
+            if answer.await.unwrap_or(None) != Some(false) {
                 return rx.await.map_err(|_| FetchError::Shutdown)?;
             }
         }
@@ -556,13 +581,24 @@ impl Network {
         // Another fetch of this block is asking the origin already: its delivery answers this
         // want too.
         let Some(_claim) = origin.claim(cid) else { return rx.await.map_err(|_| FetchError::Shutdown)? };
+        let why = match () {
+            () if ahead => &origin.stats.asked_ahead,
+            () if fast_start => &origin.stats.asked_fast_start,
+            () if Instant::now() >= give_up => &origin.stats.asked_patience,
+            () => &origin.stats.asked_stalled,
+        };
+        why.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::select! {
-            r = &mut rx => r.map_err(|_| FetchError::Shutdown)?,
+            r = &mut rx => {
+                origin.lost_to_peers();
+                r.map_err(|_| FetchError::Shutdown)?
+            }
             got = origin.get(cid) => {
                 match got {
                     // Stored like a block from a peer: the engine then answers every waiter
                     // (this one included) and cancels the want with the peers.
                     Ok(block) => {
+                        origin.won();
                         let _ = self.tx.send(Command::Deliver(block, None)).await;
                     }
                     Err(e) => tracing::debug!(%cid, error = %e, "the origin did not supply the block"),
@@ -579,6 +615,11 @@ impl Network {
     /// background.
     pub fn fetch_range(&self, file: Cid, from: u64, to: u64) {
         let Some(origin) = self.origin.clone() else { return };
+        // Peers delivering lately (the file's root most likely came from one): the read's
+        // blocks are left to them, as a raw fast start leaves blocks a peer has.
+        if !origin.stall_left().is_zero() {
+            return;
+        }
         let Some(len) = origin.take_fast_start(to.saturating_sub(from)) else { return };
         let offset = from;
         let ticket = origin.car_ticket();
@@ -834,6 +875,8 @@ pub async fn spawn(
         serve: cfg.serve,
         dials: Vec::new(),
         jobs: 0,
+        serving_blocks: 0,
+        upload_meter: UploadMeter::new(Instant::now()),
         addrs: Default::default(),
         topics: Default::default(),
         hints: Default::default(),
@@ -862,6 +905,46 @@ const REPLY_BYTES: usize = 1 << 20;
 /// Block bytes queued to one peer (written to its connection but not yet taken) before its
 /// serving turns wait: a peer that stops reading holds at most this much of the node's memory.
 pub const MAX_PENDING_PER_PEER: u64 = 8 << 20;
+/// About this long of the measured upload rate is committed to peers (queued to be written,
+/// or being read from the store) at once; wants beyond it wait in the engine, where the least
+/// served blocks are chosen first and cancels still reach them.
+const COMMIT_TIME: Duration = Duration::from_millis(500);
+/// Block bytes always allowed in commitment, whatever the measured rate.
+const MIN_COMMIT: u64 = 2 << 20;
+/// Bytes assumed for a block not yet read (the default chunk size).
+const BLOCK_ESTIMATE: u64 = 256 * 1024;
+/// How often the upload rate is measured.
+const UPLOAD_SAMPLE: Duration = Duration::from_millis(250);
+
+/// The upload rate as serving achieves it: bytes that left the queues, per second, averaged.
+#[derive(Debug)]
+struct UploadMeter {
+    rate: f64,
+    last: u64,
+    at: Instant,
+}
+
+impl UploadMeter {
+    fn new(now: Instant) -> UploadMeter {
+        UploadMeter { rate: 0.0, last: 0, at: now }
+    }
+
+    /// Takes a sample of `drained` (the total so far).
+    fn sample(&mut self, drained: u64, now: Instant) {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        if dt < UPLOAD_SAMPLE.as_secs_f64() {
+            return;
+        }
+        let rate = drained.saturating_sub(self.last) as f64 / dt;
+        self.rate = if self.rate == 0.0 { rate } else { 0.5 * self.rate + 0.5 * rate };
+        (self.last, self.at) = (drained, now);
+    }
+
+    /// Block bytes that may be committed at once.
+    fn commitment(&self) -> u64 {
+        ((self.rate * COMMIT_TIME.as_secs_f64()) as u64).max(MIN_COMMIT)
+    }
+}
 
 /// A serving turn's outcome.
 struct Served {
@@ -876,7 +959,7 @@ struct Served {
 }
 
 enum Done {
-    Served(Served),
+    Served(Served, usize),
     Stored { blocks: Vec<Block>, result: Result<(), String>, ack: Option<oneshot::Sender<()>> },
 }
 
@@ -895,6 +978,9 @@ struct Driver {
     serve: bool,
     dials: Vec<(PeerId, oneshot::Sender<Result<PeerId, NetError>>)>,
     jobs: usize,
+    /// Want-blocks in serving turns that are running.
+    serving_blocks: usize,
+    upload_meter: UploadMeter,
     /// The remote address of one open connection per peer.
     addrs: std::collections::HashMap<PeerId, Multiaddr>,
     /// Local subscribers per topic.
@@ -921,6 +1007,11 @@ struct Driver {
     port_mapping: PortMapping,
 }
 
+/// How long a fetch in a burst's fast start waits for a peer to say it has the block before
+/// the origin is asked (peers that answered DONT_HAVE, or none connected, do not wait it out).
+const FAST_START_WAIT: Duration = Duration::from_millis(250);
+/// How often the peers' answers are looked at meanwhile.
+const FAST_START_POLL: Duration = Duration::from_millis(10);
 /// How long a fetch waits on connected peers before it asks the DHT (as Kubo does).
 const PROVIDER_SEARCH_DELAY: Duration = Duration::from_secs(1);
 /// Provider lookups started by fetches at once.
@@ -943,6 +1034,7 @@ impl Driver {
                 _ = tick.tick() => {
                     let now = Instant::now();
                     self.note_arrivals();
+                    self.upload_meter.sample(self.swarm.behaviour().bitswap.drained_bytes(), now);
                     self.engine.tick(now, &mut self.swarm.behaviour_mut().bitswap);
                     for peer in self.engine.lifted_bans(now) {
                         tracing::info!("{peer}'s ban ended: its score decayed");
@@ -986,20 +1078,25 @@ impl Driver {
             }
             let bitswap = &self.swarm.behaviour().bitswap;
             let busy = |p: &PeerId| bitswap.pending_bytes(p) >= MAX_PENDING_PER_PEER;
-            let Some(job) = self.engine.next_serve_job(&busy) else { break };
+            let committed = bitswap.total_pending() + self.serving_blocks as u64 * BLOCK_ESTIMATE;
+            let room = self.upload_meter.commitment().saturating_sub(committed).div_ceil(BLOCK_ESTIMATE);
+            let Some(job) = self.engine.next_serve_job(&busy, room as usize, now) else { break };
+            let blocks = job.wants.iter().filter(|w| w.kind == WantType::Block).count();
+            self.serving_blocks += blocks;
             self.jobs += 1;
             let store = self.store.clone();
             let done = self.done_tx.clone();
             tokio::task::spawn_blocking(move || {
-                let _ = done.send(Done::Served(serve(&*store, job, allowance)));
+                let _ = done.send(Done::Served(serve(&*store, job, allowance), blocks));
             });
         }
     }
 
     fn on_done(&mut self, done: Done) {
         match done {
-            Done::Served(served) => {
+            Done::Served(served, blocks) => {
                 self.jobs -= 1;
+                self.serving_blocks -= blocks;
                 self.deliver(served);
             }
             Done::Stored { blocks, result, ack } => {
@@ -1110,8 +1207,8 @@ impl Driver {
                 }
             }
             // Whether a peer has said HAVE for the block, or was asked for it.
-            Command::PeersHave(cid, tx) => {
-                let _ = tx.send(!self.engine.needs_providers(&cid));
+            Command::PeersAnswer(cid, tx) => {
+                let _ = tx.send(self.engine.peers_answer(&cid));
             }
             Command::Stats(tx) => {
                 let _ = tx.send(self.engine.stats());
@@ -1333,6 +1430,9 @@ impl Driver {
                     self.ban(peer);
                 }
                 if !blocks.is_empty() {
+                    if let Some(origin) = &self.origin {
+                        origin.peers_delivered();
+                    }
                     self.store_blocks(blocks, None);
                 }
             }

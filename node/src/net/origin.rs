@@ -8,19 +8,27 @@
 //!
 //! When the origin is asked ([`Origin::delay`]):
 //! - **fast start**: the first `Origins.FastStart` blocks of a burst of fetches (a burst ends
-//!   after [`BURST_GAP`] without one) are asked of the origin at once, alongside the peers;
+//!   after [`BURST_GAP`] without one) are asked of the origin at once, alongside the peers,
+//!   unless a peer says it has the block within a quarter of a second
+//!   ([`crate::net::Network::fetch`]). A node with no peers, or whose peers lack the block,
+//!   starts from the origin; a crowd whose peers already hold the file leaves the origin
+//!   (often the publisher's own uplink) alone;
 //! - **peers first**: later blocks wait for the peers until they stall, that is until no peer
-//!   has sent any block bytes for `Origins.StallTimeout` ([`Origin::stall_left`]), and only
+//!   has sent any block bytes for the stall timeout ([`Origin::stall_left`]), and only
 //!   then is the origin asked as well. While peers keep delivering, even slowly (a crowd
 //!   sharing one publisher), the origin is left alone, up to [`PATIENCE`] stall timeouts for
 //!   one block; when peers stall or fail, the origin carries the fetch.
 //! - **read-ahead** ([`crate::net::Network::fetch_ahead`]): a block fetched ahead of a reader
-//!   is asked of the origin only when no peer has it after `Origins.StallTimeout`; once the
-//!   reader waits on it, it is a later block as above.
+//!   is asked of the origin only when, after the stall timeout, every peer has answered that
+//!   it lacks the block; once the reader waits on it, it is a later block as above.
+//! - **backoff**: each origin request in a row that a peer makes needless (the block came
+//!   from the peer first) doubles the stall timeout, up to 16 times ([`Origin::stall`]); the
+//!   first request the origin wins restores it.
 //!
 //! With `Origins.Format = "car"`, the fast start of a file read is one request instead of one
-//! per block: when a reader starts on a file at some offset and the node lacks the first block
-//! it needs, the origin is asked for that stretch of the file as a CAR
+//! per block: when a reader starts on a file at some offset, the node lacks the first block it
+//! needs and no peer has delivered block bytes within `Origins.StallTimeout`, the origin is
+//! asked for that stretch of the file as a CAR
 //! (`GET <base>/ipfs/<file>?format=car&dag-scope=entity&entity-bytes=FROM:TO`, `FastStart`
 //! chunks of 256 KiB), and its blocks are taken as they stream in ([`Origin::get_range`]).
 //! Each is verified against its CID, and each must belong to the file: the first is the
@@ -33,7 +41,7 @@
 
 use std::collections::HashSet;
 use std::io::{BufReader, Read};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -52,6 +60,8 @@ const MAX_BLOCK: usize = 2 << 20;
 /// A block a reader waits on is left to peers that keep delivering other blocks for at most
 /// this many stall timeouts; then the origin is asked even so.
 pub const PATIENCE: u32 = 10;
+/// The stall timeout doubles at most this many times while peers keep beating the origin.
+pub const MAX_BACKOFF: u32 = 4;
 /// How long one origin request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The bytes of a file asked for as a CAR per block of the fast start (Kubo's chunk size).
@@ -88,6 +98,16 @@ pub struct OriginStats {
     pub bytes: AtomicU64,
     /// Requests that failed (unreachable, not 200, a block that does not match its CID).
     pub failures: AtomicU64,
+    /// Blocks asked of an origin for a burst's fast start (no peer said HAVE in time).
+    pub asked_fast_start: AtomicU64,
+    /// Blocks asked because the peers stalled (no block bytes for `Origins.StallTimeout`).
+    pub asked_stalled: AtomicU64,
+    /// Blocks asked after [`PATIENCE`] stall timeouts waiting on peers that deliver others.
+    pub asked_patience: AtomicU64,
+    /// Blocks fetched ahead of a reader, asked because no peer has them.
+    pub asked_ahead: AtomicU64,
+    /// Requests given up because a peer delivered the block first.
+    pub abandoned: AtomicU64,
 }
 
 /// How the origins are used (`Origins` in the config).
@@ -118,6 +138,8 @@ pub struct Origin {
     cars: tokio::sync::watch::Sender<u32>,
     /// Blocks being fetched one by one now ([`Origin::claim`]).
     asked: Mutex<HashSet<Cid>>,
+    /// Requests in a row that a peer made needless ([`Origin::stall`]).
+    lost: AtomicU32,
     /// The counters.
     pub stats: OriginStats,
 }
@@ -143,6 +165,7 @@ impl Origin {
             peers_last: Mutex::new(None),
             cars: tokio::sync::watch::Sender::new(0),
             asked: Mutex::new(HashSet::new()),
+            lost: AtomicU32::new(0),
             stats: OriginStats::default(),
         }))
     }
@@ -160,7 +183,7 @@ impl Origin {
         if b.1 <= self.config.fast_start {
             Duration::ZERO
         } else {
-            self.config.stall
+            self.stall()
         }
     }
 
@@ -186,9 +209,24 @@ impl Origin {
         Some(blocks * RANGE_PER_BLOCK)
     }
 
-    /// `Origins.StallTimeout`.
+    /// The stall timeout now: `Origins.StallTimeout`, doubled for each origin request in a row
+    /// that a peer made needless by delivering first, up to `2^`[`MAX_BACKOFF`] times. While
+    /// the peers keep beating the origin (a crowd whose origin is the publisher's own busy
+    /// uplink), asking it sooner only adds to its load; once it wins again, the timeout is
+    /// back to the configured one.
     pub fn stall(&self) -> Duration {
-        self.config.stall
+        self.config.stall * (1 << self.lost.load(Ordering::Relaxed).min(MAX_BACKOFF))
+    }
+
+    /// A request was given up: a peer delivered the block first.
+    pub fn lost_to_peers(&self) {
+        self.lost.fetch_add(1, Ordering::Relaxed);
+        self.stats.abandoned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request brought the block before any peer did.
+    pub fn won(&self) {
+        self.lost.store(0, Ordering::Relaxed);
     }
 
     /// Block bytes arrived from a peer just now (a block still on its way counts).
@@ -198,12 +236,12 @@ impl Origin {
         }
     }
 
-    /// How much longer the peers get before they count as stalled: `Origins.StallTimeout`
-    /// after block bytes last arrived from a peer, and nothing when none ever did or they
+    /// How much longer the peers get before they count as stalled: the stall timeout
+    /// ([`Origin::stall`]) after block bytes last arrived from a peer, and nothing when none ever did or they
     /// stalled.
     pub fn stall_left(&self) -> Duration {
         let last = self.peers_last.lock().ok().and_then(|t| *t);
-        last.map_or(Duration::ZERO, |t| self.config.stall.saturating_sub(t.elapsed()))
+        last.map_or(Duration::ZERO, |t| self.stall().saturating_sub(t.elapsed()))
     }
 
     /// The block `cid` from the first gateway that has it, verified.
@@ -449,6 +487,25 @@ mod tests {
         assert!(left > Duration::from_millis(600) && left <= Duration::from_millis(700), "{left:?}");
         std::thread::sleep(Duration::from_millis(750));
         assert_eq!(o.stall_left(), Duration::ZERO, "no block for the stall timeout: stalled");
+    }
+
+    #[test]
+    fn an_origin_that_peers_keep_beating_is_asked_later_until_it_wins() {
+        let o = origin(0);
+        let base = Duration::from_millis(700);
+        assert_eq!(o.stall(), base);
+        o.lost_to_peers();
+        o.lost_to_peers();
+        assert_eq!(o.stall(), base * 4);
+        for _ in 0..10 {
+            o.lost_to_peers();
+        }
+        assert_eq!(o.stall(), base * (1 << MAX_BACKOFF), "the backoff is bounded");
+        assert_eq!(o.stats.abandoned.load(Ordering::Relaxed), 12);
+        o.peers_delivered();
+        assert!(o.stall_left() > base, "peers get the longer timeout too");
+        o.won();
+        assert_eq!(o.stall(), base);
     }
 
     #[test]

@@ -86,6 +86,10 @@ pub struct NodeResult {
     /// whom to ask, for reading a run closely.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub bitswap: std::collections::BTreeMap<String, f64>,
+    /// Its HTTP origin counters (`cairn_origin_*`, the prefix left out): what it asked of the
+    /// origin and why, and how many requests a peer made needless.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub origin: std::collections::BTreeMap<String, f64>,
 }
 
 impl NodeResult {
@@ -132,6 +136,10 @@ impl NodeResult {
             bitswap: metrics
                 .iter()
                 .filter_map(|(k, v)| Some((k.strip_prefix("cairn_bitswap_")?.to_owned(), *v)))
+                .collect(),
+            origin: metrics
+                .iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix("cairn_origin_")?.to_owned(), *v)))
                 .collect(),
         }
     }

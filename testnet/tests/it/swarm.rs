@@ -14,20 +14,29 @@ fn cairn_bin() -> PathBuf {
     cairn
 }
 
-#[test]
-fn the_quick_scenarios_run_and_report_every_number() {
-    let out = tempfile::tempdir().unwrap();
-    let scenarios = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/quick.toml");
+/// Runs the scenario file `testnet/scenarios/NAME` into `out`; returns its results and the
+/// harness's log.
+fn run_scenarios(name: &str, out: &std::path::Path) -> (Vec<Value>, String) {
+    let scenarios = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name);
     let run = Command::new(env!("CARGO_BIN_EXE_cairn-testnet"))
-        .args(["run", scenarios, "--out"])
-        .arg(out.path())
+        .arg("run")
+        .arg(scenarios)
+        .arg("--out")
+        .arg(out)
         .arg("--cairn")
         .arg(cairn_bin())
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
     assert!(run.status.success(), "cairn-testnet failed:\n{stderr}");
-    let results: Vec<Value> = serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    let results = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    (results, stderr)
+}
+
+#[test]
+fn the_quick_scenarios_run_and_report_every_number() {
+    let out = tempfile::tempdir().unwrap();
+    let (results, stderr) = run_scenarios("quick.toml", out.path());
     assert_eq!(results.len(), 2, "{stderr}");
     for r in &results {
         for field in [
@@ -66,6 +75,26 @@ fn the_quick_scenarios_run_and_report_every_number() {
     assert!(peers["total_bytes"].as_u64().unwrap() >= 4 * (4 << 20));
     let svg = std::fs::read_to_string(out.path().join("scaling.svg")).unwrap();
     assert!(svg.contains("<svg") && svg.contains("readers (N)"));
+}
+
+/// Eight readers behind uplinks as slow as the publisher's: the readers trade the file among
+/// themselves, and the publisher sends most blocks only a few times. A regression in how
+/// peers choose what to ask for and what to serve first (readers asking for the same blocks
+/// at the same moment, a seed sending each block to everyone) shows here as a low offload.
+/// The floors leave a wide margin under what debug builds reach on two busy cores.
+#[test]
+fn a_small_crowd_takes_most_of_the_file_from_itself() {
+    let out = tempfile::tempdir().unwrap();
+    let (results, stderr) = run_scenarios("quick-crowd.toml", out.path());
+    let r = &results[0];
+    assert_eq!(r["failed_nodes"], 0, "{stderr}");
+    let offload = r["offload"].as_f64().unwrap();
+    assert!(offload >= 0.5, "offload {offload}: the publisher and its origin carried half the bytes or more\n{stderr}");
+    let nodes = r["per_node"].as_array().unwrap();
+    let seed = nodes.iter().find(|n| n["role"] == "seed").unwrap();
+    let blocks = (4 << 20) / (256 << 10) + 1;
+    let sent = seed["bitswap"]["blocks_sent"].as_f64().unwrap();
+    assert!(sent <= 4.0 * blocks as f64, "the publisher sent {sent} blocks: more than four copies of the file");
 }
 
 #[test]

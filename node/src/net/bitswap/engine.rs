@@ -14,8 +14,12 @@
 //!
 //! **Serving.** Each peer's wants are kept in a ledger (at most [`MAX_LEDGER`] entries; a full
 //! wantlist replaces it, cancels remove entries). Peers with wants take turns: each turn looks
-//! up at most [`SERVE_BATCH`] wants of one peer, so one greedy peer cannot starve the others.
-//! Wants for blocks Cairn lacks stay in the ledger and are served when the block arrives.
+//! up at most [`SERVE_BATCH`] wants of one peer, so one greedy peer cannot starve the others,
+//! and at most as many want-blocks as the driver has upload room for. The turn goes to the
+//! peer whose most pressing want is for the block sent fewest times lately
+//! ([`Engine::next_serve_job`]), so a seed that a crowd asks for the same blocks sends each
+//! once before any twice. Wants for blocks Cairn lacks stay in the ledger and are served when
+//! the block arrives.
 //!
 //! **Scores.** Misbehaviour adds to a peer's score, which halves every [`SCORE_HALF_LIFE`]. A
 //! peer over [`BAN_SCORE`] is disconnected and refused until its score decays.
@@ -60,6 +64,10 @@ pub const REBROADCAST: Duration = Duration::from_secs(10);
 pub const MAX_LEDGER: usize = 1024;
 /// Wants looked up per serving turn.
 pub const SERVE_BATCH: usize = 16;
+/// Blocks whose sent copies are counted before the count starts over.
+pub const MAX_COPIES: usize = 64 * 1024;
+/// How long a peer may wait for a serving turn while others with less-served wants go first.
+pub const SERVE_STARVE: Duration = Duration::from_secs(10);
 /// Priority of a block a reader is waiting for: asked before any other, oldest first.
 pub const PRIORITY_READER: i32 = 3;
 /// Priority of a block a reader will want soon (read-ahead, a DAG fetched in file order):
@@ -142,6 +150,8 @@ struct Wanted {
     last_broadcast: Instant,
     /// The block came and is being stored: nobody else is asked for it.
     arrived: bool,
+    /// Some peer said HAVE (or was asked for the block), even if it has failed since.
+    held: bool,
 }
 
 impl Wanted {
@@ -174,6 +184,8 @@ struct Peer {
     in_flight: usize,
     ledger: Vec<Want>,
     queued: bool,
+    /// When it joined the line of peers waiting for a serving turn.
+    queued_at: Option<Instant>,
     /// Wants this peer sent that Cairn lacks, kept to answer when the block comes.
     missing: HashMap<Vec<u8>, Want>,
     /// When the peer last sent anything: a busy peer that keeps sending is not timed out.
@@ -223,6 +235,10 @@ impl Peer {
         self.last_block = Some(now);
     }
 }
+
+/// How pressing a peer's want is to serve, least first: want-blocks after want-haves, then
+/// the copies of the block sent lately, then the asker's priority, highest first.
+type ServeRank = (bool, u32, std::cmp::Reverse<i32>);
 
 struct Score {
     value: f64,
@@ -300,6 +316,9 @@ pub struct Engine {
     /// Keys of wants fulfilled or dropped lately, oldest first (at most [`RECENT_WANTS`]).
     recent: VecDeque<Vec<u8>>,
     recent_set: HashSet<Vec<u8>>,
+    /// Copies of each block handed out to be sent lately, by multihash digest (forgotten all at
+    /// once past [`MAX_COPIES`] blocks): serving turns go to the least-sent blocks first.
+    copies: HashMap<Vec<u8>, u32>,
     /// Seeds [`Wanted::order`]'s shuffle.
     shuffle: std::collections::hash_map::RandomState,
 }
@@ -465,6 +484,21 @@ impl Engine {
         self.wants.get(&key(cid)).is_some_and(|w| !w.arrived && w.asked.is_none() && w.candidates.is_empty())
     }
 
+    /// What the peers said about `cid`: `Some(true)` when one has it (it said HAVE, even if it
+    /// has been slow to send it since, was asked for the block, or the block came), or when it
+    /// is not wanted; `Some(false)` when every peer told answered without having it, or no
+    /// peer was told; `None` while answers are due.
+    pub fn peers_answer(&self, cid: &Cid) -> Option<bool> {
+        let Some(w) = self.wants.get(&key(cid)) else { return Some(true) };
+        if w.arrived || w.held || w.asked.is_some() || !w.candidates.is_empty() {
+            Some(true)
+        } else if w.answered() {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
     /// A reader wants `cid`; `waiter` gets the bytes (once stored) or an error at `deadline`.
     pub fn fetch(
         &mut self,
@@ -524,6 +558,7 @@ impl Engine {
                 exhausted: HashSet::new(),
                 last_broadcast: now,
                 arrived: false,
+                held: direct.is_some(),
             },
         );
     }
@@ -629,6 +664,7 @@ impl Engine {
             }
             if !state.ledger.is_empty() && !state.queued {
                 state.queued = true;
+                state.queued_at = Some(now);
                 self.serve_turns.push_back(peer);
             }
         }
@@ -694,6 +730,7 @@ impl Engine {
                 self.release(&slow);
             }
             if let Some(w) = self.wants.get_mut(&k) {
+                w.held = true;
                 if !w.candidates.contains(&peer) && w.asked.is_none_or(|(p, _)| p != peer) && !dedup.contains(&k) {
                     w.candidates.push_back(peer);
                 }
@@ -776,34 +813,62 @@ impl Engine {
                 }
                 if !state.queued {
                     state.queued = true;
+                    state.queued_at = Some(Instant::now());
                     self.serve_turns.push_back(*peer);
                 }
             }
         }
     }
 
-    /// The next serving turn, if any peer has wants.
-    pub fn next_serve_job(&mut self, busy: &dyn Fn(&PeerId) -> bool) -> Option<ServeJob> {
-        // Each queued peer is looked at once; a busy one (too much already on its way to it)
-        // keeps its place for a later turn.
-        for _ in 0..self.serve_turns.len() {
-            let Some(peer) = self.serve_turns.pop_front() else { break };
-            if busy(&peer) {
-                self.serve_turns.push_back(peer);
+    /// The next serving turn, if any peer has wants. It takes at most `max_blocks`
+    /// want-blocks, the room the upload has now (presence questions are always answered),
+    /// and goes to the peer whose most pressing want is cheapest and least served:
+    /// want-haves first, then the blocks this node has sent the fewest copies of, then by
+    /// the asker's priority; among equals, the peer whose turn it is. A seed that everyone
+    /// asks thus sends each block once before any twice, and the askers trade the copies
+    /// among themselves. A peer waiting longer than [`SERVE_STARVE`] goes first.
+    pub fn next_serve_job(
+        &mut self,
+        busy: &dyn Fn(&PeerId) -> bool,
+        max_blocks: usize,
+        now: Instant,
+    ) -> Option<ServeJob> {
+        let copies = &self.copies;
+        let rank = |w: &Want| -> ServeRank {
+            let sent = copies.get(w.cid.hash().digest()).copied().unwrap_or(0);
+            (w.kind != WantType::Have, sent, std::cmp::Reverse(w.priority))
+        };
+        let mut best: Option<(usize, (bool, ServeRank))> = None;
+        for (i, peer) in self.serve_turns.iter().enumerate() {
+            if busy(peer) {
                 continue;
             }
-            let Some(state) = self.peers.get_mut(&peer) else { continue };
-            // Presence questions first: they are cheap, and other peers wait on them to choose.
-            state.ledger.sort_by_key(|w| (w.kind != WantType::Have, std::cmp::Reverse(w.priority)));
-            let n = state.ledger.len().min(SERVE_BATCH);
-            let wants: Vec<Want> = state.ledger.drain(..n).collect();
-            state.queued = false;
-            if wants.is_empty() {
-                continue;
+            let Some(state) = self.peers.get(peer) else { continue };
+            let starved = state.queued_at.is_some_and(|t| now.saturating_duration_since(t) >= SERVE_STARVE);
+            let top = state.ledger.iter().filter(|w| max_blocks > 0 || w.kind == WantType::Have).map(rank).min();
+            let Some(top) = top else { continue };
+            let candidate = (!starved, top);
+            if best.as_ref().is_none_or(|(_, b)| candidate < *b) {
+                best = Some((i, candidate));
             }
-            return Some(ServeJob { peer, wants });
         }
-        None
+        let (i, _) = best?;
+        let peer = self.serve_turns.remove(i).expect("index from the line");
+        let state = self.peers.get_mut(&peer).expect("chosen among known peers");
+        state.ledger.sort_by_cached_key(|w| rank(w));
+        let haves = state.ledger.iter().take_while(|w| w.kind == WantType::Have).count();
+        let blocks = (state.ledger.len() - haves).min(max_blocks);
+        let n = (haves + blocks).min(SERVE_BATCH);
+        let wants: Vec<Want> = state.ledger.drain(..n).collect();
+        state.queued = false;
+        state.queued_at = None;
+        for w in wants.iter().filter(|w| w.kind == WantType::Block) {
+            if self.copies.len() >= MAX_COPIES {
+                self.copies.clear();
+            }
+            *self.copies.entry(w.cid.hash().digest().to_vec()).or_default() += 1;
+        }
+        Some(ServeJob { peer, wants })
     }
 
     /// A serving turn finished: `missing` are the wants Cairn could not answer, kept to be
@@ -814,6 +879,11 @@ impl Engine {
     pub fn served(&mut self, peer: PeerId, missing: Vec<Want>, deferred: Vec<Want>, blocks_sent: u64, bytes_sent: u64) {
         self.stats.blocks_sent += blocks_sent;
         self.stats.bytes_sent += bytes_sent;
+        for w in missing.iter().chain(&deferred).filter(|w| w.kind == WantType::Block) {
+            if let Some(n) = self.copies.get_mut(w.cid.hash().digest()) {
+                *n = n.saturating_sub(1);
+            }
+        }
         let Some(state) = self.peers.get_mut(&peer) else { return };
         state.ledger.splice(0..0, deferred);
         for w in missing {
@@ -823,6 +893,7 @@ impl Engine {
         }
         if !state.ledger.is_empty() && !state.queued {
             state.queued = true;
+            state.queued_at = Some(Instant::now());
             self.serve_turns.push_back(peer);
         }
     }
@@ -1020,6 +1091,37 @@ mod tests {
     }
 
     #[test]
+    fn the_peers_answer_is_known_once_one_has_the_block_or_all_said_no() {
+        let (mut e, mut out) = (Engine::default(), Sent::default());
+        let (blocks, now) = ([block(b"one"), block(b"two"), block(b"three")], Instant::now());
+        let _none = want_all(&mut e, &blocks[2..], PRIORITY_READER, now, &mut out);
+        assert_eq!(e.peers_answer(blocks[2].cid()), Some(false), "no peer to ask: nobody has it");
+        let (p1, p2) = (PeerId::random(), PeerId::random());
+        e.connected(p1, &mut out);
+        e.connected(p2, &mut out);
+        let _rxs = want_all(&mut e, &blocks[..2], PRIORITY_READER, now, &mut out);
+        let answer = |have: bool, cid: &Cid| {
+            if have {
+                Message { haves: vec![*cid], ..Message::default() }
+            } else {
+                Message { dont_haves: vec![*cid], ..Message::default() }
+            }
+        };
+        for b in &blocks[..2] {
+            assert_eq!(e.peers_answer(b.cid()), None, "answers are due");
+            e.received(p1, answer(false, b.cid()), now, &mut out);
+            assert_eq!(e.peers_answer(b.cid()), None, "one peer is still to answer");
+        }
+        e.received(p2, answer(true, blocks[0].cid()), now, &mut out);
+        e.received(p2, answer(false, blocks[1].cid()), now, &mut out);
+        assert_eq!(e.peers_answer(blocks[0].cid()), Some(true));
+        assert_eq!(e.peers_answer(blocks[1].cid()), Some(false), "every peer said DONT_HAVE");
+        // A holder that went away still counts: the block is not rare, only slow to come.
+        e.disconnected(p2, &mut out);
+        assert_eq!(e.peers_answer(blocks[0].cid()), Some(true));
+    }
+
+    #[test]
     fn a_peer_without_bitswap_is_not_waited_for() {
         let (mut e, mut out) = (Engine::default(), Sent::default());
         let (p1, mute) = (PeerId::random(), PeerId::random());
@@ -1148,10 +1250,10 @@ mod tests {
         e.received(slow, Message { wants: vec![want(1)], ..Message::default() }, Instant::now(), &mut out);
         e.received(other, Message { wants: vec![want(2)], ..Message::default() }, Instant::now(), &mut out);
         let busy = |p: &PeerId| *p == slow;
-        assert_eq!(e.next_serve_job(&busy).unwrap().peer, other);
-        assert!(e.next_serve_job(&busy).is_none(), "the busy peer is not served");
+        assert_eq!(e.next_serve_job(&busy, usize::MAX, Instant::now()).unwrap().peer, other);
+        assert!(e.next_serve_job(&busy, usize::MAX, Instant::now()).is_none(), "the busy peer is not served");
         // Once its queue drains, its wants are still there.
-        let job = e.next_serve_job(&|_| false).unwrap();
+        let job = e.next_serve_job(&|_| false, usize::MAX, Instant::now()).unwrap();
         assert_eq!((job.peer, job.wants), (slow, vec![want(1)]));
     }
 
@@ -1174,13 +1276,13 @@ mod tests {
             &mut out,
         );
         e.received(modest, Message { wants: vec![want(1000)], ..Message::default() }, Instant::now(), &mut out);
-        let first = e.next_serve_job(&|_| false).unwrap();
+        let first = e.next_serve_job(&|_| false, usize::MAX, Instant::now()).unwrap();
         assert_eq!((first.peer, first.wants.len()), (greedy, SERVE_BATCH));
         e.served(greedy, vec![], vec![], 16, 16);
-        let second = e.next_serve_job(&|_| false).unwrap();
+        let second = e.next_serve_job(&|_| false, usize::MAX, Instant::now()).unwrap();
         assert_eq!((second.peer, second.wants.len()), (modest, 1), "the modest peer is next, not starved");
         e.served(modest, vec![], vec![], 1, 1);
-        assert_eq!(e.next_serve_job(&|_| false).unwrap().peer, greedy);
+        assert_eq!(e.next_serve_job(&|_| false, usize::MAX, Instant::now()).unwrap().peer, greedy);
 
         // A cancel removes a want that is still queued.
         let mut fresh = Engine::default();
@@ -1192,7 +1294,53 @@ mod tests {
             &mut out,
         );
         fresh.received(modest, Message { cancels: vec![want(1).cid], ..Message::default() }, Instant::now(), &mut out);
-        assert_eq!(fresh.next_serve_job(&|_| false).unwrap().wants, vec![want(2)]);
+        assert_eq!(fresh.next_serve_job(&|_| false, usize::MAX, Instant::now()).unwrap().wants, vec![want(2)]);
+    }
+
+    #[test]
+    fn a_seed_sends_every_block_once_before_any_twice_and_nobody_starves() {
+        let (mut e, mut out) = (Engine::default(), Sent::default());
+        let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        let want =
+            |i: u32, kind| Want { cid: *block(&i.to_le_bytes()).cid(), priority: 1, kind, send_dont_have: false };
+        let t0 = Instant::now();
+        for (n, p) in peers.iter().enumerate() {
+            e.connected(*p, &mut out);
+            // Everyone asks for the same three blocks, in the same order.
+            let wants = (0..3).map(|i| want(i, WantType::Block)).collect();
+            e.received(*p, Message { wants, ..Message::default() }, t0 + Duration::from_secs(n as u64), &mut out);
+        }
+        let now = t0 + Duration::from_secs(3);
+        let mut first_copies = Vec::new();
+        for _ in 0..3 {
+            let job = e.next_serve_job(&|_| false, 1, now).unwrap();
+            assert_eq!(job.wants.len(), 1, "one block of room: one block per turn");
+            first_copies.push(job.wants[0].cid);
+            e.served(job.peer, vec![], vec![], 1, 1);
+        }
+        first_copies.sort();
+        first_copies.dedup();
+        assert_eq!(first_copies.len(), 3, "three turns sent three different blocks");
+
+        // With no room for blocks, only presence questions are answered.
+        let late = PeerId::random();
+        e.connected(late, &mut out);
+        e.received(late, Message { wants: vec![want(7, WantType::Have)], ..Message::default() }, now, &mut out);
+        let job = e.next_serve_job(&|_| false, 0, now).unwrap();
+        assert_eq!((job.peer, job.wants), (late, vec![want(7, WantType::Have)]));
+        assert!(e.next_serve_job(&|_| false, 0, now).is_none(), "block wants wait for room");
+
+        // A peer left waiting past SERVE_STARVE goes first, however often its blocks were sent.
+        let fresh = PeerId::random();
+        e.connected(fresh, &mut out);
+        e.received(fresh, Message { wants: vec![want(9, WantType::Block)], ..Message::default() }, now, &mut out);
+        assert_eq!(e.next_serve_job(&|_| false, 1, now).unwrap().peer, fresh, "a block never sent goes first");
+        let later = now + SERVE_STARVE;
+        let newcomer = PeerId::random();
+        e.connected(newcomer, &mut out);
+        e.received(newcomer, Message { wants: vec![want(10, WantType::Block)], ..Message::default() }, later, &mut out);
+        let job = e.next_serve_job(&|_| false, 1, later).unwrap();
+        assert_eq!(job.peer, peers[0], "the longest waiting peer, not the newcomer's unsent block");
     }
 
     #[test]
@@ -1376,7 +1524,7 @@ mod tests {
             .collect();
         e.received(p, Message { wants, ..Message::default() }, Instant::now(), &mut out);
         let mut total = 0;
-        while let Some(job) = e.next_serve_job(&|_| false) {
+        while let Some(job) = e.next_serve_job(&|_| false, usize::MAX, Instant::now()) {
             total += job.wants.len();
             e.served(p, vec![], vec![], 0, 0);
         }

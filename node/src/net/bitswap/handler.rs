@@ -24,6 +24,9 @@ use super::proto::{self, Message, Version, PROTOCOLS};
 pub const MAX_INBOUND_STREAMS: usize = 32;
 /// Messages waiting for the outbound stream before the oldest is dropped and reported.
 pub const MAX_QUEUED: usize = 1024;
+/// Entries (wants, cancels, presences) merged into one message from the queue of messages
+/// without blocks: what piled up while the stream was busy goes in one write.
+pub const MAX_MERGED: usize = 512;
 /// Messages read and being decoded at once on one connection; while this many are, no stream
 /// is read further.
 pub const MAX_DECODING: usize = 4;
@@ -270,7 +273,16 @@ impl ConnectionHandler for Handler {
                     });
                 }
                 Outbound::Idle(stream, version) => match self.urgent.pop_front().or_else(|| self.queue.pop_front()) {
-                    Some(m) => {
+                    Some(mut m) => {
+                        // Wants, cancels and presences queued behind it go in the same write.
+                        while m.blocks.is_empty() && !m.full {
+                            match self.urgent.front() {
+                                Some(next) if !next.full && m.entries() + next.entries() <= MAX_MERGED => {
+                                    m.merge(self.urgent.pop_front().expect("front exists"));
+                                }
+                                _ => break,
+                            }
+                        }
                         let bytes = m.block_bytes();
                         self.outbound = Outbound::Writing(write(stream, m.encode(version)), version, bytes);
                         continue;

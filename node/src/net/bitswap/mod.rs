@@ -65,6 +65,8 @@ pub struct Behaviour {
     out: VecDeque<ToSwarm<Event, In>>,
     /// Message bytes read from peers so far, counted as they arrive.
     arrived: Arc<AtomicU64>,
+    /// Block bytes written to peers so far (or dropped with their connection).
+    drained: u64,
 }
 
 impl Behaviour {
@@ -95,6 +97,16 @@ impl Behaviour {
     /// most what the serving side lets pile up here.
     pub fn pending_bytes(&self, peer: &PeerId) -> u64 {
         self.peers.get(peer).map_or(0, |conns| conns.iter().filter_map(|c| self.pending.get(c)).sum())
+    }
+
+    /// Block bytes queued to every peer and not yet written.
+    pub fn total_pending(&self) -> u64 {
+        self.pending.values().sum()
+    }
+
+    /// Block bytes that left the queues so far: what the upload took.
+    pub fn drained_bytes(&self) -> u64 {
+        self.drained
     }
 
     fn connected(&mut self, peer: PeerId, id: ConnectionId) {
@@ -149,6 +161,7 @@ impl NetworkBehaviour for Behaviour {
     fn on_connection_handler_event(&mut self, peer: PeerId, id: ConnectionId, event: THandlerOutEvent<Self>) {
         let event = match event {
             Out::Drained(n) => {
+                self.drained += n as u64;
                 if let Some(p) = self.pending.get_mut(&id) {
                     *p = p.saturating_sub(n as u64);
                 }

@@ -179,6 +179,32 @@ impl Message {
             && self.dont_haves.is_empty()
     }
 
+    /// Wantlist entries and presences in the message.
+    pub fn entries(&self) -> usize {
+        self.wants.len() + self.cancels.len() + self.haves.len() + self.dont_haves.len()
+    }
+
+    /// Takes in `later`, a message without blocks that was to be sent after this one, so that
+    /// both go as one: a cancel drops an earlier want of the same block, and a want an earlier
+    /// cancel, so that no block is both wanted and cancelled in the result, whatever order a
+    /// receiver reads the entries in. `later` must not be a full wantlist.
+    pub fn merge(&mut self, later: Message) {
+        debug_assert!(later.blocks.is_empty() && !later.full);
+        for c in later.cancels {
+            self.wants.retain(|w| w.cid.hash() != c.hash());
+            if !self.cancels.iter().any(|x| x.hash() == c.hash()) {
+                self.cancels.push(c);
+            }
+        }
+        for w in later.wants {
+            self.cancels.retain(|c| c.hash() != w.cid.hash());
+            self.wants.retain(|x| x.cid.hash() != w.cid.hash());
+            self.wants.push(w);
+        }
+        self.haves.extend(later.haves);
+        self.dont_haves.extend(later.dont_haves);
+    }
+
     /// Block bytes in the message.
     pub fn block_bytes(&self) -> usize {
         self.blocks.iter().map(|b| b.data().len()).sum()
@@ -450,6 +476,20 @@ mod tests {
             dont_haves: vec![*b.cid()],
             pending_bytes: 12,
         };
+        assert_eq!(Message::decode(&m.encode(Version::V1_2)[..]).unwrap(), m);
+    }
+
+    #[test]
+    fn merged_messages_keep_the_last_word_on_each_block() {
+        let [a, b, c] = [b"a", b"b", b"c"].map(|d| *raw_block(d).cid());
+        let want = |cid, kind| Want { cid, priority: 1, kind, send_dont_have: true };
+        let mut m = Message { wants: vec![want(a, WantType::Have), want(b, WantType::Have)], ..Message::default() };
+        // a is cancelled after it was wanted, c wanted after it was cancelled, b asked for again.
+        m.merge(Message { cancels: vec![a, c], haves: vec![b], ..Message::default() });
+        m.merge(Message { wants: vec![want(c, WantType::Block), want(b, WantType::Block)], ..Message::default() });
+        assert_eq!(m.wants, vec![want(c, WantType::Block), want(b, WantType::Block)]);
+        assert_eq!(m.cancels, vec![a], "a cancel stays for a want sent before");
+        assert_eq!((m.haves.clone(), m.entries()), (vec![b], 4));
         assert_eq!(Message::decode(&m.encode(Version::V1_2)[..]).unwrap(), m);
     }
 
