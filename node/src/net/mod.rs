@@ -907,7 +907,9 @@ const REPLY_BYTES: usize = 1 << 20;
 pub const MAX_PENDING_PER_PEER: u64 = 8 << 20;
 /// About this long of the measured upload rate is committed to peers (queued to be written,
 /// or being read from the store) at once; wants beyond it wait in the engine, where the least
-/// served blocks are chosen first and cancels still reach them.
+/// served blocks are chosen first and cancels still reach them. Queues of peers that stopped
+/// reading do not count ([`bitswap::Behaviour::moving_pending`]): they would hold everyone
+/// else's turns.
 const COMMIT_TIME: Duration = Duration::from_millis(500);
 /// Block bytes always allowed in commitment, whatever the measured rate.
 const MIN_COMMIT: u64 = 2 << 20;
@@ -1078,7 +1080,7 @@ impl Driver {
             }
             let bitswap = &self.swarm.behaviour().bitswap;
             let busy = |p: &PeerId| bitswap.pending_bytes(p) >= MAX_PENDING_PER_PEER;
-            let committed = bitswap.total_pending() + self.serving_blocks as u64 * BLOCK_ESTIMATE;
+            let committed = bitswap.moving_pending(now) + self.serving_blocks as u64 * BLOCK_ESTIMATE;
             let room = self.upload_meter.commitment().saturating_sub(committed).div_ceil(BLOCK_ESTIMATE);
             let Some(job) = self.engine.next_serve_job(&busy, room as usize, now) else { break };
             let blocks = job.wants.iter().filter(|w| w.kind == WantType::Block).count();

@@ -14,6 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use libp2p::core::transport::PortUse;
 use libp2p::core::Endpoint;
@@ -25,6 +26,9 @@ use libp2p::{Multiaddr, PeerId};
 
 pub use handler::{In, Out};
 pub use proto::{Message, Version, Want, WantType};
+
+/// A connection whose queue has not moved for this long counts as not reading.
+pub const STUCK: Duration = Duration::from_secs(2);
 
 /// What the behaviour reports.
 #[derive(Debug)]
@@ -60,8 +64,9 @@ pub enum Event {
 #[derive(Debug, Default)]
 pub struct Behaviour {
     peers: HashMap<PeerId, Vec<ConnectionId>>,
-    /// Block bytes queued on each connection's handler.
-    pending: HashMap<ConnectionId, u64>,
+    /// Block bytes queued on each connection's handler, and when its queue last moved (began,
+    /// or had a message written).
+    pending: HashMap<ConnectionId, (u64, Instant)>,
     out: VecDeque<ToSwarm<Event, In>>,
     /// Message bytes read from peers so far, counted as they arrive.
     arrived: Arc<AtomicU64>,
@@ -83,7 +88,12 @@ impl Behaviour {
         };
         let bytes = message.block_bytes() as u64;
         if bytes > 0 {
-            *self.pending.entry(conn).or_default() += bytes;
+            let now = Instant::now();
+            let (queued, moved) = self.pending.entry(conn).or_insert((0, now));
+            if *queued == 0 {
+                *moved = now;
+            }
+            *queued += bytes;
         }
         self.out.push_back(ToSwarm::NotifyHandler {
             peer_id: peer,
@@ -96,12 +106,14 @@ impl Behaviour {
     /// Block bytes queued to `peer` and not yet written: a peer that does not read holds at
     /// most what the serving side lets pile up here.
     pub fn pending_bytes(&self, peer: &PeerId) -> u64 {
-        self.peers.get(peer).map_or(0, |conns| conns.iter().filter_map(|c| self.pending.get(c)).sum())
+        self.peers.get(peer).map_or(0, |conns| conns.iter().filter_map(|c| self.pending.get(c)).map(|(q, _)| q).sum())
     }
 
-    /// Block bytes queued to every peer and not yet written.
-    pub fn total_pending(&self) -> u64 {
-        self.pending.values().sum()
+    /// Block bytes queued and not yet written on connections whose queues moved within
+    /// [`STUCK`]: what competes for the upload now. A peer that stops reading holds its queue
+    /// still, and it does not count here (its own cap, [`Behaviour::pending_bytes`], holds it).
+    pub fn moving_pending(&self, now: Instant) -> u64 {
+        self.pending.values().filter(|(_, moved)| now.saturating_duration_since(*moved) < STUCK).map(|(q, _)| q).sum()
     }
 
     /// Block bytes that left the queues so far: what the upload took.
@@ -162,8 +174,9 @@ impl NetworkBehaviour for Behaviour {
         let event = match event {
             Out::Drained(n) => {
                 self.drained += n as u64;
-                if let Some(p) = self.pending.get_mut(&id) {
-                    *p = p.saturating_sub(n as u64);
+                if let Some((queued, moved)) = self.pending.get_mut(&id) {
+                    *queued = queued.saturating_sub(n as u64);
+                    *moved = Instant::now();
                 }
                 return;
             }
