@@ -823,8 +823,9 @@ impl Engine {
     /// The next serving turn, if any peer has wants. It takes at most `max_blocks`
     /// want-blocks, the room the upload has now (presence questions are always answered),
     /// and goes to the peer whose most pressing want is cheapest and least served:
-    /// want-haves first, then the blocks this node has sent the fewest copies of, then by
-    /// the asker's priority; among equals, the peer whose turn it is. A seed that everyone
+    /// want-haves first, then the blocks this node has sent the fewest copies of (one fewer
+    /// for a block the asker waits on), then by the asker's priority; among equals, the peer
+    /// whose turn it is. A seed that everyone
     /// asks thus sends each block once before any twice, and the askers trade the copies
     /// among themselves. A peer waiting longer than [`SERVE_STARVE`] goes first.
     pub fn next_serve_job(
@@ -836,7 +837,10 @@ impl Engine {
         let copies = &self.copies;
         let rank = |w: &Want| -> ServeRank {
             let sent = copies.get(w.cid.hash().digest()).copied().unwrap_or(0);
-            (w.kind != WantType::Have, sent, std::cmp::Reverse(w.priority))
+            // A block its asker is waiting on (a player that cannot start without it) counts
+            // one copy fewer: its second copy goes out with the first copies of the rest.
+            let waiting = u32::from(w.priority >= PRIORITY_READER);
+            (w.kind != WantType::Have, sent.saturating_sub(waiting), std::cmp::Reverse(w.priority))
         };
         let mut best: Option<(usize, (bool, ServeRank))> = None;
         for (i, peer) in self.serve_turns.iter().enumerate() {
@@ -1088,6 +1092,31 @@ mod tests {
             out.take().into_iter().filter(|(_, m)| m.cancels == vec![*b.cid()]).map(|(p, _)| p).collect();
         assert_eq!(cancels.len(), 2, "both peers were told, both get a cancel");
         assert_eq!(e.wanted(), 0);
+    }
+
+    #[test]
+    fn a_block_its_asker_waits_on_gets_a_second_copy_before_third_copies_of_others() {
+        let (mut e, mut out) = (Engine::default(), Sent::default());
+        let (first, waiting, ahead) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let want = |i: u32, priority| Want {
+            cid: *block(&i.to_le_bytes()).cid(),
+            priority,
+            kind: WantType::Block,
+            send_dont_have: false,
+        };
+        let now = Instant::now();
+        for p in [first, waiting, ahead] {
+            e.connected(p, &mut out);
+        }
+        e.received(first, Message { wants: vec![want(0, PRIORITY_READER)], ..Message::default() }, now, &mut out);
+        let job = e.next_serve_job(&|_| false, 1, now).unwrap();
+        e.served(job.peer, vec![], vec![], 1, 1);
+        // Block 0 went out once. A player waiting on it and a read-ahead of a block never sent
+        // tie, and the waiting player goes first; a read-ahead of block 0 would not.
+        e.received(ahead, Message { wants: vec![want(1, PRIORITY_AHEAD)], ..Message::default() }, now, &mut out);
+        e.received(waiting, Message { wants: vec![want(0, PRIORITY_READER)], ..Message::default() }, now, &mut out);
+        assert_eq!(e.next_serve_job(&|_| false, 1, now).unwrap().peer, waiting);
+        assert_eq!(e.next_serve_job(&|_| false, 1, now).unwrap().peer, ahead);
     }
 
     #[test]

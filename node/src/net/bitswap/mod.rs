@@ -27,8 +27,10 @@ use libp2p::{Multiaddr, PeerId};
 pub use handler::{In, Out};
 pub use proto::{Message, Version, Want, WantType};
 
-/// A connection whose queue has not moved for this long counts as not reading.
-pub const STUCK: Duration = Duration::from_secs(2);
+/// A connection whose queue has not moved for this long counts as not reading. A slow link
+/// shared by many peers moves each queue only every few seconds (a block at a time), and
+/// counting such a queue out would let more be committed than the upload can carry.
+pub const STUCK: Duration = Duration::from_secs(10);
 
 /// What the behaviour reports.
 #[derive(Debug)]
