@@ -936,6 +936,24 @@ impl Engine {
                     self.ask_next(&k, out);
                     continue;
                 }
+                // A block a reader waits on, stuck at a backlogged peer while another that said
+                // HAVE has room: it moves now, not at the timeout (a player would rebuffer).
+                let others: Vec<PeerId> =
+                    if w.priority >= PRIORITY_READER { w.candidates.iter().copied().collect() } else { Vec::new() };
+                let room = others.iter().any(|c| self.peers.get(c).is_some_and(|s| s.in_flight < s.window()));
+                if room && self.backlogged(&p, at, now) {
+                    let w = self.wants.get_mut(&k).expect("present");
+                    let cid = w.cid;
+                    w.asked = None;
+                    out.send(p, Message { cancels: vec![cid], ..Message::default() });
+                    self.release(&p);
+                    self.stats.wants_moved += 1;
+                    self.ask_next(&k, out);
+                    if let Some(w) = self.wants.get_mut(&k) {
+                        w.candidates.push_back(p);
+                    }
+                    continue;
+                }
             }
             let w = self.wants.get_mut(&k).expect("present");
             if w.asked.is_none()
@@ -1428,26 +1446,53 @@ mod tests {
         assert_eq!(e.stats_at(start + RECENT + Duration::from_millis(1)).sending_peers, 0);
     }
 
-    #[test]
-    fn a_slow_peer_gets_a_small_window_and_its_queued_wants_move_to_a_peer_with_room() {
-        let (mut e, mut out) = (Engine::default(), Sent::default());
+    /// Twelve blocks wanted at `priority` from two peers: `other` says DONT_HAVE for all, the
+    /// seed HAVE for all and is asked for the first window. Returns the engine, the receivers,
+    /// the seed, the other peer, the blocks, the start, and the CIDs asked of the seed.
+    #[allow(clippy::type_complexity)]
+    fn seed_and_other(
+        priority: i32,
+        out: &mut Sent,
+    ) -> (
+        Engine,
+        Vec<tokio::sync::oneshot::Receiver<Result<Bytes, FetchError>>>,
+        PeerId,
+        PeerId,
+        Vec<Block>,
+        Instant,
+        Vec<Cid>,
+    ) {
+        let mut e = Engine::default();
         let (seed, other) = (PeerId::random(), PeerId::random());
-        e.connected(seed, &mut out);
-        e.connected(other, &mut out);
+        e.connected(seed, out);
+        e.connected(other, out);
         let blocks: Vec<Block> = (0..12u8).map(|i| block(&[i; 100])).collect();
         let start = Instant::now();
-        let _rxs = want_all(&mut e, &blocks, 1, start, &mut out);
+        let rxs = want_all(&mut e, &blocks, priority, start, out);
         let cids: Vec<Cid> = blocks.iter().map(|b| *b.cid()).collect();
-        e.received(other, Message { dont_haves: cids.clone(), ..Message::default() }, start, &mut out);
-        e.received(seed, Message { haves: cids.clone(), ..Message::default() }, start, &mut out);
+        e.received(other, Message { dont_haves: cids.clone(), ..Message::default() }, start, out);
+        e.received(seed, Message { haves: cids, ..Message::default() }, start, out);
+        let first: Vec<Cid> = out
+            .take()
+            .into_iter()
+            .filter(|(p, _)| *p == seed)
+            .flat_map(|(_, m)| m.wants.into_iter().filter(|w| w.kind == WantType::Block).map(|w| w.cid))
+            .collect();
+        assert_eq!(first.len(), INITIAL_WINDOW, "a peer of unknown speed gets the initial window");
+        (e, rxs, seed, other, blocks, start, first)
+    }
+
+    #[test]
+    fn a_slow_peer_gets_a_small_window_and_its_queued_wants_move_to_a_peer_with_room() {
+        let mut out = Sent::default();
+        let (mut e, _rxs, seed, other, blocks, start, first) = seed_and_other(1, &mut out);
+        let cids: Vec<Cid> = blocks.iter().map(|b| *b.cid()).collect();
         let asked = |sent: &[(PeerId, Message)], peer: PeerId| -> Vec<Cid> {
             sent.iter()
                 .filter(|(p, _)| *p == peer)
                 .flat_map(|(_, m)| m.wants.iter().filter(|w| w.kind == WantType::Block).map(|w| w.cid))
                 .collect()
         };
-        let first = asked(&out.take(), seed);
-        assert_eq!(first.len(), INITIAL_WINDOW, "a peer of unknown speed gets the initial window");
 
         // The seed takes a second for one block: about one block a second, so its window
         // shrinks to the minimum and nothing more is asked of it.
@@ -1478,6 +1523,38 @@ mod tests {
         assert_eq!(to_other, expected);
         assert!(sent.iter().any(|(p, m)| *p == seed && m.cancels == vec![queued]), "{sent:?}");
         assert_eq!(e.stats().wants_moved, 1);
+    }
+
+    /// A block a reader waits on, queued at a peer that turns out slow, moves at the next tick
+    /// to a peer that said HAVE and has room, without waiting for the block timeout.
+    #[test]
+    fn a_waited_block_leaves_a_peer_that_became_backlogged_at_the_tick() {
+        let mut out = Sent::default();
+        let (mut e, _rxs, seed, other, blocks, start, first) = seed_and_other(PRIORITY_READER, &mut out);
+        // The other peer gets a block still queued at the seed while the seed looks fine.
+        let queued = first[3];
+        let have = Message { haves: vec![queued], ..Message::default() };
+        e.received(other, have, start + Duration::from_millis(100), &mut out);
+        assert!(out.take().iter().all(|(_, m)| m.cancels.is_empty()), "the seed is not backlogged yet");
+        // The seed takes a second for one block: its window shrinks and its queue is too long.
+        let one = blocks.iter().find(|b| *b.cid() == first[0]).unwrap().clone();
+        let got = e.received(
+            seed,
+            Message { blocks: vec![one], ..Message::default() },
+            start + Duration::from_secs(1),
+            &mut out,
+        );
+        e.stored(&got, Ok(()), &mut out);
+        out.take();
+        e.tick(start + Duration::from_secs(1), &mut out);
+        let sent = out.take();
+        assert!(sent.iter().any(|(p, m)| *p == seed && m.cancels == vec![queued]), "{sent:?}");
+        assert!(
+            sent.iter()
+                .any(|(p, m)| *p == other && m.wants.iter().any(|w| w.cid == queued && w.kind == WantType::Block)),
+            "{sent:?}"
+        );
+        assert_eq!(e.stats().wants_moved, 1, "only the block another peer has moves");
     }
 
     /// When peers' windows are full, the room that frees goes first to the block a reader
