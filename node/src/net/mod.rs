@@ -532,9 +532,7 @@ impl Network {
         if fast_start {
             let until = Instant::now() + FAST_START_WAIT;
             loop {
-                let (tx, answer) = oneshot::channel();
-                let _ = self.tx.send(Command::PeersAnswer(cid, tx)).await;
-                match answer.await.unwrap_or(Some(false)) {
+                match self.peers_answer(cid, Some(false)).await {
                     Some(true) => {
                         wait = origin.stall();
                         fast_start = false;
@@ -562,9 +560,7 @@ impl Network {
         }
         if ahead {
             // Only a block every peer said it lacks: a busy peer's answer may be late.
-            let (tx, answer) = oneshot::channel();
-            let _ = self.tx.send(Command::PeersAnswer(cid, tx)).await;
-            if answer.await.unwrap_or(None) != Some(false) {
+            if self.peers_answer(cid, None).await != Some(false) {
                 return rx.await.map_err(|_| FetchError::Shutdown)?;
             }
         }
@@ -581,11 +577,14 @@ impl Network {
         // Another fetch of this block is asking the origin already: its delivery answers this
         // want too.
         let Some(_claim) = origin.claim(cid) else { return rx.await.map_err(|_| FetchError::Shutdown)? };
-        let why = match () {
-            () if ahead => &origin.stats.asked_ahead,
-            () if fast_start => &origin.stats.asked_fast_start,
-            () if Instant::now() >= give_up => &origin.stats.asked_patience,
-            () => &origin.stats.asked_stalled,
+        let why = if ahead {
+            &origin.stats.asked_ahead
+        } else if fast_start {
+            &origin.stats.asked_fast_start
+        } else if Instant::now() >= give_up {
+            &origin.stats.asked_patience
+        } else {
+            &origin.stats.asked_stalled
         };
         why.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::select! {
@@ -606,6 +605,14 @@ impl Network {
                 rx.await.map_err(|_| FetchError::Shutdown)?
             }
         }
+    }
+
+    /// What the peers said about `cid` ([`Engine::peers_answer`]); `shut` if the network task
+    /// is gone.
+    async fn peers_answer(&self, cid: Cid, shut: Option<bool>) -> Option<bool> {
+        let (tx, answer) = oneshot::channel();
+        let _ = self.tx.send(Command::PeersAnswer(cid, tx)).await;
+        answer.await.unwrap_or(shut)
     }
 
     /// A reader starts on bytes `from .. to` of the file `file` and the store lacks what it
@@ -1208,7 +1215,7 @@ impl Driver {
                     self.lookup_due.push_back((now + PROVIDER_SEARCH_DELAY, cid));
                 }
             }
-            // Whether a peer has said HAVE for the block, or was asked for it.
+            // Whether a peer has the block, none does, or answers are still due.
             Command::PeersAnswer(cid, tx) => {
                 let _ = tx.send(self.engine.peers_answer(&cid));
             }
