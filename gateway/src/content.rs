@@ -164,11 +164,24 @@ pub fn resolve<S: BlockSource>(source: &S, root: &Cid, segments: &[String]) -> R
     Ok(Resolved { cid, roots, stat, signed: None })
 }
 
-/// Up to `n` bytes from the start of a file, for sniffing its type.
-pub fn file_head<S: BlockSource>(source: &S, cid: &Cid, n: u64) -> Result<Vec<u8>, Failure> {
+/// Up to `n` bytes from the start of a file, for sniffing its type. `body` is the range the
+/// response will then read (start and length; `None` for a HEAD): it is opened first, so that
+/// the source has the body's first blocks on their way while the head is read, rather than
+/// after it. When the body starts at the head, the head comes from that same read.
+pub fn file_head<S: BlockSource>(source: &S, cid: &Cid, n: u64, body: Option<(u64, u64)>) -> Result<Vec<u8>, Failure> {
+    let (start, len) = body.unwrap_or((0, n));
+    let mut segments = FileSegments::new(source, cid, start, Some(len))?;
+    if start != 0 || len < n.min(segments.file_size()) {
+        segments = FileSegments::new(source, cid, 0, Some(n))?;
+    }
     let mut head = Vec::with_capacity(n as usize);
-    for seg in FileSegments::new(source, cid, 0, Some(n))? {
-        head.extend_from_slice(&seg?);
+    for seg in segments {
+        let seg = seg?;
+        let take = (n as usize).saturating_sub(head.len()).min(seg.len());
+        head.extend_from_slice(&seg[..take]);
+        if head.len() as u64 >= n {
+            break;
+        }
     }
     Ok(head)
 }
@@ -332,6 +345,64 @@ mod tests {
         exporter::read_range(&source, &root.cid, 0, None, &mut out).unwrap();
         assert_eq!(out, data);
         assert_eq!(hinted.1.get(), 64, "every leaf is hinted before it is read");
+    }
+
+    /// Logs what a reader asks of the source, in order.
+    struct Logged<'a>(&'a MemoryBlocks, std::cell::RefCell<Vec<(&'static str, Cid)>>);
+
+    impl BlockSource for Logged<'_> {
+        fn get(&self, cid: &Cid) -> Result<Bytes, SourceError> {
+            self.1.borrow_mut().push(("get", *cid));
+            self.0.get(cid)
+        }
+
+        fn prefetch(&self, cid: &Cid) {
+            self.1.borrow_mut().push(("prefetch", *cid));
+        }
+    }
+
+    #[test]
+    fn the_body_is_on_its_way_before_the_sniffing_head_is_read() {
+        // Sniffing waits on the first leaf; a player's startup is then that leaf and the next
+        // ones, so the next ones are asked for before, not after it.
+        let data: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 13 % 251) as u8).collect();
+        let mut blocks = MemoryBlocks::new();
+        let opts = ImportOptions { chunker: ChunkerSpec::Size(1024), ..Default::default() };
+        let root = import_bytes(&data, &opts, &mut blocks).unwrap();
+        let leaves: Vec<Cid> = {
+            let node = cairn_node::merkle::dagpb::PbNode::decode(&blocks.get(&root.cid).unwrap()).unwrap();
+            node.links.iter().map(|l| l.cid).collect()
+        };
+        let first_get = |log: &[(&str, Cid)], cid: &Cid| log.iter().position(|(k, c)| *k == "get" && c == cid);
+        let hinted = |log: &[(&str, Cid)], cid: &Cid| log.iter().position(|(k, c)| *k == "prefetch" && c == cid);
+
+        // The whole file: the head is the body's first bytes, and the body's next leaves are
+        // hinted before the first leaf is read.
+        let source = Logged(&blocks, Default::default());
+        let len = data.len() as u64;
+        assert_eq!(file_head(&source, &root.cid, 512, Some((0, len))).unwrap(), data[..512]);
+        let log = source.1.take();
+        let read_first = first_get(&log, &leaves[0]).expect("the first leaf is read");
+        for leaf in &leaves[1..exporter::READ_AHEAD] {
+            assert!(hinted(&log, leaf).is_some_and(|at| at < read_first), "{leaf} is hinted before the head is read");
+        }
+        assert_eq!(log.iter().filter(|(k, _)| *k == "get").count(), 2, "the root and the first leaf: {log:?}");
+
+        // A range further on: its leaves are hinted before the head (at the start) is read.
+        let source = Logged(&blocks, Default::default());
+        assert_eq!(file_head(&source, &root.cid, 512, Some((40 * 1024, 4096))).unwrap(), data[..512]);
+        let log = source.1.take();
+        let read_first = first_get(&log, &leaves[0]).expect("the first leaf is read");
+        for leaf in &leaves[40..44] {
+            assert!(hinted(&log, leaf).is_some_and(|at| at < read_first), "{leaf} is hinted before the head is read");
+        }
+
+        // A HEAD reads the head alone; a body shorter than the head does not cut it short.
+        let source = Logged(&blocks, Default::default());
+        assert_eq!(file_head(&source, &root.cid, 2048, None).unwrap(), data[..2048]);
+        assert!(source.1.take().iter().all(|(_, c)| *c == root.cid || *c == leaves[0] || *c == leaves[1]));
+        let source = Logged(&blocks, Default::default());
+        assert_eq!(file_head(&source, &root.cid, 2048, Some((0, 100))).unwrap(), data[..2048]);
     }
 
     #[test]

@@ -383,11 +383,28 @@ impl Handler {
         if let Some(resp) = not_modified(req.headers(), etag, &headers) {
             return resp;
         }
-        // The type: from the name's extension, else from the first bytes.
+        let (status, start, len) = match range::parse(req.headers().get(header::RANGE), size) {
+            RangeRequest::Whole => (StatusCode::OK, 0, size),
+            RangeRequest::Part { start, end } => {
+                headers.insert(header::CONTENT_RANGE, value(&format!("bytes {start}-{}/{size}", end - 1)));
+                (StatusCode::PARTIAL_CONTENT, start, end - start)
+            }
+            RangeRequest::Unsatisfiable(why) => {
+                let mut resp = text(StatusCode::RANGE_NOT_SATISFIABLE, &why);
+                resp.headers_mut().insert(header::CONTENT_RANGE, value(&format!("bytes */{size}")));
+                resp.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                return resp;
+            }
+        };
+        // The type: from the name's extension, else from the first bytes (read while the
+        // body's first blocks are fetched).
         let content_type = match name.as_deref().and_then(mime::by_extension) {
             Some(t) => t,
             None => {
-                match self.blocking(move |node| content::file_head(&node.source(), &cid, mime::SNIFF_LEN as u64)).await
+                let body = (req.method() != Method::HEAD).then_some((start, len));
+                match self
+                    .blocking(move |node| content::file_head(&node.source(), &cid, mime::SNIFF_LEN as u64, body))
+                    .await
                 {
                     Ok(head) => mime::sniff(&head),
                     Err(f) => return failure(&f),
@@ -402,19 +419,6 @@ impl Handler {
                 headers.insert(header::CONTENT_DISPOSITION, value(&content_disposition(kind, name)));
             }
         }
-        let (status, start, len) = match range::parse(req.headers().get(header::RANGE), size) {
-            RangeRequest::Whole => (StatusCode::OK, 0, size),
-            RangeRequest::Part { start, end } => {
-                headers.insert(header::CONTENT_RANGE, value(&format!("bytes {start}-{}/{size}", end - 1)));
-                (StatusCode::PARTIAL_CONTENT, start, end - start)
-            }
-            RangeRequest::Unsatisfiable(why) => {
-                let mut resp = text(StatusCode::RANGE_NOT_SATISFIABLE, &why);
-                resp.headers_mut().insert(header::CONTENT_RANGE, value(&format!("bytes */{size}")));
-                resp.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-                return resp;
-            }
-        };
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         let metrics = self.config.metrics.clone();
         self.streamed(req, status, headers, Some(len), "file response", move |node, tx| {
