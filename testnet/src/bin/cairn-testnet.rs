@@ -45,6 +45,11 @@ enum Cmd {
         /// Where the nodes' repos live during a run (default: the system's temporary directory).
         #[arg(long)]
         work: Option<PathBuf>,
+        /// Keep every node's log in OUT/logs/SCENARIO, not only those of failed nodes (set
+        /// `CAIRN_LOG` for more than warnings, e.g. `CAIRN_LOG=cairn_trace=trace` for every
+        /// Bitswap message).
+        #[arg(long)]
+        keep_logs: bool,
     },
     /// Draws the plots of one or more results.json files (merged, in order) into a directory.
     Plot {
@@ -91,7 +96,7 @@ fn main() -> anyhow::Result<()> {
             std::fs::write(out.join("results.json"), serde_json::to_vec_pretty(&all)?)?;
             swarm::report::plot(&out, &serde_json::Value::Array(all))
         }
-        Cmd::Run { file, out, only, cairn, work } => {
+        Cmd::Run { file, out, only, cairn, work, keep_logs } => {
             // Checked before entering the namespace, so that a typo fails at once.
             let scenarios = ScenarioFile::load(&file)?;
             let cairn = cairn
@@ -118,6 +123,7 @@ fn main() -> anyhow::Result<()> {
                 harness: std::env::current_exe()?,
                 out: std::path::absolute(&out)?,
                 work: work_path.clone(),
+                keep_logs,
             };
             on_ctrl_c(work_path);
             let results = swarm::run_file(&scenarios, &only, &opts)?;

@@ -54,6 +54,8 @@ pub struct Options {
     pub out: PathBuf,
     /// Where repos live while a scenario runs (removed after it).
     pub work: PathBuf,
+    /// Whether every node's log is kept, not only those of failed nodes.
+    pub keep_logs: bool,
 }
 
 /// The test file: [`crate::data::random_bytes`] for a seed of the scenario's own.
@@ -259,7 +261,7 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
     let still_connected = if hostile_ids.is_empty() { 0 } else { count_hostile_connections(&members, &hostile_ids) };
     let mut failed_logs = Vec::new();
     for n in &nodes {
-        if n.failed() {
+        if n.failed() || opts.keep_logs {
             failed_logs.push(members[n.index].repo.join("daemon.log"));
         }
     }

@@ -47,6 +47,9 @@ pub const MIN_WINDOW: usize = 2;
 /// peer busy, while a slow or crowded one (a seed everyone asks) is not handed wants it would
 /// queue for long, which then wait here for whichever peer has room first.
 pub const QUEUE_TIME: Duration = Duration::from_secs(1);
+/// How long a block a reader waits on stays with a peer that has not sent it before it moves
+/// to another that said HAVE and has room (see [`Engine::backlogged`]).
+pub const URGENT_WAIT: Duration = Duration::from_millis(300);
 /// How long a peer asked for a block may stay silent (send nothing at all) before the want
 /// moves on; a peer that is busy sending other blocks is given more time.
 pub const BLOCK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -600,15 +603,22 @@ impl Engine {
 
     /// Whether a block asked of `peer` at `at` is stuck in a queue: the peer holds more
     /// want-blocks than its window, or the block has waited longer than twice the peer's
-    /// queue would take to drain.
-    fn backlogged(&self, peer: &PeerId, at: Instant, now: Instant) -> bool {
+    /// queue would take to drain. A block a reader waits on (`urgent`) is stuck sooner: once
+    /// it has waited [`URGENT_WAIT`] and three times what one block takes from the peer (a
+    /// peer that has sent nothing yet has no rate, and this wait alone counts).
+    fn backlogged(&self, peer: &PeerId, at: Instant, now: Instant, urgent: bool) -> bool {
         let Some(s) = self.peers.get(peer) else { return false };
         if s.in_flight > s.window() {
             return true;
         }
+        let waited = now.saturating_duration_since(at).as_secs_f64();
+        if urgent {
+            let one = if s.rate > 0.0 { s.block_size / s.rate } else { 0.0 };
+            return waited > (3.0 * one).max(URGENT_WAIT.as_secs_f64());
+        }
         s.rate > 0.0 && {
             let drain = s.in_flight as f64 * s.block_size / s.rate;
-            now.saturating_duration_since(at).as_secs_f64() > (2.0 * drain).max(QUEUE_TIME.as_secs_f64())
+            waited > (2.0 * drain).max(QUEUE_TIME.as_secs_f64())
         }
     }
 
@@ -715,9 +725,10 @@ impl Engine {
         for c in m.haves {
             let k = key(&c);
             // The block is queued at a backlogged peer: this one has room and takes it over.
+            let urgent = self.wants.get(&k).is_some_and(|w| w.priority >= PRIORITY_READER);
             let backlogged = self.wants.get(&k).and_then(|w| w.asked.filter(|_| !w.arrived)).filter(|(p, at)| {
                 *p != peer
-                    && self.backlogged(p, *at, now)
+                    && self.backlogged(p, *at, now, urgent)
                     && self.peers.get(&peer).is_some_and(|s| s.in_flight < s.window())
             });
             if let Some((slow, _)) = backlogged {
@@ -941,7 +952,7 @@ impl Engine {
                 let others: Vec<PeerId> =
                     if w.priority >= PRIORITY_READER { w.candidates.iter().copied().collect() } else { Vec::new() };
                 let room = others.iter().any(|c| self.peers.get(c).is_some_and(|s| s.in_flight < s.window()));
-                if room && self.backlogged(&p, at, now) {
+                if room && self.backlogged(&p, at, now, true) {
                     let w = self.wants.get_mut(&k).expect("present");
                     let cid = w.cid;
                     w.asked = None;
@@ -1555,6 +1566,36 @@ mod tests {
             "{sent:?}"
         );
         assert_eq!(e.stats().wants_moved, 1, "only the block another peer has moves");
+    }
+
+    #[test]
+    fn a_block_a_reader_waits_on_leaves_a_silent_peer_after_the_urgent_wait() {
+        // A crowd's first moments: the seed, asked for everything, has sent nothing yet (so it
+        // has no rate), and another reader says it has the block this reader waits on.
+        let mut out = Sent::default();
+        let (mut e, _rxs, seed, other, _blocks, start, first) = seed_and_other(PRIORITY_READER, &mut out);
+        let waited = first[0];
+        let have = Message { haves: vec![waited], ..Message::default() };
+        e.received(other, have.clone(), start + URGENT_WAIT / 2, &mut out);
+        e.tick(start + URGENT_WAIT / 2, &mut out);
+        assert!(out.take().iter().all(|(_, m)| m.cancels.is_empty()), "too early to move");
+        e.tick(start + URGENT_WAIT + Duration::from_millis(50), &mut out);
+        let sent = out.take();
+        assert!(sent.iter().any(|(p, m)| *p == seed && m.cancels == vec![waited]), "{sent:?}");
+        assert!(
+            sent.iter()
+                .any(|(p, m)| *p == other && m.wants.iter().any(|w| w.cid == waited && w.kind == WantType::Block)),
+            "{sent:?}"
+        );
+        assert_eq!(e.stats().wants_moved, 1);
+
+        // Read-ahead is not urgent: the same wait leaves it where it is.
+        let mut out = Sent::default();
+        let (mut e, _rxs, _seed, other, _blocks, start, first) = seed_and_other(PRIORITY_AHEAD, &mut out);
+        e.received(other, Message { haves: vec![first[0]], ..Message::default() }, start, &mut out);
+        e.tick(start + URGENT_WAIT * 3, &mut out);
+        e.received(other, Message { haves: vec![first[1]], ..Message::default() }, start + URGENT_WAIT * 3, &mut out);
+        assert_eq!(e.stats().wants_moved, 0, "{:?}", out.take());
     }
 
     /// When peers' windows are full, the room that frees goes first to the block a reader

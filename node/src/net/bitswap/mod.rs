@@ -89,6 +89,7 @@ impl Behaviour {
             return false;
         };
         let bytes = message.block_bytes() as u64;
+        tracing::trace!(target: "cairn_trace", %peer, msg = %message.summary(), "send");
         if bytes > 0 {
             let now = Instant::now();
             let (queued, moved) = self.pending.entry(conn).or_insert((0, now));
@@ -175,6 +176,7 @@ impl NetworkBehaviour for Behaviour {
     fn on_connection_handler_event(&mut self, peer: PeerId, id: ConnectionId, event: THandlerOutEvent<Self>) {
         let event = match event {
             Out::Drained(n) => {
+                tracing::trace!(target: "cairn_trace", %peer, bytes = n, "drained");
                 self.drained += n as u64;
                 if let Some((queued, moved)) = self.pending.get_mut(&id) {
                     *queued = queued.saturating_sub(n as u64);
@@ -195,7 +197,10 @@ impl NetworkBehaviour for Behaviour {
                 }
                 None => return,
             },
-            Out::Received(message) => Event::Message { peer, message },
+            Out::Received(message) => {
+                tracing::trace!(target: "cairn_trace", %peer, msg = %message.summary(), "recv");
+                Event::Message { peer, message }
+            }
             Out::Malformed(reason) => Event::Malformed { peer, reason },
             Out::SendFailed(count) => Event::SendFailed { peer, count },
         };

@@ -205,6 +205,36 @@ impl Message {
         self.dont_haves.extend(later.dont_haves);
     }
 
+    /// A one-line account for traces: wants (`b` or `h`, with priority), cancels, blocks,
+    /// HAVEs and DONT_HAVEs, each CID by its last characters.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let short = |c: &Cid| {
+            let s = c.to_string();
+            s[s.len().saturating_sub(6)..].to_string()
+        };
+        let mut out = String::new();
+        let mut part = |name: &str, items: Vec<String>| {
+            if !items.is_empty() {
+                let _ = write!(out, "{}{name}[{}]", if out.is_empty() { "" } else { " " }, items.join(","));
+            }
+        };
+        part(
+            "want",
+            self.wants
+                .iter()
+                .map(|w| {
+                    format!("{}{}:{}", if w.kind == WantType::Block { 'b' } else { 'h' }, short(&w.cid), w.priority)
+                })
+                .collect(),
+        );
+        part("cancel", self.cancels.iter().map(short).collect());
+        part("block", self.blocks.iter().map(|b| short(b.cid())).collect());
+        part("have", self.haves.iter().map(short).collect());
+        part("dont", self.dont_haves.iter().map(short).collect());
+        out
+    }
+
     /// Block bytes in the message.
     pub fn block_bytes(&self) -> usize {
         self.blocks.iter().map(|b| b.data().len()).sum()
