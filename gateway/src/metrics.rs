@@ -158,6 +158,11 @@ pub async fn render(node: &Node, net: Option<&Network>, services: &Services) -> 
                 b.asks_direct,
             );
             s.counter("cairn_bitswap_wants_moved", "Want-blocks moved off a backlogged peer.", b.wants_moved);
+            s.counter(
+                "cairn_bitswap_wants_widened",
+                "Wants told to every peer because none of the first ones asked had the block.",
+                b.wants_widened,
+            );
             s.gauge("cairn_bitswap_wants", "Blocks this node wants now.", b.wants);
             s.gauge("cairn_bitswap_ledger_wants", "Peers' wants held in ledgers.", b.ledger_wants);
             s.gauge("cairn_bitswap_banned_peers", "Peers banned now for misbehaving.", b.banned_peers);
