@@ -50,7 +50,7 @@ pub struct Options {
     pub cairn: PathBuf,
     /// This program (started again as `hostile` for misbehaving nodes).
     pub harness: PathBuf,
-    /// Where the results, plots and the logs of failed nodes go.
+    /// Where the results, plots and the logs of failed nodes (every node with `keep_logs`) go.
     pub out: PathBuf,
     /// Where repos live while a scenario runs (removed after it).
     pub work: PathBuf,
@@ -259,10 +259,10 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
     // Honest nodes still connected to a hostile one at the end.
     let hostile_ids: Vec<String> = members.iter().filter(|m| m.role.is_hostile()).map(|m| m.peer_id.clone()).collect();
     let still_connected = if hostile_ids.is_empty() { 0 } else { count_hostile_connections(&members, &hostile_ids) };
-    let mut failed_logs = Vec::new();
+    let mut kept_logs = Vec::new();
     for n in &nodes {
         if n.failed() || opts.keep_logs {
-            failed_logs.push(members[n.index].repo.join("daemon.log"));
+            kept_logs.push(members[n.index].repo.join("daemon.log"));
         }
     }
     for m in &mut members {
@@ -271,7 +271,7 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
         }
     }
     let logs_dir = opts.out.join("logs").join(&s.name);
-    for log in failed_logs {
+    for log in kept_logs {
         if log.exists() {
             std::fs::create_dir_all(&logs_dir)?;
             let name =

@@ -581,8 +581,7 @@ impl Engine {
     /// block, and hearing each one's answer, cancel and HAVE, cost more of the cores than
     /// the blocks did.
     fn first_told(&self, k: &[u8], now: Instant) -> HashSet<PeerId> {
-        let first = FIRST_TOLD;
-        if self.peers.len() <= first {
+        if self.peers.len() <= FIRST_TOLD {
             return self.peers.keys().copied().collect();
         }
         let mut recent: Vec<(Instant, PeerId)> = self
@@ -591,11 +590,11 @@ impl Engine {
             .filter_map(|(p, s)| s.last_block.filter(|t| now.saturating_duration_since(*t) < RECENT).map(|t| (t, *p)))
             .collect();
         recent.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
-        let mut told: HashSet<PeerId> = recent.into_iter().take(first / 2).map(|(_, p)| p).collect();
+        let mut told: HashSet<PeerId> = recent.into_iter().take(FIRST_TOLD / 2).map(|(_, p)| p).collect();
         let mut others: Vec<(u64, PeerId)> =
             self.peers.keys().filter(|p| !told.contains(*p)).map(|p| (self.shuffle.hash_one((k, p)), *p)).collect();
         others.sort_unstable();
-        let room = first - told.len();
+        let room = FIRST_TOLD - told.len();
         told.extend(others.into_iter().take(room).map(|(_, p)| p));
         told
     }
@@ -621,6 +620,16 @@ impl Engine {
         w.last_broadcast = now;
         self.stats.wants_widened += 1;
         true
+    }
+
+    /// Takes the want-block under `k` back from `slow`, a backlogged peer: cancelled there,
+    /// and its room freed, for the want to move to another peer.
+    fn take_back(&mut self, k: &[u8], slow: PeerId, out: &mut dyn Outbox) {
+        let Some(w) = self.wants.get_mut(k) else { return };
+        w.asked = None;
+        out.send(slow, Message { cancels: vec![w.cid], ..Message::default() });
+        self.stats.wants_moved += 1;
+        self.release(&slow);
     }
 
     /// Sends want-block for `k` to the candidate with the fewest blocks in flight.
@@ -789,13 +798,10 @@ impl Engine {
                     && self.peers.get(&peer).is_some_and(|s| s.in_flight < s.window())
             });
             if let Some((slow, _)) = backlogged {
+                self.take_back(&k, slow, out);
                 if let Some(w) = self.wants.get_mut(&k) {
-                    w.asked = None;
                     w.candidates.push_back(slow);
-                    out.send(slow, Message { cancels: vec![w.cid], ..Message::default() });
-                    self.stats.wants_moved += 1;
                 }
-                self.release(&slow);
             }
             if let Some(w) = self.wants.get_mut(&k) {
                 w.held = true;
@@ -1006,16 +1012,10 @@ impl Engine {
                 }
                 // A block a reader waits on, stuck at a backlogged peer while another that said
                 // HAVE has room: it moves now, not at the timeout (a player would rebuffer).
-                let others: Vec<PeerId> =
-                    if w.priority >= PRIORITY_READER { w.candidates.iter().copied().collect() } else { Vec::new() };
-                let room = others.iter().any(|c| self.peers.get(c).is_some_and(|s| s.in_flight < s.window()));
+                let room = w.priority >= PRIORITY_READER
+                    && w.candidates.iter().any(|c| self.peers.get(c).is_some_and(|s| s.in_flight < s.window()));
                 if room && self.backlogged(&p, at, now, true) {
-                    let w = self.wants.get_mut(&k).expect("present");
-                    let cid = w.cid;
-                    w.asked = None;
-                    out.send(p, Message { cancels: vec![cid], ..Message::default() });
-                    self.release(&p);
-                    self.stats.wants_moved += 1;
+                    self.take_back(&k, p, out);
                     self.ask_next(&k, out);
                     if let Some(w) = self.wants.get_mut(&k) {
                         w.candidates.push_back(p);
@@ -1517,6 +1517,15 @@ mod tests {
         assert_eq!(e.stats_at(start + RECENT + Duration::from_millis(1)).sending_peers, 0);
     }
 
+    /// Asserts that `sent` cancels the want-block for `cid` at `from` and asks `to` for it.
+    fn assert_moved(sent: &[(PeerId, Message)], cid: Cid, from: PeerId, to: PeerId) {
+        assert!(sent.iter().any(|(p, m)| *p == from && m.cancels == vec![cid]), "{sent:?}");
+        assert!(
+            sent.iter().any(|(p, m)| *p == to && m.wants.iter().any(|w| w.cid == cid && w.kind == WantType::Block)),
+            "{sent:?}"
+        );
+    }
+
     /// Twelve blocks wanted at `priority` from two peers: `other` says DONT_HAVE for all, the
     /// seed HAVE for all and is asked for the first window. Returns the engine, the receivers,
     /// the seed, the other peer, the blocks, the start, and the CIDs asked of the seed.
@@ -1619,12 +1628,7 @@ mod tests {
         out.take();
         e.tick(start + Duration::from_secs(1), &mut out);
         let sent = out.take();
-        assert!(sent.iter().any(|(p, m)| *p == seed && m.cancels == vec![queued]), "{sent:?}");
-        assert!(
-            sent.iter()
-                .any(|(p, m)| *p == other && m.wants.iter().any(|w| w.cid == queued && w.kind == WantType::Block)),
-            "{sent:?}"
-        );
+        assert_moved(&sent, queued, seed, other);
         assert_eq!(e.stats().wants_moved, 1, "only the block another peer has moves");
     }
 
@@ -1709,12 +1713,7 @@ mod tests {
         assert!(out.take().iter().all(|(_, m)| m.cancels.is_empty()), "too early to move");
         e.tick(start + URGENT_WAIT + Duration::from_millis(50), &mut out);
         let sent = out.take();
-        assert!(sent.iter().any(|(p, m)| *p == seed && m.cancels == vec![waited]), "{sent:?}");
-        assert!(
-            sent.iter()
-                .any(|(p, m)| *p == other && m.wants.iter().any(|w| w.cid == waited && w.kind == WantType::Block)),
-            "{sent:?}"
-        );
+        assert_moved(&sent, waited, seed, other);
         assert_eq!(e.stats().wants_moved, 1);
 
         // Read-ahead is not urgent: the same wait leaves it where it is.
