@@ -7,6 +7,10 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// The node's allocator: jemalloc, for the Rust side and (unprefixed) for RocksDB's C++ too.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod add;
 mod api;
 mod block;
