@@ -267,7 +267,8 @@ enum Command {
     // A block from elsewhere (the HTTP origin) to store like a peer's; the sender, if any,
     // hears once it is stored and its waiters answered.
     Deliver(Block, Option<oneshot::Sender<()>>),
-    PeersAnswer(Cid, oneshot::Sender<Option<bool>>),
+    // What the peers said (`Engine::peers_answer`), and whether every one was told.
+    PeersAnswer(Cid, oneshot::Sender<(Option<bool>, bool)>),
     Stats(oneshot::Sender<Stats>),
     Provide(Vec<Cid>, Option<oneshot::Sender<(u64, u64)>>),
     FindProviders { cid: Cid, max: usize, deadline: Instant, reply: oneshot::Sender<Vec<PeerId>> },
@@ -528,19 +529,21 @@ impl Network {
         let mut wait = if ahead { origin.stall() } else { origin.delay() };
         let mut fast_start = !ahead && wait.is_zero();
         // The fast start goes to the origin at once unless a peer says, within
-        // `FAST_START_WAIT`, that it has the block: a crowd's readers then leave the origin
-        // (often the publisher's own uplink) alone, and take it only for what no peer has yet.
+        // `FAST_START_WAIT` of being told, that it has the block: a crowd's readers then leave
+        // the origin (often the publisher's own uplink) alone, and take it only for what no
+        // peer has yet. With more peers than are told of a want at first, the wait runs from
+        // when the last of them was told, up to `FAST_START_MAX` in all.
         if fast_start {
-            let until = Instant::now() + FAST_START_WAIT;
+            let mut patience = FastStartWait::new(Instant::now());
             loop {
-                match self.peers_answer(cid, Some(false)).await {
+                let (answer, told) = self.peers_told(cid, Some(false)).await;
+                match patience.decide(answer, told, Instant::now()) {
                     Some(true) => {
                         wait = origin.stall();
                         fast_start = false;
                         break;
                     }
                     Some(false) => break,
-                    None if Instant::now() >= until => break,
                     None => tokio::select! {
                         r = &mut rx => return r.map_err(|_| FetchError::Shutdown)?,
                         () = tokio::time::sleep(FAST_START_POLL) => {}
@@ -613,9 +616,14 @@ impl Network {
     /// What the peers said about `cid` ([`Engine::peers_answer`]); `shut` if the network task
     /// is gone.
     async fn peers_answer(&self, cid: Cid, shut: Option<bool>) -> Option<bool> {
+        self.peers_told(cid, shut).await.0
+    }
+
+    /// [`Network::peers_answer`], and whether every connected peer has been told of the want.
+    async fn peers_told(&self, cid: Cid, shut: Option<bool>) -> (Option<bool>, bool) {
         let (tx, answer) = oneshot::channel();
         let _ = self.tx.send(Command::PeersAnswer(cid, tx)).await;
-        answer.await.unwrap_or(shut)
+        answer.await.unwrap_or((shut, true))
     }
 
     /// A reader starts on bytes `from .. to` of the file `file` and the store lacks what it
@@ -1029,6 +1037,41 @@ struct Driver {
 /// How long a fetch in a burst's fast start waits for a peer to say it has the block before
 /// the origin is asked (peers that answered DONT_HAVE, or none connected, do not wait it out).
 const FAST_START_WAIT: Duration = Duration::from_millis(250);
+/// How long a fetch in a burst's fast start leaves to the peers: until one says it has the
+/// block (the peers', `Some(true)`), every one told says it lacks it (the origin's,
+/// `Some(false)`), or [`FAST_START_WAIT`] has passed since the last of them was told (the
+/// origin's). With more peers than a want is told to at first ([`bitswap::engine::FIRST_TOLD`]),
+/// the rest hear of it only once the first lack the block, so the wait runs from then, up to
+/// [`FAST_START_MAX`] in all: in a crowd the one peer that has the block (the publisher, often
+/// behind the same uplink as the origin) is then heard before the origin is asked.
+struct FastStartWait {
+    until: Instant,
+    all_told: bool,
+}
+
+impl FastStartWait {
+    fn new(now: Instant) -> Self {
+        FastStartWait { until: now + FAST_START_MAX, all_told: false }
+    }
+
+    /// Where the block should come from, given what the peers said and whether every one has
+    /// been told of the want; `None` to wait on.
+    fn decide(&mut self, answer: Option<bool>, all_told: bool, now: Instant) -> Option<bool> {
+        if all_told && !self.all_told {
+            self.all_told = true;
+            self.until = self.until.min(now + FAST_START_WAIT);
+        }
+        match answer {
+            None if now < self.until => None,
+            None => Some(false),
+            known => known,
+        }
+    }
+}
+
+/// The longest a fetch in a fast start waits for the peers, when the want is told to some of
+/// them only after the first ones answered.
+const FAST_START_MAX: Duration = Duration::from_secs(1);
 /// How often the peers' answers are looked at meanwhile.
 const FAST_START_POLL: Duration = Duration::from_millis(10);
 /// How long a fetch waits on connected peers before it asks the DHT (as Kubo does).
@@ -1227,7 +1270,7 @@ impl Driver {
             }
             // Whether a peer has the block, none does, or answers are still due.
             Command::PeersAnswer(cid, tx) => {
-                let _ = tx.send(self.engine.peers_answer(&cid));
+                let _ = tx.send((self.engine.peers_answer(&cid), self.engine.told_everyone(&cid)));
             }
             Command::Stats(tx) => {
                 let _ = tx.send(self.engine.stats());
@@ -1742,5 +1785,44 @@ impl crate::node::BlockFetcher for NetFetcher {
                 tracing::debug!(%cid, error = %e, "read-ahead fetch failed");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fast_start_waits_for_the_peers_told_last() {
+        let start = Instant::now();
+        let ms = |n| start + Duration::from_millis(n);
+
+        // Every peer told at once: the origin after FAST_START_WAIT, unless a peer answers.
+        let mut w = FastStartWait::new(start);
+        assert_eq!(w.decide(None, true, start), None);
+        assert_eq!(w.decide(None, true, ms(249)), None);
+        assert_eq!(w.decide(None, true, ms(250)), Some(false), "nobody said HAVE in time");
+        let mut w = FastStartWait::new(start);
+        assert_eq!(w.decide(Some(true), true, ms(100)), Some(true), "a peer has it");
+        let mut w = FastStartWait::new(start);
+        assert_eq!(w.decide(Some(false), true, ms(10)), Some(false), "every peer lacks it");
+
+        // The rest told only at 400 ms: the wait runs from then.
+        let mut w = FastStartWait::new(start);
+        assert_eq!(w.decide(None, false, start), None);
+        assert_eq!(w.decide(None, false, ms(300)), None, "some peers have not heard of the want yet");
+        assert_eq!(w.decide(None, true, ms(400)), None);
+        assert_eq!(w.decide(None, true, ms(649)), None);
+        assert_eq!(w.decide(Some(true), true, ms(600)), Some(true));
+        assert_eq!(w.decide(None, true, ms(650)), Some(false));
+
+        // Never all told: FAST_START_MAX at most.
+        let mut w = FastStartWait::new(start);
+        assert_eq!(w.decide(None, false, ms(999)), None);
+        assert_eq!(w.decide(None, false, ms(1000)), Some(false));
+        // Told late: still no more than FAST_START_MAX.
+        let mut w = FastStartWait::new(start);
+        assert_eq!(w.decide(None, true, ms(900)), None);
+        assert_eq!(w.decide(None, true, ms(1000)), Some(false));
     }
 }

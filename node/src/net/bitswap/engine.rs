@@ -510,6 +510,13 @@ impl Engine {
         }
     }
 
+    /// Whether every connected peer has been told of the want for `cid` (or it is not
+    /// wanted): with more than [`FIRST_TOLD`] peers, a want is told to the rest only once the
+    /// first ones lack the block ([`Engine::widen`]).
+    pub fn told_everyone(&self, cid: &Cid) -> bool {
+        self.wants.get(&key(cid)).is_none_or(|w| self.peers.keys().all(|p| w.told.contains(p)))
+    }
+
     /// A reader wants `cid`; `waiter` gets the bytes (once stored) or an error at `deadline`.
     pub fn fetch(
         &mut self,
@@ -1668,10 +1675,12 @@ mod tests {
 
         // None of them has it: every one says so, and then the rest are told at once.
         assert_eq!(e.peers_answer(second.cid()), None);
+        assert!(!e.told_everyone(second.cid()), "{} peers are still to be told", peers.len() - FIRST_TOLD);
         for p in &asked {
             e.received(*p, Message { dont_haves: vec![*second.cid()], ..Message::default() }, start, &mut out);
         }
         assert_eq!(e.peers_answer(second.cid()), None, "the others have not been asked yet");
+        assert!(e.told_everyone(second.cid()));
         let rest = told(&out.take(), *second.cid());
         assert_eq!(rest.len(), peers.len() - FIRST_TOLD);
         assert!(rest.is_disjoint(&asked));
