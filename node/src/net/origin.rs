@@ -9,10 +9,11 @@
 //! When the origin is asked ([`Origin::delay`]):
 //! - **fast start**: the first `Origins.FastStart` blocks of a burst of fetches (a burst ends
 //!   after [`BURST_GAP`] without one) are asked of the origin at once, alongside the peers,
-//!   unless a peer says it has the block within a quarter of a second
-//!   ([`crate::net::Network::fetch`]). A node with no peers, or whose peers lack the block,
-//!   starts from the origin; a crowd whose peers already hold the file leaves the origin
-//!   (often the publisher's own uplink) alone;
+//!   unless a peer says it has the block within a quarter of a second of the last peer
+//!   being told of the want, and at most a second in all ([`crate::net::Network::fetch`]).
+//!   A node with no peers, or whose peers lack the block, starts from the origin; a crowd
+//!   whose peers already hold the file leaves the origin (often the publisher's own uplink)
+//!   alone;
 //! - **peers first**: later blocks wait for the peers until they stall, that is until no peer
 //!   has sent any block bytes for the stall timeout ([`Origin::stall_left`]), and only
 //!   then is the origin asked as well. While peers keep delivering, even slowly (a crowd
