@@ -221,6 +221,14 @@ impl Peer {
         ((self.rate * QUEUE_TIME.as_secs_f64() / self.block_size).ceil() as usize).clamp(MIN_WINDOW, PEER_WINDOW)
     }
 
+    /// Whether one more want-block may go to this peer: while fewer than its window are in
+    /// flight, or one more for a block a reader waits on (`urgent`). Read-ahead fills every
+    /// window it can, and a player's next block must not wait behind it for a slot, at a
+    /// slow peer, while faster ones that said HAVE are full of blocks needed later.
+    fn has_room(&self, urgent: bool) -> bool {
+        self.in_flight < self.window() + usize::from(urgent)
+    }
+
     /// One more want-block in flight.
     fn ask(&mut self, now: Instant) {
         if self.in_flight == 0 {
@@ -648,6 +656,7 @@ impl Engine {
         if w.asked.is_some() || w.arrived {
             return;
         }
+        let urgent = w.priority >= PRIORITY_READER;
         // Peers less than half loaded first; among them the peer holding least, so that seeds
         // (which hold everything and which everyone asks) are spared for what only they have;
         // then the least loaded.
@@ -655,8 +664,9 @@ impl Engine {
             .candidates
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| self.peers.get(p).map(|s| (s.in_flight, s.window(), s.held, i)))
-            .filter(|(load, window, _, _)| load < window)
+            .filter_map(|(i, p)| {
+                self.peers.get(p).filter(|s| s.has_room(urgent)).map(|s| (s.in_flight, s.window(), s.held, i))
+            })
             .min_by_key(|(load, window, held, i)| (*load >= window / 2, *held, *load, *i));
         let Some((_, _, _, i)) = best else { return };
         if w.candidates.len() > 1 {
@@ -681,7 +691,8 @@ impl Engine {
     /// peer that has sent nothing yet has no rate, and this wait alone counts).
     fn backlogged(&self, peer: &PeerId, at: Instant, now: Instant, urgent: bool) -> bool {
         let Some(s) = self.peers.get(peer) else { return false };
-        if s.in_flight > s.window() {
+        // One past the window is a reader's block ([`Peer::has_room`]), not a backlog.
+        if s.in_flight > s.window() + 1 {
             return true;
         }
         let waited = now.saturating_duration_since(at).as_secs_f64();
@@ -802,13 +813,10 @@ impl Engine {
             let backlogged = self.wants.get(&k).and_then(|w| w.asked.filter(|_| !w.arrived)).filter(|(p, at)| {
                 *p != peer
                     && self.backlogged(p, *at, now, urgent)
-                    && self.peers.get(&peer).is_some_and(|s| s.in_flight < s.window())
+                    && self.peers.get(&peer).is_some_and(|s| s.has_room(urgent))
             });
             if let Some((slow, _)) = backlogged {
                 self.take_back(&k, slow, out);
-                if let Some(w) = self.wants.get_mut(&k) {
-                    w.candidates.push_back(slow);
-                }
             }
             if let Some(w) = self.wants.get_mut(&k) {
                 w.held = true;
@@ -818,6 +826,11 @@ impl Engine {
                 if w.ready(now) {
                     self.ask_next(&k, out);
                 }
+            }
+            // The backlogged peer stays a candidate, after the choice: it was just freed of
+            // this block, and would otherwise look the least loaded.
+            if let (Some((slow, _)), Some(w)) = (backlogged, self.wants.get_mut(&k)) {
+                w.candidates.push_back(slow);
             }
         }
         for c in m.dont_haves {
@@ -1020,7 +1033,7 @@ impl Engine {
                 // A block a reader waits on, stuck at a backlogged peer while another that said
                 // HAVE has room: it moves now, not at the timeout (a player would rebuffer).
                 let room = w.priority >= PRIORITY_READER
-                    && w.candidates.iter().any(|c| self.peers.get(c).is_some_and(|s| s.in_flight < s.window()));
+                    && w.candidates.iter().any(|c| self.peers.get(c).is_some_and(|s| s.has_room(true)));
                 if room && self.backlogged(&p, at, now, true) {
                     self.take_back(&k, p, out);
                     self.ask_next(&k, out);
@@ -1565,7 +1578,8 @@ mod tests {
             .filter(|(p, _)| *p == seed)
             .flat_map(|(_, m)| m.wants.into_iter().filter(|w| w.kind == WantType::Block).map(|w| w.cid))
             .collect();
-        assert_eq!(first.len(), INITIAL_WINDOW, "a peer of unknown speed gets the initial window");
+        let window = INITIAL_WINDOW + usize::from(priority >= PRIORITY_READER);
+        assert_eq!(first.len(), window, "a peer of unknown speed gets the initial window (and one for a reader)");
         (e, rxs, seed, other, blocks, start, first)
     }
 
@@ -1734,6 +1748,65 @@ mod tests {
         assert_eq!(e.stats().wants_moved, 0, "{:?}", out.take());
     }
 
+    /// Wants the block of `data` at `priority`; each of `peers` answers, HAVE if among
+    /// `holders`. Returns its CID; the waiter's receiver joins `rxs`.
+    #[allow(clippy::too_many_arguments)]
+    fn want_answered(
+        e: &mut Engine,
+        data: &[u8],
+        priority: i32,
+        peers: &[PeerId],
+        holders: &[PeerId],
+        now: Instant,
+        rxs: &mut Vec<tokio::sync::oneshot::Receiver<Result<Bytes, FetchError>>>,
+        out: &mut Sent,
+    ) -> Cid {
+        let cid = *block(data).cid();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        rxs.push(rx);
+        e.fetch(cid, priority, tx, far(), now, out);
+        for p in peers {
+            let m = if holders.contains(p) {
+                Message { haves: vec![cid], ..Message::default() }
+            } else {
+                Message { dont_haves: vec![cid], ..Message::default() }
+            };
+            e.received(*p, m, now, out);
+        }
+        cid
+    }
+
+    /// A block a reader waits on leaves a silent peer for one that said HAVE even when that
+    /// one's window is full of read-ahead: it takes the one slot past the window.
+    #[test]
+    fn a_waited_block_moves_to_a_peer_whose_window_read_ahead_filled() {
+        let (mut e, mut out) = (Engine::default(), Sent::default());
+        let (slow, fast) = (PeerId::random(), PeerId::random());
+        e.connected(slow, &mut out);
+        e.connected(fast, &mut out);
+        let start = Instant::now();
+        let mut rxs = Vec::new();
+        let mut want = |e: &mut Engine, data: &[u8], priority: i32, holder: PeerId, out: &mut Sent| {
+            want_answered(e, data, priority, &[slow, fast], &[holder], start, &mut rxs, out)
+        };
+        // Read-ahead fills the fast peer's window; the next block only the slow one has.
+        for i in 0..INITIAL_WINDOW as u8 {
+            want(&mut e, &[1, i], PRIORITY_AHEAD, fast, &mut out);
+        }
+        let next = want(&mut e, b"next", PRIORITY_AHEAD, slow, &mut out);
+        let sent = out.take();
+        assert!(sent
+            .iter()
+            .any(|(p, m)| *p == slow && m.wants.iter().any(|w| w.cid == next && w.kind == WantType::Block)));
+        // The player reaches it, and the fast peer has it now.
+        let later = start + URGENT_WAIT * 2;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        rxs.push(rx);
+        e.fetch(next, PRIORITY_READER, tx, far(), later, &mut out);
+        e.received(fast, Message { haves: vec![next], ..Message::default() }, later, &mut out);
+        assert_moved(&out.take(), next, slow, fast);
+    }
+
     /// When peers' windows are full, the room that frees goes first to the block a reader
     /// waits for, then to read-ahead, then to the rarest of the bulk blocks.
     #[test]
@@ -1745,19 +1818,7 @@ mod tests {
         let start = Instant::now();
         let mut rxs = Vec::new();
         let mut want = |e: &mut Engine, data: &[u8], priority: i32, holders: &[PeerId], out: &mut Sent| -> Cid {
-            let b = block(data);
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            rxs.push(rx);
-            e.fetch(*b.cid(), priority, tx, far(), start, out);
-            for h in [p, q] {
-                let m = if holders.contains(&h) {
-                    Message { haves: vec![*b.cid()], ..Message::default() }
-                } else {
-                    Message { dont_haves: vec![*b.cid()], ..Message::default() }
-                };
-                e.received(h, m, start, out);
-            }
-            *b.cid()
+            want_answered(e, data, priority, &[p, q], holders, start, &mut rxs, out)
         };
         // Both peers' windows fill up with blocks both hold.
         let fillers: Vec<Cid> =
@@ -1769,26 +1830,33 @@ mod tests {
         };
         let filled = asked(&out.take());
         assert_eq!(filled.len(), 2 * INITIAL_WINDOW, "{filled:?}");
-        // Then, with no room anywhere: a common bulk block, a rare one, read-ahead, and the
-        // block a reader waits for, wanted in that order. Nothing can be asked yet.
+        // Then, with no room anywhere: a common bulk block, a rare one, and read-ahead, wanted
+        // in that order. Nothing can be asked yet.
         let common = want(&mut e, b"common", PRIORITY_BULK, &[p, q], &mut out);
         let rare = want(&mut e, b"rare", PRIORITY_BULK, &[p], &mut out);
         let ahead = want(&mut e, b"ahead", PRIORITY_AHEAD, &[p], &mut out);
+        assert!(asked(&out.take()).is_empty());
+        // The block a reader waits for takes the one slot past the window at once; a second
+        // one finds none.
         let reader = want(&mut e, b"reader", PRIORITY_READER, &[p], &mut out);
+        assert_eq!(asked(&out.take()), vec![(p, reader)]);
+        let second = want(&mut e, b"second reader", PRIORITY_READER, &[p], &mut out);
         assert!(asked(&out.take()).is_empty());
         // One slot frees on p at a time (it turns out not to have a filler it was asked for).
         let of_p: Vec<Cid> = filled.iter().filter(|(peer, _)| *peer == p).map(|(_, c)| *c).collect();
+        // The first slot goes to the second reader's block, which takes the one past the
+        // window again; the next frees that one, and the others go one at a time.
         let mut order = Vec::new();
-        for (i, gone) in of_p.iter().take(4).enumerate() {
+        for (i, gone) in of_p.iter().take(5).enumerate() {
             let now = start + HAVE_WAIT + Duration::from_millis(i as u64);
             e.received(p, Message { dont_haves: vec![*gone], ..Message::default() }, now, &mut out);
             e.tick(now, &mut out);
             let next = asked(&out.take());
-            assert_eq!(next.len(), 1, "one slot, one ask: {next:?}");
-            assert_eq!(next[0].0, p);
-            order.push(next[0].1);
+            assert_eq!(next.len(), usize::from(i != 1), "one slot, one ask: {next:?}");
+            assert!(next.iter().all(|(peer, _)| *peer == p));
+            order.extend(next.into_iter().map(|(_, c)| c));
         }
-        assert_eq!(order, vec![reader, ahead, rare, common]);
+        assert_eq!(order, vec![second, ahead, rare, common]);
         assert!(fillers.iter().all(|f| !order.contains(f)));
     }
 
