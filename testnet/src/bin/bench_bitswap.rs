@@ -46,6 +46,10 @@ use cairn_node::Node;
 use cairn_testnet::kubo_peer::{KuboOptions, KuboPeer};
 use clap::Parser;
 
+/// The `cairn` binary's allocator, so the in-process nodes allocate as a daemon does.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 struct Args {
     /// Size of the file in MiB.
