@@ -1046,19 +1046,18 @@ const FAST_START_WAIT: Duration = Duration::from_millis(250);
 /// behind the same uplink as the origin) is then heard before the origin is asked.
 struct FastStartWait {
     until: Instant,
-    all_told: bool,
 }
 
 impl FastStartWait {
     fn new(now: Instant) -> Self {
-        FastStartWait { until: now + FAST_START_MAX, all_told: false }
+        FastStartWait { until: now + FAST_START_MAX }
     }
 
     /// Where the block should come from, given what the peers said and whether every one has
-    /// been told of the want; `None` to wait on.
+    /// been told of the want; `None` to wait on. The first call that sees every peer told
+    /// sets the deadline; later ones, being later, cannot lower it.
     fn decide(&mut self, answer: Option<bool>, all_told: bool, now: Instant) -> Option<bool> {
-        if all_told && !self.all_told {
-            self.all_told = true;
+        if all_told {
             self.until = self.until.min(now + FAST_START_WAIT);
         }
         match answer {

@@ -511,7 +511,7 @@ impl Engine {
         let Some(w) = self.wants.get(&key(cid)) else { return Some(true) };
         if w.arrived || w.held || w.asked.is_some() || !w.candidates.is_empty() {
             Some(true)
-        } else if w.answered() && w.told.len() >= self.peers.len() {
+        } else if w.answered() && self.told_all(w) {
             Some(false)
         } else {
             None
@@ -522,7 +522,13 @@ impl Engine {
     /// wanted): with more than [`FIRST_TOLD`] peers, a want is told to the rest only once the
     /// first ones lack the block ([`Engine::widen`]).
     pub fn told_everyone(&self, cid: &Cid) -> bool {
-        self.wants.get(&key(cid)).is_none_or(|w| self.peers.keys().all(|p| w.told.contains(p)))
+        self.wants.get(&key(cid)).is_none_or(|w| self.told_all(w))
+    }
+
+    /// Whether `w` has been told to every connected peer (`told` holds connected peers only:
+    /// [`Engine::disconnected`] takes a peer out).
+    fn told_all(&self, w: &Wanted) -> bool {
+        w.told.len() >= self.peers.len()
     }
 
     /// A reader wants `cid`; `waiter` gets the bytes (once stored) or an error at `deadline`.
