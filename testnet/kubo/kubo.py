@@ -15,7 +15,7 @@ Subcommands:
                        is pinned; the timing includes all of that
     locate             {"so": PATH, "kubo": VERSION}; loads nothing, starts nothing, so it may
                        run outside a namespace (used to tell whether the reference is installed)
-    serve [--swarm-key FILE] [--quic] [--dir DIR]
+    serve [--swarm-key FILE] [--quic] [--dir DIR] [--listen /ip4/10.99.X.Y/tcp/PORT]
                        a long-running Kubo PEER for network interop tests (testnet/src/kubo_peer.rs),
                        driven by JSON lines: see "The serve protocol" below
 
@@ -27,13 +27,18 @@ messages of failed calls):
     /ip4/127.0.0.1/udp/0/quic-v1 with --quic. --swarm-key FILE is copied to repo/swarm.key before
     the node starts (a private network; Kubo then disables QUIC, so --quic with it is refused).
     Port 0 works: the addresses reported carry the ports the kernel picked.
+    --listen ADDR is for the swarm harness (testnet/src/swarm): the node listens on ADDR instead
+    of loopback, and connect also takes addresses in 10.99.0.0/16. It is refused unless this
+    namespace is one the harness made: nothing but lo and eth0, eth0 holding ADDR's address
+    inside 10.99.0.0/16, and no route out of that /16 (no default route, IPv4 or IPv6).
     Then ONE line: {"ready": true, "id": PEERID, "addrs": [MULTIADDR, ...]} (no /p2p suffix), or
     {"ready": false, "error": MSG} and exit status 1.
   * Then every input line {"cmd": NAME, ...} gets exactly one output line, {"ok": VALUE} or
     {"error": MSG}, in order:
       {"cmd": "id"}                               -> {"ok": PEERID}
       {"cmd": "addrs"}                            -> {"ok": [MULTIADDR, ...]}
-      {"cmd": "connect", "addr": A, "timeout": S} -> {"ok": true}; A is loopback, ends in /p2p/ID
+      {"cmd": "connect", "addr": A, "timeout": S} -> {"ok": true}; A is loopback (or on the
+                                                     harness's /16 with --listen), ends in /p2p/ID
       {"cmd": "peers"}                            -> {"ok": [PEERID, ...]}        (connected)
       {"cmd": "add", "path": P}                   -> {"ok": CID}   (stored and pinned, CIDv0)
       {"cmd": "pin", "cid": C, "timeout": S}      -> {"ok": true}  (recursive: fetches the DAG)
@@ -174,11 +179,77 @@ def is_loopback(addr: str) -> bool:
     return addr.startswith("/ip4/127.") or addr.startswith("/ip6/::1/")
 
 
-def rewrite_config(repo: str, swarm: list[str] | None = None) -> None:
-    """Make the repo loopback-only and silent, as DESIGN.md asks, before the node starts."""
+# The swarm harness's bridge (testnet/src/swarm/topology.rs): 10.99.0.0/16, with no uplink.
+HARNESS_NET = (10 << 24) | (99 << 16)
+HARNESS_MASK = 0xFFFF0000
+
+
+def harness_ip(addr: str) -> int | None:
+    """The IPv4 address of a multiaddr /ip4/10.99.X.Y/..., as an integer; None otherwise."""
+    parts = addr.split("/")
+    if len(parts) < 3 or parts[0] != "" or parts[1] != "ip4":
+        return None
+    octets = parts[2].split(".")
+    if len(octets) != 4 or not all(o.isdigit() and int(o) < 256 for o in octets):
+        return None
+    ip = 0
+    for o in octets:
+        ip = (ip << 8) | int(o)
+    return ip if ip & HARNESS_MASK == HARNESS_NET else None
+
+
+def interface_ipv4(name: str) -> int | None:
+    """The IPv4 address of interface `name` in this namespace (SIOCGIFADDR), or None."""
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            raw = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
+        except OSError:
+            return None
+    return struct.unpack("!I", raw[20:24])[0]
+
+
+def require_harness_namespace(listen: str) -> None:
+    """Refuse --listen anywhere but a node namespace of the swarm harness: lo and eth0 only,
+    eth0 holding the listen address inside 10.99.0.0/16, and no route leading out of it."""
+    want = harness_ip(listen)
+    if want is None or not listen.startswith("/ip4/") or "/tcp/" not in listen:
+        raise KuboError("--listen takes /ip4/10.99.X.Y/tcp/PORT (the harness's bridge), not %s" % listen)
+    names = interfaces()
+    if sorted(names) != ["eth0", "lo"]:
+        raise KuboError("refusing --listen: this namespace has interfaces %s, not just lo and eth0" % names)
+    have = interface_ipv4("eth0")
+    if have != want:
+        raise KuboError("refusing --listen %s: eth0 does not hold that address" % listen)
+    # IPv4 routes (main table; little-endian hex): each must lie inside the /16.
+    with open("/proc/net/route", encoding="ascii") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            dest = int.from_bytes(bytes.fromhex(fields[1]), "little")
+            mask = int.from_bytes(bytes.fromhex(fields[7]), "little")
+            if mask & HARNESS_MASK != HARNESS_MASK or dest & HARNESS_MASK != HARNESS_NET:
+                raise KuboError("refusing --listen: this namespace routes %s beyond 10.99.0.0/16" % line.strip())
+    # IPv6: no default route, except the kernel's own reject routes on lo.
+    with open("/proc/net/ipv6_route", encoding="ascii") as f:
+        for line in f:
+            fields = line.split()
+            if int(fields[1], 16) == 0 and not (int(fields[8], 16) & 0x0200 and fields[9] == "lo"):
+                raise KuboError("refusing --listen: this namespace has an IPv6 default route")
+
+
+def allowed_addr(addr: str, harness: bool) -> bool:
+    return is_loopback(addr) or (harness and harness_ip(addr) is not None)
+
+
+def rewrite_config(repo: str, swarm: list[str] | None = None, harness: bool = False) -> None:
+    """Make the repo loopback-only (or, in the harness, bridge-only) and silent, as DESIGN.md
+    asks, before the node starts."""
     swarm = swarm or [LOOPBACK_TCP]
     for a in swarm:
-        if not is_loopback(a):
+        if not allowed_addr(a, harness):
             raise KuboError("refusing a non-loopback swarm address: %s" % a)
     path = os.path.join(repo, "config")
     with open(path, encoding="utf-8") as f:
@@ -198,12 +269,22 @@ class Kubo:
     """One throwaway Kubo node in this process, on a temporary repo."""
 
     def __init__(
-        self, tmp: str | None = None, swarm: list[str] | None = None, swarm_key: str | None = None
+        self,
+        tmp: str | None = None,
+        swarm: list[str] | None = None,
+        swarm_key: str | None = None,
+        harness: bool = False,
     ) -> None:
         """`tmp`: an existing directory for the repo, left in place by close() (default: a new
         temporary directory that close() deletes). `swarm`: listen addresses (loopback only).
-        `swarm_key`: a swarm.key file to copy into the repo before the node starts."""
-        require_loopback_only_namespace()
+        `swarm_key`: a swarm.key file to copy into the repo before the node starts. `harness`:
+        the caller checked require_harness_namespace(), and `swarm` is the bridge address."""
+        if harness:
+            for a in swarm or []:
+                require_harness_namespace(a)
+        else:
+            require_loopback_only_namespace()
+        self.harness = harness
         from cffi import FFI  # imported late: `locate` must work without loading anything
 
         so = so_path()
@@ -220,16 +301,16 @@ class Kubo:
         rc = self.lib.CreateRepo(self.repo)
         if rc < 0:
             raise KuboError("CreateRepo failed: %d" % rc)
-        rewrite_config(self.repo.decode(), swarm)
+        rewrite_config(self.repo.decode(), swarm, harness)
         if swarm_key is not None:
             shutil.copyfile(swarm_key, os.path.join(self.repo.decode(), "swarm.key"))
         # RunNode returns 1 on success and 0 on failure.
         rc = self.lib.RunNode(self.repo)
         if rc != 1:
             raise KuboError("RunNode failed: %d (see stderr and %s/kubo.log)" % (rc, self.tmp))
-        # Belt and braces: the node must only listen on loopback.
+        # Belt and braces: the node must only listen on loopback (or the harness's bridge).
         for a in self.addrs():
-            if not is_loopback(a):
+            if not allowed_addr(a, harness):
                 raise KuboError("Kubo listens on a non-loopback address: %s" % a)
 
     def addrs(self) -> list[str]:
@@ -456,7 +537,7 @@ class Server:
         addr = self._arg(req, "addr")
         if "/p2p/" not in addr or addr.endswith("/p2p/"):
             raise ServeError("connect: the address must end in /p2p/PEERID: %s" % addr)
-        if not is_loopback(addr):
+        if not allowed_addr(addr, self.kubo.harness):
             raise ServeError("connect: refusing a non-loopback address: %s" % addr)
         timeout = self._timeout(req, DEFAULT_TIMEOUT)
         mark = self._log_mark()
@@ -589,6 +670,7 @@ def cmd_serve(args: list[str]) -> int:
     swarm_key = None
     quic = False
     tmp = None
+    listen = None
     i = 0
     while i < len(args):
         if args[i] == "--swarm-key" and i + 1 < len(args):
@@ -596,6 +678,9 @@ def cmd_serve(args: list[str]) -> int:
             i += 2
         elif args[i] == "--dir" and i + 1 < len(args):
             tmp = os.path.abspath(args[i + 1])
+            i += 2
+        elif args[i] == "--listen" and i + 1 < len(args):
+            listen = args[i + 1]
             i += 2
         elif args[i] == "--quic":
             quic = True
@@ -617,8 +702,13 @@ def cmd_serve(args: list[str]) -> int:
             raise KuboError("no swarm key file at %s" % swarm_key)
         if tmp is not None and not os.path.isdir(tmp):
             raise KuboError("--dir %s is not a directory" % tmp)
-        swarm = [LOOPBACK_TCP] + ([LOOPBACK_QUIC] if quic else [])
-        kubo = Kubo(tmp=tmp, swarm=swarm, swarm_key=swarm_key)
+        if listen is not None and quic:
+            raise KuboError("--listen is a TCP address; it cannot go with --quic")
+        if listen is not None:
+            kubo = Kubo(tmp=tmp, swarm=[listen], swarm_key=swarm_key, harness=True)
+        else:
+            swarm = [LOOPBACK_TCP] + ([LOOPBACK_QUIC] if quic else [])
+            kubo = Kubo(tmp=tmp, swarm=swarm, swarm_key=swarm_key)
         server = Server(kubo, cwd)
         send({"ready": True, "id": server.cmd_id({}), "addrs": kubo.addrs()})
     except (KuboError, ServeError, OSError) as e:
@@ -668,7 +758,7 @@ def main(argv: list[str]) -> int:
         return cmd_serve(argv[1:])
     sys.stderr.write(
         "usage: kubo.py add-hash PATH... | bench-add FILE | bench-add-store FILE | locate"
-        " | serve [--swarm-key FILE] [--quic] [--dir DIR]\n"
+        " | serve [--swarm-key FILE] [--quic] [--dir DIR] [--listen /ip4/10.99.X.Y/tcp/PORT]\n"
     )
     return 2
 

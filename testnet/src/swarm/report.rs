@@ -157,7 +157,7 @@ pub struct RunResult {
     pub scenario: String,
     /// Its series, for the scaling plot.
     pub series: Option<String>,
-    /// `peers` or `origin-only`.
+    /// `peers`, `origin-only` or `kubo`.
     pub mode: &'static str,
     /// Every node of the run (seeds, readers, idle and hostile nodes).
     pub nodes: usize,
@@ -169,10 +169,19 @@ pub struct RunResult {
     pub cid: String,
     /// 1 − origin bytes / total bytes delivered to readers.
     pub offload: f64,
-    /// Bytes the publisher delivered (its Bitswap uploads and its gateway's answers).
+    /// Bytes the publisher delivered (its Bitswap uploads and its gateway's answers). In a
+    /// Kubo run, whose block counters are not read, what it sent on the wire.
     pub origin_bytes: u64,
-    /// Bytes delivered to readers from every source (duplicates included).
+    /// Bytes delivered to readers from every source (duplicates included). In a Kubo run,
+    /// what the readers received on the wire.
     pub total_bytes: u64,
+    /// The same share from the wire, in every mode (so Cairn and Kubo runs compare like with
+    /// like): 1 − what the publisher sent / what the readers received, framing and protocol
+    /// chatter included.
+    pub wire_offload: f64,
+    /// What the readers received on the wire, over the bytes of the file times the readers
+    /// that got it: 1.0 is no waste.
+    pub wire_overhead: Option<f64>,
     /// Time to first byte across readers that got one.
     pub ttfb_p50_s: Option<f64>,
     /// 95th percentile of the same.
@@ -185,8 +194,8 @@ pub struct RunResult {
     pub complete_max_s: Option<f64>,
     /// Readers that did not complete (those that left for good are not counted).
     pub failed_nodes: usize,
-    /// Blocks received twice / blocks received, over every node.
-    pub duplicate_ratio: f64,
+    /// Blocks received twice / blocks received, over every node (not known in a Kubo run).
+    pub duplicate_ratio: Option<f64>,
     /// Stream runs: startup delay P50 and worst.
     pub startup_p50_s: Option<f64>,
     /// The worst startup delay.
@@ -243,6 +252,8 @@ impl RunResult {
         let ttfb: Vec<f64> = readers.iter().filter_map(|n| n.ttfb_s).collect();
         let done: Vec<f64> = readers.iter().filter_map(|n| n.complete_s).collect();
         let startup: Vec<f64> = readers.iter().filter_map(|n| n.startup_s).collect();
+        let publisher_wire = per_node.first().map_or(0, |n| n.wire_up_bytes);
+        let readers_wire: u64 = readers.iter().map(|n| n.wire_down_bytes).sum();
         let (origin_bytes, total_bytes) = match s.mode {
             Mode::OriginOnly => {
                 let all: u64 = readers.iter().map(|n| n.wire_down_bytes.min(s.file_bytes())).sum();
@@ -255,8 +266,12 @@ impl RunResult {
                 let total: u64 = readers.iter().map(|n| n.downloaded_bytes + n.origin_bytes).sum();
                 (publisher + from_origin, total)
             }
+            Mode::Kubo => (publisher_wire, readers_wire),
         };
-        let offload = if total_bytes == 0 { 0.0 } else { 1.0 - origin_bytes as f64 / total_bytes as f64 };
+        let share = |part: u64, whole: u64| if whole == 0 { 0.0 } else { 1.0 - part as f64 / whole as f64 };
+        let offload = share(origin_bytes, total_bytes);
+        let got = readers.iter().filter(|n| n.complete_s.is_some()).count() as u64 * s.file_bytes();
+        let wire_overhead = (got > 0).then(|| readers_wire as f64 / got as f64);
         let dups: u64 = per_node.iter().map(|n| n.duplicate_blocks).sum();
         let received: u64 = per_node.iter().map(|n| n.received_blocks).sum();
         let rebuffers_per_hour = s.stream.map(|st| {
@@ -281,6 +296,7 @@ impl RunResult {
             mode: match s.mode {
                 Mode::Peers => "peers",
                 Mode::OriginOnly => "origin-only",
+                Mode::Kubo => "kubo",
             },
             nodes: s.node_count(),
             leechers: s.leechers,
@@ -289,13 +305,19 @@ impl RunResult {
             offload,
             origin_bytes,
             total_bytes,
+            wire_offload: share(publisher_wire, readers_wire),
+            wire_overhead,
             ttfb_p50_s: percentile(&ttfb, 50.0),
             ttfb_p95_s: percentile(&ttfb, 95.0),
             complete_p50_s: percentile(&done, 50.0),
             complete_p95_s: percentile(&done, 95.0),
             complete_max_s: percentile(&done, 100.0),
             failed_nodes: per_node.iter().filter(|n| n.failed()).count(),
-            duplicate_ratio: if received == 0 { 0.0 } else { dups as f64 / received as f64 },
+            duplicate_ratio: match s.mode {
+                Mode::Kubo => None,
+                _ if received == 0 => Some(0.0),
+                _ => Some(dups as f64 / received as f64),
+            },
             startup_p50_s: percentile(&startup, 50.0),
             startup_max_s: percentile(&startup, 100.0),
             rebuffers_per_hour,
@@ -317,7 +339,7 @@ impl RunResult {
     pub fn summary(&self) -> String {
         let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
         let mut line = format!(
-            "{}: {} readers, complete p50 {} s p95 {} s max {} s, ttfb p50 {} s, offload {:.1}%, dup {:.1}%, failed {}",
+            "{}: {} readers, complete p50 {} s p95 {} s max {} s, ttfb p50 {} s, offload {:.1}% (wire {:.1}%), dup {}, failed {}",
             self.scenario,
             self.leechers,
             f(self.complete_p50_s),
@@ -325,7 +347,8 @@ impl RunResult {
             f(self.complete_max_s),
             f(self.ttfb_p50_s),
             self.offload * 100.0,
-            self.duplicate_ratio * 100.0,
+            self.wire_offload * 100.0,
+            self.duplicate_ratio.map_or("-".to_owned(), |d| format!("{:.1}%", d * 100.0)),
             self.failed_nodes
         );
         if let Some(r) = self.rebuffers_per_hour {

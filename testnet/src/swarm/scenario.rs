@@ -46,6 +46,11 @@ pub enum Mode {
     /// Each reader fetches the file straight from the publisher's gateway over HTTP; the
     /// readers share nothing.
     OriginOnly,
+    /// The reference: every node is a Kubo v0.22 peer (`testnet/kubo/kubo.py serve` in the
+    /// node's namespace) instead of Cairn. The publisher adds the file with Kubo's default
+    /// add; each reader's Kubo fetches it with its own `Download` (Bitswap from its peers;
+    /// Kubo has no HTTP origin).
+    Kubo,
 }
 
 /// Who dials whom when the nodes start.
@@ -245,6 +250,13 @@ impl Scenario {
         }
         if self.mode == Mode::OriginOnly && (self.churn.is_some() || self.hostile.is_some()) {
             bail!("an origin-only run has no peers to churn or to be hostile");
+        }
+        if self.mode == Mode::Kubo
+            && (self.origin || self.stream.is_some() || self.churn.is_some() || self.hostile.is_some())
+        {
+            bail!(
+                "a Kubo run has no HTTP origin, stream, churn or hostile nodes (only seeds, leechers and idle nodes)"
+            );
         }
         if let Some(c) = self.churn {
             if c.leave + c.join > self.leechers || c.rejoin > c.leave {

@@ -122,7 +122,10 @@ fn tc_lines(lines: &[String]) -> anyhow::Result<()> {
 
 /// The node-side setup, run by `sh` inside the new namespace: say it is there, wait for the
 /// harness to hand it `eth0`, bring up its address and upload shaping, then become the node.
+/// The setup's own output goes to stderr, so a node driven over its stdout sees only the
+/// program's.
 const NODE_SCRIPT: &str = r#"set -e
+exec 3>&1 1>&2
 : > "$TN_READY"
 n=0
 while ! ip link show eth0 >/dev/null 2>&1; do
@@ -136,7 +139,7 @@ printf '%s\n' "$TN_TC" | while read -r line; do
   [ -z "$line" ] || tc $line || exit 98
 done
 : > "$TN_READY.up"
-exec "$@"
+exec "$@" 1>&3 3>&-
 "#;
 
 /// A process running in a network namespace of its own, on the bridge.
@@ -151,8 +154,16 @@ pub struct NetNode {
 }
 
 impl NetNode {
-    /// Starts `program` as node `index` with the link `link`; its output goes to `log`.
-    pub fn spawn(index: usize, link: &Link, program: &[String], log: &Path, work: &Path) -> anyhow::Result<NetNode> {
+    /// Starts `program` as node `index` with the link `link`; its output goes to `log`, or, with
+    /// `piped`, its stdin and stdout are pipes (in `child`) and only its stderr goes to `log`.
+    pub fn spawn(
+        index: usize,
+        link: &Link,
+        program: &[String],
+        log: &Path,
+        work: &Path,
+        piped: bool,
+    ) -> anyhow::Result<NetNode> {
         let ready: PathBuf = work.join(format!("ready-{index}"));
         let _ = std::fs::remove_file(&ready);
         let _ = std::fs::remove_file(ready.with_extension("up"));
@@ -164,8 +175,8 @@ impl NetNode {
             .env("TN_READY", &ready)
             .env("TN_ADDR", node_ip(index).to_string())
             .env("TN_TC", tc)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
+            .stdin(if piped { Stdio::piped() } else { Stdio::null() })
+            .stdout(if piped { Stdio::piped() } else { Stdio::from(log_file.try_clone()?) })
             .stderr(log_file)
             .spawn()
             .context("cannot start setpriv/unshare (util-linux)")?;
