@@ -840,6 +840,9 @@ pub async fn spawn(
         ids.push((id, addr.clone()));
     }
     let mut listening = Vec::new();
+    // Whatever else the swarm says meanwhile (a UPnP search that already ended, an mDNS peer)
+    // is handed to the driver when it starts, not dropped.
+    let mut early = Vec::new();
     while listening.len() < ids.len() {
         match swarm.select_next_some().await {
             SwarmEvent::NewListenAddr { address, .. } => listening.push(address.with(Protocol::P2p(peer_id))),
@@ -849,7 +852,7 @@ pub async fn spawn(
                     ids.iter().find(|(id, _)| *id == listener_id).map(|(_, a)| a.clone()).unwrap_or(Multiaddr::empty());
                 return Err(NetError::Listen(addr, error.to_string()));
             }
-            _ => {}
+            other => early.push(other),
         }
     }
     // What peers are told: the announce list (or the listen addresses), and the extra ones.
@@ -909,7 +912,7 @@ pub async fn spawn(
         arrived: 0,
         port_mapping: if cfg.upnp { PortMapping::Searching } else { PortMapping::Off },
     };
-    let task = tokio::spawn(driver.run());
+    let task = tokio::spawn(driver.run(early));
     let runtime = tokio::runtime::Handle::current();
     Ok((Network { peer_id, listening, tx, sessions: Arc::default(), origin, runtime, streams }, task))
 }
@@ -1081,7 +1084,11 @@ const MAX_FETCH_LOOKUPS: usize = 8;
 const FETCH_LOOKUP_TIME: Duration = Duration::from_secs(20);
 
 impl Driver {
-    async fn run(mut self) {
+    /// The driver's loop; `early` holds what the swarm said before it started.
+    async fn run(mut self, early: Vec<SwarmEvent<BehaviourEvent>>) {
+        for ev in early {
+            self.on_swarm(ev);
+        }
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
