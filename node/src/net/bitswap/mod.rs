@@ -65,6 +65,10 @@ pub enum Event {
 /// Bitswap as a swarm behaviour.
 #[derive(Debug, Default)]
 pub struct Behaviour {
+    /// Each peer's open connections, the one to send on last: the newest, or the one the peer
+    /// last sent a message over. A peer that comes back (a restart, a new address) while its
+    /// old connection still looks open here is reached on the new one; the old one may be
+    /// dead, and a TCP connection to a host that vanished can take many minutes to fail.
     peers: HashMap<PeerId, Vec<ConnectionId>>,
     /// Block bytes queued on each connection's handler, and when its queue last moved (began,
     /// or had a message written).
@@ -85,7 +89,7 @@ impl Behaviour {
 
     /// Queues a message to `peer`; false when no connection to it is open.
     pub fn send(&mut self, peer: PeerId, message: Message) -> bool {
-        let Some(conn) = self.peers.get(&peer).and_then(|c| c.first().copied()) else {
+        let Some(conn) = self.peers.get(&peer).and_then(|c| c.last().copied()) else {
             return false;
         };
         let bytes = message.block_bytes() as u64;
@@ -199,6 +203,13 @@ impl NetworkBehaviour for Behaviour {
             },
             Out::Received(message) => {
                 tracing::trace!(target: "cairn_trace", %peer, msg = %message.summary(), "recv");
+                // The peer is there on this connection: answer on it.
+                if let Some(connections) = self.peers.get_mut(&peer) {
+                    if let Some(at) = connections.iter().position(|c| *c == id) {
+                        let heard = connections.remove(at);
+                        connections.push(heard);
+                    }
+                }
                 Event::Message { peer, message }
             }
             Out::Malformed(reason) => Event::Malformed { peer, reason },
@@ -212,5 +223,47 @@ impl NetworkBehaviour for Behaviour {
             Some(e) => Poll::Ready(e),
             None => Poll::Pending,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The connection the next message to `peer` goes out on.
+    fn sends_on(b: &mut Behaviour, peer: PeerId) -> ConnectionId {
+        assert!(b.send(peer, Message::default()));
+        loop {
+            match b.out.pop_back().expect("a queued message") {
+                ToSwarm::NotifyHandler { peer_id, handler: NotifyHandler::One(conn), .. } if peer_id == peer => {
+                    return conn
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    #[test]
+    fn messages_go_on_the_newest_connection_or_the_one_the_peer_last_spoke_on() {
+        let mut b = Behaviour::default();
+        let peer = PeerId::random();
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
+        let (old, new) = (ConnectionId::new_unchecked(1), ConnectionId::new_unchecked(2));
+        assert!(!b.send(peer, Message::default()), "no connection yet");
+        b.handle_established_inbound_connection(old, peer, &addr, &addr).unwrap();
+        assert_eq!(sends_on(&mut b, peer), old);
+        // The peer came back over a new connection while the old one still looks open.
+        b.handle_established_outbound_connection(new, peer, &addr, Endpoint::Dialer, PortUse::Reuse).unwrap();
+        assert_eq!(sends_on(&mut b, peer), new);
+        // It speaks on the old one: that one is alive, answer there.
+        b.on_connection_handler_event(peer, old, Out::Received(Message::default()));
+        assert_eq!(sends_on(&mut b, peer), old);
+        b.on_connection_handler_event(peer, new, Out::Received(Message::default()));
+        assert_eq!(sends_on(&mut b, peer), new);
+        // A connection that turns out not to speak Bitswap is never used again.
+        b.on_connection_handler_event(peer, new, Out::Unsupported);
+        assert_eq!(sends_on(&mut b, peer), old);
+        b.on_connection_handler_event(peer, old, Out::Unsupported);
+        assert!(!b.send(peer, Message::default()));
     }
 }
