@@ -114,13 +114,24 @@ fn the_connection_limit_holds() {
         )
     });
     let addr = net_hub.listen_addrs()[0].clone();
+    let hub_peers =
+        || -> Vec<libp2p::PeerId> { rt.block_on(net_hub.peers()).unwrap().into_iter().map(|p| p.peer).collect() };
     rt.block_on(net_a.connect(addr.clone())).unwrap();
     rt.block_on(net_b.connect(addr.clone())).unwrap();
+    // A dialer counts its connection as open once its side of the handshake is done, which
+    // can be before the hub has finished its side: wait until the hub holds both.
+    let started = std::time::Instant::now();
+    while !(hub_peers().contains(&net_a.peer_id()) && hub_peers().contains(&net_b.peer_id())) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the hub never took its first two peers: {:?}",
+            hub_peers()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // The third dial's handshake completes, and then the hub closes the connection.
     let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), net_c.connect(addr.clone())).await });
     std::thread::sleep(Duration::from_millis(500));
-    let hub_peers =
-        || -> Vec<libp2p::PeerId> { rt.block_on(net_hub.peers()).unwrap().into_iter().map(|p| p.peer).collect() };
     let peers = hub_peers();
     assert_eq!(peers.len(), 2, "{peers:?}");
     assert!(!peers.contains(&net_c.peer_id()), "a third peer got in past a cap of 2");
