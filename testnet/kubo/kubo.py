@@ -99,6 +99,7 @@ from __future__ import annotations
 import base64
 import binascii
 import importlib.util
+import ipaddress
 import json
 import math
 import os
@@ -180,25 +181,22 @@ def is_loopback(addr: str) -> bool:
 
 
 # The swarm harness's bridge (testnet/src/swarm/topology.rs): 10.99.0.0/16, with no uplink.
-HARNESS_NET = (10 << 24) | (99 << 16)
-HARNESS_MASK = 0xFFFF0000
+HARNESS = ipaddress.IPv4Network("10.99.0.0/16")
 
 
-def harness_ip(addr: str) -> int | None:
-    """The IPv4 address of a multiaddr /ip4/10.99.X.Y/..., as an integer; None otherwise."""
+def harness_ip(addr: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address of a multiaddr /ip4/10.99.X.Y/...; None otherwise."""
     parts = addr.split("/")
     if len(parts) < 3 or parts[0] != "" or parts[1] != "ip4":
         return None
-    octets = parts[2].split(".")
-    if len(octets) != 4 or not all(o.isdigit() and int(o) < 256 for o in octets):
+    try:
+        ip = ipaddress.IPv4Address(parts[2])
+    except ValueError:
         return None
-    ip = 0
-    for o in octets:
-        ip = (ip << 8) | int(o)
-    return ip if ip & HARNESS_MASK == HARNESS_NET else None
+    return ip if ip in HARNESS else None
 
 
-def interface_ipv4(name: str) -> int | None:
+def interface_ipv4(name: str) -> ipaddress.IPv4Address | None:
     """The IPv4 address of interface `name` in this namespace (SIOCGIFADDR), or None."""
     import fcntl
     import socket
@@ -209,7 +207,7 @@ def interface_ipv4(name: str) -> int | None:
             raw = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
         except OSError:
             return None
-    return struct.unpack("!I", raw[20:24])[0]
+    return ipaddress.IPv4Address(raw[20:24])
 
 
 def require_harness_namespace(listen: str) -> None:
@@ -224,13 +222,13 @@ def require_harness_namespace(listen: str) -> None:
     have = interface_ipv4("eth0")
     if have != want:
         raise KuboError("refusing --listen %s: eth0 does not hold that address" % listen)
-    # IPv4 routes (main table; little-endian hex): each must lie inside the /16.
+    # IPv4 routes (main table; each address the hex of a little-endian word): each must lie
+    # inside the /16.
     with open("/proc/net/route", encoding="ascii") as f:
         for line in f.readlines()[1:]:
             fields = line.split()
-            dest = int.from_bytes(bytes.fromhex(fields[1]), "little")
-            mask = int.from_bytes(bytes.fromhex(fields[7]), "little")
-            if mask & HARNESS_MASK != HARNESS_MASK or dest & HARNESS_MASK != HARNESS_NET:
+            dest, mask = (ipaddress.IPv4Address(bytes.fromhex(fields[i])[::-1]) for i in (1, 7))
+            if not ipaddress.IPv4Network(f"{dest}/{mask}", strict=False).subnet_of(HARNESS):
                 raise KuboError("refusing --listen: this namespace routes %s beyond 10.99.0.0/16" % line.strip())
     # IPv6: no default route, except the kernel's own reject routes on lo.
     with open("/proc/net/ipv6_route", encoding="ascii") as f:
@@ -278,7 +276,8 @@ class Kubo:
         """`tmp`: an existing directory for the repo, left in place by close() (default: a new
         temporary directory that close() deletes). `swarm`: listen addresses (loopback only).
         `swarm_key`: a swarm.key file to copy into the repo before the node starts. `harness`:
-        the caller checked require_harness_namespace(), and `swarm` is the bridge address."""
+        `swarm` is the bridge address, taken only in a harness namespace
+        (require_harness_namespace())."""
         if harness:
             for a in swarm or []:
                 require_harness_namespace(a)
