@@ -9,11 +9,11 @@ mod export;
 mod hamt;
 mod import;
 
-/// The shared fixtures folder beside the project (`../shared/fixtures`).
+/// Test data from other projects, committed with its licences (`testnet/fixtures`).
 pub fn fixtures() -> std::path::PathBuf {
     // From the environment at run time: the build cache is shared between clones, and a test
     // binary built in another clone must not look in that clone's directory.
     let here = std::env::var_os("CARGO_MANIFEST_DIR")
         .map_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::path::PathBuf::from);
-    here.join("../../shared/fixtures")
+    here.join("../testnet/fixtures")
 }

@@ -334,7 +334,7 @@ fn js_written_car_imports_into_cairn() {
 }
 
 fn fixtures_dir() -> PathBuf {
-    cairn_testnet::reference::testnet_dir().join("../../shared/fixtures/gateway-conformance")
+    cairn_testnet::reference::testnet_dir().join("fixtures/gateway-conformance")
 }
 
 fn find_cars(dir: &Path, out: &mut Vec<PathBuf>) {

