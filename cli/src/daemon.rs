@@ -38,7 +38,12 @@ use crate::Ctx;
 
 /// `cairn daemon` flags.
 #[derive(Debug, Args)]
-pub struct DaemonArgs {}
+pub struct DaemonArgs {
+    /// Collect garbage on its own: every `Datastore.GCPeriod`, when the repo holds more than
+    /// `StorageGCWatermark` percent of `StorageMax`. Adds, pins and the gateway go on meanwhile.
+    #[arg(long)]
+    pub enable_gc: bool,
+}
 
 /// Resolves when SIGINT or SIGTERM arrives.
 async fn stop_signal() {
@@ -64,7 +69,7 @@ async fn stop_signal() {
 }
 
 /// Runs the daemon.
-pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Ctx, args: DaemonArgs) -> anyhow::Result<()> {
     let node = Arc::new(ctx.open()?);
     let config = node.repo().config().clone();
     let gateway_addr = tcp_socket_addr(&config.addresses.gateway).context("Addresses.Gateway")?;
@@ -76,6 +81,8 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
             config.addresses.api
         );
     }
+    config.api_max_upload_bytes()?;
+    let auto_gc_settings = config.auto_gc()?;
     let api_file = node.repo().path().join("api");
     let pinning_file = node.repo().path().join("pinning-service");
     let pinning_addr = if config.pinning_service.tokens.is_empty() {
@@ -96,6 +103,10 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
         let (network, net_task) = net::spawn(keypair, Arc::new(NodeStore(node.clone())), net_config).await?;
         node.attach_fetcher(Arc::new(NetFetcher::new(network.clone(), fetch_timeout)));
         let reprovider = tokio::spawn(Reprovider::from_repo(node.clone(), network.clone())?.run());
+        let collector = args.enable_gc.then(|| {
+            let (period, at) = auto_gc_settings;
+            tokio::spawn(cairn_node::autogc::run(node.clone(), period, at))
+        });
         let pin_worker = tokio::spawn(pin_service.clone().run(network.clone()));
         // Followed publishers' manifests are mirrored as they are announced; this node's own
         // newest manifest is announced again now and then for its followers.
@@ -141,7 +152,11 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {api_addr} for the RPC API"))?;
         let api_bound = api_listener.local_addr()?;
         let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<()>(1);
-        let gateway_config = GatewayConfig::default();
+        let gateway_config = GatewayConfig {
+            max_concurrent_requests: usize::try_from(config.gateway.max_concurrent_requests).unwrap_or(usize::MAX),
+            max_request_duration: config.max_request_duration()?,
+            ..GatewayConfig::default()
+        };
         let api = cairn_gateway::api::Api::new(node.clone(), Some(network.clone()), stop_tx)
             .with_gateway_metrics(gateway_config.metrics.clone())
             .with_services(cairn_gateway::metrics::Services {
@@ -196,6 +211,9 @@ pub fn run(ctx: &Ctx, _args: DaemonArgs) -> anyhow::Result<()> {
             task.abort();
         }
         reprovider.abort();
+        if let Some(task) = collector {
+            task.abort();
+        }
         network.shutdown().await;
         let _ = net_task.await;
         // After the network: a repair fetch in flight then fails at once instead of waiting.

@@ -199,6 +199,10 @@ fn ls(ctx: &Ctx, paths: &[String], kind: &str, quiet: bool, names: bool) -> anyh
     if indirect {
         rows.extend(node.indirect_pins()?.into_iter().map(|c| (c.to_string(), "indirect", None)));
     }
+    // A CID several owners pin (the operator, a Pinning Service account, a followed
+    // publisher) is listed once, under its strongest pin.
+    let mut seen = std::collections::HashSet::new();
+    rows.retain(|r| seen.insert(r.0.clone()));
     if !wanted.is_empty() {
         let by_cid: HashMap<&str, usize> = rows.iter().enumerate().rev().map(|(i, r)| (r.0.as_str(), i)).collect();
         let mut picked = Vec::new();

@@ -36,6 +36,7 @@ pub fn run(ctx: &Ctx, cmd: RepoCommand) -> anyhow::Result<()> {
         RepoCommand::Gc => {
             let report = node.gc()?;
             println!("removed {} blocks ({} bytes)", report.removed_blocks, report.removed_bytes);
+            print_holes(&report.holes.iter().map(ToString::to_string).collect::<Vec<_>>());
         }
         RepoCommand::Stat { size_only } => {
             let stat = node.stat()?;
@@ -94,6 +95,11 @@ fn online(client: &crate::api::Client, cmd: RepoCommand) -> anyhow::Result<()> {
         RepoCommand::Gc => {
             client.lines("repo/gc", "", None, &mut |v| {
                 println!("removed {} blocks ({} bytes)", num(&v, "RemovedBlocks"), num(&v, "RemovedBytes"));
+                let holes: Vec<String> = v["Holes"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|h| h.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default();
+                print_holes(&holes);
                 Ok(())
             })?;
         }
@@ -145,4 +151,20 @@ fn dir_size(path: &Path) -> u64 {
             _ => 0,
         })
         .sum()
+}
+
+/// Says why a collection removed nothing: pinned DAGs with blocks missing or unreadable.
+#[allow(clippy::print_stderr)]
+fn print_holes(holes: &[String]) {
+    if holes.is_empty() {
+        return;
+    }
+    eprintln!(
+        "nothing was removed: {} block(s) of pinned DAGs are missing or unreadable, so what lies below them \
+         cannot be told from garbage. Repair them (the daemon's scrub fetches them from peers) or unpin their DAGs:",
+        holes.len()
+    );
+    for h in holes {
+        eprintln!("  {h}");
+    }
 }

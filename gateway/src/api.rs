@@ -13,11 +13,10 @@
 //! announces the new roots on the DHT (per
 //! `Reprovider.Strategy`) and as an availability hint.
 
-use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_node::add::{AddOptions, Added};
+use cairn_node::add::AddOptions;
 use cairn_node::merkle::chunker::ChunkerSpec;
 use cairn_node::merkle::hash::HashAlg;
 use cairn_node::merkle::importer::{ImportOptions, Layout};
@@ -25,13 +24,14 @@ use cairn_node::merkle::Cid;
 use cairn_node::net::reprovide::Reprovider;
 use cairn_node::net::Network;
 use cairn_node::{BlockStore, IpfsPath, Node};
-use http_body_util::BodyExt as _;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::body::{self, Body};
 
+mod add;
+mod guard;
 mod manifest;
 mod store;
 
@@ -41,8 +41,10 @@ pub struct Api {
     net: Option<Network>,
     reprovider: Option<Reprovider>,
     stop: tokio::sync::mpsc::Sender<()>,
-    /// `API.Authorizations`: (secret, allowed path prefixes); empty: no checks.
-    auth: Vec<(String, Vec<String>)>,
+    /// Who may call: web origins, host names and `API.Authorizations`.
+    guard: guard::Guard,
+    /// `API.MaxUploadBytes` and `API.MaxUploadEntries`.
+    limits: add::UploadBodyLimits,
     /// The daemon's other services, shown on the metrics page.
     services: crate::metrics::Services,
     /// The running follower, told of `follow` changes at once.
@@ -69,9 +71,6 @@ impl Fail {
 }
 
 type Answer = Result<Response<Body>, Fail>;
-
-/// Added or pinned roots and their sizes.
-type Roots = Vec<(Cid, u64)>;
 
 /// The query parameters of a request, in order.
 struct Params(Vec<(String, String)>);
@@ -156,15 +155,19 @@ impl Api {
     /// command sends on `stop`.
     pub fn new(node: Arc<Node>, net: Option<Network>, stop: tokio::sync::mpsc::Sender<()>) -> Api {
         let reprovider = net.as_ref().and_then(|n| Reprovider::from_repo(node.clone(), n.clone()).ok());
-        let auth = node
-            .repo()
-            .config()
-            .api
-            .authorizations
-            .values()
-            .map(|a| (a.auth_secret.clone(), a.allowed_paths.clone()))
-            .collect();
-        Api { node, net, reprovider, stop, auth, services: crate::metrics::Services::default(), follower: None }
+        let config = node.repo().config();
+        let guard = guard::Guard::new(&config.api);
+        let limits = add::UploadBodyLimits::of(config);
+        Api {
+            node,
+            net,
+            reprovider,
+            stop,
+            guard,
+            limits,
+            services: crate::metrics::Services::default(),
+            follower: None,
+        }
     }
 
     /// Shows the gateway's request counters on the metrics page.
@@ -192,38 +195,26 @@ impl Api {
         self.net.as_ref().ok_or_else(|| Fail::internal("this command must be run in online mode"))
     }
 
-    /// Whether the request carries a secret that opens its path (always, without secrets).
-    fn authorized(&self, req: &Request<hyper::body::Incoming>) -> bool {
-        if self.auth.is_empty() {
-            return true;
-        }
-        let Some(given) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-            return false;
-        };
-        let secret = if let Some(token) = given.strip_prefix("Bearer ") {
-            format!("bearer:{}", token.trim())
-        } else if let Some(b64) = given.strip_prefix("Basic ") {
-            match data_encoding::BASE64.decode(b64.trim().as_bytes()).ok().and_then(|b| String::from_utf8(b).ok()) {
-                Some(pair) => format!("basic:{pair}"),
-                None => return false,
-            }
-        } else {
-            return false;
-        };
-        let path = req.uri().path();
-        self.auth.iter().any(|(s, allowed)| {
-            same_secret(s, &secret)
-                && allowed
-                    .iter()
-                    .any(|prefix| path == prefix || path.starts_with(&format!("{}/", prefix.trim_end_matches('/'))))
-        })
-    }
-
     /// Answers one request.
     pub async fn handle(self: Arc<Self>, req: Request<hyper::body::Incoming>) -> Response<Body> {
-        if !self.authorized(&req) {
-            return failure(Fail(StatusCode::FORBIDDEN, "a valid API.Authorizations secret is required".into()));
+        let origin = match self.guard.check_web(req.headers()) {
+            Ok(origin) => origin,
+            Err(f) => return failure(f),
+        };
+        if guard::Guard::is_preflight(req.method()) {
+            return self.guard.preflight(origin.as_deref());
         }
+        let mut r = if self.guard.authorized(&req) {
+            self.answer(req).await
+        } else {
+            failure(Fail(StatusCode::FORBIDDEN, "a valid API.Authorizations secret is required".into()))
+        };
+        self.guard.decorate(&mut r, origin.as_deref());
+        r
+    }
+
+    /// Answers one request that passed the guard.
+    async fn answer(&self, req: Request<hyper::body::Incoming>) -> Response<Body> {
         if req.method() == Method::GET && req.uri().path() == "/debug/metrics/prometheus" {
             let text = crate::metrics::render(&self.node, self.net.as_ref(), &self.services).await;
             let mut r = Response::new(body::full(text));
@@ -414,78 +405,6 @@ impl Api {
         }
     }
 
-    async fn add(&self, req: Request<hyper::body::Incoming>, p: &Params) -> Answer {
-        let opts = add_options(p)?;
-        let pin = p.flag("pin", true)?;
-        let wrap = p.flag("wrap-with-directory", false)?;
-        let boundary = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| multer::parse_boundary(v).ok())
-            .ok_or_else(|| Fail::bad("add takes a multipart/form-data body"))?;
-        // The parts are spooled into a directory inside the repo, then added as a tree: the
-        // importer then sees exactly what `cairn add` would see locally.
-        let spool = tempfile::Builder::new()
-            .prefix("api-add-")
-            .tempdir_in(self.node.repo().path())
-            .map_err(|e| Fail::internal(format!("cannot make an upload directory: {e}")))?;
-        let stream = req.into_body().into_data_stream();
-        let mut parts = multer::Multipart::new(stream, boundary);
-        let mut tops: Vec<Top> = Vec::new();
-        let mut nameless = 0;
-        while let Some(mut field) = parts.next_field().await.map_err(Fail::bad)? {
-            let raw_name = field.file_name().unwrap_or("").to_owned();
-            let name = percent_encoding::percent_decode_str(&raw_name).decode_utf8_lossy().into_owned();
-            // A part without a file name is a file of its own, named by its CID, as Kubo does.
-            let rel = if name.is_empty() {
-                nameless += 1;
-                PathBuf::from(format!(".nameless-{nameless}"))
-            } else {
-                safe_relative(&name)?
-            };
-            let dest = spool.path().join(&rel);
-            let top = rel.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
-            if !tops.iter().any(|t| t.name == top) {
-                tops.push(Top { name: top, nameless: name.is_empty() });
-            }
-            let kind = field.content_type().map(|m| m.essence_str().to_owned()).unwrap_or_default();
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent).map_err(Fail::internal)?;
-            }
-            if kind == "application/x-directory" {
-                std::fs::create_dir_all(&dest).map_err(Fail::internal)?;
-                continue;
-            }
-            if kind == "application/symlink" {
-                let target = field.bytes().await.map_err(Fail::bad)?;
-                if target.len() > 4096 {
-                    return Err(Fail::bad(format!("symlink {name:?}: target over 4096 bytes")));
-                }
-                let target =
-                    String::from_utf8(target.to_vec()).map_err(|_| Fail::bad("symlink target is not UTF-8"))?;
-                std::os::unix::fs::symlink(target, &dest).map_err(Fail::internal)?;
-                continue;
-            }
-            let mut file = tokio::fs::File::create(&dest).await.map_err(Fail::internal)?;
-            while let Some(chunk) = field.chunk().await.map_err(Fail::bad)? {
-                tokio::io::AsyncWriteExt::write_all(&mut file, &chunk).await.map_err(Fail::internal)?;
-            }
-            tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(Fail::internal)?;
-        }
-        if tops.is_empty() {
-            return Err(Fail::bad("no file in the request"));
-        }
-        let node = self.node.clone();
-        let dir = spool.path().to_owned();
-        let (lines, roots) = blocking(move || add_spooled(&node, &dir, &tops, &opts, pin, wrap)).await?;
-        drop(spool);
-        if pin {
-            self.announce(&roots).await;
-        }
-        Ok(ndjson(&lines))
-    }
-
     async fn cat(&self, p: &Params) -> Answer {
         let path = parse_path(p.arg()?)?;
         let offset = p.number("offset")?.unwrap_or(0);
@@ -602,11 +521,14 @@ impl Api {
         let node = self.node.clone();
         let keys = blocking(move || {
             let mut keys = serde_json::Map::new();
-            for pin in node.pins().map_err(Fail::internal)? {
-                let t = match pin.mode {
-                    cairn_node::store::PinMode::Recursive => "recursive",
-                    cairn_node::store::PinMode::Direct => "direct",
-                };
+            // A CID several owners pin is listed once, under its strongest pin (recursive
+            // first, then the operator's own).
+            let mut pins = node.pins().map_err(Fail::internal)?;
+            pins.sort_by_key(|p| {
+                (p.mode == cairn_node::store::PinMode::Recursive, p.owner == cairn_node::store::PinOwner::Operator)
+            });
+            for pin in pins {
+                let t = pin.mode.as_str();
                 if kind == "all" || kind == t {
                     keys.insert(pin.cid.to_string(), json!({"Type": t, "Name": pin.name.unwrap_or_default()}));
                 }
@@ -647,35 +569,9 @@ fn listen_strings(net: &Network, with_id: bool) -> Vec<String> {
     net.listen_addrs().iter().map(|a| if with_id { a.to_string() } else { strip_p2p(&a.to_string()) }).collect()
 }
 
-/// A part's name as a path inside the upload directory: relative, with no `..`, root or
-/// prefix. Anything else is refused, so an upload cannot write outside its directory.
-fn safe_relative(name: &str) -> Result<PathBuf, Fail> {
-    let p = Path::new(name);
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(s) => out.push(s),
-            Component::CurDir => {}
-            _ => return Err(Fail::bad(format!("file name {name:?} escapes the upload"))),
-        }
-    }
-    if out.as_os_str().is_empty() {
-        return Err(Fail::bad(format!("file name {name:?} is empty")));
-    }
-    Ok(out)
-}
-
-/// A top-level entry of an upload.
-struct Top {
-    /// Its name in the spool directory.
-    name: String,
-    /// The part had no file name: it is reported under its CID.
-    nameless: bool,
-}
-
 /// The cumulative size of the DAG under `cid` (what Kubo reports as an added entry's
 /// `Size`): the root block's length plus its links' sizes as they state them.
-fn tsize(node: &Node, cid: &Cid) -> u64 {
+pub(crate) fn tsize(node: &Node, cid: &Cid) -> u64 {
     let Ok(Some(data)) = node.repo().store().get(cid) else { return 0 };
     if cid.codec() != cairn_node::merkle::hash::DAG_PB {
         return data.len() as u64;
@@ -684,60 +580,4 @@ fn tsize(node: &Node, cid: &Cid) -> u64 {
         .map(|n| n.links.iter().map(|l| l.tsize.unwrap_or(0)).sum())
         .unwrap_or(0);
     data.len() as u64 + links
-}
-
-/// Adds each top-level entry of the spool directory, as `ipfs add` prints them.
-fn add_spooled(
-    node: &Node,
-    dir: &Path,
-    tops: &[Top],
-    opts: &AddOptions,
-    pin: bool,
-    wrap: bool,
-) -> Result<(Vec<Value>, Roots), Fail> {
-    // The entries as they come; their sizes are read once the blocks are in the store.
-    let mut added: Vec<(String, Cid)> = Vec::new();
-    let mut roots = Vec::new();
-    let mut line = |a: &Added| added.push((a.path.clone(), a.cid));
-    if wrap {
-        let root = node.add(dir, opts, pin, &mut |a| {
-            // The spool directory itself is the wrapper: Kubo names it "".
-            let name = a.path.split_once('/').map(|(_, rest)| rest.to_owned()).unwrap_or_default();
-            line(&Added { path: name, cid: a.cid, size: a.size });
-        });
-        let root = root.map_err(Fail::internal)?;
-        roots.push((root.cid, root.size));
-    } else {
-        for t in tops {
-            let root = node
-                .add(&dir.join(&t.name), opts, pin, &mut |a| {
-                    if t.nameless {
-                        line(&Added { path: a.cid.to_string(), cid: a.cid, size: a.size });
-                    } else {
-                        line(a);
-                    }
-                })
-                .map_err(Fail::internal)?;
-            roots.push((root.cid, root.size));
-        }
-    }
-    let lines = added
-        .into_iter()
-        .map(|(name, cid)| json!({"Name": name, "Hash": cid.to_string(), "Size": tsize(node, &cid).to_string()}))
-        .collect();
-    Ok((lines, roots))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upload_names_stay_inside_the_spool() {
-        assert_eq!(safe_relative("dir/sub/file").unwrap(), PathBuf::from("dir/sub/file"));
-        assert_eq!(safe_relative("./a").unwrap(), PathBuf::from("a"));
-        for bad in ["../x", "a/../../x", "/etc/passwd", "", ".", "a/.."] {
-            assert!(safe_relative(bad).is_err(), "{bad}");
-        }
-    }
 }

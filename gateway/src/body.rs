@@ -7,6 +7,7 @@
 //! but keeps the connection open is cut off after [`SEND_TIMEOUT`], so it cannot hold a
 //! blocking thread for long.
 
+use std::future::Future;
 use std::io::{self, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -117,5 +118,40 @@ impl HttpBody for ChannelBody {
 
     fn size_hint(&self) -> SizeHint {
         self.len.map_or_else(SizeHint::default, SizeHint::with_exact)
+    }
+}
+
+/// `body`, holding `permit` until it is sent or dropped, and cut off with an error at
+/// `deadline` (so that a client reading a trickle cannot hold a request slot for ever).
+pub fn limited(body: Body, permit: tokio::sync::OwnedSemaphorePermit, deadline: tokio::time::Instant) -> Body {
+    Limited { inner: body, _permit: permit, deadline: Box::pin(tokio::time::sleep_until(deadline)) }.boxed()
+}
+
+struct Limited {
+    inner: Body,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl HttpBody for Limited {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the response outlasted Gateway.MaxRequestDuration",
+            ))));
+        }
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

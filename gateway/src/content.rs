@@ -249,7 +249,9 @@ pub fn write_car<S: BlockSource, W: Write>(
             let data = block_of(&rec, &terminal)?;
             car.write_block_once(&terminal, &data)?;
         }
-        DagScope::All => car.write_dag(&rec, &terminal)?,
+        // The walk reads the source itself: through `rec`, every block would be kept until
+        // the response ends.
+        DagScope::All => car.write_dag(source, &terminal)?,
         DagScope::Entity => entity(&rec, &mut car, &terminal, bytes)?,
     }
     Ok(car.finish()?)
@@ -284,8 +286,10 @@ fn entity<S: BlockSource, W: Write>(
     let stat = exporter::stat(rec, terminal)?;
     let root_block = rec.take();
     if stat.kind == NodeKind::File && bytes.is_none() {
-        // The walk writes the root itself, then everything under it.
-        car.write_dag(rec, terminal)?;
+        // The walk writes the root itself, then everything under it, reading the source
+        // past the record (which would keep every block until the response ends).
+        rec.take();
+        car.write_dag(&rec.inner, terminal)?;
         return Ok(());
     }
     emit(car, root_block)?;

@@ -36,6 +36,8 @@ enum Format {
 pub struct Handler {
     pub(crate) node: Arc<Node>,
     pub(crate) config: GatewayConfig,
+    /// One permit per request in flight ([`GatewayConfig::max_concurrent_requests`]).
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// A response with a short text body.
@@ -82,6 +84,31 @@ fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
 }
 
 impl Handler {
+    /// Answers one request within the gateway's limits: a request beyond
+    /// [`GatewayConfig::max_concurrent_requests`] gets 429, and one that outlasts
+    /// [`GatewayConfig::max_request_duration`] a 504 (or, once its body has begun, the end
+    /// of the connection).
+    pub async fn limited(self: Arc<Self>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            self.config.metrics.request(StatusCode::TOO_MANY_REQUESTS.as_u16(), std::time::Duration::ZERO);
+            let mut r = text(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests in flight (Gateway.MaxConcurrentRequests); try again shortly",
+            );
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            return r;
+        };
+        let limit = self.config.max_request_duration;
+        let deadline = tokio::time::Instant::now() + limit;
+        match tokio::time::timeout_at(deadline, self.handle(req)).await {
+            Ok(resp) => resp.map(|b| body::limited(b, permit, deadline)),
+            Err(_) => text(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!("the request took longer than Gateway.MaxRequestDuration ({limit:?})"),
+            ),
+        }
+    }
+
     /// Answers one request. Never fails: every problem becomes a status and a short body.
     pub async fn handle(self: Arc<Self>, req: Request<hyper::body::Incoming>) -> Response<Body> {
         // GET and HEAD carry no body worth reading; what is kept is `Send + Sync`.
@@ -157,6 +184,11 @@ impl Handler {
             Ok(f) => f,
             Err(f) => return failure(&f),
         };
+        // A root the store lacks is waited for here, on the runtime: a thousand requests for
+        // blocks nobody has then hold no blocking thread, and local reads go on being served.
+        if let Err(e) = self.node.ensure_local(&content.root).await {
+            return failure(&Failure::from(cairn_node::merkle::exporter::ExportError::Source(e)));
+        }
         let on_subdomain = matches!(host, Host::Subdomain { .. });
         match format {
             Format::Raw => self.raw(req, &content).await,
@@ -571,6 +603,8 @@ fn common_headers(content: &ContentPath, roots: &[Cid], etag: &str) -> HeaderMap
     let roots: Vec<String> = roots.iter().map(Cid::to_string).collect();
     h.insert("x-ipfs-roots", value(&roots.join(",")));
     h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    // The type sent is the one meant: no browser may run a file as script or style on a guess.
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h
 }
 

@@ -17,6 +17,7 @@ pub mod api;
 mod body;
 mod content;
 mod handler;
+mod io;
 mod listing;
 pub mod metrics;
 mod mime;
@@ -53,8 +54,16 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// How long open connections get to finish when the gateway shuts down.
     pub shutdown_grace: Duration,
+    /// A client that takes none of what it is sent for this long is cut off.
+    pub write_timeout: Duration,
     /// Where the gateway counts requests (the API's metrics page shows them).
     pub metrics: Arc<GatewayMetrics>,
+    /// Requests served at once (`Gateway.MaxConcurrentRequests`); more get 429 with
+    /// `Retry-After`. A request counts until its body is sent.
+    pub max_concurrent_requests: usize,
+    /// The longest one request may take, body included (`Gateway.MaxRequestDuration`):
+    /// an answer not begun by then is a 504, a body not sent by then is cut off.
+    pub max_request_duration: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -64,7 +73,10 @@ impl Default for GatewayConfig {
             header_timeout: Duration::from_secs(10),
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(10),
+            write_timeout: body::SEND_TIMEOUT,
             metrics: Arc::default(),
+            max_concurrent_requests: 4096,
+            max_request_duration: Duration::from_secs(3600),
         }
     }
 }
@@ -80,9 +92,15 @@ pub async fn serve(
     config: GatewayConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let limits = (config.header_timeout, config.max_connections, config.shutdown_grace);
-    let handler = Arc::new(Handler { node, config });
-    serve_with(listener, limits, shutdown, move |req| handler.clone().handle(req)).await
+    let limits = Limits {
+        header_timeout: config.header_timeout,
+        max_connections: config.max_connections,
+        grace: config.shutdown_grace,
+        write_timeout: config.write_timeout,
+    };
+    let slots = Arc::new(Semaphore::new(config.max_concurrent_requests.max(1)));
+    let handler = Arc::new(Handler { node, config, slots });
+    serve_with(listener, limits, shutdown, move |req| handler.clone().limited(req)).await
 }
 
 /// Serves the RPC API ([`api::Api`]) on `listener` until `shutdown` completes.
@@ -95,8 +113,26 @@ pub async fn serve_api(
     serve_with(listener, SERVICE_LIMITS, shutdown, move |req| api.clone().handle(req)).await
 }
 
-/// The head timeout, connections and shutdown grace of the API and the pinning service.
-const SERVICE_LIMITS: (Duration, usize, Duration) = (Duration::from_secs(10), 256, Duration::from_secs(5));
+/// What bounds the connections of one server.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// A client must send its request head within this time.
+    header_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's backlog.
+    max_connections: usize,
+    /// How long open connections get to finish at shutdown.
+    grace: Duration,
+    /// A client that takes nothing it is sent for this long is cut off.
+    write_timeout: Duration,
+}
+
+/// The limits of the API and the pinning service.
+const SERVICE_LIMITS: Limits = Limits {
+    header_timeout: Duration::from_secs(10),
+    max_connections: 256,
+    grace: Duration::from_secs(5),
+    write_timeout: body::SEND_TIMEOUT,
+};
 
 /// Serves the Pinning Service API ([`pinning::PinningApi`]) on `listener` until `shutdown`
 /// completes.
@@ -113,7 +149,7 @@ pub async fn serve_pinning(
 /// head timeout, and a grace period for open connections at shutdown.
 async fn serve_with<F, Fut>(
     listener: TcpListener,
-    (header_timeout, max, grace): (Duration, usize, Duration),
+    Limits { header_timeout, max_connections: max, grace, write_timeout }: Limits,
     shutdown: impl Future<Output = ()>,
     handle: F,
 ) -> std::io::Result<()>
@@ -152,6 +188,7 @@ where
             let fut = handle(req);
             async move { Ok::<_, Infallible>(fut.await) }
         });
+        let stream = io::WriteTimeout::new(stream, write_timeout);
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -67,7 +67,9 @@ pub fn head(display_path: &str, dir_cid: &str, parent: bool, signed: Option<&str
 /// One entry's row. `size` is the link's cumulative size; `cid_href` links the CID column
 /// (absent on a subdomain gateway, whose paths cannot name another root).
 pub fn row(out: &mut String, name: &str, size: u64, cid: &str, cid_href: Option<&str>) {
-    let href = escape(&encode_segment(name));
+    // Always `./name`: a name such as `javascript:alert(1)` would otherwise read as a URL
+    // with a scheme of its own.
+    let href = escape(&format!("./{}", encode_segment(name)));
     let name = escape(name);
     let size = human_size(size);
     let _ = write!(out, "<tr><td><a href=\"{href}\">{name}</a></td><td class=\"size\">{size}</td><td class=\"cid\">");
@@ -93,11 +95,21 @@ mod tests {
     fn names_are_escaped_and_encoded() {
         let mut out = String::new();
         row(&mut out, "<b>\"x\" & y.txt", 1536, "bafyfoo", Some("/ipfs/bafyfoo?filename=a&b"));
-        assert!(out.contains("href=\"%3Cb%3E%22x%22%20&amp;%20y.txt\""), "{out}");
+        assert!(out.contains("href=\"./%3Cb%3E%22x%22%20&amp;%20y.txt\""), "{out}");
         assert!(out.contains(">&lt;b&gt;&quot;x&quot; &amp; y.txt</a>"), "{out}");
         assert!(out.contains("1.5 KiB"), "{out}");
         assert!(out.contains("href=\"/ipfs/bafyfoo?filename=a&amp;b\""), "{out}");
         assert!(!out.contains("<b>"));
+    }
+
+    #[test]
+    fn names_that_look_like_urls_stay_relative_links() {
+        for name in ["javascript:alert(1)", "JavaScript:alert(1)", "data:text/html,x", "//evil.example", "http://e.x"] {
+            let mut out = String::new();
+            row(&mut out, name, 1, "bafyfoo", None);
+            let href = out.split("href=\"").nth(1).unwrap().split('"').next().unwrap();
+            assert!(href.starts_with("./") && !href[2..].starts_with('/'), "{name}: {href}");
+        }
     }
 
     #[test]

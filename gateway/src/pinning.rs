@@ -62,6 +62,8 @@ impl From<PinError> for Fail {
         match e {
             PinError::Bad(d) => Fail::bad(d),
             PinError::NotFound(_) => Fail(StatusCode::NOT_FOUND, "NOT_FOUND", e.to_string()),
+            PinError::Quota(_) => Fail(StatusCode::FORBIDDEN, "QUOTA_EXCEEDED", e.to_string()),
+            PinError::RateLimited(_) => Fail(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", e.to_string()),
             other => Fail(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", other.to_string()),
         }
     }

@@ -138,6 +138,11 @@ pub enum HamtError {
         /// Its depth (the root is at depth 0).
         depth: usize,
     },
+    /// A child shard appears twice in one directory. No valid HAMT repeats a shard (each
+    /// holds the names of its own slot path); a hostile one does it to list the same entries
+    /// 2^64 times from a handful of blocks.
+    #[error("HAMT shard {0} appears twice in one directory")]
+    RepeatedShard(Cid),
     /// Two names hash alike on every bit the trie can use (all 64 at fanout 256), so no HAMT
     /// can hold both. Kubo fails the same way, with "sharded directory too deep".
     #[error("HAMT: names {first:?} and {second:?} hash alike on every bit the trie can use")]
@@ -503,6 +508,8 @@ pub struct Entries<'a, S: BlockSource + ?Sized> {
     width: usize,
     levels: usize,
     stack: Vec<Frame>,
+    /// Child shards met so far: each may be listed once.
+    shards: std::collections::HashSet<Cid>,
 }
 
 impl<S: BlockSource + ?Sized> std::fmt::Debug for Entries<'_, S> {
@@ -522,6 +529,7 @@ impl<'a, S: BlockSource + ?Sized> Entries<'a, S> {
             width: layout.width,
             levels: max_levels(layout.bits),
             stack: vec![Frame { links: node.links.into_iter(), depth: 0 }],
+            shards: std::collections::HashSet::new(),
         })
     }
 
@@ -538,6 +546,9 @@ impl<'a, S: BlockSource + ?Sized> Entries<'a, S> {
             if link.name().len() == self.width {
                 if depth + 1 >= self.levels {
                     return Err(HamtError::TooDeep { shard: link.cid, depth: depth + 1 });
+                }
+                if !self.shards.insert(link.cid) {
+                    return Err(HamtError::RepeatedShard(link.cid));
                 }
                 let (child, _) = load_shard(self.source, &link.cid, self.fanout)?;
                 self.stack.push(Frame { links: child.links.into_iter(), depth: depth + 1 });
@@ -623,6 +634,45 @@ mod tests {
             }
         }
         unreachable!()
+    }
+
+    /// Eight blocks: seven levels of full shards whose every slot links the same child shard,
+    /// over one shard with one file (as deep as fanout 256 goes). Listed naively, 256^7 =
+    /// 2^56 entries.
+    fn repeated_link_bomb() -> (MemoryBlocks, PbNode, UnixFs) {
+        let mut blocks = MemoryBlocks::new();
+        let (bottom, _) = raw_shard(vec![PbLink::new(file_cid(0), "00file".to_owned(), 10)], &[1], 256);
+        let bottom = Block::new_unchecked(V1.cid(DAG_PB, &bottom.encode()), Bytes::from(bottom.encode()));
+        let mut child = *bottom.cid();
+        blocks.insert(bottom);
+        let full = [0xffu8; 32];
+        for level in 0..7 {
+            let links = (0..256).map(|i| PbLink::new(child, link_prefix(i, 256), 100)).collect();
+            let (node, fs) = raw_shard(links, &full, 256);
+            if level == 6 {
+                return (blocks, node, fs);
+            }
+            let data = Bytes::from(node.encode());
+            child = V1.cid(DAG_PB, &data);
+            blocks.insert(Block::new_unchecked(child, data));
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn a_shard_linked_twice_ends_the_listing_at_once() {
+        let (blocks, node, fs) = repeated_link_bomb();
+        let mut listed = 0;
+        let mut failed = None;
+        for item in Entries::new(&blocks, node, fs).unwrap() {
+            match item {
+                Ok(_) => listed += 1,
+                Err(e) => failed = Some(e),
+            }
+        }
+        assert_eq!(listed, 1, "the one file, once");
+        assert!(matches!(failed, Some(HamtError::RepeatedShard(_))), "{failed:?}");
+        assert!(blocks.reads() <= 8, "read {} blocks", blocks.reads());
     }
 
     #[test]
@@ -944,8 +994,9 @@ mod tests {
         let e = lookup(&blocks, &node, &fs, "anything").unwrap_err();
         assert!(matches!(e, HamtError::TooDeep { depth: 8, .. }), "{e}");
         assert_eq!(blocks.reads(), 7);
+        // A listing meets the shard a second time at once.
         let e = list(&blocks, node, fs).unwrap_err();
-        assert!(matches!(e, HamtError::TooDeep { depth: 8, .. }), "{e}");
+        assert!(matches!(e, HamtError::RepeatedShard(c) if c == cid), "{e}");
     }
 
     #[test]

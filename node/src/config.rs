@@ -56,6 +56,21 @@ fn default_pinning_address() -> String {
 pub struct Datastore {
     /// The most the repo may hold, e.g. `"10GB"`.
     pub storage_max: String,
+    /// With `cairn daemon --enable-gc`: how often the repo's size is checked against the
+    /// watermark, such as `1h`.
+    #[serde(default = "default_gc_period", rename = "GCPeriod")]
+    pub gc_period: String,
+    /// With `--enable-gc`: the percentage of `StorageMax` past which a collection runs.
+    #[serde(default = "default_gc_watermark", rename = "StorageGCWatermark")]
+    pub storage_gc_watermark: u64,
+}
+
+fn default_gc_period() -> String {
+    "1h".into()
+}
+
+fn default_gc_watermark() -> u64 {
+    90
 }
 
 /// mDNS discovery.
@@ -131,8 +146,8 @@ impl Default for ConnMgr {
     }
 }
 
-/// The RPC API's access control.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The RPC API's access control and limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Api {
     /// Named secrets that open the API. With any set, every request must carry one
@@ -140,6 +155,41 @@ pub struct Api {
     /// `basic:<user>:<password>`), and an API on a non-loopback address requires them.
     #[serde(default)]
     pub authorizations: std::collections::BTreeMap<String, Authorization>,
+    /// Headers added to every answer, as in Kubo. `Access-Control-Allow-Origin` here is also
+    /// the list of web origins allowed to call the API (none by default: a request that
+    /// carries any other `Origin` gets 403). `*` allows every origin.
+    #[serde(default, rename = "HTTPHeaders")]
+    pub http_headers: std::collections::BTreeMap<String, Vec<String>>,
+    /// Host names the API answers to besides IP literals and `localhost` (DNS rebinding: a
+    /// request whose `Host` names anything else gets 403).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// The most bytes one `add`, `dag/import` or `block/put` body may carry, e.g. `256GB`.
+    #[serde(default = "default_max_upload_bytes")]
+    pub max_upload_bytes: String,
+    /// The most parts (files, directories, blocks) one upload may carry.
+    #[serde(default = "default_max_upload_entries")]
+    pub max_upload_entries: u64,
+}
+
+fn default_max_upload_bytes() -> String {
+    "256GB".into()
+}
+
+fn default_max_upload_entries() -> u64 {
+    1_000_000
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Api {
+            authorizations: std::collections::BTreeMap::new(),
+            http_headers: std::collections::BTreeMap::new(),
+            allowed_hosts: Vec::new(),
+            max_upload_bytes: default_max_upload_bytes(),
+            max_upload_entries: default_max_upload_entries(),
+        }
+    }
 }
 
 /// One secret and what it opens.
@@ -195,14 +245,33 @@ pub struct Gateway {
     /// gateway then answers 504, and `cat`/`get` through the daemon fail. Such as `30s` or
     /// `2m`.
     pub retrieval_timeout: String,
+    /// Requests served at once; more get 429 with `Retry-After`.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: u64,
+    /// The longest one request may take, its body included, such as `1h`.
+    #[serde(default = "default_max_request_duration")]
+    pub max_request_duration: String,
     /// Keys this version does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
+fn default_max_concurrent_requests() -> u64 {
+    4096
+}
+
+fn default_max_request_duration() -> String {
+    "1h".into()
+}
+
 impl Default for Gateway {
     fn default() -> Self {
-        Gateway { retrieval_timeout: "60s".into(), extra: Map::new() }
+        Gateway {
+            retrieval_timeout: "60s".into(),
+            max_concurrent_requests: default_max_concurrent_requests(),
+            max_request_duration: default_max_request_duration(),
+            extra: Map::new(),
+        }
     }
 }
 
@@ -248,6 +317,13 @@ pub struct PinningService {
     pub max_attempts: u32,
     /// The wait before the first retry; it doubles after each failed try.
     pub retry_delay: String,
+    /// Pin requests one account may hold at once.
+    pub max_requests: u64,
+    /// Bytes of pinned DAGs one account may hold, such as `100GB` (`0`: no quota of its
+    /// own, only `Datastore.StorageMax`).
+    pub max_bytes: String,
+    /// Requests that change an account's pins (add, replace, remove) per minute.
+    pub requests_per_minute: u32,
 }
 
 impl Default for PinningService {
@@ -257,6 +333,9 @@ impl Default for PinningService {
             concurrency: 4,
             max_attempts: 5,
             retry_delay: "30s".into(),
+            max_requests: 10_000,
+            max_bytes: "0".into(),
+            requests_per_minute: 600,
         }
     }
 }
@@ -464,9 +543,48 @@ impl Config {
             .ok_or_else(|| ConfigError::Invalid("Gateway.RetrievalTimeout must be more than 0".into()))
     }
 
+    /// `Gateway.MaxRequestDuration`. Zero is refused, like a zero retrieval timeout.
+    pub fn max_request_duration(&self) -> Result<std::time::Duration, ConfigError> {
+        parse_duration("Gateway.MaxRequestDuration", &self.gateway.max_request_duration)?
+            .ok_or_else(|| ConfigError::Invalid("Gateway.MaxRequestDuration must be more than 0".into()))
+    }
+
     /// `Scrub.Interval` (`None`: no scrub).
     pub fn scrub_interval(&self) -> Result<Option<std::time::Duration>, ConfigError> {
         parse_duration("Scrub.Interval", &self.scrub.interval)
+    }
+
+    /// `Datastore.StorageMax` in bytes (`0` or empty: no limit).
+    pub fn storage_max(&self) -> Result<Option<u64>, ConfigError> {
+        let v = self.datastore.storage_max.trim();
+        if v == "0" || v.is_empty() {
+            return Ok(None);
+        }
+        parse_size(v)
+            .map(Some)
+            .ok_or_else(|| ConfigError::Invalid(format!("Datastore.StorageMax {v:?} is not a size like 10GB or 0")))
+    }
+
+    /// With `--enable-gc`: how often to check (`Datastore.GCPeriod`) and the block bytes past
+    /// which to collect (`StorageGCWatermark` percent of `StorageMax`; with no `StorageMax`,
+    /// every period).
+    pub fn auto_gc(&self) -> Result<(std::time::Duration, u64), ConfigError> {
+        let period = parse_duration("Datastore.GCPeriod", &self.datastore.gc_period)?
+            .ok_or_else(|| ConfigError::Invalid("Datastore.GCPeriod must be more than 0".into()))?;
+        let pct = self.datastore.storage_gc_watermark;
+        if !(1..=100).contains(&pct) {
+            return Err(ConfigError::Invalid(format!("Datastore.StorageGCWatermark {pct} is not a percentage 1-100")));
+        }
+        let at = self.storage_max()?.map_or(0, |max| (u128::from(max) * u128::from(pct) / 100) as u64);
+        Ok((period, at))
+    }
+
+    /// `API.MaxUploadBytes` in bytes.
+    pub fn api_max_upload_bytes(&self) -> Result<u64, ConfigError> {
+        let v = self.api.max_upload_bytes.trim();
+        parse_size(v)
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ConfigError::Invalid(format!("API.MaxUploadBytes {v:?} is not a size like 256GB or 64MiB")))
     }
 
     /// `Follow.Quota` in bytes (`None`: no quota of its own).
@@ -497,7 +615,11 @@ impl Config {
                 pinning_service: format!("/ip4/127.0.0.1/tcp/{}", port(5003)),
             },
             bootstrap: Vec::new(),
-            datastore: Datastore { storage_max: "10GB".into() },
+            datastore: Datastore {
+                storage_max: "10GB".into(),
+                gc_period: default_gc_period(),
+                storage_gc_watermark: default_gc_watermark(),
+            },
             discovery: Discovery { mdns: Mdns { enabled: false } },
             swarm: Swarm { disable_nat_port_map: true, conn_mgr: ConnMgr::default(), rate_limit: RateLimit::default() },
             routing: Routing::default(),
@@ -545,7 +667,15 @@ impl Config {
             cur = obj.entry(p.to_string()).or_insert_with(|| Value::Object(Map::new()));
         }
         cur.as_object_mut().ok_or_else(|| ConfigError::BadKey(key.to_owned()))?.insert(last.to_string(), value);
-        serde_json::from_value(root).map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))
+        let config: Config = serde_json::from_value(root).map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?;
+        config.api_max_upload_bytes()?;
+        config.max_request_duration()?;
+        config.storage_max()?;
+        config.auto_gc()?;
+        if config.gateway.max_concurrent_requests == 0 {
+            return Err(ConfigError::Invalid("Gateway.MaxConcurrentRequests must be more than 0".into()));
+        }
+        Ok(config)
     }
 }
 

@@ -30,7 +30,7 @@ use crate::manifest::{check_signature, decode, Signature};
 use crate::net::session::Order;
 use crate::net::{hints, Network, NodeStore, PubsubMessage, SharedStore};
 use crate::node::{IpfsPath, Node, NodeError};
-use crate::store::PinMode;
+use crate::store::{PinMode, PinOwner};
 use crate::BlockStore;
 
 /// The metadata prefix of followed publishers.
@@ -86,10 +86,10 @@ pub fn remove(node: &Node, peer: &str, unpin: bool) -> Result<bool, NodeError> {
     let was = node.repo().store().get_meta(key.as_bytes())?.is_some();
     node.repo().store().update_meta(&[], &[key.as_bytes()])?;
     if unpin {
-        let name = format!("{PIN_PREFIX}{peer}");
+        let owner = PinOwner::Follow(peer.to_owned());
         for pin in node.pins()? {
-            if pin.name.as_deref() == Some(name.as_str()) {
-                node.pin_rm(&IpfsPath { root: pin.cid, rest: String::new() })?;
+            if pin.owner == owner {
+                node.pin_rm_as(&owner, &IpfsPath { root: pin.cid, rest: String::new() })?;
             }
         }
     }
@@ -100,7 +100,7 @@ pub fn remove(node: &Node, peer: &str, unpin: bool) -> Result<bool, NodeError> {
 pub fn followed_bytes(node: &Node) -> Result<u64, NodeError> {
     let mut total = 0;
     for pin in node.pins()? {
-        if pin.name.as_deref().is_some_and(|n| n.starts_with(PIN_PREFIX)) {
+        if matches!(pin.owner, PinOwner::Follow(_)) {
             if let Some(data) = node.repo().store().get(&pin.cid)? {
                 if let Ok(m) = decode(&pin.cid, &data) {
                     total += m.size;
@@ -265,12 +265,14 @@ impl Follower {
     async fn mirror(&self, cid: Cid) -> Result<Step, String> {
         let node = self.node.clone();
         let (held, local) = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
-            Ok((node.pin_of(&cid)?, node.repo().store().get(&cid)?))
+            Ok((node.pins_of(&cid)?, node.repo().store().get(&cid)?))
         })
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-        if held.is_some_and(|p| p.mode == PinMode::Recursive) {
+        // Mirrored already when a followed publisher's pin holds it (the operator's pin of
+        // the same manifest is the operator's, and may go).
+        if held.iter().any(|p| p.mode == PinMode::Recursive && matches!(p.owner, PinOwner::Follow(_))) {
             return Ok(Step::Held);
         }
         let data = match local {
@@ -302,8 +304,9 @@ impl Follower {
         let store: SharedStore = Arc::new(NodeStore(self.node.clone()));
         self.net.fetch_dag(&store, cid, Order::File, FETCH_WINDOW, self.timeout).await.map_err(|e| e.to_string())?;
         let (node, name) = (self.node.clone(), format!("{PIN_PREFIX}{}", manifest.publisher));
+        let owner = PinOwner::Follow(manifest.publisher.clone());
         tokio::task::spawn_blocking(move || {
-            node.pin_add(&IpfsPath { root: cid, rest: String::new() }, true, Some(name))
+            node.pin_add_as(owner, &IpfsPath { root: cid, rest: String::new() }, true, Some(name))
         })
         .await
         .map_err(|e| e.to_string())?

@@ -6,11 +6,13 @@
 //!
 //! - [`add`]: adding files and directory trees from the local file system, as `ipfs add`
 //!   does (walk order, hidden files, symlinks, output lines).
+//! - [`upload`]: adding the parts of an API upload straight into blocks, with no file system.
 //! - [`repo`]: [`Repo`], the on-disk layout (config, identity key, lock, database).
 //! - [`config`]: [`Config`], Kubo's key names, edited by dotted key.
 //! - [`store`]: the [`BlockStore`] and [`PinStore`] traits, over RocksDB or memory.
 //! - [`node`]: [`Node`], the facade: add, cat, get, ls, pins, GC, verify, blocks, CAR.
 //! - [`follow`]: mirroring the signed manifests of followed publishers as they announce them.
+//! - [`autogc`]: garbage collection on its own, past a watermark of `StorageMax`.
 //! - [`scrub`]: the background scrub that re-hashes every block and repairs damage from peers.
 //! - [`pinning`]: the Pinning Service API's pin requests and the worker that fetches them.
 //!
@@ -19,6 +21,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod add;
+pub mod autogc;
 pub mod config;
 pub mod follow;
 pub mod manifest;
@@ -28,6 +31,7 @@ pub mod pinning;
 pub mod repo;
 pub mod scrub;
 pub mod store;
+pub mod upload;
 
 pub use config::Config;
 pub use node::{IpfsPath, Node, NodeError};

@@ -24,7 +24,7 @@ use cairn_merkle::{Block, BlockSource, Cid, SourceError};
 use crate::add::{self, AddError, AddOptions, Added};
 use crate::config::Profile;
 use crate::repo::{Repo, RepoError};
-use crate::store::{block_key, key_cid, BlockStore, Pin, PinMode, PinStore, StoreError, StoreStats};
+use crate::store::{block_key, key_cid, BlockStore, Pin, PinMode, PinOwner, PinStore, StoreError, StoreStats};
 
 /// Blocks buffered before one batched write.
 const WRITE_BATCH_BLOCKS: usize = 256;
@@ -45,6 +45,9 @@ pub enum NodeError {
     /// Adding failed.
     #[error(transparent)]
     Add(#[from] AddError),
+    /// An upload was refused or could not be imported.
+    #[error(transparent)]
+    Upload(#[from] crate::upload::UploadError),
     /// Reading a DAG failed (boxed to keep results small).
     #[error(transparent)]
     Export(Box<ExportError>),
@@ -60,6 +63,12 @@ pub enum NodeError {
     /// The pin does not exist.
     #[error("{0} is not pinned")]
     NotPinned(Cid),
+    /// A quota would be passed.
+    #[error("over quota: {0}")]
+    Quota(String),
+    /// Only another owner pins it, and no owner may remove another's pin.
+    #[error("{0} is not pinned by you; {1} pins it")]
+    PinnedByOther(Cid, String),
     /// The block is pinned and so cannot be removed.
     #[error("{0} is pinned; unpin it first")]
     Pinned(Cid),
@@ -115,7 +124,7 @@ impl std::str::FromStr for IpfsPath {
 }
 
 /// What `repo gc` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GcReport {
     /// Blocks removed.
     pub removed_blocks: u64,
@@ -123,6 +132,10 @@ pub struct GcReport {
     pub removed_bytes: u64,
     /// Blocks kept because a pin reaches them.
     pub kept_blocks: u64,
+    /// Blocks of pinned DAGs that are missing or unreadable and whose links are not known.
+    /// While there are any, nothing is removed: the blocks below them cannot be told from
+    /// garbage, and they are what a repair from peers would need.
+    pub holes: Vec<Cid>,
 }
 
 /// What `repo stat` shows.
@@ -145,6 +158,58 @@ pub struct Corrupt {
     pub cid: Cid,
     /// What is wrong.
     pub reason: String,
+    /// The damage is certain: the bytes were read twice and both times did not match the
+    /// hash (or the key is no multihash). Otherwise the block could not be read or checked,
+    /// which may pass, and its bytes must be kept.
+    pub confirmed: bool,
+}
+
+/// How many times a block that fails to read is read before it counts as unreadable.
+const READ_TRIES: u32 = 3;
+
+/// Re-reads and re-hashes one block through `read`: its size, or what is wrong with it.
+/// A read error is tried again (after `pause`) up to [`READ_TRIES`] times, and a mismatch (of
+/// the block's hash, or of the database's checksum) is read a second time before it is
+/// believed, so that a passing fault of the disk or the process (EIO, EMFILE) never condemns
+/// sound bytes.
+#[allow(clippy::result_large_err)] // the error is a damaged block: rare, and reported whole
+pub fn examine(
+    cid: Cid,
+    read: &mut dyn FnMut() -> Result<Option<Bytes>, StoreError>,
+    pause: &mut dyn FnMut(std::time::Duration),
+) -> Result<Option<u64>, Corrupt> {
+    let mut mismatches = 0;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let last = tries >= READ_TRIES;
+        match read() {
+            // Deleted since it was listed (a collection ran meanwhile): nothing to check.
+            Ok(None) => return Ok(None),
+            Ok(Some(data)) => match hash::multihash_matches(cid.hash(), &data) {
+                Ok(true) => return Ok(Some(data.len() as u64)),
+                Ok(false) => {
+                    mismatches += 1;
+                    if mismatches >= 2 {
+                        let reason = "bytes do not match the hash".to_owned();
+                        return Err(Corrupt { cid, reason, confirmed: true });
+                    }
+                }
+                Err(e) => return Err(Corrupt { cid, reason: format!("cannot be checked: {e}"), confirmed: false }),
+            },
+            Err(StoreError::Checksum(e)) => {
+                mismatches += 1;
+                if mismatches >= 2 {
+                    return Err(Corrupt { cid, reason: format!("unreadable: {e}"), confirmed: true });
+                }
+            }
+            Err(e) if last => {
+                let reason = format!("unreadable after {READ_TRIES} tries: {e}");
+                return Err(Corrupt { cid, reason, confirmed: false });
+            }
+            Err(_) => pause(std::time::Duration::from_millis(50 << (2 * tries.min(4)))),
+        }
+    }
 }
 
 /// A node over an open repo.
@@ -170,6 +235,15 @@ pub trait BlockFetcher: Send + Sync + std::fmt::Debug {
     /// first block it needs below the root: the fetcher may fetch the start of that stretch
     /// in one request. The default does nothing.
     fn reading(&self, _file: &Cid, _from: u64, _to: u64) {}
+
+    /// [`BlockFetcher::fetch`] for async callers: the wait holds no thread. The default
+    /// fetches nothing (the blocking read then reports the block missing).
+    fn fetch_async(
+        &self,
+        _cid: Cid,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, SourceError>> + Send + '_>> {
+        Box::pin(std::future::ready(Ok(Bytes::new())))
+    }
 }
 
 /// Reads blocks from the node's store for the exporter (identity CIDs answer themselves),
@@ -279,22 +353,53 @@ fn write_batched<T>(
 impl Node {
     /// Opens the repo at `path`.
     pub fn open(path: &Path) -> Result<Node, NodeError> {
-        Ok(Node::on(Repo::open(path)?))
+        Node::on(Repo::open(path)?)
     }
 
     /// Creates a repo at `path` and opens a node on it.
     pub fn init(path: &Path, profile: Profile) -> Result<Node, NodeError> {
-        Ok(Node::on(Repo::init(path, profile)?))
+        Node::on(Repo::init(path, profile)?)
     }
 
-    fn on(repo: Repo) -> Node {
-        Node { repo, gc_lock: RwLock::new(()), fetcher: std::sync::OnceLock::new() }
+    fn on(repo: Repo) -> Result<Node, NodeError> {
+        let node = Node { repo, gc_lock: RwLock::new(()), fetcher: std::sync::OnceLock::new() };
+        node.adopt_legacy_follow_pins()?;
+        Ok(node)
+    }
+
+    /// Pins an older version made for followed publishers under the operator (named
+    /// `follow <peer>`) become the publishers' own.
+    fn adopt_legacy_follow_pins(&self) -> Result<(), NodeError> {
+        for pin in self.pins_store().pins()? {
+            let Some(peer) = pin.name.as_deref().and_then(|n| n.strip_prefix(crate::follow::PIN_PREFIX)) else {
+                continue;
+            };
+            if pin.owner != PinOwner::Operator {
+                continue;
+            }
+            let adopted = Pin { owner: PinOwner::Follow(peer.to_owned()), ..pin.clone() };
+            self.pins_store().put_pin(&adopted)?;
+            self.pins_store().remove_pin(&pin.cid, &PinOwner::Operator)?;
+        }
+        Ok(())
     }
 
     /// Lets reads fetch what the store lacks through `fetcher` (once; later calls are
     /// ignored and return false).
     pub fn attach_fetcher(&self, fetcher: Arc<dyn BlockFetcher>) -> bool {
         self.fetcher.set(fetcher).is_ok()
+    }
+
+    /// Brings `cid`'s block into the store from the fetcher, if the store lacks it, waiting
+    /// without holding a thread: the gateway calls this before its blocking read, so that
+    /// requests for blocks nobody has wait on the runtime rather than on the blocking pool
+    /// (which serves every local read too). Without a fetcher it does nothing.
+    pub async fn ensure_local(&self, cid: &Cid) -> Result<(), SourceError> {
+        let Some(fetcher) = self.fetcher.get() else { return Ok(()) };
+        if cid.hash().code() == hash::IDENTITY || self.store().has(cid).unwrap_or(false) {
+            return Ok(());
+        }
+        fetcher.fetch_async(*cid).await.map(|_| ())
     }
 
     /// The repo.
@@ -336,7 +441,7 @@ impl Node {
         let _guard = self.shared()?;
         let (root, _) = write_batched(self.store(), |sink| Ok(add::add(path, opts, sink, on_added)?))?;
         if pin {
-            self.pins_store().put_pin(&Pin { cid: root.cid, mode: PinMode::Recursive, name: None })?;
+            self.pin_root(root.cid)?;
         }
         Ok(root)
     }
@@ -349,7 +454,7 @@ impl Node {
                 .map_err(|e| AddError::Import { path: PathBuf::from("<stdin>"), source: Box::new(e) }.into())
         })?;
         if pin {
-            self.pins_store().put_pin(&Pin { cid: root.cid, mode: PinMode::Recursive, name: None })?;
+            self.pin_root(root.cid)?;
         }
         Ok(Added { path: root.cid.to_string(), cid: root.cid, size: root.size })
     }
@@ -370,9 +475,37 @@ impl Node {
                 .map_err(|e| AddError::Import { path: PathBuf::from(name), source: Box::new(e) }.into())
         })?;
         if pin {
-            self.pins_store().put_pin(&Pin { cid: root.cid, mode: PinMode::Recursive, name: None })?;
+            self.pin_root(root.cid)?;
         }
         Ok(Added { path: name.to_owned(), cid: root.cid, size: root.size })
+    }
+
+    /// Adds an upload (the parts of an API `add`, as they arrive) without touching the file
+    /// system: see [`crate::upload`]. Reports each entry as `ipfs add` prints it and returns
+    /// the roots, each pinned recursively when `pin` is set, after every block is durable.
+    pub fn add_upload<R: Read + Send>(
+        &self,
+        parts: impl IntoIterator<Item = crate::upload::UploadPart<R>>,
+        opts: &AddOptions,
+        limits: crate::upload::UploadLimits,
+        pin: bool,
+        wrap: bool,
+        on_added: &mut dyn FnMut(&Added),
+    ) -> Result<Vec<Added>, NodeError> {
+        let _guard = self.shared()?;
+        let (roots, _) = write_batched(self.store(), |sink| {
+            let mut upload = crate::upload::Upload::new(opts, limits);
+            for part in parts {
+                upload.push(part, sink, on_added)?;
+            }
+            Ok(upload.finish(wrap, sink, on_added)?)
+        })?;
+        if pin {
+            for root in &roots {
+                self.pin_root(root.cid)?;
+            }
+        }
+        Ok(roots)
     }
 
     /// What `path` names (kind, file size, symlink target), reading only its root block.
@@ -406,6 +539,17 @@ impl Node {
         let mut out = Vec::new();
         self.walk_dag(root, &mut HashSet::new(), &mut |cid| out.push(cid))?;
         Ok(out)
+    }
+
+    /// The bytes of every distinct block of the DAG under `root` (all must be present).
+    pub fn dag_size(&self, root: &Cid) -> Result<u64, NodeError> {
+        let mut cids = Vec::new();
+        self.walk_dag(root, &mut HashSet::new(), &mut |cid| cids.push(cid))?;
+        let mut total = 0u64;
+        for cid in cids {
+            total += self.store().size(&cid)?.unwrap_or(0);
+        }
+        Ok(total)
     }
 
     /// Depth-first, in link order, over blocks not yet in `seen`.
@@ -550,12 +694,17 @@ impl Node {
     }
 
     /// Every block reachable from `root` (root included), checking each is present.
+    /// Each block is protected from a collection under way before it is read
+    /// ([`crate::store::RocksStore::protect`]): once the walk has seen it, it stays, and a
+    /// block a collection took first is missing here, which fails the pin cleanly.
     fn reachable(&self, root: &Cid, into: &mut HashSet<Vec<u8>>) -> Result<(), NodeError> {
         let mut stack = vec![*root];
         while let Some(cid) = stack.pop() {
-            if cid.hash().code() == hash::IDENTITY || !into.insert(block_key(&cid)) {
+            let key = block_key(&cid);
+            if cid.hash().code() == hash::IDENTITY || !into.insert(key.clone()) {
                 continue;
             }
+            self.repo.store().protect([key])?;
             let data = self.store().get(&cid)?.ok_or(NodeError::NotFound(cid))?;
             let links = cairn_merkle::links::links(&cid, &data)
                 .map_err(|e| NodeError::BadPath(cid.to_string(), e.to_string()))?;
@@ -564,37 +713,118 @@ impl Node {
         Ok(())
     }
 
-    /// Pins `path`'s CID. A recursive pin needs every block of the DAG present.
+    /// Like [`Node::reachable`], for the collector: a block that is missing or cannot be read
+    /// or decoded does not stop the walk. A missing raw block has no links; a missing block
+    /// the scrub recorded with the links it could still read is walked through them; any
+    /// other such block is a hole, added to `holes`.
+    fn reachable_past_damage(
+        &self,
+        root: &Cid,
+        damaged: &std::collections::HashMap<Vec<u8>, crate::scrub::Damaged>,
+        into: &mut HashSet<Vec<u8>>,
+        holes: &mut Vec<Cid>,
+    ) -> Result<(), NodeError> {
+        let mut stack = vec![*root];
+        while let Some(cid) = stack.pop() {
+            let key = block_key(&cid);
+            if cid.hash().code() == hash::IDENTITY || !into.insert(key.clone()) {
+                continue;
+            }
+            let mut read = self.store().get(&cid);
+            for attempt in 1..READ_TRIES {
+                if read.is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50 << (2 * attempt)));
+                read = self.store().get(&cid);
+            }
+            let links = match read {
+                _ if cid.codec() == hash::RAW => Some(Vec::new()),
+                Ok(Some(data)) => cairn_merkle::links::links(&cid, &data)
+                    .ok()
+                    .or_else(|| damaged.get(&key).and_then(|d| d.links.clone())),
+                Ok(None) | Err(_) => damaged.get(&key).and_then(|d| d.links.clone()),
+            };
+            match links {
+                Some(links) => stack.extend(links),
+                None => holes.push(cid),
+            }
+        }
+        Ok(())
+    }
+
+    /// The operator's recursive pin of a root just written (its blocks are all there).
+    fn pin_root(&self, cid: Cid) -> Result<(), NodeError> {
+        Ok(self.pins_store().put_pin(&Pin { cid, mode: PinMode::Recursive, name: None, owner: PinOwner::Operator })?)
+    }
+
+    /// Pins `path`'s CID for the operator. A recursive pin needs every block of the DAG
+    /// present.
     pub fn pin_add(&self, path: &IpfsPath, recursive: bool, name: Option<String>) -> Result<Cid, NodeError> {
+        self.pin_add_as(PinOwner::Operator, path, recursive, name)
+    }
+
+    /// Pins `path`'s CID for `owner`, beside any other owner's pin of it.
+    pub fn pin_add_as(
+        &self,
+        owner: PinOwner,
+        path: &IpfsPath,
+        recursive: bool,
+        name: Option<String>,
+    ) -> Result<Cid, NodeError> {
         let _guard = self.shared()?;
         let cid = self.resolve(path)?;
         if recursive {
+            // A collection running now read the pins before this one: the walk protects the
+            // DAG from it as it goes.
             self.reachable(&cid, &mut HashSet::new())?;
-        } else if !self.store().has(&cid)? {
-            return Err(NodeError::NotFound(cid));
+        } else {
+            self.repo.store().protect([block_key(&cid)])?;
+            if !self.store().has(&cid)? {
+                return Err(NodeError::NotFound(cid));
+            }
         }
         let mode = if recursive { PinMode::Recursive } else { PinMode::Direct };
-        if let Some(existing) = self.pins_store().get_pin(&cid)? {
+        if let Some(existing) = self.pins_store().get_pin(&cid, &owner)? {
             if existing.mode == PinMode::Recursive && mode == PinMode::Direct {
                 return Ok(cid);
             }
         }
-        self.pins_store().put_pin(&Pin { cid, mode, name })?;
+        self.pins_store().put_pin(&Pin { cid, mode, name, owner })?;
         Ok(cid)
     }
 
-    /// Removes the pin of `path`'s CID.
+    /// Removes the operator's pin of `path`'s CID. Another owner's pin of it stays, and is
+    /// named in the error when the operator has none.
     pub fn pin_rm(&self, path: &IpfsPath) -> Result<Cid, NodeError> {
+        self.pin_rm_as(&PinOwner::Operator, path)
+    }
+
+    /// Removes `owner`'s pin of `path`'s CID, and no other.
+    pub fn pin_rm_as(&self, owner: &PinOwner, path: &IpfsPath) -> Result<Cid, NodeError> {
         let cid = if path.rest.is_empty() { path.root } else { self.resolve(path)? };
-        if !self.pins_store().remove_pin(&cid)? {
+        if !self.pins_store().remove_pin(&cid, owner)? {
+            if let Some(other) = self.pins_store().pins_of(&cid)?.into_iter().next() {
+                return Err(NodeError::PinnedByOther(cid, other.owner.to_string()));
+            }
             return Err(NodeError::NotPinned(cid));
         }
         Ok(cid)
     }
 
-    /// The pin of `cid`, if it has one.
+    /// The operator's pin of `cid`, if it has one.
     pub fn pin_of(&self, cid: &Cid) -> Result<Option<Pin>, NodeError> {
-        Ok(self.pins_store().get_pin(cid)?)
+        Ok(self.pins_store().get_pin(cid, &PinOwner::Operator)?)
+    }
+
+    /// `owner`'s pin of `cid`, if it has one.
+    pub fn pin_of_owner(&self, cid: &Cid, owner: &PinOwner) -> Result<Option<Pin>, NodeError> {
+        Ok(self.pins_store().get_pin(cid, owner)?)
+    }
+
+    /// Every owner's pin of `cid`.
+    pub fn pins_of(&self, cid: &Cid) -> Result<Vec<Pin>, NodeError> {
+        Ok(self.pins_store().pins_of(cid)?)
     }
 
     /// Every pin.
@@ -602,20 +832,58 @@ impl Node {
         Ok(self.pins_store().pins()?)
     }
 
-    /// Deletes every block no pin reaches. Holds new adds and pins back while it runs.
+    /// Deletes every block no pin reaches, beside adds, pins, imports, fetches and reads:
+    /// they wait only while the collection starts (for those already under way to finish).
+    ///
+    /// It starts by taking the GC lock for writing, which waits for every add and pin under
+    /// way, turns on the store's write protection ([`RocksStore::begin_protect`]: every block
+    /// written from then on, and every block a new pin reaches, is kept), and reads the pins.
+    /// The lock is then let go: the live blocks are marked from those pins, and the rest are
+    /// deleted in batches, each skipping what writers protected meanwhile.
+    ///
+    /// [`RocksStore::begin_protect`]: crate::store::RocksStore::begin_protect
     pub fn gc(&self) -> Result<GcReport, NodeError> {
-        let _guard = self.gc_lock.write().map_err(|_| NodeError::Poisoned)?;
+        let store = self.repo.store();
+        let pins = {
+            let _guard = self.gc_lock.write().map_err(|_| NodeError::Poisoned)?;
+            store.begin_protect()?;
+            self.pins_store().pins()
+        };
+        let result = pins.map_err(NodeError::from).and_then(|pins| self.collect(pins));
+        store.end_protect()?;
+        result
+    }
+
+    /// The mark and sweep of [`Node::gc`], from `pins`.
+    fn collect(&self, pins: Vec<Pin>) -> Result<GcReport, NodeError> {
         let mut live = HashSet::new();
-        for pin in self.pins_store().pins()? {
+        let mut report = GcReport::default();
+        let damaged: std::collections::HashMap<Vec<u8>, crate::scrub::Damaged> =
+            crate::scrub::damaged(self)?.into_iter().map(|d| (block_key(&d.cid), d)).collect();
+        for pin in pins {
             match pin.mode {
-                PinMode::Recursive => self.reachable(&pin.cid, &mut live)?,
+                PinMode::Recursive => self.reachable_past_damage(&pin.cid, &damaged, &mut live, &mut report.holes)?,
                 PinMode::Direct => {
                     live.insert(block_key(&pin.cid));
                 }
             }
         }
-        let mut report = GcReport::default();
-        let before = self.store().stats()?;
+        if !report.holes.is_empty() {
+            tracing::warn!(
+                holes = report.holes.len(),
+                "repo gc: pinned DAGs have blocks missing or unreadable; nothing removed until they are repaired or unpinned"
+            );
+            report.kept_blocks = self.store().stats()?.blocks;
+            return Ok(report);
+        }
+        let store = self.repo.store();
+        let sweep = |doomed: &mut Vec<Vec<u8>>, report: &mut GcReport| -> Result<(), NodeError> {
+            let (blocks, bytes) = store.delete_unprotected(doomed)?;
+            report.removed_blocks += blocks;
+            report.removed_bytes += bytes;
+            doomed.clear();
+            Ok(())
+        };
         let mut doomed = Vec::with_capacity(1024);
         for key in self.store().keys() {
             let key = key?;
@@ -625,14 +893,12 @@ impl Node {
             }
             doomed.push(key);
             if doomed.len() == 1024 {
-                report.removed_blocks += self.store().delete_keys(&doomed)?;
-                doomed.clear();
+                sweep(&mut doomed, &mut report)?;
             }
         }
-        report.removed_blocks += self.store().delete_keys(&doomed)?;
+        sweep(&mut doomed, &mut report)?;
         self.store().sync()?;
-        report.removed_bytes = before.bytes - self.store().stats()?.bytes;
-        self.repo.store().compact()?;
+        store.compact()?;
         Ok(report)
     }
 
@@ -658,30 +924,25 @@ impl Node {
                 Err(c) => bad.push(c),
             }
         }
-        bad.extend(crate::scrub::damaged(self)?.into_iter().map(|d| Corrupt {
+        // Unreadable blocks the scrub recorded are still stored, so listed above already.
+        bad.extend(crate::scrub::damaged(self)?.into_iter().filter(|d| !d.unreadable).map(|d| Corrupt {
             cid: d.cid,
             reason: format!("removed by the scrub as corrupt ({}); no peer has supplied it since", d.error),
+            confirmed: true,
         }));
         Ok(bad)
     }
 
-    /// Re-reads and re-hashes the block stored under `key` (a multihash): its size, or what
-    /// is wrong with it.
+    /// Re-reads and re-hashes the block stored under `key` (a multihash): its size (0 for a
+    /// block deleted since it was listed), or what is wrong with it (see [`examine`]).
+    #[allow(clippy::result_large_err)] // as for `examine`
     pub fn check_key(&self, key: &[u8]) -> Result<u64, Corrupt> {
         let Some(cid) = key_cid(key) else {
             let cid = CidFormat { version: 1, hash: HashAlg::Sha2_256 }.cid(hash::RAW, key);
-            return Err(Corrupt { cid, reason: "stored under a key that is not a multihash".to_owned() });
+            let reason = "stored under a key that is not a multihash".to_owned();
+            return Err(Corrupt { cid, reason, confirmed: true });
         };
-        let verdict = match self.store().get(&cid) {
-            Ok(Some(data)) => match hash::multihash_matches(cid.hash(), &data) {
-                Ok(true) => return Ok(data.len() as u64),
-                Ok(false) => "bytes do not match the hash".to_owned(),
-                Err(e) => e.to_string(),
-            },
-            Ok(None) => "indexed, but its bytes are gone".to_owned(),
-            Err(e) => format!("unreadable: {e}"),
-        };
-        Err(Corrupt { cid, reason: verdict })
+        examine(cid, &mut || self.store().get(&cid), &mut std::thread::sleep).map(|n| n.unwrap_or(0))
     }
 
     /// The bytes of one block.
@@ -705,7 +966,7 @@ impl Node {
         let indirect: HashSet<Vec<u8>> = self.indirect_pins()?.iter().map(block_key).collect();
         let mut results = Vec::with_capacity(cids.len());
         for cid in cids {
-            results.push(if self.pins_store().get_pin(cid)?.is_some() {
+            results.push(if !self.pins_store().pins_of(cid)?.is_empty() {
                 Err(NodeError::Pinned(*cid))
             } else if indirect.contains(&block_key(cid)) {
                 Err(NodeError::PinnedIndirectly(*cid))
@@ -748,7 +1009,7 @@ impl Node {
         if pin {
             for root in &roots {
                 self.reachable(root, &mut HashSet::new())?;
-                self.pins_store().put_pin(&Pin { cid: *root, mode: PinMode::Recursive, name: None })?;
+                self.pin_root(*root)?;
             }
         }
         Ok((roots, count))

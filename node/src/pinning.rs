@@ -12,8 +12,14 @@
 //! last error in its `info`. A request that was `pinning` when the daemon stopped is queued
 //! again when it starts.
 //!
-//! The repo pin a request makes is named [`PIN_NAME`]. Removing or replacing the last
-//! request for a CID removes that pin, but never a pin someone made by other means.
+//! The repo pin a request makes belongs to its account ([`PinOwner::Service`]) and is named
+//! [`PIN_NAME`]. Removing or replacing the account's last request for a CID removes that pin,
+//! and never another owner's (the operator's, another account's, a followed publisher's).
+//!
+//! Accounts are bounded: `PinningService.MaxRequests` requests each, `MaxBytes` of pinned
+//! DAGs each (checked once the DAG is fetched, before it is pinned), and
+//! `RequestsPerMinute` changes each. Origins must be peers' addresses with a peer ID
+//! ([`PinSpec::check`]), at most [`MAX_ORIGINS`], dialed one at a time.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -26,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::net::session::Order;
 use crate::net::{Network, NodeStore, SharedStore};
 use crate::node::{IpfsPath, Node, NodeError};
-use crate::store::PinMode;
+use crate::store::{PinMode, PinOwner};
 
 /// The name of repo pins made for pin requests.
 pub const PIN_NAME: &str = "pinning-service";
@@ -34,6 +40,9 @@ pub const PIN_NAME: &str = "pinning-service";
 const PREFIX: &str = "pinsvc/";
 /// The longest name accepted, in characters (the spec's limit).
 pub const MAX_NAME_CHARS: usize = 255;
+/// The key of a pinned request's `info` holding the bytes of its DAG (counted against
+/// `PinningService.MaxBytes`).
+pub const SIZE_INFO: &str = "dag-bytes";
 /// The most origins accepted on one request.
 pub const MAX_ORIGINS: usize = 20;
 /// The most metadata entries accepted on one request.
@@ -110,11 +119,7 @@ impl PinSpec {
         if self.origins.len() > MAX_ORIGINS {
             return Err(PinError::Bad(format!("{} origins (at most {MAX_ORIGINS})", self.origins.len())));
         }
-        let origins = self
-            .origins
-            .iter()
-            .map(|o| o.parse::<Multiaddr>().map_err(|e| PinError::Bad(format!("origin {o:?} is not a multiaddr: {e}"))))
-            .collect::<Result<Vec<_>, _>>()?;
+        let origins = self.origins.iter().map(|o| check_origin(o)).collect::<Result<Vec<_>, _>>()?;
         if self.meta.len() > MAX_META
             || self.meta.iter().any(|(k, v)| k.len() > MAX_META_BYTES || v.len() > MAX_META_BYTES)
         {
@@ -124,6 +129,54 @@ impl PinSpec {
         }
         Ok((cid, origins))
     }
+}
+
+/// Pins an older version made for the service under the operator (named [`PIN_NAME`]) become
+/// the pins of the accounts whose pinned requests name them; then the operator's go.
+fn adopt_legacy_pins(node: &Node, state: &State) -> Result<(), PinError> {
+    let legacy: Vec<_> = node
+        .pins()?
+        .into_iter()
+        .filter(|p| p.owner == PinOwner::Operator && p.name.as_deref() == Some(PIN_NAME))
+        .collect();
+    for pin in legacy {
+        let path = IpfsPath { root: pin.cid, rest: String::new() };
+        let owners: HashSet<&str> = state
+            .requests
+            .values()
+            .filter(|r| r.status == Status::Pinned && r.cid().is_some_and(|c| c.hash() == pin.cid.hash()))
+            .map(|r| r.owner.as_str())
+            .collect();
+        for owner in owners {
+            node.pin_add_as(PinOwner::Service(owner.to_owned()), &path, true, Some(PIN_NAME.to_owned()))?;
+        }
+        node.pin_rm(&path)?;
+    }
+    Ok(())
+}
+
+/// An origin as the service dials it: a libp2p address of one peer, named by its peer ID
+/// (`/ip4/.../tcp/.../p2p/<id>`, `/dns4/.../udp/.../quic-v1/p2p/<id>`). Anything else (an
+/// address without a peer ID, HTTP, a Unix socket, a relay circuit) is refused: an account may
+/// point the node at peers, not make it dial whatever it names.
+fn check_origin(o: &str) -> Result<Multiaddr, PinError> {
+    use libp2p::multiaddr::Protocol;
+    let bad = |why: &str| PinError::Bad(format!("origin {o:?} {why}"));
+    let addr = o.parse::<Multiaddr>().map_err(|e| bad(&format!("is not a multiaddr: {e}")))?;
+    let parts: Vec<Protocol<'_>> = addr.iter().collect();
+    let ok = match parts.as_slice() {
+        [host, Protocol::Tcp(_), Protocol::P2p(_)] | [host, Protocol::Udp(_), Protocol::QuicV1, Protocol::P2p(_)] => {
+            matches!(
+                host,
+                Protocol::Ip4(_) | Protocol::Ip6(_) | Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_)
+            )
+        }
+        _ => false,
+    };
+    if !ok {
+        return Err(bad("is not a peer's address (/ip4|ip6|dns/HOST/tcp/PORT or /udp/PORT/quic-v1, then /p2p/PEERID)"));
+    }
+    Ok(addr)
 }
 
 /// A stored pin request.
@@ -294,6 +347,12 @@ pub enum PinError {
     /// No such request (for this account).
     #[error("no pin request {0:?}")]
     NotFound(String),
+    /// The account holds as much as it may.
+    #[error("{0}")]
+    Quota(String),
+    /// The account made too many changes in the last minute.
+    #[error("more than {0} changes a minute (PinningService.RequestsPerMinute); try again shortly")]
+    RateLimited(u32),
     /// The repo failed.
     #[error(transparent)]
     Node(#[from] NodeError),
@@ -310,6 +369,12 @@ pub struct Settings {
     pub retry_delay: Duration,
     /// How long each block may take to arrive.
     pub block_timeout: Duration,
+    /// Requests one account may hold.
+    pub max_requests: usize,
+    /// Bytes of pinned DAGs one account may hold (`None`: no quota).
+    pub max_bytes: Option<u64>,
+    /// Changes (add, replace, remove) one account may make per minute.
+    pub per_minute: u32,
 }
 
 impl Settings {
@@ -322,6 +387,16 @@ impl Settings {
             retry_delay: crate::config::parse_duration("PinningService.RetryDelay", &c.retry_delay)?
                 .unwrap_or(Duration::ZERO),
             block_timeout: config.retrieval_timeout()?,
+            max_requests: usize::try_from(c.max_requests.max(1)).unwrap_or(usize::MAX),
+            max_bytes: match c.max_bytes.trim() {
+                "0" | "" => None,
+                v => Some(crate::config::parse_size(v).ok_or_else(|| {
+                    crate::config::ConfigError::Invalid(format!(
+                        "PinningService.MaxBytes {v:?} is not a size like 100GB or 0"
+                    ))
+                })?),
+            },
+            per_minute: c.requests_per_minute.max(1),
         })
     }
 }
@@ -333,6 +408,8 @@ struct State {
     running: HashSet<String>,
     /// The last `created_ms` handed out.
     last_created: u64,
+    /// Each account's changes in the current minute: when it began, how many.
+    changes: HashMap<String, (Instant, u32)>,
 }
 
 /// The pin requests and their worker.
@@ -371,6 +448,7 @@ impl PinService {
             state.last_created = state.last_created.max(r.created_ms);
             state.requests.insert(r.id.clone(), r);
         }
+        adopt_legacy_pins(&node, &state)?;
         Ok(Arc::new(PinService { node, settings, state: Mutex::new(state), wake: tokio::sync::Notify::new() }))
     }
 
@@ -406,6 +484,13 @@ impl PinService {
     pub fn add(&self, owner: &str, pin: PinSpec) -> Result<PinRequest, PinError> {
         pin.check()?;
         let mut state = self.lock()?;
+        self.count_change(&mut state, owner)?;
+        let held = state.requests.values().filter(|r| r.owner == owner).count();
+        if held >= self.settings.max_requests {
+            return Err(PinError::Quota(format!(
+                "the account holds {held} pin requests, its most (PinningService.MaxRequests)"
+            )));
+        }
         let r = Self::new_request(&mut state, owner, pin);
         self.save(&[&r], &[])?;
         state.requests.insert(r.id.clone(), r.clone());
@@ -425,6 +510,7 @@ impl PinService {
     pub fn replace(&self, owner: &str, id: &str, pin: PinSpec) -> Result<PinRequest, PinError> {
         pin.check()?;
         let mut state = self.lock()?;
+        self.count_change(&mut state, owner)?;
         let old = state
             .requests
             .get(id)
@@ -435,6 +521,7 @@ impl PinService {
         // The same CID again: already held, so the new request carries the old one's status.
         if old.pin.cid == r.pin.cid && old.status == Status::Pinned {
             r.status = Status::Pinned;
+            r.info = old.info.clone();
         }
         self.save(&[&r], &[id])?;
         state.requests.remove(id);
@@ -448,6 +535,7 @@ impl PinService {
     /// Removes `owner`'s request `id`, and its pin when no request needs it any more.
     pub fn remove(&self, owner: &str, id: &str) -> Result<(), PinError> {
         let mut state = self.lock()?;
+        self.count_change(&mut state, owner)?;
         let old = state
             .requests
             .get(id)
@@ -459,17 +547,50 @@ impl PinService {
         self.release(&state, &old)
     }
 
-    /// Removes the repo pin `gone` made, unless another request still needs its CID or the
-    /// pin was made by other means.
+    /// Counts one change of `owner`'s, refused past [`Settings::per_minute`] in a minute.
+    fn count_change(&self, state: &mut State, owner: &str) -> Result<(), PinError> {
+        let now = Instant::now();
+        if state.changes.len() > 4 * self.settings.per_minute as usize + 1024 {
+            state.changes.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+        }
+        let (start, n) = state.changes.entry(owner.to_owned()).or_insert((now, 0));
+        if now.duration_since(*start) >= Duration::from_secs(60) {
+            *start = now;
+            *n = 0;
+        }
+        if *n >= self.settings.per_minute {
+            return Err(PinError::RateLimited(self.settings.per_minute));
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    /// Bytes of the DAGs `owner`'s pinned requests hold, as recorded when each was pinned,
+    /// leaving out `except`.
+    fn held_bytes(&self, owner: &str, except: &str) -> Result<u64, PinError> {
+        let state = self.lock()?;
+        let mut seen = HashSet::new();
+        Ok(state
+            .requests
+            .values()
+            .filter(|r| r.owner == owner && r.id != except && r.status == Status::Pinned)
+            .filter(|r| seen.insert(r.pin.cid.clone()))
+            .filter_map(|r| r.info.get(SIZE_INFO).and_then(|s| s.parse::<u64>().ok()))
+            .sum())
+    }
+
+    /// Removes the account's repo pin `gone` made, unless another request of the same account
+    /// still needs its CID. Pins of other owners (the operator, other accounts, followed
+    /// publishers) are theirs: they are never touched.
     fn release(&self, state: &State, gone: &PinRequest) -> Result<(), PinError> {
         let Some(cid) = gone.cid() else { return Ok(()) };
-        if state.requests.values().any(|r| r.cid().is_some_and(|c| c.hash() == cid.hash())) {
+        let same = |r: &&PinRequest| r.owner == gone.owner && r.cid().is_some_and(|c| c.hash() == cid.hash());
+        if state.requests.values().any(|r| same(&r)) {
             return Ok(());
         }
-        if let Some(pin) = self.node.pin_of(&cid)? {
-            if pin.name.as_deref() == Some(PIN_NAME) {
-                self.node.pin_rm(&IpfsPath { root: pin.cid, rest: String::new() })?;
-            }
+        let owner = PinOwner::Service(gone.owner.clone());
+        for pin in self.node.pins_of(&cid)?.into_iter().filter(|p| p.owner == owner) {
+            self.node.pin_rm_as(&owner, &IpfsPath { root: pin.cid, rest: String::new() })?;
         }
         Ok(())
     }
@@ -518,7 +639,7 @@ impl PinService {
     }
 
     /// Records how a try of request `id` ended.
-    fn finish(&self, id: &str, outcome: Result<(), String>) -> Result<(), PinError> {
+    fn finish(&self, id: &str, outcome: Result<u64, String>) -> Result<(), PinError> {
         let mut state = self.lock()?;
         state.running.remove(id);
         let Some(mut r) = state.requests.get(id).cloned() else {
@@ -526,9 +647,10 @@ impl PinService {
             return Ok(());
         };
         match outcome {
-            Ok(()) => {
+            Ok(dag_bytes) => {
                 r.status = Status::Pinned;
                 r.info.remove("error");
+                r.info.insert(SIZE_INFO.into(), dag_bytes.to_string());
             }
             Err(e) if r.attempts >= self.settings.max_attempts => {
                 tracing::warn!(request = %r.id, cid = %r.pin.cid, error = %e, "pin request failed");
@@ -592,7 +714,7 @@ impl PinService {
     }
 
     /// One try: dial the origins, fetch the DAG, pin it, announce it.
-    async fn fulfil(&self, net: &Network, r: &PinRequest) -> Result<(), String> {
+    async fn fulfil(&self, net: &Network, r: &PinRequest) -> Result<u64, String> {
         let (cid, origins) = r.pin.check().map_err(|e| e.to_string())?;
         let started = Instant::now();
         for addr in origins {
@@ -606,16 +728,30 @@ impl PinService {
             .fetch_dag(&store, cid, Order::File, FETCH_WINDOW, self.settings.block_timeout)
             .await
             .map_err(|e| e.to_string())?;
-        let node = self.node.clone();
-        let size = tokio::task::spawn_blocking(move || -> Result<u64, NodeError> {
+        let (node, account) = (self.node.clone(), r.owner.clone());
+        let quota = match self.settings.max_bytes {
+            Some(max) => Some((max, self.held_bytes(&r.owner, &r.id).map_err(|e| e.to_string())?)),
+            None => None,
+        };
+        let (size, dag_bytes) = tokio::task::spawn_blocking(move || -> Result<(u64, u64), NodeError> {
             let path = IpfsPath { root: cid, rest: String::new() };
-            match node.pin_of(&cid)? {
-                Some(p) if p.mode == PinMode::Recursive => {}
-                _ => {
-                    node.pin_add(&path, true, Some(PIN_NAME.to_owned()))?;
+            let owner = PinOwner::Service(account);
+            if let Some((max, held)) = quota {
+                // The DAG is here (fetched above); its size decides, before any pin is made.
+                let size = node.dag_size(&cid)?;
+                if held.saturating_add(size) > max {
+                    return Err(NodeError::Quota(format!(
+                        "the DAG holds {size} bytes and the account {held} of its {max} (PinningService.MaxBytes)"
+                    )));
                 }
             }
-            Ok(node.stat_path(&path).map(|s| s.size).unwrap_or(0))
+            match node.pin_of_owner(&cid, &owner)? {
+                Some(p) if p.mode == PinMode::Recursive => {}
+                _ => {
+                    node.pin_add_as(owner, &path, true, Some(PIN_NAME.to_owned()))?;
+                }
+            }
+            Ok((node.stat_path(&path).map(|s| s.size).unwrap_or(0), node.dag_size(&cid)?))
         })
         .await
         .map_err(|e| e.to_string())?
@@ -623,13 +759,14 @@ impl PinService {
         tracing::info!(request = %r.id, %cid, blocks = fetched.blocks, fetched = fetched.fetched, elapsed = ?started.elapsed(), "pinned for the pinning service");
         net.provide_later(vec![cid]).await;
         net.announce_root(cid, size).await;
-        Ok(())
+        Ok(dag_bytes)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::BlockStore;
 
     fn spec(cid: &str, name: Option<&str>) -> PinSpec {
         PinSpec { cid: cid.into(), name: name.map(Into::into), origins: vec![], meta: BTreeMap::new() }
@@ -653,8 +790,92 @@ mod tests {
         let mut s = spec(cid, None);
         s.origins = vec!["not a multiaddr".into()];
         assert!(s.check().is_err());
-        s.origins = vec!["/ip4/127.0.0.1/tcp/4001".into(); MAX_ORIGINS + 1];
+        let peer = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
+        s.origins = vec![format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}"); MAX_ORIGINS + 1];
         assert!(s.check().is_err());
+        s.origins = vec![
+            format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}"),
+            format!("/dns4/example.org/udp/4001/quic-v1/p2p/{peer}"),
+            format!("/ip6/::1/tcp/4001/p2p/{peer}"),
+        ];
+        assert!(s.check().is_ok());
+        // Only peers' addresses, named by their peer ID: nothing else is dialed.
+        for bad in [
+            "/ip4/127.0.0.1/tcp/4001".to_owned(),
+            format!("/ip4/127.0.0.1/tcp/80/http/p2p/{peer}"),
+            format!("/unix/tmp%2Fsock/p2p/{peer}"),
+            format!("/ip4/1.2.3.4/tcp/1/p2p/{peer}/p2p-circuit/p2p/{peer}"),
+            format!("/p2p/{peer}"),
+        ] {
+            s.origins = vec![bad.clone()];
+            assert!(s.check().is_err(), "{bad}");
+        }
+    }
+
+    fn service(max_requests: usize, per_minute: u32) -> (tempfile::TempDir, Arc<Node>, Arc<PinService>) {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Arc::new(Node::init(&dir.path().join("r"), crate::config::Profile::Test).unwrap());
+        let settings = Settings {
+            concurrency: 1,
+            max_attempts: 1,
+            retry_delay: Duration::ZERO,
+            block_timeout: Duration::from_secs(1),
+            max_requests,
+            max_bytes: None,
+            per_minute,
+        };
+        let svc = PinService::open(node.clone(), settings).unwrap();
+        (dir, node, svc)
+    }
+
+    #[test]
+    fn accounts_get_request_quotas_and_rate_limits() {
+        let cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
+        let (_dir, _node, svc) = service(2, 1000);
+        svc.add("a", spec(cid, None)).unwrap();
+        svc.add("a", spec(cid, None)).unwrap();
+        assert!(matches!(svc.add("a", spec(cid, None)), Err(PinError::Quota(_))));
+        svc.add("b", spec(cid, None)).expect("another account has its own quota");
+        let (_dir, _node, svc) = service(100, 3);
+        let first = svc.add("a", spec(cid, None)).unwrap();
+        let second = svc.replace("a", &first.id, spec(cid, Some("n"))).unwrap();
+        svc.remove("a", &second.id).unwrap();
+        assert!(matches!(svc.add("a", spec(cid, None)), Err(PinError::RateLimited(3))));
+        svc.add("b", spec(cid, None)).expect("another account has its own rate");
+    }
+
+    /// Each owner's pin is its own: the operator's `pin rm` leaves an account's pin, an
+    /// account's removed request leaves the operator's, and the blocks stay while any pin
+    /// holds them.
+    #[test]
+    fn no_owner_removes_another_owners_pin() {
+        let (_dir, node, svc) = service(100, 1000);
+        let cid = node.add_reader(&b"kept by two owners"[..], &crate::add::AddOptions::default(), false).unwrap().cid;
+        let path = IpfsPath { root: cid, rest: String::new() };
+        let account = PinOwner::Service("a".into());
+        node.pin_add(&path, true, None).unwrap();
+        node.pin_add_as(account.clone(), &path, true, Some(PIN_NAME.into())).unwrap();
+        // The operator unpins: the account's pin holds the block through a collection.
+        node.pin_rm(&path).unwrap();
+        node.gc().unwrap();
+        assert!(node.repo().store().has(&cid).unwrap());
+        assert!(node.pin_of_owner(&cid, &account).unwrap().is_some());
+        // The operator cannot take the account's pin, and is told whose it is.
+        let err = node.pin_rm(&path).unwrap_err();
+        assert!(matches!(err, NodeError::PinnedByOther(..)), "{err}");
+        assert!(err.to_string().contains("account \"a\""), "{err}");
+        // The account's request goes: its pin goes, the operator's (made again) stays.
+        node.pin_add(&path, true, None).unwrap();
+        let mut r = svc.add("a", spec(&cid.to_string(), None)).unwrap();
+        r.status = Status::Pinned;
+        svc.lock().unwrap().requests.insert(r.id.clone(), r.clone());
+        svc.remove("a", &r.id).unwrap();
+        assert!(node.pin_of_owner(&cid, &account).unwrap().is_none());
+        assert!(node.pin_of(&cid).unwrap().is_some());
+        // Another account removing its request of the same CID touches neither.
+        let other = svc.add("b", spec(&cid.to_string(), None)).unwrap();
+        svc.remove("b", &other.id).unwrap();
+        assert!(node.pin_of(&cid).unwrap().is_some());
     }
 
     #[test]

@@ -105,6 +105,7 @@ impl Repo {
         write_atomic(&path.join("config"), config.to_json().as_bytes())?;
         write_atomic(&path.join("version"), format!("{REPO_VERSION}\n").as_bytes())?;
         let store = RocksStore::open(&path.join("datastore"), &RocksTuning::default())?;
+        store.set_storage_max(config.storage_max()?.unwrap_or(u64::MAX));
         Ok(Repo { path: path.to_owned(), config, keypair, store, _lock: lock })
     }
 
@@ -121,11 +122,13 @@ impl Repo {
             _ => return Err(RepoError::Version { found: found.trim().to_owned() }),
         }
         let config_path = path.join("config");
+        keep_private(&config_path)?;
         let config = Config::from_json(&fs::read_to_string(&config_path).map_err(io(&config_path))?)?;
         let key_path = path.join("identity.key");
         let key_bytes = fs::read(&key_path).map_err(io(&key_path))?;
         let keypair = Keypair::from_protobuf_encoding(&key_bytes).map_err(|e| RepoError::Identity(e.to_string()))?;
         let store = RocksStore::open(&path.join("datastore"), &RocksTuning::default())?;
+        store.set_storage_max(config.storage_max()?.unwrap_or(u64::MAX));
         Ok(Repo { path: path.to_owned(), config, keypair, store, _lock: lock })
     }
 
@@ -141,7 +144,9 @@ impl Repo {
 
     /// Replaces the config on disk (atomically) and in memory.
     pub fn set_config(&mut self, config: Config) -> Result<(), RepoError> {
+        let max = config.storage_max()?.unwrap_or(u64::MAX);
         write_atomic(&self.path.join("config"), config.to_json().as_bytes())?;
+        self.store.set_storage_max(max);
         self.config = config;
         Ok(())
     }
@@ -192,14 +197,28 @@ fn lock(path: &Path) -> Result<fs::File, RepoError> {
 }
 
 /// Writes a file through a temporary name and a rename, so a crash leaves old or new.
+/// Replaces `path` with `data` at once, readable by the owner only: the config holds API
+/// secrets and Pinning Service tokens.
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RepoError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
     {
-        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+        let _ = fs::remove_file(&tmp);
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io(&tmp))?;
         f.write_all(data).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
     }
     fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Takes group and other permissions off a secret-holding file written by an older version.
+fn keep_private(path: &Path) -> Result<(), RepoError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path).map_err(io(path))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o700)).map_err(io(path))?;
+    }
+    Ok(())
 }
 
 fn write_private(path: &Path, data: &[u8]) -> Result<(), RepoError> {
@@ -229,6 +248,25 @@ mod tests {
         let again = Repo::open(&path).unwrap();
         assert_eq!(again.peer_id(), peer);
         assert!(matches!(Repo::open(&dir.path().join("nope")), Err(RepoError::NotInitialized(_))));
+    }
+
+    #[test]
+    fn secrets_are_readable_by_the_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |name: &str| fs::metadata(dir.path().join(name)).unwrap().permissions().mode() & 0o777;
+        let mut repo = Repo::init(dir.path(), Profile::Test).unwrap();
+        assert_eq!(mode("config"), 0o600);
+        assert_eq!(mode("identity.key"), 0o600);
+        let mut config = repo.config().clone();
+        config.pinning_service.tokens.insert("a".into(), "secret".into());
+        repo.set_config(config).unwrap();
+        assert_eq!(mode("config"), 0o600);
+        drop(repo);
+        // A config an older version left world-readable is closed on open.
+        fs::set_permissions(dir.path().join("config"), fs::Permissions::from_mode(0o644)).unwrap();
+        drop(Repo::open(dir.path()).unwrap());
+        assert_eq!(mode("config"), 0o600);
     }
 
     #[test]

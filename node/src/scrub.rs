@@ -8,10 +8,12 @@
 //! carries on from there instead of starting over; the next pass starts one interval after the
 //! last one started.
 //!
-//! A block that cannot be read back, or whose bytes no longer match its hash, is deleted (its
-//! bytes are worthless: nothing can tell which of them are right) and fetched again from peers
-//! with Bitswap, which verifies what arrives before storing it. When no peer has it, the
-//! block is recorded as damaged (`scrub/damaged/` in the metadata): `cairn repo verify` reports
+//! A block whose bytes no longer match its hash, read twice, is deleted (its bytes are
+//! worthless: nothing can tell which of them are right) and fetched again from peers with
+//! Bitswap, which verifies what arrives before storing it. A block that cannot be read (EIO,
+//! EMFILE) is tried again a few times and, if it still fails, kept as it is: a passing fault
+//! never costs a block. When no peer has a deleted block, or a block stays unreadable, it is
+//! recorded as damaged (`scrub/damaged/` in the metadata): `cairn repo verify` reports
 //! it, the metrics count it, the log says so, and every later pass (and every
 //! [`RETRY_EVERY`]) tries to fetch it again until one succeeds.
 
@@ -73,7 +75,8 @@ struct PassState {
     cursor: String,
 }
 
-/// A block the scrub removed as corrupt and could not fetch again.
+/// A block the scrub found damaged and could not fetch again: removed (its bytes did not
+/// match its hash, read twice), or kept but unreadable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Damaged {
     /// A CID naming it (CIDv1 raw with its multihash).
@@ -82,6 +85,13 @@ pub struct Damaged {
     pub error: String,
     /// When it was found (Unix milliseconds).
     pub found_ms: u64,
+    /// The links its damaged bytes still decoded to as dag-pb, if they did: the collector
+    /// walks through them, so that the blocks below a removed one are kept for its repair.
+    #[serde(default)]
+    pub links: Option<Vec<Cid>>,
+    /// It could not be read (or checked) and is still stored: nothing was removed.
+    #[serde(default)]
+    pub unreadable: bool,
 }
 
 fn now_ms() -> u64 {
@@ -203,8 +213,12 @@ impl Scrubber {
                     self.stats.checked_bytes.fetch_add(size, Ordering::Relaxed);
                     size + BLOCK_WEIGHT
                 }
-                Err(bad) => {
+                Err(bad) if bad.confirmed => {
                     self.repair(&key, bad.cid, &bad.reason)?;
+                    BLOCK_WEIGHT
+                }
+                Err(bad) => {
+                    self.record_unreadable(&key, bad.cid, &bad.reason)?;
                     BLOCK_WEIGHT
                 }
             };
@@ -255,16 +269,37 @@ impl Scrubber {
         }
     }
 
-    /// A damaged block: deleted, then fetched again if a peer has it, else recorded.
+    /// A block whose bytes do not match its hash (read twice): deleted, then fetched again
+    /// if a peer has it, else recorded with the links its bytes still decode to.
     fn repair(&self, key: &[u8], cid: Cid, reason: &str) -> Result<(), NodeError> {
         tracing::error!(%cid, reason, "scrub: damaged block found");
         self.stats.corrupt.fetch_add(1, Ordering::Relaxed);
+        let links = self
+            .node
+            .repo()
+            .store()
+            .get(&cid)
+            .ok()
+            .flatten()
+            .and_then(|data| cairn_merkle::PbNode::decode(&data).ok())
+            .map(|n| n.links.into_iter().map(|l| l.cid).collect::<Vec<_>>());
         self.node.repo().store().delete_keys(&[key.to_vec()])?;
         if self.fetch(cid) {
             return Ok(());
         }
         tracing::error!(%cid, "scrub: no peer has the damaged block; it stays missing until one does (cairn repo verify lists it)");
-        let d = Damaged { cid, error: reason.to_owned(), found_ms: now_ms() };
+        self.record(key, Damaged { cid, error: reason.to_owned(), found_ms: now_ms(), links, unreadable: false })
+    }
+
+    /// A block that could not be read or checked even after retries: kept as it is (the
+    /// fault may pass) and recorded, so that verify reports it and later passes look again.
+    fn record_unreadable(&self, key: &[u8], cid: Cid, reason: &str) -> Result<(), NodeError> {
+        tracing::error!(%cid, reason, "scrub: block unreadable; kept, and tried again later");
+        self.stats.corrupt.fetch_add(1, Ordering::Relaxed);
+        self.record(key, Damaged { cid, error: reason.to_owned(), found_ms: now_ms(), links: None, unreadable: true })
+    }
+
+    fn record(&self, key: &[u8], d: Damaged) -> Result<(), NodeError> {
         let record = serde_json::to_vec(&d).unwrap_or_default();
         let k = format!("{DAMAGED}{}", hex(key));
         self.node.repo().store().update_meta(&[(k.as_bytes(), &record)], &[])?;
@@ -297,7 +332,21 @@ impl Scrubber {
                 break;
             }
             let store = self.node.repo().store();
-            if store.has(&d.cid)? || self.fetch(d.cid) {
+            let key = block_key(&d.cid);
+            let back = if d.unreadable {
+                // Still stored: sound again, or now known to be corrupt (then repaired).
+                match self.node.check_key(&key) {
+                    Ok(_) => true,
+                    Err(bad) if bad.confirmed => {
+                        self.repair(&key, bad.cid, &bad.reason)?;
+                        store.has(&d.cid)?
+                    }
+                    Err(_) => false,
+                }
+            } else {
+                store.has(&d.cid)? || self.fetch(d.cid)
+            };
+            if back {
                 let k = format!("{DAMAGED}{}", hex(&block_key(&d.cid)));
                 store.update_meta(&[], &[k.as_bytes()])?;
                 left -= 1;
@@ -388,6 +437,118 @@ mod tests {
         scrub.retry_damaged().unwrap();
         assert!(!is_damaged(&node, &cids[3]).unwrap());
         assert!(node.verify(&mut |_| {}).unwrap().is_empty());
+    }
+
+    #[test]
+    fn passing_read_faults_and_a_single_bad_read_condemn_nothing() {
+        use crate::node::examine;
+        use crate::store::StoreError;
+        let data = bytes::Bytes::from_static(b"sound bytes");
+        let cid = CidFormat::default().cid(RAW, &data);
+        let mut pauses = 0;
+        let mut pause = |_| pauses += 1;
+        // EIO twice, then the bytes: sound.
+        let mut n = 0;
+        let mut flaky = || {
+            n += 1;
+            if n < 3 {
+                Err(StoreError::Db("IO error: Input/output error".into()))
+            } else {
+                Ok(Some(data.clone()))
+            }
+        };
+        assert_eq!(examine(cid, &mut flaky, &mut pause), Ok(Some(data.len() as u64)));
+        assert_eq!(pauses, 2);
+        // Never readable: reported, not confirmed, so nothing deletes it.
+        let mut broken = || Err(StoreError::Db("Too many open files".into()));
+        let bad = examine(cid, &mut broken, &mut |_| {}).unwrap_err();
+        assert!(!bad.confirmed && bad.reason.contains("unreadable"), "{bad:?}");
+        // One bad read (a bit flipped in memory on the way), then the right bytes: sound.
+        let mut first = true;
+        let mut once = || {
+            let out = if first { bytes::Bytes::from_static(b"sound bytez") } else { data.clone() };
+            first = false;
+            Ok(Some(out))
+        };
+        assert!(examine(cid, &mut once, &mut |_| {}).is_ok());
+        // Wrong twice: confirmed; so is the database's own checksum failing twice.
+        let mut wrong = || Ok(Some(bytes::Bytes::from_static(b"rotten")));
+        assert!(examine(cid, &mut wrong, &mut |_| {}).unwrap_err().confirmed);
+        let mut crc = || Err(StoreError::Checksum("Corruption: blob file checksum mismatch".into()));
+        assert!(examine(cid, &mut crc, &mut |_| {}).unwrap_err().confirmed);
+        // Gone since it was listed (a collection ran): nothing to say.
+        assert_eq!(examine(cid, &mut || Ok(None), &mut |_| {}), Ok(None));
+    }
+
+    #[test]
+    fn an_unreadable_block_is_kept_and_cleared_once_it_reads_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Arc::new(Node::init(&dir.path().join("r"), Profile::Test).unwrap());
+        let cid = node.block_put(bytes::Bytes::from(vec![9u8; 100]), RAW, CidFormat::default()).unwrap();
+        let scrub = Scrubber::new(node.clone(), Duration::from_millis(100), None);
+        scrub.record_unreadable(&block_key(&cid), cid, "unreadable after 3 tries: EIO").unwrap();
+        assert!(node.repo().store().has(&cid).unwrap(), "an unreadable block was deleted");
+        assert!(is_damaged(&node, &cid).unwrap());
+        scrub.retry_damaged().unwrap();
+        assert!(!is_damaged(&node, &cid).unwrap());
+        assert!(node.repo().store().has(&cid).unwrap());
+    }
+
+    /// A CIDv0 file of three levels: root, two dag-pb inner nodes, dag-pb leaves.
+    fn deep_file(node: &Node) -> (Cid, Vec<Cid>) {
+        let mut opts = crate::add::AddOptions::default();
+        opts.import.max_links = 2;
+        opts.import.chunker = "size-1024".parse().unwrap();
+        let data: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+        let root = node.add_reader(&data[..], &opts, true).unwrap().cid;
+        let inner = cairn_merkle::links::links(&root, &node.block_get(&root).unwrap()).unwrap();
+        (root, inner)
+    }
+
+    #[test]
+    fn gc_walks_past_a_removed_block_through_the_links_it_still_had() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Arc::new(Node::init(&dir.path().join("r"), Profile::Test).unwrap());
+        let (root, inner) = deep_file(&node);
+        let below = cairn_merkle::links::links(&inner[0], &node.block_get(&inner[0]).unwrap()).unwrap();
+        let garbage = node.block_put(bytes::Bytes::from_static(b"unpinned"), RAW, CidFormat::default()).unwrap();
+        // The scrub finds inner[0] rotten and no peer has it: removed, recorded with its links.
+        let scrub = Scrubber::new(node.clone(), Duration::from_millis(100), None);
+        scrub.repair(&block_key(&inner[0]), inner[0], "bytes do not match the hash").unwrap();
+        assert!(!node.repo().store().has(&inner[0]).unwrap());
+        // gc runs (it failed on every run before), removes the garbage and keeps the blocks
+        // below the removed one, which its repair will need.
+        let report = node.gc().unwrap();
+        assert!(report.holes.is_empty(), "{report:?}");
+        assert_eq!(report.removed_blocks, 1);
+        assert!(!node.repo().store().has(&garbage).unwrap());
+        for c in below.iter().chain([&root, &inner[1]]) {
+            assert!(node.repo().store().has(c).unwrap(), "gc removed {c}");
+        }
+    }
+
+    #[test]
+    fn gc_removes_nothing_while_a_pinned_dag_has_a_hole() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Arc::new(Node::init(&dir.path().join("r"), Profile::Test).unwrap());
+        let (_, inner) = deep_file(&node);
+        let below = cairn_merkle::links::links(&inner[0], &node.block_get(&inner[0]).unwrap()).unwrap();
+        let garbage = node.block_put(bytes::Bytes::from_static(b"unpinned"), RAW, CidFormat::default()).unwrap();
+        // Lost with no record of its links (removed by hand, or its bytes did not decode).
+        node.repo().store().delete_keys(&[block_key(&inner[0])]).unwrap();
+        let report = node.gc().unwrap();
+        assert_eq!(report.holes, vec![inner[0]]);
+        assert_eq!(report.removed_blocks, 0);
+        for c in below.iter().chain([&garbage]) {
+            assert!(node.repo().store().has(c).unwrap(), "gc removed {c} past a hole");
+        }
+        // A missing raw block has no links to lose: no hole.
+        let raw = CidFormat { version: 1, hash: cairn_merkle::hash::HashAlg::Sha2_256 };
+        let leaf = node.block_put(bytes::Bytes::from_static(b"leaf"), RAW, raw).unwrap();
+        node.pin_add(&crate::IpfsPath { root: leaf, rest: String::new() }, true, None).unwrap();
+        node.repo().store().delete_keys(&[block_key(&leaf)]).unwrap();
+        let holes = node.gc().unwrap().holes;
+        assert_eq!(holes, vec![inner[0]]);
     }
 
     #[test]

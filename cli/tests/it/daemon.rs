@@ -103,9 +103,14 @@ impl Daemon {
 
     /// [`Daemon::start`], its log (`CAIRN_LOG` directives `log.0`) written to the file `log.1`.
     pub fn start_logging(repo: &Path, log: Option<(&str, &Path)>) -> Daemon {
+        Daemon::start_with(repo, &[], log)
+    }
+
+    /// [`Daemon::start_logging`] with extra `cairn daemon` flags.
+    pub fn start_with(repo: &Path, flags: &[&str], log: Option<(&str, &Path)>) -> Daemon {
         use std::io::BufRead;
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("cairn"));
-        cmd.arg("--repo").arg(repo).arg("daemon").stdout(Stdio::piped()).stderr(Stdio::null());
+        cmd.arg("--repo").arg(repo).arg("daemon").args(flags).stdout(Stdio::piped()).stderr(Stdio::null());
         if let Some((directives, file)) = log {
             cmd.env("CAIRN_LOG", directives).stderr(std::fs::File::create(file).unwrap());
         }
@@ -265,4 +270,42 @@ fn content_not_found_in_time_is_504() {
     assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(20), "answered after {took:?}");
     let cat = run(&["cat", missing]);
     assert!(!cat.status.success() && !String::from_utf8_lossy(&cat.stderr).trim().is_empty(), "{cat:?}");
+}
+
+/// `cairn daemon --enable-gc` collects on its own once the repo holds more than
+/// `Datastore.StorageGCWatermark` percent of `StorageMax`, checking every `GCPeriod`.
+#[test]
+fn enable_gc_collects_past_the_watermark() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("r");
+    let run = runner(&repo);
+    run(&["init", "--profile", "test"]);
+    run(&["config", "Datastore.StorageMax", "1MB"]);
+    run(&["config", "Datastore.GCPeriod", "1s"]);
+    run(&["config", "--json", "Datastore.StorageGCWatermark", "50"]);
+    let bad = cairn().arg("--repo").arg(&repo).args(["config", "Datastore.GCPeriod", "often"]).output().unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("Datastore.GCPeriod"));
+    let data = crate::integrity::unique_bytes(700_000);
+    let file = tmp.path().join("unpinned.bin");
+    std::fs::write(&file, &data).unwrap();
+    let kept = tmp.path().join("kept.txt");
+    std::fs::write(&kept, "kept").unwrap();
+    let cid = run(&["add", "-Q", "--pin=false", file.to_str().unwrap()]).trim().to_owned();
+    let pinned = run(&["add", "-Q", kept.to_str().unwrap()]).trim().to_owned();
+    let objects = || -> u64 {
+        let stat = run(&["repo", "stat"]);
+        stat.lines().find_map(|l| l.strip_prefix("NumObjects:")).unwrap().trim().parse().unwrap()
+    };
+    // The unpinned file's blocks go; the pinned one stays.
+    let before = objects();
+    assert!(before >= 5, "{before}");
+    let _daemon = Daemon::start_with(&repo, &["--enable-gc"], None);
+    let started = Instant::now();
+    while objects() >= before {
+        assert!(started.elapsed() < Duration::from_secs(30), "nothing was collected");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(run(&["cat", &pinned]), "kept");
+    assert!(run(&["pin", "ls"]).contains(&pinned));
+    let _ = cid;
 }

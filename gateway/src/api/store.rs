@@ -1,17 +1,15 @@
 //! The API's repo commands: `ls`, `block/get|put|stat|rm`, `dag/export|import` and
 //! `repo/gc|stat|verify`, with Kubo's parameters and answers.
 
-use std::io::Read;
-
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use cairn_node::merkle::exporter::NodeKind;
 use cairn_node::merkle::hash::{codec_by_name, CidFormat, HashAlg};
 use cairn_node::IpfsPath;
-use http_body_util::BodyExt as _;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response};
 use serde_json::{json, Value};
 
+use super::add::{body_error, ChunkReader};
 use super::{blocking, json_response, ndjson, parse_path, Answer, Api, Fail, Params};
 use crate::body;
 
@@ -27,38 +25,6 @@ fn unixfs_type(kind: Option<NodeKind>) -> u8 {
         Some(NodeKind::File) => 2,
         Some(NodeKind::Symlink) => 4,
         None => 0,
-    }
-}
-
-/// The multipart boundary of a request, or a clear refusal.
-fn boundary(req: &Request<hyper::body::Incoming>, command: &str) -> Result<String, Fail> {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| multer::parse_boundary(v).ok())
-        .ok_or_else(|| Fail::bad(format!("{command} takes a multipart/form-data body")))
-}
-
-/// A blocking `Read` over chunks handed in from the runtime; an `Err` item ends it with that
-/// error (an upload cut off mid-part).
-struct ChunkReader {
-    rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
-    current: Bytes,
-}
-
-impl Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => self.current = chunk,
-                Some(Err(e)) => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, e)),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        self.current.advance(n);
-        Ok(n)
     }
 }
 
@@ -119,8 +85,10 @@ impl Api {
         Ok(json_response(&json!({"Key": cid.to_string(), "Size": size})))
     }
 
-    /// `block/put`: each part is one block. Every part is read and checked before any is
-    /// stored, so a refused or cut-off upload stores nothing.
+    /// `block/put`: each part is one block, checked (size, codec) and stored as it arrives,
+    /// so memory holds one block at a time. The blocks are pinned, when asked, only once the
+    /// whole body is in: a refused or cut-off upload pins nothing (the blocks stored before
+    /// it are left unpinned, for the collector).
     pub(super) async fn block_put(&self, req: Request<hyper::body::Incoming>, p: &Params) -> Answer {
         let codec_name = p.get("cid-codec").or_else(|| p.get("format")).unwrap_or("raw").to_owned();
         let codec = codec_by_name(&codec_name).ok_or_else(|| {
@@ -130,12 +98,17 @@ impl Api {
         let format = CidFormat { version: 1, hash };
         let pin = p.flag("pin", false)?;
         let limit = if p.flag("allow-big-block", false)? { BIG_BLOCK_LIMIT } else { SOFT_BLOCK_LIMIT };
-        let boundary = boundary(&req, "block/put")?;
-        let mut parts = multer::Multipart::new(req.into_body().into_data_stream(), boundary);
-        let mut blocks = Vec::new();
-        while let Some(mut field) = parts.next_field().await.map_err(Fail::bad)? {
+        let mut parts = self.multipart(req, "block/put")?;
+        let mut stored = Vec::new();
+        while let Some(mut field) = parts.next_field().await.map_err(body_error)? {
+            if stored.len() >= self.limits.entries {
+                return Err(Fail::bad(format!(
+                    "the upload has more than {} parts (API.MaxUploadEntries)",
+                    self.limits.entries
+                )));
+            }
             let mut data = Vec::new();
-            while let Some(chunk) = field.chunk().await.map_err(Fail::bad)? {
+            while let Some(chunk) = field.chunk().await.map_err(body_error)? {
                 if data.len() + chunk.len() > limit {
                     return Err(Fail::bad(format!(
                         "produced block is over {} MiB: big blocks can't be exchanged with other peers",
@@ -150,25 +123,27 @@ impl Api {
                 cairn_node::merkle::links::links(&cid, &data)
                     .map_err(|e| Fail::bad(format!("not a valid {codec_name} block: {e}")))?;
             }
-            blocks.push(data);
+            let node = self.node.clone();
+            let size = data.len();
+            let cid = blocking(move || node.block_put(data, codec, format).map_err(Fail::internal)).await?;
+            stored.push((cid, size));
         }
-        if blocks.is_empty() {
+        if stored.is_empty() {
             return Err(Fail::bad("no block in the request"));
         }
-        let node = self.node.clone();
-        let lines = blocking(move || {
-            let mut lines = Vec::new();
-            for data in blocks {
-                let size = data.len();
-                let cid = node.block_put(data, codec, format).map_err(Fail::internal)?;
-                if pin {
+        if pin {
+            let node = self.node.clone();
+            let cids: Vec<_> = stored.iter().map(|(c, _)| *c).collect();
+            blocking(move || {
+                for cid in cids {
                     node.pin_add(&IpfsPath { root: cid, rest: String::new() }, true, None).map_err(Fail::internal)?;
                 }
-                lines.push(json!({"Key": cid.to_string(), "Size": size}));
-            }
-            Ok(lines)
-        })
-        .await?;
+                Ok(())
+            })
+            .await?;
+        }
+        let lines: Vec<Value> =
+            stored.iter().map(|(cid, size)| json!({"Key": cid.to_string(), "Size": size})).collect();
         Ok(ndjson(&lines))
     }
 
@@ -231,14 +206,12 @@ impl Api {
     pub(super) async fn dag_import(&self, req: Request<hyper::body::Incoming>, p: &Params) -> Answer {
         let pin = p.flag("pin-roots", true)?;
         let stats = p.flag("stats", false)?;
-        let boundary = boundary(&req, "dag/import")?;
-        let mut parts = multer::Multipart::new(req.into_body().into_data_stream(), boundary);
+        let mut parts = self.multipart(req, "dag/import")?;
         let (mut roots, mut blocks, mut bytes) = (Vec::new(), 0u64, 0u64);
-        while let Some(mut field) = parts.next_field().await.map_err(Fail::bad)? {
-            let (tx, rx) = tokio::sync::mpsc::channel(8);
+        while let Some(mut field) = parts.next_field().await.map_err(body_error)? {
+            let (tx, mut reader) = ChunkReader::channel();
             let node = self.node.clone();
             let import = tokio::task::spawn_blocking(move || {
-                let mut reader = ChunkReader { rx, current: Bytes::new() };
                 let mut n = 0u64;
                 let r = node.dag_import(&mut reader, pin, &mut |b| n += b);
                 r.map(|(roots, blocks)| (roots, blocks, n))
@@ -253,7 +226,9 @@ impl Api {
                     Ok(None) => break,
                     Err(e) => {
                         let _ = tx.send(Err(e.to_string())).await;
-                        break;
+                        drop(tx);
+                        let _ = import.await;
+                        return Err(body_error(e));
                     }
                 }
             }
@@ -290,6 +265,7 @@ impl Api {
             "RemovedBlocks": report.removed_blocks,
             "RemovedBytes": report.removed_bytes,
             "KeptBlocks": report.kept_blocks,
+            "Holes": report.holes.iter().map(ToString::to_string).collect::<Vec<_>>(),
         })]))
     }
 

@@ -97,3 +97,104 @@ async fn a_client_that_leaves_mid_download_stops_the_read() {
     let r = gw.get(&format!("/ipfs/{cid}")).await;
     assert!(r.body == data);
 }
+
+/// A thousand requests for blocks nobody has wait on the runtime, not on blocking threads:
+/// local content is served at once while every one of them still waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_for_missing_blocks_do_not_starve_local_reads() {
+    use std::sync::Arc;
+
+    use cairn_node::merkle::hash::{CidFormat, RAW};
+    use cairn_node::net::{NetConfig, NetFetcher, NodeStore};
+
+    let gw = Gateway::start().await;
+    let cfg = NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
+    let store: cairn_node::net::SharedStore = Arc::new(NodeStore(gw.node.clone()));
+    let (net, _task) = cairn_node::net::spawn(gw.node.repo().keypair().clone(), store, cfg).await.unwrap();
+    gw.node.attach_fetcher(Arc::new(NetFetcher::new(net.clone(), Duration::from_secs(60))));
+    let local = gw.add_bytes(b"served at once", &AddOptions::default());
+
+    let mut waiting = Vec::new();
+    for i in 0..1000u32 {
+        let cid = CidFormat::default().cid(RAW, &[b"nobody has this ".as_slice(), &i.to_be_bytes()].concat());
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(format!("GET /ipfs/{cid} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+        waiting.push(s);
+    }
+    // Let every one of them reach its wait.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    let r = gw.get(&format!("/ipfs/{local}")).await;
+    let took = started.elapsed();
+    assert_eq!(r.text(), "served at once");
+    assert!(took < Duration::from_secs(2), "a local read waited {took:?} behind the missing ones");
+    // They are all still waiting (none was answered or dropped).
+    for s in &waiting {
+        let mut buf = [0u8; 1];
+        match s.try_read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("a request for a missing block ended early: {other:?}"),
+        }
+    }
+    drop(waiting);
+    net.shutdown().await;
+}
+
+/// Requests past `Gateway.MaxConcurrentRequests` get 429 at once; a client that stops
+/// reading is cut off after the write timeout and frees its slot; a response that outlasts
+/// `Gateway.MaxRequestDuration` is cut off though its client reads on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_bounds_requests_in_count_and_time() {
+    let config = GatewayConfig {
+        max_concurrent_requests: 2,
+        write_timeout: Duration::from_secs(1),
+        max_request_duration: Duration::from_secs(3),
+        ..Default::default()
+    };
+    let gw = Gateway::start_with(config).await;
+    let data = crate::pseudo_random(32 << 20, 11);
+    let cid = gw.add_bytes(&data, &AddOptions::default());
+    let get = format!("GET /ipfs/{cid} HTTP/1.1\r\nHost: x\r\n\r\n");
+    // Two clients that ask and never read hold both slots.
+    let mut stuck = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(get.as_bytes()).await.unwrap();
+        stuck.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = gw.get(&format!("/ipfs/{cid}")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+    assert_eq!(r.header("retry-after"), "60");
+    // The write timeout cuts them off, and their slots come back.
+    let started = Instant::now();
+    loop {
+        let r = gw.request("HEAD", &format!("/ipfs/{cid}"), &[]).await;
+        if r.status == StatusCode::OK {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the stuck clients still hold their slots");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for mut s in stuck {
+        let mut sink = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut sink)).await;
+        assert!(read.is_ok() && sink.len() < data.len(), "a client that stopped reading was not cut off");
+    }
+    // A reader of a trickle: cut off at the request's deadline.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(get.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut got = 0usize;
+    let mut buf = [0u8; 16 << 10];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.unwrap() {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = started.elapsed();
+    assert!(got < data.len(), "the whole file went out at a trickle in {took:?}");
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(8), "cut after {took:?}");
+}

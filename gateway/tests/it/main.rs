@@ -2,8 +2,12 @@
 //! temporary directory, the gateway on a loopback port, and requests over TCP.
 
 mod abuse;
+mod api_guard;
 mod path_gateway;
 mod trustless;
+
+mod noise;
+pub use noise::pseudo_random;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,12 +24,12 @@ use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-/// The gateway-conformance fixtures beside the project.
+/// The gateway-conformance fixtures, committed with their licences (`testnet/fixtures`).
 pub fn fixture(rel: &str) -> PathBuf {
     // From the environment at run time: the build cache is shared between clones.
     let here = std::env::var_os("CARGO_MANIFEST_DIR")
         .map_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::path::PathBuf::from);
-    here.join("../../shared/fixtures/gateway-conformance").join(rel)
+    here.join("../testnet/fixtures/gateway-conformance").join(rel)
 }
 
 /// A node with a gateway in front of it; the gateway stops when this is dropped.
@@ -104,20 +108,6 @@ impl Gateway {
     pub async fn get(&self, path: &str) -> Reply {
         self.request("GET", path, &[]).await
     }
-}
-
-/// Deterministic bytes that do not compress or repeat.
-pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// The CIDs of a CAR's blocks, in order, and its roots; every block is verified.

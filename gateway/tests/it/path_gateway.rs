@@ -156,8 +156,8 @@ async fn directories_list_redirect_and_serve_index_html() {
     assert!(!r.header("cache-control").contains("immutable"));
     assert_eq!(r.header("x-ipfs-roots"), format!("{root},{sub}"));
     let page = r.text();
-    assert!(page.contains("<a href=\"a%20%3Cb%3E.txt\">a &lt;b&gt;.txt</a>"), "{page}");
-    assert!(page.contains("<a href=\"%C3%BCn%C3%AF\">ünï</a>"), "{page}");
+    assert!(page.contains("<a href=\"./a%20%3Cb%3E.txt\">a &lt;b&gt;.txt</a>"), "{page}");
+    assert!(page.contains("<a href=\"./%C3%BCn%C3%AF\">ünï</a>"), "{page}");
     assert!(page.contains("<a href=\"../\">..</a>"), "{page}");
     let file = gw.node.resolve(&format!("{root}/sub dir/a <b>.txt").parse().unwrap()).unwrap();
     assert!(page.contains(&file.to_string()), "{page}");
@@ -200,7 +200,7 @@ async fn a_huge_sharded_directory_lists_as_a_stream() {
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.header("content-length").is_empty(), "a listing must stream, not be buffered whole");
     let page = r.text();
-    assert_eq!(page.matches("<tr><td><a href=\"entry-").count(), ENTRIES);
+    assert_eq!(page.matches("<tr><td><a href=\"./entry-").count(), ENTRIES);
     assert!(page.contains("entry-099999.txt") && page.contains(&format!("{ENTRIES} entries")));
 }
 
@@ -261,7 +261,7 @@ async fn subdomains_give_each_root_its_origin() {
     assert_eq!(r.text(), "hello subdomain");
     let r = gw.request("GET", "/", &[("host", &sub)]).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.text().contains("<a href=\"hello.txt\">hello.txt</a>"), "{}", r.text());
+    assert!(r.text().contains("<a href=\"./hello.txt\">hello.txt</a>"), "{}", r.text());
     assert!(!r.text().contains("<a href=\"../\">"), "the root has no parent row");
     let r = gw.request("GET", "/sub", &[("host", &sub)]).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);

@@ -34,6 +34,19 @@ const MAX_PROVIDER_KEYS: usize = 100_000;
 /// Providers kept per key (the DHT's replication factor): later ones are ignored, which
 /// blunts a flood of fake providers.
 const MAX_PROVIDERS_PER_KEY: usize = 20;
+/// Provider records of other peers kept at most, over all keys.
+const MAX_PROVIDER_RECORDS: usize = 200_000;
+/// Provider records one peer may hold here: a single peer cannot fill the store.
+const MAX_RECORDS_PER_PEER: usize = 10_000;
+/// A provider record's key is a multihash: longer keys are refused.
+const MAX_KEY_BYTES: usize = 128;
+/// Addresses kept per provider record, and the longest one kept: with the limits above, a
+/// record holds at most about 600 bytes, and the store about 120 MB.
+const MAX_ADDRS_PER_RECORD: usize = 4;
+const MAX_ADDR_BYTES: usize = 64;
+/// Values (records) kept at most, and the largest one (an IPNS record is under 10 KiB).
+const MAX_VALUE_RECORDS: usize = 1024;
+const MAX_VALUE_BYTES: usize = 16 << 10;
 /// Provide queries running at once.
 pub const PROVIDE_CONCURRENCY: usize = 16;
 
@@ -92,6 +105,9 @@ pub struct ProvStore {
     mem: MemoryStore,
     /// Other peers' provider records.
     providers: HashMap<kad::RecordKey, Vec<ProviderRecord>>,
+    /// How many of them each peer holds, and all together.
+    per_peer: HashMap<PeerId, usize>,
+    records: usize,
     holds: Holds,
     /// When a full store last looked for expired records: a scan of every record, so a flood of
     /// announcements into a full store runs it at most once per [`PURGE_EVERY`].
@@ -110,8 +126,32 @@ impl std::fmt::Debug for ProvStore {
 impl ProvStore {
     /// A store for `local` that asks `holds` about this node's own blocks.
     pub fn new(local: PeerId, holds: Holds) -> ProvStore {
-        let mem = MemoryStore::with_config(local, MemoryStoreConfig::default());
-        ProvStore { local, mem, providers: HashMap::new(), holds, last_purge: None }
+        let config = MemoryStoreConfig {
+            max_records: MAX_VALUE_RECORDS,
+            max_value_bytes: MAX_VALUE_BYTES,
+            ..MemoryStoreConfig::default()
+        };
+        let mem = MemoryStore::with_config(local, config);
+        ProvStore {
+            local,
+            mem,
+            providers: HashMap::new(),
+            per_peer: HashMap::new(),
+            records: 0,
+            holds,
+            last_purge: None,
+        }
+    }
+
+    /// Counts one record of `peer` gone.
+    fn forget(per_peer: &mut HashMap<PeerId, usize>, records: &mut usize, peer: &PeerId) {
+        *records -= 1;
+        if let Some(n) = per_peer.get_mut(peer) {
+            *n -= 1;
+            if *n == 0 {
+                per_peer.remove(peer);
+            }
+        }
     }
 
     /// Drops expired provider records of other peers, unless that was done lately.
@@ -121,8 +161,15 @@ impl ProvStore {
             return;
         }
         self.last_purge = Some(now);
+        let (per_peer, records) = (&mut self.per_peer, &mut self.records);
         self.providers.retain(|_, v| {
-            v.retain(|r| !r.is_expired(now));
+            v.retain(|r| {
+                let keep = !r.is_expired(now);
+                if !keep {
+                    Self::forget(per_peer, records, &r.provider);
+                }
+                keep
+            });
             !v.is_empty()
         });
     }
@@ -148,21 +195,36 @@ impl RecordStore for ProvStore {
         self.mem.records()
     }
 
-    fn add_provider(&mut self, record: ProviderRecord) -> kad::store::Result<()> {
+    fn add_provider(&mut self, mut record: ProviderRecord) -> kad::store::Result<()> {
         if record.provider == self.local {
             // Our own records are the repo's contents.
             return Ok(());
         }
-        if !self.providers.contains_key(&record.key) && self.providers.len() >= MAX_PROVIDER_KEYS {
-            self.purge_expired();
-            if self.providers.len() >= MAX_PROVIDER_KEYS {
-                return Err(kad::store::Error::MaxProvidedKeys);
+        if record.key.as_ref().len() > MAX_KEY_BYTES {
+            return Err(kad::store::Error::ValueTooLarge);
+        }
+        record.addresses.retain(|a| a.as_ref().len() <= MAX_ADDR_BYTES);
+        record.addresses.truncate(MAX_ADDRS_PER_RECORD);
+        let replaces = self.providers.get(&record.key).is_some_and(|v| v.iter().any(|r| r.provider == record.provider));
+        if !replaces {
+            let full = |s: &Self| {
+                (!s.providers.contains_key(&record.key) && s.providers.len() >= MAX_PROVIDER_KEYS)
+                    || s.records >= MAX_PROVIDER_RECORDS
+                    || s.per_peer.get(&record.provider).is_some_and(|n| *n >= MAX_RECORDS_PER_PEER)
+            };
+            if full(self) {
+                self.purge_expired();
+                if full(self) {
+                    return Err(kad::store::Error::MaxProvidedKeys);
+                }
             }
         }
         let v = self.providers.entry(record.key.clone()).or_default();
         if let Some(r) = v.iter_mut().find(|r| r.provider == record.provider) {
             *r = record;
         } else if v.len() < MAX_PROVIDERS_PER_KEY {
+            *self.per_peer.entry(record.provider).or_default() += 1;
+            self.records += 1;
             v.push(record);
         }
         Ok(())
@@ -183,7 +245,11 @@ impl RecordStore for ProvStore {
 
     fn remove_provider(&mut self, k: &kad::RecordKey, p: &PeerId) {
         if let Some(v) = self.providers.get_mut(k) {
+            let before = v.len();
             v.retain(|r| r.provider != *p);
+            if v.len() < before {
+                Self::forget(&mut self.per_peer, &mut self.records, p);
+            }
             if v.is_empty() {
                 self.providers.remove(k);
             }
@@ -460,10 +526,12 @@ mod tests {
         let mut store = ProvStore::new(me, Arc::new(|_| false));
         let other = PeerId::random();
         let past = Instant::now().checked_sub(Duration::from_secs(1));
+        // Many peers: one alone may hold only MAX_RECORDS_PER_PEER.
+        let peers: Vec<PeerId> = (0..MAX_PROVIDER_KEYS / 1000 + 1).map(|_| PeerId::random()).collect();
         let fill = |store: &mut ProvStore, tag: u8| {
             for i in 0..(MAX_PROVIDER_KEYS - store.providers.len()) as u32 {
                 let key = kad::RecordKey::new(&[&[tag][..], &i.to_be_bytes()[..]].concat());
-                let mut r = ProviderRecord::new(key, other, vec![]);
+                let mut r = ProviderRecord::new(key, peers[i as usize / 1000], vec![]);
                 r.expires = past;
                 store.add_provider(r).unwrap();
             }
@@ -476,6 +544,43 @@ mod tests {
         assert!(store.add_provider(fresh(2)).is_err(), "a second scan so soon");
         store.last_purge = Instant::now().checked_sub(PURGE_EVERY);
         store.add_provider(fresh(2)).expect("the interval passed");
+    }
+
+    /// One peer cannot fill the store, nor make its records big: each record's key and
+    /// addresses are bounded, and so are the records of one peer and of all.
+    #[test]
+    fn one_peer_cannot_fill_the_provider_store() {
+        let me = PeerId::random();
+        let mut store = ProvStore::new(me, Arc::new(|_| false));
+        let flooder = PeerId::random();
+        let long: Multiaddr = format!("/dns4/{}/tcp/1", "a".repeat(200)).parse().unwrap();
+        let short: Multiaddr = "/ip4/10.0.0.1/tcp/4001".parse().unwrap();
+        let mut addrs = vec![long; 3];
+        addrs.extend(std::iter::repeat_n(short, 100));
+        for i in 0..(MAX_RECORDS_PER_PEER as u32 + 50) {
+            let key = kad::RecordKey::new(&i.to_be_bytes());
+            let r = store.add_provider(ProviderRecord::new(key, flooder, addrs.clone()));
+            assert_eq!(r.is_ok(), (i as usize) < MAX_RECORDS_PER_PEER, "record {i}");
+        }
+        assert_eq!(store.records, MAX_RECORDS_PER_PEER);
+        let one = store.providers(&kad::RecordKey::new(&0u32.to_be_bytes())).remove(0);
+        assert_eq!(one.addresses.len(), MAX_ADDRS_PER_RECORD);
+        assert!(one.addresses.iter().all(|a| a.as_ref().len() <= MAX_ADDR_BYTES));
+        // A renewal of a record it holds still goes through, and an honest peer is still served.
+        store.add_provider(ProviderRecord::new(kad::RecordKey::new(&0u32.to_be_bytes()), flooder, vec![])).unwrap();
+        let honest = PeerId::random();
+        store.add_provider(ProviderRecord::new(kad::RecordKey::new(&b"mine"), honest, vec![])).unwrap();
+        assert_eq!(store.records, MAX_RECORDS_PER_PEER + 1);
+        let huge_key = kad::RecordKey::new(&vec![7u8; MAX_KEY_BYTES + 1]);
+        assert!(store.add_provider(ProviderRecord::new(huge_key, honest, vec![])).is_err());
+        // Records removed are counted out.
+        store.remove_provider(&kad::RecordKey::new(&1u32.to_be_bytes()), &flooder);
+        assert_eq!(store.per_peer[&flooder], MAX_RECORDS_PER_PEER - 1);
+        store.add_provider(ProviderRecord::new(kad::RecordKey::new(&b"again"), flooder, vec![])).unwrap();
+        // Values: bounded in size too.
+        let big = Record::new(kad::RecordKey::new(&b"v"), vec![0u8; MAX_VALUE_BYTES + 1]);
+        assert!(store.put(big).is_err());
+        assert!(store.put(Record::new(kad::RecordKey::new(&b"v"), vec![0u8; 100])).is_ok());
     }
 
     #[test]

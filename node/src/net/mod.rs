@@ -1782,6 +1782,17 @@ impl crate::node::BlockFetcher for NetFetcher {
         self.net.fetch_range(*file, from, to);
     }
 
+    fn fetch_async(
+        &self,
+        cid: Cid,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Bytes, cairn_merkle::source::SourceError>> + Send + '_>,
+    > {
+        Box::pin(async move {
+            self.net.fetch(cid, self.timeout).await.map_err(|e| cairn_merkle::source::SourceError::Other(Box::new(e)))
+        })
+    }
+
     /// The want goes out now, to peers only; the reader's own fetch, when it comes, waits on
     /// the same want and brings in the origin if the peers are slow.
     fn prefetch(&self, cid: &Cid) {

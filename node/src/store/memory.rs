@@ -6,7 +6,10 @@ use std::sync::RwLock;
 use bytes::Bytes;
 use cairn_merkle::{Block, Cid};
 
-use super::{block_key, decode_pin, encode_pin, BlockIter, BlockStore, Pin, PinStore, Put, StoreError, StoreStats};
+use super::{
+    block_key, decode_pin, encode_pin, pin_key, BlockIter, BlockStore, Pin, PinOwner, PinStore, Put, StoreError,
+    StoreStats,
+};
 
 /// Blocks and pins in ordered maps behind locks.
 #[derive(Debug, Default)]
@@ -72,18 +75,24 @@ impl BlockStore for MemoryStore {
 
 impl PinStore for MemoryStore {
     fn put_pin(&self, pin: &Pin) -> Result<(), StoreError> {
-        self.pins.write().map_err(|_| poisoned())?.insert(pin.cid.to_bytes(), encode_pin(pin));
+        self.pins.write().map_err(|_| poisoned())?.insert(pin_key(&pin.cid, &pin.owner), encode_pin(pin));
         Ok(())
     }
 
-    fn get_pin(&self, cid: &Cid) -> Result<Option<Pin>, StoreError> {
-        let key = cid.to_bytes();
+    fn get_pin(&self, cid: &Cid, owner: &PinOwner) -> Result<Option<Pin>, StoreError> {
+        let key = pin_key(cid, owner);
         let map = self.pins.read().map_err(|_| poisoned())?;
         map.get(&key).map(|v| decode_pin(&key, v)).transpose()
     }
 
-    fn remove_pin(&self, cid: &Cid) -> Result<bool, StoreError> {
-        Ok(self.pins.write().map_err(|_| poisoned())?.remove(&cid.to_bytes()).is_some())
+    fn pins_of(&self, cid: &Cid) -> Result<Vec<Pin>, StoreError> {
+        let prefix = cid.to_bytes();
+        let map = self.pins.read().map_err(|_| poisoned())?;
+        map.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, v)| decode_pin(k, v)).collect()
+    }
+
+    fn remove_pin(&self, cid: &Cid, owner: &PinOwner) -> Result<bool, StoreError> {
+        Ok(self.pins.write().map_err(|_| poisoned())?.remove(&pin_key(cid, owner)).is_some())
     }
 
     fn pins(&self) -> Result<Vec<Pin>, StoreError> {

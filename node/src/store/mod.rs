@@ -26,6 +26,23 @@ pub enum StoreError {
     /// The database reported an error (I/O, corruption, a full disk...).
     #[error("database: {0}")]
     Db(String),
+    /// What was read back fails the database's own checksum: the bytes on disk are damaged
+    /// (a lasting fault, unlike an I/O error or a lack of file handles).
+    #[error("database: {0}")]
+    Checksum(String),
+    /// The write would take the store past `Datastore.StorageMax`.
+    #[error(
+        "the repo holds {held} bytes of blocks and this needs {incoming} more, over Datastore.StorageMax \
+         ({max} bytes): unpin what is not needed and run `cairn repo gc`, or raise it"
+    )]
+    Full {
+        /// Block bytes held now.
+        held: u64,
+        /// Block bytes the write would add.
+        incoming: u64,
+        /// The limit.
+        max: u64,
+    },
     /// A stored record could not be decoded.
     #[error("corrupt record in {table}: {reason}")]
     Corrupt {
@@ -38,6 +55,9 @@ pub enum StoreError {
 
 impl From<rocksdb::Error> for StoreError {
     fn from(e: rocksdb::Error) -> Self {
+        if e.kind() == rocksdb::ErrorKind::Corruption {
+            return StoreError::Checksum(e.into_string());
+        }
         StoreError::Db(e.into_string())
     }
 }
@@ -118,6 +138,53 @@ impl PinMode {
     }
 }
 
+/// Who holds a pin. Each owner's pins are its own: no owner can replace or remove another's,
+/// and a block stays while any owner's pin reaches it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum PinOwner {
+    /// The node's operator: the CLI and the RPC API.
+    #[default]
+    Operator,
+    /// A Pinning Service account.
+    Service(String),
+    /// A followed publisher's mirrored manifests (its peer ID).
+    Follow(String),
+}
+
+impl PinOwner {
+    /// The owner's part of a pin's key: nothing for the operator (so pins written before
+    /// owners existed are the operator's), else a 0xff byte and `service:` or `follow:` with
+    /// the name. A CID's bytes are self-delimiting, so the key splits back unambiguously.
+    fn key_suffix(&self) -> Vec<u8> {
+        match self {
+            PinOwner::Operator => Vec::new(),
+            PinOwner::Service(a) => [&[0xff][..], b"service:", a.as_bytes()].concat(),
+            PinOwner::Follow(p) => [&[0xff][..], b"follow:", p.as_bytes()].concat(),
+        }
+    }
+
+    fn from_suffix(suffix: &[u8]) -> Option<PinOwner> {
+        if suffix.is_empty() {
+            return Some(PinOwner::Operator);
+        }
+        let text = std::str::from_utf8(suffix.strip_prefix(&[0xff])?).ok()?;
+        if let Some(a) = text.strip_prefix("service:") {
+            return Some(PinOwner::Service(a.to_owned()));
+        }
+        text.strip_prefix("follow:").map(|p| PinOwner::Follow(p.to_owned()))
+    }
+}
+
+impl std::fmt::Display for PinOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PinOwner::Operator => f.write_str("the operator"),
+            PinOwner::Service(a) => write!(f, "pinning service account {a:?}"),
+            PinOwner::Follow(p) => write!(f, "the follower of {p}"),
+        }
+    }
+}
+
 /// One pin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pin {
@@ -127,18 +194,30 @@ pub struct Pin {
     pub mode: PinMode,
     /// An optional name.
     pub name: Option<String>,
+    /// Who holds it.
+    pub owner: PinOwner,
 }
 
-/// Pin storage. A CID has at most one pin; a recursive pin replaces a direct one.
+/// The key of `owner`'s pin of `cid`.
+pub fn pin_key(cid: &Cid, owner: &PinOwner) -> Vec<u8> {
+    let mut k = cid.to_bytes();
+    k.extend(owner.key_suffix());
+    k
+}
+
+/// Pin storage. Each owner has at most one pin of a CID; a recursive pin replaces a direct
+/// one of the same owner.
 pub trait PinStore: Send + Sync {
-    /// Writes a pin (replacing any pin of the same CID). Every block written before the call is
-    /// durable before the pin is; the pin is durable when the call returns.
+    /// Writes a pin (replacing its owner's pin of the same CID). Every block written before
+    /// the call is durable before the pin is; the pin is durable when the call returns.
     fn put_pin(&self, pin: &Pin) -> Result<(), StoreError>;
-    /// The pin of `cid`, if any.
-    fn get_pin(&self, cid: &Cid) -> Result<Option<Pin>, StoreError>;
-    /// Removes a pin; returns whether there was one.
-    fn remove_pin(&self, cid: &Cid) -> Result<bool, StoreError>;
-    /// Every pin.
+    /// `owner`'s pin of `cid`, if any.
+    fn get_pin(&self, cid: &Cid, owner: &PinOwner) -> Result<Option<Pin>, StoreError>;
+    /// Every owner's pin of `cid`.
+    fn pins_of(&self, cid: &Cid) -> Result<Vec<Pin>, StoreError>;
+    /// Removes `owner`'s pin of `cid`; returns whether there was one.
+    fn remove_pin(&self, cid: &Cid, owner: &PinOwner) -> Result<bool, StoreError>;
+    /// Every pin of every owner.
     fn pins(&self) -> Result<Vec<Pin>, StoreError>;
 }
 
@@ -156,7 +235,9 @@ fn encode_pin(pin: &Pin) -> Vec<u8> {
 
 fn decode_pin(key: &[u8], value: &[u8]) -> Result<Pin, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt { table: "pins", reason };
-    let cid = Cid::try_from(key).map_err(|e| corrupt(format!("bad CID key: {e}")))?;
+    let mut rest = key;
+    let cid = Cid::read_bytes(&mut rest).map_err(|e| corrupt(format!("bad CID key: {e}")))?;
+    let owner = PinOwner::from_suffix(rest).ok_or_else(|| corrupt(format!("bad owner for {cid}")))?;
     let mode = match value.first() {
         Some(b'r') => PinMode::Recursive,
         Some(b'd') => PinMode::Direct,
@@ -168,7 +249,7 @@ fn decode_pin(key: &[u8], value: &[u8]) -> Result<Pin, StoreError> {
     } else {
         Some(String::from_utf8(name.to_vec()).map_err(|_| corrupt(format!("bad name for {cid}")))?)
     };
-    Ok(Pin { cid, mode, name })
+    Ok(Pin { cid, mode, name, owner })
 }
 
 #[cfg(test)]
@@ -206,14 +287,31 @@ pub(crate) mod tests {
 
     pub fn pins_scenario(s: &dyn PinStore) {
         let a = block(b"alpha", false);
-        let pin = Pin { cid: *a.cid(), mode: PinMode::Direct, name: Some("ünï".into()) };
+        let op = PinOwner::Operator;
+        let pin = Pin { cid: *a.cid(), mode: PinMode::Direct, name: Some("ünï".into()), owner: op.clone() };
         s.put_pin(&pin).unwrap();
-        assert_eq!(s.get_pin(a.cid()).unwrap(), Some(pin.clone()));
+        assert_eq!(s.get_pin(a.cid(), &op).unwrap(), Some(pin.clone()));
         let rec = Pin { mode: PinMode::Recursive, name: None, ..pin };
         s.put_pin(&rec).unwrap();
-        assert_eq!(s.pins().unwrap(), vec![rec]);
-        assert!(s.remove_pin(a.cid()).unwrap());
-        assert!(!s.remove_pin(a.cid()).unwrap());
+        assert_eq!(s.pins().unwrap(), vec![rec.clone()]);
+        // Other owners' pins of the same CID stand beside it, each its own.
+        let svc = PinOwner::Service("acct".into());
+        let fol = PinOwner::Follow("12D3KooWpeer".into());
+        for owner in [&svc, &fol] {
+            s.put_pin(&Pin { owner: owner.clone(), ..rec.clone() }).unwrap();
+        }
+        let other = block(b"beta", true);
+        s.put_pin(&Pin { cid: *other.cid(), owner: svc.clone(), ..rec.clone() }).unwrap();
+        assert_eq!(s.pins_of(a.cid()).unwrap().len(), 3);
+        assert_eq!(s.pins().unwrap().len(), 4);
+        assert!(s.remove_pin(a.cid(), &svc).unwrap());
+        assert!(!s.remove_pin(a.cid(), &svc).unwrap());
+        assert_eq!(s.get_pin(a.cid(), &op).unwrap(), Some(rec));
+        assert!(s.remove_pin(a.cid(), &op).unwrap());
+        assert_eq!(s.pins_of(a.cid()).unwrap().iter().map(|p| p.owner.clone()).collect::<Vec<_>>(), vec![fol.clone()]);
+        assert!(s.remove_pin(a.cid(), &fol).unwrap());
+        assert!(s.pins_of(a.cid()).unwrap().is_empty());
+        assert!(s.remove_pin(other.cid(), &svc).unwrap());
         assert!(s.pins().unwrap().is_empty());
     }
 

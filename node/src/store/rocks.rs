@@ -40,7 +40,10 @@ use rocksdb::{
     WriteBatch, WriteOptions, DB,
 };
 
-use super::{block_key, decode_pin, encode_pin, BlockIter, BlockStore, Pin, PinStore, Put, StoreError, StoreStats};
+use super::{
+    block_key, decode_pin, encode_pin, pin_key, BlockIter, BlockStore, Pin, PinOwner, PinStore, Put, StoreError,
+    StoreStats,
+};
 
 const CF_BLOCKS: &str = "blocks";
 const CF_INDEX: &str = "index";
@@ -100,6 +103,11 @@ pub struct RocksStore {
     degraded: AtomicBool,
     /// The blocks table's memtable size.
     write_buffer_bytes: u64,
+    /// The most block bytes the store may hold (`Datastore.StorageMax`).
+    storage_max: AtomicU64,
+    /// While a collection runs: the keys it must not delete (see
+    /// [`RocksStore::begin_protect`]). Locked after `counters`, never before.
+    protect: Mutex<Option<std::collections::HashSet<Vec<u8>>>>,
     /// Tests turn the free-space check off to make a flush meet a full disk.
     #[cfg(test)]
     skip_space_check: AtomicBool,
@@ -208,6 +216,8 @@ impl RocksStore {
             bg_errors_seen: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
             write_buffer_bytes: tuning.write_buffer_bytes as u64,
+            storage_max: AtomicU64::new(u64::MAX),
+            protect: Mutex::new(None),
             #[cfg(test)]
             skip_space_check: AtomicBool::new(false),
         };
@@ -219,6 +229,84 @@ impl RocksStore {
         };
         *store.counters.lock().map_err(|_| poisoned())? = counters;
         Ok(store)
+    }
+
+    /// Deletes the blocks under `keys` that exist, with the writers' lock held; how many,
+    /// and their bytes.
+    fn delete_locked<'k>(
+        &self,
+        mut counters: std::sync::MutexGuard<'_, StoreStats>,
+        keys: impl Iterator<Item = &'k Vec<u8>>,
+    ) -> Result<(u64, u64), StoreError> {
+        let (cf_blocks, cf_index, cf_meta) = (self.cf(CF_BLOCKS)?, self.cf(CF_INDEX)?, self.cf(CF_META)?);
+        let mut next = *counters;
+        let mut present = Vec::new();
+        for key in keys {
+            if let Some(len) = self.db.get_pinned_cf(&cf_index, key)? {
+                next.blocks -= 1;
+                next.bytes = next.bytes.saturating_sub(decode_len(&len)?);
+                present.push(key);
+            }
+        }
+        if !present.is_empty() {
+            // Tombstones are small; what they take in the memtable is not worth counting.
+            self.write_unlogged(0, || {
+                let mut batch = WriteBatch::default();
+                for key in &present {
+                    batch.delete_cf(&cf_blocks, key);
+                    batch.delete_cf(&cf_index, key);
+                }
+                batch.put_cf(&cf_meta, KEY_COUNTERS, encode_counters(&next));
+                batch
+            })?;
+        }
+        let bytes = counters.bytes - next.bytes;
+        *counters = next;
+        Ok((present.len() as u64, bytes))
+    }
+
+    /// Starts recording, for a collection that runs beside writers, every block key written
+    /// (new or already there) and every key [`RocksStore::protect`] is given: the collection
+    /// deletes none of them ([`RocksStore::delete_unprotected`]).
+    pub fn begin_protect(&self) -> Result<(), StoreError> {
+        *self.protect.lock().map_err(|_| poisoned())? = Some(std::collections::HashSet::new());
+        Ok(())
+    }
+
+    /// Stops recording; returns how many keys were protected.
+    pub fn end_protect(&self) -> Result<usize, StoreError> {
+        Ok(self.protect.lock().map_err(|_| poisoned())?.take().map_or(0, |p| p.len()))
+    }
+
+    /// Whether a collection runs (writes are being protected).
+    pub fn protecting(&self) -> bool {
+        self.protect.lock().is_ok_and(|p| p.is_some())
+    }
+
+    /// Protects `keys` from the running collection, if one runs (a pin's DAG as it is made).
+    pub fn protect(&self, keys: impl IntoIterator<Item = Vec<u8>>) -> Result<(), StoreError> {
+        if let Some(p) = self.protect.lock().map_err(|_| poisoned())?.as_mut() {
+            p.extend(keys);
+        }
+        Ok(())
+    }
+
+    /// Deletes the blocks under `keys` that exist and that no writer protected since
+    /// [`RocksStore::begin_protect`]; how many, and their bytes. The check and the delete
+    /// hold the writers' lock, so a block written at the same time is either protected first
+    /// or written again after.
+    pub fn delete_unprotected(&self, keys: &[Vec<u8>]) -> Result<(u64, u64), StoreError> {
+        let counters = self.counters.lock().map_err(|_| poisoned())?;
+        let protect = self.protect.lock().map_err(|_| poisoned())?;
+        let doomed: Vec<&Vec<u8>> = keys.iter().filter(|k| protect.as_ref().is_none_or(|p| !p.contains(*k))).collect();
+        drop(protect);
+        self.delete_locked(counters, doomed.into_iter())
+    }
+
+    /// Sets the most block bytes the store may hold: a write that would pass it fails with
+    /// [`StoreError::Full`], stores nothing, and leaves everything else as it was.
+    pub fn set_storage_max(&self, max: u64) {
+        self.storage_max.store(max, Ordering::Relaxed);
     }
 
     /// Refuses a write of `incoming` bytes that the disk could not hold together with what
@@ -530,6 +618,9 @@ impl BlockStore for RocksStore {
         let mut seen = std::collections::HashSet::new();
         let mut new = Vec::new();
         let mut out = Vec::with_capacity(blocks.len());
+        if let Some(p) = self.protect.lock().map_err(|_| poisoned())?.as_mut() {
+            p.extend(blocks.iter().map(|b| block_key(b.cid())));
+        }
         for b in blocks {
             let key = block_key(b.cid());
             if !seen.contains(&key) && !self.has(b.cid())? {
@@ -544,6 +635,10 @@ impl BlockStore for RocksStore {
         }
         if next != *counters {
             let incoming = next.bytes - counters.bytes;
+            let max = self.storage_max.load(Ordering::Relaxed);
+            if next.bytes > max {
+                return Err(StoreError::Full { held: counters.bytes, incoming, max });
+            }
             self.check_space(incoming)?;
             self.write_unlogged(incoming, || {
                 let mut batch = WriteBatch::default();
@@ -560,31 +655,8 @@ impl BlockStore for RocksStore {
     }
 
     fn delete_keys(&self, keys: &[Vec<u8>]) -> Result<u64, StoreError> {
-        let (cf_blocks, cf_index, cf_meta) = (self.cf(CF_BLOCKS)?, self.cf(CF_INDEX)?, self.cf(CF_META)?);
-        let mut counters = self.counters.lock().map_err(|_| poisoned())?;
-        let mut next = *counters;
-        let mut present = Vec::new();
-        for key in keys {
-            if let Some(len) = self.db.get_pinned_cf(&cf_index, key)? {
-                next.blocks -= 1;
-                next.bytes = next.bytes.saturating_sub(decode_len(&len)?);
-                present.push(key);
-            }
-        }
-        if !present.is_empty() {
-            // Tombstones are small; what they take in the memtable is not worth counting.
-            self.write_unlogged(0, || {
-                let mut batch = WriteBatch::default();
-                for key in &present {
-                    batch.delete_cf(&cf_blocks, key);
-                    batch.delete_cf(&cf_index, key);
-                }
-                batch.put_cf(&cf_meta, KEY_COUNTERS, encode_counters(&next));
-                batch
-            })?;
-            *counters = next;
-        }
-        Ok(present.len() as u64)
+        let counters = self.counters.lock().map_err(|_| poisoned())?;
+        Ok(self.delete_locked(counters, keys.iter())?.0)
     }
 
     fn keys(&self) -> Box<dyn Iterator<Item = Result<Vec<u8>, StoreError>> + '_> {
@@ -619,18 +691,32 @@ impl PinStore for RocksStore {
         self.flush_blocks()?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.put_cf_opt(&self.cf(CF_PINS)?, pin.cid.to_bytes(), encode_pin(pin), &wo)?;
+        self.db.put_cf_opt(&self.cf(CF_PINS)?, pin_key(&pin.cid, &pin.owner), encode_pin(pin), &wo)?;
         Ok(())
     }
 
-    fn get_pin(&self, cid: &Cid) -> Result<Option<Pin>, StoreError> {
-        let key = cid.to_bytes();
+    fn get_pin(&self, cid: &Cid, owner: &PinOwner) -> Result<Option<Pin>, StoreError> {
+        let key = pin_key(cid, owner);
         self.db.get_cf(&self.cf(CF_PINS)?, &key)?.map(|v| decode_pin(&key, &v)).transpose()
     }
 
-    fn remove_pin(&self, cid: &Cid) -> Result<bool, StoreError> {
+    fn pins_of(&self, cid: &Cid) -> Result<Vec<Pin>, StoreError> {
         let cf = self.cf(CF_PINS)?;
-        let key = cid.to_bytes();
+        let prefix = cid.to_bytes();
+        let mut out = Vec::new();
+        for r in self.db.iterator_cf(&cf, IteratorMode::From(&prefix, rocksdb::Direction::Forward)) {
+            let (k, v) = r?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push(decode_pin(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn remove_pin(&self, cid: &Cid, owner: &PinOwner) -> Result<bool, StoreError> {
+        let cf = self.cf(CF_PINS)?;
+        let key = pin_key(cid, owner);
         let existed = self.db.get_pinned_cf(&cf, &key)?.is_some();
         if existed {
             let mut wo = WriteOptions::default();

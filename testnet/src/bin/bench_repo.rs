@@ -332,7 +332,7 @@ fn bench_gc(args: &Args, work: &Path, rows: &mut Vec<Row>) -> Result<()> {
     batch.push(top);
     flush(&mut batch, &mut put)?;
     store.sync()?;
-    store.put_pin(&Pin { cid: top_cid, mode: PinMode::Recursive, name: None })?;
+    store.put_pin(&Pin { cid: top_cid, mode: PinMode::Recursive, name: None, owner: Default::default() })?;
     let fill_secs = t.elapsed().as_secs_f64();
     let before = node.stat()?;
     println!(

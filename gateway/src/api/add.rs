@@ -1,0 +1,210 @@
+//! `add`: a multipart upload streamed straight into the importer, and the body limits every
+//! upload command (`add`, `dag/import`, `block/put`) shares.
+//!
+//! No part ever reaches the file system: the parts go one by one over a channel to a
+//! blocking task that imports them as they arrive (`cairn_node::upload`), a file's bytes
+//! through a bounded channel of chunks. A symlink part becomes a UnixFS symlink node.
+
+use bytes::{Buf, Bytes};
+use cairn_node::upload::{UploadError, UploadLimits, UploadPart, MAX_SYMLINK_TARGET};
+use cairn_node::NodeError;
+use hyper::header;
+use hyper::{Request, StatusCode};
+use serde_json::json;
+
+use super::{add_options, ndjson, tsize, Answer, Api, Fail, Params};
+
+/// Chunks of one file part in flight between the request and the importer.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// How much one upload may carry: `API.MaxUploadBytes` and `API.MaxUploadEntries`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UploadBodyLimits {
+    pub(crate) bytes: u64,
+    pub(crate) entries: usize,
+}
+
+impl UploadBodyLimits {
+    /// The limits in `config`; a value that does not parse is left at its default (the
+    /// daemon refuses to start with it, see `cairn daemon`).
+    pub(crate) fn of(config: &cairn_node::Config) -> UploadBodyLimits {
+        let defaults = cairn_node::config::Api::default();
+        let bytes = config
+            .api_max_upload_bytes()
+            .unwrap_or_else(|_| cairn_node::config::parse_size(&defaults.max_upload_bytes).unwrap_or(u64::MAX));
+        let entries = usize::try_from(config.api.max_upload_entries.max(1)).unwrap_or(usize::MAX);
+        UploadBodyLimits { bytes, entries }
+    }
+}
+
+/// A blocking `Read` over chunks handed in from the runtime; an `Err` item ends it with that
+/// error (an upload cut off mid-part).
+pub(super) struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
+    current: Bytes,
+}
+
+impl ChunkReader {
+    /// A reader and the sender that feeds it, holding at most `CHUNKS_IN_FLIGHT` chunks.
+    pub(super) fn channel() -> (tokio::sync::mpsc::Sender<Result<Bytes, String>>, ChunkReader) {
+        let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+        (tx, ChunkReader { rx, current: Bytes::new() })
+    }
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, e)),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        Ok(n)
+    }
+}
+
+/// A multipart body's error as the client should see it: a body over the limit is a 413
+/// that names the setting, anything else a 400.
+pub(super) fn body_error(e: multer::Error) -> Fail {
+    match e {
+        multer::Error::StreamSizeExceeded { limit } => too_large(limit),
+        e => Fail::bad(e),
+    }
+}
+
+fn too_large(limit: u64) -> Fail {
+    Fail(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is over API.MaxUploadBytes ({limit} bytes); raise it with `cairn config`"),
+    )
+}
+
+/// Copies one field's chunks into `tx` until the field ends or the reader goes away.
+async fn feed_field(
+    field: &mut multer::Field<'static>,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, String>>,
+) -> Result<(), Fail> {
+    loop {
+        match field.chunk().await {
+            Ok(Some(chunk)) => {
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return Ok(()); // the importer stopped reading: its answer says why
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                let _ = tx.send(Err(e.to_string())).await;
+                return Err(body_error(e));
+            }
+        }
+    }
+}
+
+/// A field's whole body, refused past `max` bytes.
+async fn small_field(field: &mut multer::Field<'static>, max: usize, what: &str) -> Result<Bytes, Fail> {
+    let mut out = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(body_error)? {
+        if out.len() + chunk.len() > max {
+            return Err(Fail::bad(format!("{what}: over {max} bytes")));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(out))
+}
+
+impl Api {
+    /// The request's multipart body, with the upload limits applied: a declared length over
+    /// the limit is refused before a byte is read.
+    pub(super) fn multipart(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        command: &str,
+    ) -> Result<multer::Multipart<'static>, Fail> {
+        let boundary = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| multer::parse_boundary(v).ok())
+            .ok_or_else(|| Fail::bad(format!("{command} takes a multipart/form-data body")))?;
+        let declared =
+            req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.limits.bytes) {
+            return Err(too_large(self.limits.bytes));
+        }
+        let constraints =
+            multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(self.limits.bytes));
+        let stream = http_body_util::BodyExt::into_data_stream(req.into_body());
+        Ok(multer::Multipart::with_constraints(stream, boundary, constraints))
+    }
+
+    /// `add`: each part is imported as it arrives; the answer lists every entry as
+    /// `ipfs add` does (files as they are added, then directories, roots last).
+    pub(super) async fn add(&self, req: Request<hyper::body::Incoming>, p: &Params) -> Answer {
+        let opts = add_options(p)?;
+        let pin = p.flag("pin", true)?;
+        let wrap = p.flag("wrap-with-directory", false)?;
+        let mut parts = self.multipart(req, "add")?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<UploadPart<ChunkReader>>(1);
+        let node = self.node.clone();
+        let limits = UploadLimits { max_entries: self.limits.entries };
+        let worker = tokio::task::spawn_blocking(move || {
+            let mut added = Vec::new();
+            let incoming = std::iter::from_fn(|| rx.blocking_recv());
+            let roots =
+                node.add_upload(incoming, &opts, limits, pin, wrap, &mut |a| added.push((a.path.clone(), a.cid)))?;
+            // Sizes as Kubo reports them, read once the blocks are in the store.
+            let lines: Vec<_> = added
+                .into_iter()
+                .map(|(name, cid)| json!({"Name": name, "Hash": cid.to_string(), "Size": tsize(&node, &cid).to_string()}))
+                .collect();
+            Ok::<_, NodeError>((lines, roots))
+        });
+        let fed = async {
+            while let Some(mut field) = parts.next_field().await.map_err(body_error)? {
+                let raw = field.file_name().unwrap_or("").to_owned();
+                let name = percent_encoding::percent_decode_str(&raw).decode_utf8_lossy().into_owned();
+                let kind = field.content_type().map(|m| m.essence_str().to_owned()).unwrap_or_default();
+                let (part, feed) = match kind.as_str() {
+                    "application/x-directory" => (UploadPart::Dir(name), None),
+                    "application/symlink" => {
+                        let target = small_field(&mut field, MAX_SYMLINK_TARGET, &format!("symlink {name:?}")).await?;
+                        let target = String::from_utf8(target.to_vec())
+                            .map_err(|_| Fail::bad(format!("symlink {name:?}: target is not UTF-8")))?;
+                        (UploadPart::Symlink(name, target), None)
+                    }
+                    _ => {
+                        let (chunks, reader) = ChunkReader::channel();
+                        (UploadPart::File(name, reader), Some(chunks))
+                    }
+                };
+                if tx.send(part).await.is_err() {
+                    return Ok(()); // the importer stopped: its answer says why
+                }
+                if let Some(chunks) = feed {
+                    feed_field(&mut field, &chunks).await?;
+                }
+            }
+            Ok::<(), Fail>(())
+        }
+        .await;
+        drop(tx);
+        let imported = worker.await.map_err(|e| Fail::internal(format!("task failed: {e}")))?;
+        // The client's own fault first: an importer cut off mid-file says only that.
+        fed?;
+        let (lines, roots) = imported.map_err(|e| match e {
+            NodeError::Upload(u) if !u.is_store_failure() => Fail::bad(u),
+            NodeError::Upload(UploadError::Import { path, source }) => Fail::internal(format!("{path}: {source}")),
+            e => Fail::internal(e),
+        })?;
+        if pin {
+            let announced: Vec<_> = roots.iter().map(|r| (r.cid, r.size)).collect();
+            self.announce(&announced).await;
+        }
+        Ok(ndjson(&lines))
+    }
+}
