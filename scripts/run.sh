@@ -8,7 +8,11 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$ROOT/scripts/setup.sh"
 
 source "$ROOT/scripts/env.sh"
-cargo build --release -p cairn-cli --locked --quiet --manifest-path "$ROOT/Cargo.toml"
+# Cargo's own lines go to stderr, so the command's output stays cairn's alone.
+if [ ! -x "$CARGO_TARGET_DIR/release/cairn" ]; then
+    echo "run.sh: building cairn (release) into $CARGO_TARGET_DIR; the first build compiles RocksDB's C++ and takes about 30 minutes on 2 cores, later ones seconds to minutes" >&2
+fi
+cargo build --release -p cairn-cli --locked --manifest-path "$ROOT/Cargo.toml"
 
 if [ $# -eq 0 ]; then
     set -- add --only-hash -r "$ROOT/merkle"

@@ -13,6 +13,9 @@ source scripts/env.sh
 export CAIRN_KUBO_PY=${CAIRN_KUBO_PY:-$CAIRN_CACHE/venv/bin/python}
 export CAIRN_JS_DIR=${CAIRN_JS_DIR:-$PWD/testnet/js}
 
+if [ ! -d "$CARGO_TARGET_DIR/debug/deps" ]; then
+    echo "test.sh: first build in $CARGO_TARGET_DIR: compiling RocksDB's C++ and every dependency takes about 30 minutes on 2 cores; the tests then take about 10"
+fi
 echo "== cargo fmt --all --check"
 cargo fmt --all --check
 echo "== cargo clippy --workspace --all-targets --locked -- -D warnings"
