@@ -217,11 +217,19 @@ impl Follower {
         self.followed.lock().is_ok_and(|f| f.contains_key(&peer))
     }
 
-    /// A message on a followed topic: a manifest hint starts a mirror.
+    /// A message on a followed topic: a manifest hint starts a mirror, if a followed
+    /// publisher signed the message. Anyone else's hint is refused before a byte is fetched:
+    /// only a followed publisher's own announcement can make this node fetch (the manifest's
+    /// signature is checked again once it is here).
     fn heard(self: &Arc<Self>, m: PubsubMessage) {
         let Some(from) = m.from else { return };
         let Ok(hint) = hints::decode(from, &m.data) else { return };
         if !hint.manifest {
+            return;
+        }
+        if !self.followed.lock().is_ok_and(|f| f.contains_key(&from)) {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%from, root = %hint.root, "manifest hint from a peer not followed: refused unfetched");
             return;
         }
         let f = self.clone();

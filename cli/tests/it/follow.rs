@@ -113,6 +113,9 @@ fn followers_mirror_a_publishers_manifests_without_being_asked() {
     drop(d2);
     drop(d1);
     drop(dp);
+    // Refused before a byte was fetched: f1 never took the stranger's manifest block.
+    let held = cairn().arg("--repo").arg(&f1).args(["block", "stat", &stranger]).output().unwrap();
+    assert!(!held.status.success(), "f1 fetched a manifest hinted by a peer it does not follow");
     // The mirrors are whole: each follower reads both files from its own repo alone, and the
     // manifests verify.
     for f in [&f1, &f2] {
