@@ -201,7 +201,7 @@ impl Api {
             Ok(origin) => origin,
             Err(f) => return failure(f),
         };
-        if guard::Guard::is_preflight(req.method()) {
+        if req.method() == Method::OPTIONS {
             return self.guard.preflight(origin.as_deref());
         }
         let mut r = if self.guard.authorized(&req) {

@@ -1,5 +1,7 @@
 //! HAMT-sharded UnixFS directories: building them as Kubo does, and reading them.
 //!
+//! One job, over 700 lines: about 400 of them are the tests of the trie's edge cases.
+//!
 //! A directory whose plain node would be too big is stored as a hash array mapped trie of
 //! dag-pb nodes of UnixFS type `HAMTShard`. The layout below is the one Kubo v0.22 writes
 //! (boxo v0.11, `ipld/unixfs/hamt` and `ipld/unixfs/io/directory.go`); [`build`]

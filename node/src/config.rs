@@ -1,5 +1,8 @@
 //! The repo's JSON config, with Kubo's key names where Kubo has them.
 //!
+//! Over 700 lines until issue 28 turns it into typed settings validated once, one file per
+//! section.
+//!
 //! The file is read into a [`Config`] for typed access, and edited as JSON by dotted key
 //! (`Addresses.API`) for `cairn config`, so that unknown keys survive a round trip. Every
 //! edit is checked by parsing the result back into a [`Config`] before it is written.
@@ -515,6 +518,15 @@ pub fn parse_size(s: &str) -> Option<u64> {
     Some((num * mult as f64) as u64)
 }
 
+/// A size setting where `0` (or nothing) means no limit; `key` names it in the error.
+pub fn optional_size(key: &str, s: &str) -> Result<Option<u64>, ConfigError> {
+    let v = s.trim();
+    if v == "0" || v.is_empty() {
+        return Ok(None);
+    }
+    parse_size(v).map(Some).ok_or_else(|| ConfigError::Invalid(format!("{key} {v:?} is not a size like 10GB or 0")))
+}
+
 /// Named starting points for `cairn init --profile`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
@@ -556,13 +568,7 @@ impl Config {
 
     /// `Datastore.StorageMax` in bytes (`0` or empty: no limit).
     pub fn storage_max(&self) -> Result<Option<u64>, ConfigError> {
-        let v = self.datastore.storage_max.trim();
-        if v == "0" || v.is_empty() {
-            return Ok(None);
-        }
-        parse_size(v)
-            .map(Some)
-            .ok_or_else(|| ConfigError::Invalid(format!("Datastore.StorageMax {v:?} is not a size like 10GB or 0")))
+        optional_size("Datastore.StorageMax", &self.datastore.storage_max)
     }
 
     /// With `--enable-gc`: how often to check (`Datastore.GCPeriod`) and the block bytes past
@@ -589,13 +595,7 @@ impl Config {
 
     /// `Follow.Quota` in bytes (`None`: no quota of its own).
     pub fn follow_quota(&self) -> Result<Option<u64>, ConfigError> {
-        let q = self.follow.quota.trim();
-        if q == "0" || q.is_empty() {
-            return Ok(None);
-        }
-        parse_size(q)
-            .map(Some)
-            .ok_or_else(|| ConfigError::Invalid(format!("Follow.Quota {q:?} is not a size like 500GB or 0")))
+        optional_size("Follow.Quota", &self.follow.quota)
     }
 
     /// A new config for `peer_id` under `profile`. Every address is loopback.

@@ -1,8 +1,12 @@
 //! The `Node` facade: everything the CLI and the gateway do with a repo.
 //!
+//! Over 700 lines until issue 28's redesign makes it a folder (`write`, `read`, `pins`,
+//! `verify`, and the collector).
+//!
 //! Concurrency: a `Node` is shared by reference. Adds, imports and pins hold the GC lock
-//! for reading; `gc` holds it for writing, so a sweep never runs while a DAG is half
-//! written or about to be pinned, and no new pin lands mid-sweep.
+//! for reading; `gc` holds it for writing only to start (so no add is half written when it
+//! reads the pins), then marks and sweeps beside writers, keeping every block written or
+//! pinned meanwhile (see [`Node::gc`]).
 //!
 //! Crash safety: an add writes its blocks in batches, syncs the write-ahead log, and only
 //! then writes the pin (itself a synced write). A crash at any point leaves either no pin
@@ -368,8 +372,13 @@ impl Node {
     }
 
     /// Pins an older version made for followed publishers under the operator (named
-    /// `follow <peer>`) become the publishers' own.
+    /// `follow <peer>`) become the publishers' own. Once per repo: a metadata mark says it
+    /// was done, so opening a repo of many pins does not scan them every time.
     fn adopt_legacy_follow_pins(&self) -> Result<(), NodeError> {
+        const DONE: &[u8] = b"pins/follow-owners-adopted";
+        if self.repo.store().get_meta(DONE)?.is_some() {
+            return Ok(());
+        }
         for pin in self.pins_store().pins()? {
             let Some(peer) = pin.name.as_deref().and_then(|n| n.strip_prefix(crate::follow::PIN_PREFIX)) else {
                 continue;
@@ -381,6 +390,7 @@ impl Node {
             self.pins_store().put_pin(&adopted)?;
             self.pins_store().remove_pin(&pin.cid, &PinOwner::Operator)?;
         }
+        self.repo.store().put_meta(DONE, b"1")?;
         Ok(())
     }
 

@@ -132,8 +132,13 @@ impl PinSpec {
 }
 
 /// Pins an older version made for the service under the operator (named [`PIN_NAME`]) become
-/// the pins of the accounts whose pinned requests name them; then the operator's go.
+/// the pins of the accounts whose pinned requests name them; then the operator's go. Once
+/// per repo, marked in the metadata.
 fn adopt_legacy_pins(node: &Node, state: &State) -> Result<(), PinError> {
+    const DONE: &[u8] = b"pins/service-owners-adopted";
+    if node.repo().store().get_meta(DONE).map_err(NodeError::from)?.is_some() {
+        return Ok(());
+    }
     let legacy: Vec<_> = node
         .pins()?
         .into_iter()
@@ -152,6 +157,7 @@ fn adopt_legacy_pins(node: &Node, state: &State) -> Result<(), PinError> {
         }
         node.pin_rm(&path)?;
     }
+    node.repo().store().put_meta(DONE, b"1").map_err(NodeError::from)?;
     Ok(())
 }
 
@@ -388,14 +394,7 @@ impl Settings {
                 .unwrap_or(Duration::ZERO),
             block_timeout: config.retrieval_timeout()?,
             max_requests: usize::try_from(c.max_requests.max(1)).unwrap_or(usize::MAX),
-            max_bytes: match c.max_bytes.trim() {
-                "0" | "" => None,
-                v => Some(crate::config::parse_size(v).ok_or_else(|| {
-                    crate::config::ConfigError::Invalid(format!(
-                        "PinningService.MaxBytes {v:?} is not a size like 100GB or 0"
-                    ))
-                })?),
-            },
+            max_bytes: crate::config::optional_size("PinningService.MaxBytes", &c.max_bytes)?,
             per_minute: c.requests_per_minute.max(1),
         })
     }

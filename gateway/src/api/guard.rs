@@ -16,7 +16,7 @@
 //! `Sec-Fetch-*` and are let through to the secrets check.
 
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 
 use super::Fail;
 use crate::body::{self, Body};
@@ -217,11 +217,6 @@ impl Guard {
                 HeaderValue::from_static("X-Stream-Output, X-Chunked-Output, X-Content-Length"),
             );
         }
-    }
-
-    /// Whether `method` is a preflight.
-    pub(crate) fn is_preflight(method: &Method) -> bool {
-        method == Method::OPTIONS
     }
 }
 

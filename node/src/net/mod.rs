@@ -1,5 +1,8 @@
 //! The network: a libp2p swarm that speaks Bitswap with Kubo and other Cairn nodes.
 //!
+//! Over 700 lines until issue 28 splits the driver into an event loop with one handler
+//! file per concern.
+//!
 //! [`spawn`] starts a task that owns the swarm (the driver) and returns a [`Network`] handle
 //! that the rest of the node uses through commands: dial, list peers, fetch a block. The
 //! driver feeds swarm events to the Bitswap [`bitswap::engine::Engine`] and carries out its
