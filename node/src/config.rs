@@ -141,11 +141,19 @@ impl Default for Bitswap {
 pub struct ConnMgr {
     /// Most connections at once, in and out.
     pub high_water: u32,
+    /// Most inbound connections from one IPv4 address (twice as many from one IPv6 /56);
+    /// loopback is not limited. A Cairn key.
+    #[serde(default = "default_max_per_ip", rename = "MaxPerIP")]
+    pub max_per_ip: u32,
+}
+
+fn default_max_per_ip() -> u32 {
+    crate::net::iplimit::DEFAULT_PER_IP
 }
 
 impl Default for ConnMgr {
     fn default() -> Self {
-        ConnMgr { high_water: 900 }
+        ConnMgr { high_water: 900, max_per_ip: default_max_per_ip() }
     }
 }
 

@@ -18,6 +18,8 @@ use cairn_merkle::Cid;
 use libp2p::{Multiaddr, PeerId};
 use prost::Message as _;
 
+use super::ratelimit::PerSender;
+
 /// The gossipsub topic of availability hints.
 pub const TOPIC: &str = "/cairn/hints/1";
 /// The largest hint accepted.
@@ -31,7 +33,7 @@ pub const MAX_REMEMBERED: usize = 10_000;
 /// from new senders are refused (and the peers relaying them lose gossipsub score).
 pub const MAX_SENDERS: usize = 10_000;
 /// The window of [`MAX_HINTS_PER_MINUTE`].
-const RATE_WINDOW: Duration = Duration::from_secs(60);
+pub const RATE_WINDOW: Duration = Duration::from_secs(60);
 /// Providers remembered per root.
 pub const MAX_PROVIDERS: usize = 16;
 /// Addresses taken from one hint.
@@ -94,39 +96,27 @@ pub fn decode(source: PeerId, data: &[u8]) -> Result<Available, String> {
 }
 
 /// Remembered hints and per-sender rates.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Hints {
     roots: HashMap<Vec<u8>, Vec<(PeerId, Vec<Multiaddr>)>>,
     order: VecDeque<Vec<u8>>,
-    rates: HashMap<PeerId, VecDeque<Instant>>,
-    /// When `rates` was last swept for senders quiet for a whole window.
-    swept: Option<Instant>,
+    rates: PerSender,
+}
+
+impl Default for Hints {
+    fn default() -> Self {
+        Hints {
+            roots: HashMap::new(),
+            order: VecDeque::new(),
+            rates: PerSender::new(MAX_HINTS_PER_MINUTE, RATE_WINDOW, MAX_SENDERS),
+        }
+    }
 }
 
 impl Hints {
     /// Whether `source` may send another hint now (and counts it).
     pub fn allow(&mut self, source: PeerId, now: Instant) -> bool {
-        if self.rates.len() >= MAX_SENDERS && !self.rates.contains_key(&source) {
-            // At most one sweep a second: a stream of new identities cannot make every hint
-            // cost a pass over the table.
-            if self.swept.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1)) {
-                self.swept = Some(now);
-                self.rates
-                    .retain(|_, times| times.back().is_some_and(|t| now.saturating_duration_since(*t) <= RATE_WINDOW));
-            }
-            if self.rates.len() >= MAX_SENDERS {
-                return false;
-            }
-        }
-        let times = self.rates.entry(source).or_default();
-        while times.front().is_some_and(|t| now.saturating_duration_since(*t) > RATE_WINDOW) {
-            times.pop_front();
-        }
-        if times.len() >= MAX_HINTS_PER_MINUTE {
-            return false;
-        }
-        times.push_back(now);
-        true
+        self.rates.allow(source, now)
     }
 
     /// Remembers a validated hint.
@@ -210,13 +200,13 @@ mod tests {
         // Full of senders active within the minute: a new one is refused, a known one is not.
         assert!(!h.allow(PeerId::random(), now + Duration::from_secs(30)));
         assert!(h.allow(early, now + Duration::from_secs(30)));
-        assert_eq!(h.rates.len(), MAX_SENDERS);
+        assert_eq!(h.rates.tracked(), MAX_SENDERS);
         // Once the first ones have been quiet for a minute they are forgotten, and new ones
         // come in.
         let later = now + Duration::from_secs(95);
         let fresh = PeerId::random();
         assert!(h.allow(fresh, later));
-        assert!(h.rates.len() <= 2, "{} senders kept", h.rates.len());
-        assert!(h.rates.contains_key(&fresh));
+        assert!(h.rates.tracked() <= 2, "{} senders kept", h.rates.tracked());
+        assert!(h.rates.tracks(&fresh));
     }
 }

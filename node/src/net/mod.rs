@@ -17,6 +17,7 @@
 pub mod bitswap;
 pub mod dht;
 pub mod hints;
+pub mod iplimit;
 pub mod origin;
 pub mod ratelimit;
 pub mod reprovide;
@@ -83,6 +84,11 @@ pub struct NetConfig {
     pub max_connections: u32,
     /// Most connections per peer.
     pub max_connections_per_peer: u32,
+    /// Most inbound connections per IPv4 address (twice that per IPv6 /56; [`iplimit`]).
+    pub max_connections_per_ip: u32,
+    /// Whether loopback connections count against [`NetConfig::max_connections_per_ip`]
+    /// (only tests want that).
+    pub limit_loopback: bool,
     /// How long an idle connection stays open.
     pub idle_timeout: Duration,
     /// How the DHTs run.
@@ -119,6 +125,8 @@ impl NetConfig {
             swarm_key: None,
             max_connections: 900,
             max_connections_per_peer: 4,
+            max_connections_per_ip: iplimit::DEFAULT_PER_IP,
+            limit_loopback: false,
             idle_timeout: Duration::from_secs(120),
             dht: dht::DhtMode::Auto,
             announce: Vec::new(),
@@ -154,6 +162,7 @@ impl NetConfig {
             .map(|s| parse(s, "Addresses.AppendAnnounce"))
             .collect::<Result<_, _>>()?;
         net.max_connections = cfg.swarm.conn_mgr.high_water.max(1);
+        net.max_connections_per_ip = cfg.swarm.conn_mgr.max_per_ip.max(1);
         net.dht = cfg.routing.kind.parse().map_err(NetError::Config)?;
         let rate = |s: &str, what: &str| -> Result<Option<u64>, NetError> {
             if s.trim().is_empty() {
@@ -185,10 +194,22 @@ impl NetConfig {
     }
 }
 
+/// Bounds what peers may say they subscribe to: at most [`MAX_PEER_TOPICS`] topics per peer,
+/// and a request to subscribe to more than [`MAX_PEER_TOPICS`] at once is ignored whole.
+type TopicFilter = gossipsub::MaxCountSubscriptionFilter<gossipsub::AllowAllSubscriptionFilter>;
+/// Topics one peer is known to subscribe to, at most.
+pub const MAX_PEER_TOPICS: usize = 256;
+/// Topics this node subscribes to (the hints topic and those asked for through the API).
+pub const MAX_LOCAL_TOPICS: usize = 1024;
+/// Messages per minute one signed source may send on a topic other than the hints topic;
+/// past it they are rejected, neither delivered nor relayed (each at most 1 MiB).
+pub const MAX_TOPIC_MESSAGES_PER_MINUTE: usize = 600;
+
 /// The swarm's behaviours.
 #[derive(NetworkBehaviour)]
 #[behaviour(prelude = "libp2p::swarm::derive_prelude")]
 pub struct Behaviour {
+    per_ip: iplimit::Behaviour,
     limits: connection_limits::Behaviour,
     blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     identify: identify::Behaviour,
@@ -196,7 +217,7 @@ pub struct Behaviour {
     autonat: autonat::v1::Behaviour,
     kad_wan: Toggle<kad::Behaviour<dht::ProvStore>>,
     kad_lan: Toggle<kad::Behaviour<dht::ProvStore>>,
-    gossipsub: gossipsub::Behaviour,
+    gossipsub: gossipsub::Behaviour<gossipsub::IdentityTransform, TopicFilter>,
     mdns: Toggle<libp2p::mdns::tokio::Behaviour>,
     upnp: Toggle<libp2p::upnp::tokio::Behaviour>,
     /// Bitswap.
@@ -763,8 +784,17 @@ pub async fn spawn(
             .validate_messages()
             .build()
             .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
-        let mut gs = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(keypair.clone()), cfg)
-            .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
+        let filter = TopicFilter {
+            filter: gossipsub::AllowAllSubscriptionFilter {},
+            max_subscribed_topics: MAX_PEER_TOPICS,
+            max_subscriptions_per_request: MAX_PEER_TOPICS,
+        };
+        let mut gs = gossipsub::Behaviour::new_with_subscription_filter(
+            gossipsub::MessageAuthenticity::Signed(keypair.clone()),
+            cfg,
+            filter,
+        )
+        .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
         // Peer scoring, so that a rejected hint costs its sender. On the hints topic, each
         // invalid message counts -10 (squared over the count, which decays by 1% a second:
         // a flood is held against its sender for minutes, not seconds);
@@ -804,6 +834,7 @@ pub async fn spawn(
         Toggle::from(mode.map(|m| dht::behaviour(protocol, peer_id, holds.clone(), m)))
     };
     let behaviour = Behaviour {
+        per_ip: iplimit::Behaviour::new(cfg.max_connections_per_ip, cfg.limit_loopback),
         limits: connection_limits::Behaviour::new(limits),
         blocked: allow_block_list::Behaviour::default(),
         identify: identify::Behaviour::new(
@@ -904,6 +935,7 @@ pub async fn spawn(
         addrs: Default::default(),
         topics: Default::default(),
         hints: Default::default(),
+        topic_rates: ratelimit::PerSender::new(MAX_TOPIC_MESSAGES_PER_MINUTE, hints::RATE_WINDOW, hints::MAX_SENDERS),
         listening: listening.clone(),
         provider: dht::Provider::default(),
         lookups: Vec::new(),
@@ -1020,6 +1052,8 @@ struct Driver {
     topics: std::collections::HashMap<gossipsub::TopicHash, Vec<mpsc::Sender<PubsubMessage>>>,
     /// Availability hints heard.
     hints: hints::Hints,
+    /// Messages per signed source on the other topics.
+    topic_rates: ratelimit::PerSender,
     /// Our listen addresses, for hints.
     listening: Vec<Multiaddr>,
     /// Announcements on the DHTs.
@@ -1222,7 +1256,11 @@ impl Driver {
             }
             Command::Subscribe(topic, sender, tx) => {
                 let t = gossipsub::IdentTopic::new(topic);
-                let r = self.swarm.behaviour_mut().gossipsub.subscribe(&t).map_err(|e| NetError::Pubsub(e.to_string()));
+                let r = if self.topics.len() >= MAX_LOCAL_TOPICS && !self.topics.contains_key(&t.hash()) {
+                    Err(NetError::Pubsub(format!("this node already subscribes to {MAX_LOCAL_TOPICS} topics")))
+                } else {
+                    self.swarm.behaviour_mut().gossipsub.subscribe(&t).map_err(|e| NetError::Pubsub(e.to_string()))
+                };
                 if r.is_ok() {
                     self.topics.entry(t.hash()).or_default().push(sender);
                 }
@@ -1282,7 +1320,9 @@ impl Driver {
                 let _ = tx.send((self.engine.peers_answer(&cid), self.engine.told_everyone(&cid)));
             }
             Command::Stats(tx) => {
-                let _ = tx.send(self.engine.stats());
+                let stats =
+                    Stats { queued_bytes: self.swarm.behaviour().bitswap.queued_bytes(), ..self.engine.stats() };
+                let _ = tx.send(stats);
             }
             Command::Provide(cids, done) => {
                 self.provider.enqueue(cids.iter().map(dht::key_of).collect(), done);
@@ -1450,8 +1490,20 @@ impl Driver {
             gs.report_message_validation_result(&message_id, &propagation_source, acceptance);
             return;
         }
-        gs.report_message_validation_result(&message_id, &propagation_source, gossipsub::MessageAcceptance::Accept);
-        deliver(&mut self.topics, &message);
+        // Other topics carry what applications put there: Cairn cannot judge the content, but
+        // each signed source gets a rate, and what is over it is neither delivered nor relayed.
+        let acceptance = match message.source {
+            Some(source) if self.topic_rates.allow(source, Instant::now()) => {
+                deliver(&mut self.topics, &message);
+                gossipsub::MessageAcceptance::Accept
+            }
+            Some(source) => {
+                tracing::debug!("{source} sends too fast on {}", message.topic);
+                gossipsub::MessageAcceptance::Reject
+            }
+            None => gossipsub::MessageAcceptance::Reject,
+        };
+        gs.report_message_validation_result(&message_id, &propagation_source, acceptance);
     }
 
     /// Answers every `connect` waiting for `peer`.
@@ -1483,19 +1535,9 @@ impl Driver {
                 if !self.serve {
                     message.wants.clear();
                 }
-                // Presence questions are answered at once from the index (a point lookup), not
-                // queued behind block reads: other peers wait on the answer to choose a source.
-                let (haves, rest): (Vec<_>, Vec<_>) = message
-                    .wants
-                    .drain(..)
-                    .partition(|w| w.kind == WantType::Have && !self.engine.is_banned(&peer, now));
-                message.wants = rest;
-                if !haves.is_empty() && !message.full {
-                    let served = serve(&*self.store, ServeJob { peer, wants: haves }, None);
-                    self.deliver(served);
-                } else {
-                    message.wants.extend(haves);
-                }
+                // Want-haves go into the peer's ledger with its want-blocks and are answered on
+                // a serving turn, off this task, under the same caps; a turn takes them before
+                // any want-block, since other peers wait on the answer to choose a source.
                 let blocks = self.engine.received(peer, message, now, &mut self.swarm.behaviour_mut().bitswap);
                 if self.engine.is_banned(&peer, now) {
                     self.ban(peer);

@@ -4,8 +4,13 @@
 //! bucket holds anything and takes what it uses afterwards, so the bucket can go below zero:
 //! a large block is never refused for being larger than the bucket, and the average rate
 //! still holds because the debt is paid before anything else starts.
+//!
+//! Also [`PerSender`]: a count of events per sender in a sliding window, for gossipsub.
 
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
 
 /// A byte-rate cap.
 #[derive(Debug, Clone)]
@@ -136,5 +141,60 @@ mod budget_tests {
         assert_eq!(b.left(t0 + Duration::from_secs(30)), 0);
         assert!(b.left(t0 + Duration::from_secs(61)) > 0, "the first 600 bytes left the window");
         assert_eq!(b.sum, 500);
+    }
+}
+
+/// Events per sender in a sliding window (gossipsub messages per signed source), for a bounded
+/// number of senders. Anyone can make new identities: past `max_senders` senders active in
+/// the last window, new senders are refused until old ones have been quiet for a window.
+#[derive(Debug)]
+pub struct PerSender {
+    limit: usize,
+    window: Duration,
+    max_senders: usize,
+    rates: HashMap<PeerId, VecDeque<Instant>>,
+    /// When `rates` was last swept for senders quiet for a whole window.
+    swept: Option<Instant>,
+}
+
+impl PerSender {
+    /// At most `limit` events per sender in any `window`, for at most `max_senders` senders.
+    pub fn new(limit: usize, window: Duration, max_senders: usize) -> PerSender {
+        PerSender { limit, window, max_senders, rates: HashMap::new(), swept: None }
+    }
+
+    /// Whether `source` may have another event now (and counts it).
+    pub fn allow(&mut self, source: PeerId, now: Instant) -> bool {
+        if self.rates.len() >= self.max_senders && !self.rates.contains_key(&source) {
+            // At most one sweep a second: a stream of new identities cannot make every event
+            // cost a pass over the table.
+            if self.swept.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1)) {
+                self.swept = Some(now);
+                let window = self.window;
+                self.rates.retain(|_, times| times.back().is_some_and(|t| now.saturating_duration_since(*t) <= window));
+            }
+            if self.rates.len() >= self.max_senders {
+                return false;
+            }
+        }
+        let times = self.rates.entry(source).or_default();
+        while times.front().is_some_and(|t| now.saturating_duration_since(*t) > self.window) {
+            times.pop_front();
+        }
+        if times.len() >= self.limit {
+            return false;
+        }
+        times.push_back(now);
+        true
+    }
+
+    /// Senders tracked now.
+    pub fn tracked(&self) -> usize {
+        self.rates.len()
+    }
+
+    /// Whether `source` is tracked now.
+    pub fn tracks(&self, source: &PeerId) -> bool {
+        self.rates.contains_key(source)
     }
 }

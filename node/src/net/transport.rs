@@ -82,6 +82,13 @@ pub fn build(
     }
 }
 
+/// Streams open at once on one yamux connection, both ways; a peer that opens more loses the
+/// connection. Each stream's receive window starts at 256 KiB and grows only as Cairn reads
+/// it, so a peer can make a connection hold at most 64 MiB it has not read (yamux's default,
+/// 512 streams, allowed 128 MiB). QUIC connections have their own limits (256 streams,
+/// 15 MB of unread data per connection).
+pub const MAX_STREAMS: usize = 256;
+
 /// The transports for `key`, without DNS.
 fn build_plain(
     key: &Keypair,
@@ -90,20 +97,22 @@ fn build_plain(
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, NetError> {
     let noise = noise::Config::new(key).map_err(|e| NetError::Transport(e.to_string()))?;
     let tcp_cfg = tcp::Config::default().nodelay(true);
+    let mut yamux = yamux::Config::default();
+    yamux.set_max_num_streams(MAX_STREAMS);
     let tcp = match psk {
         Some(psk) => tcp::tokio::Transport::new(tcp_cfg)
             .map(|socket, _| limit_unsent(socket))
             .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
             .upgrade(Version::V1Lazy)
             .authenticate(noise)
-            .multiplex(yamux::Config::default())
+            .multiplex(yamux.clone())
             .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
             .boxed(),
         None => tcp::tokio::Transport::new(tcp_cfg)
             .map(|socket, _| limit_unsent(socket))
             .upgrade(Version::V1Lazy)
             .authenticate(noise)
-            .multiplex(yamux::Config::default())
+            .multiplex(yamux.clone())
             .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
             .boxed(),
     };

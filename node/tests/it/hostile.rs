@@ -463,3 +463,184 @@ fn peers_of_bitswap_1_0_and_1_1_are_served_and_fetched_from() {
         });
     }
 }
+
+/// Encodes `m` as one length-prefixed Bitswap 1.2.0 frame.
+fn frame(m: &Message) -> Vec<u8> {
+    let body = m.encode(Version::V1_2);
+    frame_of_len(body.len() as u64, &body)
+}
+
+/// `n` want-haves (DONT_HAVE asked for) of blocks nobody has, numbered from `from`.
+fn want_haves(from: u32, n: u32) -> Vec<Want> {
+    (from..from + n)
+        .map(|i| Want {
+            cid: cairn_merkle::hash::CidFormat::default().cid(cairn_merkle::hash::RAW, &i.to_be_bytes()),
+            priority: 1,
+            kind: WantType::Have,
+            send_dont_have: true,
+        })
+        .collect()
+}
+
+/// Writes `message(i)` for i = 0, 1, ... on one stream to `peer` until the stream fails or
+/// `stop` is set; returns how many were written.
+fn flood(
+    mut control: libp2p_stream::Control,
+    peer: PeerId,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    message: impl Fn(u32) -> Message + Send + 'static,
+) -> tokio::task::JoinHandle<u32> {
+    tokio::spawn(async move {
+        let Ok(mut s) = control.open_stream(peer, BITSWAP).await else { return 0 };
+        let mut i = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if s.write_all(&frame(&message(i))).await.is_err() {
+                break;
+            }
+            i += 1;
+        }
+        i
+    })
+}
+
+/// Reads a fresh file of `len` bytes from the seed as the honest peer; how long it took.
+fn timed_read(s: &Scene, seed: u64, len: usize) -> Duration {
+    let started = Instant::now();
+    s.honest_read(seed, len);
+    started.elapsed()
+}
+
+/// A peer sends full wantlists of a thousand want-haves, one after another as fast as it can,
+/// and never reads an answer. The questions are answered on serving turns from its ledger
+/// (as want-blocks are), not on the swarm's task, so what is queued for it stays under the
+/// connection's cap however long it goes on; and the honest peer reads at about the speed it
+/// reads without the flood. (Before, every want-have was answered at once on the swarm's
+/// task, whatever the ledger, caps or budget, and the answers queued without a byte bound.)
+#[test]
+#[allow(clippy::print_stderr)] // the measured speeds, for the person running the test
+fn a_want_have_flood_is_answered_in_turns_and_queues_boundedly() {
+    let s = Scene::new();
+    let target = s.seed_net.peer_id();
+    let alone = timed_read(&s, 50, 16 << 20);
+    let h = s.rt.block_on(Hostile::connect(&s.addr(), Inbound::Ignore));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = {
+        let _runtime = s.rt.enter();
+        let message = |i: u32| Message { full: true, wants: want_haves(i * 1000, 1000), ..Message::default() };
+        flood(h.control.clone(), target, stop.clone(), message)
+    };
+    // The flood goes on for three seconds; what the node queues for the peer that reads
+    // nothing stays within the cap on presences (and the message being written).
+    let mut most = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        let stats = s.rt.block_on(s.seed_net.stats()).unwrap();
+        assert!(stats.ledger_wants <= net::bitswap::engine::MAX_LEDGER as u64, "{stats:?}");
+        most = most.max(stats.queued_bytes);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cap = (bitswap::handler::MAX_QUEUED_URGENT_BYTES + (1 << 20)) as u64;
+    assert!(most > 0, "nothing was ever queued for the flooding peer");
+    assert!(most <= cap, "{most} bytes queued for a peer that reads nothing (cap {cap})");
+    let flooded = timed_read(&s, 51, 16 << 20);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let messages = s.rt.block_on(sent).unwrap();
+    let ratio = alone.as_secs_f64() / flooded.as_secs_f64();
+    eprintln!(
+        "want-have flood: {messages} messages of 1000; honest 16 MiB read {alone:?} alone, {flooded:?} \
+         flooded (speed ratio {ratio:.2}); at most {most} bytes queued"
+    );
+    assert!(messages >= 100, "the flood was too thin to tell: {messages} messages");
+    assert!(ratio > 0.2, "the honest peer read at {ratio:.2} of its speed during the flood");
+    assert!(s.is_connected(h.id), "a full wantlist is not an offence");
+}
+
+/// A peer whose want-haves overflow its ledger is flooding, as with want-blocks: each
+/// overflowing message costs score until the peer is banned. (Before, want-haves bypassed
+/// the ledger and a peer could ask any number without cost.)
+#[test]
+fn want_haves_that_overflow_the_ledger_get_their_sender_banned() {
+    let s = Scene::new();
+    let target = s.seed_net.peer_id();
+    let h = s.rt.block_on(Hostile::connect(&s.addr(), Inbound::Drain));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = {
+        let _runtime = s.rt.enter();
+        let message = |i: u32| Message { wants: want_haves(i * 2000, 2000), ..Message::default() };
+        flood(h.control.clone(), target, stop.clone(), message)
+    };
+    let started = Instant::now();
+    while s.is_connected(h.id) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the flooding peer was never banned");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let messages = s.rt.block_on(sent).unwrap();
+    let limit = (net::bitswap::engine::BAN_SCORE / net::bitswap::engine::PENALTY_FLOOD) as u32;
+    assert!(messages >= limit, "banned after {messages} messages, fewer than {limit} overflowing ones");
+    assert_eq!(s.rt.block_on(s.seed_net.stats()).unwrap().banned_peers, 1);
+    s.honest_read(52, 1 << 20);
+}
+
+/// One address opens ten TCP connections (and never says a word) with the per-IP limit at
+/// three: the node keeps three, closes the other seven at once, and a real peer from that
+/// address is refused while the three stay; a peer from another address (here `::1`) is
+/// served all along; and once the three go, the address is welcome again.
+#[test]
+fn one_address_gets_its_share_of_connections() {
+    let seed_cfg = NetConfig {
+        max_connections_per_ip: 3,
+        limit_loopback: true,
+        ..NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap(), "/ip6/::1/tcp/0".parse().unwrap()])
+    };
+    let s = Scene::with(seed_cfg);
+    let addrs = s.seed_net.listen_addrs();
+    let v4 = addrs.iter().find(|a| a.to_string().starts_with("/ip4/")).unwrap().clone();
+    let v6 = addrs.iter().find(|a| a.to_string().starts_with("/ip6/")).unwrap().clone();
+    let port = v4.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+        _ => None,
+    });
+    let storm: Vec<std::net::TcpStream> =
+        (0..10).map(|_| std::net::TcpStream::connect(("127.0.0.1", port.unwrap())).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // A closed connection reads end-of-file at once; a held one times out.
+    let held = storm
+        .iter()
+        .filter(|c| {
+            c.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            let mut buf = [0u8; 64];
+            // The node may have sent its side of the handshake first: read until EOF or silence.
+            loop {
+                match std::io::Read::read(&mut &**c, &mut buf) {
+                    Ok(0) => return false,
+                    Ok(_) => continue,
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                        return true
+                    }
+                    Err(_) => return false,
+                }
+            }
+        })
+        .count();
+    assert_eq!(held, 3, "connections from one address held past the limit");
+    // A real peer from the same address is refused while the three are held.
+    let late = Arc::new(Node::init(&s._dir.path().join("late"), Profile::Test).unwrap());
+    let late_net = s.rt.block_on(start(&late, listen()));
+    let refused =
+        s.rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), late_net.connect(v4.clone())).await });
+    assert!(!matches!(refused, Ok(Ok(_))), "a fourth connection from 127.0.0.1 got in");
+    // Another address is served meanwhile.
+    let data = crate::noise(53, 1 << 20);
+    let root = s.seed.add_reader(&data[..], &AddOptions::default(), true).unwrap().cid;
+    s.rt.block_on(s.honest_net.connect(v6)).unwrap();
+    let mut out = Vec::new();
+    exporter::read_range(&s.honest.source(), &root, 0, None, &mut out).unwrap();
+    assert!(out == data);
+    // The three leave: the address gets its share back.
+    drop(storm);
+    std::thread::sleep(Duration::from_millis(300));
+    s.rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), late_net.connect(v4)).await })
+        .expect("the dial hung")
+        .expect("the address is welcome again once its connections closed");
+}

@@ -513,3 +513,63 @@ fn a_flood_of_valid_hints_is_cut_off_at_the_rate_limit() {
         assert_eq!(net::hints::decode(nh.peer_id(), &m.data).unwrap().root, root(1_000_000));
     });
 }
+
+/// On a topic of an application's own, a signed source gets
+/// `MAX_TOPIC_MESSAGES_PER_MINUTE` messages a minute through, and the rest are neither
+/// delivered nor relayed (before, every message on such a topic was accepted and relayed);
+/// and a peer is known to subscribe to at most `MAX_PEER_TOPICS` topics, whatever it says.
+#[test]
+fn other_topics_are_bounded_per_source_and_per_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mk = |name: &str| Arc::new(Node::init(&dir.path().join(name), cairn_node::config::Profile::Test).unwrap());
+    let (flooder, good) = (mk("flooder"), mk("good"));
+    let (nf, ng) = rt.block_on(async { (start(&flooder).await, start(&good).await) });
+    rt.block_on(async {
+        let mut heard = ng.subscribe("app").await.unwrap();
+        nf.subscribe("app").await.unwrap();
+        nf.connect(ng.listen_addrs()[0].clone()).await.unwrap();
+        for _ in 0..100 {
+            if nf.topic_peers("app").await.unwrap().contains(&ng.peer_id()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let counting = tokio::spawn(async move {
+            let mut taken = 0;
+            while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(3), heard.recv()).await {
+                taken += 1;
+            }
+            taken
+        });
+        let sent = net::MAX_TOPIC_MESSAGES_PER_MINUTE + 100;
+        for i in 0..sent {
+            nf.publish("app", format!("message {i}").into_bytes()).await.unwrap();
+        }
+        assert_eq!(counting.await.unwrap(), net::MAX_TOPIC_MESSAGES_PER_MINUTE, "messages taken of {sent}");
+
+        // Topics: the flooder already has two (hints and "app") and asks for 300 more, one at
+        // a time; the good node records it in no more than its share.
+        for i in 0..300 {
+            nf.subscribe(&format!("t{i}")).await.unwrap();
+        }
+        let known = |topic: String| {
+            let ng = ng.clone();
+            let peer = nf.peer_id();
+            async move { ng.topic_peers(&topic).await.unwrap().contains(&peer) }
+        };
+        for _ in 0..100 {
+            if known("t299".into()).await || known("t0".into()).await {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut recorded = 0;
+        for i in 0..300 {
+            recorded += usize::from(known(format!("t{i}")).await);
+        }
+        assert_eq!(recorded, net::MAX_PEER_TOPICS - 2, "topics recorded for one peer");
+        assert!(ng.peers().await.is_ok(), "the receiving node stopped");
+    });
+}

@@ -32,6 +32,7 @@ use bytes::Bytes;
 use cairn_merkle::{Block, Cid};
 use libp2p::PeerId;
 
+use super::ledger::Ledger;
 use super::proto::{Message, Want, WantType};
 
 /// The most want-blocks in flight to one peer at once.
@@ -191,7 +192,7 @@ impl Wanted {
 #[derive(Default)]
 struct Peer {
     in_flight: usize,
-    ledger: Vec<Want>,
+    ledger: Ledger,
     queued: bool,
     /// When it joined the line of peers waiting for a serving turn.
     queued_at: Option<Instant>,
@@ -302,6 +303,11 @@ pub struct Stats {
     pub wants: u64,
     /// Peers banned now.
     pub banned_peers: u64,
+    /// Bytes of messages queued to send to peers now, over every connection (filled in by
+    /// the network; each connection holds at most
+    /// [`MAX_QUEUED_BLOCK_BYTES`](super::handler::MAX_QUEUED_BLOCK_BYTES) plus
+    /// [`MAX_QUEUED_URGENT_BYTES`](super::handler::MAX_QUEUED_URGENT_BYTES)).
+    pub queued_bytes: u64,
     /// Peers that delivered a wanted block in the last [`RECENT`].
     pub sending_peers: u64,
 }
@@ -748,17 +754,16 @@ impl Engine {
                 state.missing.clear();
             }
             for c in &m.cancels {
-                state.ledger.retain(|w| w.cid.hash() != c.hash());
-                state.missing.remove(&key(c));
+                let k = key(c);
+                state.ledger.remove(&k);
+                state.missing.remove(&k);
             }
             for w in m.wants {
                 if w.cid.hash().code() == cairn_merkle::hash::IDENTITY {
                     continue;
                 }
-                state.ledger.retain(|x| x.cid.hash() != w.cid.hash());
-                if state.ledger.len() + state.missing.len() < MAX_LEDGER {
-                    state.ledger.push(w);
-                } else {
+                let room = state.ledger.len() + state.missing.len() < MAX_LEDGER;
+                if !state.ledger.push(key(&w.cid), w, room) {
                     overflow = true;
                 }
             }
@@ -907,9 +912,8 @@ impl Engine {
             if !hits.is_empty() {
                 for k in hits {
                     let want = state.missing.remove(&k).expect("listed");
-                    if state.ledger.len() < MAX_LEDGER {
-                        state.ledger.push(want);
-                    }
+                    let room = state.ledger.len() < MAX_LEDGER;
+                    state.ledger.push(k, want, room);
                 }
                 if !state.queued {
                     state.queued = true;
@@ -959,11 +963,7 @@ impl Engine {
         let (i, _) = best?;
         let peer = self.serve_turns.remove(i).expect("index from the line");
         let state = self.peers.get_mut(&peer).expect("chosen among known peers");
-        state.ledger.sort_by_cached_key(|w| rank(w));
-        let haves = state.ledger.iter().take_while(|w| w.kind == WantType::Have).count();
-        let blocks = (state.ledger.len() - haves).min(max_blocks);
-        let n = (haves + blocks).min(SERVE_BATCH);
-        let wants: Vec<Want> = state.ledger.drain(..n).collect();
+        let wants = state.ledger.take(rank, max_blocks, SERVE_BATCH);
         state.queued = false;
         state.queued_at = None;
         for w in wants.iter().filter(|w| w.kind == WantType::Block) {
@@ -989,7 +989,7 @@ impl Engine {
             }
         }
         let Some(state) = self.peers.get_mut(&peer) else { return };
-        state.ledger.splice(0..0, deferred);
+        state.ledger.push_front(deferred.into_iter().map(|w| (key(&w.cid), w)).collect());
         for w in missing {
             if state.missing.len() < MAX_LEDGER {
                 state.missing.insert(key(&w.cid), w);

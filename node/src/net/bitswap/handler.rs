@@ -24,6 +24,14 @@ use super::proto::{self, Message, Version, PROTOCOLS};
 pub const MAX_INBOUND_STREAMS: usize = 32;
 /// Messages waiting for the outbound stream before the oldest is dropped and reported.
 pub const MAX_QUEUED: usize = 1024;
+/// Bytes of messages with blocks waiting for the outbound stream ([`Message::queued_size`])
+/// before the oldest is dropped and reported. The driver stops serving a peer with
+/// `MAX_PENDING_PER_PEER` (8 MiB) queued, so an honest turn (at most 16 blocks of 2 MiB)
+/// never reaches this; it bounds a connection whatever the driver does.
+pub const MAX_QUEUED_BLOCK_BYTES: usize = 48 << 20;
+/// Bytes of messages without blocks (wants, cancels, presences) waiting, likewise: about
+/// 30,000 entries, far more than one peer's ledger of wants is answered with.
+pub const MAX_QUEUED_URGENT_BYTES: usize = 4 << 20;
 /// Entries (wants, cancels, presences) merged into one message from the queue of messages
 /// without blocks: what piled up while the stream was busy goes in one write.
 pub const MAX_MERGED: usize = 512;
@@ -98,8 +106,8 @@ enum Outbound {
     None,
     Opening,
     Idle(Stream, Version),
-    /// Writing a message holding this many block bytes.
-    Writing(BoxFuture<'static, (Stream, std::io::Result<()>)>, Version, usize),
+    /// Writing a message holding this many block bytes, of this queued size.
+    Writing(BoxFuture<'static, (Stream, std::io::Result<()>)>, Version, usize, usize),
     Failed,
 }
 
@@ -118,6 +126,17 @@ pub struct Handler {
     events: VecDeque<Out>,
     /// Message bytes read from the peer, counted as they arrive (shared by the behaviour).
     arrived: Arc<AtomicU64>,
+    /// [`Message::queued_size`] of `queue` and of `urgent` (and of the message being written,
+    /// in the first of the two while it is).
+    queued_bytes: [usize; 2],
+    /// The same, summed over every connection (shared by the behaviour).
+    queued: Arc<AtomicU64>,
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        self.queued.fetch_sub((self.queued_bytes[0] + self.queued_bytes[1]) as u64, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Handler {
@@ -127,8 +146,9 @@ impl std::fmt::Debug for Handler {
 }
 
 impl Handler {
-    /// A handler that adds the bytes it reads to `arrived`.
-    pub fn new(arrived: Arc<AtomicU64>) -> Handler {
+    /// A handler that adds the bytes it reads to `arrived`, and keeps the bytes it has
+    /// queued to send counted in `queued`.
+    pub fn new(arrived: Arc<AtomicU64>, queued: Arc<AtomicU64>) -> Handler {
         Handler {
             reading: FuturesUnordered::new(),
             decoding: FuturesOrdered::new(),
@@ -138,6 +158,8 @@ impl Handler {
             queue: VecDeque::new(),
             events: VecDeque::new(),
             arrived,
+            queued_bytes: [0; 2],
+            queued,
         }
     }
 }
@@ -180,6 +202,43 @@ fn write(mut stream: Stream, bytes: Vec<u8>) -> BoxFuture<'static, (Stream, std:
 }
 
 impl Handler {
+    /// Counts `bytes` more (or fewer) queued in queue `which` (0: blocks, 1: urgent).
+    fn count(&mut self, which: usize, bytes: usize, more: bool) {
+        if more {
+            self.queued_bytes[which] += bytes;
+            self.queued.fetch_add(bytes as u64, Ordering::Relaxed);
+        } else {
+            self.queued_bytes[which] -= bytes;
+            self.queued.fetch_sub(bytes as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Empties both queues, reporting what was dropped.
+    fn drop_queued(&mut self) {
+        let dropped = self.queue.len() + self.urgent.len();
+        let bytes: usize = self.queue.iter().map(Message::block_bytes).sum();
+        if bytes > 0 {
+            self.events.push_back(Out::Drained(bytes));
+        }
+        for which in 0..2 {
+            let n = self.queued_bytes[which] - if which == 0 { self.writing_size() } else { 0 };
+            self.count(which, n, false);
+        }
+        self.queue.clear();
+        self.urgent.clear();
+        if dropped > 0 {
+            self.events.push_back(Out::SendFailed(dropped));
+        }
+    }
+
+    /// The queued size of the message being written, if any.
+    fn writing_size(&self) -> usize {
+        match &self.outbound {
+            Outbound::Writing(_, _, _, size) => *size,
+            _ => 0,
+        }
+    }
+
     /// Streams parked while decoding was full are read again once it has room.
     fn unpark(&mut self) {
         while self.decoding.len() < MAX_DECODING {
@@ -214,13 +273,24 @@ impl ConnectionHandler for Handler {
             self.events.push_back(Out::SendFailed(1));
             return;
         }
-        let queue = if m.blocks.is_empty() { &mut self.urgent } else { &mut self.queue };
-        if queue.len() >= MAX_QUEUED {
-            if let Some(old) = queue.pop_front() {
+        let (which, cap) = if m.blocks.is_empty() { (1, MAX_QUEUED_URGENT_BYTES) } else { (0, MAX_QUEUED_BLOCK_BYTES) };
+        let size = m.queued_size();
+        loop {
+            let queue = if which == 1 { &self.urgent } else { &self.queue };
+            let full = queue.len() >= MAX_QUEUED || self.queued_bytes[which] + size > cap;
+            if !full {
+                break;
+            }
+            let queue = if which == 1 { &mut self.urgent } else { &mut self.queue };
+            let Some(old) = queue.pop_front() else { break };
+            self.count(which, old.queued_size(), false);
+            if !old.blocks.is_empty() {
                 self.events.push_back(Out::Drained(old.block_bytes()));
             }
             self.events.push_back(Out::SendFailed(1));
         }
+        self.count(which, size, true);
+        let queue = if which == 1 { &mut self.urgent } else { &mut self.queue };
         queue.push_back(m);
     }
 
@@ -241,19 +311,10 @@ impl ConnectionHandler for Handler {
             ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
                 // A peer without Bitswap never will have it on this connection.
                 let unsupported = matches!(error, libp2p::swarm::StreamUpgradeError::NegotiationFailed);
-                let dropped = self.queue.len() + self.urgent.len();
-                let bytes: usize = self.queue.iter().map(Message::block_bytes).sum();
-                if bytes > 0 {
-                    self.events.push_back(Out::Drained(bytes));
-                }
-                self.queue.clear();
-                self.urgent.clear();
+                self.drop_queued();
                 self.outbound = if unsupported { Outbound::Failed } else { Outbound::None };
                 if unsupported {
                     self.events.push_back(Out::Unsupported);
-                }
-                if dropped > 0 {
-                    self.events.push_back(Out::SendFailed(dropped));
                 }
             }
             _ => {}
@@ -274,38 +335,42 @@ impl ConnectionHandler for Handler {
                 }
                 Outbound::Idle(stream, version) => match self.urgent.pop_front().or_else(|| self.queue.pop_front()) {
                     Some(mut m) => {
+                        let which = usize::from(m.blocks.is_empty());
+                        self.count(which, m.queued_size(), false);
                         // Wants, cancels and presences queued behind it go in the same write.
                         while m.blocks.is_empty() && !m.full {
                             match self.urgent.front() {
                                 Some(next) if !next.full && m.entries() + next.entries() <= MAX_MERGED => {
-                                    m.merge(self.urgent.pop_front().expect("front exists"));
+                                    let next = self.urgent.pop_front().expect("front exists");
+                                    self.count(1, next.queued_size(), false);
+                                    m.merge(next);
                                 }
                                 _ => break,
                             }
                         }
-                        let bytes = m.block_bytes();
-                        self.outbound = Outbound::Writing(write(stream, m.encode(version)), version, bytes);
+                        // Counted as queued (with the blocks) until written.
+                        let (bytes, size) = (m.block_bytes(), m.queued_size());
+                        self.count(0, size, true);
+                        self.outbound = Outbound::Writing(write(stream, m.encode(version)), version, bytes, size);
                         continue;
                     }
                     None => self.outbound = Outbound::Idle(stream, version),
                 },
-                Outbound::Writing(mut fut, version, bytes) => match fut.poll_unpin(cx) {
-                    Poll::Ready((stream, Ok(()))) => {
-                        self.outbound = Outbound::Idle(stream, version);
+                Outbound::Writing(mut fut, version, bytes, size) => match fut.poll_unpin(cx) {
+                    Poll::Ready((stream, r)) => {
+                        self.count(0, size, false);
+                        if r.is_err() {
+                            // The message is lost with the stream; the next one opens a new stream.
+                            self.events.push_back(Out::SendFailed(1));
+                        } else {
+                            self.outbound = Outbound::Idle(stream, version);
+                        }
                         if bytes > 0 {
                             self.events.push_back(Out::Drained(bytes));
                         }
                         continue;
                     }
-                    Poll::Ready((_, Err(_))) => {
-                        // The message is lost with the stream; the next one opens a new stream.
-                        self.events.push_back(Out::SendFailed(1));
-                        if bytes > 0 {
-                            self.events.push_back(Out::Drained(bytes));
-                        }
-                        continue;
-                    }
-                    Poll::Pending => self.outbound = Outbound::Writing(fut, version, bytes),
+                    Poll::Pending => self.outbound = Outbound::Writing(fut, version, bytes, size),
                 },
                 other => self.outbound = other,
             }

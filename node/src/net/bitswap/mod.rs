@@ -8,6 +8,7 @@
 
 pub mod engine;
 pub mod handler;
+mod ledger;
 pub mod proto;
 
 use std::collections::{HashMap, VecDeque};
@@ -76,11 +77,18 @@ pub struct Behaviour {
     out: VecDeque<ToSwarm<Event, In>>,
     /// Message bytes read from peers so far, counted as they arrive.
     arrived: Arc<AtomicU64>,
+    /// Bytes of messages queued to send on every connection ([`Message::queued_size`]).
+    queued: Arc<AtomicU64>,
     /// Block bytes written to peers so far (or dropped with their connection).
     drained: u64,
 }
 
 impl Behaviour {
+    /// Bytes of messages queued to send now, over every connection.
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
     /// Message bytes read from peers so far, a partly received message included: it grows
     /// while a block is on its way over a slow link.
     pub fn arrived_bytes(&self) -> u64 {
@@ -149,7 +157,7 @@ impl NetworkBehaviour for Behaviour {
         _remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
         self.connected(peer, id);
-        Ok(handler::Handler::new(self.arrived.clone()))
+        Ok(handler::Handler::new(self.arrived.clone(), self.queued.clone()))
     }
 
     fn handle_established_outbound_connection(
@@ -161,7 +169,7 @@ impl NetworkBehaviour for Behaviour {
         _port_use: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
         self.connected(peer, id);
-        Ok(handler::Handler::new(self.arrived.clone()))
+        Ok(handler::Handler::new(self.arrived.clone(), self.queued.clone()))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {

@@ -235,6 +235,12 @@ impl Message {
         out
     }
 
+    /// About the memory the message holds while queued: its blocks' bytes, and a [`Want`]'s
+    /// worth for each block, entry and presence.
+    pub fn queued_size(&self) -> usize {
+        self.block_bytes() + (self.blocks.len() + self.entries()) * std::mem::size_of::<Want>()
+    }
+
     /// Block bytes in the message.
     pub fn block_bytes(&self) -> usize {
         self.blocks.iter().map(|b| b.data().len()).sum()
