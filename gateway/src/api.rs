@@ -35,6 +35,8 @@ mod guard;
 mod manifest;
 mod store;
 
+pub use store::MAX_LS_ENTRIES;
+
 /// The API's shared state.
 pub struct Api {
     node: Arc<Node>,

@@ -10,6 +10,8 @@
 use std::future::Future;
 use std::io::{self, Write};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
@@ -43,35 +45,67 @@ pub fn empty() -> Body {
 /// Call it inside the runtime; the sender is then used from blocking threads.
 pub fn channel(len: Option<u64>) -> (ChunkSender, Body) {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-    (ChunkSender { tx, rt: tokio::runtime::Handle::current() }, ChannelBody { rx, len }.boxed())
+    let sender =
+        ChunkSender { tx, rt: tokio::runtime::Handle::current(), delivered: Arc::default(), skip: Arc::default() };
+    (sender, ChannelBody { rx, len }.boxed())
 }
 
 /// The producing end of a streamed body; used from blocking threads.
+///
+/// A producer that stopped at a block being fetched and starts over from the beginning (it
+/// cannot go on from where it stopped) calls [`ChunkSender::replay`] first: the bytes it
+/// already delivered are then dropped as it sends them again, and the client sees one
+/// unbroken body.
 #[derive(Debug, Clone)]
 pub struct ChunkSender {
     tx: mpsc::Sender<io::Result<Bytes>>,
     rt: tokio::runtime::Handle,
+    /// Bytes handed to the body so far.
+    delivered: Arc<AtomicU64>,
+    /// Bytes still to drop before sending again (see [`ChunkSender::replay`]).
+    skip: Arc<AtomicU64>,
 }
 
 impl ChunkSender {
     /// Sends a chunk, waiting while the client is slower than the producer. Fails with
     /// `BrokenPipe` once the client is gone, and `TimedOut` when it takes nothing for
     /// [`SEND_TIMEOUT`].
-    pub fn send(&self, chunk: Bytes) -> io::Result<()> {
+    pub fn send(&self, mut chunk: Bytes) -> io::Result<()> {
+        let skip = self.skip.load(Ordering::Relaxed);
+        if skip > 0 {
+            let dropped = skip.min(chunk.len() as u64);
+            self.skip.fetch_sub(dropped, Ordering::Relaxed);
+            chunk = chunk.slice(dropped as usize..);
+        }
         if chunk.is_empty() {
             return Ok(());
         }
+        let n = chunk.len() as u64;
         match self.rt.block_on(tokio::time::timeout(SEND_TIMEOUT, self.tx.send(Ok(chunk)))) {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                self.delivered.fetch_add(n, Ordering::Relaxed);
+                Ok(())
+            }
             Ok(Err(_)) => Err(io::Error::new(io::ErrorKind::BrokenPipe, "client went away")),
             Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "client stopped reading")),
         }
+    }
+
+    /// The producer starts over from its first byte: as many bytes as were delivered so far
+    /// are dropped from what it sends next.
+    pub fn replay(&self) {
+        self.skip.store(self.delivered.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// Ends the body with an error: hyper aborts the response, so the client sees a truncated
     /// transfer rather than a short body that looks complete.
     pub fn fail(&self, err: io::Error) {
         let _ = self.tx.blocking_send(Err(err));
+    }
+
+    /// [`ChunkSender::fail`] from async code.
+    pub async fn fail_async(&self, err: io::Error) {
+        let _ = self.tx.send(Err(err)).await;
     }
 
     /// A buffered `Write` over this sender.

@@ -7,8 +7,9 @@ use std::collections::HashSet;
 use std::io::Write;
 
 use bytes::Bytes;
-use cairn_node::merkle::car::{CarError, CarWriter};
+use cairn_node::merkle::car::{CarError, CarWriter, DagWalk};
 use cairn_node::merkle::exporter::{self, ExportError, FileSegments, NodeKind, Stat};
+use cairn_node::merkle::hamt::HamtError;
 use cairn_node::merkle::hash::{DAG_PB, IDENTITY};
 use cairn_node::merkle::source::{BlockSource, SourceError};
 use cairn_node::merkle::Cid;
@@ -21,12 +22,25 @@ pub struct Failure {
     pub status: StatusCode,
     /// One line for the body.
     pub message: String,
+    /// Not a failure yet: the read stopped at this block, which is being fetched
+    /// ([`SourceError::Pending`]). The request waits for it, holding no thread, and reads
+    /// again. (Boxed to keep results small.)
+    pub pending: Option<Box<Cid>>,
 }
 
 impl Failure {
     /// A failure with this status and message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Failure { status, message: message.into() }
+        Failure { status, message: message.into(), pending: None }
+    }
+}
+
+/// The block a read stopped at because it is being fetched, if that is why it stopped.
+fn pending(e: &ExportError) -> Option<Cid> {
+    match e {
+        ExportError::Source(SourceError::Pending(cid))
+        | ExportError::Hamt(HamtError::Source(SourceError::Pending(cid))) => Some(*cid),
+        _ => None,
     }
 }
 
@@ -50,7 +64,7 @@ impl From<ExportError> for Failure {
             }
             _ => e.to_string(),
         };
-        Failure { status, message }
+        Failure { status, message, pending: pending(&e).map(Box::new) }
     }
 }
 
@@ -228,6 +242,7 @@ impl EntityBytes {
 /// resolving the path, then the terminal's blocks, each once, depth-first. The header names
 /// `car_root` (the terminal, resolved beforehand, as other gateways do; clients are told to
 /// verify the blocks against the path they asked for, not the header).
+#[allow(clippy::too_many_arguments)]
 pub fn write_car<S: BlockSource, W: Write>(
     source: &S,
     car_root: &Cid,
@@ -237,6 +252,38 @@ pub fn write_car<S: BlockSource, W: Write>(
     bytes: Option<EntityBytes>,
     out: W,
 ) -> Result<W, Failure> {
+    match start_car(source, car_root, root, segments, scope, bytes, out)? {
+        CarRest::Done(w) => Ok(w),
+        CarRest::Walk(mut car, mut walk) => {
+            car.write_walk(source, &mut walk)?;
+            Ok(car.finish()?)
+        }
+    }
+}
+
+/// What is left of a CAR after [`start_car`].
+#[derive(Debug)]
+pub enum CarRest<W: Write> {
+    /// Nothing: here is the writer, flushed.
+    Done(W),
+    /// The walk of the terminal's DAG: go on with [`CarWriter::write_walk`] (which can stop
+    /// at a block being fetched and go on later), then finish the writer.
+    Walk(CarWriter<W>, DagWalk),
+}
+
+/// [`write_car`] up to the walk of the terminal's whole DAG, where there is one (scope `all`,
+/// or `entity` of a whole file): that part is long, and can be gone on with from where it
+/// stops; what comes before it is short, and is written again from the start after a stop.
+#[allow(clippy::too_many_arguments)]
+pub fn start_car<S: BlockSource, W: Write>(
+    source: &S,
+    car_root: &Cid,
+    root: &Cid,
+    segments: &[String],
+    scope: DagScope,
+    bytes: Option<EntityBytes>,
+    out: W,
+) -> Result<CarRest<W>, Failure> {
     let rec = Recording::new(source);
     let mut car = CarWriter::new(out, std::slice::from_ref(car_root))?;
     let mut terminal = *root;
@@ -251,10 +298,14 @@ pub fn write_car<S: BlockSource, W: Write>(
         }
         // The walk reads the source itself: through `rec`, every block would be kept until
         // the response ends.
-        DagScope::All => car.write_dag(source, &terminal)?,
-        DagScope::Entity => entity(&rec, &mut car, &terminal, bytes)?,
+        DagScope::All => return Ok(CarRest::Walk(car, DagWalk::new(terminal))),
+        DagScope::Entity => {
+            if entity(&rec, &mut car, &terminal, bytes)? {
+                return Ok(CarRest::Walk(car, DagWalk::new(terminal)));
+            }
+        }
     }
-    Ok(car.finish()?)
+    Ok(CarRest::Done(car.finish()?))
 }
 
 /// The bytes of one block (an identity CID's are its digest).
@@ -272,25 +323,25 @@ fn emit<W: Write>(car: &mut CarWriter<W>, blocks: Vec<(Cid, Bytes)>) -> Result<(
     Ok(())
 }
 
+/// Writes the entity's blocks; true when what is left is the walk of the whole DAG under
+/// `terminal` (a whole file), for the caller to do past the record (which would keep every
+/// block until the response ends).
 fn entity<S: BlockSource, W: Write>(
     rec: &Recording<S>,
     car: &mut CarWriter<W>,
     terminal: &Cid,
     bytes: Option<EntityBytes>,
-) -> Result<(), Failure> {
+) -> Result<bool, Failure> {
     if terminal.codec() != DAG_PB {
         let data = block_of(rec, terminal)?;
         car.write_block_once(terminal, &data)?;
-        return Ok(());
+        return Ok(false);
     }
     let stat = exporter::stat(rec, terminal)?;
     let root_block = rec.take();
     if stat.kind == NodeKind::File && bytes.is_none() {
-        // The walk writes the root itself, then everything under it, reading the source
-        // past the record (which would keep every block until the response ends).
-        rec.take();
-        car.write_dag(&rec.inner, terminal)?;
-        return Ok(());
+        // The walk writes the root itself, then everything under it.
+        return Ok(true);
     }
     emit(car, root_block)?;
     match stat.kind {
@@ -313,7 +364,7 @@ fn entity<S: BlockSource, W: Write>(
         }
         NodeKind::Directory | NodeKind::Symlink => {}
     }
-    Ok(())
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use cairn_node::merkle::car::{CarWriter, DagWalk};
 use cairn_node::merkle::exporter::{self, NodeKind};
 use cairn_node::merkle::Cid;
 use cairn_node::Node;
@@ -12,7 +13,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::body::{self, Body};
-use crate::content::{self, DagScope, EntityBytes, Failure, Resolved};
+use crate::content::{self, CarRest, DagScope, EntityBytes, Failure, Resolved};
 use crate::path::{self, ContentPath, PathError};
 use crate::range::{self, RangeRequest};
 use crate::subdomain::{self, Host};
@@ -23,9 +24,11 @@ const IMMUTABLE: &str = "public, max-age=29030400, immutable";
 /// Bumped when the listing page changes, so that cached listings are not reused.
 const LISTING_VERSION: &str = "cairn-1";
 
-/// What the client asked for.
+/// What the client asked for. Public only for the fuzz targets in `fuzz/`
+/// ([`crate::fuzzing`]).
+#[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub enum Format {
     /// Files, directory listings: the deserialized view.
     Plain,
     /// One block, verbatim.
@@ -200,19 +203,34 @@ impl Handler {
         }
     }
 
-    /// Runs blocking work on the node.
+    /// Runs blocking work on the node. Work reads through [`Node::source_nowait`]: when it
+    /// stops at a block being fetched, the block is awaited here, on the runtime, and the work
+    /// runs again (so it must not mind running twice). A thousand requests waiting for blocks
+    /// nobody has hold no blocking thread, and local reads go on being served.
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Node) -> Result<T, Failure> + Send + 'static,
+        work: impl Fn(&Node) -> Result<T, Failure> + Send + Sync + 'static,
     ) -> Result<T, Failure> {
-        let node = self.node.clone();
-        tokio::task::spawn_blocking(move || work(&node)).await.unwrap_or_else(|e| {
-            Err(Failure::new(StatusCode::INTERNAL_SERVER_ERROR, format!("gateway task failed: {e}")))
-        })
+        let work = Arc::new(work);
+        loop {
+            let (node, w) = (self.node.clone(), work.clone());
+            let done = tokio::task::spawn_blocking(move || w(&node)).await.unwrap_or_else(|e| {
+                Err(Failure::new(StatusCode::INTERNAL_SERVER_ERROR, format!("gateway task failed: {e}")))
+            });
+            match done {
+                Err(Failure { pending: Some(cid), .. }) => wait_for(&self.node, &cid).await?,
+                done => return done,
+            }
+        }
     }
 
     /// A response whose body a blocking `produce` streams (nothing for `HEAD`). A failure
     /// after the head has gone out aborts the body, so the client sees a cut transfer.
+    ///
+    /// `produce` reads through [`Node::source_nowait`]. When it stops at a block being
+    /// fetched, the block is awaited on the runtime (holding no thread) and `produce` is
+    /// called again, to go on: from where it stopped if it kept its place, or from the start
+    /// after [`body::ChunkSender::replay`], which drops what the client already has.
     fn streamed(
         &self,
         req: &Request<()>,
@@ -220,7 +238,7 @@ impl Handler {
         headers: HeaderMap,
         len: Option<u64>,
         what: &'static str,
-        produce: impl FnOnce(&Node, &body::ChunkSender) -> Result<(), Failure> + Send + 'static,
+        mut produce: impl FnMut(&Node, &body::ChunkSender) -> Result<(), Failure> + Send + 'static,
     ) -> Response<Body> {
         let mut resp = Response::new(body::empty());
         *resp.status_mut() = status;
@@ -230,11 +248,34 @@ impl Handler {
         }
         let (tx, stream) = body::channel(len);
         let node = self.node.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(f) = produce(&node, &tx) {
-                tracing::debug!(error = %f.message, "{what} cut short");
-                tx.fail(std::io::Error::other(f.message));
-            }
+        tokio::spawn(async move {
+            let failed = loop {
+                let (n, t) = (node.clone(), tx.clone());
+                let run = tokio::task::spawn_blocking(move || {
+                    let r = produce(&n, &t);
+                    (produce, r)
+                });
+                let r = match run.await {
+                    Ok((p, r)) => {
+                        produce = p;
+                        r
+                    }
+                    Err(e) => {
+                        break Failure::new(StatusCode::INTERNAL_SERVER_ERROR, format!("gateway task failed: {e}"))
+                    }
+                };
+                match r {
+                    Ok(()) => return,
+                    Err(Failure { pending: Some(cid), .. }) => {
+                        if let Err(f) = wait_for(&node, &cid).await {
+                            break f;
+                        }
+                    }
+                    Err(f) => break f,
+                }
+            };
+            tracing::debug!(error = %failed.message, "{what} cut short");
+            tx.fail_async(std::io::Error::other(failed.message)).await;
         });
         *resp.body_mut() = stream;
         resp
@@ -242,7 +283,7 @@ impl Handler {
 
     async fn resolve(&self, content: &ContentPath) -> Result<Resolved, Failure> {
         let (root, segments) = (content.root, content.segments.clone());
-        self.blocking(move |node| content::resolve(&node.source(), &root, &segments)).await
+        self.blocking(move |node| content::resolve(&node.source_nowait(), &root, &segments)).await
     }
 
     async fn raw(&self, req: &Request<()>, content: &ContentPath) -> Response<Body> {
@@ -256,7 +297,7 @@ impl Handler {
         if let Some(resp) = not_modified(req.headers(), &etag, &headers) {
             return resp;
         }
-        let data = match self.blocking(move |node| content::block_of(&node.source(), &cid)).await {
+        let data = match self.blocking(move |node| content::block_of(&node.source_nowait(), &cid)).await {
             Ok(d) => d,
             Err(f) => return failure(&f),
         };
@@ -292,8 +333,27 @@ impl Handler {
         trustless_headers(&mut headers, &format!("{}.car", resolved.cid));
         headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
         let (root, segments, terminal) = (content.root, content.segments.clone(), resolved.cid);
+        // Up to the walk of the terminal's DAG the CAR is written again from the start after a
+        // stop; the walk goes on from where it stopped.
+        let mut walking: Option<(CarWriter<body::ChunkWriter>, DagWalk)> = None;
         self.streamed(req, StatusCode::OK, headers, None, "CAR response", move |node, tx| {
-            content::write_car(&node.source(), &terminal, &root, &segments, scope, bytes, tx.writer()).map(drop)
+            let source = node.source_nowait();
+            let (mut car, mut walk) = match walking.take() {
+                Some(w) => w,
+                None => {
+                    tx.replay();
+                    match content::start_car(&source, &terminal, &root, &segments, scope, bytes, tx.writer())? {
+                        CarRest::Done(_) => return Ok(()),
+                        CarRest::Walk(car, walk) => (car, walk),
+                    }
+                }
+            };
+            if let Err(e) = car.write_walk(&source, &mut walk) {
+                walking = Some((car, walk));
+                return Err(e.into());
+            }
+            car.finish()?;
+            Ok(())
         })
     }
 
@@ -324,7 +384,7 @@ impl Handler {
         }
         let view = self
             .blocking(move |node| {
-                let data = content::block_of(&node.source(), &root)?;
+                let data = content::block_of(&node.source_nowait(), &root)?;
                 let Ok(m) = cairn_node::manifest::decode(&root, &data) else { return Ok(None) };
                 let valid = cairn_node::manifest::check_signature(&m) == cairn_node::manifest::Signature::Valid;
                 let trusted = node.repo().config().manifest.trusted.get(&m.publisher).cloned();
@@ -438,7 +498,7 @@ impl Handler {
             None => {
                 let body = (req.method() != Method::HEAD).then_some((start, len));
                 match self
-                    .blocking(move |node| content::file_head(&node.source(), &cid, mime::SNIFF_LEN as u64, body))
+                    .blocking(move |node| content::file_head(&node.source_nowait(), &cid, mime::SNIFF_LEN as u64, body))
                     .await
                 {
                     Ok(head) => mime::sniff(&head),
@@ -456,11 +516,12 @@ impl Handler {
         }
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         let metrics = self.config.metrics.clone();
+        // After a stop at a block being fetched, the read goes on from the byte it stopped at.
+        let (mut sent, mut reads) = (0u64, 0u64);
         self.streamed(req, status, headers, Some(len), "file response", move |node, tx| {
-            let source = content::Counting::new(node.source());
-            let mut sent = 0u64;
+            let source = content::Counting::new(node.source_nowait());
             let result = (|| -> Result<(), Failure> {
-                for seg in exporter::FileSegments::new(&source, &cid, start, Some(len))? {
+                for seg in exporter::FileSegments::new(&source, &cid, start + sent, Some(len - sent))? {
                     let seg = seg?;
                     let n = seg.len() as u64;
                     tx.send(seg).map_err(|e| Failure::new(StatusCode::OK, e.to_string()))?;
@@ -468,9 +529,13 @@ impl Handler {
                 }
                 Ok(())
             })();
-            metrics.file_read(sent, source.reads());
+            reads += source.reads();
+            if matches!(result, Err(Failure { pending: Some(_), .. })) {
+                return result;
+            }
+            metrics.file_read(sent, reads);
             // `sent` falls short of `len` when the client left (a player dropping a read-ahead).
-            tracing::debug!(%cid, start, len, sent, blocks_read = source.reads(), "file bytes served");
+            tracing::debug!(%cid, start, len, sent, blocks_read = reads, "file bytes served");
             result
         })
     }
@@ -485,8 +550,14 @@ impl Handler {
         let dir = resolved.cid;
         // index.html, when the directory has one, is the page.
         let index = self
-            .blocking(move |node| match exporter::resolve(&node.source(), &dir, "index.html") {
-                Ok(cid) => Ok(exporter::stat(&node.source(), &cid).ok().filter(|s| s.kind == NodeKind::File)),
+            .blocking(move |node| match exporter::resolve(&node.source_nowait(), &dir, "index.html") {
+                Ok(cid) => match exporter::stat(&node.source_nowait(), &cid) {
+                    Ok(s) => Ok(Some(s).filter(|s| s.kind == NodeKind::File)),
+                    Err(e) => match Failure::from(e) {
+                        f @ Failure { pending: Some(_), .. } => Err(f),
+                        _ => Ok(None),
+                    },
+                },
                 Err(exporter::ExportError::NoSuchLink { .. }) => Ok(None),
                 Err(e) => Err(e.into()),
             })
@@ -522,6 +593,11 @@ impl Handler {
     }
 }
 
+/// Waits, on the runtime, until the block a read stopped at is here.
+async fn wait_for(node: &Node, cid: &Cid) -> Result<(), Failure> {
+    node.ensure_local(cid).await.map_err(|e| Failure::from(cairn_node::merkle::exporter::ExportError::Source(e)))
+}
+
 fn decoded_rest(content: &ContentPath) -> String {
     let mut out = String::new();
     for s in &content.segments {
@@ -551,9 +627,11 @@ fn write_listing(
     on_subdomain: bool,
     signed: Option<&str>,
 ) -> Result<(), Failure> {
+    // A listing stopped at a shard being fetched starts again from its head.
+    tx.replay();
     let send = |s: String| tx.send(s.into()).map_err(|e| Failure::new(StatusCode::OK, e.to_string()));
     send(listing::head(display, &dir.to_string(), parent, signed))?;
-    let source = node.source();
+    let source = node.source_nowait();
     let mut rows = String::new();
     let mut count = 0u64;
     for item in exporter::list(&source, &dir)? {
@@ -653,8 +731,10 @@ fn car_variant(scope: DagScope, bytes: Option<EntityBytes>) -> String {
     }
 }
 
-/// Picks the response format from `?format=` (which wins) or `Accept`.
-fn negotiate(headers: &HeaderMap, query: &[(String, String)]) -> Result<Format, Failure> {
+/// Picks the response format from `?format=` (which wins) or `Accept`. Public only for the
+/// fuzz targets in `fuzz/` ([`crate::fuzzing`]).
+#[doc(hidden)]
+pub fn negotiate(headers: &HeaderMap, query: &[(String, String)]) -> Result<Format, Failure> {
     let bad = |m: String| Failure::new(StatusCode::BAD_REQUEST, m);
     let mut want = match param(query, "format") {
         Some("raw") => Some("raw"),

@@ -43,6 +43,22 @@ use tokio::sync::Semaphore;
 pub use handler::Handler;
 pub use metrics::GatewayMetrics;
 
+/// The gateway's parsers of untrusted request parts and its CAR writer, reachable from
+/// outside the crate only for the fuzz targets in `fuzz/`. Not an API: nothing else may use
+/// it, and it changes with the code it exposes.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::content::{write_car, DagScope, EntityBytes, Failure};
+    pub use crate::handler::{negotiate, Format};
+    pub use crate::path::{
+        decode_segments, encode_segment, parse_ipfs_path, parse_root, parse_root_syntax, ContentPath, PathError,
+        MAX_PATH_BYTES, MAX_SEGMENTS,
+    };
+    pub use crate::pinning::parse_listing_query;
+    pub use crate::range::{parse as parse_range, RangeRequest, MAX_RANGES};
+    pub use crate::subdomain::{host_of, label_for, parse_label, Host};
+}
+
 /// How the gateway behaves.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {

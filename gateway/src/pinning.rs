@@ -196,6 +196,13 @@ async fn read_spec(req: Request<hyper::body::Incoming>) -> Result<PinSpec, Fail>
     serde_json::from_slice::<PinSpec>(&body).map_err(|e| Fail::bad(format!("the body is not a Pin object: {e}")))
 }
 
+/// The listing query parser below, for the fuzz targets in `fuzz/`: the filters, or the
+/// details of the 400 it answers.
+#[doc(hidden)]
+pub fn parse_listing_query(raw: &str) -> Result<Query, String> {
+    query(raw).map_err(|f| f.2)
+}
+
 /// Parses a listing's query string.
 fn query(raw: &str) -> Result<Query, Fail> {
     let mut q = Query::default();

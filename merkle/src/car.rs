@@ -499,34 +499,56 @@ impl<W: Write> CarWriter<W> {
     /// they are not hashed again. A missing block ends the walk with [`CarError::Source`],
     /// with the blocks before it already written.
     pub fn write_dag<S: BlockSource + ?Sized>(&mut self, source: &S, root: &Cid) -> Result<(), CarError> {
-        let mut stack: Vec<std::vec::IntoIter<Cid>> = Vec::new();
-        if let Some(children) = self.visit(source, root)? {
-            stack.push(children.into_iter());
-        }
-        while let Some(top) = stack.last_mut() {
-            let Some(child) = top.next() else {
-                stack.pop();
-                continue;
+        self.write_walk(source, &mut DagWalk::new(*root))
+    }
+
+    /// Goes on with `walk`, writing each block it reaches that this writer has not written.
+    /// When the source cannot give a block now (an error, such as
+    /// [`SourceError::Pending`]), the walk stops *at* that block: called again with the same
+    /// walk, once the block can be had, it goes on from there, and the CAR is the same as if
+    /// it had never stopped.
+    pub fn write_walk<S: BlockSource + ?Sized>(&mut self, source: &S, walk: &mut DagWalk) -> Result<(), CarError> {
+        loop {
+            let cid = match walk.next.take() {
+                Some(cid) => cid,
+                None => {
+                    let Some(top) = walk.stack.last_mut() else { return Ok(()) };
+                    match top.next() {
+                        Some(child) => child,
+                        None => {
+                            walk.stack.pop();
+                            continue;
+                        }
+                    }
+                }
             };
-            if let Some(children) = self.visit(source, &child)? {
-                stack.push(children.into_iter());
+            match self.visit(source, &cid) {
+                Ok(Some(children)) => walk.stack.push(children.into_iter()),
+                Ok(None) => {}
+                Err(e) => {
+                    walk.next = Some(cid);
+                    return Err(e);
+                }
             }
         }
-        Ok(())
     }
 
     /// Writes a block of a DAG walk unless seen before; returns its links, or `None` if seen.
+    /// A block the source cannot give is not marked seen, so that it can be visited again.
     fn visit<S: BlockSource + ?Sized>(&mut self, source: &S, cid: &Cid) -> Result<Option<Vec<Cid>>, CarError> {
-        if !self.seen.insert(cid.hash().to_bytes()) {
+        let key = cid.hash().to_bytes();
+        if self.seen.contains(&key) {
             return Ok(None);
         }
         let data = if cid.hash().code() == IDENTITY {
             Bytes::copy_from_slice(cid.hash().digest())
         } else {
-            let data = source.get(cid)?;
-            self.write_section(cid, &data)?;
-            data
+            source.get(cid)?
         };
+        self.seen.insert(key);
+        if cid.hash().code() != IDENTITY {
+            self.write_section(cid, &data)?;
+        }
         let children = links(cid, &data).map_err(|e| CarError::Links { cid: *cid, source: Box::new(e) })?;
         Ok(Some(children))
     }
@@ -560,6 +582,27 @@ impl<W: Write> CarWriter<W> {
     pub fn finish(mut self) -> Result<W, CarError> {
         self.w.flush()?;
         Ok(self.w)
+    }
+}
+
+/// Where a depth-first walk of a DAG stands ([`CarWriter::write_walk`]): the block to visit
+/// next, and the links still to follow at each level above it. It holds CIDs only, at most
+/// one block's links per level.
+#[derive(Debug, Clone)]
+pub struct DagWalk {
+    stack: Vec<std::vec::IntoIter<Cid>>,
+    next: Option<Cid>,
+}
+
+impl DagWalk {
+    /// A walk that starts at `root`.
+    pub fn new(root: Cid) -> DagWalk {
+        DagWalk { stack: Vec::new(), next: Some(root) }
+    }
+
+    /// Whether the walk has visited everything.
+    pub fn is_done(&self) -> bool {
+        self.next.is_none() && self.stack.iter().all(|level| level.len() == 0)
     }
 }
 
@@ -610,5 +653,42 @@ mod tests {
         let mut r = CarReader::new(&bytes[..]).unwrap();
         assert!(r.roots().is_empty());
         assert!(r.next_block().unwrap().is_none());
+    }
+
+    /// A walk that stops at every block its source says is on its way, and goes on from it
+    /// when asked again, writes the same CAR as one that never stopped.
+    #[test]
+    fn a_walk_stopped_at_pending_blocks_goes_on_from_them() {
+        use crate::importer::{import_bytes, ImportOptions};
+        use crate::source::{BlockSource, MemoryBlocks, SourceError};
+        use std::cell::RefCell;
+
+        /// Says each block is on its way the first time it is asked for.
+        struct Late<'a>(&'a MemoryBlocks, RefCell<std::collections::HashSet<Cid>>);
+        impl BlockSource for Late<'_> {
+            fn get(&self, cid: &Cid) -> Result<Bytes, SourceError> {
+                if self.1.borrow_mut().insert(*cid) {
+                    return Err(SourceError::Pending(*cid));
+                }
+                self.0.get(cid)
+            }
+        }
+        let data: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+        let mut blocks = MemoryBlocks::new();
+        let opts = ImportOptions { chunker: crate::chunker::ChunkerSpec::Size(1000), ..ImportOptions::default() };
+        let root = import_bytes(&data, &opts, &mut blocks).unwrap().cid;
+        let whole = write_dag(&blocks, &root, Vec::new()).unwrap();
+
+        let late = Late(&blocks, RefCell::default());
+        let mut car = CarWriter::new(Vec::new(), &[root]).unwrap();
+        let mut walk = DagWalk::new(root);
+        let mut stops = 0;
+        while let Err(e) = car.write_walk(&late, &mut walk) {
+            assert!(matches!(e, CarError::Source(SourceError::Pending(_))), "{e}");
+            stops += 1;
+        }
+        assert!(walk.is_done());
+        assert_eq!(stops, blocks.len(), "one stop a block");
+        assert!(car.finish().unwrap() == whole, "the CAR differs from one written without stopping");
     }
 }

@@ -251,9 +251,11 @@ pub trait BlockFetcher: Send + Sync + std::fmt::Debug {
 }
 
 /// Reads blocks from the node's store for the exporter (identity CIDs answer themselves),
-/// and from the node's fetcher, if it has one, when the store lacks them.
+/// and from the node's fetcher, if it has one, when the store lacks them: waiting for the
+/// block ([`Node::source`]), or starting its fetch and answering [`SourceError::Pending`] at
+/// once ([`Node::source_nowait`]).
 #[derive(Clone, Copy)]
-pub struct StoreSource<'a>(&'a dyn BlockStore, Option<&'a dyn BlockFetcher>);
+pub struct StoreSource<'a>(&'a dyn BlockStore, Option<&'a dyn BlockFetcher>, bool);
 
 impl std::fmt::Debug for StoreSource<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -268,7 +270,11 @@ impl BlockSource for StoreSource<'_> {
         }
         match (self.0.get(cid), self.1) {
             (Ok(Some(b)), _) => Ok(b),
-            (Ok(None), Some(fetcher)) => fetcher.fetch(cid),
+            (Ok(None), Some(fetcher)) if self.2 => fetcher.fetch(cid),
+            (Ok(None), Some(fetcher)) => {
+                fetcher.prefetch(cid);
+                Err(SourceError::Pending(*cid))
+            }
             (Ok(None), None) => Err(SourceError::NotFound(*cid)),
             (Err(e), _) => Err(SourceError::Other(Box::new(e))),
         }
@@ -432,7 +438,15 @@ impl Node {
 
     /// The store as a [`BlockSource`], for reading DAGs with `cairn_merkle::exporter`.
     pub fn source(&self) -> StoreSource<'_> {
-        StoreSource(self.repo.store(), self.fetcher.get().map(|f| &**f))
+        StoreSource(self.repo.store(), self.fetcher.get().map(|f| &**f), true)
+    }
+
+    /// [`Node::source`] for readers that must not hold their thread while a block is fetched:
+    /// a block the store lacks is asked of the fetcher in the background and answered with
+    /// [`SourceError::Pending`] at once. The reader waits for it with [`Node::ensure_local`]
+    /// (on the runtime) and reads again.
+    pub fn source_nowait(&self) -> StoreSource<'_> {
+        StoreSource(self.repo.store(), self.fetcher.get().map(|f| &**f), false)
     }
 
     fn shared(&self) -> Result<std::sync::RwLockReadGuard<'_, ()>, NodeError> {
@@ -596,9 +610,24 @@ impl Node {
     /// The entries of the directory at `path`, each with its stat; the stat is `None` for a
     /// child that is not UnixFS (a dag-cbor document, say), which is listed all the same.
     pub fn ls(&self, path: &IpfsPath) -> Result<Vec<(DirItem, Option<exporter::Stat>)>, NodeError> {
+        let mut out = Vec::new();
+        self.ls_each(path, &mut |item, stat| {
+            out.push((item, stat));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Node::ls`] one entry at a time: `each` hears every entry in order, and nothing is
+    /// held between entries, so a directory of any size is listed in constant memory. An
+    /// error from `each` ends the listing.
+    pub fn ls_each(
+        &self,
+        path: &IpfsPath,
+        each: &mut dyn FnMut(DirItem, Option<exporter::Stat>) -> Result<(), NodeError>,
+    ) -> Result<(), NodeError> {
         let cid = self.resolve(path)?;
         let source = self.source();
-        let mut out = Vec::new();
         for item in exporter::list(&source, &cid)? {
             let item = item?;
             let stat = match exporter::stat(&source, &item.cid) {
@@ -606,9 +635,9 @@ impl Node {
                 Err(ExportError::NotUnixFs(_)) => None,
                 Err(e) => return Err(e.into()),
             };
-            out.push((item, stat));
+            each(item, stat)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Writes the file or tree at `path` to `dest`, which must not exist yet.

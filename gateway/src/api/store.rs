@@ -18,6 +18,21 @@ use crate::body;
 const BIG_BLOCK_LIMIT: usize = 8 << 20;
 const SOFT_BLOCK_LIMIT: usize = 1 << 20;
 
+/// Entries one `ls` answer holds unless streamed (`stream=true`): about 20 MB of JSON.
+pub const MAX_LS_ENTRIES: usize = 100_000;
+
+/// One entry of an `ls` answer, as Kubo writes it.
+fn ls_link(item: cairn_node::merkle::exporter::DirItem, stat: Option<cairn_node::merkle::exporter::Stat>) -> Value {
+    let kind = stat.as_ref().map(|s| s.kind);
+    let size = match &stat {
+        Some(s) if s.kind.is_dir() => 0,
+        Some(s) => s.size,
+        None => item.tsize,
+    };
+    let target = stat.and_then(|s| s.target).unwrap_or_default();
+    json!({"Name": item.name, "Hash": item.cid.to_string(), "Size": size, "Type": unixfs_type(kind), "Target": target})
+}
+
 /// Kubo's UnixFS type numbers in `ls` answers.
 fn unixfs_type(kind: Option<NodeKind>) -> u8 {
     match kind {
@@ -29,6 +44,10 @@ fn unixfs_type(kind: Option<NodeKind>) -> u8 {
 }
 
 impl Api {
+    /// Kubo's `ls`. With `stream=true` each entry goes out as it is read, one NDJSON object
+    /// per entry (Kubo's streaming form), in constant memory; without it the answer is one
+    /// JSON object, which holds at most [`MAX_LS_ENTRIES`] entries (past that, a 400 that
+    /// says to stream).
     pub(super) async fn ls(&self, p: &Params) -> Answer {
         let args: Vec<String> = p.args().into_iter().map(str::to_owned).collect();
         if args.is_empty() {
@@ -36,25 +55,45 @@ impl Api {
         }
         let paths = args.iter().map(|a| parse_path(a)).collect::<Result<Vec<_>, _>>()?;
         let node = self.node.clone();
+        if p.flag("stream", false)? {
+            let (tx, stream) = body::channel(None);
+            tokio::task::spawn_blocking(move || {
+                for (arg, path) in args.iter().zip(&paths) {
+                    let r = node.ls_each(path, &mut |item, stat| {
+                        let line = json!({"Objects": [{"Hash": arg, "Links": [ls_link(item, stat)]}]});
+                        tx.send(Bytes::from(format!("{line}\n")))
+                            .map_err(|source| cairn_node::NodeError::Output { path: "the answer".into(), source })
+                    });
+                    if let Err(e) = r {
+                        tx.fail(std::io::Error::other(e.to_string()));
+                        return;
+                    }
+                }
+            });
+            let mut r = Response::new(stream);
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert("X-Chunked-Output", HeaderValue::from_static("1"));
+            return Ok(r);
+        }
         let objects = blocking(move || {
             let mut objects = Vec::new();
             for (arg, path) in args.iter().zip(&paths) {
-                let links: Vec<Value> = node
-                    .ls(path)
-                    .map_err(Fail::internal)?
-                    .into_iter()
-                    .map(|(item, stat)| {
-                        let kind = stat.as_ref().map(|s| s.kind);
-                        let size = match &stat {
-                            Some(s) if s.kind.is_dir() => 0,
-                            Some(s) => s.size,
-                            None => item.tsize,
-                        };
-                        let target = stat.and_then(|s| s.target).unwrap_or_default();
-                        json!({"Name": item.name, "Hash": item.cid.to_string(), "Size": size,
-                               "Type": unixfs_type(kind), "Target": target})
-                    })
-                    .collect();
+                let mut links = Vec::new();
+                let too_many = || {
+                    let why = format!("{arg} has more than {MAX_LS_ENTRIES} entries: ask for them with stream=true");
+                    cairn_node::NodeError::Quota(why)
+                };
+                let r = node.ls_each(path, &mut |item, stat| {
+                    if links.len() >= MAX_LS_ENTRIES {
+                        return Err(too_many());
+                    }
+                    links.push(ls_link(item, stat));
+                    Ok(())
+                });
+                match r {
+                    Err(cairn_node::NodeError::Quota(why)) => return Err(Fail::bad(why)),
+                    r => r.map_err(Fail::internal)?,
+                }
                 objects.push(json!({"Hash": arg, "Links": links}));
             }
             Ok(objects)

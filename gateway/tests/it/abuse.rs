@@ -1,6 +1,7 @@
 //! Hostile and broken clients: each gets a clear 4xx or is cut off, and the gateway keeps
 //! serving everyone else.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_gateway::GatewayConfig;
@@ -98,20 +99,26 @@ async fn a_client_that_leaves_mid_download_stops_the_read() {
     assert!(r.body == data);
 }
 
+/// Starts `node`'s network on loopback and lets its reads fetch through it, waiting up to
+/// `timeout` a block.
+async fn online(node: &Arc<cairn_node::Node>, timeout: Duration) -> cairn_node::net::Network {
+    use cairn_node::net::{NetConfig, NetFetcher, NodeStore};
+
+    let cfg = NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
+    let store: cairn_node::net::SharedStore = Arc::new(NodeStore(node.clone()));
+    let (net, _task) = cairn_node::net::spawn(node.repo().keypair().clone(), store, cfg).await.unwrap();
+    node.attach_fetcher(Arc::new(NetFetcher::new(net.clone(), timeout)));
+    net
+}
+
 /// A thousand requests for blocks nobody has wait on the runtime, not on blocking threads:
 /// local content is served at once while every one of them still waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_for_missing_blocks_do_not_starve_local_reads() {
-    use std::sync::Arc;
-
     use cairn_node::merkle::hash::{CidFormat, RAW};
-    use cairn_node::net::{NetConfig, NetFetcher, NodeStore};
 
     let gw = Gateway::start().await;
-    let cfg = NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
-    let store: cairn_node::net::SharedStore = Arc::new(NodeStore(gw.node.clone()));
-    let (net, _task) = cairn_node::net::spawn(gw.node.repo().keypair().clone(), store, cfg).await.unwrap();
-    gw.node.attach_fetcher(Arc::new(NetFetcher::new(net.clone(), Duration::from_secs(60))));
+    let net = online(&gw.node, Duration::from_secs(60)).await;
     let local = gw.add_bytes(b"served at once", &AddOptions::default());
 
     let mut waiting = Vec::new();
@@ -138,6 +145,125 @@ async fn requests_for_missing_blocks_do_not_starve_local_reads() {
     }
     drop(waiting);
     net.shutdown().await;
+}
+
+/// The same below the root: a thousand requests whose root is here and whose next block is
+/// not (a file's body and its sniffed head, a CAR of it, a path through a directory to a
+/// file nobody has) stop at the missing block and wait for it on the runtime. Local content
+/// is served at once while every one of them still waits, and the CARs that began keep
+/// their connections open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_below_the_root_hold_no_thread() {
+    use cairn_node::merkle::chunker::ChunkerSpec;
+
+    let gw = Gateway::start().await;
+    let net = online(&gw.node, Duration::from_secs(60)).await;
+    let local = gw.add_bytes(b"served at once", &AddOptions::default());
+
+    // DAGs made elsewhere, of which the gateway's node gets only the root blocks.
+    let scratch_dir = tempfile::tempdir().unwrap();
+    let scratch = cairn_node::Node::init(scratch_dir.path(), cairn_node::config::Profile::Test).unwrap();
+    let import = cairn_node::merkle::importer::ImportOptions { chunker: ChunkerSpec::Size(1024), ..Default::default() };
+    let opts = AddOptions { import, recursive: true, ..AddOptions::default() };
+    let mut roots = Vec::new();
+    for i in 0..10u32 {
+        let data = crate::pseudo_random(8 * 1024, u64::from(i) + 100);
+        roots.push((scratch.add_reader(&data[..], &opts, true).unwrap().cid, None));
+        let tree = scratch_dir.path().join(format!("tree{i}"));
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("a.txt"), &data).unwrap();
+        let dir = scratch.add(&tree, &opts, true, &mut |_| {}).unwrap().cid;
+        roots.push((dir, Some("a.txt")));
+    }
+    for (root, _) in &roots {
+        let block = cairn_node::merkle::Block::new_unchecked(*root, scratch.block_get(root).unwrap());
+        cairn_node::store::BlockStore::put_many(gw.node.repo().store(), &[block]).unwrap();
+    }
+    let mut waiting = Vec::new();
+    for i in 0..1000usize {
+        let (root, name) = roots[i % roots.len()];
+        let path = match (name, i % 3) {
+            (Some(name), _) => format!("/ipfs/{root}/{name}"),
+            (None, 0) => format!("/ipfs/{root}?format=car"),
+            (None, _) => format!("/ipfs/{root}"),
+        };
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+        waiting.push(s);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    let r = gw.get(&format!("/ipfs/{local}")).await;
+    let took = started.elapsed();
+    assert_eq!(r.text(), "served at once");
+    assert!(took < Duration::from_secs(2), "a local read waited {took:?} behind the waiting ones");
+    // None has ended: each either has nothing yet, or the start of a CAR and no end.
+    let mut began = 0;
+    for s in &waiting {
+        let mut buf = vec![0u8; 64 << 10];
+        match s.try_read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Ok(n) if n > 0 => {
+                assert!(buf.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n.min(200)]));
+                began += 1;
+            }
+            other => panic!("a request waiting below its root ended early: {other:?}"),
+        }
+    }
+    assert!(began > 0, "no CAR began: the test did not reach the walk");
+    drop(waiting);
+    net.shutdown().await;
+}
+
+/// Content the gateway's node lacks is fetched block by block from a peer, each read stopping
+/// at every block it lacks and going on once the block is here: the file, its CAR and a
+/// sharded directory's listing come out whole and in order, as the peer's own would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_fetched_block_by_block_is_served_whole() {
+    use cairn_node::merkle::chunker::ChunkerSpec;
+
+    let gw = Gateway::start().await;
+    let net = online(&gw.node, Duration::from_secs(30)).await;
+    let seed_dir = tempfile::tempdir().unwrap();
+    let seed =
+        Arc::new(cairn_node::Node::init(&seed_dir.path().join("repo"), cairn_node::config::Profile::Test).unwrap());
+    let seed_net = online(&seed, Duration::from_secs(30)).await;
+    net.connect(seed_net.listen_addrs()[0].clone()).await.unwrap();
+
+    // A file of 128 small blocks, and a directory of 3,000 files (sharded).
+    let import =
+        cairn_node::merkle::importer::ImportOptions { chunker: ChunkerSpec::Size(16 * 1024), ..Default::default() };
+    let opts = AddOptions { import, recursive: true, ..AddOptions::default() };
+    let data = crate::pseudo_random(2 << 20, 77);
+    let file = seed.add_reader(&data[..], &opts, true).unwrap().cid;
+    let other = seed.add_reader(&crate::pseudo_random(2 << 20, 78)[..], &opts, true).unwrap().cid;
+    let tree = seed_dir.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    for i in 0..3000 {
+        std::fs::write(tree.join(format!("entry-{i:04}.txt")), i.to_string()).unwrap();
+    }
+    let dir = seed.add(&tree, &opts, true, &mut |_| {}).unwrap().cid;
+
+    let r = gw.get(&format!("/ipfs/{other}?format=car")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let expected = cairn_node::merkle::car::write_dag(&seed.source(), &other, Vec::new()).unwrap();
+    assert!(
+        r.body == expected,
+        "the CAR differs from the seed's ({} bytes, expected {})",
+        r.body.len(),
+        expected.len()
+    );
+    let r = gw.get(&format!("/ipfs/{file}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body == data, "the file differs");
+    let r = gw.get(&format!("/ipfs/{dir}/")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let listing = r.text();
+    for i in 0..3000 {
+        assert_eq!(listing.matches(&format!(">entry-{i:04}.txt<")).count(), 1, "entry {i} in the listing");
+    }
+    net.shutdown().await;
+    seed_net.shutdown().await;
 }
 
 /// Requests past `Gateway.MaxConcurrentRequests` get 429 at once; a client that stops

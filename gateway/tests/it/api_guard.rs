@@ -360,3 +360,39 @@ async fn upload_bodies_are_bounded_by_config() {
     let (status, text) = api.add("", &four[..3]).await;
     assert_eq!(status, 200, "{text}");
 }
+
+/// `ls` of a directory of 100,001 entries: without `stream=true` the answer would hold them
+/// all, so it is refused with a 400 that says to stream; with it, one line an entry comes out
+/// as each is read, every entry once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ls_streams_and_caps_what_it_holds() {
+    use cairn_node::merkle::importer::{build_directory, DirEntry, ImportOptions};
+
+    let api = ApiServer::start(|_| {}).await;
+    let leaf = api.node.block_put(bytes::Bytes::from_static(b"one leaf"), 0x55, Default::default()).unwrap();
+    let n = cairn_gateway::api::MAX_LS_ENTRIES + 1;
+    let entries =
+        (0..n).map(|i| DirEntry { name: format!("e{i:06}"), cid: leaf, tsize: 8, size: 8 }).collect::<Vec<_>>();
+    let mut blocks = Vec::new();
+    let mut sink = |b: cairn_node::merkle::Block| {
+        blocks.push(b);
+        Ok(())
+    };
+    let dir = build_directory(entries, &ImportOptions::default(), &mut sink).unwrap().cid;
+    cairn_node::store::BlockStore::put_many(api.node.repo().store(), &blocks).unwrap();
+
+    let (status, text) = api.post(&format!("/api/v0/ls?arg={dir}"), &[], b"").await;
+    assert_eq!(status, 400, "{}", &text[..text.len().min(300)]);
+    assert!(text.contains("stream=true"), "{text}");
+
+    let (status, text) = api.post(&format!("/api/v0/ls?arg={dir}&stream=true"), &[], b"").await;
+    assert_eq!(status, 200, "{}", &text[..text.len().min(300)]);
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    let names: std::collections::BTreeSet<String> = body
+        .lines()
+        // (Lines between the JSON ones are the chunked encoding's sizes.)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["Objects"][0]["Links"][0]["Name"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(names.len(), n, "entries streamed, each once");
+}

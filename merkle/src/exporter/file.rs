@@ -66,6 +66,11 @@ impl<'s, S: BlockSource + ?Sized> FileSegments<'s, S> {
         (self.start, self.end)
     }
 
+    /// Children held to visit, over every open level (for tests of what a read holds).
+    pub fn spans_held(&self) -> usize {
+        self.stack.iter().map(|(children, _)| children.len()).sum()
+    }
+
     fn clip(&self, data: &Bytes, at: u64) -> Option<Bytes> {
         let from = self.start.max(at);
         let to = self.end.min(at + data.len() as u64);
@@ -100,10 +105,15 @@ impl<'s, S: BlockSource + ?Sized> FileSegments<'s, S> {
                 let inline = fs.inline_data();
                 let total = inline.len() as u64 + fs.blocksizes.iter().sum::<u64>();
                 check_len(&span.cid, span.len, total)?;
+                // Only the children the range covers are kept: a read holds spans for the
+                // blocks it will read, not for every link a wide node has.
                 let mut at = span.start + inline.len() as u64;
-                let mut children = Vec::with_capacity(node.links.len());
+                let mut children = Vec::new();
                 for (link, &len) in node.links.iter().zip(&fs.blocksizes) {
-                    children.push(Span { cid: link.cid, start: at, len });
+                    let child = Span { cid: link.cid, start: at, len };
+                    if self.in_range(&child) {
+                        children.push(child);
+                    }
                     at += len;
                 }
                 if !children.is_empty() {

@@ -109,9 +109,41 @@ pub enum ExportError {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
+    use super::FileSegments;
+    use crate::dagpb::{PbLink, PbNode};
+    use crate::hash::{CidFormat, DAG_PB, RAW};
+    use crate::source::MemoryBlocks;
+    use crate::unixfs::UnixFs;
+    use crate::Block;
+
     #[test]
     fn errors_stay_small() {
         // Results carrying this error are returned on every block read; keep them cheap.
         assert!(std::mem::size_of::<super::ExportError>() <= 128);
+    }
+
+    /// A file node of 40,000 links (each to the same one-byte leaf): a read of its last byte
+    /// holds one span, not forty thousand; a read of all of it gets every byte.
+    #[test]
+    fn a_read_holds_spans_for_the_blocks_it_reads_not_every_link() {
+        let mut blocks = MemoryBlocks::new();
+        let leaf = CidFormat::default().cid(RAW, b"x");
+        blocks.insert(Block::new_unchecked(leaf, Bytes::from_static(b"x")));
+        let n = 40_000u64;
+        let link = PbLink { cid: leaf, name: Some(String::new()), tsize: Some(1) };
+        let node =
+            PbNode { links: vec![link; n as usize], data: Some(UnixFs::file_node(vec![1; n as usize]).to_bytes()) };
+        let data = Bytes::from(node.encode());
+        let root = CidFormat::default().cid(DAG_PB, &data);
+        blocks.insert(Block::new_unchecked(root, data));
+
+        let mut last = FileSegments::new(&blocks, &root, n - 1, Some(1)).unwrap();
+        assert_eq!(last.spans_held(), 1);
+        assert_eq!(&last.next().unwrap().unwrap()[..], b"x");
+        assert!(last.next().is_none());
+        let all: usize = FileSegments::new(&blocks, &root, 0, None).unwrap().map(|s| s.unwrap().len()).sum();
+        assert_eq!(all as u64, n);
     }
 }
