@@ -7,6 +7,8 @@
 # - large: one SIZE_MIB file (default 1024) fetched whole, over and over, on 1 connection
 #   (wrk -t1 -c1) for SECONDS (default 15): MB/s from wrk's bytes read.
 # - small: a 4 KiB file, 100 concurrent connections (wrk -t2 -c100): requests/s.
+# - latency: 20 reads of the small file in a row, idle and while 1,000 requests for CIDs
+#   nobody has wait (Cairn only).
 # Installs wrk and nginx-light from Debian if missing. Everything listens on 127.0.0.1 only.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -100,12 +102,55 @@ N_BIG=$(mbps "$NGINX_URL/big.bin")
 C_SMALL=$(rps "$CAIRN_URL/ipfs/$SMALL")
 N_SMALL=$(rps "$NGINX_URL/small.bin")
 
+# A local 4 KiB read's latency, idle and while 1,000 requests for CIDs nobody has wait
+# (each up to Gateway.RetrievalTimeout): those wait on the runtime, holding no thread.
+ulimit -n 4096
+read -r IDLE_MED IDLE_MAX WAIT_MED WAIT_MAX STILL < <(python3 - "$CAIRN_URL" "$SMALL" <<'PY'
+import base64, hashlib, socket, statistics, sys, time
+url, small = sys.argv[1], sys.argv[2]
+host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
+def cid(i):
+    digest = hashlib.sha256(b"nobody has %d" % i).digest()
+    return "b" + base64.b32encode(bytes([1, 0x55, 0x12, 0x20]) + digest).decode().lower().rstrip("=")
+def ask(path):
+    s = socket.create_connection((host, int(port)))
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    return s
+def local(n=20):
+    took = []
+    for _ in range(n):
+        t = time.monotonic()
+        s = ask(f"/ipfs/{small}")
+        while s.recv(65536):
+            pass
+        s.close()
+        took.append((time.monotonic() - t) * 1000)
+    return statistics.median(took), max(took)
+idle = local()
+waiting = [ask(f"/ipfs/{cid(i)}") for i in range(1000)]
+time.sleep(2)
+busy = local()
+def still_waiting(s):
+    s.setblocking(False)
+    try:
+        return len(s.recv(1)) == 0 and False
+    except BlockingIOError:
+        return True
+print(f"{idle[0]:.2f} {idle[1]:.2f} {busy[0]:.2f} {busy[1]:.2f} {sum(map(still_waiting, waiting))}")
+PY
+)
+
 RSS=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$CAIRN_PID/status")
-echo "{\"large_mb_s\": {\"cairn\": $C_BIG, \"nginx\": $N_BIG}, \"small_req_s\": {\"cairn\": $C_SMALL, \"nginx\": $N_SMALL}, \"cairn_peak_rss_mib\": $RSS}"
+echo "{\"large_mb_s\": {\"cairn\": $C_BIG, \"nginx\": $N_BIG}, \"small_req_s\": {\"cairn\": $C_SMALL, \"nginx\": $N_SMALL}, \"local_read_ms\": {\"idle_median\": $IDLE_MED, \"waiting_median\": $WAIT_MED, \"waiting_max\": $WAIT_MAX}, \"cairn_peak_rss_mib\": $RSS}"
 echo
 echo "| measurement | Cairn | nginx | Cairn / nginx |"
 echo "|---|---:|---:|---:|"
 awk -v c="$C_BIG" -v n="$N_BIG" 'BEGIN { printf "| %d MiB file, 1 connection (MB/s) | %d | %d | %.2f |\n", '"$SIZE_MIB"', c, n, c/n }'
 awk -v c="$C_SMALL" -v n="$N_SMALL" 'BEGIN { printf "| 4 KiB file, 100 connections (requests/s) | %d | %d | %.2f |\n", c, n, c/n }'
+echo
+echo "| local 4 KiB read, 20 in a row (ms) | median | max |"
+echo "|---|---:|---:|"
+echo "| idle | $IDLE_MED | $IDLE_MAX |"
+echo "| while 1,000 requests for missing CIDs wait ($STILL still waiting after) | $WAIT_MED | $WAIT_MAX |"
 echo
 echo "Cairn daemon peak RSS: $RSS MiB"
