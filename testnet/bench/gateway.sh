@@ -27,8 +27,13 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --locked -q -p cairn-cli --manifest-path "$ROOT/Cargo.toml"
-CAIRN=$CARGO_TARGET_DIR/release/cairn
+# CAIRN_BIN: a cairn binary to measure instead of this checkout's (another commit's build).
+if [ -n "${CAIRN_BIN:-}" ]; then
+    CAIRN=$CAIRN_BIN
+else
+    cargo build --release --locked -q -p cairn-cli --manifest-path "$ROOT/Cargo.toml"
+    CAIRN=$CARGO_TARGET_DIR/release/cairn
+fi
 
 WORK=$(mktemp -d)
 cleanup() {
