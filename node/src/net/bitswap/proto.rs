@@ -416,6 +416,9 @@ pub async fn read_frame<R: AsyncRead + Unpin>(io: &mut R) -> std::io::Result<Opt
     read_frame_counting(io, &AtomicU64::new(0)).await
 }
 
+/// The first room a frame's body is read into; it doubles as the body arrives.
+const FIRST_READ: usize = 16 << 10;
+
 /// Messages at least this long are counted by [`read_frame_counting`]: only a message that
 /// carries blocks gets this long (a wantlist this size would hold about 800 entries), so
 /// the count shows blocks on their way rather than chatter.
@@ -445,14 +448,22 @@ pub async fn read_frame_counting<R: AsyncRead + Unpin>(
                     format!("message of {len} bytes is over the {MAX_MESSAGE}-byte limit"),
                 ));
             }
-            let mut buf = vec![0u8; len as usize];
+            // The buffer grows as the body arrives (doubling, from FIRST_READ): a peer that
+            // announces 4 MiB and sends a byte makes Cairn hold a few KiB, not 4 MiB, on each
+            // of the streams it opens.
+            let len = len as usize;
+            let mut buf = Vec::new();
             let mut filled = 0;
-            while filled < buf.len() {
+            while filled < len {
+                if filled == buf.len() {
+                    let more = buf.len().max(FIRST_READ).min(len - buf.len());
+                    buf.resize(buf.len() + more, 0);
+                }
                 match io.read(&mut buf[filled..]).await? {
                     0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
                     n => {
                         filled += n;
-                        if buf.len() >= COUNTED_FROM {
+                        if len >= COUNTED_FROM {
                             arrived.fetch_add(n as u64, Ordering::Relaxed);
                         }
                     }
@@ -480,6 +491,49 @@ mod tests {
     fn raw_block(data: &[u8]) -> Block {
         let cid = CidFormat { version: 1, hash: HashAlg::Sha2_256 }.cid(RAW, data);
         Block::new_unchecked(cid, Bytes::copy_from_slice(data))
+    }
+
+    /// Hands out `data` 1 KiB at a time, noting the most room a read offered beyond what
+    /// had arrived by then.
+    struct Trickle {
+        data: Vec<u8>,
+        /// Bytes of the length prefix.
+        head: usize,
+        at: usize,
+        worst: f64,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let body_so_far = self.at.saturating_sub(self.head) as f64;
+            if self.at >= self.head {
+                self.worst = self.worst.max(buf.len() as f64 / body_so_far.max((FIRST_READ / 2) as f64));
+            }
+            let n = buf.len().min(1024).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            std::task::Poll::Ready(Ok(n))
+        }
+    }
+
+    /// A frame is read into room that grows with what arrived (at most about twice it), not
+    /// into the room its length prefix claims: a peer that announces 4 MiB and sends little
+    /// holds little (before, the whole claim was allocated at once).
+    #[test]
+    fn a_frame_is_held_in_proportion_to_what_arrived() {
+        let body: Vec<u8> = (0..MAX_MESSAGE as u32).map(|i| (i % 251) as u8).collect();
+        let mut data =
+            unsigned_varint::encode::usize(body.len(), &mut unsigned_varint::encode::usize_buffer()).to_vec();
+        let head = data.len();
+        data.extend_from_slice(&body);
+        let mut r = Trickle { data, head, at: 0, worst: 0.0 };
+        let frame = futures::executor::block_on(read_frame(&mut r)).unwrap().unwrap();
+        assert!(frame == body);
+        assert!(r.worst <= 4.0, "a read offered {:.0}x the bytes that had arrived", r.worst);
     }
 
     fn v0_block(data: &[u8]) -> Block {
