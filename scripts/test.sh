@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole gate, as CI runs it: install what is missing (scripts/setup.sh), then rustfmt,
 # clippy with warnings as errors, and every test in the workspace, including CID parity with a
-# real Kubo and the JavaScript UnixFS importer (testnet/tests/it/kubo.rs).
+# real Kubo and the JavaScript UnixFS importer (testnet/tests/it/kubo.rs), then every fuzz
+# target for a bounded time (scripts/fuzz.sh --ci).
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p cairn-merkle`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -22,3 +23,8 @@ echo "== cargo clippy --workspace --all-targets --locked -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test --workspace --locked"
 cargo test --workspace --locked "$@"
+# Only the whole gate fuzzes; `scripts/test.sh -p cairn-merkle` and the like do not.
+if [ $# -eq 0 ]; then
+    echo "== scripts/fuzz.sh --ci (each fuzz target for 20 s over its committed corpus; fuzz/README.md)"
+    bash scripts/fuzz.sh --ci
+fi

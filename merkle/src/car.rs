@@ -405,6 +405,10 @@ impl<R: Read> Iterator for CarReader<R> {
 
 /// Checks a CARv1 header and returns its roots.
 fn parse_header(bytes: &[u8]) -> Result<Vec<Cid>, CarError> {
+    // Before decoding: a header of nested arrays that claim billions of items would otherwise
+    // make the decoder hold a MiB per level (`check_cbor_counts`).
+    crate::links::check_cbor_counts(bytes)
+        .map_err(|e| CarError::InvalidHeader(format!("not a single strict DAG-CBOR value: {e}")))?;
     let value: Ipld = serde_ipld_dagcbor::from_slice(bytes)
         .map_err(|e| CarError::InvalidHeader(format!("not a single strict DAG-CBOR value: {e}")))?;
     let Ipld::Map(map) = value else {

@@ -54,10 +54,64 @@ pub fn links(cid: &Cid, data: &Bytes) -> Result<Vec<Cid>, LinksError> {
 
 /// The CIDs in a DAG-CBOR value, in encoding order.
 fn dag_cbor_links(data: &[u8]) -> Result<Vec<Cid>, String> {
+    check_cbor_counts(data)?;
     let value: Ipld = serde_ipld_dagcbor::from_slice(data).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     collect_cbor(&value, &mut out);
     Ok(out)
+}
+
+/// Checks, before a CBOR value is decoded, that the items it declares are there: every array
+/// and map holds as many items as it says, every byte and text string as many bytes, and no
+/// length is indefinite (which DAG-CBOR forbids).
+///
+/// The decoder sizes each array's and map's buffer from its declared count (capped at 1 MiB
+/// per container) before reading its items, and allows 256 levels of nesting, so without this
+/// check a block of 2 KiB of nested arrays that each claim billions of items held 128 MiB at
+/// once. Once every declared item is known to be present, the buffers add up to at most one
+/// slot per item in the block. The walk reads only headers, in one pass, with no recursion.
+pub(crate) fn check_cbor_counts(data: &[u8]) -> Result<(), String> {
+    let mut pos = 0usize;
+    // Items still to read: the value itself, then whatever its containers declare.
+    let mut pending: u64 = 1;
+    let short = |at: usize| format!("CBOR ends inside a value at byte {at}");
+    while pending > 0 {
+        let &head = data.get(pos).ok_or_else(|| short(pos))?;
+        pos += 1;
+        pending -= 1;
+        let (major, info) = (head >> 5, head & 0x1f);
+        let arg = match info {
+            0..=23 => u64::from(info),
+            24..=27 => {
+                let n = 1usize << (info - 24);
+                let bytes = data.get(pos..pos + n).ok_or_else(|| short(pos))?;
+                pos += n;
+                bytes.iter().fold(0u64, |acc, &b| acc << 8 | u64::from(b))
+            }
+            _ => return Err(format!("CBOR item at byte {} has an indefinite or reserved length", pos - 1)),
+        };
+        let left = (data.len() - pos) as u64;
+        match major {
+            // Byte and text strings: their bytes follow.
+            2 | 3 => {
+                if arg > left {
+                    return Err(format!("CBOR string at byte {} claims {arg} bytes, {left} remain", pos - 1));
+                }
+                pos += arg as usize;
+            }
+            // Arrays, maps (two items an entry) and tags (one item).
+            4 => pending = pending.saturating_add(arg),
+            5 => pending = pending.saturating_add(arg.saturating_mul(2)),
+            6 => pending += 1,
+            // Integers, simple values and floats are whole in their header.
+            _ => {}
+        }
+        // Every item takes at least one byte.
+        if pending > (data.len() - pos) as u64 {
+            return Err(format!("CBOR at byte {pos} declares {pending} more items than its bytes can hold"));
+        }
+    }
+    Ok(())
 }
 
 fn collect_cbor(value: &Ipld, out: &mut Vec<Cid>) {
@@ -161,6 +215,32 @@ mod tests {
     fn dag_cbor_garbage_is_an_error() {
         let bytes = Bytes::from_static(&[0xff, 0x00]);
         assert!(matches!(links(&v1(DAG_CBOR, &bytes), &bytes), Err(LinksError::DagCbor(_))));
+    }
+
+    #[test]
+    fn dag_cbor_counts_are_checked_before_decoding() {
+        // 250 nested arrays that each claim 2^32 items: 2 KiB that made the decoder hold
+        // 128 MiB at once (found by the `links_decode` fuzz target).
+        let bomb: Vec<u8> = [0x9b, 0, 0, 0, 1, 0, 0, 0, 0].repeat(250);
+        let bytes = Bytes::from(bomb);
+        let err = links(&v1(DAG_CBOR, &bytes), &bytes).unwrap_err();
+        assert!(matches!(&err, LinksError::DagCbor(m) if m.contains("more items than")), "{err}");
+        // A string longer than the block, an indefinite length, a value cut short.
+        for bad in [&[0x5a, 0xff, 0xff, 0xff, 0xff, 0x00][..], &[0x9f, 0xff], &[0x82, 0x01], &[0x19, 0x01]] {
+            assert!(check_cbor_counts(bad).is_err(), "{bad:02x?}");
+        }
+        // Every well-formed value passes: scalars, strings, nesting, tags, floats, trailing data
+        // (left to the decoder to refuse).
+        for good in [
+            &[0x00][..],
+            &[0x63, b'a', b'b', b'c'],
+            &[0x82, 0x81, 0x01, 0xa1, 0x61, b'k', 0xf6],
+            &[0xd8, 0x2a, 0x41, 0x00],
+            &[0xfb, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[0x01, 0x02],
+        ] {
+            assert_eq!(check_cbor_counts(good), Ok(()), "{good:02x?}");
+        }
     }
 
     #[test]

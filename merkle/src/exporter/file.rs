@@ -83,8 +83,11 @@ impl<'s, S: BlockSource + ?Sized> FileSegments<'s, S> {
         self.visit_data(span, data)
     }
 
+    /// Whether `span` holds bytes of the range. An empty span holds none: reading it would
+    /// fetch a block for nothing, and a node of many empty children, each of many empty
+    /// children, would read without end and without output.
     fn in_range(&self, span: &Span) -> bool {
-        span.start < self.end && span.start + span.len > self.start
+        span.len > 0 && span.start < self.end && span.start + span.len > self.start
     }
 
     /// Tells the source a child in range will be read.
@@ -146,7 +149,7 @@ impl<S: BlockSource + ?Sized> Iterator for FileSegments<'_, S> {
                 continue;
             };
             *next += 1;
-            if span.start >= self.end || span.start + span.len <= self.start {
+            if span.len == 0 || span.start >= self.end || span.start + span.len <= self.start {
                 continue;
             }
             // The window of hinted children moves on by one.

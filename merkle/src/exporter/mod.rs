@@ -146,4 +146,35 @@ mod tests {
         let all: usize = FileSegments::new(&blocks, &root, 0, None).unwrap().map(|s| s.unwrap().len()).sum();
         assert_eq!(all as u64, n);
     }
+
+    /// Found by the `dag_walk` fuzz target: empty children inside the range were read, so a
+    /// file of three levels of 100 empty children (each of 100 empty children...) between its
+    /// first and last byte read a million blocks for four bytes. Now only the root and the
+    /// leaf holding bytes are read.
+    #[test]
+    fn empty_children_are_not_read() {
+        let mut blocks = MemoryBlocks::new();
+        let mut put = |data: Bytes, codec| {
+            let cid = CidFormat::default().cid(codec, &data);
+            blocks.insert(Block::new_unchecked(cid, data));
+            cid
+        };
+        let leaf = put(Bytes::from_static(b"abc"), RAW);
+        let mut empty = put(Bytes::new(), RAW);
+        for _ in 0..3 {
+            let link = PbLink { cid: empty, name: Some(String::new()), tsize: Some(0) };
+            let node = PbNode { links: vec![link; 100], data: Some(UnixFs::file_node(vec![0; 100]).to_bytes()) };
+            empty = put(Bytes::from(node.encode()), DAG_PB);
+        }
+        let mut fs = UnixFs::file_node(vec![0, 3]);
+        fs.data = Some(Bytes::from_static(b"x"));
+        fs.filesize = Some(4);
+        let links = vec![PbLink::new(empty, "", 0), PbLink::new(leaf, "", 3)];
+        let root = put(Bytes::from(PbNode { links, data: Some(fs.to_bytes()) }.encode()), DAG_PB);
+        blocks.reset_reads();
+        let read: Vec<u8> =
+            FileSegments::new(&blocks, &root, 0, None).unwrap().flat_map(|s| s.unwrap().to_vec()).collect();
+        assert_eq!(read, b"xabc");
+        assert_eq!(blocks.reads(), 2, "the root and the leaf");
+    }
 }

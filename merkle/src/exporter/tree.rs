@@ -87,7 +87,13 @@ pub fn stat<S: BlockSource + ?Sized>(source: &S, cid: &Cid) -> Result<Stat, Expo
             let d = decode(cid, &data)?;
             let kind = kind_of(cid, &d)?;
             let (size, target) = match kind {
-                NodeKind::File => (d.fs.inline_data().len() as u64 + d.fs.blocksizes.iter().sum::<u64>(), None),
+                NodeKind::File => {
+                    // Sizes come from the block: a sum past 2^64 is a malformed file, not a panic.
+                    let size =
+                        d.fs.blocksizes.iter().try_fold(d.fs.inline_data().len() as u64, |a, &b| a.checked_add(b));
+                    let size = size.ok_or(ExportError::SizeMismatch { cid: *cid, declared: u64::MAX, actual: 0 })?;
+                    (size, None)
+                }
                 NodeKind::Symlink => {
                     let t = String::from_utf8_lossy(&d.fs.inline_data()).into_owned();
                     (t.len() as u64, Some(t))
@@ -229,5 +235,27 @@ impl<S: BlockSource + ?Sized> Iterator for Walker<'_, S> {
             self.stack.clear();
         }
         Some(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::CidFormat;
+    use crate::{Block, MemoryBlocks};
+
+    #[test]
+    fn a_file_whose_sizes_add_up_past_u64_is_an_error() {
+        // Found by the `dag_walk` fuzz target: the sum overflowed (a panic with overflow
+        // checks, a wrong size without).
+        let fs = UnixFs { blocksizes: vec![u64::MAX, 3], ..UnixFs::file_node(vec![]) };
+        let leaf = CidFormat::default().cid(RAW, b"abc");
+        let node =
+            PbNode { links: vec![PbLink::new(leaf, "", 3), PbLink::new(leaf, "", 3)], data: Some(fs.to_bytes()) };
+        let bytes = Bytes::from(node.encode());
+        let cid = CidFormat::default().cid(DAG_PB, &bytes);
+        let mut blocks = MemoryBlocks::new();
+        blocks.insert(Block::new_unchecked(cid, bytes));
+        assert!(matches!(stat(&blocks, &cid), Err(ExportError::SizeMismatch { declared: u64::MAX, .. })));
     }
 }

@@ -593,6 +593,17 @@ fn bad_headers_are_refused() {
 }
 
 #[test]
+fn a_header_of_nested_arrays_claiming_billions_of_items_is_refused_before_decoding() {
+    // Found by the `car_read` fuzz target: each level made the decoder reserve up to a MiB,
+    // so 2 KiB of header held 128 MiB at once.
+    let body = [0x9b, 0, 0, 0, 1, 0, 0, 0, 0].repeat(250);
+    let mut h = varint(body.len() as u64);
+    h.extend_from_slice(&body);
+    let e = header_error(h);
+    assert!(matches!(&e, CarError::InvalidHeader(m) if m.contains("more items than")), "{e}");
+}
+
+#[test]
 fn absurd_or_truncated_header_lengths_are_refused() {
     let e = header_error(varint(MAX_HEADER_LEN + 1));
     assert!(matches!(e, CarError::HeaderTooLarge { .. }), "{e}");
