@@ -209,19 +209,9 @@ impl Handler {
     /// nobody has hold no blocking thread, and local reads go on being served.
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl Fn(&Node) -> Result<T, Failure> + Send + Sync + 'static,
+        work: impl FnMut(&Node) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, Failure> {
-        let work = Arc::new(work);
-        loop {
-            let (node, w) = (self.node.clone(), work.clone());
-            let done = tokio::task::spawn_blocking(move || w(&node)).await.unwrap_or_else(|e| {
-                Err(Failure::new(StatusCode::INTERNAL_SERVER_ERROR, format!("gateway task failed: {e}")))
-            });
-            match done {
-                Err(Failure { pending: Some(cid), .. }) => wait_for(&self.node, &cid).await?,
-                done => return done,
-            }
-        }
+        until_local(&self.node, work).await
     }
 
     /// A response whose body a blocking `produce` streams (nothing for `HEAD`). A failure
@@ -247,35 +237,12 @@ impl Handler {
             return resp;
         }
         let (tx, stream) = body::channel(len);
-        let node = self.node.clone();
+        let (node, sender) = (self.node.clone(), tx.clone());
         tokio::spawn(async move {
-            let failed = loop {
-                let (n, t) = (node.clone(), tx.clone());
-                let run = tokio::task::spawn_blocking(move || {
-                    let r = produce(&n, &t);
-                    (produce, r)
-                });
-                let r = match run.await {
-                    Ok((p, r)) => {
-                        produce = p;
-                        r
-                    }
-                    Err(e) => {
-                        break Failure::new(StatusCode::INTERNAL_SERVER_ERROR, format!("gateway task failed: {e}"))
-                    }
-                };
-                match r {
-                    Ok(()) => return,
-                    Err(Failure { pending: Some(cid), .. }) => {
-                        if let Err(f) = wait_for(&node, &cid).await {
-                            break f;
-                        }
-                    }
-                    Err(f) => break f,
-                }
-            };
-            tracing::debug!(error = %failed.message, "{what} cut short");
-            tx.fail_async(std::io::Error::other(failed.message)).await;
+            if let Err(f) = until_local(&node, move |n| produce(n, &sender)).await {
+                tracing::debug!(error = %f.message, "{what} cut short");
+                tx.fail_async(std::io::Error::other(f.message)).await;
+            }
         });
         *resp.body_mut() = stream;
         resp
@@ -593,9 +560,30 @@ impl Handler {
     }
 }
 
-/// Waits, on the runtime, until the block a read stopped at is here.
-async fn wait_for(node: &Node, cid: &Cid) -> Result<(), Failure> {
-    node.ensure_local(cid).await.map_err(|e| Failure::from(cairn_node::merkle::exporter::ExportError::Source(e)))
+/// Runs `job` on a blocking thread until it ends other than at a block being fetched: each
+/// time it stops at one ([`Failure::pending`]), the block is awaited here, on the runtime,
+/// holding no thread, and `job` runs again.
+async fn until_local<T: Send + 'static>(
+    node: &Arc<Node>,
+    mut job: impl FnMut(&Node) -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    loop {
+        let n = node.clone();
+        let (j, done) = tokio::task::spawn_blocking(move || {
+            let done = job(&n);
+            (job, done)
+        })
+        .await
+        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, format!("gateway task failed: {e}")))?;
+        job = j;
+        match done {
+            Err(Failure { pending: Some(cid), .. }) => node
+                .ensure_local(&cid)
+                .await
+                .map_err(|e| Failure::from(cairn_node::merkle::exporter::ExportError::Source(e)))?,
+            done => return done,
+        }
+    }
 }
 
 fn decoded_rest(content: &ContentPath) -> String {

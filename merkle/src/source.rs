@@ -22,10 +22,10 @@ pub enum SourceError {
     /// The source failed (I/O, network, timeout...).
     #[error("block source failed: {0}")]
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The block is on its way (a fetch has started) and the source does not wait for it:
-    /// the caller waits elsewhere (on an async runtime, holding no thread) and asks again.
-    /// Readers that can go on later from where they stopped say so in their docs.
-    #[error("block {0} is being fetched")]
+    /// The block is not here yet and the source does not wait for it: the caller fetches it
+    /// elsewhere (on an async runtime, holding no thread) and asks again. Readers that can go
+    /// on later from where they stopped say so in their docs.
+    #[error("block {0} is to be fetched")]
     Pending(Cid),
 }
 

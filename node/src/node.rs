@@ -252,8 +252,8 @@ pub trait BlockFetcher: Send + Sync + std::fmt::Debug {
 
 /// Reads blocks from the node's store for the exporter (identity CIDs answer themselves),
 /// and from the node's fetcher, if it has one, when the store lacks them: waiting for the
-/// block ([`Node::source`]), or starting its fetch and answering [`SourceError::Pending`] at
-/// once ([`Node::source_nowait`]).
+/// block ([`Node::source`]), or answering [`SourceError::Pending`] at once for the caller to
+/// fetch it ([`Node::source_nowait`]).
 #[derive(Clone, Copy)]
 pub struct StoreSource<'a>(&'a dyn BlockStore, Option<&'a dyn BlockFetcher>, bool);
 
@@ -271,10 +271,7 @@ impl BlockSource for StoreSource<'_> {
         match (self.0.get(cid), self.1) {
             (Ok(Some(b)), _) => Ok(b),
             (Ok(None), Some(fetcher)) if self.2 => fetcher.fetch(cid),
-            (Ok(None), Some(fetcher)) => {
-                fetcher.prefetch(cid);
-                Err(SourceError::Pending(*cid))
-            }
+            (Ok(None), Some(_)) => Err(SourceError::Pending(*cid)),
             (Ok(None), None) => Err(SourceError::NotFound(*cid)),
             (Err(e), _) => Err(SourceError::Other(Box::new(e))),
         }
@@ -442,9 +439,9 @@ impl Node {
     }
 
     /// [`Node::source`] for readers that must not hold their thread while a block is fetched:
-    /// a block the store lacks is asked of the fetcher in the background and answered with
-    /// [`SourceError::Pending`] at once. The reader waits for it with [`Node::ensure_local`]
-    /// (on the runtime) and reads again.
+    /// a block the store lacks (when the node has a fetcher) is answered with
+    /// [`SourceError::Pending`] at once. The reader fetches it with [`Node::ensure_local`] (on
+    /// the runtime, holding no thread) and reads again.
     pub fn source_nowait(&self) -> StoreSource<'_> {
         StoreSource(self.repo.store(), self.fetcher.get().map(|f| &**f), false)
     }

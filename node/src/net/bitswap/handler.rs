@@ -121,21 +121,82 @@ pub struct Handler {
     outbound: Outbound,
     /// Messages without blocks (wants, cancels, presences): small, and others wait on them,
     /// so they go out before any queued block.
-    urgent: VecDeque<Message>,
-    queue: VecDeque<Message>,
+    urgent: Queue,
+    queue: Queue,
     events: VecDeque<Out>,
     /// Message bytes read from the peer, counted as they arrive (shared by the behaviour).
     arrived: Arc<AtomicU64>,
-    /// [`Message::queued_size`] of `queue` and of `urgent` (and of the message being written,
-    /// in the first of the two while it is).
-    queued_bytes: [usize; 2],
-    /// The same, summed over every connection (shared by the behaviour).
+    /// [`Message::queued_size`] of every message queued or being written, summed over every
+    /// connection (shared by the behaviour).
     queued: Arc<AtomicU64>,
 }
 
 impl Drop for Handler {
     fn drop(&mut self) {
-        self.queued.fetch_sub((self.queued_bytes[0] + self.queued_bytes[1]) as u64, Ordering::Relaxed);
+        // The queues take their own bytes off the total.
+        self.queued.fetch_sub(self.writing_size() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Messages waiting for the outbound stream, at most [`MAX_QUEUED`] of them and `cap` bytes
+/// ([`Message::queued_size`]): past either bound the oldest is dropped. Its bytes count in a
+/// total shared by every connection.
+struct Queue {
+    messages: VecDeque<Message>,
+    bytes: usize,
+    cap: usize,
+    total: Arc<AtomicU64>,
+}
+
+impl Queue {
+    fn new(cap: usize, total: Arc<AtomicU64>) -> Queue {
+        Queue { messages: VecDeque::new(), bytes: 0, cap, total }
+    }
+
+    /// Adds `m` at the back; returns the messages dropped from the front to make room.
+    fn push(&mut self, m: Message) -> Vec<Message> {
+        let size = m.queued_size();
+        let mut dropped = Vec::new();
+        while self.messages.len() >= MAX_QUEUED || (self.bytes + size > self.cap && !self.messages.is_empty()) {
+            dropped.extend(self.pop_front());
+        }
+        self.bytes += size;
+        self.total.fetch_add(size as u64, Ordering::Relaxed);
+        self.messages.push_back(m);
+        dropped
+    }
+
+    fn pop_front(&mut self) -> Option<Message> {
+        let m = self.messages.pop_front()?;
+        let size = m.queued_size();
+        self.bytes -= size;
+        self.total.fetch_sub(size as u64, Ordering::Relaxed);
+        Some(m)
+    }
+
+    fn front(&self) -> Option<&Message> {
+        self.messages.front()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Empties the queue; returns what it held.
+    fn take(&mut self) -> VecDeque<Message> {
+        self.total.fetch_sub(self.bytes as u64, Ordering::Relaxed);
+        self.bytes = 0;
+        std::mem::take(&mut self.messages)
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.bytes as u64, Ordering::Relaxed);
     }
 }
 
@@ -154,11 +215,10 @@ impl Handler {
             decoding: FuturesOrdered::new(),
             parked: Vec::new(),
             outbound: Outbound::None,
-            urgent: VecDeque::new(),
-            queue: VecDeque::new(),
+            urgent: Queue::new(MAX_QUEUED_URGENT_BYTES, queued.clone()),
+            queue: Queue::new(MAX_QUEUED_BLOCK_BYTES, queued.clone()),
             events: VecDeque::new(),
             arrived,
-            queued_bytes: [0; 2],
             queued,
         }
     }
@@ -202,33 +262,25 @@ fn write(mut stream: Stream, bytes: Vec<u8>) -> BoxFuture<'static, (Stream, std:
 }
 
 impl Handler {
-    /// Counts `bytes` more (or fewer) queued in queue `which` (0: blocks, 1: urgent).
-    fn count(&mut self, which: usize, bytes: usize, more: bool) {
-        if more {
-            self.queued_bytes[which] += bytes;
-            self.queued.fetch_add(bytes as u64, Ordering::Relaxed);
-        } else {
-            self.queued_bytes[which] -= bytes;
-            self.queued.fetch_sub(bytes as u64, Ordering::Relaxed);
+    /// Reports messages dropped unsent.
+    fn report_dropped(&mut self, dropped: impl IntoIterator<Item = Message>) {
+        let (mut count, mut bytes) = (0, 0);
+        for m in dropped {
+            count += 1;
+            bytes += m.block_bytes();
+        }
+        if bytes > 0 {
+            self.events.push_back(Out::Drained(bytes));
+        }
+        if count > 0 {
+            self.events.push_back(Out::SendFailed(count));
         }
     }
 
     /// Empties both queues, reporting what was dropped.
     fn drop_queued(&mut self) {
-        let dropped = self.queue.len() + self.urgent.len();
-        let bytes: usize = self.queue.iter().map(Message::block_bytes).sum();
-        if bytes > 0 {
-            self.events.push_back(Out::Drained(bytes));
-        }
-        for which in 0..2 {
-            let n = self.queued_bytes[which] - if which == 0 { self.writing_size() } else { 0 };
-            self.count(which, n, false);
-        }
-        self.queue.clear();
-        self.urgent.clear();
-        if dropped > 0 {
-            self.events.push_back(Out::SendFailed(dropped));
-        }
+        let dropped: Vec<Message> = self.queue.take().into_iter().chain(self.urgent.take()).collect();
+        self.report_dropped(dropped);
     }
 
     /// The queued size of the message being written, if any.
@@ -273,25 +325,9 @@ impl ConnectionHandler for Handler {
             self.events.push_back(Out::SendFailed(1));
             return;
         }
-        let (which, cap) = if m.blocks.is_empty() { (1, MAX_QUEUED_URGENT_BYTES) } else { (0, MAX_QUEUED_BLOCK_BYTES) };
-        let size = m.queued_size();
-        loop {
-            let queue = if which == 1 { &self.urgent } else { &self.queue };
-            let full = queue.len() >= MAX_QUEUED || self.queued_bytes[which] + size > cap;
-            if !full {
-                break;
-            }
-            let queue = if which == 1 { &mut self.urgent } else { &mut self.queue };
-            let Some(old) = queue.pop_front() else { break };
-            self.count(which, old.queued_size(), false);
-            if !old.blocks.is_empty() {
-                self.events.push_back(Out::Drained(old.block_bytes()));
-            }
-            self.events.push_back(Out::SendFailed(1));
-        }
-        self.count(which, size, true);
-        let queue = if which == 1 { &mut self.urgent } else { &mut self.queue };
-        queue.push_back(m);
+        let queue = if m.blocks.is_empty() { &mut self.urgent } else { &mut self.queue };
+        let dropped = queue.push(m);
+        self.report_dropped(dropped);
     }
 
     fn on_connection_event(&mut self, event: ConnectionEvent<'_, Upgrade, Upgrade>) {
@@ -335,22 +371,18 @@ impl ConnectionHandler for Handler {
                 }
                 Outbound::Idle(stream, version) => match self.urgent.pop_front().or_else(|| self.queue.pop_front()) {
                     Some(mut m) => {
-                        let which = usize::from(m.blocks.is_empty());
-                        self.count(which, m.queued_size(), false);
                         // Wants, cancels and presences queued behind it go in the same write.
                         while m.blocks.is_empty() && !m.full {
                             match self.urgent.front() {
                                 Some(next) if !next.full && m.entries() + next.entries() <= MAX_MERGED => {
-                                    let next = self.urgent.pop_front().expect("front exists");
-                                    self.count(1, next.queued_size(), false);
-                                    m.merge(next);
+                                    m.merge(self.urgent.pop_front().expect("front exists"));
                                 }
                                 _ => break,
                             }
                         }
-                        // Counted as queued (with the blocks) until written.
+                        // Counted as queued until written.
                         let (bytes, size) = (m.block_bytes(), m.queued_size());
-                        self.count(0, size, true);
+                        self.queued.fetch_add(size as u64, Ordering::Relaxed);
                         self.outbound = Outbound::Writing(write(stream, m.encode(version)), version, bytes, size);
                         continue;
                     }
@@ -358,7 +390,7 @@ impl ConnectionHandler for Handler {
                 },
                 Outbound::Writing(mut fut, version, bytes, size) => match fut.poll_unpin(cx) {
                     Poll::Ready((stream, r)) => {
-                        self.count(0, size, false);
+                        self.queued.fetch_sub(size as u64, Ordering::Relaxed);
                         if r.is_err() {
                             // The message is lost with the stream; the next one opens a new stream.
                             self.events.push_back(Out::SendFailed(1));

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use super::proto::{Want, WantType};
 
 /// See the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Ledger {
     /// By the wanted block's multihash: the want and its place in line.
     entries: HashMap<Vec<u8>, (u64, Want)>,
@@ -22,6 +22,12 @@ pub(super) struct Ledger {
 
 /// Places count up from here at the back and down from here at the front.
 const MIDDLE: u64 = u64::MAX / 2;
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger { entries: HashMap::new(), back: MIDDLE, front: MIDDLE }
+    }
+}
 
 impl Ledger {
     pub(super) fn len(&self) -> usize {
@@ -42,10 +48,6 @@ impl Ledger {
         if !room && !self.entries.contains_key(&key) {
             return false;
         }
-        if self.back < MIDDLE {
-            self.back = MIDDLE;
-            self.front = MIDDLE;
-        }
         self.back += 1;
         self.entries.insert(key, (self.back, want));
         true
@@ -54,10 +56,6 @@ impl Ledger {
     /// Puts `wants` back at the front of the line, in their order (wants a turn could not
     /// finish), replacing wants of the same blocks that came meanwhile.
     pub(super) fn push_front(&mut self, wants: Vec<(Vec<u8>, Want)>) {
-        if self.back < MIDDLE {
-            self.back = MIDDLE;
-            self.front = MIDDLE;
-        }
         for (key, want) in wants.into_iter().rev() {
             self.front -= 1;
             self.entries.insert(key, (self.front, want));
