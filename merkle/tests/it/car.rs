@@ -1,5 +1,8 @@
 //! CAR reading and writing against the gateway-conformance fixtures, hand-made bad CARs and
 //! random input.
+//!
+//! One job, over 700 lines: each malformed CAR is its own small case, and they read best
+//! side by side.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,9 @@
 //! The Bitswap engine: what Cairn wants from peers and what peers want from Cairn.
 //!
+//! Over 700 lines until issue 28 splits it into `wants`, `ledger` (begun: `bitswap/ledger.rs`
+//! holds one peer's wants), `score` and `config` behind a thin `Engine`, with the tests in
+//! their own file.
+//!
 //! It holds no I/O. The network driver feeds it events (connections, messages, ticks, store
 //! results) and carries out what it asks through an [`Outbox`] and the jobs it hands out.
 //!
