@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use cairn_node::add::AddOptions;
 use cairn_node::merkle::chunker::ChunkerSpec;
+use cairn_node::merkle::exporter::{self, Stat};
 use cairn_node::merkle::hash::HashAlg;
 use cairn_node::merkle::importer::{ImportOptions, Layout};
 use cairn_node::merkle::Cid;
@@ -61,14 +62,48 @@ impl std::fmt::Debug for Api {
 
 /// A failed command: the status and the message.
 #[derive(Debug)]
-struct Fail(StatusCode, String);
+struct Fail {
+    status: StatusCode,
+    message: String,
+    /// Not a failure yet: a read stopped at this block, which is being fetched; the command
+    /// waits for it, holding no thread, and reads on ([`crate::wait::until_local`]).
+    pending: Option<Box<Cid>>,
+}
 
 impl Fail {
+    fn new(status: StatusCode, message: String) -> Fail {
+        Fail { status, message, pending: None }
+    }
     fn bad(msg: impl std::fmt::Display) -> Fail {
-        Fail(StatusCode::BAD_REQUEST, msg.to_string())
+        Fail::new(StatusCode::BAD_REQUEST, msg.to_string())
     }
     fn internal(msg: impl std::fmt::Display) -> Fail {
-        Fail(StatusCode::INTERNAL_SERVER_ERROR, msg.to_string())
+        Fail::new(StatusCode::INTERNAL_SERVER_ERROR, msg.to_string())
+    }
+    /// A node error, kept apart when it is a read stopped at a block being fetched.
+    fn node(e: cairn_node::NodeError) -> Fail {
+        match e.pending() {
+            Some(cid) => Fail { pending: Some(Box::new(cid)), ..Fail::internal(&e) },
+            None => Fail::internal(e),
+        }
+    }
+}
+
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl crate::wait::Stop for Fail {
+    fn pending(&self) -> Option<Cid> {
+        self.pending.as_deref().copied()
+    }
+    fn unfetched(e: cairn_node::merkle::SourceError) -> Fail {
+        Fail::internal(e)
+    }
+    fn lost(why: String) -> Fail {
+        Fail::internal(why)
     }
 }
 
@@ -118,8 +153,8 @@ fn ndjson(lines: &[Value]) -> Response<Body> {
 }
 
 fn failure(f: Fail) -> Response<Body> {
-    let mut r = json_response(&json!({"Message": f.1, "Code": 0, "Type": "error"}));
-    *r.status_mut() = f.0;
+    let mut r = json_response(&json!({"Message": f.message, "Code": 0, "Type": "error"}));
+    *r.status_mut() = f.status;
     r
 }
 
@@ -209,7 +244,7 @@ impl Api {
         let mut r = if self.guard.authorized(&req) {
             self.answer(req).await
         } else {
-            failure(Fail(StatusCode::FORBIDDEN, "a valid API.Authorizations secret is required".into()))
+            failure(Fail::new(StatusCode::FORBIDDEN, "a valid API.Authorizations secret is required".into()))
         };
         self.guard.decorate(&mut r, origin.as_deref());
         r
@@ -224,12 +259,12 @@ impl Api {
             return r;
         }
         if req.method() != Method::POST {
-            let mut r = failure(Fail(StatusCode::METHOD_NOT_ALLOWED, "the RPC API takes POST only".into()));
+            let mut r = failure(Fail::new(StatusCode::METHOD_NOT_ALLOWED, "the RPC API takes POST only".into()));
             r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
             return r;
         }
         let Some(command) = req.uri().path().strip_prefix("/api/v0/").map(str::to_owned) else {
-            return failure(Fail(StatusCode::NOT_FOUND, format!("{} is not an API path", req.uri().path())));
+            return failure(Fail::new(StatusCode::NOT_FOUND, format!("{} is not an API path", req.uri().path())));
         };
         let p = Params::of(&req);
         let answer = match command.as_str() {
@@ -271,7 +306,7 @@ impl Api {
                 let _ = self.stop.try_send(());
                 Ok(Response::new(body::empty()))
             }
-            other => Err(Fail(StatusCode::NOT_FOUND, format!("unknown command {other:?}"))),
+            other => Err(Fail::new(StatusCode::NOT_FOUND, format!("unknown command {other:?}"))),
         };
         answer.unwrap_or_else(failure)
     }
@@ -407,31 +442,68 @@ impl Api {
         }
     }
 
+    /// Runs a read on the blocking pool through [`Node::reader_nowait`], waiting for missing
+    /// blocks on the runtime between its runs ([`crate::wait::until_local`]).
+    async fn read<T: Send + 'static>(
+        &self,
+        job: impl FnMut(&Node) -> Result<T, Fail> + Send + 'static,
+    ) -> Result<T, Fail> {
+        crate::wait::until_local(&self.node, job).await
+    }
+
+    /// What `path` names, and its stat, read without holding a thread while blocks arrive.
+    async fn resolve_stat(&self, path: IpfsPath) -> Result<(Cid, Stat), Fail> {
+        self.read(move |node| {
+            let reader = node.reader_nowait();
+            let cid = reader.resolve(&path).map_err(Fail::node)?;
+            let stat = exporter::stat(reader.source(), &cid).map_err(|e| Fail::node(e.into()))?;
+            Ok((cid, stat))
+        })
+        .await
+    }
+
+    /// How a streamed answer over the whole DAG under `root` waits for blocks: at its first
+    /// stop, all that is missing of the DAG is fetched at once, many blocks in flight (as
+    /// `pin/add` does); at a later stop (a block the collector took since), the one block.
+    fn dag_fetch(&self, root: Cid) -> impl FnMut(Cid) -> crate::wait::Fetch<Fail> + Send + 'static {
+        let mut one = crate::wait::one_block(&self.node);
+        let timeout = self.node.repo().config().retrieval_timeout().ok();
+        let store: cairn_node::net::SharedStore = Arc::new(cairn_node::net::NodeStore(self.node.clone()));
+        let mut whole = self.net.clone().zip(timeout).map(|(net, timeout)| (net, store, timeout));
+        move |cid| match whole.take() {
+            Some((net, store, timeout)) => Box::pin(async move {
+                let fetched = net.fetch_dag(&store, root, cairn_node::net::session::Order::File, 32, timeout).await;
+                fetched.map(|_| ()).map_err(Fail::internal)
+            }),
+            None => one(cid),
+        }
+    }
+
+    /// `cat`: the file's bytes, streamed. After a stop at a block being fetched the read
+    /// goes on from the byte it stopped at.
     async fn cat(&self, p: &Params) -> Answer {
         let path = parse_path(p.arg()?)?;
         let offset = p.number("offset")?.unwrap_or(0);
         let length = p.number("length")?;
         // Errors found before the first byte get a proper error answer; a failure later can
         // only cut the stream.
-        let node = self.node.clone();
-        let check = path.clone();
-        blocking(move || {
-            let stat = node.stat_path(&check).map_err(Fail::internal)?;
-            if stat.kind.is_dir() {
-                return Err(Fail::internal("this dag node is a directory"));
+        let (cid, stat) = self.resolve_stat(path).await?;
+        if stat.kind.is_dir() {
+            return Err(Fail::internal("this dag node is a directory"));
+        }
+        let mut sent = 0u64;
+        let one = crate::wait::one_block::<Fail>(&self.node);
+        let body = crate::wait::streamed(&self.node, None, "cat", one, move |node, tx| {
+            let left = length.map(|l| l.saturating_sub(sent));
+            let reader = node.reader_nowait();
+            let segments = exporter::FileSegments::new(reader.source(), &cid, offset + sent, left);
+            for seg in segments.map_err(|e| Fail::node(e.into()))? {
+                let seg = seg.map_err(|e| Fail::node(e.into()))?;
+                let n = seg.len() as u64;
+                tx.send(seg).map_err(Fail::internal)?;
+                sent += n;
             }
             Ok(())
-        })
-        .await?;
-        let node = self.node.clone();
-        let (tx, body) = body::channel(None);
-        tokio::task::spawn_blocking(move || {
-            let mut w = tx.writer();
-            let r = node.cat(&path, offset, length, &mut w).map_err(|e| std::io::Error::other(e.to_string()));
-            match r.and_then(|_| std::io::Write::flush(&mut w)) {
-                Ok(()) => {}
-                Err(e) => tx.fail(e),
-            }
         });
         let mut r = Response::new(body);
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
@@ -441,20 +513,17 @@ impl Api {
 
     /// The file or tree at `arg` as a tar stream, its top entry named after the path's last
     /// component (or the CID); `X-Content-Length` tells the file bytes to come, when known.
+    /// A tar stopped at a block being fetched is written again from its start once the
+    /// DAG's missing blocks are in, the bytes the client already has dropped.
     async fn get(&self, p: &Params) -> Answer {
         let path = parse_path(p.arg()?)?;
         let name = path.rest.rsplit('/').find(|c| !c.is_empty()).map_or_else(|| path.root.to_string(), str::to_owned);
-        let node = self.node.clone();
-        let check = path.clone();
-        let stat = blocking(move || node.stat_path(&check).map_err(Fail::internal)).await?;
-        let node = self.node.clone();
-        let (tx, body) = body::channel(None);
-        tokio::task::spawn_blocking(move || {
+        let (cid, stat) = self.resolve_stat(path).await?;
+        let body = crate::wait::streamed(&self.node, None, "get", self.dag_fetch(cid), move |node, tx| {
+            tx.replay();
             let mut w = tx.writer();
-            let r = node.get_tar(&path, &name, &mut w, &mut |_| {}).map_err(|e| std::io::Error::other(e.to_string()));
-            if let Err(e) = r.and_then(|_| std::io::Write::flush(&mut w)) {
-                tx.fail(e);
-            }
+            node.reader_nowait().get_tar(&cid, &name, &mut w, &mut |_| {}).map_err(Fail::node)?;
+            std::io::Write::flush(&mut w).map_err(Fail::internal)
         });
         let mut r = Response::new(body);
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
@@ -478,8 +547,8 @@ impl Api {
             let timeout = self.node.repo().config().retrieval_timeout().map_err(Fail::internal)?;
             let store: cairn_node::net::SharedStore = Arc::new(cairn_node::net::NodeStore(self.node.clone()));
             for path in &mut paths {
-                let (node, p) = (self.node.clone(), path.clone());
-                let root = blocking(move || node.resolve(&p).map_err(Fail::internal)).await?;
+                let p = path.clone();
+                let root = self.read(move |node| node.reader_nowait().resolve(&p).map_err(Fail::node)).await?;
                 net.fetch_dag(&store, root, cairn_node::net::session::Order::File, 32, timeout)
                     .await
                     .map_err(Fail::internal)?;
@@ -505,12 +574,24 @@ impl Api {
 
     async fn pin_rm(&self, p: &Params) -> Answer {
         let paths = p.args().into_iter().map(parse_path).collect::<Result<Vec<_>, _>>()?;
+        // Paths are resolved first, without holding a thread while blocks arrive.
+        let mut roots = Vec::with_capacity(paths.len());
+        for path in paths {
+            roots.push(match path.rest.is_empty() {
+                true => path.root,
+                false => self.read(move |node| node.reader_nowait().resolve(&path).map_err(Fail::node)).await?,
+            });
+        }
         let node = self.node.clone();
         let removed = blocking(move || {
-            paths.iter().map(|path| node.pin_rm(path).map(|c| c.to_string()).map_err(Fail::internal)).collect()
+            let mut removed = Vec::with_capacity(roots.len());
+            for root in roots {
+                let cid = node.pin_rm(&IpfsPath { root, rest: String::new() }).map_err(Fail::internal)?;
+                removed.push(cid.to_string());
+            }
+            Ok(removed)
         })
         .await?;
-        let removed: Vec<String> = removed;
         Ok(json_response(&json!({ "Pins": removed })))
     }
 

@@ -99,11 +99,6 @@ impl ChunkSender {
 
     /// Ends the body with an error: hyper aborts the response, so the client sees a truncated
     /// transfer rather than a short body that looks complete.
-    pub fn fail(&self, err: io::Error) {
-        let _ = self.tx.blocking_send(Err(err));
-    }
-
-    /// [`ChunkSender::fail`] from async code.
     pub async fn fail_async(&self, err: io::Error) {
         let _ = self.tx.send(Err(err)).await;
     }

@@ -9,7 +9,6 @@ use std::io::Write;
 use bytes::Bytes;
 use cairn_node::merkle::car::{CarError, CarWriter, DagWalk};
 use cairn_node::merkle::exporter::{self, ExportError, FileSegments, NodeKind, Stat};
-use cairn_node::merkle::hamt::HamtError;
 use cairn_node::merkle::hash::{DAG_PB, IDENTITY};
 use cairn_node::merkle::source::{BlockSource, SourceError};
 use cairn_node::merkle::Cid;
@@ -35,12 +34,21 @@ impl Failure {
     }
 }
 
-/// The block a read stopped at because it is being fetched, if that is why it stopped.
-fn pending(e: &ExportError) -> Option<Cid> {
-    match e {
-        ExportError::Source(SourceError::Pending(cid))
-        | ExportError::Hamt(HamtError::Source(SourceError::Pending(cid))) => Some(*cid),
-        _ => None,
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl crate::wait::Stop for Failure {
+    fn pending(&self) -> Option<Cid> {
+        self.pending.as_deref().copied()
+    }
+    fn unfetched(e: SourceError) -> Failure {
+        ExportError::Source(e).into()
+    }
+    fn lost(why: String) -> Failure {
+        Failure::new(StatusCode::INTERNAL_SERVER_ERROR, why)
     }
 }
 
@@ -64,7 +72,7 @@ impl From<ExportError> for Failure {
             }
             _ => e.to_string(),
         };
-        Failure { status, message, pending: pending(&e).map(Box::new) }
+        Failure { status, message, pending: e.pending().map(Box::new) }
     }
 }
 

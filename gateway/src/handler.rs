@@ -211,7 +211,7 @@ impl Handler {
         &self,
         work: impl FnMut(&Node) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, Failure> {
-        until_local(&self.node, work).await
+        crate::wait::until_local(&self.node, work).await
     }
 
     /// A response whose body a blocking `produce` streams (nothing for `HEAD`). A failure
@@ -228,7 +228,7 @@ impl Handler {
         headers: HeaderMap,
         len: Option<u64>,
         what: &'static str,
-        mut produce: impl FnMut(&Node, &body::ChunkSender) -> Result<(), Failure> + Send + 'static,
+        produce: impl FnMut(&Node, &body::ChunkSender) -> Result<(), Failure> + Send + 'static,
     ) -> Response<Body> {
         let mut resp = Response::new(body::empty());
         *resp.status_mut() = status;
@@ -236,15 +236,7 @@ impl Handler {
         if req.method() == Method::HEAD || len == Some(0) {
             return resp;
         }
-        let (tx, stream) = body::channel(len);
-        let (node, sender) = (self.node.clone(), tx.clone());
-        tokio::spawn(async move {
-            if let Err(f) = until_local(&node, move |n| produce(n, &sender)).await {
-                tracing::debug!(error = %f.message, "{what} cut short");
-                tx.fail_async(std::io::Error::other(f.message)).await;
-            }
-        });
-        *resp.body_mut() = stream;
+        *resp.body_mut() = crate::wait::streamed(&self.node, len, what, crate::wait::one_block(&self.node), produce);
         resp
     }
 
@@ -557,32 +549,6 @@ impl Handler {
         self.streamed(req, StatusCode::OK, headers, None, "listing", move |node, tx| {
             write_listing(node, tx, dir, &display, parent, on_subdomain, signed.as_deref())
         })
-    }
-}
-
-/// Runs `job` on a blocking thread until it ends other than at a block being fetched: each
-/// time it stops at one ([`Failure::pending`]), the block is awaited here, on the runtime,
-/// holding no thread, and `job` runs again.
-async fn until_local<T: Send + 'static>(
-    node: &Arc<Node>,
-    mut job: impl FnMut(&Node) -> Result<T, Failure> + Send + 'static,
-) -> Result<T, Failure> {
-    loop {
-        let n = node.clone();
-        let (j, done) = tokio::task::spawn_blocking(move || {
-            let done = job(&n);
-            (job, done)
-        })
-        .await
-        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, format!("gateway task failed: {e}")))?;
-        job = j;
-        match done {
-            Err(Failure { pending: Some(cid), .. }) => node
-                .ensure_local(&cid)
-                .await
-                .map_err(|e| Failure::from(cairn_node::merkle::exporter::ExportError::Source(e)))?,
-            done => return done,
-        }
     }
 }
 

@@ -25,6 +25,7 @@ mod path;
 pub mod pinning;
 mod range;
 mod subdomain;
+mod wait;
 
 use std::convert::Infallible;
 use std::future::Future;

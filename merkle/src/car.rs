@@ -170,6 +170,15 @@ pub enum CarError {
 }
 
 impl CarError {
+    /// The block a walk stopped at because it is to be fetched ([`SourceError::Pending`]),
+    /// if that is why it stopped.
+    pub fn pending(&self) -> Option<Cid> {
+        match self {
+            CarError::Source(e) => e.pending(),
+            _ => None,
+        }
+    }
+
     /// Whether the reader can go on after this error: true for errors about one block's
     /// content ([`CarError::InvalidCid`], [`CarError::UnsupportedCid`],
     /// [`CarError::HashMismatch`], [`CarError::BlockTooLarge`]), whose section was read whole.

@@ -552,7 +552,15 @@ impl<'a, S: BlockSource + ?Sized> Entries<'a, S> {
                 if !self.shards.insert(link.cid) {
                     return Err(HamtError::RepeatedShard(link.cid));
                 }
-                let (child, _) = load_shard(self.source, &link.cid, self.fanout)?;
+                let child = match load_shard(self.source, &link.cid, self.fanout) {
+                    Ok((child, _)) => child,
+                    Err(e) => {
+                        if matches!(&e, HamtError::Source(s) if s.pending().is_some()) {
+                            self.prefetch_shards();
+                        }
+                        return Err(e);
+                    }
+                };
                 self.stack.push(Frame { links: child.links.into_iter(), depth: depth + 1 });
                 continue;
             }
@@ -560,6 +568,19 @@ impl<'a, S: BlockSource + ?Sized> Entries<'a, S> {
             let entry = link.name().get(self.width..).unwrap_or_default().to_owned();
             link.name = Some(entry.clone());
             return Ok(Some((entry, link)));
+        }
+    }
+}
+
+impl<S: BlockSource + ?Sized> Entries<'_, S> {
+    /// The listing stopped at a shard that is to be fetched: the shards still ahead on the
+    /// current path (at most the fanout a level) are hinted to the source too, so that the
+    /// listing started again finds them on their way rather than stopping at each in turn.
+    fn prefetch_shards(&self) {
+        for frame in &self.stack {
+            for link in frame.links.as_slice().iter().filter(|l| l.name().len() == self.width) {
+                self.source.prefetch(&link.cid);
+            }
         }
     }
 }
@@ -621,6 +642,42 @@ mod tests {
 
     fn list<S: BlockSource + ?Sized>(s: &S, node: PbNode, fs: UnixFs) -> Result<Vec<(String, PbLink)>, HamtError> {
         Entries::new(s, node, fs)?.collect()
+    }
+
+    /// Blocks of which some are still to be fetched: those answer `Pending`, and hints are
+    /// recorded.
+    struct Fetching {
+        blocks: MemoryBlocks,
+        missing: std::collections::HashSet<Cid>,
+        hinted: std::sync::Mutex<Vec<Cid>>,
+    }
+
+    impl BlockSource for Fetching {
+        fn get(&self, cid: &Cid) -> Result<Bytes, SourceError> {
+            match self.missing.contains(cid) {
+                true => Err(SourceError::Pending(*cid)),
+                false => self.blocks.get(cid),
+            }
+        }
+        fn prefetch(&self, cid: &Cid) {
+            self.hinted.lock().unwrap().push(*cid);
+        }
+    }
+
+    /// A listing that stops at a child shard being fetched hints every other child shard of
+    /// the root, so that the listing started again does not stop at each in turn.
+    #[test]
+    fn a_listing_stopped_at_a_shard_hints_the_shards_ahead() {
+        let entries: Vec<PbLink> = (0..2000).map(|i| entry(&format!("file-{i}"), i)).collect();
+        let (blocks, _, node, fs) = build_into(entries, 256);
+        let shards: Vec<Cid> = node.links.iter().filter(|l| l.name().len() == 2).map(|l| l.cid).collect();
+        assert!(shards.len() > 100, "the root has {} child shards", shards.len());
+        let source = Fetching { blocks, missing: shards.iter().copied().collect(), hinted: Default::default() };
+        let mut listing = Entries::new(&source, node, fs).unwrap();
+        let stop = listing.find_map(Result::err).expect("the listing stops");
+        let HamtError::Source(SourceError::Pending(first)) = stop else { panic!("{stop:?}") };
+        assert_eq!(first, shards[0]);
+        assert_eq!(*source.hinted.lock().unwrap(), shards[1..], "every shard ahead is hinted, in order");
     }
 
     /// Names whose hashes share their first `bytes` bytes, found by brute force.

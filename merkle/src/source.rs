@@ -29,6 +29,16 @@ pub enum SourceError {
     Pending(Cid),
 }
 
+impl SourceError {
+    /// The block a read stopped at because it is to be fetched ([`SourceError::Pending`]).
+    pub fn pending(&self) -> Option<Cid> {
+        match self {
+            SourceError::Pending(cid) => Some(*cid),
+            _ => None,
+        }
+    }
+}
+
 /// Something that hands out the bytes of blocks by CID.
 ///
 /// Implementations return bytes that match the CID: a store that verified them on the way

@@ -10,7 +10,9 @@
 //! - [`repo`]: [`Repo`], the on-disk layout (config, identity key, lock, database).
 //! - [`config`]: [`Config`], Kubo's key names, edited by dotted key.
 //! - [`store`]: the [`BlockStore`] and [`PinStore`] traits, over RocksDB or memory.
-//! - [`node`]: [`Node`], the facade: add, cat, get, ls, pins, GC, verify, blocks, CAR.
+//! - [`node`]: [`Node`], the facade: add, pins, GC, verify, blocks, CAR import.
+//! - [`read`]: reading DAGs out of the node (paths, `cat`, `ls`, `get`, tar), waiting for
+//!   missing blocks or stopping at them for an async caller to fetch.
 //! - [`follow`]: mirroring the signed manifests of followed publishers as they announce them.
 //! - [`autogc`]: garbage collection on its own, past a watermark of `StorageMax`.
 //! - [`scrub`]: the background scrub that re-hashes every block and repairs damage from peers.
@@ -28,6 +30,7 @@ pub mod manifest;
 pub mod net;
 pub mod node;
 pub mod pinning;
+pub mod read;
 pub mod repo;
 pub mod scrub;
 pub mod store;

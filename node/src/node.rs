@@ -13,14 +13,14 @@
 //! or a pin whose blocks are all durable.
 
 use std::collections::HashSet;
-use std::fs;
-use std::io::{Read, Write};
+
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use cairn_merkle::car::{CarError, CarReader};
-use cairn_merkle::exporter::{self, DirItem, ExportError, NodeKind, Walker};
+use cairn_merkle::exporter::ExportError;
 use cairn_merkle::hash::{self, CidFormat, HashAlg};
 use cairn_merkle::importer::{BlockSink, SinkError};
 use cairn_merkle::{Block, BlockSource, Cid, SourceError};
@@ -35,6 +35,12 @@ const WRITE_BATCH_BLOCKS: usize = 256;
 /// Bytes buffered before one batched write. Two batches are in memory at once: one being
 /// filled and one being written.
 const WRITE_BATCH_BYTES: usize = 8 << 20;
+
+/// How long a collection (or `block rm`) waits for the adds and pins under way to finish
+/// before it gives up; adds that start meanwhile go on.
+pub const GC_START_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+/// How often such a wait asks for the lock again.
+const EXCLUSIVE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Why a node operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +100,21 @@ pub enum NodeError {
     /// The GC lock was poisoned by a panic elsewhere.
     #[error("node lock poisoned")]
     Poisoned,
+    /// Work that needs the repo to itself could not have it in time.
+    #[error("{0}")]
+    Busy(String),
+}
+
+impl NodeError {
+    /// The block a read stopped at because it is to be fetched (a read through
+    /// [`Node::reader_nowait`] or [`Node::source_nowait`]), if that is why it stopped.
+    pub fn pending(&self) -> Option<Cid> {
+        match self {
+            NodeError::Export(e) => e.pending(),
+            NodeError::Car(e) => e.pending(),
+            _ => None,
+        }
+    }
 }
 
 impl From<ExportError> for NodeError {
@@ -450,6 +471,33 @@ impl Node {
         self.gc_lock.read().map_err(|_| NodeError::Poisoned)
     }
 
+    /// The GC lock for writing, once the adds and pins under way are done, waiting up to
+    /// `wait`. It is asked for again and again rather than waited on: a writer waiting on the
+    /// lock would hold back every new add behind the slowest one under way (an upload that
+    /// trickles in), and the repo would stall.
+    fn exclusive(
+        &self,
+        wait: std::time::Duration,
+        what: &str,
+    ) -> Result<std::sync::RwLockWriteGuard<'_, ()>, NodeError> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match self.gc_lock.try_write() {
+                Ok(guard) => return Ok(guard),
+                Err(std::sync::TryLockError::Poisoned(_)) => return Err(NodeError::Poisoned),
+                Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(EXCLUSIVE_POLL);
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    return Err(NodeError::Busy(format!(
+                        "{what}: adds or pins under way held the repo for {} s; try again later",
+                        wait.as_secs()
+                    )))
+                }
+            }
+        }
+    }
+
     /// Adds `path` into the repo, reporting each entry as `ipfs add` prints it; pins the root
     /// recursively when `pin` is set, after every block is durable.
     pub fn add(
@@ -529,12 +577,6 @@ impl Node {
         Ok(roots)
     }
 
-    /// What `path` names (kind, file size, symlink target), reading only its root block.
-    pub fn stat_path(&self, path: &IpfsPath) -> Result<exporter::Stat, NodeError> {
-        let cid = self.resolve(path)?;
-        Ok(exporter::stat(&self.source(), &cid)?)
-    }
-
     /// Kubo's `indirect` pins: every block reachable from a recursive pin that is not itself
     /// pinned recursively, each once (by multihash), in walk order. Identity CIDs are left
     /// out, as they are never stored.
@@ -591,142 +633,6 @@ impl Node {
             stack.extend(links);
         }
         Ok(())
-    }
-
-    /// Resolves an IPFS path to the CID it names.
-    pub fn resolve(&self, path: &IpfsPath) -> Result<Cid, NodeError> {
-        Ok(exporter::resolve(&self.source(), &path.root, &path.rest)?)
-    }
-
-    /// Writes bytes `offset .. offset+len` of the file at `path` to `out`.
-    pub fn cat(&self, path: &IpfsPath, offset: u64, len: Option<u64>, out: &mut dyn Write) -> Result<u64, NodeError> {
-        let cid = self.resolve(path)?;
-        Ok(exporter::read_range(&self.source(), &cid, offset, len, out)?)
-    }
-
-    /// The entries of the directory at `path`, each with its stat; the stat is `None` for a
-    /// child that is not UnixFS (a dag-cbor document, say), which is listed all the same.
-    pub fn ls(&self, path: &IpfsPath) -> Result<Vec<(DirItem, Option<exporter::Stat>)>, NodeError> {
-        let mut out = Vec::new();
-        self.ls_each(path, &mut |item, stat| {
-            out.push((item, stat));
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
-    /// [`Node::ls`] one entry at a time: `each` hears every entry in order, and nothing is
-    /// held between entries, so a directory of any size is listed in constant memory. An
-    /// error from `each` ends the listing.
-    pub fn ls_each(
-        &self,
-        path: &IpfsPath,
-        each: &mut dyn FnMut(DirItem, Option<exporter::Stat>) -> Result<(), NodeError>,
-    ) -> Result<(), NodeError> {
-        let cid = self.resolve(path)?;
-        let source = self.source();
-        for item in exporter::list(&source, &cid)? {
-            let item = item?;
-            let stat = match exporter::stat(&source, &item.cid) {
-                Ok(s) => Some(s),
-                Err(ExportError::NotUnixFs(_)) => None,
-                Err(e) => return Err(e.into()),
-            };
-            each(item, stat)?;
-        }
-        Ok(())
-    }
-
-    /// Writes the file or tree at `path` to `dest`, which must not exist yet.
-    ///
-    /// Every entry is created fresh (`create_new`, `create_dir`), names are single safe path
-    /// components (the walker refuses `..`, `/`, NUL and empty names), and nothing is ever
-    /// written through an existing file or symlink; so nothing a DAG holds can make `get`
-    /// write outside `dest`. `on_bytes` hears how many file bytes were written.
-    pub fn get(&self, path: &IpfsPath, dest: &Path, on_bytes: &mut dyn FnMut(u64)) -> Result<(), NodeError> {
-        let cid = self.resolve(path)?;
-        let source = self.source();
-        let out_err = |p: &Path| {
-            let p = p.to_owned();
-            move |source| NodeError::Output { path: p, source }
-        };
-        if fs::symlink_metadata(dest).is_ok() {
-            return Err(NodeError::Output {
-                path: dest.to_owned(),
-                source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists"),
-            });
-        }
-        for item in Walker::new(&source, &cid) {
-            let item = item?;
-            let target = if item.path.is_empty() { dest.to_owned() } else { dest.join(&item.path) };
-            match item.stat.kind {
-                NodeKind::Directory | NodeKind::HamtDirectory => fs::create_dir(&target).map_err(out_err(&target))?,
-                NodeKind::Symlink => {
-                    let to = item.stat.target.clone().unwrap_or_default();
-                    std::os::unix::fs::symlink(to, &target).map_err(out_err(&target))?
-                }
-                NodeKind::File => {
-                    let f = fs::OpenOptions::new().write(true).create_new(true).open(&target);
-                    let mut f = std::io::BufWriter::with_capacity(1 << 20, f.map_err(out_err(&target))?);
-                    for seg in exporter::FileSegments::new(&source, &item.stat.cid, 0, None)? {
-                        let seg = seg?;
-                        f.write_all(&seg).map_err(out_err(&target))?;
-                        on_bytes(seg.len() as u64);
-                    }
-                    f.flush().map_err(out_err(&target))?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes the file or tree at `path` to `out` as a tar archive whose top entry is `name`
-    /// (what `get` through the RPC API sends): directories, files and symbolic links, in walk
-    /// order. `on_bytes` hears of file bytes as they go. Returns the file bytes written.
-    pub fn get_tar(
-        &self,
-        path: &IpfsPath,
-        name: &str,
-        out: &mut dyn Write,
-        on_bytes: &mut dyn FnMut(u64),
-    ) -> Result<u64, NodeError> {
-        let cid = self.resolve(path)?;
-        let source = self.source();
-        let io = |e: std::io::Error| NodeError::Output { path: PathBuf::from(name), source: e };
-        let mut tar = tar::Builder::new(out);
-        let mut total = 0u64;
-        for item in Walker::new(&source, &cid) {
-            let item = item?;
-            let entry = if item.path.is_empty() { name.to_owned() } else { format!("{name}/{}", item.path) };
-            let mut h = tar::Header::new_gnu();
-            h.set_mtime(0);
-            match item.stat.kind {
-                NodeKind::Directory | NodeKind::HamtDirectory => {
-                    h.set_entry_type(tar::EntryType::Directory);
-                    h.set_mode(0o755);
-                    h.set_size(0);
-                    tar.append_data(&mut h, &entry, std::io::empty()).map_err(io)?;
-                }
-                NodeKind::Symlink => {
-                    h.set_entry_type(tar::EntryType::Symlink);
-                    h.set_mode(0o777);
-                    h.set_size(0);
-                    let to = item.stat.target.clone().unwrap_or_default();
-                    tar.append_link(&mut h, &entry, to).map_err(io)?;
-                }
-                NodeKind::File => {
-                    h.set_entry_type(tar::EntryType::Regular);
-                    h.set_mode(0o644);
-                    h.set_size(item.stat.size);
-                    let segments = exporter::FileSegments::new(&source, &item.stat.cid, 0, None)?;
-                    let mut reader = SegmentReader { segments, current: Bytes::new(), on_bytes: &mut *on_bytes };
-                    tar.append_data(&mut h, &entry, &mut reader).map_err(io)?;
-                    total += item.stat.size;
-                }
-            }
-        }
-        tar.into_inner().map_err(io)?.flush().map_err(io)?;
-        Ok(total)
     }
 
     /// Every block reachable from `root` (root included), checking each is present.
@@ -878,10 +784,19 @@ impl Node {
     /// deleted in batches, each skipping what writers protected meanwhile.
     ///
     /// [`RocksStore::begin_protect`]: crate::store::RocksStore::begin_protect
+    ///
+    /// Adds under way are waited for up to [`GC_START_WAIT`] ([`Node::gc_within`]); adds
+    /// that start meanwhile are not held back.
     pub fn gc(&self) -> Result<GcReport, NodeError> {
+        self.gc_within(GC_START_WAIT)
+    }
+
+    /// [`Node::gc`], giving up with [`NodeError::Busy`] when adds and pins under way keep the
+    /// repo longer than `wait`.
+    pub fn gc_within(&self, wait: std::time::Duration) -> Result<GcReport, NodeError> {
         let store = self.repo.store();
         let pins = {
-            let _guard = self.gc_lock.write().map_err(|_| NodeError::Poisoned)?;
+            let _guard = self.exclusive(wait, "repo gc")?;
             store.begin_protect()?;
             self.pins_store().pins()
         };
@@ -998,7 +913,7 @@ impl Node {
     /// Removes blocks that no pin holds, each on its own: one result per CID, in order. A
     /// block pinned directly or recursively, or inside a recursively pinned DAG, is refused.
     pub fn block_rm(&self, cids: &[Cid]) -> Result<Vec<Result<(), NodeError>>, NodeError> {
-        let _guard = self.gc_lock.write().map_err(|_| NodeError::Poisoned)?;
+        let _guard = self.exclusive(GC_START_WAIT, "block rm")?;
         let indirect: HashSet<Vec<u8>> = self.indirect_pins()?.iter().map(block_key).collect();
         let mut results = Vec::with_capacity(cids.len());
         for cid in cids {
@@ -1014,12 +929,6 @@ impl Node {
         }
         self.store().sync()?;
         Ok(results)
-    }
-
-    /// Writes the DAG under `root` as a CARv1, depth-first from the root.
-    pub fn dag_export(&self, root: &Cid, out: &mut dyn Write) -> Result<(), NodeError> {
-        cairn_merkle::car::write_dag(&self.source(), root, out)?;
-        Ok(())
     }
 
     /// Imports a CAR: every block verified, then the roots pinned recursively (when `pin`).
@@ -1049,35 +958,5 @@ impl Node {
             }
         }
         Ok((roots, count))
-    }
-}
-
-/// A file's segments as a `Read`, for the tar writer.
-struct SegmentReader<'a, I> {
-    segments: I,
-    current: Bytes,
-    on_bytes: &'a mut dyn FnMut(u64),
-}
-
-impl<I, E> Read for SegmentReader<'_, I>
-where
-    I: Iterator<Item = Result<Bytes, E>>,
-    E: std::fmt::Display,
-{
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.segments.next() {
-                None => return Ok(0),
-                Some(Ok(b)) => {
-                    (self.on_bytes)(b.len() as u64);
-                    self.current = b;
-                }
-                Some(Err(e)) => return Err(std::io::Error::other(e.to_string())),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        self.current = self.current.slice(n..);
-        Ok(n)
     }
 }

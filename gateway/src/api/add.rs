@@ -78,7 +78,7 @@ pub(super) fn body_error(e: multer::Error) -> Fail {
 }
 
 fn too_large(limit: u64) -> Fail {
-    Fail(
+    Fail::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("the request body is over API.MaxUploadBytes ({limit} bytes); raise it with `cairn config`"),
     )

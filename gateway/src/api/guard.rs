@@ -131,7 +131,7 @@ impl Guard {
             let ok =
                 name.parse::<std::net::IpAddr>().is_ok() || name == "localhost" || self.hosts.iter().any(|h| h == name);
             if !ok {
-                return Err(Fail(
+                return Err(Fail::new(
                     StatusCode::FORBIDDEN,
                     format!("the API does not answer to host {name:?} (add it to API.AllowedHosts)"),
                 ));
@@ -140,7 +140,7 @@ impl Guard {
         let origin = Self::web_origin(headers);
         if let Some(o) = &origin {
             if !self.origin_allowed(o) {
-                return Err(Fail(
+                return Err(Fail::new(
                     StatusCode::FORBIDDEN,
                     format!(
                         "requests from web origin {o:?} are refused \
@@ -151,7 +151,7 @@ impl Guard {
         }
         let site = headers.get("sec-fetch-site").map(|v| v.as_bytes().to_ascii_lowercase());
         if matches!(site.as_deref(), Some(b"cross-site" | b"same-site")) && origin.is_none() {
-            return Err(Fail(StatusCode::FORBIDDEN, "cross-site requests are refused".into()));
+            return Err(Fail::new(StatusCode::FORBIDDEN, "cross-site requests are refused".into()));
         }
         Ok(origin)
     }
@@ -248,7 +248,7 @@ mod tests {
         }
         for bad in ["evil.example:5001", "localhost.evil.example", "127.0.0.1.nip.io", "[::1", "localhost."] {
             let e = g.check_web(&headers(&[("host", bad)])).unwrap_err();
-            assert_eq!(e.0, StatusCode::FORBIDDEN, "{bad}");
+            assert_eq!(e.status, StatusCode::FORBIDDEN, "{bad}");
         }
         // No Host at all (HTTP/1.0 from a script) is no browser.
         assert!(g.check_web(&HeaderMap::new()).is_ok());
@@ -266,7 +266,7 @@ mod tests {
             headers(&[("sec-fetch-site", "cross-site")]),
             headers(&[("sec-fetch-site", "same-site")]),
         ] {
-            assert_eq!(none.check_web(&h).unwrap_err().0, StatusCode::FORBIDDEN, "{h:?}");
+            assert_eq!(none.check_web(&h).unwrap_err().status, StatusCode::FORBIDDEN, "{h:?}");
         }
         assert!(none.check_web(&headers(&[("sec-fetch-site", "none")])).is_ok());
         let listed = guard(&["http://app.example:3000/"], &[]);

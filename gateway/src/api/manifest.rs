@@ -13,7 +13,7 @@ use super::{blocking, json_response, parse_path, Answer, Api, Fail, Params};
 fn failure(e: ManifestFailure) -> Fail {
     match e {
         ManifestFailure::NotAManifest { .. } | ManifestFailure::UnknownMeta(_) => Fail::bad(e),
-        other => Fail(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        other => Fail::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
     }
 }
 

@@ -2,8 +2,10 @@
 //! `repo/gc|stat|verify`, with Kubo's parameters and answers.
 
 use bytes::Bytes;
-use cairn_node::merkle::exporter::NodeKind;
+use cairn_node::merkle::car::{CarWriter, DagWalk};
+use cairn_node::merkle::exporter::{ExportError, NodeKind};
 use cairn_node::merkle::hash::{codec_by_name, CidFormat, HashAlg};
+use cairn_node::merkle::BlockSource;
 use cairn_node::IpfsPath;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response};
@@ -47,58 +49,66 @@ impl Api {
     /// Kubo's `ls`. With `stream=true` each entry goes out as it is read, one NDJSON object
     /// per entry (Kubo's streaming form), in constant memory; without it the answer is one
     /// JSON object, which holds at most [`MAX_LS_ENTRIES`] entries (past that, a 400 that
-    /// says to stream).
+    /// says to stream). A listing stopped at a block being fetched waits for it holding no
+    /// thread and goes on from the entry it stopped at.
     pub(super) async fn ls(&self, p: &Params) -> Answer {
         let args: Vec<String> = p.args().into_iter().map(str::to_owned).collect();
         if args.is_empty() {
             return Err(Fail::bad("argument \"ipfs-path\" is required"));
         }
         let paths = args.iter().map(|a| parse_path(a)).collect::<Result<Vec<_>, _>>()?;
-        let node = self.node.clone();
+        // Where the listing is: the argument, and the entries of it already given.
+        let (mut at, mut given) = (0usize, 0u64);
         if p.flag("stream", false)? {
-            let (tx, stream) = body::channel(None);
-            tokio::task::spawn_blocking(move || {
-                for (arg, path) in args.iter().zip(&paths) {
-                    let r = node.ls_each(path, &mut |item, stat| {
-                        let line = json!({"Objects": [{"Hash": arg, "Links": [ls_link(item, stat)]}]});
+            let one = crate::wait::one_block::<Fail>(&self.node);
+            let body = crate::wait::streamed(&self.node, None, "ls", one, move |node, tx| {
+                let reader = node.reader_nowait();
+                while let Some(path) = paths.get(at) {
+                    let cid = reader.resolve(path).map_err(Fail::node)?;
+                    let r = reader.ls_from(&cid, given, &mut |item, stat| {
+                        let line = json!({"Objects": [{"Hash": args[at], "Links": [ls_link(item, stat)]}]});
                         tx.send(Bytes::from(format!("{line}\n")))
-                            .map_err(|source| cairn_node::NodeError::Output { path: "the answer".into(), source })
+                            .map_err(|source| cairn_node::NodeError::Output { path: "the answer".into(), source })?;
+                        given += 1;
+                        Ok(())
                     });
-                    if let Err(e) = r {
-                        tx.fail(std::io::Error::other(e.to_string()));
-                        return;
-                    }
+                    r.map_err(Fail::node)?;
+                    (at, given) = (at + 1, 0);
                 }
+                Ok(())
             });
-            let mut r = Response::new(stream);
+            let mut r = Response::new(body);
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r.headers_mut().insert("X-Chunked-Output", HeaderValue::from_static("1"));
             return Ok(r);
         }
-        let objects = blocking(move || {
-            let mut objects = Vec::new();
-            for (arg, path) in args.iter().zip(&paths) {
-                let mut links = Vec::new();
-                let too_many = || {
-                    let why = format!("{arg} has more than {MAX_LS_ENTRIES} entries: ask for them with stream=true");
-                    cairn_node::NodeError::Quota(why)
-                };
-                let r = node.ls_each(path, &mut |item, stat| {
-                    if links.len() >= MAX_LS_ENTRIES {
-                        return Err(too_many());
+        let (mut objects, mut links) = (Vec::new(), Vec::new());
+        let objects = self
+            .read(move |node| {
+                let reader = node.reader_nowait();
+                while let Some(path) = paths.get(at) {
+                    let arg = &args[at];
+                    let cid = reader.resolve(path).map_err(Fail::node)?;
+                    let r = reader.ls_from(&cid, given, &mut |item, stat| {
+                        if links.len() >= MAX_LS_ENTRIES {
+                            let why =
+                                format!("{arg} has more than {MAX_LS_ENTRIES} entries: ask for them with stream=true");
+                            return Err(cairn_node::NodeError::Quota(why));
+                        }
+                        links.push(ls_link(item, stat));
+                        given += 1;
+                        Ok(())
+                    });
+                    match r {
+                        Err(cairn_node::NodeError::Quota(why)) => return Err(Fail::bad(why)),
+                        r => r.map_err(Fail::node)?,
                     }
-                    links.push(ls_link(item, stat));
-                    Ok(())
-                });
-                match r {
-                    Err(cairn_node::NodeError::Quota(why)) => return Err(Fail::bad(why)),
-                    r => r.map_err(Fail::internal)?,
+                    objects.push(json!({"Hash": arg, "Links": std::mem::take(&mut links)}));
+                    (at, given) = (at + 1, 0);
                 }
-                objects.push(json!({"Hash": arg, "Links": links}));
-            }
-            Ok(objects)
-        })
-        .await?;
+                Ok(std::mem::take(&mut objects))
+            })
+            .await?;
         Ok(json_response(&json!({ "Objects": objects })))
     }
 
@@ -213,25 +223,31 @@ impl Api {
         Ok(ndjson(&lines))
     }
 
-    /// `dag/export`: the DAG as a CARv1 stream. A missing root is an error answer; a block
-    /// missing further down can only cut the stream.
+    /// `dag/export`: the DAG as a CARv1 stream, each block once. A missing root is an error
+    /// answer; a block missing further down can only cut the stream. The walk keeps its
+    /// place while blocks are fetched (all that is missing of the DAG at its first stop).
     pub(super) async fn dag_export(&self, p: &Params) -> Answer {
         let path = parse_path(p.arg()?)?;
-        let node = self.node.clone();
-        let root = blocking(move || {
-            let cid = node.resolve(&path).map_err(Fail::internal)?;
-            node.block_get(&cid).map_err(Fail::internal)?;
-            Ok(cid)
-        })
-        .await?;
-        let node = self.node.clone();
-        let (tx, body) = body::channel(None);
-        tokio::task::spawn_blocking(move || {
-            let mut w = tx.writer();
-            let r = node.dag_export(&root, &mut w).map_err(|e| std::io::Error::other(e.to_string()));
-            if let Err(e) = r.and_then(|()| std::io::Write::flush(&mut w)) {
-                tx.fail(e);
+        let root = self
+            .read(move |node| {
+                let reader = node.reader_nowait();
+                let cid = reader.resolve(&path).map_err(Fail::node)?;
+                reader.source().get(&cid).map_err(|e| Fail::node(ExportError::Source(e).into()))?;
+                Ok(cid)
+            })
+            .await?;
+        let mut walking: Option<(CarWriter<body::ChunkWriter>, DagWalk)> = None;
+        let body = crate::wait::streamed(&self.node, None, "dag/export", self.dag_fetch(root), move |node, tx| {
+            let (mut car, mut walk) = match walking.take() {
+                Some(w) => w,
+                None => (CarWriter::new(tx.writer(), &[root]).map_err(Fail::internal)?, DagWalk::new(root)),
+            };
+            if let Err(e) = car.write_walk(node.reader_nowait().source(), &mut walk) {
+                let e = Fail::node(e.into());
+                walking = Some((car, walk));
+                return Err(e);
             }
+            car.finish().map(drop).map_err(Fail::internal)
         });
         let mut r = Response::new(body);
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.ipld.car"));

@@ -10,7 +10,7 @@ use hyper::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::Gateway;
+use crate::{online, Gateway};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traversal_and_encoding_tricks_get_400() {
@@ -97,18 +97,6 @@ async fn a_client_that_leaves_mid_download_stops_the_read() {
     // The abandoned reads ended; a full download still works.
     let r = gw.get(&format!("/ipfs/{cid}")).await;
     assert!(r.body == data);
-}
-
-/// Starts `node`'s network on loopback and lets its reads fetch through it, waiting up to
-/// `timeout` a block.
-async fn online(node: &Arc<cairn_node::Node>, timeout: Duration) -> cairn_node::net::Network {
-    use cairn_node::net::{NetConfig, NetFetcher, NodeStore};
-
-    let cfg = NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
-    let store: cairn_node::net::SharedStore = Arc::new(NodeStore(node.clone()));
-    let (net, _task) = cairn_node::net::spawn(node.repo().keypair().clone(), store, cfg).await.unwrap();
-    node.attach_fetcher(Arc::new(NetFetcher::new(net.clone(), timeout)));
-    net
 }
 
 /// A thousand requests for blocks nobody has wait on the runtime, not on blocking threads:

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod api_guard;
+mod api_reads;
 mod path_gateway;
 mod trustless;
 
@@ -90,24 +91,41 @@ impl Gateway {
 
     /// `GET` (or another method) of `path` with extra headers.
     pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let mut req = Request::builder().method(method).uri(format!("http://{}{path}", self.addr));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req.body(Full::default()).unwrap()))
-            .await
-            .expect("request timed out")
-            .expect("request failed");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.expect("body").to_bytes();
-        Reply { status, headers, body }
+        http(self.addr, method, path, headers).await
     }
 
     pub async fn get(&self, path: &str) -> Reply {
         self.request("GET", path, &[]).await
     }
+}
+
+/// `method` of `path` at `addr` with extra headers, the answer read whole.
+pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = Request::builder().method(method).uri(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req.body(Full::default()).unwrap()))
+        .await
+        .expect("request timed out")
+        .expect("request failed");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Reply { status, headers, body }
+}
+
+/// Starts `node`'s network on loopback and lets its reads fetch through it, waiting up to
+/// `timeout` a block.
+pub async fn online(node: &Arc<Node>, timeout: Duration) -> cairn_node::net::Network {
+    use cairn_node::net::{NetConfig, NetFetcher, NodeStore};
+
+    let cfg = NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
+    let store: cairn_node::net::SharedStore = Arc::new(NodeStore(node.clone()));
+    let (net, _task) = cairn_node::net::spawn(node.repo().keypair().clone(), store, cfg).await.unwrap();
+    node.attach_fetcher(Arc::new(NetFetcher::new(net.clone(), timeout)));
+    net
 }
 
 /// The CIDs of a CAR's blocks, in order, and its roots; every block is verified.

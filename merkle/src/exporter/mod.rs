@@ -107,6 +107,17 @@ pub enum ExportError {
     Write(#[from] std::io::Error),
 }
 
+impl ExportError {
+    /// The block the read stopped at because it is to be fetched
+    /// ([`SourceError::Pending`]), if that is why it stopped.
+    pub fn pending(&self) -> Option<Cid> {
+        match self {
+            ExportError::Source(e) | ExportError::Hamt(HamtError::Source(e)) => e.pending(),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;

@@ -192,3 +192,81 @@ fn gc_runs_beside_adds_and_pins_and_keeps_what_they_make() {
     let live: HashSet<Vec<u8>> = n.pins().unwrap().iter().flat_map(|p| reachable(&n, &p.cid)).collect();
     assert_eq!(stored(&n), live);
 }
+
+/// Bytes handed over a channel, read as they come: an upload that trickles in.
+struct Trickle {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    held: std::io::Cursor<Vec<u8>>,
+}
+
+impl std::io::Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.held.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            match self.rx.recv() {
+                Ok(more) => self.held = std::io::Cursor::new(more),
+                Err(_) => return Ok(0),
+            }
+        }
+    }
+}
+
+/// An add that trickles in holds up a collection, not the other adds: while the collection
+/// waits for it, a new add goes through at once; the collection gives up after its wait with
+/// a clear error, and runs once the slow add is done.
+#[test]
+fn a_slow_add_holds_up_the_collector_but_not_other_adds() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = Arc::new(node(dir.path()));
+    let (feed, rx) = std::sync::mpsc::channel();
+    feed.send(noise(1, 64 << 10)).unwrap();
+    let slow = {
+        let node = node.clone();
+        let trickle = Trickle { rx, held: std::io::Cursor::new(Vec::new()) };
+        std::thread::spawn(move || node.add_reader(trickle, &opts(), true).unwrap())
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let gc = {
+        let node = node.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            (node.gc_within(Duration::from_secs(2)), started.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    // A new add, while the collector waits for the slow one.
+    let (done, quick) = std::sync::mpsc::channel();
+    {
+        let node = node.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let added = node.add_reader(&b"quick"[..], &AddOptions::default(), true).unwrap();
+            let _ = done.send((added, started.elapsed()));
+        });
+    }
+    let (quick, took) = quick.recv_timeout(Duration::from_secs(10)).expect("a new add waited behind the collector");
+    assert!(took < Duration::from_secs(1), "a new add took {took:?}");
+    let (result, waited) = gc.join().unwrap();
+    match result {
+        Err(cairn_node::NodeError::Busy(why)) => assert!(why.contains("repo gc"), "{why}"),
+        other => panic!("the collection did not give up: {other:?}"),
+    }
+    assert!(waited >= Duration::from_secs(2) && waited < Duration::from_secs(5), "gave up after {waited:?}");
+    // The slow add ends; the collection then runs and keeps both adds.
+    feed.send(noise(2, 64 << 10)).unwrap();
+    drop(feed);
+    let slow = slow.join().unwrap();
+    node.gc().unwrap();
+    let mut out = Vec::new();
+    node.cat(&IpfsPath { root: slow.cid, rest: String::new() }, 0, None, &mut out).unwrap();
+    assert_eq!(out.len(), 128 << 10);
+    let mut out = Vec::new();
+    node.cat(&IpfsPath { root: quick.cid, rest: String::new() }, 0, None, &mut out).unwrap();
+    assert_eq!(out, b"quick");
+}

@@ -1,0 +1,204 @@
+//! The RPC API's reads (`cat`, `ls`, `get`, `dag/export`) of content the node lacks: they
+//! wait for blocks on the runtime, holding no blocking thread, and go on from where they
+//! stopped, so what comes out is whole and in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_node::add::AddOptions;
+use cairn_node::config::Profile;
+use cairn_node::merkle::chunker::ChunkerSpec;
+use cairn_node::merkle::importer::ImportOptions;
+use cairn_node::merkle::Cid;
+use cairn_node::net::Network;
+use cairn_node::Node;
+use hyper::StatusCode;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::{http, online, pseudo_random, Reply};
+
+/// A node with its network on loopback and its RPC API on a loopback port.
+struct OnlineApi {
+    node: Arc<Node>,
+    net: Network,
+    addr: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl OnlineApi {
+    async fn start() -> OnlineApi {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Arc::new(Node::init(&dir.path().join("repo"), Profile::Test).unwrap());
+        let net = online(&node, Duration::from_secs(60)).await;
+        let (stop_tx, _) = tokio::sync::mpsc::channel(1);
+        let api = cairn_gateway::api::Api::new(node.clone(), Some(net.clone()), stop_tx);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(cairn_gateway::serve_api(listener, api, async {
+            let _ = rx.await;
+        }));
+        OnlineApi { node, net, addr, _stop: tx, _dir: dir }
+    }
+
+    async fn post(&self, command: &str) -> Reply {
+        http(self.addr, "POST", &format!("/api/v0/{command}"), &[]).await
+    }
+}
+
+/// Small chunks, so that a few MiB make many blocks.
+fn small_chunks() -> AddOptions {
+    let import = ImportOptions { chunker: ChunkerSpec::Size(16 * 1024), ..Default::default() };
+    AddOptions { import, recursive: true, ..AddOptions::default() }
+}
+
+/// A directory of `n` small files (sharded past a few thousand), added to `node`.
+fn add_tree(node: &Node, at: &std::path::Path, n: usize) -> Cid {
+    std::fs::create_dir_all(at).unwrap();
+    for i in 0..n {
+        std::fs::write(at.join(format!("entry-{i:04}.txt")), format!("entry {i}")).unwrap();
+    }
+    node.add(at, &small_chunks(), true, &mut |_| {}).unwrap().cid
+}
+
+/// With a pool of 16 blocking threads, 200 API reads stopped at blocks nobody has (a file's
+/// leaves, a whole CID, a directory's children, a tree to tar, a DAG to export) would hold
+/// every thread if they waited on them; they wait on the runtime instead, and a local `cat`
+/// is answered at once while every one of them still waits.
+#[test]
+fn api_reads_waiting_for_blocks_hold_no_thread() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let api = OnlineApi::start().await;
+        let local = api.node.add_reader(&b"served at once"[..], &AddOptions::default(), true).unwrap().cid;
+
+        // DAGs made elsewhere, of which the API's node gets only the root blocks.
+        let scratch_dir = tempfile::tempdir().unwrap();
+        let scratch = Node::init(&scratch_dir.path().join("repo"), Profile::Test).unwrap();
+        let file = scratch.add_reader(&pseudo_random(256 << 10, 5)[..], &small_chunks(), true).unwrap().cid;
+        let dir = add_tree(&scratch, &scratch_dir.path().join("tree"), 40);
+        for root in [file, dir] {
+            let block = cairn_node::merkle::Block::new_unchecked(root, scratch.block_get(&root).unwrap());
+            cairn_node::store::BlockStore::put_many(api.node.repo().store(), &[block]).unwrap();
+        }
+        let nobody = cairn_node::merkle::hash::CidFormat::default().cid(cairn_node::merkle::hash::RAW, b"nobody");
+        let commands = [
+            format!("cat?arg={file}"),
+            format!("cat?arg={nobody}"),
+            format!("ls?arg={dir}"),
+            format!("ls?arg={dir}&stream=true"),
+            format!("get?arg={dir}"),
+            format!("dag/export?arg={file}"),
+            format!("cat?arg={dir}/entry-0007.txt"),
+        ];
+        let mut waiting = Vec::new();
+        for i in 0..200 {
+            let mut s = TcpStream::connect(api.addr).await.unwrap();
+            let head = format!("POST /api/v0/{} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", commands[i % commands.len()]);
+            s.write_all(head.as_bytes()).await.unwrap();
+            waiting.push(s);
+        }
+        // Let every one of them reach its wait.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let started = Instant::now();
+        let r = api.post(&format!("cat?arg={local}")).await;
+        let took = started.elapsed();
+        assert_eq!(r.text(), "served at once");
+        assert!(took < Duration::from_secs(2), "a local cat waited {took:?} behind the waiting reads");
+        // None has ended: each has nothing yet, or the head of a streamed answer and no end.
+        for s in &waiting {
+            let mut buf = vec![0u8; 64 << 10];
+            match s.try_read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Ok(n) if n > 0 => {
+                    let text = String::from_utf8_lossy(&buf[..n]);
+                    assert!(text.starts_with("HTTP/1.1 200"), "{}", &text[..text.len().min(300)]);
+                    assert!(!text.ends_with("0\r\n\r\n"), "a waiting read ended: {text}");
+                }
+                other => panic!("a read waiting for blocks ended early: {other:?}"),
+            }
+        }
+        drop(waiting);
+        api.net.shutdown().await;
+    });
+}
+
+/// Content the API's node lacks is fetched from a peer as the reads go, each read stopping
+/// at blocks it lacks and going on once they are here: `cat` (whole and a range), `ls` of a
+/// sharded directory (as one answer and streamed), `get` of a tree and `dag/export` come out
+/// exactly as the peer's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_reads_of_content_fetched_from_a_peer_come_out_whole() {
+    let api = OnlineApi::start().await;
+    let seed_dir = tempfile::tempdir().unwrap();
+    let seed = Arc::new(Node::init(&seed_dir.path().join("repo"), Profile::Test).unwrap());
+    let seed_net = online(&seed, Duration::from_secs(30)).await;
+    api.net.connect(seed_net.listen_addrs()[0].clone()).await.unwrap();
+
+    let data = pseudo_random(2 << 20, 21);
+    let file = seed.add_reader(&data[..], &small_chunks(), true).unwrap().cid;
+    let ranged = seed.add_reader(&pseudo_random(2 << 20, 22)[..], &small_chunks(), true).unwrap().cid;
+    let exported = seed.add_reader(&pseudo_random(2 << 20, 23)[..], &small_chunks(), true).unwrap().cid;
+    let listed = add_tree(&seed, &seed_dir.path().join("listed"), 3000);
+    let streamed = add_tree(&seed, &seed_dir.path().join("streamed"), 3000);
+    let tree = seed_dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("sub/big.bin"), pseudo_random(1 << 20, 24)).unwrap();
+    std::fs::write(tree.join("small.txt"), b"small").unwrap();
+    let tree = seed.add(&tree, &small_chunks(), true, &mut |_| {}).unwrap().cid;
+
+    let r = api.post(&format!("cat?arg={file}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.body == data, "cat: {} bytes, not the file's", r.body.len());
+
+    let r = api.post(&format!("cat?arg={ranged}&offset=1000000&length=500000")).await;
+    let mut want = Vec::new();
+    seed.cat(&cairn_node::IpfsPath { root: ranged, rest: String::new() }, 1_000_000, Some(500_000), &mut want).unwrap();
+    assert!(r.body == want, "cat of a range: {} bytes, not the range's", r.body.len());
+
+    let r = api.post(&format!("ls?arg={listed}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let links = v["Objects"][0]["Links"].as_array().unwrap();
+    assert_eq!(links.len(), 3000);
+    let mut names: Vec<&str> = links.iter().map(|l| l["Name"].as_str().unwrap()).collect();
+    assert!(links.iter().all(|l| l["Type"] == 2), "every entry is stated a file");
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), 3000, "each entry once");
+
+    let r = api.post(&format!("ls?arg={streamed}&stream=true")).await;
+    let lines: Vec<serde_json::Value> =
+        r.text().lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<serde_json::Value>>();
+    assert_eq!(lines.len(), 3000);
+    let mut want = Vec::new();
+    seed.ls_each(&cairn_node::IpfsPath { root: streamed, rest: String::new() }, &mut |item, _| {
+        want.push(item.name);
+        Ok(())
+    })
+    .unwrap();
+    let got: Vec<&str> = lines.iter().map(|l| l["Objects"][0]["Links"][0]["Name"].as_str().unwrap()).collect();
+    assert_eq!(got, want, "the streamed listing, in the directory's order");
+    assert!(lines.iter().all(|l| l["Objects"][0]["Links"][0]["Type"] == 2));
+
+    let r = api.post(&format!("get?arg={tree}")).await;
+    let mut want = Vec::new();
+    seed.get_tar(&cairn_node::IpfsPath { root: tree, rest: String::new() }, &tree.to_string(), &mut want, &mut |_| {})
+        .unwrap();
+    assert!(r.body == want, "get: a tar of {} bytes, not the peer's {}", r.body.len(), want.len());
+
+    let r = api.post(&format!("dag/export?arg={exported}")).await;
+    let want = cairn_node::merkle::car::write_dag(&seed.source(), &exported, Vec::new()).unwrap();
+    assert!(r.body == want, "dag/export: a CAR of {} bytes, not the peer's {}", r.body.len(), want.len());
+
+    api.net.shutdown().await;
+    seed_net.shutdown().await;
+}
