@@ -479,8 +479,8 @@ impl Api {
         }
     }
 
-    /// `cat`: the file's bytes, streamed. After a stop at a block being fetched the read
-    /// goes on from the byte it stopped at.
+    /// `cat`: the file's bytes, streamed. After a stop at a block being fetched, or for a
+    /// slow client, the read goes on from the byte it stopped at.
     async fn cat(&self, p: &Params) -> Answer {
         let path = parse_path(p.arg()?)?;
         let offset = p.number("offset")?.unwrap_or(0);
@@ -495,8 +495,8 @@ impl Api {
         let one = crate::wait::one_block::<Fail>(&self.node);
         let body = crate::wait::streamed(&self.node, None, "cat", one, move |node, tx| {
             let left = length.map(|l| l.saturating_sub(sent));
-            let reader = node.reader_nowait();
-            let segments = exporter::FileSegments::new(reader.source(), &cid, offset + sent, left);
+            let source = crate::wait::Paced::new(*node.reader_nowait().source(), tx);
+            let segments = exporter::FileSegments::new(&source, &cid, offset + sent, left);
             for seg in segments.map_err(|e| Fail::node(e.into()))? {
                 let seg = seg.map_err(|e| Fail::node(e.into()))?;
                 let n = seg.len() as u64;

@@ -307,7 +307,8 @@ impl Handler {
                     }
                 }
             };
-            if let Err(e) = car.write_walk(&source, &mut walk) {
+            // The walk also stops for a slow client, between blocks, letting its thread go.
+            if let Err(e) = car.write_walk(&crate::wait::Paced::new(source, tx), &mut walk) {
                 walking = Some((car, walk));
                 return Err(e.into());
             }
@@ -475,10 +476,11 @@ impl Handler {
         }
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         let metrics = self.config.metrics.clone();
-        // After a stop at a block being fetched, the read goes on from the byte it stopped at.
+        // After a stop at a block being fetched, or for a slow client, the read goes on from
+        // the byte it stopped at.
         let (mut sent, mut reads) = (0u64, 0u64);
         self.streamed(req, status, headers, Some(len), "file response", move |node, tx| {
-            let source = content::Counting::new(node.source_nowait());
+            let source = content::Counting::new(crate::wait::Paced::new(node.source_nowait(), tx));
             let result = (|| -> Result<(), Failure> {
                 for seg in exporter::FileSegments::new(&source, &cid, start + sent, Some(len - sent))? {
                     let seg = seg?;

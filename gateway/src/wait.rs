@@ -12,8 +12,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use cairn_node::merkle::{Cid, SourceError};
-use cairn_node::Node;
+use bytes::Bytes;
+use cairn_node::merkle::{BlockSource, Cid, SourceError};
+use cairn_node::{BlockStore, Node};
 
 use crate::body::{Body, ChunkSender};
 
@@ -37,7 +38,7 @@ pub(crate) async fn until_local<T: Send + 'static, E: Stop>(
     node: &Arc<Node>,
     job: impl FnMut(&Node) -> Result<T, E> + Send + 'static,
 ) -> Result<T, E> {
-    until_fetched(node, one_block(node), job).await
+    until_fetched(node, None, one_block(node), job).await
 }
 
 /// Fetches the one block asked for (through [`Node::ensure_local`]).
@@ -51,11 +52,20 @@ pub(crate) fn one_block<E: Stop>(node: &Arc<Node>) -> impl FnMut(Cid) -> Fetch<E
 
 /// [`until_local`] with `fetch` to bring in the block a read stopped at: a reader of a
 /// whole DAG can fetch all that is missing of it at the first stop, many blocks in flight.
+///
+/// A producer of a streamed body (`sender`) may also stop because its client is slow
+/// ([`Paced`]): the chunks set aside are then handed to the client here, on the runtime,
+/// before the producer runs again, and once more after it ends.
 pub(crate) async fn until_fetched<T: Send + 'static, E: Stop>(
     node: &Arc<Node>,
+    sender: Option<&ChunkSender>,
     mut fetch: impl FnMut(Cid) -> Fetch<E>,
     mut job: impl FnMut(&Node) -> Result<T, E> + Send + 'static,
 ) -> Result<T, E> {
+    let drain = |tx: &ChunkSender| {
+        let tx = tx.clone();
+        async move { tx.drain().await.map_err(|e| E::lost(format!("the client: {e}"))) }
+    };
     loop {
         let n = node.clone();
         let (j, done) = tokio::task::spawn_blocking(move || {
@@ -66,12 +76,58 @@ pub(crate) async fn until_fetched<T: Send + 'static, E: Stop>(
         .map_err(|e| E::lost(format!("read task failed: {e}")))?;
         job = j;
         match done {
-            Err(e) => match e.pending() {
-                Some(cid) => fetch(cid).await?,
-                None => return Err(e),
-            },
-            done => return done,
+            Err(e) => {
+                let Some(cid) = e.pending() else { return Err(e) };
+                let paused = sender.filter(|tx| tx.paused());
+                if let Some(tx) = paused {
+                    drain(tx).await?;
+                }
+                // Stopped for the client only (the block is here): go on at once.
+                if paused.is_none() || !node.repo().store().has(&cid).unwrap_or(false) {
+                    fetch(cid).await?;
+                }
+            }
+            done => {
+                if let Some(tx) = sender {
+                    drain(tx).await?;
+                }
+                return done;
+            }
         }
+    }
+}
+
+/// A source that stops a read, as at a block to be fetched ([`SourceError::Pending`]), when
+/// the body it feeds has chunks set aside for a slow client ([`ChunkSender::paused`]): the
+/// producer lets its thread go between blocks, and [`until_fetched`] hands the chunks over
+/// and runs it again. For readers that go on from where they stopped (a file's bytes, a
+/// DAG walk).
+pub(crate) struct Paced<'a, S> {
+    inner: S,
+    sender: &'a ChunkSender,
+}
+
+impl<'a, S: BlockSource> Paced<'a, S> {
+    /// Reads from `inner`, pausing for `sender`'s client.
+    pub(crate) fn new(inner: S, sender: &'a ChunkSender) -> Self {
+        Paced { inner, sender }
+    }
+}
+
+impl<S: BlockSource> BlockSource for Paced<'_, S> {
+    fn get(&self, cid: &Cid) -> Result<Bytes, SourceError> {
+        if self.sender.paused() {
+            return Err(SourceError::Pending(*cid));
+        }
+        self.inner.get(cid)
+    }
+
+    fn prefetch(&self, cid: &Cid) {
+        self.inner.prefetch(cid);
+    }
+
+    fn reading(&self, file: &Cid, from: u64, to: u64, first: &Cid) {
+        self.inner.reading(file, from, to, first);
     }
 }
 
@@ -89,7 +145,7 @@ pub(crate) fn streamed<E: Stop + std::fmt::Display>(
     let (tx, body) = crate::body::channel(len);
     let (node, sender) = (node.clone(), tx.clone());
     tokio::spawn(async move {
-        if let Err(e) = until_fetched(&node, fetch, move |n| produce(n, &sender)).await {
+        if let Err(e) = until_fetched(&node, Some(&tx), fetch, move |n| produce(n, &sender)).await {
             tracing::debug!(error = %e, "{what} cut short");
             tx.fail_async(std::io::Error::other(e.to_string())).await;
         }

@@ -242,7 +242,8 @@ impl Api {
                 Some(w) => w,
                 None => (CarWriter::new(tx.writer(), &[root]).map_err(Fail::internal)?, DagWalk::new(root)),
             };
-            if let Err(e) = car.write_walk(node.reader_nowait().source(), &mut walk) {
+            let source = crate::wait::Paced::new(*node.reader_nowait().source(), tx);
+            if let Err(e) = car.write_walk(&source, &mut walk) {
                 let e = Fail::node(e.into());
                 walking = Some((car, walk));
                 return Err(e);

@@ -128,6 +128,35 @@ pub async fn online(node: &Arc<Node>, timeout: Duration) -> cairn_node::net::Net
     net
 }
 
+/// Sends each request head (request line and headers, the blank line included) on its own
+/// connection and keeps the connections, answers unread.
+pub async fn send_heads(addr: SocketAddr, heads: impl IntoIterator<Item = String>) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let mut open = Vec::new();
+    for head in heads {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        open.push(s);
+    }
+    open
+}
+
+/// Asserts that `read` answers "served at once" within 2 s, while other requests (`behind`)
+/// wait.
+pub async fn served_at_once(read: impl std::future::Future<Output = Reply>, behind: &str) {
+    let started = std::time::Instant::now();
+    let r = read.await;
+    let took = started.elapsed();
+    assert_eq!(r.text(), "served at once");
+    assert!(took < Duration::from_secs(2), "a local read waited {took:?} behind {behind}");
+}
+
+/// A runtime of two workers and only 16 blocking threads, where requests that each held a
+/// blocking thread while they wait would soon hold them all.
+pub fn small_pool() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(16).enable_all().build().unwrap()
+}
+
 /// The CIDs of a CAR's blocks, in order, and its roots; every block is verified.
 pub fn car_blocks(car: &[u8]) -> (Vec<Cid>, Vec<Cid>) {
     let mut reader = cairn_node::merkle::car::CarReader::new(car).expect("CAR header");
