@@ -490,22 +490,19 @@ pub fn lookup<S: BlockSource + ?Sized>(
     }
 }
 
-/// One shard being listed: its remaining links and its depth.
-struct Frame {
-    links: std::vec::IntoIter<PbLink>,
-    depth: usize,
-}
-
-/// Streams the entries of a sharded directory, depth first through child shards in slot
-/// order: the order of Kubo's sequential walk (`ForEachLink`), which is also ascending
-/// order of [`hash_name`]. (Kubo's parallel listing has no fixed order.)
+/// Where a listing of a sharded directory is: the shards on the current path and the links
+/// of each still to list. It holds no source, so it can be kept between reads: a listing
+/// that stops at a shard being fetched ([`SourceError::Pending`]) keeps its place, and
+/// [`Cursor::next`] called again once the shard is in goes on from there. Any other error
+/// ends the listing.
 ///
-/// Each item is an entry's plain name and its link (whose `name` is that plain name too).
-/// Only the shards on the current path are held, so memory is bounded by the trie's depth.
-/// A child shard is fetched when the listing reaches it; any error (a missing block, a
-/// malformed shard) is yielded once and ends the listing.
-pub struct Entries<'a, S: BlockSource + ?Sized> {
-    source: &'a S,
+/// Entries come depth first through child shards in slot order: the order of Kubo's
+/// sequential walk (`ForEachLink`), which is also ascending order of [`hash_name`]. (Kubo's
+/// parallel listing has no fixed order.) Each item is an entry's plain name and its link
+/// (whose `name` is that plain name too). Only the shards on the current path are held, so
+/// memory is bounded by the trie's depth (and each shard by the block size).
+#[derive(Debug, Clone)]
+pub struct Cursor {
     fanout: u64,
     width: usize,
     levels: usize,
@@ -514,19 +511,19 @@ pub struct Entries<'a, S: BlockSource + ?Sized> {
     shards: std::collections::HashSet<Cid>,
 }
 
-impl<S: BlockSource + ?Sized> std::fmt::Debug for Entries<'_, S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Entries").field("fanout", &self.fanout).field("depth", &self.stack.len()).finish()
-    }
+/// One shard being listed: its remaining links and its depth.
+#[derive(Debug, Clone)]
+struct Frame {
+    links: std::vec::IntoIter<PbLink>,
+    depth: usize,
 }
 
-impl<'a, S: BlockSource + ?Sized> Entries<'a, S> {
+impl Cursor {
     /// Starts listing the sharded directory whose root shard is `node`, with its decoded
     /// UnixFS data `fs`. The root is checked at once; child shards as they are reached.
-    pub fn new(source: &'a S, node: PbNode, fs: UnixFs) -> Result<Self, HamtError> {
+    pub fn new(node: PbNode, fs: UnixFs) -> Result<Self, HamtError> {
         let layout = Layout::check(&node, &fs, None)?;
-        Ok(Entries {
-            source,
+        Ok(Cursor {
             fanout: layout.fanout,
             width: layout.width,
             levels: max_levels(layout.bits),
@@ -535,53 +532,96 @@ impl<'a, S: BlockSource + ?Sized> Entries<'a, S> {
         })
     }
 
-    fn advance(&mut self) -> Result<Option<(String, PbLink)>, HamtError> {
+    /// The next entry, reading child shards from `source` as they are reached; `None` at
+    /// the end. A shard being fetched is said once (its [`HamtError::Source`] is pending),
+    /// after hinting `source` of the shards ahead, and the cursor stays where it was.
+    pub fn next<S: BlockSource + ?Sized>(&mut self, source: &S) -> Option<Result<(String, PbLink), HamtError>> {
+        match self.advance(source) {
+            Ok(item) => item.map(Ok),
+            Err(e) => {
+                if matches!(&e, HamtError::Source(s) if s.pending().is_some()) {
+                    self.prefetch_shards(source);
+                } else {
+                    self.stack.clear();
+                }
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// The entries just ahead at the current level, up to `n` (child shards ahead are not
+    /// entered): what a reader can ask for before it stops.
+    pub fn ahead(&self, n: usize) -> impl Iterator<Item = &PbLink> + '_ {
+        let width = self.width;
+        self.stack.last().into_iter().flat_map(|f| f.links.as_slice()).filter(move |l| l.name().len() > width).take(n)
+    }
+
+    fn advance<S: BlockSource + ?Sized>(&mut self, source: &S) -> Result<Option<(String, PbLink)>, HamtError> {
         loop {
             let Some(frame) = self.stack.last_mut() else {
                 return Ok(None);
             };
             let depth = frame.depth;
-            let Some(mut link) = frame.links.next() else {
+            let Some(next) = frame.links.as_slice().first() else {
                 self.stack.pop();
                 continue;
             };
-            if link.name().len() == self.width {
+            if next.name().len() == self.width {
+                let shard = next.cid;
                 if depth + 1 >= self.levels {
-                    return Err(HamtError::TooDeep { shard: link.cid, depth: depth + 1 });
+                    return Err(HamtError::TooDeep { shard, depth: depth + 1 });
                 }
-                if !self.shards.insert(link.cid) {
-                    return Err(HamtError::RepeatedShard(link.cid));
+                if self.shards.contains(&shard) {
+                    return Err(HamtError::RepeatedShard(shard));
                 }
-                let child = match load_shard(self.source, &link.cid, self.fanout) {
-                    Ok((child, _)) => child,
-                    Err(e) => {
-                        if matches!(&e, HamtError::Source(s) if s.pending().is_some()) {
-                            self.prefetch_shards();
-                        }
-                        return Err(e);
-                    }
-                };
+                // Taken off the frame only once it is read: a shard being fetched is
+                // reached again when the listing goes on.
+                let (child, _) = load_shard(source, &shard, self.fanout)?;
+                frame.links.next();
+                self.shards.insert(shard);
                 self.stack.push(Frame { links: child.links.into_iter(), depth: depth + 1 });
                 continue;
             }
+            let Some(mut link) = frame.links.next() else { continue };
             // Checked when the shard was loaded: the name starts with `width` hex digits.
             let entry = link.name().get(self.width..).unwrap_or_default().to_owned();
             link.name = Some(entry.clone());
             return Ok(Some((entry, link)));
         }
     }
-}
 
-impl<S: BlockSource + ?Sized> Entries<'_, S> {
     /// The listing stopped at a shard that is to be fetched: the shards still ahead on the
     /// current path (at most the fanout a level) are hinted to the source too, so that the
-    /// listing started again finds them on their way rather than stopping at each in turn.
-    fn prefetch_shards(&self) {
-        for frame in &self.stack {
-            for link in frame.links.as_slice().iter().filter(|l| l.name().len() == self.width) {
-                self.source.prefetch(&link.cid);
+    /// listing gone on with finds them on their way rather than stopping at each in turn.
+    fn prefetch_shards<S: BlockSource + ?Sized>(&self, source: &S) {
+        for (i, frame) in self.stack.iter().enumerate() {
+            let shards = frame.links.as_slice().iter().filter(|l| l.name().len() == self.width);
+            // The one being fetched heads the top frame.
+            let skip = usize::from(i + 1 == self.stack.len());
+            for link in shards.skip(skip) {
+                source.prefetch(&link.cid);
             }
         }
+    }
+}
+
+/// A [`Cursor`] with its source, as an iterator. Any error, a shard being fetched included,
+/// is yielded once and ends the iteration.
+pub struct Entries<'a, S: BlockSource + ?Sized> {
+    source: &'a S,
+    cursor: Cursor,
+}
+
+impl<S: BlockSource + ?Sized> std::fmt::Debug for Entries<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entries").field("cursor", &self.cursor).finish()
+    }
+}
+
+impl<'a, S: BlockSource + ?Sized> Entries<'a, S> {
+    /// Starts listing the sharded directory whose root shard is `node` (see [`Cursor::new`]).
+    pub fn new(source: &'a S, node: PbNode, fs: UnixFs) -> Result<Self, HamtError> {
+        Ok(Entries { source, cursor: Cursor::new(node, fs)? })
     }
 }
 
@@ -589,13 +629,11 @@ impl<S: BlockSource + ?Sized> Iterator for Entries<'_, S> {
     type Item = Result<(String, PbLink), HamtError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self.advance() {
-            Ok(item) => item.map(Ok),
-            Err(e) => {
-                self.stack.clear();
-                Some(Err(e))
-            }
+        let r = self.cursor.next(self.source);
+        if matches!(r, Some(Err(_))) {
+            self.cursor.stack.clear();
         }
+        r
     }
 }
 
@@ -678,6 +716,49 @@ mod tests {
         let HamtError::Source(SourceError::Pending(first)) = stop else { panic!("{stop:?}") };
         assert_eq!(first, shards[0]);
         assert_eq!(*source.hinted.lock().unwrap(), shards[1..], "every shard ahead is hinted, in order");
+    }
+
+    /// Blocks of which those in the set are still to be fetched.
+    struct Lacking<'a>(&'a MemoryBlocks, &'a std::collections::HashSet<Cid>);
+
+    impl BlockSource for Lacking<'_> {
+        fn get(&self, cid: &Cid) -> Result<Bytes, SourceError> {
+            match self.1.contains(cid) {
+                true => Err(SourceError::Pending(*cid)),
+                false => self.0.get(cid),
+            }
+        }
+    }
+
+    /// A cursor stopped at each shard being fetched in turn keeps its place: gone on with
+    /// once the shard is in, it lists every entry once, in the order of a listing that
+    /// never stopped.
+    #[test]
+    fn a_cursor_stopped_at_a_shard_goes_on_from_where_it_was() {
+        let entries: Vec<PbLink> = (0..3000).map(|i| entry(&format!("file-{i}"), i)).collect();
+        let (blocks, _, node, fs) = build_into(entries, 256);
+        let whole: Vec<String> = list(&blocks, node.clone(), fs.clone()).unwrap().into_iter().map(|e| e.0).collect();
+        let mut missing: std::collections::HashSet<Cid> =
+            node.links.iter().filter(|l| l.name().len() == 2).map(|l| l.cid).collect();
+        let shards = missing.len();
+        assert!(shards > 100, "the root has {shards} child shards");
+        let mut cursor = Cursor::new(node, fs).unwrap();
+        let (mut listed, mut stops) = (Vec::new(), 0);
+        loop {
+            // A new source each time: the cursor holds none between reads.
+            let source = Lacking(&blocks, &missing);
+            match cursor.next(&source) {
+                None => break,
+                Some(Ok((name, _))) => listed.push(name),
+                Some(Err(HamtError::Source(SourceError::Pending(shard)))) => {
+                    assert!(missing.remove(&shard), "stopped at {shard}, which is not missing");
+                    stops += 1;
+                }
+                Some(Err(e)) => panic!("{e}"),
+            }
+        }
+        assert_eq!(stops, shards, "one stop a shard");
+        assert_eq!(listed, whole);
     }
 
     /// Names whose hashes share their first `bytes` bytes, found by brute force.

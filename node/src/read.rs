@@ -10,11 +10,10 @@
 //! [`SourceError::Pending`]: cairn_merkle::SourceError::Pending
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-use cairn_merkle::exporter::{self, DirItem, ExportError, NodeKind, Stat, Walker};
+use cairn_merkle::exporter::{self, DirCursor, DirItem, ExportError, NodeKind, Stat, WalkCursor, Walker};
 use cairn_merkle::{BlockSource, Cid};
 
 use crate::node::{IpfsPath, Node, NodeError, StoreSource};
@@ -22,6 +21,29 @@ use crate::node::{IpfsPath, Node, NodeError, StoreSource};
 /// Entries whose blocks a listing asks for ahead when it stops at one being fetched, so
 /// that the read it starts again finds the next ones on their way.
 pub const LIST_AHEAD: usize = 64;
+
+/// Where a listing of one directory is, kept by its reader between reads (see
+/// [`Reader::ls_on`]).
+#[derive(Debug, Clone)]
+pub struct Listing {
+    dir: Cid,
+    /// Opened at the first read.
+    cursor: Option<DirCursor>,
+    /// The entry the listing stopped at (its stat's block was being fetched).
+    held: Option<DirItem>,
+}
+
+impl Listing {
+    /// A listing of the directory `dir`, from its first entry.
+    pub fn new(dir: Cid) -> Self {
+        Listing { dir, cursor: None, held: None }
+    }
+
+    /// The directory listed.
+    pub fn dir(&self) -> Cid {
+        self.dir
+    }
+}
 
 /// Reads DAGs through one source (see the module docs).
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +100,7 @@ impl Node {
         each: &mut dyn FnMut(DirItem, Option<Stat>) -> Result<(), NodeError>,
     ) -> Result<(), NodeError> {
         let reader = self.reader();
-        reader.ls_from(&reader.resolve(path)?, 0, each)
+        reader.ls_on(&mut Listing::new(reader.resolve(path)?), each)
     }
 
     /// Writes the file or tree at `path` to `dest`, which must not exist yet (see
@@ -129,44 +151,48 @@ impl<'a> Reader<'a> {
         Ok(exporter::read_range(&self.source, cid, offset, len, out)?)
     }
 
-    /// The entries of the directory `cid` after the first `skip`, one at a time, each with
-    /// its stat (`None` for a child that is not UnixFS). Nothing is held between entries.
+    /// The entries of the directory `at` names, from where `at` is, one at a time, each with
+    /// its stat (`None` for a child that is not UnixFS). Nothing is held between entries but
+    /// the listing's place.
     ///
-    /// A listing that stops at a block being fetched can go on later from the entry it
-    /// stopped at: the caller counts the entries `each` heard and passes that as `skip`.
-    /// Before it stops, it asks for the blocks of the next [`LIST_AHEAD`] entries, so that
-    /// a directory of missing children costs one stop per [`LIST_AHEAD`] entries or so, not
-    /// one per entry.
-    pub fn ls_from(
+    /// A listing that stops at a block being fetched keeps its place in `at`: called again
+    /// once the block is in, it goes on with the entry it stopped at. Before it stops, it
+    /// asks for the blocks of the next [`LIST_AHEAD`] entries, so that a directory of missing
+    /// children costs one stop per [`LIST_AHEAD`] entries or so, not one per entry. An error
+    /// from `each` stops the listing after the entry `each` was given (a caller pausing for
+    /// its client goes on with the next one).
+    pub fn ls_on(
         &self,
-        cid: &Cid,
-        skip: u64,
+        at: &mut Listing,
         each: &mut dyn FnMut(DirItem, Option<Stat>) -> Result<(), NodeError>,
     ) -> Result<(), NodeError> {
-        let mut entries = exporter::list(&self.source, cid)?;
-        for _ in 0..skip {
-            match entries.next() {
-                Some(r) => drop(r?),
-                None => return Ok(()),
-            }
-        }
-        while let Some(item) = entries.next() {
-            let item = item?;
+        let cursor = match &mut at.cursor {
+            Some(cursor) => cursor,
+            none => none.insert(DirCursor::open(&self.source, &at.dir)?),
+        };
+        loop {
+            let item = match at.held.take() {
+                Some(item) => item,
+                None => match cursor.next(&self.source) {
+                    Some(item) => item?,
+                    None => return Ok(()),
+                },
+            };
             let stat = match exporter::stat(&self.source, &item.cid) {
                 Ok(s) => Some(s),
                 Err(ExportError::NotUnixFs(_)) => None,
                 Err(e) => {
                     if e.pending().is_some() {
-                        for next in entries.by_ref().take(LIST_AHEAD).flatten() {
-                            self.source.prefetch(&next.cid);
+                        for cid in cursor.ahead(LIST_AHEAD) {
+                            self.source.prefetch(&cid);
                         }
+                        at.held = Some(item);
                     }
                     return Err(e.into());
                 }
             };
             each(item, stat)?;
         }
-        Ok(())
     }
 
     /// Writes the file or tree `cid` to `dest`, which must not exist yet.
@@ -211,8 +237,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Writes the file or tree `cid` to `out` as a tar archive whose top entry is `name`
-    /// (what `get` through the RPC API sends): directories, files and symbolic links, in walk
-    /// order. `on_bytes` hears of file bytes as they go. Returns the file bytes written.
+    /// (see [`write_tar`]). Returns the file bytes written.
     pub fn get_tar(
         &self,
         cid: &Cid,
@@ -220,82 +245,237 @@ impl<'a> Reader<'a> {
         out: &mut dyn Write,
         on_bytes: &mut dyn FnMut(u64),
     ) -> Result<u64, NodeError> {
-        let io = |e: std::io::Error| NodeError::Output { path: PathBuf::from(name), source: e };
-        let mut tar = tar::Builder::new(out);
-        let mut total = 0u64;
-        for item in Walker::new(&self.source, cid) {
-            let item = item?;
-            let entry = if item.path.is_empty() { name.to_owned() } else { format!("{name}/{}", item.path) };
+        let mut at = Tar::new(cid, name);
+        write_tar(&self.source, &mut at, out, on_bytes)?;
+        Ok(at.file_bytes)
+    }
+}
+
+/// Where a tar archive of a tree is, kept by its writer between reads (see [`write_tar`]).
+#[derive(Debug, Clone)]
+pub struct Tar {
+    name: String,
+    walk: WalkCursor,
+    /// The file being written: its CID, the bytes of it written, and its size.
+    file: Option<(Cid, u64, u64)>,
+    /// File bytes written so far.
+    file_bytes: u64,
+}
+
+impl Tar {
+    /// A tar of the tree `cid`, its top entry named `name`, from its start.
+    pub fn new(cid: &Cid, name: &str) -> Self {
+        Tar { name: name.to_owned(), walk: WalkCursor::new(cid), file: None, file_bytes: 0 }
+    }
+}
+
+/// Writes the tree `at` is of to `out` as a tar archive (what `get` through the RPC API
+/// sends): directories, files and symbolic links, in walk order, from where `at` is.
+/// `on_bytes` hears of file bytes as they go.
+///
+/// A write that stops at a block being fetched (reading through a source that says so,
+/// [`cairn_merkle::SourceError::Pending`]) flushes `out` and keeps its place in `at`:
+/// called again once the block is in, it goes on from the byte it stopped at, and the
+/// archive comes out the same as one written without stopping.
+pub fn write_tar<S: BlockSource + ?Sized>(
+    source: &S,
+    at: &mut Tar,
+    out: &mut dyn Write,
+    on_bytes: &mut dyn FnMut(u64),
+) -> Result<(), NodeError> {
+    let r = tar_from(source, at, out, on_bytes);
+    let flushed = out.flush();
+    r?;
+    flushed.map_err(|e| NodeError::Output { path: PathBuf::from(&at.name), source: e })
+}
+
+fn tar_from<S: BlockSource + ?Sized>(
+    source: &S,
+    at: &mut Tar,
+    out: &mut dyn Write,
+    on_bytes: &mut dyn FnMut(u64),
+) -> Result<(), NodeError> {
+    let name = at.name.clone();
+    let io = |e: std::io::Error| NodeError::Output { path: PathBuf::from(&name), source: e };
+    loop {
+        if let Some((cid, written, size)) = &mut at.file {
+            if *written < *size {
+                for seg in exporter::FileSegments::new(source, cid, *written, None)? {
+                    let seg = seg?;
+                    out.write_all(&seg).map_err(io)?;
+                    *written += seg.len() as u64;
+                    at.file_bytes += seg.len() as u64;
+                    on_bytes(seg.len() as u64);
+                }
+            }
+            if *written != *size {
+                let why = format!("file {cid} holds {written} bytes, its root says {size}");
+                return Err(io(std::io::Error::new(std::io::ErrorKind::InvalidData, why)));
+            }
+            // Entries are padded to 512-byte records.
+            out.write_all(&[0; 512][..((512 - *size % 512) % 512) as usize]).map_err(io)?;
+            at.file = None;
+        }
+        let Some(item) = at.walk.next(source) else {
+            // Two empty records end the archive.
+            return out.write_all(&[0; 1024]).map_err(io);
+        };
+        let item = item?;
+        let entry = if item.path.is_empty() { name.clone() } else { format!("{name}/{}", item.path) };
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(0);
+        h.set_size(0);
+        let mut header = tar::Builder::new(Vec::new());
+        match item.stat.kind {
+            NodeKind::Directory | NodeKind::HamtDirectory => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                header.append_data(&mut h, &entry, std::io::empty()).map_err(io)?;
+            }
+            NodeKind::Symlink => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_mode(0o777);
+                let to = item.stat.target.clone().unwrap_or_default();
+                header.append_link(&mut h, &entry, to).map_err(io)?;
+            }
+            NodeKind::File => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                h.set_size(item.stat.size);
+                // The header (and any long-name record) alone: the bytes follow.
+                header.append_data(&mut h, &entry, std::io::empty()).map_err(io)?;
+                at.file = Some((item.stat.cid, 0, item.stat.size));
+            }
+        }
+        out.write_all(&std::mem::take(header.get_mut())).map_err(io)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use bytes::Bytes;
+    use cairn_merkle::chunker::ChunkerSpec;
+    use cairn_merkle::importer::{build_directory, import_bytes, symlink, DirEntry, ImportOptions};
+    use cairn_merkle::{MemoryBlocks, SourceError};
+
+    use super::*;
+
+    /// Blocks of which only those in the set (by multihash) have been fetched yet.
+    struct Fetched<'a>(&'a MemoryBlocks, &'a HashSet<Vec<u8>>);
+
+    impl BlockSource for Fetched<'_> {
+        fn get(&self, cid: &Cid) -> Result<Bytes, SourceError> {
+            match self.1.contains(&cid.hash().to_bytes()) {
+                true => self.0.get(cid),
+                false => Err(SourceError::Pending(*cid)),
+            }
+        }
+    }
+
+    /// A tree with what a tar must carry: a multi-block file, an empty one, a name past
+    /// the 100 bytes of a tar header, a symlink, a sharded directory.
+    fn tree(blocks: &mut MemoryBlocks) -> (Cid, Vec<(String, Vec<u8>)>) {
+        let opts = ImportOptions {
+            chunker: ChunkerSpec::Size(1000),
+            max_links: 4,
+            sharding_threshold: 500,
+            hamt_fanout: 16,
+            ..Default::default()
+        };
+        let mut files = Vec::new();
+        // Each file is recorded under its path in the tree and named by its last component.
+        let mut file = |path: String, data: Vec<u8>, blocks: &mut MemoryBlocks| {
+            let f = import_bytes(&data, &opts, blocks).unwrap();
+            let name = path.rsplit('/').next().unwrap_or_default().to_owned();
+            files.push((path, data));
+            DirEntry::new(name, &f)
+        };
+        let big = file("big".into(), (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect(), blocks);
+        let empty = file("empty".into(), Vec::new(), blocks);
+        let long = file("l".repeat(150), b"a long name".to_vec(), blocks);
+        let many: Vec<DirEntry> = (0..40).map(|i| file(format!("many/f{i}"), vec![i as u8; 600], blocks)).collect();
+        let sharded = build_directory(many, &opts, blocks).unwrap();
+        let link = symlink("big", &opts, blocks).unwrap();
+        let entries = vec![big, empty, long, DirEntry::new("many", &sharded), DirEntry::new("link", &link)];
+        (build_directory(entries, &opts, blocks).unwrap().cid, files)
+    }
+
+    /// An archive written stopping at every block in turn, each fetched before it goes on,
+    /// is byte for byte the one written without stopping, and that one is what `tar`
+    /// itself builds from the same walk.
+    #[test]
+    fn a_tar_stopped_at_each_block_comes_out_whole() {
+        let mut blocks = MemoryBlocks::new();
+        let (root, files) = tree(&mut blocks);
+
+        // What the tar crate's own builder makes of the tree.
+        let mut want = tar::Builder::new(Vec::new());
+        for item in Walker::new(&blocks, &root) {
+            let item = item.unwrap();
+            let entry = if item.path.is_empty() { "top".to_owned() } else { format!("top/{}", item.path) };
             let mut h = tar::Header::new_gnu();
             h.set_mtime(0);
+            h.set_size(0);
             match item.stat.kind {
-                NodeKind::Directory | NodeKind::HamtDirectory => {
-                    h.set_entry_type(tar::EntryType::Directory);
-                    h.set_mode(0o755);
-                    h.set_size(0);
-                    tar.append_data(&mut h, &entry, std::io::empty()).map_err(io)?;
-                }
-                NodeKind::Symlink => {
-                    h.set_entry_type(tar::EntryType::Symlink);
-                    h.set_mode(0o777);
-                    h.set_size(0);
-                    let to = item.stat.target.clone().unwrap_or_default();
-                    tar.append_link(&mut h, &entry, to).map_err(io)?;
-                }
                 NodeKind::File => {
                     h.set_entry_type(tar::EntryType::Regular);
                     h.set_mode(0o644);
                     h.set_size(item.stat.size);
-                    let segments = exporter::FileSegments::new(&self.source, &item.stat.cid, 0, None)?;
-                    let mut reader =
-                        SegmentReader { segments, current: Bytes::new(), on_bytes: &mut *on_bytes, failed: None };
-                    let appended = tar.append_data(&mut h, &entry, &mut reader);
-                    // A read stopped at a block being fetched is said as such, not as an
-                    // output error.
-                    if let Some(e) = reader.failed.take() {
-                        return Err(e.into());
-                    }
-                    appended.map_err(io)?;
-                    total += item.stat.size;
+                    let data = exporter::read_to_vec(&blocks, &item.stat.cid).unwrap();
+                    want.append_data(&mut h, &entry, &data[..]).unwrap();
+                }
+                NodeKind::Symlink => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_mode(0o777);
+                    want.append_link(&mut h, &entry, item.stat.target.unwrap()).unwrap();
+                }
+                _ => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(0o755);
+                    want.append_data(&mut h, &entry, std::io::empty()).unwrap();
                 }
             }
         }
-        tar.into_inner().map_err(io)?.flush().map_err(io)?;
-        Ok(total)
-    }
-}
+        let want = want.into_inner().unwrap();
 
-/// A file's segments as a `Read`, for the tar writer. A failed read is kept, whole, for
-/// the caller to report (the tar writer sees only an I/O error).
-struct SegmentReader<'a, I> {
-    segments: I,
-    current: Bytes,
-    on_bytes: &'a mut dyn FnMut(u64),
-    failed: Option<ExportError>,
-}
+        let mut whole = Vec::new();
+        write_tar(&blocks, &mut Tar::new(&root, "top"), &mut whole, &mut |_| {}).unwrap();
+        assert_eq!(whole, want);
 
-impl<I> Read for SegmentReader<'_, I>
-where
-    I: Iterator<Item = Result<Bytes, ExportError>>,
-{
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.segments.next() {
-                None => return Ok(0),
-                Some(Ok(b)) => {
-                    (self.on_bytes)(b.len() as u64);
-                    self.current = b;
-                }
-                Some(Err(e)) => {
-                    let io = std::io::Error::other(e.to_string());
-                    self.failed = Some(e);
-                    return Err(io);
+        let mut fetched = HashSet::new();
+        let (mut out, mut at, mut stops, mut heard) = (Vec::new(), Tar::new(&root, "top"), 0, 0);
+        loop {
+            match write_tar(&Fetched(&blocks, &fetched), &mut at, &mut out, &mut |n| heard += n) {
+                Ok(()) => break,
+                Err(e) => {
+                    let cid = e.pending().unwrap_or_else(|| panic!("{e}"));
+                    assert!(fetched.insert(cid.hash().to_bytes()), "stopped at {cid} twice");
+                    stops += 1;
                 }
             }
         }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        self.current = self.current.slice(n..);
-        Ok(n)
+        assert!(stops > 60, "{stops} stops");
+        assert_eq!(out, want);
+        let total: usize = files.iter().map(|f| f.1.len()).sum();
+        assert_eq!((heard, at.file_bytes), (total as u64, total as u64));
+
+        // And it reads back as the tree.
+        let mut archive = tar::Archive::new(&out[..]);
+        let mut read = Vec::new();
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.header().entry_type() == tar::EntryType::Regular {
+                let path = e.path().unwrap().to_string_lossy().trim_start_matches("top/").to_owned();
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+                read.push((path, data));
+            }
+        }
+        read.sort();
+        let mut files = files;
+        files.sort();
+        assert_eq!(read, files);
     }
 }

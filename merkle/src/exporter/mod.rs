@@ -5,7 +5,9 @@
 //!   HAMT-sharded directories, touching only the blocks on the way.
 //! - [`FileSegments`] streams any byte range of a file, fetching only the blocks that
 //!   overlap the range; [`read_range`] writes such a range to a writer.
-//! - [`list`] lists a directory's entries; [`Walker`] walks a whole tree depth-first.
+//! - [`list`] lists a directory's entries; [`Walker`] walks a whole tree depth-first. Their
+//!   cursors ([`DirCursor`], [`WalkCursor`]) hold no source and keep their place at a block
+//!   being fetched, for readers that let their thread go while it comes.
 //!
 //! Everything is pulled through a [`BlockSource`](crate::BlockSource), one block at a time. Memory holds one
 //! decoded node per tree level. Hand-made DAGs cannot make a reader loop: depth is bounded
@@ -15,7 +17,7 @@ mod file;
 mod tree;
 
 pub use file::{read_range, read_to_vec, FileSegments, READ_AHEAD};
-pub use tree::{list, resolve, stat, DirItem, DirList, NodeKind, Stat, WalkItem, Walker};
+pub use tree::{list, resolve, stat, DirCursor, DirItem, DirList, NodeKind, Stat, WalkCursor, WalkItem, Walker};
 
 use cid::Cid;
 

@@ -143,29 +143,81 @@ pub type DirList<'s> = Box<dyn Iterator<Item = Result<DirItem, ExportError>> + '
 
 /// The entries of the directory at `cid`, streamed (a sharded directory is read shard by
 /// shard as the iterator advances). Names that are not a single safe path component are
-/// errors.
+/// errors. Any error ends the listing.
 pub fn list<'s, S: BlockSource + ?Sized>(source: &'s S, cid: &Cid) -> Result<DirList<'s>, ExportError> {
-    if cid.codec() != DAG_PB {
-        return Err(ExportError::NotADirectory(*cid));
-    }
-    let data = source.get(cid)?;
-    let d = decode(cid, &data)?;
-    let parent = *cid;
-    match kind_of(cid, &d)? {
-        NodeKind::Directory => Ok(Box::new(d.node.links.into_iter().map(move |l| {
-            check_entry_name(&parent, l.name())?;
-            Ok(item(l))
-        }))),
-        NodeKind::HamtDirectory => {
-            let entries = hamt::Entries::new(source, d.node, d.fs)?;
-            Ok(Box::new(entries.map(move |r| {
-                let (name, mut link) = r?;
-                check_entry_name(&parent, &name)?;
-                link.name = Some(name);
-                Ok(item(link))
-            })))
+    let mut cursor = DirCursor::open(source, cid)?;
+    Ok(Box::new(std::iter::from_fn(move || {
+        let r = cursor.next(source);
+        if matches!(r, Some(Err(_))) {
+            cursor.end();
         }
-        _ => Err(ExportError::NotADirectory(*cid)),
+        r
+    })))
+}
+
+/// Where a listing of one directory is. It holds no source, so a reader can keep it
+/// between reads: a listing that stops at a block being fetched ([`ExportError::pending`])
+/// keeps its place, and [`DirCursor::next`] called again once the block is in goes on
+/// from there. Any other error ends the listing.
+#[derive(Debug, Clone)]
+pub struct DirCursor {
+    parent: Cid,
+    links: DirLinks,
+}
+
+#[derive(Debug, Clone)]
+enum DirLinks {
+    Plain(std::vec::IntoIter<PbLink>),
+    Sharded(hamt::Cursor),
+}
+
+impl DirCursor {
+    /// Starts listing the directory `cid`, reading its (root) block.
+    pub fn open<S: BlockSource + ?Sized>(source: &S, cid: &Cid) -> Result<Self, ExportError> {
+        if cid.codec() != DAG_PB {
+            return Err(ExportError::NotADirectory(*cid));
+        }
+        let data = source.get(cid)?;
+        let d = decode(cid, &data)?;
+        let links = match kind_of(cid, &d)? {
+            NodeKind::Directory => DirLinks::Plain(d.node.links.into_iter()),
+            NodeKind::HamtDirectory => DirLinks::Sharded(hamt::Cursor::new(d.node, d.fs)?),
+            _ => return Err(ExportError::NotADirectory(*cid)),
+        };
+        Ok(DirCursor { parent: *cid, links })
+    }
+
+    /// The next entry; `None` at the end.
+    pub fn next<S: BlockSource + ?Sized>(&mut self, source: &S) -> Option<Result<DirItem, ExportError>> {
+        let link = match &mut self.links {
+            DirLinks::Plain(links) => links.next()?,
+            DirLinks::Sharded(cursor) => match cursor.next(source)? {
+                Ok((name, mut link)) => {
+                    link.name = Some(name);
+                    link
+                }
+                Err(e) => return Some(Err(e.into())),
+            },
+        };
+        let r = check_entry_name(&self.parent, link.name()).map(|()| item(link));
+        if r.is_err() {
+            self.end();
+        }
+        Some(r)
+    }
+
+    /// The CIDs of up to `n` entries just ahead (in a sharded directory, those of the shard
+    /// being listed): what a reader can ask for before it stops.
+    pub fn ahead(&self, n: usize) -> Vec<Cid> {
+        match &self.links {
+            DirLinks::Plain(links) => links.as_slice().iter().take(n).map(|l| l.cid).collect(),
+            DirLinks::Sharded(cursor) => cursor.ahead(n).map(|l| l.cid).collect(),
+        }
+    }
+
+    /// Ends the listing: [`DirCursor::next`] says `None` from now on.
+    pub fn end(&mut self) {
+        self.links = DirLinks::Plain(Vec::new().into_iter());
     }
 }
 
@@ -178,35 +230,102 @@ pub struct WalkItem {
     pub stat: Stat,
 }
 
-/// A depth-first walk of a UnixFS tree: each directory is yielded before its entries,
-/// entries in directory order. Holds one listing iterator per level.
+/// Where a depth-first walk of a UnixFS tree is: one [`DirCursor`] per level, and the node
+/// it stopped at, if it stopped at one being fetched. Like [`DirCursor`] it holds no source
+/// and keeps its place at a block being fetched; any other error ends the walk.
+#[derive(Debug, Clone)]
+pub struct WalkCursor {
+    root: Option<Cid>,
+    stack: Vec<(String, DirCursor)>,
+    /// The node the walk stopped at (its path and CID), met again first.
+    held: Option<(String, Cid)>,
+}
+
+impl WalkCursor {
+    /// Starts a walk at `root`.
+    pub fn new(root: &Cid) -> Self {
+        WalkCursor { root: Some(*root), stack: Vec::new(), held: None }
+    }
+
+    /// The next node: each directory before its entries, entries in directory order;
+    /// `None` at the end.
+    pub fn next<S: BlockSource + ?Sized>(&mut self, source: &S) -> Option<Result<WalkItem, ExportError>> {
+        let (path, cid) = match (self.root.take(), self.held.take()) {
+            (Some(root), _) => (String::new(), root),
+            (None, Some(held)) => held,
+            (None, None) => loop {
+                let (prefix, entries) = self.stack.last_mut()?;
+                match entries.next(source) {
+                    None => {
+                        self.stack.pop();
+                    }
+                    Some(Err(e)) => return Some(Err(self.stopped(e))),
+                    Some(Ok(entry)) => {
+                        let path = if prefix.is_empty() { entry.name } else { format!("{prefix}/{}", entry.name) };
+                        break (path, entry.cid);
+                    }
+                }
+            },
+        };
+        match stat(source, &cid).and_then(|s| self.enter(source, path.clone(), s)) {
+            Ok(item) => Some(Ok(item)),
+            Err(e) => {
+                if e.pending().is_some() {
+                    self.held = Some((path, cid));
+                }
+                Some(Err(self.stopped(e)))
+            }
+        }
+    }
+
+    /// Ends the walk at an error other than a block being fetched.
+    fn stopped(&mut self, e: ExportError) -> ExportError {
+        if e.pending().is_none() {
+            self.stack.clear();
+            self.held = None;
+        }
+        e
+    }
+
+    /// Ends the walk: [`WalkCursor::next`] says `None` from now on.
+    pub fn end(&mut self) {
+        *self = WalkCursor { root: None, stack: Vec::new(), held: None };
+    }
+
+    fn enter<S: BlockSource + ?Sized>(
+        &mut self,
+        source: &S,
+        path: String,
+        stat: Stat,
+    ) -> Result<WalkItem, ExportError> {
+        if stat.kind.is_dir() {
+            if self.stack.len() >= MAX_DEPTH {
+                return Err(ExportError::TooDeep(stat.cid));
+            }
+            let entries = DirCursor::open(source, &stat.cid)?;
+            self.stack.push((path.clone(), entries));
+        }
+        Ok(WalkItem { path, stat })
+    }
+}
+
+/// A [`WalkCursor`] with its source, as an iterator. Any error, a block being fetched
+/// included, is yielded once and ends the walk.
 pub struct Walker<'s, S: BlockSource + ?Sized> {
     source: &'s S,
-    root: Option<Cid>,
-    stack: Vec<(String, DirList<'s>)>,
+    cursor: WalkCursor,
 }
 
 impl<S: BlockSource + ?Sized> std::fmt::Debug for Walker<'_, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Walker").field("depth", &self.stack.len()).finish()
+        f.debug_struct("Walker").field("cursor", &self.cursor).finish()
     }
 }
 
 impl<'s, S: BlockSource + ?Sized> Walker<'s, S> {
     /// Starts a walk at `root`.
     pub fn new(source: &'s S, root: &Cid) -> Self {
-        Walker { source, root: Some(*root), stack: Vec::new() }
-    }
-
-    fn enter(&mut self, path: String, stat: Stat) -> Result<WalkItem, ExportError> {
-        if stat.kind.is_dir() {
-            if self.stack.len() >= MAX_DEPTH {
-                return Err(ExportError::TooDeep(stat.cid));
-            }
-            let entries = list(self.source, &stat.cid)?;
-            self.stack.push((path.clone(), entries));
-        }
-        Ok(WalkItem { path, stat })
+        Walker { source, cursor: WalkCursor::new(root) }
     }
 }
 
@@ -214,27 +333,11 @@ impl<S: BlockSource + ?Sized> Iterator for Walker<'_, S> {
     type Item = Result<WalkItem, ExportError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let result = if let Some(root) = self.root.take() {
-            stat(self.source, &root).and_then(|s| self.enter(String::new(), s))
-        } else {
-            loop {
-                let (prefix, entries) = self.stack.last_mut()?;
-                match entries.next() {
-                    None => {
-                        self.stack.pop();
-                    }
-                    Some(Err(e)) => break Err(e),
-                    Some(Ok(entry)) => {
-                        let path = if prefix.is_empty() { entry.name } else { format!("{prefix}/{}", entry.name) };
-                        break stat(self.source, &entry.cid).and_then(|s| self.enter(path, s));
-                    }
-                }
-            }
-        };
-        if result.is_err() {
-            self.stack.clear();
+        let r = self.cursor.next(self.source);
+        if matches!(r, Some(Err(_))) {
+            self.cursor.end();
         }
-        Some(result)
+        r
     }
 }
 

@@ -184,3 +184,61 @@ fn a_file_read_hints_each_block_in_range_ahead_of_reading_it() {
     assert!(hints <= 131, "{hints} hints for 130 leaves");
     assert!(!log.iter().any(|(h, c)| *h && !reads.contains(c)), "a block out of range was hinted");
 }
+
+/// A walk stopped at every block in turn, as a reader that lets its thread go while each
+/// comes, keeps its place each time: it meets every node once, in the order of a walk that
+/// never stopped, through plain and sharded directories and multi-block files.
+#[test]
+fn a_walk_stopped_at_each_block_goes_on_from_where_it_was() {
+    let opts = ImportOptions { sharding_threshold: 1000, hamt_fanout: 16, ..small_chunks(100) };
+    let mut store = MemoryBlocks::new();
+    let mut top = Vec::new();
+    for d in 0..3 {
+        let files: Vec<_> = (0..40)
+            .map(|i| {
+                let f = import_bytes(&noise(d * 100 + i, 50 + 30 * i as usize), &opts, &mut store).unwrap();
+                DirEntry::new(format!("file-{i}"), &f)
+            })
+            .collect();
+        let dir = build_directory(files, &opts, &mut store).unwrap();
+        top.push(DirEntry::new(format!("dir-{d}"), &dir));
+    }
+    let root = build_directory(top, &opts, &mut store).unwrap();
+    let whole: Vec<String> = Walker::new(&store, &root.cid).map(|w| w.unwrap().path).collect();
+    assert_eq!(whole.len(), 1 + 3 + 120);
+
+    let sharded = Walker::new(&store, &root.cid).filter(|w| w.as_ref().unwrap().stat.kind == NodeKind::HamtDirectory);
+    assert_eq!(sharded.count(), 3, "the directories of files are sharded");
+
+    // Every block but the root's is still to be fetched; each is fetched when the walk
+    // stops at it.
+    let mut fetched = std::collections::HashSet::from([root.cid.hash().to_bytes()]);
+    let mut cursor = exporter::WalkCursor::new(&root.cid);
+    let (mut walked, mut stops) = (Vec::new(), 0);
+    loop {
+        let source = Fetched(&store, &fetched);
+        match cursor.next(&source) {
+            None => break,
+            Some(Ok(item)) => walked.push(item.path),
+            Some(Err(e)) => {
+                let cid = e.pending().unwrap_or_else(|| panic!("{e}"));
+                assert!(fetched.insert(cid.hash().to_bytes()), "stopped at {cid} twice");
+                stops += 1;
+            }
+        }
+    }
+    assert_eq!(walked, whole);
+    assert!(stops >= 1 + 3 + 120, "{stops} stops");
+}
+
+/// Blocks of which only those in the set (by multihash) have been fetched yet.
+struct Fetched<'a>(&'a MemoryBlocks, &'a std::collections::HashSet<Vec<u8>>);
+
+impl BlockSource for Fetched<'_> {
+    fn get(&self, cid: &Cid) -> Result<Bytes, SourceError> {
+        match self.1.contains(&cid.hash().to_bytes()) {
+            true => self.0.get(cid),
+            false => Err(SourceError::Pending(*cid)),
+        }
+    }
+}
