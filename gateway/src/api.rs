@@ -513,17 +513,17 @@ impl Api {
 
     /// The file or tree at `arg` as a tar stream, its top entry named after the path's last
     /// component (or the CID); `X-Content-Length` tells the file bytes to come, when known.
-    /// A tar stopped at a block being fetched is written again from its start once the
-    /// DAG's missing blocks are in, the bytes the client already has dropped.
+    /// A tar stopped at a block being fetched goes on from where it stopped once the DAG's
+    /// missing blocks are in; one whose client is slower than it stops between blocks,
+    /// letting its thread go, and goes on the same way.
     async fn get(&self, p: &Params) -> Answer {
         let path = parse_path(p.arg()?)?;
         let name = path.rest.rsplit('/').find(|c| !c.is_empty()).map_or_else(|| path.root.to_string(), str::to_owned);
         let (cid, stat) = self.resolve_stat(path).await?;
+        let mut at = cairn_node::read::Tar::new(&cid, &name);
         let body = crate::wait::streamed(&self.node, None, "get", self.dag_fetch(cid), move |node, tx| {
-            tx.replay();
-            let mut w = tx.writer();
-            node.reader_nowait().get_tar(&cid, &name, &mut w, &mut |_| {}).map_err(Fail::node)?;
-            std::io::Write::flush(&mut w).map_err(Fail::internal)
+            let source = crate::wait::Paced::new(*node.reader_nowait().source(), tx);
+            cairn_node::read::write_tar(&source, &mut at, &mut tx.writer(), &mut |_| {}).map_err(Fail::node)
         });
         let mut r = Response::new(body);
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));

@@ -262,8 +262,9 @@ pub fn write_car<S: BlockSource, W: Write>(
 ) -> Result<W, Failure> {
     match start_car(source, car_root, root, segments, scope, bytes, out)? {
         CarRest::Done(w) => Ok(w),
-        CarRest::Walk(mut car, mut walk) => {
-            car.write_walk(source, &mut walk)?;
+        CarRest::Rest(rest) => {
+            let (mut car, mut tail) = *rest;
+            tail.write(source, &mut car)?;
             Ok(car.finish()?)
         }
     }
@@ -274,14 +275,59 @@ pub fn write_car<S: BlockSource, W: Write>(
 pub enum CarRest<W: Write> {
     /// Nothing: here is the writer, flushed.
     Done(W),
-    /// The walk of the terminal's DAG: go on with [`CarWriter::write_walk`] (which can stop
-    /// at a block being fetched and go on later), then finish the writer.
-    Walk(CarWriter<W>, DagWalk),
+    /// The terminal's blocks: go on with [`CarTail::write`] (which can stop at a block being
+    /// fetched and go on later from where it stopped), then finish the writer.
+    Rest(Box<(CarWriter<W>, CarTail)>),
 }
 
-/// [`write_car`] up to the walk of the terminal's whole DAG, where there is one (scope `all`,
-/// or `entity` of a whole file): that part is long, and can be gone on with from where it
-/// stops; what comes before it is short, and is written again from the start after a stop.
+/// The long part of a CAR, the terminal's blocks, and where its writing is.
+#[derive(Debug)]
+pub enum CarTail {
+    /// The walk of the terminal's whole DAG (scope `all`, or `entity` of a whole file).
+    Walk(DagWalk),
+    /// The blocks that hold bytes `at..end` of the file (scope `entity` with a range).
+    Range { file: Cid, at: u64, end: u64 },
+    /// The shards of a sharded directory (scope `entity`).
+    Shards(exporter::DirCursor),
+}
+
+impl CarTail {
+    /// Writes the rest of the CAR's blocks to `car`. A stop at a block being fetched (or,
+    /// through a paced source, for a slow client) keeps the place: called again, it goes on
+    /// from there, and the CAR comes out as if it had not stopped.
+    pub fn write<S: BlockSource, W: Write>(&mut self, source: &S, car: &mut CarWriter<W>) -> Result<(), Failure> {
+        match self {
+            CarTail::Walk(walk) => Ok(car.write_walk(source, walk)?),
+            CarTail::Range { file, at, end } => {
+                // Reading the range touches exactly the blocks that cover it, in order; gone
+                // on with, it reads the path down to `at` again, whose blocks are written
+                // already and are not written twice.
+                let rec = Recording::new(source);
+                if *end > *at {
+                    for seg in FileSegments::new(&rec, file, *at, Some(*end - *at))? {
+                        let seg = seg?;
+                        emit(car, rec.take())?;
+                        *at += seg.len() as u64;
+                    }
+                }
+                emit(car, rec.take())
+            }
+            CarTail::Shards(entries) => {
+                let rec = Recording::new(source);
+                while let Some(item) = entries.next(&rec) {
+                    emit(car, rec.take())?;
+                    item?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// [`write_car`] up to the terminal's blocks, which can be long and are written by
+/// [`CarTail::write`], which goes on from where it stops; what comes before them (the
+/// blocks on the path, the terminal's root) is short, and is written again from the start
+/// after a stop.
 #[allow(clippy::too_many_arguments)]
 pub fn start_car<S: BlockSource, W: Write>(
     source: &S,
@@ -306,10 +352,10 @@ pub fn start_car<S: BlockSource, W: Write>(
         }
         // The walk reads the source itself: through `rec`, every block would be kept until
         // the response ends.
-        DagScope::All => return Ok(CarRest::Walk(car, DagWalk::new(terminal))),
+        DagScope::All => return Ok(CarRest::Rest(Box::new((car, CarTail::Walk(DagWalk::new(terminal)))))),
         DagScope::Entity => {
-            if entity(&rec, &mut car, &terminal, bytes)? {
-                return Ok(CarRest::Walk(car, DagWalk::new(terminal)));
+            if let Some(tail) = entity(&rec, &mut car, &terminal, bytes)? {
+                return Ok(CarRest::Rest(Box::new((car, tail))));
             }
         }
     }
@@ -331,48 +377,36 @@ fn emit<W: Write>(car: &mut CarWriter<W>, blocks: Vec<(Cid, Bytes)>) -> Result<(
     Ok(())
 }
 
-/// Writes the entity's blocks; true when what is left is the walk of the whole DAG under
-/// `terminal` (a whole file), for the caller to do past the record (which would keep every
-/// block until the response ends).
+/// Writes the entity's root block and says what is left: the walk of the whole DAG under
+/// `terminal` (a whole file), a range of the file's blocks, or a sharded directory's shards,
+/// for the caller to write past the record (which would keep every block until the
+/// response ends).
 fn entity<S: BlockSource, W: Write>(
     rec: &Recording<S>,
     car: &mut CarWriter<W>,
     terminal: &Cid,
     bytes: Option<EntityBytes>,
-) -> Result<bool, Failure> {
+) -> Result<Option<CarTail>, Failure> {
     if terminal.codec() != DAG_PB {
         let data = block_of(rec, terminal)?;
         car.write_block_once(terminal, &data)?;
-        return Ok(false);
+        return Ok(None);
     }
     let stat = exporter::stat(rec, terminal)?;
     let root_block = rec.take();
     if stat.kind == NodeKind::File && bytes.is_none() {
         // The walk writes the root itself, then everything under it.
-        return Ok(true);
+        return Ok(Some(CarTail::Walk(DagWalk::new(*terminal))));
     }
     emit(car, root_block)?;
-    match stat.kind {
+    Ok(match stat.kind {
         NodeKind::File => {
-            let (start, end) = bytes.map_or((0, stat.size), |range| range.clamp(stat.size));
-            // Reading the range touches exactly the blocks that cover it, in order.
-            if end > start {
-                for seg in FileSegments::new(rec, terminal, start, Some(end - start))? {
-                    seg?;
-                    emit(car, rec.take())?;
-                }
-            }
-            emit(car, rec.take())?;
+            let (at, end) = bytes.map_or((0, stat.size), |range| range.clamp(stat.size));
+            Some(CarTail::Range { file: *terminal, at, end })
         }
-        NodeKind::HamtDirectory => {
-            for item in exporter::list(rec, terminal)? {
-                item?;
-                emit(car, rec.take())?;
-            }
-        }
-        NodeKind::Directory | NodeKind::Symlink => {}
-    }
-    Ok(false)
+        NodeKind::HamtDirectory => Some(CarTail::Shards(exporter::DirCursor::open(rec, terminal)?)),
+        NodeKind::Directory | NodeKind::Symlink => None,
+    })
 }
 
 #[cfg(test)]

@@ -5,15 +5,15 @@
 
 use std::sync::Arc;
 
-use cairn_node::merkle::car::{CarWriter, DagWalk};
+use cairn_node::merkle::car::CarWriter;
 use cairn_node::merkle::exporter::{self, NodeKind};
-use cairn_node::merkle::Cid;
+use cairn_node::merkle::{Cid, SourceError};
 use cairn_node::Node;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::body::{self, Body};
-use crate::content::{self, CarRest, DagScope, EntityBytes, Failure, Resolved};
+use crate::content::{self, CarRest, CarTail, DagScope, EntityBytes, Failure, Resolved};
 use crate::path::{self, ContentPath, PathError};
 use crate::range::{self, RangeRequest};
 use crate::subdomain::{self, Host};
@@ -292,25 +292,25 @@ impl Handler {
         trustless_headers(&mut headers, &format!("{}.car", resolved.cid));
         headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
         let (root, segments, terminal) = (content.root, content.segments.clone(), resolved.cid);
-        // Up to the walk of the terminal's DAG the CAR is written again from the start after a
-        // stop; the walk goes on from where it stopped.
-        let mut walking: Option<(CarWriter<body::ChunkWriter>, DagWalk)> = None;
+        // Up to the terminal's blocks the CAR is written again from the start after a stop;
+        // their writing goes on from where it stopped.
+        let mut rest: Option<(CarWriter<body::ChunkWriter>, CarTail)> = None;
         self.streamed(req, StatusCode::OK, headers, None, "CAR response", move |node, tx| {
-            let source = node.source_nowait();
-            let (mut car, mut walk) = match walking.take() {
-                Some(w) => w,
+            // Reads also stop for a slow client, between blocks, letting the thread go.
+            let source = crate::wait::Paced::new(node.source_nowait(), tx);
+            let (mut car, mut tail) = match rest.take() {
+                Some(r) => r,
                 None => {
                     tx.replay();
                     match content::start_car(&source, &terminal, &root, &segments, scope, bytes, tx.writer())? {
                         CarRest::Done(_) => return Ok(()),
-                        CarRest::Walk(car, walk) => (car, walk),
+                        CarRest::Rest(rest) => *rest,
                     }
                 }
             };
-            // The walk also stops for a slow client, between blocks, letting its thread go.
-            if let Err(e) = car.write_walk(&crate::wait::Paced::new(source, tx), &mut walk) {
-                walking = Some((car, walk));
-                return Err(e.into());
+            if let Err(e) = tail.write(&source, &mut car) {
+                rest = Some((car, tail));
+                return Err(e);
             }
             car.finish()?;
             Ok(())
@@ -548,9 +548,18 @@ impl Handler {
         let display = format!("/ipfs/{}{}", content.root_text, decoded_rest(content));
         let parent = !content.segments.is_empty();
         let signed = resolved.signed.clone();
-        self.streamed(req, StatusCode::OK, headers, None, "listing", move |node, tx| {
-            write_listing(node, tx, dir, &display, parent, on_subdomain, signed.as_deref())
-        })
+        let mut page = ListingPage {
+            dir,
+            display,
+            parent,
+            on_subdomain,
+            signed,
+            head_sent: false,
+            entries: None,
+            rows: String::new(),
+            count: 0,
+        };
+        self.streamed(req, StatusCode::OK, headers, None, "listing", move |node, tx| page.write(node, tx))
     }
 }
 
@@ -574,34 +583,59 @@ struct SignedBy {
 /// Rows go out in batches of this many.
 const LISTING_BATCH: usize = 256;
 
-fn write_listing(
-    node: &Node,
-    tx: &body::ChunkSender,
+/// A directory's listing page being written, and where it is: kept between the runs of
+/// its producer.
+struct ListingPage {
     dir: Cid,
-    display: &str,
+    /// The directory's path, as the page shows it.
+    display: String,
+    /// Whether the page links a parent directory.
     parent: bool,
     on_subdomain: bool,
-    signed: Option<&str>,
-) -> Result<(), Failure> {
-    // A listing stopped at a shard being fetched starts again from its head.
-    tx.replay();
-    let send = |s: String| tx.send(s.into()).map_err(|e| Failure::new(StatusCode::OK, e.to_string()));
-    send(listing::head(display, &dir.to_string(), parent, signed))?;
-    let source = node.source_nowait();
-    let mut rows = String::new();
-    let mut count = 0u64;
-    for item in exporter::list(&source, &dir)? {
-        let item = item?;
-        let cid = item.cid.to_string();
-        let href = (!on_subdomain).then(|| format!("/ipfs/{cid}?filename={}", path::encode_segment(&item.name)));
-        listing::row(&mut rows, &item.name, item.tsize, &cid, href.as_deref());
-        count += 1;
-        if count.is_multiple_of(LISTING_BATCH as u64) {
-            send(std::mem::take(&mut rows))?;
+    /// Who signed the manifest the directory came through, for the page to say.
+    signed: Option<String>,
+    head_sent: bool,
+    entries: Option<exporter::DirCursor>,
+    /// Rows not sent yet, and rows so far.
+    rows: String,
+    count: u64,
+}
+
+impl ListingPage {
+    /// Writes the page from where it is. A page that stops at a shard being fetched, or
+    /// because its client is slower than it, keeps its place and goes on from there when
+    /// written again.
+    fn write(&mut self, node: &Node, tx: &body::ChunkSender) -> Result<(), Failure> {
+        let send = |s: String| tx.send(s.into()).map_err(|e| Failure::new(StatusCode::OK, e.to_string()));
+        if !self.head_sent {
+            send(listing::head(&self.display, &self.dir.to_string(), self.parent, self.signed.as_deref()))?;
+            self.head_sent = true;
         }
+        let source = crate::wait::Paced::new(node.source_nowait(), tx);
+        let entries = match &mut self.entries {
+            Some(entries) => entries,
+            none => none.insert(exporter::DirCursor::open(&source, &self.dir)?),
+        };
+        while let Some(item) = entries.next(&source) {
+            let item = item?;
+            let cid = item.cid.to_string();
+            let href =
+                (!self.on_subdomain).then(|| format!("/ipfs/{cid}?filename={}", path::encode_segment(&item.name)));
+            listing::row(&mut self.rows, &item.name, item.tsize, &cid, href.as_deref());
+            self.count += 1;
+            if self.count.is_multiple_of(LISTING_BATCH as u64) {
+                send(std::mem::take(&mut self.rows))?;
+                if tx.paused() {
+                    // A slow client: let the thread go (as at a block being fetched, one
+                    // the node holds) until it has taken what is set aside.
+                    return Err(exporter::ExportError::Source(SourceError::Pending(self.dir)).into());
+                }
+            }
+        }
+        let mut rows = std::mem::take(&mut self.rows);
+        rows.push_str(&listing::foot(self.count));
+        send(rows)
     }
-    rows.push_str(&listing::foot(count));
-    send(rows)
 }
 
 fn param_present(req: &Request<()>, key: &str) -> bool {

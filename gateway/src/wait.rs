@@ -101,7 +101,9 @@ pub(crate) async fn until_fetched<T: Send + 'static, E: Stop>(
 /// the body it feeds has chunks set aside for a slow client ([`ChunkSender::paused`]): the
 /// producer lets its thread go between blocks, and [`until_fetched`] hands the chunks over
 /// and runs it again. For readers that go on from where they stopped (a file's bytes, a
-/// DAG walk).
+/// DAG walk, a listing). A producer that reads no block between what it sends (a listing of
+/// a plain directory, whose entries are all in one block) checks
+/// [`ChunkSender::paused`] itself and stops the same way, as at a block it holds.
 pub(crate) struct Paced<'a, S> {
     inner: S,
     sender: &'a ChunkSender,

@@ -5,7 +5,8 @@ use bytes::Bytes;
 use cairn_node::merkle::car::{CarWriter, DagWalk};
 use cairn_node::merkle::exporter::{ExportError, NodeKind};
 use cairn_node::merkle::hash::{codec_by_name, CidFormat, HashAlg};
-use cairn_node::merkle::BlockSource;
+use cairn_node::merkle::{BlockSource, SourceError};
+use cairn_node::read::Listing;
 use cairn_node::IpfsPath;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response};
@@ -50,30 +51,39 @@ impl Api {
     /// per entry (Kubo's streaming form), in constant memory; without it the answer is one
     /// JSON object, which holds at most [`MAX_LS_ENTRIES`] entries (past that, a 400 that
     /// says to stream). A listing stopped at a block being fetched waits for it holding no
-    /// thread and goes on from the entry it stopped at.
+    /// thread and goes on from the entry it stopped at; so does a streamed listing whose
+    /// client is slower than it.
     pub(super) async fn ls(&self, p: &Params) -> Answer {
         let args: Vec<String> = p.args().into_iter().map(str::to_owned).collect();
         if args.is_empty() {
             return Err(Fail::bad("argument \"ipfs-path\" is required"));
         }
         let paths = args.iter().map(|a| parse_path(a)).collect::<Result<Vec<_>, _>>()?;
-        // Where the listing is: the argument, and the entries of it already given.
-        let (mut at, mut given) = (0usize, 0u64);
+        // Where the listing is: the argument, and the listing of it under way.
+        let (mut at, mut listing) = (0usize, None::<Listing>);
         if p.flag("stream", false)? {
             let one = crate::wait::one_block::<Fail>(&self.node);
             let body = crate::wait::streamed(&self.node, None, "ls", one, move |node, tx| {
                 let reader = node.reader_nowait();
                 while let Some(path) = paths.get(at) {
-                    let cid = reader.resolve(path).map_err(Fail::node)?;
-                    let r = reader.ls_from(&cid, given, &mut |item, stat| {
+                    let open = match &mut listing {
+                        Some(l) => l,
+                        none => none.insert(Listing::new(reader.resolve(path).map_err(Fail::node)?)),
+                    };
+                    let dir = open.dir();
+                    let r = reader.ls_on(open, &mut |item, stat| {
                         let line = json!({"Objects": [{"Hash": args[at], "Links": [ls_link(item, stat)]}]});
                         tx.send(Bytes::from(format!("{line}\n")))
                             .map_err(|source| cairn_node::NodeError::Output { path: "the answer".into(), source })?;
-                        given += 1;
-                        Ok(())
+                        // A slow client: stop after this entry, letting the thread go (as
+                        // at a block being fetched, one the node holds).
+                        match tx.paused() {
+                            true => Err(ExportError::Source(SourceError::Pending(dir)).into()),
+                            false => Ok(()),
+                        }
                     });
                     r.map_err(Fail::node)?;
-                    (at, given) = (at + 1, 0);
+                    (at, listing) = (at + 1, None);
                 }
                 Ok(())
             });
@@ -88,15 +98,17 @@ impl Api {
                 let reader = node.reader_nowait();
                 while let Some(path) = paths.get(at) {
                     let arg = &args[at];
-                    let cid = reader.resolve(path).map_err(Fail::node)?;
-                    let r = reader.ls_from(&cid, given, &mut |item, stat| {
+                    let open = match &mut listing {
+                        Some(l) => l,
+                        none => none.insert(Listing::new(reader.resolve(path).map_err(Fail::node)?)),
+                    };
+                    let r = reader.ls_on(open, &mut |item, stat| {
                         if links.len() >= MAX_LS_ENTRIES {
                             let why =
                                 format!("{arg} has more than {MAX_LS_ENTRIES} entries: ask for them with stream=true");
                             return Err(cairn_node::NodeError::Quota(why));
                         }
                         links.push(ls_link(item, stat));
-                        given += 1;
                         Ok(())
                     });
                     match r {
@@ -104,7 +116,7 @@ impl Api {
                         r => r.map_err(Fail::node)?,
                     }
                     objects.push(json!({"Hash": arg, "Links": std::mem::take(&mut links)}));
-                    (at, given) = (at + 1, 0);
+                    (at, listing) = (at + 1, None);
                 }
                 Ok(std::mem::take(&mut objects))
             })

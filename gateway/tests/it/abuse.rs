@@ -209,7 +209,9 @@ async fn content_fetched_block_by_block_is_served_whole() {
     let seed_net = online(&seed, Duration::from_secs(30)).await;
     net.connect(seed_net.listen_addrs()[0].clone()).await.unwrap();
 
-    // A file of 128 small blocks, and a directory of 3,000 files (sharded).
+    // A file of 128 small blocks, and a directory of 3,000 files, sharded (its entries'
+    // names and CIDs add up past 256 KiB).
+    const PAD: &str = "padding-the-name-so-that-the-directory-is-sharded";
     let import =
         cairn_node::merkle::importer::ImportOptions { chunker: ChunkerSpec::Size(16 * 1024), ..Default::default() };
     let opts = AddOptions { import, recursive: true, ..AddOptions::default() };
@@ -219,9 +221,34 @@ async fn content_fetched_block_by_block_is_served_whole() {
     let tree = seed_dir.path().join("tree");
     std::fs::create_dir_all(&tree).unwrap();
     for i in 0..3000 {
-        std::fs::write(tree.join(format!("entry-{i:04}.txt")), i.to_string()).unwrap();
+        std::fs::write(tree.join(format!("entry-{i:04}-{PAD}.txt")), i.to_string()).unwrap();
     }
     let dir = seed.add(&tree, &opts, true, &mut |_| {}).unwrap().cid;
+    let ranged = seed.add_reader(&crate::pseudo_random(2 << 20, 79)[..], &opts, true).unwrap().cid;
+    let tree = seed_dir.path().join("sharded");
+    std::fs::create_dir_all(&tree).unwrap();
+    for i in 0..3000 {
+        std::fs::write(tree.join(format!("s-{i:04}-{}", "y".repeat(60))), format!("s{i}")).unwrap();
+    }
+    let sharded = seed.add(&tree, &opts, true, &mut |_| {}).unwrap().cid;
+    for d in [dir, sharded] {
+        let stat = seed.stat_path(&cairn_node::IpfsPath { root: d, rest: String::new() }).unwrap();
+        assert_eq!(stat.kind, cairn_node::merkle::exporter::NodeKind::HamtDirectory);
+    }
+
+    // An entity-bytes CAR and a sharded directory's entity CAR, each stopping at every block
+    // it lacks, come out as they do once every block is here.
+    for (path, blocks) in [
+        (format!("/ipfs/{ranged}?format=car&dag-scope=entity&entity-bytes=500000:1500000"), 63),
+        (format!("/ipfs/{sharded}?format=car&dag-scope=entity"), 13),
+    ] {
+        let first = gw.get(&path).await;
+        assert_eq!(first.status, StatusCode::OK, "{path}: {}", first.text());
+        let again = gw.get(&path).await;
+        assert!(first.body == again.body, "{path}: the CAR differs from the one written from local blocks");
+        let n = crate::car_blocks(&again.body).1.len();
+        assert!(n >= blocks, "{path}: {n} blocks");
+    }
 
     let r = gw.get(&format!("/ipfs/{other}?format=car")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -239,7 +266,7 @@ async fn content_fetched_block_by_block_is_served_whole() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let listing = r.text();
     for i in 0..3000 {
-        assert_eq!(listing.matches(&format!(">entry-{i:04}.txt<")).count(), 1, "entry {i} in the listing");
+        assert_eq!(listing.matches(&format!(">entry-{i:04}-{PAD}.txt<")).count(), 1, "entry {i} in the listing");
     }
     net.shutdown().await;
     seed_net.shutdown().await;
@@ -304,25 +331,41 @@ async fn the_gateway_bounds_requests_in_count_and_time() {
     assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(8), "cut after {took:?}");
 }
 
-/// Clients that ask for a large file or its CAR and read nothing hold no blocking thread
-/// once their channels are full: with a pool of 16 blocking threads and 50 such clients, a
-/// small local file is still served at once, and the stalled downloads are neither ended
-/// nor finished.
+/// Clients that ask for a large file, its CAR (whole or a range) or a large directory's
+/// listing and read nothing hold no blocking thread once their channels are full: with a
+/// pool of 16 blocking threads and 50 such clients (20 of them listings), a small local file
+/// is still served at once, and the stalled downloads are neither ended nor finished.
 #[test]
 fn clients_that_stop_reading_hold_no_thread() {
     small_pool().block_on(async {
         let gw = Gateway::start().await;
         let big = gw.add_bytes(&crate::pseudo_random(48 << 20, 31), &AddOptions::default());
         let small = gw.add_bytes(b"served at once", &AddOptions::default());
+        // A directory whose listing page is some 7 MiB.
+        let tmp = tempfile::tempdir().unwrap();
+        for i in 0..10_000 {
+            std::fs::write(tmp.path().join(format!("{i:05}-{}", "x".repeat(200))), i.to_string()).unwrap();
+        }
+        let opts = AddOptions { recursive: true, ..Default::default() };
+        let dir = gw.node.add(tmp.path(), &opts, true, &mut |_| {}).unwrap().cid;
         let heads = (0..50).map(|i| {
-            let path = if i % 5 == 0 { format!("/ipfs/{big}?format=car") } else { format!("/ipfs/{big}") };
+            let path = match i % 10 {
+                0 => format!("/ipfs/{big}?format=car"),
+                5 => format!("/ipfs/{big}?format=car&dag-scope=entity&entity-bytes=0:40000000"),
+                1 | 2 | 6 | 7 => format!("/ipfs/{dir}/"),
+                _ => format!("/ipfs/{big}"),
+            };
             format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         });
         let mut stalled = send_heads(gw.addr, heads).await;
         // Let every producer fill its channel and stop.
         tokio::time::sleep(Duration::from_secs(3)).await;
         served_at_once(gw.get(&format!("/ipfs/{small}")), "clients that stopped reading").await;
-        // The stalled downloads are still there, and read on to the end when their clients do.
+        // The stalled downloads are still there, and read on to the end when their clients do:
+        // a listing whole and in order,
+        let page = crate::read_answer(&mut stalled[1]).await;
+        assert!(page == gw.get(&format!("/ipfs/{dir}/")).await.body, "the listing read on after stalling differs");
+        // and a file.
         let mut s = stalled.pop().unwrap();
         let mut all = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut all)).await;

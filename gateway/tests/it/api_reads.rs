@@ -15,7 +15,7 @@ use cairn_node::net::Network;
 use cairn_node::Node;
 use hyper::StatusCode;
 
-use crate::{http, online, pseudo_random, send_heads, served_at_once, small_pool, Reply};
+use crate::{http, online, pseudo_random, read_answer, send_heads, served_at_once, small_pool, Reply};
 
 /// A node with its network on loopback and its RPC API on a loopback port.
 struct OnlineApi {
@@ -53,13 +53,22 @@ fn small_chunks() -> AddOptions {
     AddOptions { import, recursive: true, ..AddOptions::default() }
 }
 
-/// A directory of `n` small files (sharded past a few thousand), added to `node`.
+/// Pads names so that a directory of a few thousand entries is sharded (its names and CIDs
+/// add up past 256 KiB).
+const PAD: &str = "padding-the-name-so-that-the-directory-is-sharded";
+
+/// A directory of `n` small files (sharded past some 3,000), added to `node`.
 fn add_tree(node: &Node, at: &std::path::Path, n: usize) -> Cid {
     std::fs::create_dir_all(at).unwrap();
     for i in 0..n {
-        std::fs::write(at.join(format!("entry-{i:04}.txt")), format!("entry {i}")).unwrap();
+        std::fs::write(at.join(format!("entry-{i:05}-{PAD}.txt")), format!("entry {i}")).unwrap();
     }
-    node.add(at, &small_chunks(), true, &mut |_| {}).unwrap().cid
+    let dir = node.add(at, &small_chunks(), true, &mut |_| {}).unwrap().cid;
+    if n >= 3000 {
+        let stat = node.stat_path(&cairn_node::IpfsPath { root: dir, rest: String::new() }).unwrap();
+        assert_eq!(stat.kind, cairn_node::merkle::exporter::NodeKind::HamtDirectory);
+    }
+    dir
 }
 
 /// With a pool of 16 blocking threads, 200 API reads stopped at blocks nobody has (a file's
@@ -89,7 +98,7 @@ fn api_reads_waiting_for_blocks_hold_no_thread() {
             format!("ls?arg={dir}&stream=true"),
             format!("get?arg={dir}"),
             format!("dag/export?arg={file}"),
-            format!("cat?arg={dir}/entry-0007.txt"),
+            format!("cat?arg={dir}/entry-00007-{PAD}.txt"),
         ];
         let heads = (0..200)
             .map(|i| format!("POST /api/v0/{} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", commands[i % commands.len()]));
@@ -187,22 +196,72 @@ async fn api_reads_of_content_fetched_from_a_peer_come_out_whole() {
     seed_net.shutdown().await;
 }
 
-/// `cat` and `dag/export` clients that read nothing hold no blocking thread once their
-/// channels are full: with 16 blocking threads and 40 of them, a small `cat` is answered at
-/// once.
+/// `cat`, `dag/export`, `get` and streamed `ls` clients that read nothing hold no blocking
+/// thread once their channels are full: with 16 blocking threads and 48 of them (16 tars
+/// and 16 listings, each more than the kernel and the body take in), a small `cat` is
+/// answered at once.
 #[test]
 fn api_clients_that_stop_reading_hold_no_thread() {
     small_pool().block_on(async {
         let api = OnlineApi::start().await;
         let big = api.node.add_reader(&pseudo_random(32 << 20, 41)[..], &AddOptions::default(), true).unwrap().cid;
         let small = api.node.add_reader(&b"served at once"[..], &AddOptions::default(), true).unwrap().cid;
-        let heads = (0..40).map(|i| {
-            let command = if i % 4 == 0 { "dag/export" } else { "cat" };
-            format!("POST /api/v0/{command}?arg={big} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        let dir = tempfile::tempdir().unwrap();
+        // A tree holding the big file, and a directory whose streamed `ls` is some 7 MiB.
+        let tree = dir.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        std::fs::write(tree.join("big"), pseudo_random(32 << 20, 41)).unwrap();
+        let tree = api.node.add(&tree, &small_chunks(), true, &mut |_| {}).unwrap().cid;
+        let listed = dir.path().join("listed");
+        std::fs::create_dir(&listed).unwrap();
+        for i in 0..20_000 {
+            std::fs::write(listed.join(format!("{i:05}-{}", "x".repeat(200))), i.to_string()).unwrap();
+        }
+        let listed = api.node.add(&listed, &small_chunks(), true, &mut |_| {}).unwrap().cid;
+        let heads = (0..48).map(|i| {
+            let command = match i % 6 {
+                0 => format!("dag/export?arg={big}"),
+                1 | 2 => format!("get?arg={tree}"),
+                3 | 4 => format!("ls?stream=true&arg={listed}"),
+                _ => format!("cat?arg={big}"),
+            };
+            format!("POST /api/v0/{command} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         });
-        let stalled = send_heads(api.addr, heads).await;
+        let mut stalled = send_heads(api.addr, heads).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         served_at_once(api.post(&format!("cat?arg={small}")), "clients that stopped reading").await;
+        // A stalled tar and a stalled listing, read on, come out whole and in order.
+        let tar = read_answer(&mut stalled[1]).await;
+        let mut want = Vec::new();
+        api.node
+            .get_tar(
+                &cairn_node::IpfsPath { root: tree, rest: String::new() },
+                &tree.to_string(),
+                &mut want,
+                &mut |_| {},
+            )
+            .unwrap();
+        assert!(tar == want, "the tar read on after stalling differs ({} bytes, {} wanted)", tar.len(), want.len());
+        let lines = read_answer(&mut stalled[3]).await;
+        let names: Vec<String> = String::from_utf8(lines.to_vec())
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["Objects"][0]["Links"][0]["Name"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        let mut want = Vec::new();
+        api.node
+            .ls_each(&cairn_node::IpfsPath { root: listed, rest: String::new() }, &mut |item, _| {
+                want.push(item.name);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(want.len(), 20_000);
+        assert!(names == want, "the listing read on after stalling differs ({} entries)", names.len());
         drop(stalled);
         api.net.shutdown().await;
     });

@@ -129,16 +129,45 @@ pub async fn online(node: &Arc<Node>, timeout: Duration) -> cairn_node::net::Net
 }
 
 /// Sends each request head (request line and headers, the blank line included) on its own
-/// connection and keeps the connections, answers unread.
+/// connection and keeps the connections, answers unread. The connections' receive buffers
+/// are small, so that the answers stall a few hundred KiB in rather than after the MiB
+/// that the kernel would take in otherwise.
 pub async fn send_heads(addr: SocketAddr, heads: impl IntoIterator<Item = String>) -> Vec<tokio::net::TcpStream> {
     use tokio::io::AsyncWriteExt;
     let mut open = Vec::new();
     for head in heads {
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut s = socket.connect(addr).await.unwrap();
         s.write_all(head.as_bytes()).await.unwrap();
         open.push(s);
     }
     open
+}
+
+/// Reads the rest of an HTTP/1.1 answer on `s` (the server closing the connection after
+/// it) and returns its body, de-chunked when it came in chunks.
+pub async fn read_answer(s: &mut tokio::net::TcpStream) -> Bytes {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut all)).await.expect("answer timed out").unwrap();
+    let end = all.windows(4).position(|w| w == b"\r\n\r\n").expect("a head") + 4;
+    let head = String::from_utf8_lossy(&all[..end]).to_ascii_lowercase();
+    let mut rest = &all[end..];
+    if !head.contains("transfer-encoding: chunked") {
+        return Bytes::copy_from_slice(rest);
+    }
+    let mut body = Vec::new();
+    loop {
+        let line = rest.windows(2).position(|w| w == b"\r\n").expect("a chunk size");
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..line]).unwrap().trim(), 16).unwrap();
+        rest = &rest[line + 2..];
+        if size == 0 {
+            return body.into();
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
 }
 
 /// Asserts that `read` answers "served at once" within 2 s, while other requests (`behind`)
