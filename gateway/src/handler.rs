@@ -162,8 +162,9 @@ impl Handler {
         }
         let content = match &host {
             Host::Subdomain { label, .. } => match subdomain::parse_label(label) {
-                Ok((root, root_text)) => path::decode_segments(raw_path)
-                    .map(|(segments, trailing_slash)| ContentPath { root_text, root, segments, trailing_slash }),
+                Ok((root, root_text)) => path::decode_segments(raw_path).and_then(|(segments, trailing_slash)| {
+                    ContentPath { root_text, root, segments, trailing_slash }.within_limit()
+                }),
                 Err(e) => Err(e),
             },
             Host::Plain | Host::SubdomainParent { .. } => {

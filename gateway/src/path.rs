@@ -39,6 +39,18 @@ pub struct ContentPath {
 }
 
 impl ContentPath {
+    /// Refuses (414) a path whose URL path built back, as `X-Ipfs-Path` and redirect
+    /// locations carry it (each name percent-encoded, a `/` at the end), would be longer
+    /// than [`MAX_PATH_BYTES`]: names sent unencoded (raw UTF-8, `"`, `{`) grow up to
+    /// threefold when encoded, and a redirect that the gateway would refuse to follow is
+    /// no answer.
+    pub fn within_limit(self) -> Result<Self, PathError> {
+        match self.to_url_path(true).len() > MAX_PATH_BYTES {
+            true => Err(PathError::TooLong),
+            false => Ok(self),
+        }
+    }
+
     /// `/ipfs/{root}/{segments...}` with each segment percent-encoded, and a `/` at the end
     /// when `slash`.
     pub fn to_url_path(&self, slash: bool) -> String {
@@ -161,7 +173,7 @@ pub fn parse_ipfs_path_with(
     let root = parse_root(root_text)?;
     let (segments, trailing_slash) = decode_segments(rest)?;
     let trailing_slash = trailing_slash || (rest.is_empty() && raw.ends_with('/'));
-    Ok(ContentPath { root_text: root_text.to_owned(), root, segments, trailing_slash })
+    ContentPath { root_text: root_text.to_owned(), root, segments, trailing_slash }.within_limit()
 }
 
 #[cfg(test)]
@@ -181,6 +193,21 @@ mod tests {
         assert!(parse_ipfs_path(&format!("{CID}/")).unwrap().trailing_slash);
         // Empty segments (`//`) are dropped.
         assert_eq!(parse_ipfs_path(&format!("{CID}//a//b")).unwrap().segments, vec!["a", "b"]);
+    }
+
+    /// Found by the `gateway_path` fuzz target: a path of unencoded UTF-8 names under the
+    /// limit grew past it when encoded for a redirect, which then got 414.
+    #[test]
+    fn a_path_is_refused_when_its_encoded_form_is_past_the_limit() {
+        let fits = |n: usize| format!("{CID}/{}", "ü".repeat(n));
+        // Each `ü` is 2 bytes as sent and 6 encoded (`%C3%BC`).
+        let most = (MAX_PATH_BYTES - "/ipfs/".len() - CID.len() - 2) / 6;
+        let p = parse_ipfs_path(&fits(most)).unwrap();
+        let built = p.to_url_path(true);
+        assert!(built.len() <= MAX_PATH_BYTES);
+        assert_eq!(parse_ipfs_path(built.strip_prefix("/ipfs/").unwrap()).unwrap().segments, p.segments);
+        assert!(fits(most + 1).len() < MAX_PATH_BYTES / 2);
+        assert_eq!(parse_ipfs_path(&fits(most + 1)), Err(PathError::TooLong));
     }
 
     #[test]

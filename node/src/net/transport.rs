@@ -133,7 +133,176 @@ fn build_plain(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::task::Poll;
+    use std::time::Duration;
+
+    use futures::{AsyncWriteExt, StreamExt};
+    use libp2p::core::muxing::{StreamMuxerBox, StreamMuxerExt, SubstreamBox};
+    use libp2p::core::transport::{DialOpts, ListenerId, PortUse, TransportEvent};
+    use libp2p::core::Endpoint;
+
     use super::*;
+
+    /// Every await in these tests is bounded: a muxer that stops being driven must fail the
+    /// test, not hang it.
+    async fn within<T>(secs: u64, what: &str, f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(secs), f).await.unwrap_or_else(|_| panic!("{what}: timed out"))
+    }
+
+    /// A connection on loopback between a listener built as Cairn builds its transports and
+    /// a dialer with yamux configured as `dialer` (a peer that does not keep Cairn's limits).
+    /// Returns Cairn's muxer and the dialer's.
+    async fn connected(dialer: yamux::Config) -> (StreamMuxerBox, StreamMuxerBox) {
+        let mut cairn = build_plain(&Keypair::generate_ed25519(), None, false).unwrap();
+        cairn.listen_on(ListenerId::next(), "/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+        let addr = within(5, "listening", async {
+            loop {
+                if let Some(TransportEvent::NewAddress { listen_addr, .. }) = cairn.next().await {
+                    return listen_addr;
+                }
+            }
+        })
+        .await;
+        let key = Keypair::generate_ed25519();
+        // Not lazy: the dialer's upgrade waits for the listener's, so both end here.
+        let mut peer = tcp::tokio::Transport::new(tcp::Config::default())
+            .upgrade(Version::V1)
+            .authenticate(noise::Config::new(&key).unwrap())
+            .multiplex(dialer)
+            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+            .boxed();
+        let dial = peer.dial(addr, DialOpts { role: Endpoint::Dialer, port_use: PortUse::New }).unwrap();
+        let accept = async {
+            loop {
+                if let Some(TransportEvent::Incoming { upgrade, .. }) = cairn.next().await {
+                    return upgrade.await;
+                }
+            }
+        };
+        let (accepted, dialed) = within(10, "connecting", futures::future::join(accept, dial)).await;
+        (accepted.unwrap().1, dialed.unwrap().1)
+    }
+
+    /// Drives `muxer` (as the swarm does), handing each stream the peer opens to `each`, until
+    /// the connection fails; returns how many streams it accepted and why it ended.
+    async fn serve(muxer: &mut StreamMuxerBox, mut each: impl FnMut(SubstreamBox)) -> (usize, String) {
+        let mut accepted = 0;
+        loop {
+            let next = futures::future::poll_fn(|cx| {
+                if let Poll::Ready(Err(e)) = muxer.poll_unpin(cx) {
+                    return Poll::Ready(Err(e));
+                }
+                muxer.poll_inbound_unpin(cx)
+            });
+            match next.await {
+                Ok(stream) => {
+                    accepted += 1;
+                    each(stream);
+                }
+                Err(e) => return (accepted, e.to_string()),
+            }
+        }
+    }
+
+    /// A peer that opens more than [`MAX_STREAMS`] streams on one connection loses the
+    /// connection, having had no more than that open; a stream that Cairn does not read
+    /// takes at most its 256 KiB window from the peer. Over a real TCP, Noise and yamux
+    /// connection, against a peer whose own yamux allows 1,000 streams.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_is_held_to_the_stream_bounds() {
+        let mut lax = yamux::Config::default();
+        lax.set_max_num_streams(1000);
+
+        // Streams past the bound.
+        let (mut cairn, peer) = connected(lax.clone()).await;
+        let peer = Arc::new(Mutex::new(peer));
+        let opener = {
+            let peer = peer.clone();
+            tokio::spawn(async move {
+                let mut opened = Vec::new();
+                for _ in 0..MAX_STREAMS + 44 {
+                    let open = futures::future::poll_fn(|cx| {
+                        let mut p = peer.lock().unwrap();
+                        let _ = p.poll_unpin(cx);
+                        p.poll_outbound_unpin(cx)
+                    });
+                    let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(5), open).await else { break };
+                    // The stream is opened on the wire with its first frame.
+                    if tokio::time::timeout(Duration::from_secs(5), s.write_all(b"x")).await.is_err() {
+                        break;
+                    }
+                    opened.push(s);
+                }
+                // Keep the connection driven until it ends.
+                let ended = futures::future::poll_fn(|cx| {
+                    let mut p = peer.lock().unwrap();
+                    match (p.poll_unpin(cx), p.poll_inbound_unpin(cx)) {
+                        (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => Poll::Ready(e.to_string()),
+                        _ => Poll::Pending,
+                    }
+                });
+                (opened.len(), tokio::time::timeout(Duration::from_secs(10), ended).await)
+            })
+        };
+        // Each stream accepted is answered (which acknowledges it: a peer may have only 256
+        // streams unacknowledged) and kept open.
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let keep = |mut s: SubstreamBox| {
+            let held = held.clone();
+            tokio::spawn(async move {
+                let _ = s.write_all(b"y").await;
+                held.lock().unwrap().push(s);
+            });
+        };
+        let (accepted, why) = within(20, "the connection ending", serve(&mut cairn, keep)).await;
+        assert_eq!(accepted, MAX_STREAMS, "streams accepted before the connection ended ({why})");
+        let (opened, peer_saw) = within(20, "the peer", opener).await.unwrap();
+        assert!(opened > MAX_STREAMS, "the peer opened {opened}");
+        assert!(peer_saw.is_ok(), "the peer's connection did not end");
+
+        // A stream nobody reads.
+        let (mut cairn, mut peer) = connected(lax).await;
+        let mut unread = Vec::new();
+        let server = tokio::spawn(async move {
+            let _ = serve(&mut cairn, |s| unread.push(s)).await;
+        });
+        let mut s = within(
+            5,
+            "opening",
+            futures::future::poll_fn(|cx| {
+                let _ = peer.poll_unpin(cx);
+                peer.poll_outbound_unpin(cx)
+            }),
+        )
+        .await
+        .unwrap();
+        let chunk = vec![7u8; 16 << 10];
+        let mut sent = 0usize;
+        loop {
+            let write = async {
+                s.write_all(&chunk).await?;
+                s.flush().await
+            };
+            let drive = futures::future::poll_fn(|cx| {
+                let _ = peer.poll_unpin(cx);
+                let _ = peer.poll_inbound_unpin(cx);
+                Poll::<()>::Pending
+            });
+            let r = tokio::time::timeout(
+                Duration::from_millis(500),
+                futures::future::select(Box::pin(write), Box::pin(drive)),
+            );
+            match r.await {
+                Ok(futures::future::Either::Left((Ok(()), _))) => sent += chunk.len(),
+                Ok(futures::future::Either::Left((Err(e), _))) => panic!("writing: {e}"),
+                _ => break,
+            }
+            assert!(sent <= 4 << 20, "{sent} bytes went into a stream nobody reads");
+        }
+        assert!(sent >= 128 << 10 && sent <= (256 << 10) + chunk.len(), "{sent} bytes went into a stream nobody reads");
+        server.abort();
+    }
 
     #[tokio::test]
     async fn a_new_connection_keeps_few_unsent_bytes() {
