@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use cairn_gateway::GatewayConfig;
-use cairn_node::config::{tcp_multiaddr, tcp_socket_addr};
+use cairn_node::config::tcp_multiaddr;
 use cairn_node::follow::Follower;
 use cairn_node::net::reprovide::Reprovider;
 use cairn_node::net::{self, NetConfig, NetFetcher, NodeStore};
@@ -72,31 +72,27 @@ async fn stop_signal() {
 pub fn run(ctx: &Ctx, args: DaemonArgs) -> anyhow::Result<()> {
     let node = Arc::new(ctx.open()?);
     let config = node.repo().config().clone();
-    let gateway_addr = tcp_socket_addr(&config.addresses.gateway).context("Addresses.Gateway")?;
+    // Every value typed and checked before anything starts.
+    let settings = cairn_node::settings::Settings::from_config(&config)?;
+    let gateway_addr = settings.gateway;
     let gateway_file = node.repo().path().join("gateway");
-    let api_addr = tcp_socket_addr(&config.addresses.api).context("Addresses.API")?;
+    let api_addr = settings.api;
     if !api_addr.ip().is_loopback() && config.api.authorizations.is_empty() {
         anyhow::bail!(
             "Addresses.API {} is not a loopback address: set API.Authorizations first, or anyone who can reach it controls the node",
             config.addresses.api
         );
     }
-    config.api_max_upload_bytes()?;
-    let auto_gc_settings = config.auto_gc()?;
+    let auto_gc_settings = (settings.gc_period, settings.gc_at());
     let api_file = node.repo().path().join("api");
     let pinning_file = node.repo().path().join("pinning-service");
-    let pinning_addr = if config.pinning_service.tokens.is_empty() {
-        None
-    } else {
-        Some(tcp_socket_addr(&config.addresses.pinning_service).context("Addresses.PinningService")?)
-    };
+    let pinning_addr = (!config.pinning_service.tokens.is_empty()).then_some(settings.pinning_service);
     let pin_service = PinService::open(node.clone(), Settings::from_config(&config)?)?;
-    let scrub_interval = config.scrub_interval()?;
-    let follow_quota = config.follow_quota()?;
-    let announce_interval =
-        cairn_node::config::parse_duration("Manifest.AnnounceInterval", &config.manifest.announce_interval)?;
+    let scrub_interval = settings.scrub_interval;
+    let follow_quota = settings.follow_quota;
+    let announce_interval = settings.announce_interval;
     let net_config = NetConfig::from_repo(node.repo())?;
-    let fetch_timeout = config.retrieval_timeout()?;
+    let fetch_timeout = settings.retrieval_timeout;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
         let keypair = node.repo().keypair().clone();
@@ -153,8 +149,8 @@ pub fn run(ctx: &Ctx, args: DaemonArgs) -> anyhow::Result<()> {
         let api_bound = api_listener.local_addr()?;
         let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<()>(1);
         let gateway_config = GatewayConfig {
-            max_concurrent_requests: usize::try_from(config.gateway.max_concurrent_requests).unwrap_or(usize::MAX),
-            max_request_duration: config.max_request_duration()?,
+            max_concurrent_requests: usize::try_from(settings.max_concurrent_requests).unwrap_or(usize::MAX),
+            max_request_duration: settings.max_request_duration,
             ..GatewayConfig::default()
         };
         let api = cairn_gateway::api::Api::new(node.clone(), Some(network.clone()), stop_tx)

@@ -1,11 +1,12 @@
 //! The repo's JSON config, with Kubo's key names where Kubo has them.
 //!
-//! Over 700 lines until issue 28 turns it into typed settings validated once, one file per
-//! section.
+//! Over 700 lines: one serde struct per section of the file, each with its defaults; the
+//! values are typed and checked in `settings.rs`.
 //!
-//! The file is read into a [`Config`] for typed access, and edited as JSON by dotted key
-//! (`Addresses.API`) for `cairn config`, so that unknown keys survive a round trip. Every
-//! edit is checked by parsing the result back into a [`Config`] before it is written.
+//! The file is read into a [`Config`], and edited as JSON by dotted key (`Addresses.API`)
+//! for `cairn config`, so that unknown keys survive a round trip. Every edit is checked by
+//! parsing the result back into a [`Config`] and typing every value
+//! ([`crate::settings::Settings::from_config`]) before it is written.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -579,20 +580,6 @@ impl Config {
         optional_size("Datastore.StorageMax", &self.datastore.storage_max)
     }
 
-    /// With `--enable-gc`: how often to check (`Datastore.GCPeriod`) and the block bytes past
-    /// which to collect (`StorageGCWatermark` percent of `StorageMax`; with no `StorageMax`,
-    /// every period).
-    pub fn auto_gc(&self) -> Result<(std::time::Duration, u64), ConfigError> {
-        let period = parse_duration("Datastore.GCPeriod", &self.datastore.gc_period)?
-            .ok_or_else(|| ConfigError::Invalid("Datastore.GCPeriod must be more than 0".into()))?;
-        let pct = self.datastore.storage_gc_watermark;
-        if !(1..=100).contains(&pct) {
-            return Err(ConfigError::Invalid(format!("Datastore.StorageGCWatermark {pct} is not a percentage 1-100")));
-        }
-        let at = self.storage_max()?.map_or(0, |max| (u128::from(max) * u128::from(pct) / 100) as u64);
-        Ok((period, at))
-    }
-
     /// `API.MaxUploadBytes` in bytes.
     pub fn api_max_upload_bytes(&self) -> Result<u64, ConfigError> {
         let v = self.api.max_upload_bytes.trim();
@@ -676,13 +663,8 @@ impl Config {
         }
         cur.as_object_mut().ok_or_else(|| ConfigError::BadKey(key.to_owned()))?.insert(last.to_string(), value);
         let config: Config = serde_json::from_value(root).map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?;
-        config.api_max_upload_bytes()?;
-        config.max_request_duration()?;
-        config.storage_max()?;
-        config.auto_gc()?;
-        if config.gateway.max_concurrent_requests == 0 {
-            return Err(ConfigError::Invalid("Gateway.MaxConcurrentRequests must be more than 0".into()));
-        }
+        // Every typed value is checked, as the daemon will read it.
+        crate::settings::Settings::from_config(&config)?;
         Ok(config)
     }
 }

@@ -33,6 +33,7 @@ pub mod pinning;
 pub mod read;
 pub mod repo;
 pub mod scrub;
+pub mod settings;
 pub mod store;
 pub mod upload;
 

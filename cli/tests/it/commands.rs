@@ -171,6 +171,12 @@ fn init_and_config_get_set() {
     env.fail(&["config", "--json", "Discovery.MDNS.Enabled", "\"yes\""]);
     env.fail(&["config", "--json", "Bootstrap", "[oops"]);
     env.fail(&["config", "--bool", "Discovery.MDNS.Enabled", "maybe"]);
+    // A value of the right JSON type that does not parse as its setting is refused when it
+    // is set, not when the daemon reads it: the key, the value and what is expected.
+    let err = env.fail(&["config", "Scrub.Interval", "banana"]);
+    assert!(err.contains("Scrub.Interval \"banana\" is not a duration"), "{err}");
+    let err = env.fail(&["config", "Routing.Type", "fast"]);
+    assert!(err.contains("Routing.Type \"fast\" is not one of"), "{err}");
     assert_eq!(env.ok(&["config", "show"]), before);
 
     // `config show` is the whole config as JSON, with the edits in it.

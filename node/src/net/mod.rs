@@ -147,35 +147,17 @@ impl NetConfig {
     /// the repo's `swarm.key`.
     pub fn from_repo(repo: &crate::repo::Repo) -> Result<NetConfig, NetError> {
         let cfg = repo.config();
-        let parse = |s: &String, what: &str| {
-            s.parse::<Multiaddr>().map_err(|e| NetError::Config(format!("{what}: {s:?} is not a multiaddr: {e}")))
-        };
-        let listen = cfg.addresses.swarm.iter().map(|s| parse(s, "Addresses.Swarm")).collect::<Result<_, _>>()?;
-        let mut net = NetConfig::new(listen);
-        net.bootstrap = cfg.bootstrap.iter().map(|s| parse(s, "Bootstrap")).collect::<Result<_, _>>()?;
-        net.announce =
-            cfg.addresses.announce.iter().map(|s| parse(s, "Addresses.Announce")).collect::<Result<_, _>>()?;
-        net.append_announce = cfg
-            .addresses
-            .append_announce
-            .iter()
-            .map(|s| parse(s, "Addresses.AppendAnnounce"))
-            .collect::<Result<_, _>>()?;
+        let typed = crate::settings::Settings::from_config(cfg).map_err(|e| NetError::Config(e.to_string()))?;
+        let mut net = NetConfig::new(typed.swarm);
+        net.bootstrap = typed.bootstrap;
+        net.announce = typed.announce;
+        net.append_announce = typed.append_announce;
         net.max_connections = cfg.swarm.conn_mgr.high_water.max(1);
         net.max_connections_per_ip = cfg.swarm.conn_mgr.max_per_ip.max(1);
-        net.dht = cfg.routing.kind.parse().map_err(NetError::Config)?;
-        let rate = |s: &str, what: &str| -> Result<Option<u64>, NetError> {
-            if s.trim().is_empty() {
-                return Ok(None);
-            }
-            match crate::config::parse_size(s) {
-                Some(n) if n > 0 => Ok(Some(n)),
-                _ => Err(NetError::Config(format!("{what}: {s:?} is not a size per second like 2MB"))),
-            }
-        };
-        net.upload_limit = rate(&cfg.swarm.rate_limit.upload, "Swarm.RateLimit.Upload")?;
-        net.download_limit = rate(&cfg.swarm.rate_limit.download, "Swarm.RateLimit.Download")?;
-        net.upload_budget = rate(&cfg.swarm.rate_limit.upload_budget, "Swarm.RateLimit.UploadBudget")?;
+        net.dht = typed.routing;
+        net.upload_limit = typed.upload_limit;
+        net.download_limit = typed.download_limit;
+        net.upload_budget = typed.upload_budget;
         net.serve = cfg.bitswap.server_enabled;
         net.mdns = cfg.discovery.mdns.enabled;
         net.upnp = !cfg.swarm.disable_nat_port_map;
@@ -184,10 +166,8 @@ impl NetConfig {
             net.origin = Some(origin::OriginConfig {
                 gateways: cfg.origins.gateways.clone(),
                 fast_start: cfg.origins.fast_start,
-                stall: crate::config::parse_duration("Origins.StallTimeout", &cfg.origins.stall_timeout)
-                    .map_err(|e| NetError::Config(e.to_string()))?
-                    .unwrap_or(Duration::ZERO),
-                format: cfg.origins.format.parse().map_err(NetError::Config)?,
+                stall: typed.origin_stall,
+                format: typed.origin_format,
             });
         }
         Ok(net)
