@@ -29,7 +29,7 @@ use cairn_gateway::GatewayConfig;
 use cairn_node::config::tcp_multiaddr;
 use cairn_node::follow::Follower;
 use cairn_node::net::reprovide::Reprovider;
-use cairn_node::net::{self, NetConfig, NetFetcher, NodeStore};
+use cairn_node::net::NetConfig;
 use cairn_node::pinning::{PinService, Settings};
 use cairn_node::scrub::Scrubber;
 use clap::Args;
@@ -95,9 +95,7 @@ pub fn run(ctx: &Ctx, args: DaemonArgs) -> anyhow::Result<()> {
     let fetch_timeout = settings.retrieval_timeout;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
-        let keypair = node.repo().keypair().clone();
-        let (network, net_task) = net::spawn(keypair, Arc::new(NodeStore(node.clone())), net_config).await?;
-        node.attach_fetcher(Arc::new(NetFetcher::new(network.clone(), fetch_timeout)));
+        let (network, net_task) = cairn_node::online::start_reading(&node, net_config, fetch_timeout).await?;
         let reprovider = tokio::spawn(Reprovider::from_repo(node.clone(), network.clone())?.run());
         let collector = args.enable_gc.then(|| {
             let (period, at) = auto_gc_settings;

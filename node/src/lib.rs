@@ -29,6 +29,7 @@ pub mod follow;
 pub mod manifest;
 pub mod net;
 pub mod node;
+pub mod online;
 pub mod pinning;
 pub mod read;
 pub mod repo;

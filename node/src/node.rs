@@ -424,6 +424,11 @@ impl Node {
         self.fetcher.set(fetcher).is_ok()
     }
 
+    /// Whether reads fetch through a fetcher ([`Node::attach_fetcher`]).
+    pub fn has_fetcher(&self) -> bool {
+        self.fetcher.get().is_some()
+    }
+
     /// Brings `cid`'s block into the store from the fetcher, if the store lacks it, waiting
     /// without holding a thread: the gateway calls this before its blocking read, so that
     /// requests for blocks nobody has wait on the runtime rather than on the blocking pool

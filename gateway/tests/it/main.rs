@@ -119,13 +119,8 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
 /// Starts `node`'s network on loopback and lets its reads fetch through it, waiting up to
 /// `timeout` a block.
 pub async fn online(node: &Arc<Node>, timeout: Duration) -> cairn_node::net::Network {
-    use cairn_node::net::{NetConfig, NetFetcher, NodeStore};
-
-    let cfg = NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
-    let store: cairn_node::net::SharedStore = Arc::new(NodeStore(node.clone()));
-    let (net, _task) = cairn_node::net::spawn(node.repo().keypair().clone(), store, cfg).await.unwrap();
-    node.attach_fetcher(Arc::new(NetFetcher::new(net.clone(), timeout)));
-    net
+    let cfg = cairn_node::net::NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
+    cairn_node::online::start_reading(node, cfg, timeout).await.unwrap().0
 }
 
 /// Sends each request head (request line and headers, the blank line included) on its own

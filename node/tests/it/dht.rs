@@ -8,13 +8,13 @@ use cairn_merkle::exporter;
 use cairn_node::add::AddOptions;
 use cairn_node::config::Profile;
 use cairn_node::net::reprovide::Reprovider;
-use cairn_node::net::{self, NetConfig, NetFetcher, Network, NodeStore};
+use cairn_node::net::{NetConfig, NetFetcher, Network};
 use cairn_node::store::BlockStore;
 use cairn_node::Node;
 
 async fn start(node: &Arc<Node>) -> Network {
     let cfg = NetConfig::from_repo(node.repo()).unwrap();
-    net::spawn(node.repo().keypair().clone(), Arc::new(NodeStore(node.clone())), cfg).await.unwrap().0
+    cairn_node::online::start(node, cfg).await.unwrap().0
 }
 
 /// Waits until `net`'s LAN routing table holds at least `n` peers.

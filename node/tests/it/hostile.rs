@@ -15,7 +15,7 @@ use cairn_merkle::exporter;
 use cairn_node::add::AddOptions;
 use cairn_node::config::Profile;
 use cairn_node::net::bitswap::{self, Message, Version, Want, WantType};
-use cairn_node::net::{self, NetConfig, NetFetcher, Network, NodeStore};
+use cairn_node::net::{self, NetConfig, Network};
 use cairn_node::Node;
 use futures::{AsyncWriteExt as _, StreamExt as _};
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
@@ -23,7 +23,12 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol};
 const BITSWAP: StreamProtocol = StreamProtocol::new("/ipfs/bitswap/1.2.0");
 
 async fn start(node: &Arc<Node>, cfg: NetConfig) -> Network {
-    net::spawn(node.repo().keypair().clone(), Arc::new(NodeStore(node.clone())), cfg).await.unwrap().0
+    cairn_node::online::start(node, cfg).await.unwrap().0
+}
+
+/// Starts `node`'s network on loopback, its reads fetching through it.
+async fn reading(node: &Arc<Node>) -> Network {
+    cairn_node::online::start_reading(node, listen(), Duration::from_secs(30)).await.unwrap().0
 }
 
 fn listen() -> NetConfig {
@@ -194,9 +199,7 @@ impl Scene {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let seed = Arc::new(Node::init(&dir.path().join("seed"), Profile::Test).unwrap());
         let honest = Arc::new(Node::init(&dir.path().join("honest"), Profile::Test).unwrap());
-        let (seed_net, honest_net) =
-            rt.block_on(async { (start(&seed, seed_cfg).await, start(&honest, listen()).await) });
-        honest.attach_fetcher(Arc::new(NetFetcher::new(honest_net.clone(), Duration::from_secs(30))));
+        let (seed_net, honest_net) = rt.block_on(async { (start(&seed, seed_cfg).await, reading(&honest).await) });
         Scene { _dir: dir, rt, seed, seed_net, honest, honest_net }
     }
 
@@ -391,8 +394,7 @@ fn a_storm_of_half_open_connections_passes() {
     s.honest_read(46, 1 << 20);
     drop(storm);
     let late = Arc::new(Node::init(&s._dir.path().join("late"), Profile::Test).unwrap());
-    let late_net = s.rt.block_on(start(&late, listen()));
-    late.attach_fetcher(Arc::new(NetFetcher::new(late_net.clone(), Duration::from_secs(30))));
+    let late_net = s.rt.block_on(reading(&late));
     let data = crate::noise(47, 300_000);
     let root = s.seed.add_reader(&data[..], &AddOptions::default(), true).unwrap().cid;
     s.rt.block_on(late_net.connect(s.addr())).unwrap();

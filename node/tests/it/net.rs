@@ -14,9 +14,7 @@ fn listen() -> NetConfig {
 }
 
 async fn start(node: &Arc<Node>) -> net::Network {
-    let key = node.repo().keypair().clone();
-    let (net, _task) = net::spawn(key, Arc::new(NodeStore(node.clone())), listen()).await.unwrap();
-    net
+    cairn_node::online::start(node, listen()).await.unwrap().0
 }
 
 /// Connects `from` to `to` and waits until `from` has `to` in its hints-topic mesh, then a
@@ -68,7 +66,7 @@ fn move_file(listen: &str) {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cfg = || NetConfig::new(vec![listen.parse().unwrap()]);
-    let spawn = |n: &Arc<Node>| net::spawn(n.repo().keypair().clone(), Arc::new(NodeStore(n.clone())), cfg());
+    let spawn = |n: &Arc<Node>| cairn_node::online::start(n, cfg());
     let (net_a, net_b) = rt.block_on(async { (spawn(&seed).await.unwrap().0, spawn(&leech).await.unwrap().0) });
     let addr = net_a.listen_addrs()[0].clone();
     assert_eq!(addr.to_string().contains("/quic-v1"), listen.contains("/quic-v1"), "listening on {addr}");
@@ -102,8 +100,7 @@ fn the_connection_limit_holds() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mk = |name: &str| Arc::new(Node::init(&dir.path().join(name), cairn_node::config::Profile::Test).unwrap());
     let (hub, a, b, c) = (mk("hub"), mk("a"), mk("b"), mk("c"));
-    let spawn =
-        |n: &Arc<Node>, cfg: NetConfig| net::spawn(n.repo().keypair().clone(), Arc::new(NodeStore(n.clone())), cfg);
+    let spawn = |n: &Arc<Node>, cfg: NetConfig| cairn_node::online::start(n, cfg);
     let (net_hub, net_a, net_b, net_c) = rt.block_on(async {
         let hub_cfg = NetConfig { max_connections: 2, dht: net::dht::DhtMode::Off, ..listen() };
         (
@@ -239,8 +236,7 @@ fn a_private_swarm_admits_only_its_members() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mk = |name: &str, cfg: NetConfig| {
         let node = Arc::new(Node::init(&dir.path().join(name), cairn_node::config::Profile::Test).unwrap());
-        let key = node.repo().keypair().clone();
-        rt.block_on(net::spawn(key, Arc::new(NodeStore(node)), cfg)).unwrap().0
+        rt.block_on(cairn_node::online::start(&node, cfg)).unwrap().0
     };
     let a = mk("a", private([7; 32]));
     let b = mk("b", private([7; 32]));
@@ -363,7 +359,7 @@ fn a_hint_leads_a_fetch_to_its_provider() {
     // B runs no DHT, which would find A too (A answers lookups for what it holds).
     let no_dht = || NetConfig { dht: net::dht::DhtMode::Off, ..listen() };
     let (na, nb, nc) = rt.block_on(async {
-        let b_net = net::spawn(b.repo().keypair().clone(), Arc::new(NodeStore(b.clone())), no_dht()).await.unwrap().0;
+        let b_net = cairn_node::online::start(&b, no_dht()).await.unwrap().0;
         (start(&a).await, b_net, start(&c).await)
     });
     rt.block_on(async {
@@ -447,8 +443,7 @@ fn capped_read(upload: Option<u64>, download: Option<u64>) -> Duration {
     let data = crate::noise(51, 4 << 20);
     let root = seed.add_reader(&data[..], &AddOptions::default(), true).unwrap().cid;
     let (na, nb) = rt.block_on(async {
-        let spawn =
-            |n: &Arc<Node>, cfg: NetConfig| net::spawn(n.repo().keypair().clone(), Arc::new(NodeStore(n.clone())), cfg);
+        let spawn = |n: &Arc<Node>, cfg: NetConfig| cairn_node::online::start(n, cfg);
         let na = spawn(&seed, NetConfig { upload_limit: upload, ..listen() }).await.unwrap().0;
         let nb = spawn(&leech, NetConfig { download_limit: download, ..listen() }).await.unwrap().0;
         nb.connect(na.listen_addrs()[0].clone()).await.unwrap();

@@ -30,7 +30,7 @@ use cairn_node::config::Profile;
 use cairn_node::merkle::chunker::ChunkerSpec;
 use cairn_node::merkle::importer::ImportOptions;
 use cairn_node::net::reprovide::Reprovider;
-use cairn_node::net::{self, NetConfig, Network, NodeStore};
+use cairn_node::net::{NetConfig, Network};
 use cairn_node::Node;
 use clap::Parser;
 
@@ -50,7 +50,7 @@ struct Args {
 
 async fn start(node: &Arc<Node>) -> Result<Network> {
     let cfg = NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse()?]);
-    Ok(net::spawn(node.repo().keypair().clone(), Arc::new(NodeStore(node.clone())), cfg).await?.0)
+    Ok(cairn_node::online::start(node, cfg).await?.0)
 }
 
 fn main() -> Result<()> {

@@ -22,7 +22,7 @@ use cairn_node::add::AddOptions;
 use cairn_node::config::Profile;
 use cairn_node::net::dht::DhtMode;
 use cairn_node::net::reprovide::Reprovider;
-use cairn_node::net::{self, NetConfig, NetFetcher, Network, NodeStore};
+use cairn_node::net::{self, NetConfig, Network};
 use cairn_node::store::BlockStore;
 use cairn_node::Node;
 use cairn_testnet::data::write_random;
@@ -56,9 +56,7 @@ fn cairn_configured(
     node.repo_mut().set_config(cfg).unwrap();
     let node = Arc::new(node);
     let cfg = NetConfig { dht, ..NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]) };
-    let (network, _task) =
-        rt.block_on(net::spawn(node.repo().keypair().clone(), Arc::new(NodeStore(node.clone())), cfg)).unwrap();
-    node.attach_fetcher(Arc::new(NetFetcher::new(network.clone(), Duration::from_secs(30))));
+    let (network, _task) = rt.block_on(cairn_node::online::start_reading(&node, cfg, Duration::from_secs(30))).unwrap();
     (node, network)
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_node::config::Profile;
-use cairn_node::net::{self, Multiaddr, NetConfig, Network, NodeStore, PeerId, PortMapping, Protocol};
+use cairn_node::net::{Multiaddr, NetConfig, Network, PeerId, PortMapping, Protocol};
 use cairn_node::Node;
 use cairn_testnet::netns;
 
@@ -25,9 +25,7 @@ fn spawn(
     let node = Arc::new(Node::init(dir, Profile::Test).unwrap());
     let mut cfg = NetConfig::new(vec![listen.parse().unwrap()]);
     edit(&mut cfg);
-    let (network, _task) =
-        rt.block_on(net::spawn(node.repo().keypair().clone(), Arc::new(NodeStore(node.clone())), cfg)).unwrap();
-    network
+    rt.block_on(cairn_node::online::start(&node, cfg)).unwrap().0
 }
 
 async fn peers(net: &Network) -> Vec<PeerId> {
