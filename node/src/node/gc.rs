@@ -1,0 +1,126 @@
+//! The collector (`repo gc`, and `block rm`): what no pin reaches is removed, while adds
+//! and pins go on.
+
+use std::collections::HashSet;
+
+use cairn_merkle::Cid;
+
+use super::{Node, NodeError, GC_START_WAIT};
+use crate::store::{block_key, Pin, PinMode};
+
+/// What `repo gc` did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GcReport {
+    /// Blocks removed.
+    pub removed_blocks: u64,
+    /// Bytes of block data removed.
+    pub removed_bytes: u64,
+    /// Blocks kept because a pin reaches them.
+    pub kept_blocks: u64,
+    /// Blocks of pinned DAGs that are missing or unreadable and whose links are not known.
+    /// While there are any, nothing is removed: the blocks below them cannot be told from
+    /// garbage, and they are what a repair from peers would need.
+    pub holes: Vec<Cid>,
+}
+
+impl Node {
+    /// Deletes every block no pin reaches, beside adds, pins, imports, fetches and reads:
+    /// they wait only while the collection starts (for those already under way to finish).
+    ///
+    /// It starts by taking the GC lock for writing, which waits for every add and pin under
+    /// way, turns on the store's write protection ([`RocksStore::begin_protect`]: every block
+    /// written from then on, and every block a new pin reaches, is kept), and reads the pins.
+    /// The lock is then let go: the live blocks are marked from those pins, and the rest are
+    /// deleted in batches, each skipping what writers protected meanwhile.
+    ///
+    /// [`RocksStore::begin_protect`]: crate::store::RocksStore::begin_protect
+    ///
+    /// Adds under way are waited for up to [`GC_START_WAIT`] ([`Node::gc_within`]); adds
+    /// that start meanwhile are not held back.
+    pub fn gc(&self) -> Result<GcReport, NodeError> {
+        self.gc_within(GC_START_WAIT)
+    }
+
+    /// [`Node::gc`], giving up with [`NodeError::Busy`] when adds and pins under way keep the
+    /// repo longer than `wait`.
+    pub fn gc_within(&self, wait: std::time::Duration) -> Result<GcReport, NodeError> {
+        let store = self.repo.store();
+        let pins = {
+            let _guard = self.exclusive(wait, "repo gc")?;
+            store.begin_protect()?;
+            self.pins_store().pins()
+        };
+        let result = pins.map_err(NodeError::from).and_then(|pins| self.collect(pins));
+        store.end_protect()?;
+        result
+    }
+
+    /// The mark and sweep of [`Node::gc`], from `pins`.
+    fn collect(&self, pins: Vec<Pin>) -> Result<GcReport, NodeError> {
+        let mut live = HashSet::new();
+        let mut report = GcReport::default();
+        let damaged: std::collections::HashMap<Vec<u8>, crate::scrub::Damaged> =
+            crate::scrub::damaged(self)?.into_iter().map(|d| (block_key(&d.cid), d)).collect();
+        for pin in pins {
+            match pin.mode {
+                PinMode::Recursive => self.reachable_past_damage(&pin.cid, &damaged, &mut live, &mut report.holes)?,
+                PinMode::Direct => {
+                    live.insert(block_key(&pin.cid));
+                }
+            }
+        }
+        if !report.holes.is_empty() {
+            tracing::warn!(
+                holes = report.holes.len(),
+                "repo gc: pinned DAGs have blocks missing or unreadable; nothing removed until they are repaired or unpinned"
+            );
+            report.kept_blocks = self.store().stats()?.blocks;
+            return Ok(report);
+        }
+        let store = self.repo.store();
+        let sweep = |doomed: &mut Vec<Vec<u8>>, report: &mut GcReport| -> Result<(), NodeError> {
+            let (blocks, bytes) = store.delete_unprotected(doomed)?;
+            report.removed_blocks += blocks;
+            report.removed_bytes += bytes;
+            doomed.clear();
+            Ok(())
+        };
+        let mut doomed = Vec::with_capacity(1024);
+        for key in self.store().keys() {
+            let key = key?;
+            if live.contains(&key) {
+                report.kept_blocks += 1;
+                continue;
+            }
+            doomed.push(key);
+            if doomed.len() == 1024 {
+                sweep(&mut doomed, &mut report)?;
+            }
+        }
+        sweep(&mut doomed, &mut report)?;
+        self.store().sync()?;
+        store.compact()?;
+        Ok(report)
+    }
+
+    /// Removes blocks that no pin holds, each on its own: one result per CID, in order. A
+    /// block pinned directly or recursively, or inside a recursively pinned DAG, is refused.
+    pub fn block_rm(&self, cids: &[Cid]) -> Result<Vec<Result<(), NodeError>>, NodeError> {
+        let _guard = self.exclusive(GC_START_WAIT, "block rm")?;
+        let indirect: HashSet<Vec<u8>> = self.indirect_pins()?.iter().map(block_key).collect();
+        let mut results = Vec::with_capacity(cids.len());
+        for cid in cids {
+            results.push(if !self.pins_store().pins_of(cid)?.is_empty() {
+                Err(NodeError::Pinned(*cid))
+            } else if indirect.contains(&block_key(cid)) {
+                Err(NodeError::PinnedIndirectly(*cid))
+            } else if self.store().delete_keys(&[block_key(cid)])? == 0 {
+                Err(NodeError::NotFound(*cid))
+            } else {
+                Ok(())
+            });
+        }
+        self.store().sync()?;
+        Ok(results)
+    }
+}

@@ -1,0 +1,211 @@
+//! Pins: adding and removing them (each owner its own), listing them, and the walks of
+//! the DAGs they reach.
+
+use std::collections::HashSet;
+
+use cairn_merkle::Cid;
+
+use cairn_merkle::hash;
+
+use super::verify::READ_TRIES;
+use super::{IpfsPath, Node, NodeError};
+use crate::store::{block_key, Pin, PinMode, PinOwner};
+
+impl Node {
+    /// Kubo's `indirect` pins: every block reachable from a recursive pin that is not itself
+    /// pinned recursively, each once (by multihash), in walk order. Identity CIDs are left
+    /// out, as they are never stored.
+    pub fn indirect_pins(&self) -> Result<Vec<Cid>, NodeError> {
+        let recursive: Vec<Cid> =
+            self.pins_store().pins()?.into_iter().filter(|p| p.mode == PinMode::Recursive).map(|p| p.cid).collect();
+        let roots: HashSet<Vec<u8>> = recursive.iter().map(block_key).collect();
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for root in &recursive {
+            self.walk_dag(root, &mut seen, &mut |cid| {
+                if !roots.contains(&block_key(&cid)) {
+                    out.push(cid);
+                }
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// Every block of the DAG under `root`, the root first, each once (by multihash), in walk
+    /// order; identity CIDs are left out. Every block must be present.
+    pub fn dag_cids(&self, root: &Cid) -> Result<Vec<Cid>, NodeError> {
+        let mut out = Vec::new();
+        self.walk_dag(root, &mut HashSet::new(), &mut |cid| out.push(cid))?;
+        Ok(out)
+    }
+
+    /// The bytes of every distinct block of the DAG under `root` (all must be present).
+    pub fn dag_size(&self, root: &Cid) -> Result<u64, NodeError> {
+        let mut cids = Vec::new();
+        self.walk_dag(root, &mut HashSet::new(), &mut |cid| cids.push(cid))?;
+        let mut total = 0u64;
+        for cid in cids {
+            total += self.store().size(&cid)?.unwrap_or(0);
+        }
+        Ok(total)
+    }
+
+    /// Depth-first, in link order, over blocks not yet in `seen`.
+    fn walk_dag(&self, root: &Cid, seen: &mut HashSet<Vec<u8>>, visit: &mut dyn FnMut(Cid)) -> Result<(), NodeError> {
+        let mut stack = vec![*root];
+        while let Some(cid) = stack.pop() {
+            if cid.hash().code() == hash::IDENTITY || !seen.insert(block_key(&cid)) {
+                continue;
+            }
+            visit(cid);
+            if cid.codec() == hash::RAW {
+                continue;
+            }
+            let data = self.store().get(&cid)?.ok_or(NodeError::NotFound(cid))?;
+            let mut links = cairn_merkle::links::links(&cid, &data)
+                .map_err(|e| NodeError::BadPath(cid.to_string(), e.to_string()))?;
+            links.reverse();
+            stack.extend(links);
+        }
+        Ok(())
+    }
+
+    /// Every block reachable from `root` (root included), checking each is present.
+    /// Each block is protected from a collection under way before it is read
+    /// ([`crate::store::RocksStore::protect`]): once the walk has seen it, it stays, and a
+    /// block a collection took first is missing here, which fails the pin cleanly.
+    pub(super) fn reachable(&self, root: &Cid, into: &mut HashSet<Vec<u8>>) -> Result<(), NodeError> {
+        let mut stack = vec![*root];
+        while let Some(cid) = stack.pop() {
+            let key = block_key(&cid);
+            if cid.hash().code() == hash::IDENTITY || !into.insert(key.clone()) {
+                continue;
+            }
+            self.repo.store().protect([key])?;
+            let data = self.store().get(&cid)?.ok_or(NodeError::NotFound(cid))?;
+            let links = cairn_merkle::links::links(&cid, &data)
+                .map_err(|e| NodeError::BadPath(cid.to_string(), e.to_string()))?;
+            stack.extend(links);
+        }
+        Ok(())
+    }
+
+    /// Like [`Node::reachable`], for the collector: a block that is missing or cannot be read
+    /// or decoded does not stop the walk. A missing raw block has no links; a missing block
+    /// the scrub recorded with the links it could still read is walked through them; any
+    /// other such block is a hole, added to `holes`.
+    pub(super) fn reachable_past_damage(
+        &self,
+        root: &Cid,
+        damaged: &std::collections::HashMap<Vec<u8>, crate::scrub::Damaged>,
+        into: &mut HashSet<Vec<u8>>,
+        holes: &mut Vec<Cid>,
+    ) -> Result<(), NodeError> {
+        let mut stack = vec![*root];
+        while let Some(cid) = stack.pop() {
+            let key = block_key(&cid);
+            if cid.hash().code() == hash::IDENTITY || !into.insert(key.clone()) {
+                continue;
+            }
+            let mut read = self.store().get(&cid);
+            for attempt in 1..READ_TRIES {
+                if read.is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50 << (2 * attempt)));
+                read = self.store().get(&cid);
+            }
+            let links = match read {
+                _ if cid.codec() == hash::RAW => Some(Vec::new()),
+                Ok(Some(data)) => cairn_merkle::links::links(&cid, &data)
+                    .ok()
+                    .or_else(|| damaged.get(&key).and_then(|d| d.links.clone())),
+                Ok(None) | Err(_) => damaged.get(&key).and_then(|d| d.links.clone()),
+            };
+            match links {
+                Some(links) => stack.extend(links),
+                None => holes.push(cid),
+            }
+        }
+        Ok(())
+    }
+
+    /// The operator's recursive pin of a root just written (its blocks are all there).
+    pub(super) fn pin_root(&self, cid: Cid) -> Result<(), NodeError> {
+        Ok(self.pins_store().put_pin(&Pin { cid, mode: PinMode::Recursive, name: None, owner: PinOwner::Operator })?)
+    }
+
+    /// Pins `path`'s CID for the operator. A recursive pin needs every block of the DAG
+    /// present.
+    pub fn pin_add(&self, path: &IpfsPath, recursive: bool, name: Option<String>) -> Result<Cid, NodeError> {
+        self.pin_add_as(PinOwner::Operator, path, recursive, name)
+    }
+
+    /// Pins `path`'s CID for `owner`, beside any other owner's pin of it.
+    pub fn pin_add_as(
+        &self,
+        owner: PinOwner,
+        path: &IpfsPath,
+        recursive: bool,
+        name: Option<String>,
+    ) -> Result<Cid, NodeError> {
+        let _guard = self.shared()?;
+        let cid = self.resolve(path)?;
+        if recursive {
+            // A collection running now read the pins before this one: the walk protects the
+            // DAG from it as it goes.
+            self.reachable(&cid, &mut HashSet::new())?;
+        } else {
+            self.repo.store().protect([block_key(&cid)])?;
+            if !self.store().has(&cid)? {
+                return Err(NodeError::NotFound(cid));
+            }
+        }
+        let mode = if recursive { PinMode::Recursive } else { PinMode::Direct };
+        if let Some(existing) = self.pins_store().get_pin(&cid, &owner)? {
+            if existing.mode == PinMode::Recursive && mode == PinMode::Direct {
+                return Ok(cid);
+            }
+        }
+        self.pins_store().put_pin(&Pin { cid, mode, name, owner })?;
+        Ok(cid)
+    }
+
+    /// Removes the operator's pin of `path`'s CID. Another owner's pin of it stays, and is
+    /// named in the error when the operator has none.
+    pub fn pin_rm(&self, path: &IpfsPath) -> Result<Cid, NodeError> {
+        self.pin_rm_as(&PinOwner::Operator, path)
+    }
+
+    /// Removes `owner`'s pin of `path`'s CID, and no other.
+    pub fn pin_rm_as(&self, owner: &PinOwner, path: &IpfsPath) -> Result<Cid, NodeError> {
+        let cid = if path.rest.is_empty() { path.root } else { self.resolve(path)? };
+        if !self.pins_store().remove_pin(&cid, owner)? {
+            if let Some(other) = self.pins_store().pins_of(&cid)?.into_iter().next() {
+                return Err(NodeError::PinnedByOther(cid, other.owner.to_string()));
+            }
+            return Err(NodeError::NotPinned(cid));
+        }
+        Ok(cid)
+    }
+
+    /// The operator's pin of `cid`, if it has one.
+    pub fn pin_of(&self, cid: &Cid) -> Result<Option<Pin>, NodeError> {
+        Ok(self.pins_store().get_pin(cid, &PinOwner::Operator)?)
+    }
+
+    /// `owner`'s pin of `cid`, if it has one.
+    pub fn pin_of_owner(&self, cid: &Cid, owner: &PinOwner) -> Result<Option<Pin>, NodeError> {
+        Ok(self.pins_store().get_pin(cid, owner)?)
+    }
+
+    /// Every owner's pin of `cid`.
+    pub fn pins_of(&self, cid: &Cid) -> Result<Vec<Pin>, NodeError> {
+        Ok(self.pins_store().pins_of(cid)?)
+    }
+
+    /// Every pin.
+    pub fn pins(&self) -> Result<Vec<Pin>, NodeError> {
+        Ok(self.pins_store().pins()?)
+    }
+}
