@@ -28,15 +28,16 @@ use tokio::sync::mpsc;
 
 use crate::manifest::{check_signature, decode, Signature};
 use crate::net::session::Order;
-use crate::net::{hints, Network, NodeStore, PubsubMessage, SharedStore};
+use crate::net::{hints, Network, PubsubMessage, SharedStore};
 use crate::node::{IpfsPath, Node, NodeError};
+use crate::online::NodeStore;
 use crate::store::{PinMode, PinOwner};
 use crate::BlockStore;
 
 /// The metadata prefix of followed publishers.
 const PREFIX: &str = "follow/";
 /// The pin name prefix of mirrored manifests.
-pub const PIN_PREFIX: &str = "follow ";
+pub const PIN_PREFIX: &str = crate::node::FOLLOW_PIN_PREFIX;
 /// The most manifests one walk of a `prev` chain visits.
 const MAX_CHAIN: usize = 100_000;
 /// Blocks requested at once while a DAG is mirrored.

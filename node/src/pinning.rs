@@ -30,8 +30,9 @@ use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
 
 use crate::net::session::Order;
-use crate::net::{Network, NodeStore, SharedStore};
+use crate::net::{Network, SharedStore};
 use crate::node::{IpfsPath, Node, NodeError};
+use crate::online::NodeStore;
 use crate::store::{PinMode, PinOwner};
 
 /// The name of repo pins made for pin requests.

@@ -25,7 +25,8 @@ use cairn_merkle::Cid;
 use serde::{Deserialize, Serialize};
 
 use crate::net::Network;
-use crate::node::{Node, NodeError};
+pub use crate::node::{damaged, is_damaged, Damaged};
+use crate::node::{damaged_key, Node, NodeError};
 use crate::store::{block_key, BlockStore};
 
 /// What each block weighs in the pacing, beyond its size.
@@ -34,8 +35,6 @@ pub const BLOCK_WEIGHT: u64 = 4096;
 pub const RETRY_EVERY: Duration = Duration::from_secs(600);
 /// The metadata key of the pass in progress.
 const STATE_KEY: &[u8] = b"scrub/state";
-/// The metadata prefix of damaged blocks.
-const DAMAGED: &str = "scrub/damaged/";
 /// How often the position is saved.
 const SAVE_EVERY: Duration = Duration::from_secs(5);
 /// The longest single sleep, so that a stop is noticed quickly.
@@ -75,36 +74,8 @@ struct PassState {
     cursor: String,
 }
 
-/// A block the scrub found damaged and could not fetch again: removed (its bytes did not
-/// match its hash, read twice), or kept but unreadable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Damaged {
-    /// A CID naming it (CIDv1 raw with its multihash).
-    pub cid: Cid,
-    /// What was wrong with it.
-    pub error: String,
-    /// When it was found (Unix milliseconds).
-    pub found_ms: u64,
-    /// The links its damaged bytes still decoded to as dag-pb, if they did: the collector
-    /// walks through them, so that the blocks below a removed one are kept for its repair.
-    #[serde(default)]
-    pub links: Option<Vec<Cid>>,
-    /// It could not be read (or checked) and is still stored: nothing was removed.
-    #[serde(default)]
-    pub unreadable: bool,
-}
-
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-fn hex(b: &[u8]) -> String {
-    data_encoding::HEXLOWER.encode(b)
-}
-
-/// The blocks the scrub removed as corrupt that no peer has supplied since.
-pub fn damaged(node: &Node) -> Result<Vec<Damaged>, NodeError> {
-    Ok(node.repo().store().meta_records(DAMAGED, "scrub")?)
 }
 
 /// The scrub of one node.
@@ -225,7 +196,7 @@ impl Scrubber {
             self.stats.checked_blocks.fetch_add(1, Ordering::Relaxed);
             blocks += 1;
             state.done += weight;
-            state.cursor = hex(&key);
+            state.cursor = data_encoding::HEXLOWER.encode(&key);
             if saved_at.elapsed() >= SAVE_EVERY {
                 self.save(&state)?;
                 saved_at = Instant::now();
@@ -301,7 +272,7 @@ impl Scrubber {
 
     fn record(&self, key: &[u8], d: Damaged) -> Result<(), NodeError> {
         let record = serde_json::to_vec(&d).unwrap_or_default();
-        let k = format!("{DAMAGED}{}", hex(key));
+        let k = damaged_key(key);
         self.node.repo().store().update_meta(&[(k.as_bytes(), &record)], &[])?;
         self.stats.unrepaired.store(damaged(&self.node)?.len() as u64, Ordering::Relaxed);
         Ok(())
@@ -347,7 +318,7 @@ impl Scrubber {
                 store.has(&d.cid)? || self.fetch(d.cid)
             };
             if back {
-                let k = format!("{DAMAGED}{}", hex(&block_key(&d.cid)));
+                let k = damaged_key(&block_key(&d.cid));
                 store.update_meta(&[], &[k.as_bytes()])?;
                 left -= 1;
             }
@@ -381,12 +352,6 @@ impl Drop for ScrubHandle {
             let _ = t.join();
         }
     }
-}
-
-/// Whether the scrub recorded `cid`'s block as damaged and not yet repaired.
-pub fn is_damaged(node: &Node, cid: &Cid) -> Result<bool, NodeError> {
-    let k = format!("{DAMAGED}{}", hex(&block_key(cid)));
-    Ok(node.repo().store().get_meta(k.as_bytes())?.is_some())
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ impl Api {
         // in flight) rather than one by one as the pin's walk meets them.
         if let (true, Some(net)) = (recursive, &self.net) {
             let timeout = self.node.repo().config().retrieval_timeout().map_err(Fail::internal)?;
-            let store: cairn_node::net::SharedStore = Arc::new(cairn_node::net::NodeStore(self.node.clone()));
+            let store: cairn_node::net::SharedStore = Arc::new(cairn_node::online::NodeStore(self.node.clone()));
             for path in &mut paths {
                 let p = path.clone();
                 let root = self.read(move |node| node.reader_nowait().resolve(&p).map_err(Fail::node)).await?;

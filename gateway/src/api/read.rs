@@ -38,7 +38,7 @@ impl Api {
     pub(super) fn dag_fetch(&self, root: Cid) -> impl FnMut(Cid) -> crate::wait::Fetch<Fail> + Send + 'static {
         let mut one = crate::wait::one_block(&self.node);
         let timeout = self.node.repo().config().retrieval_timeout().ok();
-        let store: cairn_node::net::SharedStore = Arc::new(cairn_node::net::NodeStore(self.node.clone()));
+        let store: cairn_node::net::SharedStore = Arc::new(cairn_node::online::NodeStore(self.node.clone()));
         let mut whole = self.net.clone().zip(timeout).map(|(net, timeout)| (net, store, timeout));
         move |cid| match whole.take() {
             Some((net, store, timeout)) => Box::pin(async move {

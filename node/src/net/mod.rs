@@ -662,6 +662,17 @@ impl Network {
         });
     }
 
+    /// [`Network::fetch_ahead`] in the background, on the network's runtime: callable from any
+    /// thread; a failure is only logged.
+    pub fn fetch_ahead_detached(&self, cid: Cid, timeout: Duration) {
+        let net = self.clone();
+        self.runtime.spawn(async move {
+            if let Err(e) = net.fetch_ahead(cid, timeout).await {
+                tracing::debug!(%cid, error = %e, "read-ahead fetch failed");
+            }
+        });
+    }
+
     /// [`Network::fetch`] for synchronous callers (not on a runtime thread).
     pub fn fetch_blocking(&self, cid: Cid, timeout: Duration) -> Result<Bytes, FetchError> {
         self.runtime.block_on(self.fetch(cid, timeout))
@@ -699,40 +710,6 @@ fn deliver(
 
 /// The blocks the network reads and writes.
 pub type SharedStore = Arc<dyn BlockStore>;
-
-/// A node's block store, shared with the network task.
-#[derive(Debug, Clone)]
-pub struct NodeStore(pub Arc<crate::node::Node>);
-
-impl BlockStore for NodeStore {
-    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, crate::store::StoreError> {
-        self.0.repo().store().get(cid)
-    }
-    fn has(&self, cid: &Cid) -> Result<bool, crate::store::StoreError> {
-        self.0.repo().store().has(cid)
-    }
-    fn size(&self, cid: &Cid) -> Result<Option<u64>, crate::store::StoreError> {
-        self.0.repo().store().size(cid)
-    }
-    fn put_many(&self, blocks: &[Block]) -> Result<Vec<crate::store::Put>, crate::store::StoreError> {
-        self.0.repo().store().put_many(blocks)
-    }
-    fn delete_keys(&self, keys: &[Vec<u8>]) -> Result<u64, crate::store::StoreError> {
-        self.0.repo().store().delete_keys(keys)
-    }
-    fn keys(&self) -> Box<dyn Iterator<Item = Result<Vec<u8>, crate::store::StoreError>> + '_> {
-        self.0.repo().store().keys()
-    }
-    fn blocks(&self) -> crate::store::BlockIter<'_> {
-        self.0.repo().store().blocks()
-    }
-    fn stats(&self) -> Result<crate::store::StoreStats, crate::store::StoreError> {
-        self.0.repo().store().stats()
-    }
-    fn sync(&self) -> Result<(), crate::store::StoreError> {
-        self.0.repo().store().sync()
-    }
-}
 
 /// Starts the network on the current tokio runtime. Returns once every listen address is
 /// bound, with the handle and the driver's task.
@@ -1774,60 +1751,6 @@ fn serve(store: &dyn BlockStore, job: ServeJob, allowance: Option<u64>) -> Serve
     }
     replies.retain(|m| !m.is_empty());
     Served { peer: job.peer, replies, missing, deferred, blocks, bytes }
-}
-
-/// Fetches blocks from the network for a node's reads ([`crate::node::BlockFetcher`]): what
-/// `cat`, `get` and the gateway read through while the daemon runs. Blocks are verified and
-/// stored before they are returned. A file read hints the blocks it will read next
-/// ([`cairn_merkle::BlockSource::prefetch`]), and those are fetched in the background, so a
-/// reader has up to [`cairn_merkle::exporter::READ_AHEAD`] blocks in flight at once. A block
-/// not found in time is [`SourceError::Other`], so that the gateway answers 504 for it. Call
-/// it from blocking threads, not from the runtime.
-///
-/// [`SourceError::Other`]: cairn_merkle::source::SourceError::Other
-#[derive(Debug, Clone)]
-pub struct NetFetcher {
-    net: Network,
-    timeout: Duration,
-}
-
-impl NetFetcher {
-    /// Fetches through `net`, waiting up to `timeout` per block.
-    pub fn new(net: Network, timeout: Duration) -> NetFetcher {
-        NetFetcher { net, timeout }
-    }
-}
-
-impl crate::node::BlockFetcher for NetFetcher {
-    fn fetch(&self, cid: &Cid) -> Result<Bytes, cairn_merkle::source::SourceError> {
-        self.net.fetch_blocking(*cid, self.timeout).map_err(|e| cairn_merkle::source::SourceError::Other(Box::new(e)))
-    }
-
-    fn reading(&self, file: &Cid, from: u64, to: u64) {
-        self.net.fetch_range(*file, from, to);
-    }
-
-    fn fetch_async(
-        &self,
-        cid: Cid,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Bytes, cairn_merkle::source::SourceError>> + Send + '_>,
-    > {
-        Box::pin(async move {
-            self.net.fetch(cid, self.timeout).await.map_err(|e| cairn_merkle::source::SourceError::Other(Box::new(e)))
-        })
-    }
-
-    /// The want goes out now, to peers only; the reader's own fetch, when it comes, waits on
-    /// the same want and brings in the origin if the peers are slow.
-    fn prefetch(&self, cid: &Cid) {
-        let (net, cid, timeout) = (self.net.clone(), *cid, self.timeout);
-        self.net.runtime.spawn(async move {
-            if let Err(e) = net.fetch_ahead(cid, timeout).await {
-                tracing::debug!(%cid, error = %e, "read-ahead fetch failed");
-            }
-        });
-    }
 }
 
 #[cfg(test)]

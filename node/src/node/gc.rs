@@ -59,8 +59,8 @@ impl Node {
     fn collect(&self, pins: Vec<Pin>) -> Result<GcReport, NodeError> {
         let mut live = HashSet::new();
         let mut report = GcReport::default();
-        let damaged: std::collections::HashMap<Vec<u8>, crate::scrub::Damaged> =
-            crate::scrub::damaged(self)?.into_iter().map(|d| (block_key(&d.cid), d)).collect();
+        let damaged: std::collections::HashMap<Vec<u8>, super::Damaged> =
+            super::damaged(self)?.into_iter().map(|d| (block_key(&d.cid), d)).collect();
         for pin in pins {
             match pin.mode {
                 PinMode::Recursive => self.reachable_past_damage(&pin.cid, &damaged, &mut live, &mut report.holes)?,

@@ -147,7 +147,12 @@ impl std::str::FromStr for IpfsPath {
 }
 
 pub use gc::GcReport;
-pub use verify::{examine, Corrupt, RepoStat};
+pub(crate) use verify::damaged_key;
+pub use verify::{damaged, examine, is_damaged, Corrupt, Damaged, RepoStat};
+
+/// The name of a pin a followed publisher's collection holds starts with this, then the
+/// publisher's peer ID (see `crate::follow`).
+pub const FOLLOW_PIN_PREFIX: &str = "follow ";
 
 /// A node over an open repo.
 #[derive(Debug)]
@@ -253,7 +258,7 @@ impl Node {
             return Ok(());
         }
         for pin in self.pins_store().pins()? {
-            let Some(peer) = pin.name.as_deref().and_then(|n| n.strip_prefix(crate::follow::PIN_PREFIX)) else {
+            let Some(peer) = pin.name.as_deref().and_then(|n| n.strip_prefix(FOLLOW_PIN_PREFIX)) else {
                 continue;
             };
             if pin.owner != PinOwner::Operator {

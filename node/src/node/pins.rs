@@ -97,7 +97,7 @@ impl Node {
     pub(super) fn reachable_past_damage(
         &self,
         root: &Cid,
-        damaged: &std::collections::HashMap<Vec<u8>, crate::scrub::Damaged>,
+        damaged: &std::collections::HashMap<Vec<u8>, super::Damaged>,
         into: &mut HashSet<Vec<u8>>,
         holes: &mut Vec<Cid>,
     ) -> Result<(), NodeError> {

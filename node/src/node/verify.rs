@@ -1,5 +1,6 @@
-//! Checking what the repo holds: `repo verify`, the damaged-block records the scrub and
-//! the store share ([`examine`], [`Corrupt`]), and `repo stat`.
+//! Checking what the repo holds: `repo verify`, the checks and the damaged-block records
+//! that the scrub, the collector and verify share ([`examine`], [`Corrupt`], [`Damaged`]),
+//! and `repo stat`.
 
 use std::path::PathBuf;
 
@@ -7,8 +8,10 @@ use bytes::Bytes;
 use cairn_merkle::hash::{self, CidFormat, HashAlg};
 use cairn_merkle::Cid;
 
+use serde::{Deserialize, Serialize};
+
 use super::{Node, NodeError};
-use crate::store::{key_cid, StoreError, StoreStats};
+use crate::store::{block_key, key_cid, StoreError, StoreStats};
 
 /// What `repo stat` shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +111,7 @@ impl Node {
             }
         }
         // Unreadable blocks the scrub recorded are still stored, so listed above already.
-        bad.extend(crate::scrub::damaged(self)?.into_iter().filter(|d| !d.unreadable).map(|d| Corrupt {
+        bad.extend(damaged(self)?.into_iter().filter(|d| !d.unreadable).map(|d| Corrupt {
             cid: d.cid,
             reason: format!("removed by the scrub as corrupt ({}); no peer has supplied it since", d.error),
             confirmed: true,
@@ -127,4 +130,42 @@ impl Node {
         };
         examine(cid, &mut || self.store().get(&cid), &mut std::thread::sleep).map(|n| n.unwrap_or(0))
     }
+}
+
+/// The metadata prefix of damaged-block records.
+const DAMAGED: &str = "scrub/damaged/";
+
+/// A block the scrub found damaged and could not fetch again: removed (its bytes did not
+/// match its hash, read twice), or kept but unreadable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Damaged {
+    /// A CID naming it (CIDv1 raw with its multihash).
+    pub cid: Cid,
+    /// What was wrong with it.
+    pub error: String,
+    /// When it was found (Unix milliseconds).
+    pub found_ms: u64,
+    /// The links its damaged bytes still decoded to as dag-pb, if they did: the collector
+    /// walks through them, so that the blocks below a removed one are kept for its repair.
+    #[serde(default)]
+    pub links: Option<Vec<Cid>>,
+    /// It could not be read (or checked) and is still stored: nothing was removed.
+    #[serde(default)]
+    pub unreadable: bool,
+}
+
+/// The metadata key of the damaged-block record of the block stored under `key`.
+pub(crate) fn damaged_key(key: &[u8]) -> String {
+    format!("{DAMAGED}{}", data_encoding::HEXLOWER.encode(key))
+}
+
+/// The blocks the scrub found damaged that no peer has supplied since (removed, or kept but
+/// unreadable).
+pub fn damaged(node: &Node) -> Result<Vec<Damaged>, NodeError> {
+    Ok(node.repo().store().meta_records(DAMAGED, "scrub")?)
+}
+
+/// Whether the scrub recorded `cid`'s block as damaged and not yet repaired.
+pub fn is_damaged(node: &Node, cid: &Cid) -> Result<bool, NodeError> {
+    Ok(node.repo().store().get_meta(damaged_key(&block_key(cid)).as_bytes())?.is_some())
 }

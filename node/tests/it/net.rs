@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use cairn_merkle::exporter;
 use cairn_node::add::AddOptions;
-use cairn_node::net::{self, NetConfig, NetFetcher, NodeStore};
+use cairn_node::net::{self, NetConfig};
+use cairn_node::online::{NetFetcher, NodeStore};
 use cairn_node::store::BlockStore;
 use cairn_node::Node;
 

@@ -41,7 +41,8 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use cairn_node::add::AddOptions;
 use cairn_node::config::Profile;
-use cairn_node::net::{self, session::Order, NetConfig, NodeStore, SharedStore};
+use cairn_node::net::{self, session::Order, NetConfig, SharedStore};
+use cairn_node::online::NodeStore;
 use cairn_node::Node;
 use cairn_testnet::kubo_peer::{KuboOptions, KuboPeer};
 use clap::Parser;
@@ -114,7 +115,7 @@ fn cairn_run(
     let (started, cpu) = (Instant::now(), cpu_seconds());
     let fetched = match mode {
         Mode::Get => {
-            b.attach_fetcher(Arc::new(net::NetFetcher::new(net_b.clone(), timeout)));
+            b.attach_fetcher(Arc::new(cairn_node::online::NetFetcher::new(net_b.clone(), timeout)));
             Duration::ZERO
         }
         Mode::Dag => {
