@@ -62,7 +62,7 @@ pub fn run(ctx: &Ctx, args: ConfigArgs) -> anyhow::Result<()> {
     } else {
         Value::String(raw)
     };
-    let config = repo.config().set_key(&args.key, value)?;
+    let config = cairn_node::settings::set_key(repo.config(), &args.key, value)?;
     repo.set_config(config)?;
     Ok(())
 }

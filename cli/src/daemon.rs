@@ -28,10 +28,10 @@ use anyhow::Context as _;
 use cairn_gateway::GatewayConfig;
 use cairn_node::config::tcp_multiaddr;
 use cairn_node::follow::Follower;
-use cairn_node::net::reprovide::Reprovider;
 use cairn_node::net::NetConfig;
 use cairn_node::pinning::{PinService, Settings};
 use cairn_node::scrub::Scrubber;
+use cairn_node::services::reprovide::Reprovider;
 use clap::Args;
 
 use crate::Ctx;

@@ -215,7 +215,7 @@ pub async fn render(node: &Node, net: Option<&Network>, services: &Services) -> 
             s.gauge("cairn_dht_provide_queued", "Keys waiting to be announced.", d.provide.queued as u64);
             s.counter("cairn_dht_lookups", "Provider lookups started.", d.lookups);
         }
-        if let Some(l) = cairn_node::net::reprovide::last_sweep_of(node.repo().path()) {
+        if let Some(l) = cairn_node::services::reprovide::last_sweep_of(node.repo().path()) {
             s.gauge(
                 "cairn_reprovide_last_sweep_end_timestamp_seconds",
                 "When the last reprovide sweep ended.",

@@ -6,7 +6,8 @@
 //! The file is read into a [`Config`], and edited as JSON by dotted key (`Addresses.API`)
 //! for `cairn config`, so that unknown keys survive a round trip. Every edit is checked by
 //! parsing the result back into a [`Config`] and typing every value
-//! ([`crate::settings::Settings::from_config`]) before it is written.
+//! ([`crate::settings::set_key`]) before it is written. This module imports nothing of the
+//! crate: the settings, the network and the services read it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -148,8 +149,12 @@ pub struct ConnMgr {
     pub max_per_ip: u32,
 }
 
+/// Inbound connections from one IPv4 address at once (twice as many from one IPv6 /56),
+/// unless `Swarm.ConnMgr.MaxPerIP` says otherwise.
+pub const DEFAULT_PER_IP: u32 = 8;
+
 fn default_max_per_ip() -> u32 {
-    crate::net::iplimit::DEFAULT_PER_IP
+    DEFAULT_PER_IP
 }
 
 impl Default for ConnMgr {
@@ -651,7 +656,9 @@ impl Config {
         Ok(v)
     }
 
-    /// Sets the value at a dotted key, creating intermediate objects, and checks the result.
+    /// Sets the value at a dotted key, creating intermediate objects, and checks that the
+    /// result still has the config's shape (types; the values themselves are checked by
+    /// [`crate::settings::set_key`], which `cairn config` calls).
     pub fn set_key(&self, key: &str, value: Value) -> Result<Config, ConfigError> {
         let mut root = serde_json::to_value(self).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let parts = split_key(key)?;
@@ -662,10 +669,7 @@ impl Config {
             cur = obj.entry(p.to_string()).or_insert_with(|| Value::Object(Map::new()));
         }
         cur.as_object_mut().ok_or_else(|| ConfigError::BadKey(key.to_owned()))?.insert(last.to_string(), value);
-        let config: Config = serde_json::from_value(root).map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?;
-        // Every typed value is checked, as the daemon will read it.
-        crate::settings::Settings::from_config(&config)?;
-        Ok(config)
+        serde_json::from_value(root).map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))
     }
 }
 

@@ -23,24 +23,23 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod add;
-pub mod autogc;
 pub mod config;
-pub mod follow;
 pub mod manifest;
 pub mod net;
 pub mod node;
 pub mod online;
-pub mod pinning;
 pub mod read;
 pub mod repo;
-pub mod scrub;
+pub mod services;
 pub mod settings;
 pub mod store;
 pub mod upload;
 
 pub use config::Config;
 pub use node::{IpfsPath, Node, NodeError};
+// The services under the names they had before they moved into `services`.
 pub use repo::Repo;
+pub use services::{autogc, follow, pinning, scrub};
 pub use store::{BlockStore, PinStore};
 
 pub use cairn_merkle as merkle;

@@ -4,9 +4,13 @@
 //! addresses and choices are strings there. [`Settings::from_config`] turns every one of
 //! them into its type in one pass, and refuses the first that does not parse with its key,
 //! its value and what was expected. `cairn config KEY VALUE` checks an edit through it
-//! ([`Config::set_key`]), and the daemon reads its settings through it before it starts
+//! ([`set_key`]), and the daemon reads its settings through it before it starts
 //! anything, so a bad value is refused when it is written, or at the latest at start, and
 //! never fails later in a running service.
+//!
+//! The choices a config names (`Routing.Type`, `Origins.Format`, `Reprovider.Strategy`) are
+//! defined here too, so that the network and the services take them from
+//! below.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,9 +18,77 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 
 use crate::config::{parse_duration, parse_size, tcp_socket_addr, Config, ConfigError};
-use crate::net::dht::DhtMode;
-use crate::net::origin::OriginFormat;
-use crate::net::reprovide::Strategy;
+
+/// How `Routing.Type` sets up the DHTs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DhtMode {
+    /// A WAN server once AutoNAT finds the node reachable (`auto`, `dht`).
+    Auto,
+    /// A WAN server from the start (`dhtserver`).
+    Server,
+    /// Clients only, on both DHTs (`dhtclient`).
+    Client,
+    /// No DHT (`none`).
+    Off,
+}
+
+impl std::str::FromStr for DhtMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" | "dht" | "" => Ok(DhtMode::Auto),
+            "dhtserver" => Ok(DhtMode::Server),
+            "dhtclient" => Ok(DhtMode::Client),
+            "none" => Ok(DhtMode::Off),
+            other => Err(format!("Routing.Type {other:?} is not one of auto, dht, dhtserver, dhtclient, none")),
+        }
+    }
+}
+
+/// How the origin is asked for blocks (`Origins.Format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OriginFormat {
+    /// One `application/vnd.ipld.raw` request per block.
+    #[default]
+    Raw,
+    /// A file read's fast start as one CAR with `entity-bytes`; other blocks raw.
+    Car,
+}
+
+impl std::str::FromStr for OriginFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "raw" => Ok(OriginFormat::Raw),
+            "car" => Ok(OriginFormat::Car),
+            other => Err(format!("Origins.Format: {other:?} is not \"raw\" or \"car\"")),
+        }
+    }
+}
+
+/// What the reprovider announces (`Reprovider.Strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// The roots of pins.
+    Roots,
+    /// Every block of every pin.
+    Pinned,
+    /// Every block held.
+    All,
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "roots" | "" => Ok(Strategy::Roots),
+            "pinned" => Ok(Strategy::Pinned),
+            "all" => Ok(Strategy::All),
+            other => Err(format!("Reprovider.Strategy {other:?} is not one of roots, pinned, all")),
+        }
+    }
+}
 
 /// Every typed value of a [`Config`].
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +193,14 @@ fn choice<T: std::str::FromStr<Err = String>>(value: &str) -> Result<T, ConfigEr
     value.parse().map_err(ConfigError::Invalid)
 }
 
+/// Sets the value at a dotted key of `config` ([`Config::set_key`]) and checks every typed
+/// value of the result, as the daemon will read it: what `cairn config KEY VALUE` writes.
+pub fn set_key(config: &Config, key: &str, value: serde_json::Value) -> Result<Config, ConfigError> {
+    let edited = config.set_key(key, value)?;
+    Settings::from_config(&edited)?;
+    Ok(edited)
+}
+
 impl Settings {
     /// Types and checks every value of `c`; the first that does not parse is refused with
     /// its key, its value and what was expected.
@@ -218,7 +298,7 @@ mod tests {
             ("Reprovider.Strategy", "some", "one of"),
             ("Origins.Format", "zip", "\"raw\" or \"car\""),
         ] {
-            let err = c.set_key(key, Value::String(bad.into())).expect_err(key).to_string();
+            let err = set_key(&c, key, Value::String(bad.into())).expect_err(key).to_string();
             assert!(err.contains(key) && err.contains(&format!("{bad:?}")), "{key}: {err}");
             assert!(err.contains(expected), "{key}: {err}");
         }
@@ -230,12 +310,12 @@ mod tests {
             ("Datastore.StorageGCWatermark", serde_json::json!(101)),
             ("Gateway.MaxConcurrentRequests", serde_json::json!(0)),
         ] {
-            let err = c.set_key(key, bad).expect_err(key).to_string();
+            let err = set_key(&c, key, bad).expect_err(key).to_string();
             assert!(err.contains(key), "{key}: {err}");
         }
-        let c = c.set_key("Scrub.Interval", Value::String("12h".into())).unwrap();
-        let c = c.set_key("Routing.Type", Value::String("dhtclient".into())).unwrap();
-        let c = c.set_key("Swarm.RateLimit.Upload", Value::String("2MB".into())).unwrap();
+        let c = set_key(&c, "Scrub.Interval", Value::String("12h".into())).unwrap();
+        let c = set_key(&c, "Routing.Type", Value::String("dhtclient".into())).unwrap();
+        let c = set_key(&c, "Swarm.RateLimit.Upload", Value::String("2MB".into())).unwrap();
         let s = Settings::from_config(&c).unwrap();
         assert_eq!(s.scrub_interval, Some(Duration::from_secs(12 * 3600)));
         assert_eq!(s.routing, DhtMode::Client);
@@ -247,7 +327,7 @@ mod tests {
         let c = Config::new("12D3KooWtest".into(), Profile::Test);
         let s = Settings::from_config(&c).unwrap();
         assert_eq!((s.gc_period, s.gc_at()), (Duration::from_secs(3600), 9_000_000_000));
-        let c = c.set_key("Datastore.StorageMax", Value::String("0".into())).unwrap();
+        let c = set_key(&c, "Datastore.StorageMax", Value::String("0".into())).unwrap();
         assert_eq!(Settings::from_config(&c).unwrap().gc_at(), 0);
     }
 }

@@ -24,6 +24,8 @@ use libp2p::kad::{self, store::MemoryStore, store::MemoryStoreConfig, store::Rec
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 
+pub use crate::settings::DhtMode;
+
 /// The public DHT's protocol.
 pub const WAN_PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/kad/1.0.0");
 /// The local-network DHT's protocol.
@@ -49,32 +51,6 @@ const MAX_VALUE_RECORDS: usize = 1024;
 const MAX_VALUE_BYTES: usize = 16 << 10;
 /// Provide queries running at once.
 pub const PROVIDE_CONCURRENCY: usize = 16;
-
-/// How `Routing.Type` sets up the DHTs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DhtMode {
-    /// A WAN server once AutoNAT finds the node reachable (`auto`, `dht`).
-    Auto,
-    /// A WAN server from the start (`dhtserver`).
-    Server,
-    /// Clients only, on both DHTs (`dhtclient`).
-    Client,
-    /// No DHT (`none`).
-    Off,
-}
-
-impl std::str::FromStr for DhtMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" | "dht" | "" => Ok(DhtMode::Auto),
-            "dhtserver" => Ok(DhtMode::Server),
-            "dhtclient" => Ok(DhtMode::Client),
-            "none" => Ok(DhtMode::Off),
-            other => Err(format!("Routing.Type {other:?} is not one of auto, dht, dhtserver, dhtclient, none")),
-        }
-    }
-}
 
 /// The DHT key of a CID: its multihash bytes.
 pub fn key_of(cid: &Cid) -> kad::RecordKey {

@@ -20,8 +20,7 @@ use libp2p::swarm::{
 };
 use libp2p::{Multiaddr, PeerId};
 
-/// Default inbound connections per IPv4 address (twice as many per IPv6 /56).
-pub const DEFAULT_PER_IP: u32 = 8;
+pub use crate::config::DEFAULT_PER_IP;
 
 /// The counting key of an address: the IPv4 address, or the IPv6 /56 (`None`: no IP, or
 /// loopback when loopback is not limited).

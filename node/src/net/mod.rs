@@ -20,7 +20,6 @@ pub mod hints;
 pub mod iplimit;
 pub mod origin;
 pub mod ratelimit;
-pub mod reprovide;
 pub mod session;
 pub mod sweep;
 pub mod transport;

@@ -54,6 +54,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+pub use crate::settings::OriginFormat;
+
 /// A burst of fetches ends after this long without one.
 pub const BURST_GAP: Duration = Duration::from_secs(5);
 /// The largest block accepted from an origin.
@@ -67,28 +69,6 @@ pub const MAX_BACKOFF: u32 = 4;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The bytes of a file asked for as a CAR per block of the fast start (Kubo's chunk size).
 pub const RANGE_PER_BLOCK: u64 = 256 << 10;
-
-/// How the origin is asked for blocks (`Origins.Format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OriginFormat {
-    /// One `application/vnd.ipld.raw` request per block.
-    #[default]
-    Raw,
-    /// A file read's fast start as one CAR with `entity-bytes`; other blocks raw.
-    Car,
-}
-
-impl std::str::FromStr for OriginFormat {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "raw" => Ok(OriginFormat::Raw),
-            "car" => Ok(OriginFormat::Car),
-            other => Err(format!("Origins.Format: {other:?} is not \"raw\" or \"car\"")),
-        }
-    }
-}
 
 /// What the origins delivered.
 #[derive(Debug, Default)]

@@ -7,9 +7,9 @@ use std::time::Duration;
 use cairn_merkle::exporter;
 use cairn_node::add::AddOptions;
 use cairn_node::config::Profile;
-use cairn_node::net::reprovide::Reprovider;
 use cairn_node::net::{NetConfig, Network};
 use cairn_node::online::NetFetcher;
+use cairn_node::services::reprovide::Reprovider;
 use cairn_node::store::BlockStore;
 use cairn_node::Node;
 

@@ -132,7 +132,7 @@ fn storage_max_refuses_what_would_pass_it() {
     config.datastore.storage_max = "3MB".into();
     n.repo_mut().set_config(config.clone()).unwrap();
     n.add_reader(&noise(2, 900_000)[..], &opts(), true).unwrap();
-    let bad = n.repo().config().set_key("Datastore.StorageMax", "lots".into()).unwrap_err();
+    let bad = cairn_node::settings::set_key(n.repo().config(), "Datastore.StorageMax", "lots".into()).unwrap_err();
     assert!(bad.to_string().contains("Datastore.StorageMax"), "{bad}");
     drop(n);
     // Across a reopen too.

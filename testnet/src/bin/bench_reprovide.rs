@@ -29,8 +29,8 @@ use cairn_node::add::AddOptions;
 use cairn_node::config::Profile;
 use cairn_node::merkle::chunker::ChunkerSpec;
 use cairn_node::merkle::importer::ImportOptions;
-use cairn_node::net::reprovide::Reprovider;
 use cairn_node::net::{NetConfig, Network};
+use cairn_node::services::reprovide::Reprovider;
 use cairn_node::Node;
 use clap::Parser;
 

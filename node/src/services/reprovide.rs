@@ -3,7 +3,7 @@
 //!
 //! Provider records expire after 48 hours, so a node renews its own every interval (22 hours
 //! by default). A sweep walks the keys the strategy names and announces them by keyspace
-//! region ([`super::sweep`]): it gathers a window of keys, sorts them by their position in the
+//! region ([`crate::net::sweep`]): it gathers a window of keys, sorts them by their position in the
 //! keyspace, looks up each region's peers once (regions found stay known for the rest of the
 //! sweep), and sends every peer all of the window's keys it should hold over one stream. The
 //! cost is a lookup per region, about one per ten DHT peers, rather than a lookup per key, and
@@ -20,10 +20,11 @@ use cairn_merkle::Cid;
 use futures::StreamExt;
 use libp2p::{Multiaddr, PeerId};
 
-use super::dht::Dht;
-use super::sweep::{self, Point, Region, Regions, Window};
-use super::{NetError, Network};
+use crate::net::dht::Dht;
+use crate::net::sweep::{self, Point, Region, Regions, Window};
+use crate::net::{NetError, Network};
 use crate::node::Node;
+pub use crate::settings::Strategy;
 use crate::store::BlockStore;
 
 /// Keys handed to the network at a time.
@@ -61,29 +62,6 @@ pub struct LastSweep {
 /// The last sweep of the repo at `repo`, if one finished.
 pub fn last_sweep_of(repo: &std::path::Path) -> Option<LastSweep> {
     serde_json::from_str(&std::fs::read_to_string(repo.join(STATE_FILE)).ok()?).ok()
-}
-
-/// What is announced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
-    /// The roots of pins.
-    Roots,
-    /// Every block of every pin.
-    Pinned,
-    /// Every block held.
-    All,
-}
-
-impl std::str::FromStr for Strategy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "roots" | "" => Ok(Strategy::Roots),
-            "pinned" => Ok(Strategy::Pinned),
-            "all" => Ok(Strategy::All),
-            other => Err(format!("Reprovider.Strategy {other:?} is not one of roots, pinned, all")),
-        }
-    }
 }
 
 /// Parses an interval such as `22h`, `30m`, `90s` or `0` (off).
