@@ -214,9 +214,6 @@ impl Settings {
         if c.gateway.max_concurrent_requests == 0 {
             return Err(invalid("Gateway.MaxConcurrentRequests", "0", "more than 0"));
         }
-        let api_max_upload_bytes = parse_size(&c.api.max_upload_bytes)
-            .filter(|n| *n > 0)
-            .ok_or_else(|| invalid("API.MaxUploadBytes", &c.api.max_upload_bytes, "a size like 256GB or 64MiB"))?;
         for url in &c.origins.gateways {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(invalid("Origins.Gateways", url, "a base URL like http://host:port"));
@@ -231,13 +228,13 @@ impl Settings {
             announce: multiaddrs("Addresses.Announce", &a.announce)?,
             append_announce: multiaddrs("Addresses.AppendAnnounce", &a.append_announce)?,
             bootstrap: multiaddrs("Bootstrap", &c.bootstrap)?,
-            storage_max: size("Datastore.StorageMax", &c.datastore.storage_max)?,
+            storage_max: c.storage_max()?,
             gc_period: positive_duration("Datastore.GCPeriod", &c.datastore.gc_period)?,
             gc_watermark,
             retrieval_timeout: positive_duration("Gateway.RetrievalTimeout", &c.gateway.retrieval_timeout)?,
             max_request_duration: positive_duration("Gateway.MaxRequestDuration", &c.gateway.max_request_duration)?,
             max_concurrent_requests: c.gateway.max_concurrent_requests,
-            api_max_upload_bytes,
+            api_max_upload_bytes: c.api_max_upload_bytes()?,
             upload_limit: rate("Swarm.RateLimit.Upload", &rl.upload)?,
             download_limit: rate("Swarm.RateLimit.Download", &rl.download)?,
             upload_budget: rate("Swarm.RateLimit.UploadBudget", &rl.upload_budget)?,
@@ -249,8 +246,8 @@ impl Settings {
             pin_max_bytes: size("PinningService.MaxBytes", &c.pinning_service.max_bytes)?,
             origin_stall: duration("Origins.StallTimeout", &c.origins.stall_timeout)?.unwrap_or(Duration::ZERO),
             origin_format: choice(&c.origins.format)?,
-            scrub_interval: duration("Scrub.Interval", &c.scrub.interval)?,
-            follow_quota: size("Follow.Quota", &c.follow.quota)?,
+            scrub_interval: c.scrub_interval()?,
+            follow_quota: c.follow_quota()?,
         })
     }
 
