@@ -73,7 +73,7 @@ pub fn run(ctx: &Ctx, args: DaemonArgs) -> anyhow::Result<()> {
     let node = Arc::new(ctx.open()?);
     let config = node.repo().config().clone();
     // Every value typed and checked before anything starts.
-    let settings = cairn_node::settings::Settings::from_config(&config)?;
+    let settings = node.repo().settings()?.clone();
     let gateway_addr = settings.gateway;
     let gateway_file = node.repo().path().join("gateway");
     let api_addr = settings.api;

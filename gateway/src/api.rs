@@ -35,6 +35,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::body::{self, Body};
+use crate::error::HttpError;
 
 mod add;
 mod guard;
@@ -68,54 +69,7 @@ impl std::fmt::Debug for Api {
     }
 }
 
-/// A failed command: the status and the message.
-#[derive(Debug)]
-struct Fail {
-    status: StatusCode,
-    message: String,
-    /// Not a failure yet: a read stopped at this block, which is being fetched; the command
-    /// waits for it, holding no thread, and reads on ([`crate::wait::until_local`]).
-    pending: Option<Box<Cid>>,
-}
-
-impl Fail {
-    fn new(status: StatusCode, message: String) -> Fail {
-        Fail { status, message, pending: None }
-    }
-    fn bad(msg: impl std::fmt::Display) -> Fail {
-        Fail::new(StatusCode::BAD_REQUEST, msg.to_string())
-    }
-    fn internal(msg: impl std::fmt::Display) -> Fail {
-        Fail::new(StatusCode::INTERNAL_SERVER_ERROR, msg.to_string())
-    }
-    /// A node error, kept apart when it is a read stopped at a block being fetched.
-    fn node(e: cairn_node::NodeError) -> Fail {
-        match e.pending() {
-            Some(cid) => Fail { pending: Some(Box::new(cid)), ..Fail::internal(&e) },
-            None => Fail::internal(e),
-        }
-    }
-}
-
-impl std::fmt::Display for Fail {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl crate::wait::Stop for Fail {
-    fn pending(&self) -> Option<Cid> {
-        self.pending.as_deref().copied()
-    }
-    fn unfetched(e: cairn_node::merkle::SourceError) -> Fail {
-        Fail::internal(e)
-    }
-    fn lost(why: String) -> Fail {
-        Fail::internal(why)
-    }
-}
-
-type Answer = Result<Response<Body>, Fail>;
+type Answer = Result<Response<Body>, HttpError>;
 
 /// The query parameters of a request, in order.
 struct Params(Vec<(String, String)>);
@@ -130,19 +84,21 @@ impl Params {
     fn args(&self) -> Vec<&str> {
         self.0.iter().filter(|(k, _)| k == "arg").map(|(_, v)| v.as_str()).collect()
     }
-    fn arg(&self) -> Result<&str, Fail> {
-        self.get("arg").ok_or_else(|| Fail::bad("argument \"arg\" is required"))
+    fn arg(&self) -> Result<&str, HttpError> {
+        self.get("arg").ok_or_else(|| HttpError::bad("argument \"arg\" is required"))
     }
-    fn flag(&self, key: &str, default: bool) -> Result<bool, Fail> {
+    fn flag(&self, key: &str, default: bool) -> Result<bool, HttpError> {
         match self.get(key) {
             None => Ok(default),
             Some("" | "true" | "1") => Ok(true),
             Some("false" | "0") => Ok(false),
-            Some(v) => Err(Fail::bad(format!("{key}: {v:?} is not a boolean"))),
+            Some(v) => Err(HttpError::bad(format!("{key}: {v:?} is not a boolean"))),
         }
     }
-    fn number(&self, key: &str) -> Result<Option<u64>, Fail> {
-        self.get(key).map(|v| v.parse().map_err(|_| Fail::bad(format!("{key}: {v:?} is not a number")))).transpose()
+    fn number(&self, key: &str) -> Result<Option<u64>, HttpError> {
+        self.get(key)
+            .map(|v| v.parse().map_err(|_| HttpError::bad(format!("{key}: {v:?} is not a number"))))
+            .transpose()
     }
 }
 
@@ -160,34 +116,36 @@ fn ndjson(lines: &[Value]) -> Response<Body> {
     r
 }
 
-fn failure(f: Fail) -> Response<Body> {
+fn failure(f: HttpError) -> Response<Body> {
     let mut r = json_response(&json!({"Message": f.message, "Code": 0, "Type": "error"}));
     *r.status_mut() = f.status;
     r
 }
 
-fn parse_cid(s: &str) -> Result<Cid, Fail> {
+fn parse_cid(s: &str) -> Result<Cid, HttpError> {
     let s = s.strip_prefix("/ipfs/").unwrap_or(s);
-    s.parse::<Cid>().map_err(|e| Fail::bad(format!("invalid CID {s:?}: {e}")))
+    s.parse::<Cid>().map_err(|e| HttpError::bad(format!("invalid CID {s:?}: {e}")))
 }
 
-fn parse_path(s: &str) -> Result<IpfsPath, Fail> {
-    s.parse::<IpfsPath>().map_err(|e| Fail::bad(e.to_string()))
+fn parse_path(s: &str) -> Result<IpfsPath, HttpError> {
+    s.parse::<IpfsPath>().map_err(|e| HttpError::bad(e.to_string()))
 }
 
 /// Runs blocking repo work off the runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Fail> + Send + 'static) -> Result<T, Fail> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Fail::internal(format!("task failed: {e}")))?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, HttpError> + Send + 'static,
+) -> Result<T, HttpError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| HttpError::internal(format!("task failed: {e}")))?
 }
 
 /// The import settings from `add`'s parameters, named as in Kubo.
-fn add_options(p: &Params) -> Result<AddOptions, Fail> {
+fn add_options(p: &Params) -> Result<AddOptions, HttpError> {
     let version = p.number("cid-version")?.map(|v| u8::try_from(v).unwrap_or(u8::MAX));
     let raw = p.get("raw-leaves").map(|_| p.flag("raw-leaves", true)).transpose()?;
-    let hash = p.get("hash").map(str::parse::<HashAlg>).transpose().map_err(Fail::bad)?;
-    let mut import = ImportOptions::from_flags(version, raw, hash).map_err(Fail::bad)?;
+    let hash = p.get("hash").map(str::parse::<HashAlg>).transpose().map_err(HttpError::bad)?;
+    let mut import = ImportOptions::from_flags(version, raw, hash).map_err(HttpError::bad)?;
     if let Some(c) = p.get("chunker") {
-        import.chunker = c.parse::<ChunkerSpec>().map_err(Fail::bad)?;
+        import.chunker = c.parse::<ChunkerSpec>().map_err(HttpError::bad)?;
     }
     if p.flag("trickle", false)? {
         import.layout = Layout::Trickle;
@@ -236,8 +194,8 @@ impl Api {
         self
     }
 
-    fn net(&self) -> Result<&Network, Fail> {
-        self.net.as_ref().ok_or_else(|| Fail::internal("this command must be run in online mode"))
+    fn net(&self) -> Result<&Network, HttpError> {
+        self.net.as_ref().ok_or_else(|| HttpError::internal("this command must be run in online mode"))
     }
 
     /// Answers one request.
@@ -252,7 +210,7 @@ impl Api {
         let mut r = if self.guard.authorized(&req) {
             self.answer(req).await
         } else {
-            failure(Fail::new(StatusCode::FORBIDDEN, "a valid API.Authorizations secret is required".into()))
+            failure(HttpError::new(StatusCode::FORBIDDEN, "a valid API.Authorizations secret is required"))
         };
         self.guard.decorate(&mut r, origin.as_deref());
         r
@@ -267,12 +225,12 @@ impl Api {
             return r;
         }
         if req.method() != Method::POST {
-            let mut r = failure(Fail::new(StatusCode::METHOD_NOT_ALLOWED, "the RPC API takes POST only".into()));
+            let mut r = failure(HttpError::new(StatusCode::METHOD_NOT_ALLOWED, "the RPC API takes POST only"));
             r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
             return r;
         }
         let Some(command) = req.uri().path().strip_prefix("/api/v0/").map(str::to_owned) else {
-            return failure(Fail::new(StatusCode::NOT_FOUND, format!("{} is not an API path", req.uri().path())));
+            return failure(HttpError::new(StatusCode::NOT_FOUND, format!("{} is not an API path", req.uri().path())));
         };
         let p = Params::of(&req);
         let answer = match command.as_str() {
@@ -314,7 +272,7 @@ impl Api {
                 let _ = self.stop.try_send(());
                 Ok(Response::new(body::empty()))
             }
-            other => Err(Fail::new(StatusCode::NOT_FOUND, format!("unknown command {other:?}"))),
+            other => Err(HttpError::new(StatusCode::NOT_FOUND, format!("unknown command {other:?}"))),
         };
         answer.unwrap_or_else(failure)
     }

@@ -7,83 +7,13 @@ use std::collections::HashSet;
 use std::io::Write;
 
 use bytes::Bytes;
-use cairn_node::merkle::car::{CarError, CarWriter, DagWalk};
+use cairn_node::merkle::car::{CarWriter, DagWalk};
 use cairn_node::merkle::exporter::{self, ExportError, FileSegments, NodeKind, Stat};
 use cairn_node::merkle::hash::{DAG_PB, IDENTITY};
 use cairn_node::merkle::source::{BlockSource, SourceError};
 use cairn_node::merkle::Cid;
-use hyper::StatusCode;
 
-/// A failure with the status to answer it with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// The HTTP status.
-    pub status: StatusCode,
-    /// One line for the body.
-    pub message: String,
-    /// Not a failure yet: the read stopped at this block, which is being fetched
-    /// ([`SourceError::Pending`]). The request waits for it, holding no thread, and reads
-    /// again. (Boxed to keep results small.)
-    pub pending: Option<Box<Cid>>,
-}
-
-impl Failure {
-    /// A failure with this status and message.
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Failure { status, message: message.into(), pending: None }
-    }
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl crate::wait::Stop for Failure {
-    fn pending(&self) -> Option<Cid> {
-        self.pending.as_deref().copied()
-    }
-    fn unfetched(e: SourceError) -> Failure {
-        ExportError::Source(e).into()
-    }
-    fn lost(why: String) -> Failure {
-        Failure::new(StatusCode::INTERNAL_SERVER_ERROR, why)
-    }
-}
-
-impl From<ExportError> for Failure {
-    fn from(e: ExportError) -> Self {
-        let status = match &e {
-            // This node serves what it holds: content it does not have is "not found" (a
-            // gateway that fetches from the network answers 504 when a fetch times out).
-            ExportError::Source(SourceError::NotFound(_)) => StatusCode::NOT_FOUND,
-            ExportError::Source(_) => StatusCode::GATEWAY_TIMEOUT,
-            ExportError::NoSuchLink { .. } | ExportError::NotADirectory(_) => StatusCode::NOT_FOUND,
-            ExportError::NotUnixFs(_) => StatusCode::NOT_ACCEPTABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        let message = match &e {
-            ExportError::Source(SourceError::NotFound(cid)) => {
-                format!("block {cid} not found: this node does not have it")
-            }
-            ExportError::NotUnixFs(cid) => {
-                format!("{cid} is not UnixFS; ask for it with ?format=raw or ?format=car")
-            }
-            _ => e.to_string(),
-        };
-        Failure { status, message, pending: e.pending().map(Box::new) }
-    }
-}
-
-impl From<CarError> for Failure {
-    fn from(e: CarError) -> Self {
-        match e {
-            CarError::Source(s) => ExportError::Source(s).into(),
-            e => Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        }
-    }
-}
+use crate::error::HttpError;
 
 /// A source that remembers the blocks read through it, in order, once each.
 pub struct Recording<S> {
@@ -171,7 +101,7 @@ pub struct Resolved {
 }
 
 /// Follows `segments` from `root`, one name at a time.
-pub fn resolve<S: BlockSource>(source: &S, root: &Cid, segments: &[String]) -> Result<Resolved, Failure> {
+pub fn resolve<S: BlockSource>(source: &S, root: &Cid, segments: &[String]) -> Result<Resolved, HttpError> {
     let mut roots = vec![*root];
     let mut cid = *root;
     for name in segments {
@@ -190,7 +120,12 @@ pub fn resolve<S: BlockSource>(source: &S, root: &Cid, segments: &[String]) -> R
 /// response will then read (start and length; `None` for a HEAD): it is opened first, so that
 /// the source has the body's first blocks on their way while the head is read, rather than
 /// after it. When the body starts at the head, the head comes from that same read.
-pub fn file_head<S: BlockSource>(source: &S, cid: &Cid, n: u64, body: Option<(u64, u64)>) -> Result<Vec<u8>, Failure> {
+pub fn file_head<S: BlockSource>(
+    source: &S,
+    cid: &Cid,
+    n: u64,
+    body: Option<(u64, u64)>,
+) -> Result<Vec<u8>, HttpError> {
     let (start, len) = body.unwrap_or((0, n));
     let mut segments = FileSegments::new(source, cid, start, Some(len))?;
     if start != 0 || len < n.min(segments.file_size()) {
@@ -259,7 +194,7 @@ pub fn write_car<S: BlockSource, W: Write>(
     scope: DagScope,
     bytes: Option<EntityBytes>,
     out: W,
-) -> Result<W, Failure> {
+) -> Result<W, HttpError> {
     match start_car(source, car_root, root, segments, scope, bytes, out)? {
         CarRest::Done(w) => Ok(w),
         CarRest::Rest(rest) => {
@@ -295,7 +230,7 @@ impl CarTail {
     /// Writes the rest of the CAR's blocks to `car`. A stop at a block being fetched (or,
     /// through a paced source, for a slow client) keeps the place: called again, it goes on
     /// from there, and the CAR comes out as if it had not stopped.
-    pub fn write<S: BlockSource, W: Write>(&mut self, source: &S, car: &mut CarWriter<W>) -> Result<(), Failure> {
+    pub fn write<S: BlockSource, W: Write>(&mut self, source: &S, car: &mut CarWriter<W>) -> Result<(), HttpError> {
         match self {
             CarTail::Walk(walk) => Ok(car.write_walk(source, walk)?),
             CarTail::Range { file, at, end } => {
@@ -337,7 +272,7 @@ pub fn start_car<S: BlockSource, W: Write>(
     scope: DagScope,
     bytes: Option<EntityBytes>,
     out: W,
-) -> Result<CarRest<W>, Failure> {
+) -> Result<CarRest<W>, HttpError> {
     let rec = Recording::new(source);
     let mut car = CarWriter::new(out, std::slice::from_ref(car_root))?;
     let mut terminal = *root;
@@ -363,14 +298,14 @@ pub fn start_car<S: BlockSource, W: Write>(
 }
 
 /// The bytes of one block (an identity CID's are its digest).
-pub fn block_of<S: BlockSource>(source: &S, cid: &Cid) -> Result<Bytes, Failure> {
+pub fn block_of<S: BlockSource>(source: &S, cid: &Cid) -> Result<Bytes, HttpError> {
     if cid.hash().code() == IDENTITY {
         return Ok(Bytes::copy_from_slice(cid.hash().digest()));
     }
     Ok(source.get(cid).map_err(ExportError::Source)?)
 }
 
-fn emit<W: Write>(car: &mut CarWriter<W>, blocks: Vec<(Cid, Bytes)>) -> Result<(), Failure> {
+fn emit<W: Write>(car: &mut CarWriter<W>, blocks: Vec<(Cid, Bytes)>) -> Result<(), HttpError> {
     for (cid, data) in blocks {
         car.write_block_once(&cid, &data)?;
     }
@@ -386,7 +321,7 @@ fn entity<S: BlockSource, W: Write>(
     car: &mut CarWriter<W>,
     terminal: &Cid,
     bytes: Option<EntityBytes>,
-) -> Result<Option<CarTail>, Failure> {
+) -> Result<Option<CarTail>, HttpError> {
     if terminal.codec() != DAG_PB {
         let data = block_of(rec, terminal)?;
         car.write_block_once(terminal, &data)?;

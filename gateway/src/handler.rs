@@ -1,7 +1,5 @@
-//! From a request to a response: routing, negotiation, caching headers and ranges.
-//!
-//! Over 700 lines until issue 28 gives the gateway one `HttpError` and splits the answers
-//! (raw, CAR, files, listings) into files of their own.
+//! From a request to a response: routing, and the answers (raw, CAR, files, listings), with
+//! their ranges. Which form is asked for is `negotiate.rs`; the headers are `headers.rs`.
 
 use std::sync::Arc;
 
@@ -13,29 +11,17 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::body::{self, Body};
-use crate::content::{self, CarRest, CarTail, DagScope, EntityBytes, Failure, Resolved};
+use crate::content::{self, CarRest, CarTail, DagScope, EntityBytes, Resolved};
+use crate::error::HttpError;
+use crate::headers::{common_headers, content_disposition, not_modified, trustless_headers, value};
+use crate::negotiate::{car_variant, negotiate, Format};
 use crate::path::{self, ContentPath, PathError};
 use crate::range::{self, RangeRequest};
 use crate::subdomain::{self, Host};
 use crate::{listing, mime, GatewayConfig};
 
-/// Content behind a CID never changes.
-const IMMUTABLE: &str = "public, max-age=29030400, immutable";
 /// Bumped when the listing page changes, so that cached listings are not reused.
 const LISTING_VERSION: &str = "cairn-1";
-
-/// What the client asked for. Public only for the fuzz targets in `fuzz/`
-/// ([`crate::fuzzing`]).
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// Files, directory listings: the deserialized view.
-    Plain,
-    /// One block, verbatim.
-    Raw,
-    /// A CAR of the DAG.
-    Car { scope: DagScope, bytes: Option<EntityBytes> },
-}
 
 /// The shared state behind every request.
 #[derive(Debug)]
@@ -56,7 +42,7 @@ pub fn text(status: StatusCode, message: &str) -> Response<Body> {
     resp
 }
 
-fn failure(f: &Failure) -> Response<Body> {
+fn failure(f: &HttpError) -> Response<Body> {
     text(f.status, &f.message)
 }
 
@@ -76,16 +62,13 @@ fn redirect(location: &str) -> Response<Body> {
     resp
 }
 
-fn value(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-}
-
 /// A request's query parameters, decoded.
 fn query(req: &Request<()>) -> Vec<(String, String)> {
     req.uri().query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
 }
 
-fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+/// The first value of `key` among a request's query parameters.
+pub(crate) fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
@@ -194,7 +177,7 @@ impl Handler {
         // A root the store lacks is waited for here, on the runtime: a thousand requests for
         // blocks nobody has then hold no blocking thread, and local reads go on being served.
         if let Err(e) = self.node.ensure_local(&content.root).await {
-            return failure(&Failure::from(cairn_node::merkle::exporter::ExportError::Source(e)));
+            return failure(&HttpError::from(cairn_node::merkle::exporter::ExportError::Source(e)));
         }
         let on_subdomain = matches!(host, Host::Subdomain { .. });
         match format {
@@ -210,8 +193,8 @@ impl Handler {
     /// nobody has hold no blocking thread, and local reads go on being served.
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnMut(&Node) -> Result<T, Failure> + Send + 'static,
-    ) -> Result<T, Failure> {
+        work: impl FnMut(&Node) -> Result<T, HttpError> + Send + 'static,
+    ) -> Result<T, HttpError> {
         crate::wait::until_local(&self.node, work).await
     }
 
@@ -229,7 +212,7 @@ impl Handler {
         headers: HeaderMap,
         len: Option<u64>,
         what: &'static str,
-        produce: impl FnMut(&Node, &body::ChunkSender) -> Result<(), Failure> + Send + 'static,
+        produce: impl FnMut(&Node, &body::ChunkSender) -> Result<(), HttpError> + Send + 'static,
     ) -> Response<Body> {
         let mut resp = Response::new(body::empty());
         *resp.status_mut() = status;
@@ -241,7 +224,7 @@ impl Handler {
         resp
     }
 
-    async fn resolve(&self, content: &ContentPath) -> Result<Resolved, Failure> {
+    async fn resolve(&self, content: &ContentPath) -> Result<Resolved, HttpError> {
         let (root, segments) = (content.root, content.segments.clone());
         self.blocking(move |node| content::resolve(&node.source_nowait(), &root, &segments)).await
     }
@@ -382,7 +365,7 @@ impl Handler {
         };
         resolved.signed = signed;
         let Some(stat) = resolved.stat.clone() else {
-            return failure(&Failure::new(
+            return failure(&HttpError::new(
                 StatusCode::NOT_ACCEPTABLE,
                 format!("{} is not UnixFS; ask for it with ?format=raw or ?format=car", resolved.cid),
             ));
@@ -482,17 +465,17 @@ impl Handler {
         let (mut sent, mut reads) = (0u64, 0u64);
         self.streamed(req, status, headers, Some(len), "file response", move |node, tx| {
             let source = content::Counting::new(crate::wait::Paced::new(node.source_nowait(), tx));
-            let result = (|| -> Result<(), Failure> {
+            let result = (|| -> Result<(), HttpError> {
                 for seg in exporter::FileSegments::new(&source, &cid, start + sent, Some(len - sent))? {
                     let seg = seg?;
                     let n = seg.len() as u64;
-                    tx.send(seg).map_err(|e| Failure::new(StatusCode::OK, e.to_string()))?;
+                    tx.send(seg).map_err(|e| HttpError::new(StatusCode::OK, e.to_string()))?;
                     sent += n;
                 }
                 Ok(())
             })();
             reads += source.reads();
-            if matches!(result, Err(Failure { pending: Some(_), .. })) {
+            if matches!(result, Err(HttpError { pending: Some(_), .. })) {
                 return result;
             }
             metrics.file_read(sent, reads);
@@ -515,8 +498,8 @@ impl Handler {
             .blocking(move |node| match exporter::resolve(&node.source_nowait(), &dir, "index.html") {
                 Ok(cid) => match exporter::stat(&node.source_nowait(), &cid) {
                     Ok(s) => Ok(Some(s).filter(|s| s.kind == NodeKind::File)),
-                    Err(e) => match Failure::from(e) {
-                        f @ Failure { pending: Some(_), .. } => Err(f),
+                    Err(e) => match HttpError::from(e) {
+                        f @ HttpError { pending: Some(_), .. } => Err(f),
                         _ => Ok(None),
                     },
                 },
@@ -606,8 +589,8 @@ impl ListingPage {
     /// Writes the page from where it is. A page that stops at a shard being fetched, or
     /// because its client is slower than it, keeps its place and goes on from there when
     /// written again.
-    fn write(&mut self, node: &Node, tx: &body::ChunkSender) -> Result<(), Failure> {
-        let send = |s: String| tx.send(s.into()).map_err(|e| Failure::new(StatusCode::OK, e.to_string()));
+    fn write(&mut self, node: &Node, tx: &body::ChunkSender) -> Result<(), HttpError> {
+        let send = |s: String| tx.send(s.into()).map_err(|e| HttpError::new(StatusCode::OK, e.to_string()));
         if !self.head_sent {
             send(listing::head(&self.display, &self.dir.to_string(), self.parent, self.signed.as_deref()))?;
             self.head_sent = true;
@@ -641,228 +624,4 @@ impl ListingPage {
 
 fn param_present(req: &Request<()>, key: &str) -> bool {
     param(&query(req), key).is_some()
-}
-
-/// What RFC 8187 lets stand unencoded in `filename*`.
-const ATTR_CHAR: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'!')
-    .remove(b'#')
-    .remove(b'$')
-    .remove(b'&')
-    .remove(b'+')
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'^')
-    .remove(b'_')
-    .remove(b'`')
-    .remove(b'|')
-    .remove(b'~');
-
-/// `attachment; filename="x"` with an ASCII fallback and the UTF-8 name (RFC 6266).
-fn content_disposition(kind: &str, name: &str) -> String {
-    let ascii: String =
-        name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
-    let encoded = percent_encoding::utf8_percent_encode(name, ATTR_CHAR);
-    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
-}
-
-/// Headers every content response carries.
-fn common_headers(content: &ContentPath, roots: &[Cid], etag: &str) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert(header::ETAG, value(etag));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
-    h.insert("x-ipfs-path", value(&content.to_url_path(content.trailing_slash)));
-    let roots: Vec<String> = roots.iter().map(Cid::to_string).collect();
-    h.insert("x-ipfs-roots", value(&roots.join(",")));
-    h.insert(header::VARY, HeaderValue::from_static("Accept"));
-    // The type sent is the one meant: no browser may run a file as script or style on a guess.
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h
-}
-
-/// Headers of raw and CAR responses, which a browser must download, not render.
-fn trustless_headers(h: &mut HeaderMap, filename: &str) {
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::CONTENT_DISPOSITION, value(&format!("attachment; filename=\"{filename}\"")));
-}
-
-/// A 304 when `If-None-Match` names `etag` (or is `*`); weak and strong tags match alike.
-fn not_modified(req: &HeaderMap, etag: &str, headers: &HeaderMap) -> Option<Response<Body>> {
-    let inm = req.get(header::IF_NONE_MATCH)?.to_str().ok()?;
-    let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
-    let ours = bare(etag);
-    if !inm.split(',').any(|t| t.trim() == "*" || bare(t) == ours) {
-        return None;
-    }
-    let mut resp = Response::new(body::empty());
-    *resp.status_mut() = StatusCode::NOT_MODIFIED;
-    for name in [header::ETAG, header::CACHE_CONTROL, header::VARY] {
-        if let Some(v) = headers.get(&name) {
-            resp.headers_mut().insert(name, v.clone());
-        }
-    }
-    for name in ["x-ipfs-path", "x-ipfs-roots"] {
-        if let Some(v) = headers.get(name) {
-            resp.headers_mut().insert(name, v.clone());
-        }
-    }
-    Some(resp)
-}
-
-/// A short, stable tag for the CAR's shape, part of its ETag.
-fn car_variant(scope: DagScope, bytes: Option<EntityBytes>) -> String {
-    let scope = match scope {
-        DagScope::Block => "block",
-        DagScope::Entity => "entity",
-        DagScope::All => "all",
-    };
-    match bytes {
-        None => format!("dfs.n.{scope}"),
-        Some(b) => format!("dfs.n.{scope}.{}_{}", b.from, b.to.map_or_else(|| "*".to_owned(), |t| t.to_string())),
-    }
-}
-
-/// Picks the response format from `?format=` (which wins) or `Accept`. Public only for the
-/// fuzz targets in `fuzz/` ([`crate::fuzzing`]).
-#[doc(hidden)]
-pub fn negotiate(headers: &HeaderMap, query: &[(String, String)]) -> Result<Format, Failure> {
-    let bad = |m: String| Failure::new(StatusCode::BAD_REQUEST, m);
-    let mut want = match param(query, "format") {
-        Some("raw") => Some("raw"),
-        Some("car") => Some("car"),
-        Some("") | None => None,
-        Some(other) => {
-            return Err(bad(format!("unsupported format {other:?}: this gateway serves format=raw and format=car")))
-        }
-    };
-    let mut car_params: Vec<(String, String)> = Vec::new();
-    if want.is_none() {
-        if let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
-            for item in accept.split(',') {
-                let mut parts = item.split(';').map(str::trim);
-                let essence = parts.next().unwrap_or_default().to_ascii_lowercase();
-                let params: Vec<(String, String)> = parts
-                    .filter_map(|p| p.split_once('='))
-                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().trim_matches('"').to_owned()))
-                    .collect();
-                match essence.as_str() {
-                    "application/vnd.ipld.raw" => {
-                        want = Some("raw");
-                        break;
-                    }
-                    "application/vnd.ipld.car" => {
-                        want = Some("car");
-                        car_params = params;
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    match want {
-        Some("raw") => Ok(Format::Raw),
-        Some("car") => {
-            // URL parameters override the Accept header's.
-            for (url_key, key) in [("car-version", "version"), ("car-order", "order"), ("car-dups", "dups")] {
-                if let Some(v) = param(query, url_key) {
-                    car_params.retain(|(k, _)| k != key);
-                    car_params.push((key.to_owned(), v.to_owned()));
-                }
-            }
-            for (k, v) in &car_params {
-                let ok = match k.as_str() {
-                    "version" => v == "1",
-                    "order" => v == "dfs" || v == "unk",
-                    "dups" => v == "n",
-                    _ => true,
-                };
-                if !ok {
-                    return Err(Failure::new(
-                        StatusCode::NOT_ACCEPTABLE,
-                        format!("unsupported CAR parameter {k}={v}: this gateway sends version=1, order=dfs, dups=n"),
-                    ));
-                }
-            }
-            let scope = match param(query, "dag-scope") {
-                None | Some("all") => DagScope::All,
-                Some("entity") => DagScope::Entity,
-                Some("block") => DagScope::Block,
-                Some(other) => return Err(bad(format!("invalid dag-scope {other:?}: use block, entity or all"))),
-            };
-            let bytes = match param(query, "entity-bytes") {
-                None => None,
-                Some(spec) => Some(parse_entity_bytes(spec).ok_or_else(|| {
-                    bad(format!("invalid entity-bytes {spec:?}: use from:to with integers, `to` may be `*`"))
-                })?),
-            };
-            Ok(Format::Car { scope, bytes })
-        }
-        _ => Ok(Format::Plain),
-    }
-}
-
-fn parse_entity_bytes(spec: &str) -> Option<EntityBytes> {
-    let (from, to) = spec.split_once(':')?;
-    let from: i64 = from.parse().ok()?;
-    let to = if to == "*" { None } else { Some(to.parse::<i64>().ok()?) };
-    if let Some(t) = to {
-        // Both ends from the same side must be in order.
-        if t < from && (from >= 0) == (t >= 0) {
-            return None;
-        }
-    }
-    Some(EntityBytes { from, to })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entity_bytes_parse() {
-        assert_eq!(parse_entity_bytes("0:*"), Some(EntityBytes { from: 0, to: None }));
-        assert_eq!(parse_entity_bytes("-100:-1"), Some(EntityBytes { from: -100, to: Some(-1) }));
-        assert_eq!(parse_entity_bytes("10:20"), Some(EntityBytes { from: 10, to: Some(20) }));
-        for bad in ["", "1", "a:b", "20:10", "-1:-5", "1:*x", "*:1"] {
-            assert_eq!(parse_entity_bytes(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn negotiation() {
-        let mut h = HeaderMap::new();
-        let q = |s: &str| form_urlencoded::parse(s.as_bytes()).into_owned().collect::<Vec<_>>();
-        assert_eq!(negotiate(&h, &q("")).unwrap(), Format::Plain);
-        assert_eq!(negotiate(&h, &q("format=raw")).unwrap(), Format::Raw);
-        assert_eq!(
-            negotiate(&h, &q("format=car&dag-scope=entity&entity-bytes=0:99")).unwrap(),
-            Format::Car { scope: DagScope::Entity, bytes: Some(EntityBytes { from: 0, to: Some(99) }) }
-        );
-        assert_eq!(negotiate(&h, &q("format=tar")).unwrap_err().status, StatusCode::BAD_REQUEST);
-        assert_eq!(negotiate(&h, &q("format=car&dag-scope=x")).unwrap_err().status, StatusCode::BAD_REQUEST);
-        h.insert(header::ACCEPT, HeaderValue::from_static("text/html, application/vnd.ipld.car; version=1; dups=y"));
-        assert_eq!(negotiate(&h, &q("")).unwrap_err().status, StatusCode::NOT_ACCEPTABLE);
-        h.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.ipld.raw"));
-        assert_eq!(negotiate(&h, &q("")).unwrap(), Format::Raw);
-    }
-
-    #[test]
-    fn etags_match_weak_and_strong() {
-        let mut req = HeaderMap::new();
-        req.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"a\", W/\"bafy\""));
-        assert!(not_modified(&req, "\"bafy\"", &HeaderMap::new()).is_some());
-        assert!(not_modified(&req, "\"other\"", &HeaderMap::new()).is_none());
-        req.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
-        assert!(not_modified(&req, "\"x\"", &HeaderMap::new()).is_some());
-    }
-
-    #[test]
-    fn disposition_names_are_safe() {
-        assert_eq!(
-            content_disposition("attachment", "a \"b\".txt"),
-            "attachment; filename=\"a _b_.txt\"; filename*=UTF-8''a%20%22b%22.txt"
-        );
-        assert!(content_disposition("inline", "ü\r\n.txt").starts_with("inline; filename=\"___.txt\""));
-    }
 }

@@ -16,11 +16,14 @@
 pub mod api;
 mod body;
 mod content;
+pub mod error;
 mod handler;
+mod headers;
 mod io;
 mod listing;
 pub mod metrics;
 mod mime;
+mod negotiate;
 mod path;
 pub mod pinning;
 mod range;
@@ -49,8 +52,9 @@ pub use metrics::GatewayMetrics;
 /// it, and it changes with the code it exposes.
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::content::{write_car, DagScope, EntityBytes, Failure};
-    pub use crate::handler::{negotiate, Format};
+    pub use crate::content::{write_car, DagScope, EntityBytes};
+    pub use crate::error::HttpError;
+    pub use crate::negotiate::{negotiate, Format};
     pub use crate::path::{
         decode_segments, encode_segment, parse_ipfs_path, parse_root, parse_root_syntax, ContentPath, PathError,
         MAX_PATH_BYTES, MAX_SEGMENTS,

@@ -22,13 +22,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cairn_node::merkle::Cid;
-use cairn_node::pinning::{self, NameMatch, PinError, PinRequest, PinService, PinSpec, Query, Status};
+use cairn_node::pinning::{self, NameMatch, PinRequest, PinService, PinSpec, Query, Status};
 use http_body_util::BodyExt as _;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::body::{self, Body};
+use crate::error::HttpError;
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 64 << 10;
@@ -49,26 +50,6 @@ pub struct PinningApi {
     delegates: Vec<String>,
 }
 
-struct Fail(StatusCode, &'static str, String);
-
-impl Fail {
-    fn bad(details: impl std::fmt::Display) -> Fail {
-        Fail(StatusCode::BAD_REQUEST, "BAD_REQUEST", details.to_string())
-    }
-}
-
-impl From<PinError> for Fail {
-    fn from(e: PinError) -> Fail {
-        match e {
-            PinError::Bad(d) => Fail::bad(d),
-            PinError::NotFound(_) => Fail(StatusCode::NOT_FOUND, "NOT_FOUND", e.to_string()),
-            PinError::Quota(_) => Fail(StatusCode::FORBIDDEN, "QUOTA_EXCEEDED", e.to_string()),
-            PinError::RateLimited(_) => Fail(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", e.to_string()),
-            other => Fail(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", other.to_string()),
-        }
-    }
-}
-
 fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     let mut r = Response::new(body::full(format!("{v}\n")));
     *r.status_mut() = status;
@@ -76,8 +57,8 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     r
 }
 
-fn failure(f: Fail) -> Response<Body> {
-    json_response(f.0, &json!({"error": {"reason": f.1, "details": f.2}}))
+fn failure(f: HttpError) -> Response<Body> {
+    json_response(f.status, &json!({"error": {"reason": f.reason(), "details": f.message}}))
 }
 
 impl PinningApi {
@@ -130,7 +111,7 @@ impl PinningApi {
         r
     }
 
-    async fn route(&self, req: Request<hyper::body::Incoming>) -> Result<Response<Body>, Fail> {
+    async fn route(&self, req: Request<hyper::body::Incoming>) -> Result<Response<Body>, HttpError> {
         let path = req.uri().path().trim_end_matches('/').to_owned();
         let id = match path.strip_prefix("/pins") {
             Some("") => None,
@@ -138,18 +119,13 @@ impl PinningApi {
                 Some(rest[1..].to_owned())
             }
             _ => {
-                return Err(Fail(
-                    StatusCode::NOT_FOUND,
-                    "NOT_FOUND",
-                    format!("{path} is not a Pinning Service API path"),
-                ))
+                return Err(HttpError::new(StatusCode::NOT_FOUND, format!("{path} is not a Pinning Service API path")))
             }
         };
         let Some(account) = self.account(&req).map(str::to_owned) else {
-            return Err(Fail(
+            return Err(HttpError::new(
                 StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                "an access token is required: Authorization: Bearer <token>".into(),
+                "an access token is required: Authorization: Bearer <token>",
             ));
         };
         let service = &self.service;
@@ -179,32 +155,30 @@ impl PinningApi {
                 *r.status_mut() = StatusCode::ACCEPTED;
                 Ok(r)
             }
-            (m, _) => {
-                Err(Fail(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", format!("{m} is not allowed here")))
-            }
+            (m, _) => Err(HttpError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{m} is not allowed here"))),
         }
     }
 }
 
 /// Reads a `Pin` object from the body.
-async fn read_spec(req: Request<hyper::body::Incoming>) -> Result<PinSpec, Fail> {
+async fn read_spec(req: Request<hyper::body::Incoming>) -> Result<PinSpec, HttpError> {
     let body = http_body_util::Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
-        .map_err(|e| Fail::bad(format!("cannot read the body (at most {MAX_BODY} bytes): {e}")))?
+        .map_err(|e| HttpError::bad(format!("cannot read the body (at most {MAX_BODY} bytes): {e}")))?
         .to_bytes();
-    serde_json::from_slice::<PinSpec>(&body).map_err(|e| Fail::bad(format!("the body is not a Pin object: {e}")))
+    serde_json::from_slice::<PinSpec>(&body).map_err(|e| HttpError::bad(format!("the body is not a Pin object: {e}")))
 }
 
 /// The listing query parser below, for the fuzz targets in `fuzz/`: the filters, or the
 /// details of the 400 it answers.
 #[doc(hidden)]
 pub fn parse_listing_query(raw: &str) -> Result<Query, String> {
-    query(raw).map_err(|f| f.2)
+    query(raw).map_err(|f| f.message)
 }
 
 /// Parses a listing's query string.
-fn query(raw: &str) -> Result<Query, Fail> {
+fn query(raw: &str) -> Result<Query, HttpError> {
     let mut q = Query::default();
     let mut how = NameMatch::default();
     let mut status_given = false;
@@ -214,15 +188,15 @@ fn query(raw: &str) -> Result<Query, Fail> {
                 q.cids = v
                     .split(',')
                     .filter(|s| !s.is_empty())
-                    .map(|s| s.parse::<Cid>().map_err(|e| Fail::bad(format!("invalid CID {s:?}: {e}"))))
+                    .map(|s| s.parse::<Cid>().map_err(|e| HttpError::bad(format!("invalid CID {s:?}: {e}"))))
                     .collect::<Result<_, _>>()?;
                 if q.cids.len() > MAX_CIDS {
-                    return Err(Fail::bad(format!("at most {MAX_CIDS} CIDs per listing")));
+                    return Err(HttpError::bad(format!("at most {MAX_CIDS} CIDs per listing")));
                 }
             }
             "name" => {
                 if v.chars().count() > pinning::MAX_NAME_CHARS {
-                    return Err(Fail::bad(format!("name is longer than {} characters", pinning::MAX_NAME_CHARS)));
+                    return Err(HttpError::bad(format!("name is longer than {} characters", pinning::MAX_NAME_CHARS)));
                 }
                 q.name = Some((v.into_owned(), NameMatch::Exact));
             }
@@ -232,7 +206,7 @@ fn query(raw: &str) -> Result<Query, Fail> {
                 q.statuses =
                     v.split(',').filter(|s| !s.is_empty()).map(str::parse::<Status>).collect::<Result<_, _>>()?;
                 if q.statuses.is_empty() {
-                    return Err(Fail::bad("status is empty"));
+                    return Err(HttpError::bad("status is empty"));
                 }
             }
             "before" => q.before = Some(pinning::parse_rfc3339(&v)?),
@@ -242,11 +216,11 @@ fn query(raw: &str) -> Result<Query, Fail> {
                     .parse::<usize>()
                     .ok()
                     .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| Fail::bad(format!("limit {v:?} is not a number from 1 to {MAX_LIMIT}")))?;
+                    .ok_or_else(|| HttpError::bad(format!("limit {v:?} is not a number from 1 to {MAX_LIMIT}")))?;
             }
             "meta" => {
                 q.meta = serde_json::from_str(&v)
-                    .map_err(|e| Fail::bad(format!("meta must be a JSON object of strings: {e}")))?;
+                    .map_err(|e| HttpError::bad(format!("meta must be a JSON object of strings: {e}")))?;
             }
             // Unknown parameters are ignored, as the spec's clients may send newer ones.
             _ => {}

@@ -10,7 +10,7 @@ use cairn_node::merkle::Cid;
 use cid::multibase::Base;
 use hyper::{Request, StatusCode};
 
-use crate::content::Failure;
+use crate::error::HttpError;
 use crate::path::{ContentPath, PathError};
 
 /// The longest DNS label.
@@ -88,15 +88,15 @@ pub fn parse_label(label: &str) -> Result<(Cid, String), PathError> {
 }
 
 /// The DNS label for `cid`: CIDv1 in base32, else base36.
-pub fn label_for(cid: &Cid) -> Result<String, Failure> {
+pub fn label_for(cid: &Cid) -> Result<String, HttpError> {
     let v1 = if cid.version() == cid::Version::V0 { Cid::new_v1(cid.codec(), *cid.hash()) } else { *cid };
     for base in [Base::Base32Lower, Base::Base36Lower] {
-        let text = v1.to_string_of_base(base).map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let text = v1.to_string_of_base(base).map_err(|e| HttpError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
         if text.len() <= MAX_LABEL {
             return Ok(text);
         }
     }
-    Err(Failure::new(
+    Err(HttpError::new(
         StatusCode::BAD_REQUEST,
         format!(
             "CID incompatible with DNS label length limit of {MAX_LABEL}: {cid}; use the path gateway on an IP address"
@@ -110,7 +110,7 @@ pub fn redirect_url<B>(
     host: &str,
     port: Option<u16>,
     content: &ContentPath,
-) -> Result<String, Failure> {
+) -> Result<String, HttpError> {
     let scheme = match req.headers().get("x-forwarded-proto").and_then(|v| v.to_str().ok()) {
         Some("https") => "https",
         _ => "http",

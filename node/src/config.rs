@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Why a config could not be read or changed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// The JSON does not have the expected shape.
@@ -562,19 +562,6 @@ impl std::str::FromStr for Profile {
 }
 
 impl Config {
-    /// `Gateway.RetrievalTimeout`: how long a read waits for a missing block. Zero is refused:
-    /// a read that could wait forever would hang its client.
-    pub fn retrieval_timeout(&self) -> Result<std::time::Duration, ConfigError> {
-        parse_duration("Gateway.RetrievalTimeout", &self.gateway.retrieval_timeout)?
-            .ok_or_else(|| ConfigError::Invalid("Gateway.RetrievalTimeout must be more than 0".into()))
-    }
-
-    /// `Gateway.MaxRequestDuration`. Zero is refused, like a zero retrieval timeout.
-    pub fn max_request_duration(&self) -> Result<std::time::Duration, ConfigError> {
-        parse_duration("Gateway.MaxRequestDuration", &self.gateway.max_request_duration)?
-            .ok_or_else(|| ConfigError::Invalid("Gateway.MaxRequestDuration must be more than 0".into()))
-    }
-
     /// `Scrub.Interval` (`None`: no scrub).
     pub fn scrub_interval(&self) -> Result<Option<std::time::Duration>, ConfigError> {
         parse_duration("Scrub.Interval", &self.scrub.interval)

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use libp2p_identity::{Keypair, PeerId};
 
 use crate::config::{Config, ConfigError, Profile};
+use crate::settings::Settings;
 use crate::store::{RocksStore, RocksTuning, StoreError};
 
 /// The repo format this build writes and reads.
@@ -78,6 +79,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RepoError + '_ {
 pub struct Repo {
     path: PathBuf,
     config: Config,
+    /// The config's values typed ([`Settings::from_config`]), or why one is not what it must
+    /// be: a repo with a bad value still opens, so that `cairn config` can mend it.
+    settings: Result<Settings, ConfigError>,
     keypair: Keypair,
     store: RocksStore,
     _lock: fs::File,
@@ -106,7 +110,8 @@ impl Repo {
         write_atomic(&path.join("version"), format!("{REPO_VERSION}\n").as_bytes())?;
         let store = RocksStore::open(&path.join("datastore"), &RocksTuning::default())?;
         store.set_storage_max(config.storage_max()?.unwrap_or(u64::MAX));
-        Ok(Repo { path: path.to_owned(), config, keypair, store, _lock: lock })
+        let settings = Settings::from_config(&config);
+        Ok(Repo { path: path.to_owned(), config, settings, keypair, store, _lock: lock })
     }
 
     /// Opens an existing repo, taking its lock and running any migration.
@@ -129,7 +134,8 @@ impl Repo {
         let keypair = Keypair::from_protobuf_encoding(&key_bytes).map_err(|e| RepoError::Identity(e.to_string()))?;
         let store = RocksStore::open(&path.join("datastore"), &RocksTuning::default())?;
         store.set_storage_max(config.storage_max()?.unwrap_or(u64::MAX));
-        Ok(Repo { path: path.to_owned(), config, keypair, store, _lock: lock })
+        let settings = Settings::from_config(&config);
+        Ok(Repo { path: path.to_owned(), config, settings, keypair, store, _lock: lock })
     }
 
     /// The repo directory.
@@ -142,11 +148,18 @@ impl Repo {
         &self.config
     }
 
+    /// The config's values, typed and checked once when the config was loaded or set; the
+    /// first value that is not what it must be, if any.
+    pub fn settings(&self) -> Result<&Settings, ConfigError> {
+        self.settings.as_ref().map_err(Clone::clone)
+    }
+
     /// Replaces the config on disk (atomically) and in memory.
     pub fn set_config(&mut self, config: Config) -> Result<(), RepoError> {
         let max = config.storage_max()?.unwrap_or(u64::MAX);
         write_atomic(&self.path.join("config"), config.to_json().as_bytes())?;
         self.store.set_storage_max(max);
+        self.settings = Settings::from_config(&config);
         self.config = config;
         Ok(())
     }

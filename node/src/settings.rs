@@ -33,14 +33,14 @@ pub enum DhtMode {
 }
 
 impl std::str::FromStr for DhtMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
         match s {
             "auto" | "dht" | "" => Ok(DhtMode::Auto),
             "dhtserver" => Ok(DhtMode::Server),
             "dhtclient" => Ok(DhtMode::Client),
             "none" => Ok(DhtMode::Off),
-            other => Err(format!("Routing.Type {other:?} is not one of auto, dht, dhtserver, dhtclient, none")),
+            other => Err(invalid("Routing.Type", other, "one of auto, dht, dhtserver, dhtclient, none")),
         }
     }
 }
@@ -56,13 +56,13 @@ pub enum OriginFormat {
 }
 
 impl std::str::FromStr for OriginFormat {
-    type Err = String;
+    type Err = ConfigError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
         match s {
             "raw" => Ok(OriginFormat::Raw),
             "car" => Ok(OriginFormat::Car),
-            other => Err(format!("Origins.Format: {other:?} is not \"raw\" or \"car\"")),
+            other => Err(invalid("Origins.Format", other, "\"raw\" or \"car\"")),
         }
     }
 }
@@ -79,13 +79,13 @@ pub enum Strategy {
 }
 
 impl std::str::FromStr for Strategy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
         match s {
             "roots" | "" => Ok(Strategy::Roots),
             "pinned" => Ok(Strategy::Pinned),
             "all" => Ok(Strategy::All),
-            other => Err(format!("Reprovider.Strategy {other:?} is not one of roots, pinned, all")),
+            other => Err(invalid("Reprovider.Strategy", other, "one of roots, pinned, all")),
         }
     }
 }
@@ -189,8 +189,8 @@ fn socket(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 /// One of a set of names, through its `FromStr` (whose error lists them).
-fn choice<T: std::str::FromStr<Err = String>>(value: &str) -> Result<T, ConfigError> {
-    value.parse().map_err(ConfigError::Invalid)
+fn choice<T: std::str::FromStr<Err = ConfigError>>(value: &str) -> Result<T, ConfigError> {
+    value.parse()
 }
 
 /// Sets the value at a dotted key of `config` ([`Config::set_key`]) and checks every typed

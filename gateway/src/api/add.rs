@@ -12,7 +12,7 @@ use hyper::header;
 use hyper::{Request, StatusCode};
 use serde_json::json;
 
-use super::{add_options, ndjson, tsize, Answer, Api, Fail, Params};
+use super::{add_options, ndjson, tsize, Answer, Api, HttpError, Params};
 
 /// Chunks of one file part in flight between the request and the importer.
 const CHUNKS_IN_FLIGHT: usize = 4;
@@ -70,15 +70,15 @@ impl std::io::Read for ChunkReader {
 
 /// A multipart body's error as the client should see it: a body over the limit is a 413
 /// that names the setting, anything else a 400.
-pub(super) fn body_error(e: multer::Error) -> Fail {
+pub(super) fn body_error(e: multer::Error) -> HttpError {
     match e {
         multer::Error::StreamSizeExceeded { limit } => too_large(limit),
-        e => Fail::bad(e),
+        e => HttpError::bad(e),
     }
 }
 
-fn too_large(limit: u64) -> Fail {
-    Fail::new(
+fn too_large(limit: u64) -> HttpError {
+    HttpError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("the request body is over API.MaxUploadBytes ({limit} bytes); raise it with `cairn config`"),
     )
@@ -88,7 +88,7 @@ fn too_large(limit: u64) -> Fail {
 async fn feed_field(
     field: &mut multer::Field<'static>,
     tx: &tokio::sync::mpsc::Sender<Result<Bytes, String>>,
-) -> Result<(), Fail> {
+) -> Result<(), HttpError> {
     loop {
         match field.chunk().await {
             Ok(Some(chunk)) => {
@@ -106,11 +106,11 @@ async fn feed_field(
 }
 
 /// A field's whole body, refused past `max` bytes.
-async fn small_field(field: &mut multer::Field<'static>, max: usize, what: &str) -> Result<Bytes, Fail> {
+async fn small_field(field: &mut multer::Field<'static>, max: usize, what: &str) -> Result<Bytes, HttpError> {
     let mut out = Vec::new();
     while let Some(chunk) = field.chunk().await.map_err(body_error)? {
         if out.len() + chunk.len() > max {
-            return Err(Fail::bad(format!("{what}: over {max} bytes")));
+            return Err(HttpError::bad(format!("{what}: over {max} bytes")));
         }
         out.extend_from_slice(&chunk);
     }
@@ -124,13 +124,13 @@ impl Api {
         &self,
         req: Request<hyper::body::Incoming>,
         command: &str,
-    ) -> Result<multer::Multipart<'static>, Fail> {
+    ) -> Result<multer::Multipart<'static>, HttpError> {
         let boundary = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| multer::parse_boundary(v).ok())
-            .ok_or_else(|| Fail::bad(format!("{command} takes a multipart/form-data body")))?;
+            .ok_or_else(|| HttpError::bad(format!("{command} takes a multipart/form-data body")))?;
         let declared =
             req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.limits.bytes) {
@@ -174,7 +174,7 @@ impl Api {
                     "application/symlink" => {
                         let target = small_field(&mut field, MAX_SYMLINK_TARGET, &format!("symlink {name:?}")).await?;
                         let target = String::from_utf8(target.to_vec())
-                            .map_err(|_| Fail::bad(format!("symlink {name:?}: target is not UTF-8")))?;
+                            .map_err(|_| HttpError::bad(format!("symlink {name:?}: target is not UTF-8")))?;
                         (UploadPart::Symlink(name, target), None)
                     }
                     _ => {
@@ -189,17 +189,17 @@ impl Api {
                     feed_field(&mut field, &chunks).await?;
                 }
             }
-            Ok::<(), Fail>(())
+            Ok::<(), HttpError>(())
         }
         .await;
         drop(tx);
-        let imported = worker.await.map_err(|e| Fail::internal(format!("task failed: {e}")))?;
+        let imported = worker.await.map_err(|e| HttpError::internal(format!("task failed: {e}")))?;
         // The client's own fault first: an importer cut off mid-file says only that.
         fed?;
         let (lines, roots) = imported.map_err(|e| match e {
-            NodeError::Upload(u) if !u.is_store_failure() => Fail::bad(u),
-            NodeError::Upload(UploadError::Import { path, source }) => Fail::internal(format!("{path}: {source}")),
-            e => Fail::internal(e),
+            NodeError::Upload(u) if !u.is_store_failure() => HttpError::bad(u),
+            NodeError::Upload(UploadError::Import { path, source }) => HttpError::internal(format!("{path}: {source}")),
+            e => HttpError::internal(e),
         })?;
         if pin {
             let announced: Vec<_> = roots.iter().map(|r| (r.cid, r.size)).collect();

@@ -18,7 +18,7 @@
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
-use super::Fail;
+use super::HttpError;
 use crate::body::{self, Body};
 
 /// The API's access rules, read once from the config.
@@ -124,14 +124,14 @@ impl Guard {
 
     /// Refuses a request a web page or a rebound host name sent; returns the allowed web
     /// origin to name in the answer, if any.
-    pub(crate) fn check_web(&self, headers: &HeaderMap) -> Result<Option<String>, Fail> {
+    pub(crate) fn check_web(&self, headers: &HeaderMap) -> Result<Option<String>, HttpError> {
         if let Some(host) = headers.get(header::HOST) {
             let host = String::from_utf8_lossy(host.as_bytes()).trim().to_ascii_lowercase();
             let name = host_name(&host);
             let ok =
                 name.parse::<std::net::IpAddr>().is_ok() || name == "localhost" || self.hosts.iter().any(|h| h == name);
             if !ok {
-                return Err(Fail::new(
+                return Err(HttpError::new(
                     StatusCode::FORBIDDEN,
                     format!("the API does not answer to host {name:?} (add it to API.AllowedHosts)"),
                 ));
@@ -140,7 +140,7 @@ impl Guard {
         let origin = Self::web_origin(headers);
         if let Some(o) = &origin {
             if !self.origin_allowed(o) {
-                return Err(Fail::new(
+                return Err(HttpError::new(
                     StatusCode::FORBIDDEN,
                     format!(
                         "requests from web origin {o:?} are refused \
@@ -151,7 +151,7 @@ impl Guard {
         }
         let site = headers.get("sec-fetch-site").map(|v| v.as_bytes().to_ascii_lowercase());
         if matches!(site.as_deref(), Some(b"cross-site" | b"same-site")) && origin.is_none() {
-            return Err(Fail::new(StatusCode::FORBIDDEN, "cross-site requests are refused".into()));
+            return Err(HttpError::new(StatusCode::FORBIDDEN, "cross-site requests are refused"));
         }
         Ok(origin)
     }

@@ -8,12 +8,12 @@ use cairn_node::merkle::manifest::META_KEYS;
 use hyper::StatusCode;
 use serde_json::json;
 
-use super::{blocking, json_response, parse_path, Answer, Api, Fail, Params};
+use super::{blocking, json_response, parse_path, Answer, Api, HttpError, Params};
 
-fn failure(e: ManifestFailure) -> Fail {
+fn failure(e: ManifestFailure) -> HttpError {
     match e {
-        ManifestFailure::NotAManifest { .. } | ManifestFailure::UnknownMeta(_) => Fail::bad(e),
-        other => Fail::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        ManifestFailure::NotAManifest { .. } | ManifestFailure::UnknownMeta(_) => HttpError::bad(e),
+        other => HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
     }
 }
 
@@ -31,9 +31,9 @@ impl Api {
                     topic: p.get("topic").unwrap_or_default().to_owned(),
                 };
                 let stored = publisher.clone();
-                blocking(move || follow::add(&node, &stored).map_err(Fail::bad)).await?;
+                blocking(move || follow::add(&node, &stored).map_err(HttpError::bad)).await?;
                 if let Some(f) = &self.follower {
-                    f.follow(publisher.clone()).await.map_err(Fail::internal)?;
+                    f.follow(publisher.clone()).await.map_err(HttpError::internal)?;
                 }
                 Ok(json_response(&json!({"Peer": publisher.peer, "Topic": publisher.topic()})))
             }
@@ -41,9 +41,9 @@ impl Api {
                 let peer = p.arg()?.to_owned();
                 let unpin = p.flag("unpin", false)?;
                 let gone = peer.clone();
-                let was = blocking(move || follow::remove(&node, &gone, unpin).map_err(Fail::internal)).await?;
+                let was = blocking(move || follow::remove(&node, &gone, unpin).map_err(HttpError::internal)).await?;
                 if !was {
-                    return Err(Fail::bad(format!("{peer} is not followed")));
+                    return Err(HttpError::bad(format!("{peer} is not followed")));
                 }
                 if let Some(f) = &self.follower {
                     f.unfollow(&peer);
@@ -52,8 +52,8 @@ impl Api {
             }
             _ => {
                 let (list, used) = blocking(move || {
-                    let list = follow::publishers(&node).map_err(Fail::internal)?;
-                    Ok((list, follow::followed_bytes(&node).map_err(Fail::internal)?))
+                    let list = follow::publishers(&node).map_err(HttpError::internal)?;
+                    Ok((list, follow::followed_bytes(&node).map_err(HttpError::internal)?))
                 })
                 .await?;
                 let list: Vec<_> =
@@ -87,7 +87,7 @@ impl Api {
     pub(super) async fn pin_verify(&self, p: &Params) -> Answer {
         let verbose = p.flag("verbose", false)?;
         let node = self.node.clone();
-        let results = blocking(move || node.pin_verify().map_err(Fail::internal)).await?;
+        let results = blocking(move || node.pin_verify().map_err(HttpError::internal)).await?;
         let lines: Vec<_> = results
             .into_iter()
             .filter(|(_, c)| verbose || !c.corrupt.is_empty() || !c.missing.is_empty())

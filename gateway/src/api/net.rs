@@ -9,7 +9,7 @@ use cairn_node::net::Network;
 use cairn_node::BlockStore;
 use serde_json::{json, Value};
 
-use super::{blocking, json_response, ndjson, parse_cid, Answer, Api, Fail, Params};
+use super::{blocking, json_response, ndjson, parse_cid, Answer, Api, HttpError, Params};
 
 impl Api {
     pub(super) async fn id(&self) -> Answer {
@@ -26,7 +26,7 @@ impl Api {
     }
 
     pub(super) async fn swarm_peers(&self) -> Answer {
-        let peers = self.net()?.peers().await.map_err(Fail::internal)?;
+        let peers = self.net()?.peers().await.map_err(HttpError::internal)?;
         let list: Vec<Value> =
             peers.iter().map(|p| json!({"Addr": strip_p2p(&p.addr.to_string()), "Peer": p.peer.to_string()})).collect();
         Ok(json_response(&json!({ "Peers": list })))
@@ -37,7 +37,8 @@ impl Api {
     /// (`SendingPeers`).
     pub(super) async fn bitswap_stat(&self) -> Answer {
         let net = self.net()?;
-        let (stats, peers) = (net.stats().await.map_err(Fail::internal)?, net.peers().await.map_err(Fail::internal)?);
+        let (stats, peers) =
+            (net.stats().await.map_err(HttpError::internal)?, net.peers().await.map_err(HttpError::internal)?);
         let partners: Vec<String> = peers.iter().map(|p| p.peer.to_string()).collect();
         Ok(json_response(&json!({
             "BlocksReceived": stats.blocks_received,
@@ -55,12 +56,12 @@ impl Api {
         let net = self.net()?;
         let mut done = Vec::new();
         for a in p.args() {
-            let addr = a.parse().map_err(|e| Fail::bad(format!("{a:?} is not a multiaddr: {e}")))?;
-            let peer = net.connect(addr).await.map_err(Fail::internal)?;
+            let addr = a.parse().map_err(|e| HttpError::bad(format!("{a:?} is not a multiaddr: {e}")))?;
+            let peer = net.connect(addr).await.map_err(HttpError::internal)?;
             done.push(format!("connect {peer} success"));
         }
         if done.is_empty() {
-            return Err(Fail::bad("argument \"address\" is required"));
+            return Err(HttpError::bad("argument \"address\" is required"));
         }
         Ok(json_response(&json!({ "Strings": done })))
     }
@@ -70,20 +71,20 @@ impl Api {
         let mut roots = Vec::new();
         for a in p.args() {
             let cid = parse_cid(a)?;
-            if !self.node.repo().store().has(&cid).map_err(Fail::internal)? {
-                return Err(Fail::internal(format!("block {cid} not found locally, cannot provide")));
+            if !self.node.repo().store().has(&cid).map_err(HttpError::internal)? {
+                return Err(HttpError::internal(format!("block {cid} not found locally, cannot provide")));
             }
             roots.push(cid);
         }
         if roots.is_empty() {
-            return Err(Fail::bad("argument \"key\" is required"));
+            return Err(HttpError::bad("argument \"key\" is required"));
         }
         let keys = if p.flag("recursive", false)? {
             let node = self.node.clone();
             blocking(move || {
                 let mut all = Vec::new();
                 for r in roots {
-                    all.extend(node.dag_cids(&r).map_err(Fail::internal)?);
+                    all.extend(node.dag_cids(&r).map_err(HttpError::internal)?);
                 }
                 Ok(all)
             })
@@ -95,9 +96,9 @@ impl Api {
             Some(rp) => rp.announce_now(keys).await,
             None => net.provide(keys).await,
         }
-        .map_err(Fail::internal)?;
+        .map_err(HttpError::internal)?;
         if ok == 0 && failed > 0 {
-            return Err(Fail::internal("failed to find any peer in table"));
+            return Err(HttpError::internal("failed to find any peer in table"));
         }
         tracing::debug!("provided {ok} keys, {failed} reached no peer");
         Ok(ndjson(&[]))
@@ -107,8 +108,8 @@ impl Api {
     /// says how it went.
     pub(super) async fn reprovide(&self) -> Answer {
         self.net()?;
-        let rp = self.reprovider.as_ref().ok_or_else(|| Fail::internal("the reprovider is not configured"))?;
-        let s = rp.sweep().await.map_err(Fail::internal)?;
+        let rp = self.reprovider.as_ref().ok_or_else(|| HttpError::internal("the reprovider is not configured"))?;
+        let s = rp.sweep().await.map_err(HttpError::internal)?;
         Ok(json_response(&json!({
             "Provided": s.provided,
             "Failed": s.failed,
@@ -122,7 +123,7 @@ impl Api {
     pub(super) async fn findprovs(&self, p: &Params) -> Answer {
         let cid = parse_cid(p.arg()?)?;
         let max = p.number("num-providers")?.unwrap_or(20).clamp(1, 1000) as usize;
-        let found = self.net()?.find_providers(cid, max, Duration::from_secs(60)).await.map_err(Fail::internal)?;
+        let found = self.net()?.find_providers(cid, max, Duration::from_secs(60)).await.map_err(HttpError::internal)?;
         let lines: Vec<Value> = found
             .iter()
             .map(|peer| json!({"Type": 4, "ID": "", "Extra": "", "Responses": [{"ID": peer.to_string(), "Addrs": []}]}))

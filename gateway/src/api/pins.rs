@@ -5,27 +5,27 @@ use std::sync::Arc;
 use cairn_node::IpfsPath;
 use serde_json::json;
 
-use super::{blocking, json_response, parse_cid, parse_path, Answer, Api, Fail, Params};
+use super::{blocking, json_response, parse_cid, parse_path, Answer, Api, HttpError, Params};
 
 impl Api {
     pub(super) async fn pin_add(&self, p: &Params) -> Answer {
         let mut paths = p.args().into_iter().map(parse_path).collect::<Result<Vec<_>, _>>()?;
         if paths.is_empty() {
-            return Err(Fail::bad("argument \"ipfs-path\" is required"));
+            return Err(HttpError::bad("argument \"ipfs-path\" is required"));
         }
         let recursive = p.flag("recursive", true)?;
         let name = p.get("name").map(str::to_owned);
         // Online, a recursive pin's missing blocks are fetched as one DAG fetch (many blocks
         // in flight) rather than one by one as the pin's walk meets them.
         if let (true, Some(net)) = (recursive, &self.net) {
-            let timeout = self.node.repo().config().retrieval_timeout().map_err(Fail::internal)?;
+            let timeout = self.node.repo().settings().map_err(HttpError::internal)?.retrieval_timeout;
             let store: cairn_node::net::SharedStore = Arc::new(cairn_node::online::NodeStore(self.node.clone()));
             for path in &mut paths {
                 let p = path.clone();
-                let root = self.read(move |node| node.reader_nowait().resolve(&p).map_err(Fail::node)).await?;
+                let root = self.read(move |node| node.reader_nowait().resolve(&p).map_err(HttpError::node)).await?;
                 net.fetch_dag(&store, root, cairn_node::net::session::Order::File, 32, timeout)
                     .await
-                    .map_err(Fail::internal)?;
+                    .map_err(HttpError::internal)?;
                 // Resolved once: the pin below starts from the root.
                 *path = IpfsPath { root, rest: String::new() };
             }
@@ -34,7 +34,7 @@ impl Api {
         let pinned = blocking(move || {
             let mut out = Vec::new();
             for path in &paths {
-                let cid = node.pin_add(path, recursive, name.clone()).map_err(Fail::internal)?;
+                let cid = node.pin_add(path, recursive, name.clone()).map_err(HttpError::internal)?;
                 let size = node.stat_path(&IpfsPath { root: cid, rest: String::new() }).map(|s| s.size).unwrap_or(0);
                 out.push((cid, size));
             }
@@ -53,14 +53,14 @@ impl Api {
         for path in paths {
             roots.push(match path.rest.is_empty() {
                 true => path.root,
-                false => self.read(move |node| node.reader_nowait().resolve(&path).map_err(Fail::node)).await?,
+                false => self.read(move |node| node.reader_nowait().resolve(&path).map_err(HttpError::node)).await?,
             });
         }
         let node = self.node.clone();
         let removed = blocking(move || {
             let mut removed = Vec::with_capacity(roots.len());
             for root in roots {
-                let cid = node.pin_rm(&IpfsPath { root, rest: String::new() }).map_err(Fail::internal)?;
+                let cid = node.pin_rm(&IpfsPath { root, rest: String::new() }).map_err(HttpError::internal)?;
                 removed.push(cid.to_string());
             }
             Ok(removed)
@@ -72,7 +72,9 @@ impl Api {
     pub(super) async fn pin_ls(&self, p: &Params) -> Answer {
         let kind = p.get("type").unwrap_or("all").to_owned();
         if !["all", "direct", "recursive", "indirect"].contains(&kind.as_str()) {
-            return Err(Fail::bad(format!("invalid type {kind:?}, must be one of direct, indirect, recursive, all")));
+            return Err(HttpError::bad(format!(
+                "invalid type {kind:?}, must be one of direct, indirect, recursive, all"
+            )));
         }
         let only = p.args().into_iter().map(parse_cid).collect::<Result<Vec<_>, _>>()?;
         let node = self.node.clone();
@@ -80,7 +82,7 @@ impl Api {
             let mut keys = serde_json::Map::new();
             // A CID several owners pin is listed once, under its strongest pin (recursive
             // first, then the operator's own).
-            let mut pins = node.pins().map_err(Fail::internal)?;
+            let mut pins = node.pins().map_err(HttpError::internal)?;
             pins.sort_by_key(|p| {
                 (p.mode == cairn_node::store::PinMode::Recursive, p.owner == cairn_node::store::PinOwner::Operator)
             });
@@ -91,7 +93,7 @@ impl Api {
                 }
             }
             if kind == "all" || kind == "indirect" {
-                for c in node.indirect_pins().map_err(Fail::internal)? {
+                for c in node.indirect_pins().map_err(HttpError::internal)? {
                     keys.entry(c.to_string()).or_insert_with(|| json!({"Type": "indirect", "Name": ""}));
                 }
             }
@@ -100,7 +102,8 @@ impl Api {
             }
             let mut picked = serde_json::Map::new();
             for c in only {
-                let v = keys.get(&c.to_string()).ok_or_else(|| Fail::internal(format!("path '{c}' is not pinned")))?;
+                let v =
+                    keys.get(&c.to_string()).ok_or_else(|| HttpError::internal(format!("path '{c}' is not pinned")))?;
                 picked.insert(c.to_string(), v.clone());
             }
             Ok(picked)

@@ -9,24 +9,24 @@ use cairn_node::{IpfsPath, Node};
 use hyper::header::{self, HeaderValue};
 use hyper::Response;
 
-use super::{parse_path, Answer, Api, Fail, Params};
+use super::{parse_path, Answer, Api, HttpError, Params};
 
 impl Api {
     /// Runs a read on the blocking pool through [`Node::reader_nowait`], waiting for missing
     /// blocks on the runtime between its runs ([`crate::wait::until_local`]).
     pub(super) async fn read<T: Send + 'static>(
         &self,
-        job: impl FnMut(&Node) -> Result<T, Fail> + Send + 'static,
-    ) -> Result<T, Fail> {
+        job: impl FnMut(&Node) -> Result<T, HttpError> + Send + 'static,
+    ) -> Result<T, HttpError> {
         crate::wait::until_local(&self.node, job).await
     }
 
     /// What `path` names, and its stat, read without holding a thread while blocks arrive.
-    pub(super) async fn resolve_stat(&self, path: IpfsPath) -> Result<(Cid, Stat), Fail> {
+    pub(super) async fn resolve_stat(&self, path: IpfsPath) -> Result<(Cid, Stat), HttpError> {
         self.read(move |node| {
             let reader = node.reader_nowait();
-            let cid = reader.resolve(&path).map_err(Fail::node)?;
-            let stat = exporter::stat(reader.source(), &cid).map_err(|e| Fail::node(e.into()))?;
+            let cid = reader.resolve(&path).map_err(HttpError::node)?;
+            let stat = exporter::stat(reader.source(), &cid).map_err(|e| HttpError::node(e.into()))?;
             Ok((cid, stat))
         })
         .await
@@ -35,15 +35,15 @@ impl Api {
     /// How a streamed answer over the whole DAG under `root` waits for blocks: at its first
     /// stop, all that is missing of the DAG is fetched at once, many blocks in flight (as
     /// `pin/add` does); at a later stop (a block the collector took since), the one block.
-    pub(super) fn dag_fetch(&self, root: Cid) -> impl FnMut(Cid) -> crate::wait::Fetch<Fail> + Send + 'static {
+    pub(super) fn dag_fetch(&self, root: Cid) -> impl FnMut(Cid) -> crate::wait::Fetch<HttpError> + Send + 'static {
         let mut one = crate::wait::one_block(&self.node);
-        let timeout = self.node.repo().config().retrieval_timeout().ok();
+        let timeout = self.node.repo().settings().ok().map(|s| s.retrieval_timeout);
         let store: cairn_node::net::SharedStore = Arc::new(cairn_node::online::NodeStore(self.node.clone()));
         let mut whole = self.net.clone().zip(timeout).map(|(net, timeout)| (net, store, timeout));
         move |cid| match whole.take() {
             Some((net, store, timeout)) => Box::pin(async move {
                 let fetched = net.fetch_dag(&store, root, cairn_node::net::session::Order::File, 32, timeout).await;
-                fetched.map(|_| ()).map_err(Fail::internal)
+                fetched.map(|_| ()).map_err(HttpError::internal)
             }),
             None => one(cid),
         }
@@ -59,18 +59,18 @@ impl Api {
         // only cut the stream.
         let (cid, stat) = self.resolve_stat(path).await?;
         if stat.kind.is_dir() {
-            return Err(Fail::internal("this dag node is a directory"));
+            return Err(HttpError::internal("this dag node is a directory"));
         }
         let mut sent = 0u64;
-        let one = crate::wait::one_block::<Fail>(&self.node);
+        let one = crate::wait::one_block::<HttpError>(&self.node);
         let body = crate::wait::streamed(&self.node, None, "cat", one, move |node, tx| {
             let left = length.map(|l| l.saturating_sub(sent));
             let source = crate::wait::Paced::new(*node.reader_nowait().source(), tx);
             let segments = exporter::FileSegments::new(&source, &cid, offset + sent, left);
-            for seg in segments.map_err(|e| Fail::node(e.into()))? {
-                let seg = seg.map_err(|e| Fail::node(e.into()))?;
+            for seg in segments.map_err(|e| HttpError::node(e.into()))? {
+                let seg = seg.map_err(|e| HttpError::node(e.into()))?;
                 let n = seg.len() as u64;
-                tx.send(seg).map_err(Fail::internal)?;
+                tx.send(seg).map_err(HttpError::internal)?;
                 sent += n;
             }
             Ok(())
@@ -93,7 +93,7 @@ impl Api {
         let mut at = cairn_node::read::Tar::new(&cid, &name);
         let body = crate::wait::streamed(&self.node, None, "get", self.dag_fetch(cid), move |node, tx| {
             let source = crate::wait::Paced::new(*node.reader_nowait().source(), tx);
-            cairn_node::read::write_tar(&source, &mut at, &mut tx.writer(), &mut |_| {}).map_err(Fail::node)
+            cairn_node::read::write_tar(&source, &mut at, &mut tx.writer(), &mut |_| {}).map_err(HttpError::node)
         });
         let mut r = Response::new(body);
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));

@@ -13,7 +13,7 @@ use hyper::{Request, Response};
 use serde_json::{json, Value};
 
 use super::add::{body_error, ChunkReader};
-use super::{blocking, json_response, ndjson, parse_path, Answer, Api, Fail, Params};
+use super::{blocking, json_response, ndjson, parse_path, Answer, Api, HttpError, Params};
 use crate::body;
 
 /// The largest block `block/put` takes with `allow-big-block`; without it, 1 MiB (larger
@@ -56,19 +56,19 @@ impl Api {
     pub(super) async fn ls(&self, p: &Params) -> Answer {
         let args: Vec<String> = p.args().into_iter().map(str::to_owned).collect();
         if args.is_empty() {
-            return Err(Fail::bad("argument \"ipfs-path\" is required"));
+            return Err(HttpError::bad("argument \"ipfs-path\" is required"));
         }
         let paths = args.iter().map(|a| parse_path(a)).collect::<Result<Vec<_>, _>>()?;
         // Where the listing is: the argument, and the listing of it under way.
         let (mut at, mut listing) = (0usize, None::<Listing>);
         if p.flag("stream", false)? {
-            let one = crate::wait::one_block::<Fail>(&self.node);
+            let one = crate::wait::one_block::<HttpError>(&self.node);
             let body = crate::wait::streamed(&self.node, None, "ls", one, move |node, tx| {
                 let reader = node.reader_nowait();
                 while let Some(path) = paths.get(at) {
                     let open = match &mut listing {
                         Some(l) => l,
-                        none => none.insert(Listing::new(reader.resolve(path).map_err(Fail::node)?)),
+                        none => none.insert(Listing::new(reader.resolve(path).map_err(HttpError::node)?)),
                     };
                     let dir = open.dir();
                     let r = reader.ls_on(open, &mut |item, stat| {
@@ -82,7 +82,7 @@ impl Api {
                             false => Ok(()),
                         }
                     });
-                    r.map_err(Fail::node)?;
+                    r.map_err(HttpError::node)?;
                     (at, listing) = (at + 1, None);
                 }
                 Ok(())
@@ -100,7 +100,7 @@ impl Api {
                     let arg = &args[at];
                     let open = match &mut listing {
                         Some(l) => l,
-                        none => none.insert(Listing::new(reader.resolve(path).map_err(Fail::node)?)),
+                        none => none.insert(Listing::new(reader.resolve(path).map_err(HttpError::node)?)),
                     };
                     let r = reader.ls_on(open, &mut |item, stat| {
                         if links.len() >= MAX_LS_ENTRIES {
@@ -112,8 +112,8 @@ impl Api {
                         Ok(())
                     });
                     match r {
-                        Err(cairn_node::NodeError::Quota(why)) => return Err(Fail::bad(why)),
-                        r => r.map_err(Fail::node)?,
+                        Err(cairn_node::NodeError::Quota(why)) => return Err(HttpError::bad(why)),
+                        r => r.map_err(HttpError::node)?,
                     }
                     objects.push(json!({"Hash": arg, "Links": std::mem::take(&mut links)}));
                     (at, listing) = (at + 1, None);
@@ -127,9 +127,10 @@ impl Api {
     pub(super) async fn block_get(&self, p: &Params) -> Answer {
         let path = parse_path(p.arg()?)?;
         let node = self.node.clone();
-        let data =
-            blocking(move || node.block_get(&node.resolve(&path).map_err(Fail::internal)?).map_err(Fail::internal))
-                .await?;
+        let data = blocking(move || {
+            node.block_get(&node.resolve(&path).map_err(HttpError::internal)?).map_err(HttpError::internal)
+        })
+        .await?;
         let mut r = Response::new(body::full(data));
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
         Ok(r)
@@ -139,8 +140,8 @@ impl Api {
         let path = parse_path(p.arg()?)?;
         let node = self.node.clone();
         let (cid, size) = blocking(move || {
-            let cid = node.resolve(&path).map_err(Fail::internal)?;
-            Ok((cid, node.block_get(&cid).map_err(Fail::internal)?.len()))
+            let cid = node.resolve(&path).map_err(HttpError::internal)?;
+            Ok((cid, node.block_get(&cid).map_err(HttpError::internal)?.len()))
         })
         .await?;
         Ok(json_response(&json!({"Key": cid.to_string(), "Size": size})))
@@ -153,9 +154,9 @@ impl Api {
     pub(super) async fn block_put(&self, req: Request<hyper::body::Incoming>, p: &Params) -> Answer {
         let codec_name = p.get("cid-codec").or_else(|| p.get("format")).unwrap_or("raw").to_owned();
         let codec = codec_by_name(&codec_name).ok_or_else(|| {
-            Fail::bad(format!("unsupported codec {codec_name:?} (use raw, dag-pb, dag-cbor or dag-json)"))
+            HttpError::bad(format!("unsupported codec {codec_name:?} (use raw, dag-pb, dag-cbor or dag-json)"))
         })?;
-        let hash = p.get("mhtype").unwrap_or("sha2-256").parse::<HashAlg>().map_err(Fail::bad)?;
+        let hash = p.get("mhtype").unwrap_or("sha2-256").parse::<HashAlg>().map_err(HttpError::bad)?;
         let format = CidFormat { version: 1, hash };
         let pin = p.flag("pin", false)?;
         let limit = if p.flag("allow-big-block", false)? { BIG_BLOCK_LIMIT } else { SOFT_BLOCK_LIMIT };
@@ -163,7 +164,7 @@ impl Api {
         let mut stored = Vec::new();
         while let Some(mut field) = parts.next_field().await.map_err(body_error)? {
             if stored.len() >= self.limits.entries {
-                return Err(Fail::bad(format!(
+                return Err(HttpError::bad(format!(
                     "the upload has more than {} parts (API.MaxUploadEntries)",
                     self.limits.entries
                 )));
@@ -171,7 +172,7 @@ impl Api {
             let mut data = Vec::new();
             while let Some(chunk) = field.chunk().await.map_err(body_error)? {
                 if data.len() + chunk.len() > limit {
-                    return Err(Fail::bad(format!(
+                    return Err(HttpError::bad(format!(
                         "produced block is over {} MiB: big blocks can't be exchanged with other peers",
                         limit >> 20
                     )));
@@ -182,22 +183,23 @@ impl Api {
             let data = Bytes::from(data);
             if codec != cairn_node::merkle::hash::RAW {
                 cairn_node::merkle::links::links(&cid, &data)
-                    .map_err(|e| Fail::bad(format!("not a valid {codec_name} block: {e}")))?;
+                    .map_err(|e| HttpError::bad(format!("not a valid {codec_name} block: {e}")))?;
             }
             let node = self.node.clone();
             let size = data.len();
-            let cid = blocking(move || node.block_put(data, codec, format).map_err(Fail::internal)).await?;
+            let cid = blocking(move || node.block_put(data, codec, format).map_err(HttpError::internal)).await?;
             stored.push((cid, size));
         }
         if stored.is_empty() {
-            return Err(Fail::bad("no block in the request"));
+            return Err(HttpError::bad("no block in the request"));
         }
         if pin {
             let node = self.node.clone();
             let cids: Vec<_> = stored.iter().map(|(c, _)| *c).collect();
             blocking(move || {
                 for cid in cids {
-                    node.pin_add(&IpfsPath { root: cid, rest: String::new() }, true, None).map_err(Fail::internal)?;
+                    node.pin_add(&IpfsPath { root: cid, rest: String::new() }, true, None)
+                        .map_err(HttpError::internal)?;
                 }
                 Ok(())
             })
@@ -212,12 +214,12 @@ impl Api {
     pub(super) async fn block_rm(&self, p: &Params) -> Answer {
         let cids: Vec<_> = p.args().into_iter().map(|a| parse_path(a).map(|p| p.root)).collect::<Result<_, _>>()?;
         if cids.is_empty() {
-            return Err(Fail::bad("argument \"cid\" is required"));
+            return Err(HttpError::bad("argument \"cid\" is required"));
         }
         let force = p.flag("force", false)?;
         let node = self.node.clone();
         let lines = blocking(move || {
-            let results = node.block_rm(&cids).map_err(Fail::internal)?;
+            let results = node.block_rm(&cids).map_err(HttpError::internal)?;
             Ok(cids
                 .iter()
                 .zip(results)
@@ -243,8 +245,8 @@ impl Api {
         let root = self
             .read(move |node| {
                 let reader = node.reader_nowait();
-                let cid = reader.resolve(&path).map_err(Fail::node)?;
-                reader.source().get(&cid).map_err(|e| Fail::node(ExportError::Source(e).into()))?;
+                let cid = reader.resolve(&path).map_err(HttpError::node)?;
+                reader.source().get(&cid).map_err(|e| HttpError::node(ExportError::Source(e).into()))?;
                 Ok(cid)
             })
             .await?;
@@ -252,15 +254,15 @@ impl Api {
         let body = crate::wait::streamed(&self.node, None, "dag/export", self.dag_fetch(root), move |node, tx| {
             let (mut car, mut walk) = match walking.take() {
                 Some(w) => w,
-                None => (CarWriter::new(tx.writer(), &[root]).map_err(Fail::internal)?, DagWalk::new(root)),
+                None => (CarWriter::new(tx.writer(), &[root]).map_err(HttpError::internal)?, DagWalk::new(root)),
             };
             let source = crate::wait::Paced::new(*node.reader_nowait().source(), tx);
             if let Err(e) = car.write_walk(&source, &mut walk) {
-                let e = Fail::node(e.into());
+                let e = HttpError::node(e.into());
                 walking = Some((car, walk));
                 return Err(e);
             }
-            car.finish().map(drop).map_err(Fail::internal)
+            car.finish().map(drop).map_err(HttpError::internal)
         });
         let mut r = Response::new(body);
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.ipld.car"));
@@ -303,8 +305,8 @@ impl Api {
             drop(tx);
             let (r, b, n) = import
                 .await
-                .map_err(|e| Fail::internal(format!("task failed: {e}")))?
-                .map_err(|e| Fail::bad(format!("importing a CAR: {e}")))?;
+                .map_err(|e| HttpError::internal(format!("task failed: {e}")))?
+                .map_err(|e| HttpError::bad(format!("importing a CAR: {e}")))?;
             roots.extend(r);
             blocks += b;
             bytes += n;
@@ -328,7 +330,7 @@ impl Api {
     /// than lists, so the answer is one line with the totals.
     pub(super) async fn repo_gc(&self) -> Answer {
         let node = self.node.clone();
-        let report = blocking(move || node.gc().map_err(Fail::internal)).await?;
+        let report = blocking(move || node.gc().map_err(HttpError::internal)).await?;
         Ok(ndjson(&[json!({
             "RemovedBlocks": report.removed_blocks,
             "RemovedBytes": report.removed_bytes,
@@ -341,7 +343,7 @@ impl Api {
         let size_only = p.flag("size-only", false)?;
         let node = self.node.clone();
         let (stat, max) = blocking(move || {
-            let stat = node.stat().map_err(Fail::internal)?;
+            let stat = node.stat().map_err(HttpError::internal)?;
             let max = node.repo().config().datastore.storage_max.clone();
             Ok((stat, cairn_node::config::parse_size(&max).unwrap_or(0)))
         })
@@ -359,7 +361,7 @@ impl Api {
     /// `repo/verify`: a line per corrupt block, then a summary line.
     pub(super) async fn repo_verify(&self) -> Answer {
         let node = self.node.clone();
-        let bad = blocking(move || node.verify(&mut |_| {}).map_err(Fail::internal)).await?;
+        let bad = blocking(move || node.verify(&mut |_| {}).map_err(HttpError::internal)).await?;
         let mut lines: Vec<Value> = bad
             .iter()
             .map(|c| json!({"Msg": format!("block {} was corrupt ({})", c.cid, c.reason), "Cid": c.cid.to_string()}))

@@ -77,21 +77,44 @@ pub fn encode(root: &Cid, size: u64, addrs: &[Multiaddr], manifest: bool) -> Vec
         .encode_to_vec()
 }
 
+/// Why a hint was rejected.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HintError {
+    /// Over [`MAX_HINT_BYTES`].
+    #[error("hint of {0} bytes")]
+    TooLarge(usize),
+    /// Not a hint message.
+    #[error("not a hint: {0}")]
+    Decode(#[from] prost::DecodeError),
+    /// The root is not a CID this node accepts.
+    #[error("root: {0}")]
+    Root(#[from] cairn_merkle::hash::CidError),
+    /// Over [`MAX_ADDRS`] addresses.
+    #[error("{0} addresses")]
+    TooManyAddrs(usize),
+    /// An address is not a multiaddr.
+    #[error("address: {0}")]
+    Addr(#[from] libp2p::multiaddr::Error),
+    /// The sender is over its rate ([`MAX_HINTS_PER_MINUTE`]).
+    #[error("{0} sends hints too fast")]
+    TooFast(PeerId),
+    /// The message names no signed source.
+    #[error("unsigned hint")]
+    Unsigned,
+}
+
 /// Checks a hint from `source`.
-pub fn decode(source: PeerId, data: &[u8]) -> Result<Available, String> {
+pub fn decode(source: PeerId, data: &[u8]) -> Result<Available, HintError> {
     if data.len() > MAX_HINT_BYTES {
-        return Err(format!("hint of {} bytes", data.len()));
+        return Err(HintError::TooLarge(data.len()));
     }
-    let h = Hint::decode(data).map_err(|e| e.to_string())?;
-    let root = cairn_merkle::hash::parse_cid_bytes(&h.root).map_err(|e| e.to_string())?;
+    let h = Hint::decode(data)?;
+    let root = cairn_merkle::hash::parse_cid_bytes(&h.root)?;
     if h.addrs.len() > MAX_ADDRS {
-        return Err(format!("{} addresses", h.addrs.len()));
+        return Err(HintError::TooManyAddrs(h.addrs.len()));
     }
-    let addrs = h
-        .addrs
-        .into_iter()
-        .map(|a| Multiaddr::try_from(a).map_err(|e| e.to_string()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let addrs = h.addrs.into_iter().map(Multiaddr::try_from).collect::<Result<Vec<_>, _>>()?;
     Ok(Available { root, size: h.size, provider: source, addrs, manifest: h.manifest })
 }
 

@@ -125,16 +125,98 @@ pub struct Origin {
     pub stats: OriginStats,
 }
 
+/// What went wrong with an HTTP origin.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OriginError {
+    /// A gateway in the config is not an `http://` URL.
+    #[error("Origins.Gateways: {0:?} is not an http:// URL")]
+    NotHttp(String),
+    /// The request could not be built or sent.
+    #[error("{url}: {source}")]
+    Request {
+        /// The URL asked.
+        url: String,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The gateway answered with another status than 200.
+    #[error("{url}: {status}")]
+    Status {
+        /// The URL asked.
+        url: String,
+        /// Its answer.
+        status: hyper::StatusCode,
+    },
+    /// No full answer within [`REQUEST_TIMEOUT`].
+    #[error("{url}: not done in {REQUEST_TIMEOUT:?}")]
+    Timeout {
+        /// The URL asked.
+        url: String,
+    },
+    /// The body could not be read, or ran past what the request can take.
+    #[error("{url}: reading the answer: {source}")]
+    Body {
+        /// The URL asked.
+        url: String,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The block is not the one asked for.
+    #[error("{url}: {source}")]
+    Block {
+        /// The URL asked.
+        url: String,
+        /// Why (boxed to keep results small).
+        source: Box<cairn_merkle::block::BlockError>,
+    },
+    /// The CAR is not the file's entity CAR.
+    #[error("{url}: {source}")]
+    Car {
+        /// The URL asked.
+        url: String,
+        /// Why (boxed to keep results small).
+        source: Box<CarProblem>,
+    },
+    /// Every gateway failed.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    All(Vec<OriginError>),
+}
+
+/// What is wrong with an entity CAR from an origin.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CarProblem {
+    /// It is not a well-formed CAR.
+    #[error("the CAR: {0}")]
+    Malformed(#[from] cairn_merkle::car::CarError),
+    /// Its roots do not name the file.
+    #[error("the CAR's roots {0:?} do not name {1}")]
+    Roots(Vec<Cid>, Box<Cid>),
+    /// It holds a block that no block before it links to.
+    #[error("the CAR holds {0}, which no block before it links to")]
+    Unlinked(Box<Cid>),
+    /// A block's links cannot be read.
+    #[error("the CAR's block {0}: {1}")]
+    Links(Box<Cid>, cairn_merkle::links::LinksError),
+    /// It runs past what the range can take.
+    #[error("the CAR runs past {0} bytes")]
+    TooLong(u64),
+    /// The task reading it failed.
+    #[error("the CAR reader failed: {0}")]
+    Reader(String),
+}
+
 impl Origin {
     /// Origins from `config`; `None` when it names no gateway. Each URL must be `http://`.
-    pub fn new(config: OriginConfig) -> Result<Option<Origin>, String> {
+    pub fn new(config: OriginConfig) -> Result<Option<Origin>, OriginError> {
         if config.gateways.is_empty() {
             return Ok(None);
         }
         for g in &config.gateways {
-            let uri: hyper::Uri = g.parse().map_err(|e| format!("Origins.Gateways: {g:?} is not a URL: {e}"))?;
-            if uri.scheme_str() != Some("http") || uri.host().is_none() {
-                return Err(format!("Origins.Gateways: {g:?} is not an http:// URL"));
+            let uri: Option<hyper::Uri> = g.parse().ok();
+            if uri.as_ref().is_none_or(|u| u.scheme_str() != Some("http") || u.host().is_none()) {
+                return Err(OriginError::NotHttp(g.clone()));
             }
         }
         let client = Client::builder(TokioExecutor::new()).build_http();
@@ -226,7 +308,7 @@ impl Origin {
     }
 
     /// The block `cid` from the first gateway that has it, verified.
-    pub async fn get(&self, cid: Cid) -> Result<Block, String> {
+    pub async fn get(&self, cid: Cid) -> Result<Block, OriginError> {
         let n = self.config.gateways.len();
         let first = self.preferred.load(Ordering::Relaxed) as usize % n;
         let mut errors = Vec::new();
@@ -240,11 +322,11 @@ impl Origin {
                     return Ok(block);
                 }
                 Ok(Err(e)) => errors.push(e),
-                Err(_) => errors.push(format!("{}: no answer in {REQUEST_TIMEOUT:?}", self.config.gateways[at])),
+                Err(_) => errors.push(OriginError::Timeout { url: raw_url(&self.config.gateways[at], cid) }),
             }
             self.stats.failures.fetch_add(1, Ordering::Relaxed);
         }
-        Err(errors.join("; "))
+        Err(OriginError::All(errors))
     }
 
     /// Bytes `from .. from + len` of the file `file` as a CAR from the preferred gateway,
@@ -259,14 +341,14 @@ impl Origin {
         from: u64,
         len: u64,
         deliver: impl FnMut(Block) + Send + 'static,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, OriginError> {
         let at = self.preferred.load(Ordering::Relaxed) as usize % self.config.gateways.len();
         let base = self.config.gateways[at].trim_end_matches('/');
         let to = from + len.max(1) - 1;
         let url = format!("{base}/ipfs/{file}?format=car&dag-scope=entity&entity-bytes={from}:{to}");
         let got = match tokio::time::timeout(REQUEST_TIMEOUT, self.car_from(&url, file, len, deliver)).await {
             Ok(r) => r,
-            Err(_) => Err(format!("{url}: not done in {REQUEST_TIMEOUT:?}")),
+            Err(_) => Err(OriginError::Timeout { url }),
         };
         drop(ticket);
         match &got {
@@ -309,15 +391,8 @@ impl Origin {
         file: Cid,
         len: u64,
         mut deliver: impl FnMut(Block) + Send + 'static,
-    ) -> Result<(u64, u64), String> {
-        let req = hyper::Request::get(url)
-            .header(hyper::header::ACCEPT, "application/vnd.ipld.car; version=1; order=dfs; dups=n")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("{url}: {e}"))?;
-        let resp = self.client.request(req).await.map_err(|e| format!("{url}: {e}"))?;
-        if resp.status() != hyper::StatusCode::OK {
-            return Err(format!("{url}: {}", resp.status()));
-        }
+    ) -> Result<(u64, u64), OriginError> {
+        let resp = self.ask(url, "application/vnd.ipld.car; version=1; order=dfs; dups=n").await?;
         // The leaves of the range, one more at each end when it is not aligned, the nodes
         // above them, and CAR framing.
         let limit = len + 2 * MAX_BLOCK as u64 + (1 << 20);
@@ -336,12 +411,15 @@ impl Origin {
         let fed = loop {
             match body.frame().await {
                 None => break Ok(()),
-                Some(Err(e)) => break Err(format!("{url}: reading the CAR: {e}")),
+                Some(Err(e)) => break Err(OriginError::Body { url: url.to_owned(), source: Box::new(e) }),
                 Some(Ok(frame)) => {
                     let Ok(data) = frame.into_data() else { continue };
                     streamed += data.len() as u64;
                     if streamed > limit {
-                        break Err(format!("{url}: the CAR runs past {limit} bytes"));
+                        break Err(OriginError::Car {
+                            url: url.to_owned(),
+                            source: Box::new(CarProblem::TooLong(limit)),
+                        });
                     }
                     if tx.send(data).await.is_err() {
                         break Ok(()); // the parser stopped: its error says why
@@ -350,29 +428,46 @@ impl Origin {
             }
         };
         drop(tx);
-        let parsed = parse.await.map_err(|e| format!("{url}: the CAR reader failed: {e}"))?;
+        let car_error = |e| OriginError::Car { url: url.to_owned(), source: Box::new(e) };
+        let parsed = parse.await.map_err(|e| car_error(CarProblem::Reader(e.to_string())))?;
         let counts = (counted.0.load(Ordering::Relaxed), counted.1.load(Ordering::Relaxed));
-        parsed.map_err(|e| format!("{url}: {e}"))?;
+        parsed.map_err(car_error)?;
         fed.map(|()| counts)
     }
 
-    async fn get_from(&self, base: &str, cid: Cid) -> Result<Block, String> {
-        let url = format!("{}/ipfs/{cid}?format=raw", base.trim_end_matches('/'));
-        let req = hyper::Request::get(&url)
-            .header(hyper::header::ACCEPT, "application/vnd.ipld.raw")
+    /// Sends a GET for `url` accepting `accept`; the response, if its status is 200.
+    async fn ask(
+        &self,
+        url: &str,
+        accept: &'static str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, OriginError> {
+        let request_error =
+            |e: Box<dyn std::error::Error + Send + Sync>| OriginError::Request { url: url.to_owned(), source: e };
+        let req = hyper::Request::get(url)
+            .header(hyper::header::ACCEPT, accept)
             .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("{url}: {e}"))?;
-        let resp = self.client.request(req).await.map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|e| request_error(Box::new(e)))?;
+        let resp = self.client.request(req).await.map_err(|e| request_error(Box::new(e)))?;
         if resp.status() != hyper::StatusCode::OK {
-            return Err(format!("{url}: {}", resp.status()));
+            return Err(OriginError::Status { url: url.to_owned(), status: resp.status() });
         }
-        let body = Limited::new(resp.into_body(), MAX_BLOCK)
-            .collect()
-            .await
-            .map_err(|e| format!("{url}: reading the block: {e}"))?
-            .to_bytes();
-        Block::verified(cid, body).map_err(|e| format!("{url}: {e}"))
+        Ok(resp)
     }
+
+    async fn get_from(&self, base: &str, cid: Cid) -> Result<Block, OriginError> {
+        let url = raw_url(base, cid);
+        let resp = self.ask(&url, "application/vnd.ipld.raw").await?;
+        let body = match Limited::new(resp.into_body(), MAX_BLOCK).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(source) => return Err(OriginError::Body { url, source }),
+        };
+        Block::verified(cid, body).map_err(|e| OriginError::Block { url, source: Box::new(e) })
+    }
+}
+
+/// The URL of block `cid` at the gateway `base`.
+fn raw_url(base: &str, cid: Cid) -> String {
+    format!("{}/ipfs/{cid}?format=raw", base.trim_end_matches('/'))
 }
 
 /// A CAR counted as being fetched ([`Origin::car_ticket`]).
@@ -420,24 +515,24 @@ impl Read for FrameReader {
 /// verified against its CID and known to belong to the file: the first must be the file's
 /// root, and every later one a link of a block before it (the depth-first order trustless
 /// gateways send). A block sent twice is skipped. Stops at the first block that breaks this.
-fn take_entity_car(file: Cid, r: impl Read, mut deliver: impl FnMut(Block)) -> Result<(), String> {
-    let mut car = CarReader::new(BufReader::with_capacity(256 << 10, r)).map_err(|e| format!("the CAR: {e}"))?;
+fn take_entity_car(file: Cid, r: impl Read, mut deliver: impl FnMut(Block)) -> Result<(), CarProblem> {
+    let mut car = CarReader::new(BufReader::with_capacity(256 << 10, r))?;
     if !car.roots().contains(&file) {
-        return Err(format!("the CAR's roots {:?} do not name {file}", car.roots()));
+        return Err(CarProblem::Roots(car.roots().to_vec(), Box::new(file)));
     }
     let key = |c: &Cid| c.hash().to_bytes();
     let mut expected: HashSet<Vec<u8>> = HashSet::from([key(&file)]);
     let mut taken: HashSet<Vec<u8>> = HashSet::new();
-    while let Some(block) = car.next_block().map_err(|e| format!("the CAR: {e}"))? {
+    while let Some(block) = car.next_block()? {
         let k = key(block.cid());
         if taken.contains(&k) {
             continue;
         }
         if !expected.remove(&k) {
-            return Err(format!("the CAR holds {}, which no block before it links to", block.cid()));
+            return Err(CarProblem::Unlinked(Box::new(*block.cid())));
         }
         let links = cairn_merkle::links::links(block.cid(), block.data())
-            .map_err(|e| format!("the CAR's block {}: {e}", block.cid()))?;
+            .map_err(|e| CarProblem::Links(Box::new(*block.cid()), e))?;
         expected.extend(links.iter().map(key));
         taken.insert(k);
         deliver(block);
@@ -534,7 +629,7 @@ mod tests {
 
     fn take(file: Cid, car: &[u8]) -> (Result<(), String>, Vec<Cid>) {
         let mut got = Vec::new();
-        let r = take_entity_car(file, car, |b| got.push(*b.cid()));
+        let r = take_entity_car(file, car, |b| got.push(*b.cid())).map_err(|e| e.to_string());
         (r, got)
     }
 

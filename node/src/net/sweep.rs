@@ -235,6 +235,21 @@ pub fn encode_add_providers<'a>(me: &PeerId, addrs: &[Multiaddr], keys: impl Ite
     out
 }
 
+/// Why announcements to a peer failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// No stream could be opened to the peer.
+    #[error("cannot open a stream to {0}: {1}")]
+    Open(PeerId, libp2p_stream::OpenStreamError),
+    /// Writing to the stream failed.
+    #[error("writing to {0}: {1}")]
+    Write(PeerId, std::io::Error),
+    /// The peer did not take the announcements within the time allowed.
+    #[error("{0} did not take the announcements in time")]
+    Timeout(PeerId),
+}
+
 /// Announces `me` (at `addrs`) to `peer` as a provider of `keys`, on one new stream of
 /// `protocol`: ADD_PROVIDER messages written a few hundred at a time, then the stream closed.
 /// A peer that does not take them in time fails.
@@ -245,17 +260,17 @@ pub async fn send(
     me: &PeerId,
     addrs: &[Multiaddr],
     keys: &[&[u8]],
-) -> Result<(), String> {
+) -> Result<(), SendError> {
     let limit = SEND_TIMEOUT + Duration::from_secs((keys.len() / 1000) as u64);
     let write = async {
-        let mut stream = control.open_stream(peer, protocol).await.map_err(|e| e.to_string())?;
+        let mut stream = control.open_stream(peer, protocol).await.map_err(|e| SendError::Open(peer, e))?;
         for chunk in keys.chunks(512) {
             let bytes = encode_add_providers(me, addrs, chunk.iter().copied());
-            stream.write_all(&bytes).await.map_err(|e| e.to_string())?;
+            stream.write_all(&bytes).await.map_err(|e| SendError::Write(peer, e))?;
         }
-        stream.close().await.map_err(|e| e.to_string())
+        stream.close().await.map_err(|e| SendError::Write(peer, e))
     };
-    tokio::time::timeout(limit, write).await.map_err(|_| format!("{peer} did not take the announcements in time"))?
+    tokio::time::timeout(limit, write).await.map_err(|_| SendError::Timeout(peer))?
 }
 
 #[cfg(test)]

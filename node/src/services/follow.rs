@@ -271,14 +271,12 @@ impl Follower {
         }
     }
 
-    async fn mirror(&self, cid: Cid) -> Result<Step, String> {
+    async fn mirror(&self, cid: Cid) -> Result<Step, MirrorError> {
         let node = self.node.clone();
         let (held, local) = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
             Ok((node.pins_of(&cid)?, node.repo().store().get(&cid)?))
         })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .await??;
         // Mirrored already when a followed publisher's pin holds it (the operator's pin of
         // the same manifest is the operator's, and may go).
         if held.iter().any(|p| p.mode == PinMode::Recursive && matches!(p.owner, PinOwner::Follow(_))) {
@@ -286,7 +284,7 @@ impl Follower {
         }
         let data = match local {
             Some(d) => d,
-            None => self.net.fetch(cid, self.timeout).await.map_err(|e| e.to_string())?,
+            None => self.net.fetch(cid, self.timeout).await?,
         };
         let manifest = match decode(&cid, &data) {
             Ok(m) => m,
@@ -300,10 +298,7 @@ impl Follower {
         }
         if let Some(quota) = self.quota {
             let node = self.node.clone();
-            let used = tokio::task::spawn_blocking(move || followed_bytes(&node))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+            let used = tokio::task::spawn_blocking(move || followed_bytes(&node)).await??;
             if used.saturating_add(manifest.size) > quota {
                 self.stats.over_quota.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%cid, size = manifest.size, used, quota, "followed manifest skipped: over Follow.Quota");
@@ -311,15 +306,13 @@ impl Follower {
             }
         }
         let store: SharedStore = Arc::new(NodeStore(self.node.clone()));
-        self.net.fetch_dag(&store, cid, Order::File, FETCH_WINDOW, self.timeout).await.map_err(|e| e.to_string())?;
+        self.net.fetch_dag(&store, cid, Order::File, FETCH_WINDOW, self.timeout).await?;
         let (node, name) = (self.node.clone(), format!("{PIN_PREFIX}{}", manifest.publisher));
         let owner = PinOwner::Follow(manifest.publisher.clone());
         tokio::task::spawn_blocking(move || {
             node.pin_add_as(owner, &IpfsPath { root: cid, rest: String::new() }, true, Some(name))
         })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .await??;
         self.stats.mirrored.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%cid, publisher = %manifest.publisher, name = %manifest.name, size = manifest.size, "mirrored a followed manifest");
         self.net.provide_later(vec![cid, manifest.root]).await;
@@ -329,6 +322,24 @@ impl Follower {
 }
 
 /// What one manifest of a chain came to.
+/// Why a followed manifest could not be mirrored yet (it is tried again later).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MirrorError {
+    /// The repo failed.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The manifest's block could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] crate::net::bitswap::engine::FetchError),
+    /// The DAG could not be fetched.
+    #[error(transparent)]
+    Dag(#[from] crate::net::session::DagError),
+    /// A task of the mirroring was lost (it panicked).
+    #[error("a mirroring task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 enum Step {
     /// Already pinned: the chain before it is too.
     Held,

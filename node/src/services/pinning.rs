@@ -363,6 +363,18 @@ pub enum PinError {
     /// The repo failed.
     #[error(transparent)]
     Node(#[from] NodeError),
+    /// The DAG could not be fetched (boxed to keep results small).
+    #[error(transparent)]
+    Fetch(Box<crate::net::session::DagError>),
+    /// The task pinning it was lost (it panicked).
+    #[error("the pin task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl From<crate::net::session::DagError> for PinError {
+    fn from(e: crate::net::session::DagError) -> Self {
+        PinError::Fetch(Box::new(e))
+    }
 }
 
 /// How the worker behaves (`PinningService` in the config).
@@ -388,14 +400,14 @@ impl Settings {
     /// The settings in `node`'s config.
     pub fn from_config(config: &crate::Config) -> Result<Settings, crate::config::ConfigError> {
         let c = &config.pinning_service;
+        let typed = crate::settings::Settings::from_config(config)?;
         Ok(Settings {
             concurrency: c.concurrency.max(1) as usize,
             max_attempts: c.max_attempts.max(1),
-            retry_delay: crate::config::parse_duration("PinningService.RetryDelay", &c.retry_delay)?
-                .unwrap_or(Duration::ZERO),
-            block_timeout: config.retrieval_timeout()?,
+            retry_delay: typed.pin_retry_delay,
+            block_timeout: typed.retrieval_timeout,
             max_requests: usize::try_from(c.max_requests.max(1)).unwrap_or(usize::MAX),
-            max_bytes: crate::config::optional_size("PinningService.MaxBytes", &c.max_bytes)?,
+            max_bytes: typed.pin_max_bytes,
             per_minute: c.requests_per_minute.max(1),
         })
     }
@@ -639,7 +651,7 @@ impl PinService {
     }
 
     /// Records how a try of request `id` ended.
-    fn finish(&self, id: &str, outcome: Result<u64, String>) -> Result<(), PinError> {
+    fn finish(&self, id: &str, outcome: Result<u64, PinError>) -> Result<(), PinError> {
         let mut state = self.lock()?;
         state.running.remove(id);
         let Some(mut r) = state.requests.get(id).cloned() else {
@@ -655,14 +667,14 @@ impl PinService {
             Err(e) if r.attempts >= self.settings.max_attempts => {
                 tracing::warn!(request = %r.id, cid = %r.pin.cid, error = %e, "pin request failed");
                 r.status = Status::Failed;
-                r.info.insert("error".into(), e);
+                r.info.insert("error".into(), e.to_string());
             }
             Err(e) => {
                 let wait = self.settings.retry_delay.saturating_mul(1 << (r.attempts - 1).min(16));
                 tracing::info!(request = %r.id, cid = %r.pin.cid, error = %e, retry_in = ?wait, "pin request will be retried");
                 r.status = Status::Queued;
                 r.retry_at_ms = now_ms() + wait.as_millis() as u64;
-                r.info.insert("error".into(), e);
+                r.info.insert("error".into(), e.to_string());
             }
         }
         self.save(&[&r], &[])?;
@@ -714,8 +726,8 @@ impl PinService {
     }
 
     /// One try: dial the origins, fetch the DAG, pin it, announce it.
-    async fn fulfil(&self, net: &Network, r: &PinRequest) -> Result<u64, String> {
-        let (cid, origins) = r.pin.check().map_err(|e| e.to_string())?;
+    async fn fulfil(&self, net: &Network, r: &PinRequest) -> Result<u64, PinError> {
+        let (cid, origins) = r.pin.check()?;
         let started = Instant::now();
         for addr in origins {
             // An origin that cannot be dialed is no reason to give up: others may have it.
@@ -724,13 +736,10 @@ impl PinService {
             }
         }
         let store: SharedStore = Arc::new(NodeStore(self.node.clone()));
-        let fetched = net
-            .fetch_dag(&store, cid, Order::File, FETCH_WINDOW, self.settings.block_timeout)
-            .await
-            .map_err(|e| e.to_string())?;
+        let fetched = net.fetch_dag(&store, cid, Order::File, FETCH_WINDOW, self.settings.block_timeout).await?;
         let (node, account) = (self.node.clone(), r.owner.clone());
         let quota = match self.settings.max_bytes {
-            Some(max) => Some((max, self.held_bytes(&r.owner, &r.id).map_err(|e| e.to_string())?)),
+            Some(max) => Some((max, self.held_bytes(&r.owner, &r.id)?)),
             None => None,
         };
         let (size, dag_bytes) = tokio::task::spawn_blocking(move || -> Result<(u64, u64), NodeError> {
@@ -753,9 +762,7 @@ impl PinService {
             }
             Ok((node.stat_path(&path).map(|s| s.size).unwrap_or(0), node.dag_size(&cid)?))
         })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .await??;
         tracing::info!(request = %r.id, %cid, blocks = fetched.blocks, fetched = fetched.fetched, elapsed = ?started.elapsed(), "pinned for the pinning service");
         net.provide_later(vec![cid]).await;
         net.announce_root(cid, size).await;

@@ -23,7 +23,7 @@ use libp2p::{Multiaddr, PeerId};
 use crate::net::dht::Dht;
 use crate::net::sweep::{self, Point, Region, Regions, Window};
 use crate::net::{NetError, Network};
-use crate::node::Node;
+use crate::node::{Node, NodeError};
 pub use crate::settings::Strategy;
 use crate::store::BlockStore;
 
@@ -65,8 +65,8 @@ pub fn last_sweep_of(repo: &std::path::Path) -> Option<LastSweep> {
 }
 
 /// Parses an interval such as `22h`, `30m`, `90s` or `0` (off).
-pub fn parse_interval(s: &str) -> Result<Option<Duration>, String> {
-    crate::config::parse_duration("Reprovider.Interval", s).map_err(|e| e.to_string())
+pub fn parse_interval(s: &str) -> Result<Option<Duration>, crate::config::ConfigError> {
+    crate::config::parse_duration("Reprovider.Interval", s)
 }
 
 /// How a sweep went.
@@ -98,9 +98,8 @@ pub struct Reprovider {
 impl Reprovider {
     /// Reads the strategy and interval from the repo's config.
     pub fn from_repo(node: Arc<Node>, net: Network) -> Result<Reprovider, NetError> {
-        let cfg = &node.repo().config().reprovider;
-        let strategy = cfg.strategy.parse().map_err(NetError::Config)?;
-        let interval = parse_interval(&cfg.interval).map_err(NetError::Config)?;
+        let s = node.repo().settings()?;
+        let (strategy, interval) = (s.reprovide_strategy, s.reprovide_interval);
         Ok(Reprovider { node, net, strategy, interval })
     }
 
@@ -323,7 +322,7 @@ impl Reprovider {
 }
 
 /// Sends the strategy's keys down `tx` in chunks; stops when the receiver is gone.
-fn walk(node: &Node, strategy: Strategy, tx: &tokio::sync::mpsc::Sender<Vec<Cid>>) -> Result<(), String> {
+fn walk(node: &Node, strategy: Strategy, tx: &tokio::sync::mpsc::Sender<Vec<Cid>>) -> Result<(), NodeError> {
     let mut chunk = Vec::with_capacity(CHUNK);
     let push = |cid: Cid, chunk: &mut Vec<Cid>| -> bool {
         chunk.push(cid);
@@ -335,10 +334,10 @@ fn walk(node: &Node, strategy: Strategy, tx: &tokio::sync::mpsc::Sender<Vec<Cid>
     match strategy {
         Strategy::Roots | Strategy::Pinned => {
             let below = match strategy {
-                Strategy::Pinned => node.indirect_pins().map_err(|e| e.to_string())?,
+                Strategy::Pinned => node.indirect_pins()?,
                 _ => Vec::new(),
             };
-            for cid in node.pins().map_err(|e| e.to_string())?.into_iter().map(|p| p.cid).chain(below) {
+            for cid in node.pins()?.into_iter().map(|p| p.cid).chain(below) {
                 if !push(cid, &mut chunk) {
                     return Ok(());
                 }
@@ -346,7 +345,7 @@ fn walk(node: &Node, strategy: Strategy, tx: &tokio::sync::mpsc::Sender<Vec<Cid>
         }
         Strategy::All => {
             for key in node.repo().store().keys() {
-                let key = key.map_err(|e| e.to_string())?;
+                let key = key?;
                 let Ok(mh) = cid::multihash::Multihash::<64>::from_bytes(&key) else { continue };
                 if !push(Cid::new_v1(cairn_merkle::hash::RAW, mh), &mut chunk) {
                     return Ok(());

@@ -372,7 +372,7 @@ fn a_dht_peer_that_never_reads_announcements_times_out() {
     let started = Instant::now();
     let addrs = s.rt.block_on(s.seed_net.external_addrs()).unwrap();
     let err = s.rt.block_on(s.seed_net.send_providers(net::dht::Dht::Lan, h.id, &addrs, &refs)).unwrap_err();
-    assert!(err.contains("did not take the announcements in time"), "{err}");
+    assert!(matches!(err, net::sweep::SendError::Timeout(_)), "{err}");
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
     s.honest_read(45, 1 << 20);
 }

@@ -18,7 +18,7 @@ use libp2p::core::upgrade::{InboundUpgrade, OutboundUpgrade, UpgradeInfo};
 use libp2p::swarm::handler::{ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound};
 use libp2p::swarm::{ConnectionHandler, ConnectionHandlerEvent, Stream, StreamProtocol, SubstreamProtocol};
 
-use super::proto::{self, Message, Version, PROTOCOLS};
+use super::proto::{self, Message, ProtoError, Version, PROTOCOLS};
 
 /// Inbound streams read at once on one connection; more are reset.
 pub const MAX_INBOUND_STREAMS: usize = 32;
@@ -88,7 +88,7 @@ pub enum Out {
     /// A message arrived.
     Received(Message),
     /// The peer sent something that is not a valid Bitswap message.
-    Malformed(String),
+    Malformed(ProtoError),
     /// Messages could not be delivered (the stream failed, or the queue overflowed).
     SendFailed(usize),
     /// The peer speaks no Bitswap version on this connection.
@@ -100,7 +100,7 @@ pub enum Out {
 /// A stream's next message, read whole; the flag is set once the stream is to be read no more.
 type Reading = BoxFuture<'static, (Stream, Arc<AtomicBool>, std::io::Result<Option<Vec<u8>>>)>;
 /// A message being decoded, with its stream's flag.
-type Decoding = BoxFuture<'static, (Arc<AtomicBool>, Result<Message, String>)>;
+type Decoding = BoxFuture<'static, (Arc<AtomicBool>, Result<Message, ProtoError>)>;
 
 enum Outbound {
     None,
@@ -243,11 +243,11 @@ fn read_next(mut stream: Stream, arrived: Arc<AtomicU64>, ended: Arc<AtomicBool>
 /// Decodes a message read from a stream: a large one (blocks to hash) on a blocking thread,
 /// a small one at once.
 fn decode(bytes: Vec<u8>, ended: Arc<AtomicBool>) -> Decoding {
-    let decode_here = |bytes: Vec<u8>| Message::decode(bytes::Bytes::from(bytes)).map_err(|e| e.to_string());
+    let decode_here = |bytes: Vec<u8>| Message::decode(bytes::Bytes::from(bytes));
     match tokio::runtime::Handle::try_current() {
         Ok(rt) if bytes.len() >= DECODE_APART_FROM => {
             let job = rt.spawn_blocking(move || decode_here(bytes));
-            async move { (ended, job.await.unwrap_or_else(|e| Err(format!("decoding stopped: {e}")))) }.boxed()
+            async move { (ended, job.await.unwrap_or_else(|e| Err(ProtoError::Stopped(e.to_string())))) }.boxed()
         }
         _ => std::future::ready((ended, decode_here(bytes))).boxed(),
     }
@@ -431,7 +431,7 @@ impl ConnectionHandler for Handler {
                 Poll::Ready(Some((_, _, Ok(None)))) => continue,
                 Poll::Ready(Some((_, _, Err(e)))) => {
                     if e.kind() == std::io::ErrorKind::InvalidData {
-                        self.events.push_back(Out::Malformed(e.to_string()));
+                        self.events.push_back(Out::Malformed(ProtoError::Frame(e)));
                     }
                     continue;
                 }

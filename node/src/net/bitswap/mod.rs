@@ -8,7 +8,6 @@
 
 pub mod engine;
 pub mod handler;
-mod ledger;
 pub mod proto;
 
 use std::collections::{HashMap, VecDeque};
@@ -26,7 +25,7 @@ use libp2p::swarm::{
 use libp2p::{Multiaddr, PeerId};
 
 pub use handler::{In, Out};
-pub use proto::{Message, Version, Want, WantType};
+pub use proto::{Message, ProtoError, Version, Want, WantType};
 
 /// A connection whose queue has not moved for this long counts as not reading. A slow link
 /// shared by many peers moves each queue only every few seconds (a block at a time), and
@@ -52,7 +51,7 @@ pub enum Event {
         /// The sender.
         peer: PeerId,
         /// What was wrong.
-        reason: String,
+        reason: ProtoError,
     },
     /// Messages to a peer were lost.
     SendFailed {

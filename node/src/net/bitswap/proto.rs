@@ -69,6 +69,12 @@ pub enum ProtoError {
     /// An enum field holds an unknown value.
     #[error("unknown {0} value {1}")]
     Enum(&'static str, i32),
+    /// The frame around the message is malformed (a length past the cap, a bad varint).
+    #[error("malformed bitswap frame: {0}")]
+    Frame(std::io::Error),
+    /// The task decoding the message was lost.
+    #[error("decoding stopped: {0}")]
+    Stopped(String),
 }
 
 mod pb {

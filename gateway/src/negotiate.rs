@@ -1,0 +1,162 @@
+//! Which form of the content a request asks for: `?format=` (which wins) or `Accept`, and
+//! for CARs the `dag-scope` and `entity-bytes` parameters.
+
+use hyper::header::{self, HeaderMap};
+use hyper::StatusCode;
+
+use crate::content::{DagScope, EntityBytes};
+use crate::error::HttpError;
+use crate::handler::param;
+
+/// What the client asked for. Public only for the fuzz targets in `fuzz/`
+/// ([`crate::fuzzing`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Files, directory listings: the deserialized view.
+    Plain,
+    /// One block, verbatim.
+    Raw,
+    /// A CAR of the DAG.
+    Car { scope: DagScope, bytes: Option<EntityBytes> },
+}
+
+/// Picks the response format from `?format=` (which wins) or `Accept`. Public only for the
+/// fuzz targets in `fuzz/` ([`crate::fuzzing`]).
+#[doc(hidden)]
+pub fn negotiate(headers: &HeaderMap, query: &[(String, String)]) -> Result<Format, HttpError> {
+    let bad = |m: String| HttpError::new(StatusCode::BAD_REQUEST, m);
+    let mut want = match param(query, "format") {
+        Some("raw") => Some("raw"),
+        Some("car") => Some("car"),
+        Some("") | None => None,
+        Some(other) => {
+            return Err(bad(format!("unsupported format {other:?}: this gateway serves format=raw and format=car")))
+        }
+    };
+    let mut car_params: Vec<(String, String)> = Vec::new();
+    if want.is_none() {
+        if let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
+            for item in accept.split(',') {
+                let mut parts = item.split(';').map(str::trim);
+                let essence = parts.next().unwrap_or_default().to_ascii_lowercase();
+                let params: Vec<(String, String)> = parts
+                    .filter_map(|p| p.split_once('='))
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().trim_matches('"').to_owned()))
+                    .collect();
+                match essence.as_str() {
+                    "application/vnd.ipld.raw" => {
+                        want = Some("raw");
+                        break;
+                    }
+                    "application/vnd.ipld.car" => {
+                        want = Some("car");
+                        car_params = params;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    match want {
+        Some("raw") => Ok(Format::Raw),
+        Some("car") => {
+            // URL parameters override the Accept header's.
+            for (url_key, key) in [("car-version", "version"), ("car-order", "order"), ("car-dups", "dups")] {
+                if let Some(v) = param(query, url_key) {
+                    car_params.retain(|(k, _)| k != key);
+                    car_params.push((key.to_owned(), v.to_owned()));
+                }
+            }
+            for (k, v) in &car_params {
+                let ok = match k.as_str() {
+                    "version" => v == "1",
+                    "order" => v == "dfs" || v == "unk",
+                    "dups" => v == "n",
+                    _ => true,
+                };
+                if !ok {
+                    return Err(HttpError::new(
+                        StatusCode::NOT_ACCEPTABLE,
+                        format!("unsupported CAR parameter {k}={v}: this gateway sends version=1, order=dfs, dups=n"),
+                    ));
+                }
+            }
+            let scope = match param(query, "dag-scope") {
+                None | Some("all") => DagScope::All,
+                Some("entity") => DagScope::Entity,
+                Some("block") => DagScope::Block,
+                Some(other) => return Err(bad(format!("invalid dag-scope {other:?}: use block, entity or all"))),
+            };
+            let bytes = match param(query, "entity-bytes") {
+                None => None,
+                Some(spec) => Some(parse_entity_bytes(spec).ok_or_else(|| {
+                    bad(format!("invalid entity-bytes {spec:?}: use from:to with integers, `to` may be `*`"))
+                })?),
+            };
+            Ok(Format::Car { scope, bytes })
+        }
+        _ => Ok(Format::Plain),
+    }
+}
+
+fn parse_entity_bytes(spec: &str) -> Option<EntityBytes> {
+    let (from, to) = spec.split_once(':')?;
+    let from: i64 = from.parse().ok()?;
+    let to = if to == "*" { None } else { Some(to.parse::<i64>().ok()?) };
+    if let Some(t) = to {
+        // Both ends from the same side must be in order.
+        if t < from && (from >= 0) == (t >= 0) {
+            return None;
+        }
+    }
+    Some(EntityBytes { from, to })
+}
+
+/// A short, stable tag for the CAR's shape, part of its ETag.
+pub(crate) fn car_variant(scope: DagScope, bytes: Option<EntityBytes>) -> String {
+    let scope = match scope {
+        DagScope::Block => "block",
+        DagScope::Entity => "entity",
+        DagScope::All => "all",
+    };
+    match bytes {
+        None => format!("dfs.n.{scope}"),
+        Some(b) => format!("dfs.n.{scope}.{}_{}", b.from, b.to.map_or_else(|| "*".to_owned(), |t| t.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::header::HeaderValue;
+
+    #[test]
+    fn entity_bytes_parse() {
+        assert_eq!(parse_entity_bytes("0:*"), Some(EntityBytes { from: 0, to: None }));
+        assert_eq!(parse_entity_bytes("-100:-1"), Some(EntityBytes { from: -100, to: Some(-1) }));
+        assert_eq!(parse_entity_bytes("10:20"), Some(EntityBytes { from: 10, to: Some(20) }));
+        for bad in ["", "1", "a:b", "20:10", "-1:-5", "1:*x", "*:1"] {
+            assert_eq!(parse_entity_bytes(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn negotiation() {
+        let mut h = HeaderMap::new();
+        let q = |s: &str| form_urlencoded::parse(s.as_bytes()).into_owned().collect::<Vec<_>>();
+        assert_eq!(negotiate(&h, &q("")).unwrap(), Format::Plain);
+        assert_eq!(negotiate(&h, &q("format=raw")).unwrap(), Format::Raw);
+        assert_eq!(
+            negotiate(&h, &q("format=car&dag-scope=entity&entity-bytes=0:99")).unwrap(),
+            Format::Car { scope: DagScope::Entity, bytes: Some(EntityBytes { from: 0, to: Some(99) }) }
+        );
+        assert_eq!(negotiate(&h, &q("format=tar")).unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(negotiate(&h, &q("format=car&dag-scope=x")).unwrap_err().status, StatusCode::BAD_REQUEST);
+        h.insert(header::ACCEPT, HeaderValue::from_static("text/html, application/vnd.ipld.car; version=1; dups=y"));
+        assert_eq!(negotiate(&h, &q("")).unwrap_err().status, StatusCode::NOT_ACCEPTABLE);
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.ipld.raw"));
+        assert_eq!(negotiate(&h, &q("")).unwrap(), Format::Raw);
+    }
+}
