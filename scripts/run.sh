@@ -17,4 +17,15 @@ cargo build --release -p cairn-cli --locked --manifest-path "$ROOT/Cargo.toml"
 if [ $# -eq 0 ]; then
     set -- add --only-hash -r "$ROOT/merkle"
 fi
-exec "$CARGO_TARGET_DIR/release/cairn" "$@"
+# The binary runs without its debug info (hundreds of MB, most of it RocksDB's C++): a copy
+# stripped of it goes to $CAIRN_CACHE/bin/cairn, and the debug info to cairn.debug beside it,
+# which gdb and perf find through the copy's debug link. Redone only when the build is newer.
+built=$CARGO_TARGET_DIR/release/cairn
+bin=$CAIRN_CACHE/bin
+if [ ! -x "$bin/cairn" ] || [ "$built" -nt "$bin/cairn" ]; then
+    mkdir -p "$bin"
+    objcopy --only-keep-debug "$built" "$bin/cairn.debug"
+    objcopy --strip-debug --add-gnu-debuglink="$bin/cairn.debug" "$built" "$bin/cairn.new"
+    mv "$bin/cairn.new" "$bin/cairn"
+fi
+exec "$bin/cairn" "$@"
