@@ -1,5 +1,7 @@
 //! Pin requests of the IPFS Pinning Service API, and the worker that fulfils them.
 //!
+//! Over 700 lines until the requests' store and the worker get a file each.
+//!
 //! A request names a CID (with an optional name, origins and metadata) and belongs to the
 //! account whose token made it; an account sees only its own requests. Requests are kept in
 //! the repo's metadata (one durable record each, under `pinsvc/`) and in memory for queries.

@@ -1,5 +1,8 @@
 //! The RocksDB store: one database, a column family per concern.
 //!
+//! Over 700 lines for one job: every operation of the store on its one database (the tests
+//! are a fifth of it).
+//!
 //! - `blocks`: multihash → block bytes. Values of 2 KiB and more live in blob files
 //!   (integrated BlobDB), so compaction moves small keys and pointers, never file data;
 //!   smaller blocks (directory nodes, small files) stay inline in the SST files where a
