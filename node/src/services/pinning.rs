@@ -426,6 +426,13 @@ struct State {
     changes: HashMap<String, (Instant, u32)>,
 }
 
+impl State {
+    /// `owner`'s request `id` (another account's is not found).
+    fn owned(&self, owner: &str, id: &str) -> Result<PinRequest, PinError> {
+        self.requests.get(id).filter(|r| r.owner == owner).cloned().ok_or_else(|| PinError::NotFound(id.to_owned()))
+    }
+}
+
 /// The pin requests and their worker.
 #[derive(Debug)]
 pub struct PinService {
@@ -515,8 +522,7 @@ impl PinService {
 
     /// `owner`'s request `id`.
     pub fn get(&self, owner: &str, id: &str) -> Result<PinRequest, PinError> {
-        let state = self.lock()?;
-        state.requests.get(id).filter(|r| r.owner == owner).cloned().ok_or_else(|| PinError::NotFound(id.to_owned()))
+        self.lock()?.owned(owner, id)
     }
 
     /// Replaces `owner`'s request `id` by a new one for `pin` (a new ID). The old request's
@@ -525,12 +531,7 @@ impl PinService {
         pin.check()?;
         let mut state = self.lock()?;
         self.count_change(&mut state, owner)?;
-        let old = state
-            .requests
-            .get(id)
-            .filter(|r| r.owner == owner)
-            .cloned()
-            .ok_or_else(|| PinError::NotFound(id.to_owned()))?;
+        let old = state.owned(owner, id)?;
         let mut r = Self::new_request(&mut state, owner, pin);
         // The same CID again: already held, so the new request carries the old one's status.
         if old.pin.cid == r.pin.cid && old.status == Status::Pinned {
@@ -550,12 +551,7 @@ impl PinService {
     pub fn remove(&self, owner: &str, id: &str) -> Result<(), PinError> {
         let mut state = self.lock()?;
         self.count_change(&mut state, owner)?;
-        let old = state
-            .requests
-            .get(id)
-            .filter(|r| r.owner == owner)
-            .cloned()
-            .ok_or_else(|| PinError::NotFound(id.to_owned()))?;
+        let old = state.owned(owner, id)?;
         self.save(&[], &[id])?;
         state.requests.remove(id);
         self.release(&state, &old)
