@@ -25,31 +25,23 @@
 #
 # Builds go to $CAIRN_FUZZ_TARGET_DIR (default ~/.cache/cairn-fuzz-target), outside the clone.
 # The first build compiles every dependency with coverage instrumentation (about 10 minutes on
-# 2 cores when RocksDB's C++ comes from the test build, see below; 35 without); later ones
+# 2 cores, RocksDB's C++ aside: see below); later ones
 # only what changed. cargo-fuzz is installed from crates.io when missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# RocksDB's C++ is linked from the archive scripts/rocksdb.sh compiled once for this machine
+# (env.sh points ROCKSDB_LIB_DIR at it), when fuzz/Cargo.lock names the same librocksdb-sys:
+# cargo fuzz's flags (frame pointers, an explicit target) would otherwise have cc compile all
+# of it again, about 25 minutes on 2 cores. RocksDB is not instrumented either way.
+# CAIRN_OWN_ROCKSDB=1 compiles it for the fuzz build instead.
+bash scripts/rocksdb.sh >/dev/null
 source scripts/env.sh
-MAIN_TARGET_DIR=$CARGO_TARGET_DIR
 export CARGO_TARGET_DIR=${CAIRN_FUZZ_TARGET_DIR:-$HOME/.cache/cairn-fuzz-target}
-
-# RocksDB's C++ is taken from the test build (scripts/test.sh builds it first) when it holds
-# the version fuzz/Cargo.lock names: cargo fuzz's flags (frame pointers, an explicit target)
-# would have cc compile all of it again, about 25 minutes on 2 cores, which ccache cannot
-# serve since the command lines differ. RocksDB itself is not instrumented either way.
-# CAIRN_FUZZ_OWN_ROCKSDB=1 compiles it for the fuzz build as before.
-rocksdb_version=$(grep -A1 '^name = "librocksdb-sys"$' fuzz/Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
-if [ -z "${CAIRN_FUZZ_OWN_ROCKSDB:-}" ] && [ -n "$rocksdb_version" ]; then
-    for out in $(ls -td "$MAIN_TARGET_DIR"/debug/build/librocksdb-sys-*/out 2>/dev/null); do
-        if [ -f "$out/librocksdb.a" ] && grep -q "/librocksdb-sys-$rocksdb_version\$" "$out/../output" 2>/dev/null; then
-            export ROCKSDB_LIB_DIR=$out ROCKSDB_STATIC=1
-            # A prebuilt RocksDB brings no C++ runtime with it: link it last.
-            export RUSTFLAGS="${RUSTFLAGS:-} -C link-arg=-lstdc++"
-            echo "fuzz.sh: linking RocksDB $rocksdb_version as the test build compiled it ($out)"
-            break
-        fi
-    done
+fuzz_rocksdb=$(grep -A1 '^name = "librocksdb-sys"$' fuzz/Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
+if [ "$fuzz_rocksdb" != "$CAIRN_ROCKSDB_VERSION" ]; then
+    echo "fuzz.sh: fuzz/Cargo.lock has librocksdb-sys $fuzz_rocksdb, the workspace $CAIRN_ROCKSDB_VERSION: compiling RocksDB for the fuzz build (about 25 minutes on 2 cores)"
+    unset ROCKSDB_LIB_DIR ROCKSDB_STATIC
 fi
 CARGO_FUZZ_VERSION=0.13.2
 TRIPLE=x86_64-unknown-linux-gnu

@@ -6,11 +6,13 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 bash "$ROOT/scripts/setup.sh"
+# RocksDB's C++, compiled once per machine (about 20 minutes the first time, then nothing).
+bash "$ROOT/scripts/rocksdb.sh" >/dev/null
 
 source "$ROOT/scripts/env.sh"
 # Cargo's own lines go to stderr, so the command's output stays cairn's alone.
 if [ ! -x "$CARGO_TARGET_DIR/release/cairn" ]; then
-    echo "run.sh: building cairn (release) into $CARGO_TARGET_DIR; the first build compiles RocksDB's C++ and takes about 30 minutes on 2 cores, later ones seconds to minutes" >&2
+    echo "run.sh: building cairn (release) into $CARGO_TARGET_DIR; the first build compiles every Rust dependency and takes about 15 minutes on 2 cores, later ones seconds to minutes" >&2
 fi
 cargo build --release -p cairn-cli --locked --manifest-path "$ROOT/Cargo.toml"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Cairn needs, and only what is missing:
 #   - Debian packages: clang and libclang-dev (RocksDB's Rust bindings), pkg-config, ccache
-#     (RocksDB's C++ compiled once for all build shapes: scripts/env.sh), iproute2
+#     (the C and C++ the builds compile; RocksDB's once per machine: scripts/rocksdb.sh), iproute2
 #     (`ip`) and util-linux (`unshare`) for the loopback-only network namespaces the Kubo tests
 #     run in, python3-venv if the python at hand cannot make a venv, and chromium (the real
 #     browser the gateway's end-to-end test drives, testnet/js/browser.mjs) if /usr/bin/chromium

@@ -2,23 +2,24 @@
 //!
 //! This crate sits between the pure data model in [`cairn_merkle`] and the front ends
 //! (`cairn-gateway`, the `cairn` binary). It is the only layer that does I/O on behalf of
-//! the data model. Today it holds:
+//! the data model. From the bottom up:
 //!
-//! - [`add`]: adding files and directory trees from the local file system, as `ipfs add`
-//!   does (walk order, hidden files, symlinks, output lines).
-//! - [`upload`]: adding the parts of an API upload straight into blocks, with no file system.
-//! - [`repo`]: [`Repo`], the on-disk layout (config, identity key, lock, database).
-//! - [`config`]: [`Config`], Kubo's key names, edited by dotted key.
 //! - [`store`]: the [`BlockStore`] and [`PinStore`] traits, over RocksDB or memory.
-//! - [`node`]: [`Node`], the facade: add, pins, GC, verify, blocks, CAR import.
-//! - [`read`]: reading DAGs out of the node (paths, `cat`, `ls`, `get`, tar), waiting for
-//!   missing blocks or stopping at them for an async caller to fetch.
-//! - [`follow`]: mirroring the signed manifests of followed publishers as they announce them.
-//! - [`autogc`]: garbage collection on its own, past a watermark of `StorageMax`.
-//! - [`scrub`]: the background scrub that re-hashes every block and repairs damage from peers.
-//! - [`pinning`]: the Pinning Service API's pin requests and the worker that fetches them.
+//! - [`config`] and [`settings`]: [`Config`] is the repo's JSON with Kubo's key names;
+//!   [`settings::Settings`] is the same, typed and checked once.
+//! - [`repo`]: [`Repo`], the on-disk layout (config, identity key, lock, database).
+//! - [`node`]: [`Node`], the facade over one repo: add, pins, GC, verify, blocks, CAR import;
+//!   with [`add`] (files and trees from the file system, as `ipfs add` walks them),
+//!   [`upload`] (an API upload straight into blocks), [`read`] (paths, `cat`, `ls`, `get`,
+//!   tar) and [`manifest`] (signing and checking root manifests).
+//! - [`net`]: the libp2p network (Bitswap, the DHTs, gossipsub hints), which knows nothing
+//!   of the facade: it reads and writes a [`BlockStore`].
+//! - [`online`]: the one place where a network is started for a node.
+//! - [`services`]: the long-running jobs above both: scrub, pinning, follow, reprovide and
+//!   automatic GC.
 //!
-//! The network arrives with its issue.
+//! RocksDB's C++ needs the C++ runtime linked in; `link_cplusplus` does it, whether
+//! librocksdb-sys compiled RocksDB or linked the archive `scripts/rocksdb.sh` made.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
@@ -43,3 +44,6 @@ pub use services::{autogc, follow, pinning, scrub};
 pub use store::{BlockStore, PinStore};
 
 pub use cairn_merkle as merkle;
+
+// Links the C++ runtime (see the crate docs above).
+use link_cplusplus as _;
