@@ -170,11 +170,11 @@ async fn read_spec(req: Request<hyper::body::Incoming>) -> Result<PinSpec, HttpE
     serde_json::from_slice::<PinSpec>(&body).map_err(|e| HttpError::bad(format!("the body is not a Pin object: {e}")))
 }
 
-/// The listing query parser below, for the fuzz targets in `fuzz/`: the filters, or the
-/// details of the 400 it answers.
+/// The listing query parser below, for the fuzz targets in `fuzz/`: the filters, or the 400
+/// it answers.
 #[doc(hidden)]
-pub fn parse_listing_query(raw: &str) -> Result<Query, String> {
-    query(raw).map_err(|f| f.message)
+pub fn parse_listing_query(raw: &str) -> Result<Query, HttpError> {
+    query(raw)
 }
 
 /// Parses a listing's query string.

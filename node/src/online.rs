@@ -39,7 +39,7 @@ pub fn start_reading(
     let node = node.clone();
     async move {
         if node.has_fetcher() {
-            return Err(NetError::Config("this node already reads through a network".into()));
+            return Err(NetError::AlreadyOnline);
         }
         let (network, task) = start(&node, cfg).await?;
         node.attach_fetcher(Arc::new(NetFetcher::new(network.clone(), timeout)));
@@ -150,7 +150,7 @@ mod tests {
         let (reading, _) = start_reading(&node, listen(), Duration::from_secs(5)).await.unwrap();
         assert!(node.has_fetcher());
         let again = start_reading(&node, listen(), Duration::from_secs(5)).await;
-        assert!(matches!(again, Err(NetError::Config(_))), "{again:?}");
+        assert!(matches!(again, Err(NetError::AlreadyOnline)), "{again:?}");
         serving.shutdown().await;
         reading.shutdown().await;
     }

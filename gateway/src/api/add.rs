@@ -5,6 +5,8 @@
 //! blocking task that imports them as they arrive (`cairn_node::upload`), a file's bytes
 //! through a bounded channel of chunks. A symlink part becomes a UnixFS symlink node.
 
+use std::sync::Arc;
+
 use bytes::{Buf, Bytes};
 use cairn_node::upload::{UploadError, UploadLimits, UploadPart, MAX_SYMLINK_TARGET};
 use cairn_node::NodeError;
@@ -37,16 +39,20 @@ impl UploadBodyLimits {
     }
 }
 
+/// One chunk of a part, or the error that cut the part off (shared: the handler answers the
+/// client with it too).
+pub(super) type Chunk = Result<Bytes, Arc<multer::Error>>;
+
 /// A blocking `Read` over chunks handed in from the runtime; an `Err` item ends it with that
 /// error (an upload cut off mid-part).
 pub(super) struct ChunkReader {
-    rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
+    rx: tokio::sync::mpsc::Receiver<Chunk>,
     current: Bytes,
 }
 
 impl ChunkReader {
     /// A reader and the sender that feeds it, holding at most `CHUNKS_IN_FLIGHT` chunks.
-    pub(super) fn channel() -> (tokio::sync::mpsc::Sender<Result<Bytes, String>>, ChunkReader) {
+    pub(super) fn channel() -> (tokio::sync::mpsc::Sender<Chunk>, ChunkReader) {
         let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
         (tx, ChunkReader { rx, current: Bytes::new() })
     }
@@ -70,9 +76,9 @@ impl std::io::Read for ChunkReader {
 
 /// A multipart body's error as the client should see it: a body over the limit is a 413
 /// that names the setting, anything else a 400.
-pub(super) fn body_error(e: multer::Error) -> HttpError {
+pub(super) fn body_error(e: &multer::Error) -> HttpError {
     match e {
-        multer::Error::StreamSizeExceeded { limit } => too_large(limit),
+        multer::Error::StreamSizeExceeded { limit } => too_large(*limit),
         e => HttpError::bad(e),
     }
 }
@@ -84,10 +90,11 @@ fn too_large(limit: u64) -> HttpError {
     )
 }
 
-/// Copies one field's chunks into `tx` until the field ends or the reader goes away.
-async fn feed_field(
+/// Copies one field's chunks into `tx` until the field ends or the reader goes away. A body
+/// that breaks is told to the reader as well as returned.
+pub(super) async fn feed_field(
     field: &mut multer::Field<'static>,
-    tx: &tokio::sync::mpsc::Sender<Result<Bytes, String>>,
+    tx: &tokio::sync::mpsc::Sender<Chunk>,
 ) -> Result<(), HttpError> {
     loop {
         match field.chunk().await {
@@ -98,8 +105,9 @@ async fn feed_field(
             }
             Ok(None) => return Ok(()),
             Err(e) => {
-                let _ = tx.send(Err(e.to_string())).await;
-                return Err(body_error(e));
+                let answer = body_error(&e);
+                let _ = tx.send(Err(Arc::new(e))).await;
+                return Err(answer);
             }
         }
     }
@@ -108,7 +116,7 @@ async fn feed_field(
 /// A field's whole body, refused past `max` bytes.
 async fn small_field(field: &mut multer::Field<'static>, max: usize, what: &str) -> Result<Bytes, HttpError> {
     let mut out = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(body_error)? {
+    while let Some(chunk) = field.chunk().await.map_err(|e| body_error(&e))? {
         if out.len() + chunk.len() > max {
             return Err(HttpError::bad(format!("{what}: over {max} bytes")));
         }
@@ -165,7 +173,7 @@ impl Api {
             Ok::<_, NodeError>((lines, roots))
         });
         let fed = async {
-            while let Some(mut field) = parts.next_field().await.map_err(body_error)? {
+            while let Some(mut field) = parts.next_field().await.map_err(|e| body_error(&e))? {
                 let raw = field.file_name().unwrap_or("").to_owned();
                 let name = percent_encoding::percent_decode_str(&raw).decode_utf8_lossy().into_owned();
                 let kind = field.content_type().map(|m| m.essence_str().to_owned()).unwrap_or_default();

@@ -12,7 +12,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response};
 use serde_json::{json, Value};
 
-use super::add::{body_error, ChunkReader};
+use super::add::{body_error, feed_field, ChunkReader};
 use super::{blocking, json_response, ndjson, parse_path, Answer, Api, HttpError, Params};
 use crate::body;
 
@@ -162,7 +162,7 @@ impl Api {
         let limit = if p.flag("allow-big-block", false)? { BIG_BLOCK_LIMIT } else { SOFT_BLOCK_LIMIT };
         let mut parts = self.multipart(req, "block/put")?;
         let mut stored = Vec::new();
-        while let Some(mut field) = parts.next_field().await.map_err(body_error)? {
+        while let Some(mut field) = parts.next_field().await.map_err(|e| body_error(&e))? {
             if stored.len() >= self.limits.entries {
                 return Err(HttpError::bad(format!(
                     "the upload has more than {} parts (API.MaxUploadEntries)",
@@ -170,7 +170,7 @@ impl Api {
                 )));
             }
             let mut data = Vec::new();
-            while let Some(chunk) = field.chunk().await.map_err(body_error)? {
+            while let Some(chunk) = field.chunk().await.map_err(|e| body_error(&e))? {
                 if data.len() + chunk.len() > limit {
                     return Err(HttpError::bad(format!(
                         "produced block is over {} MiB: big blocks can't be exchanged with other peers",
@@ -278,7 +278,7 @@ impl Api {
         let stats = p.flag("stats", false)?;
         let mut parts = self.multipart(req, "dag/import")?;
         let (mut roots, mut blocks, mut bytes) = (Vec::new(), 0u64, 0u64);
-        while let Some(mut field) = parts.next_field().await.map_err(body_error)? {
+        while let Some(mut field) = parts.next_field().await.map_err(|e| body_error(&e))? {
             let (tx, mut reader) = ChunkReader::channel();
             let node = self.node.clone();
             let import = tokio::task::spawn_blocking(move || {
@@ -286,21 +286,11 @@ impl Api {
                 let r = node.dag_import(&mut reader, pin, &mut |b| n += b);
                 r.map(|(roots, blocks)| (roots, blocks, n))
             });
-            loop {
-                match field.chunk().await {
-                    Ok(Some(chunk)) => {
-                        if tx.send(Ok(chunk)).await.is_err() {
-                            break; // the importer stopped: its error is below
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.to_string())).await;
-                        drop(tx);
-                        let _ = import.await;
-                        return Err(body_error(e));
-                    }
-                }
+            // A reader that stops early has its error below.
+            if let Err(e) = feed_field(&mut field, &tx).await {
+                drop(tx);
+                let _ = import.await;
+                return Err(e);
             }
             drop(tx);
             let (r, b, n) = import

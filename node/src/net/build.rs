@@ -16,7 +16,9 @@ use super::driver::Driver;
 use super::handle::{Network, Streams};
 use super::MAX_PEER_TOPICS;
 use super::{bitswap, dht, hints, iplimit, origin, transport};
-use super::{Behaviour, Multiaddr, NetConfig, NetError, Protocol, SharedStore, TopicFilter, AGENT};
+use super::{
+    Behaviour, Multiaddr, NetConfig, NetError, Protocol, PubsubError, SetupError, SharedStore, TopicFilter, AGENT,
+};
 
 /// Starts the network on the current tokio runtime. Returns once every listen address is
 /// bound, with the handle and the driver's task.
@@ -47,7 +49,7 @@ pub async fn spawn(
             .max_transmit_size(1 << 20)
             .validate_messages()
             .build()
-            .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
+            .map_err(SetupError::from)?;
         let filter = TopicFilter {
             filter: gossipsub::AllowAllSubscriptionFilter {},
             max_subscribed_topics: MAX_PEER_TOPICS,
@@ -58,7 +60,7 @@ pub async fn spawn(
             cfg,
             filter,
         )
-        .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
+        .map_err(SetupError::Gossipsub)?;
         // Peer scoring, so that a rejected hint costs its sender. On the hints topic, each
         // invalid message counts -10 (squared over the count, which decays by 1% a second:
         // a flood is held against its sender for minutes, not seconds);
@@ -76,8 +78,7 @@ pub async fn spawn(
             ..gossipsub::TopicScoreParams::default()
         };
         params.topics.insert(gossipsub::IdentTopic::new(hints::TOPIC).hash(), topic);
-        gs.with_peer_score(params, gossipsub::PeerScoreThresholds::default())
-            .map_err(|e| NetError::Config(format!("gossipsub scoring: {e}")))?;
+        gs.with_peer_score(params, gossipsub::PeerScoreThresholds::default()).map_err(SetupError::Scoring)?;
         gs
     };
     // Both DHTs answer GET_PROVIDERS with this node for any block the repo holds.
@@ -115,7 +116,7 @@ pub async fn spawn(
             cfg.mdns
                 .then(|| libp2p::mdns::tokio::Behaviour::new(libp2p::mdns::Config::default(), peer_id))
                 .transpose()
-                .map_err(|e| NetError::Config(format!("mDNS: {e}")))?,
+                .map_err(NetError::Mdns)?,
         ),
         upnp: Toggle::from(cfg.upnp.then(libp2p::upnp::tokio::Behaviour::default)),
         bitswap: bitswap::Behaviour::default(),
@@ -126,15 +127,15 @@ pub async fn spawn(
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_other_transport(|_| transport)
-        .map_err(|e| NetError::Transport(e.to_string()))?
+        .map_err(|e| SetupError::Builder(Box::new(e)))?
         .with_behaviour(|_| behaviour)
-        .map_err(|e| NetError::Transport(e.to_string()))?
+        .map_err(|e| SetupError::Builder(Box::new(e)))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build();
 
     let mut ids = Vec::new();
     for addr in &cfg.listen {
-        let id = swarm.listen_on(addr.clone()).map_err(|e| NetError::Listen(addr.clone(), e.to_string()))?;
+        let id = swarm.listen_on(addr.clone()).map_err(|e| NetError::Listen(addr.clone(), Box::new(e)))?;
         ids.push((id, addr.clone()));
     }
     let mut listening = Vec::new();
@@ -148,7 +149,7 @@ pub async fn spawn(
             | SwarmEvent::ListenerClosed { reason: Err(error), listener_id, .. } => {
                 let addr =
                     ids.iter().find(|(id, _)| *id == listener_id).map(|(_, a)| a.clone()).unwrap_or(Multiaddr::empty());
-                return Err(NetError::Listen(addr, error.to_string()));
+                return Err(NetError::Listen(addr, Box::new(error)));
             }
             other => early.push(other),
         }
@@ -168,11 +169,7 @@ pub async fn spawn(
             tracing::warn!("bootstrap {addr}: {e}");
         }
     }
-    swarm
-        .behaviour_mut()
-        .gossipsub
-        .subscribe(&gossipsub::IdentTopic::new(hints::TOPIC))
-        .map_err(|e| NetError::Pubsub(e.to_string()))?;
+    swarm.behaviour_mut().gossipsub.subscribe(&gossipsub::IdentTopic::new(hints::TOPIC)).map_err(PubsubError::from)?;
     let (tx, rx) = mpsc::channel(1024);
     let origin = match cfg.origin.clone() {
         Some(c) => origin::Origin::new(c)?.map(Arc::new),

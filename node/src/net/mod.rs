@@ -49,30 +49,105 @@ pub const AGENT: &str = concat!("cairn/", env!("CARGO_PKG_VERSION"));
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NetError {
-    /// The configuration is unusable.
-    #[error("network config: {0}")]
-    Config(String),
-    /// The transport could not be built.
-    #[error("transport: {0}")]
-    Transport(String),
+    /// libp2p refused a part of the swarm as `spawn` set it up.
+    #[error("cannot build the swarm: {0}")]
+    Setup(#[from] SetupError),
+    /// mDNS was asked for and could not start.
+    #[error("mDNS: {0}")]
+    Mdns(#[source] std::io::Error),
+    /// The repo's private-network key is unusable.
+    #[error("private network key {}: {problem}", .path.display())]
+    SwarmKey {
+        /// Where the key is, or should be.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        problem: SwarmKeyProblem,
+    },
     /// Listening failed.
     #[error("cannot listen on {0}: {1}")]
-    Listen(Multiaddr, String),
+    Listen(Multiaddr, #[source] BoxError),
     /// Dialing failed.
     #[error("cannot connect to {0}: {1}")]
-    Dial(String, String),
+    Dial(Multiaddr, #[source] DialFailure),
     /// The network task is gone.
     #[error("the network is not running")]
     Stopped,
     /// Pubsub refused a subscription or a message.
     #[error("pubsub: {0}")]
-    Pubsub(String),
+    Pubsub(#[from] PubsubError),
+    /// The node already reads through a network; a second one would race it.
+    #[error("this node already reads through a network")]
+    AlreadyOnline,
     /// A config value is not what it must be.
     #[error(transparent)]
     Settings(#[from] crate::config::ConfigError),
     /// The HTTP origins' config is unusable (boxed to keep results small).
     #[error("network config: {0}")]
     Origin(Box<origin::OriginError>),
+}
+
+/// An error from libp2p kept with its type erased, for the few places where it has no
+/// nameable type of its own (the swarm builder's, a listener's).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where libp2p refused the swarm's setup. None happens with the settings `spawn` uses; each
+/// is reported as libp2p gave it rather than unwrapped.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Gossipsub's config.
+    #[error("gossipsub config: {0}")]
+    GossipsubConfig(#[from] gossipsub::ConfigBuilderError),
+    /// Gossipsub itself (libp2p says why in a fixed text).
+    #[error("gossipsub: {0}")]
+    Gossipsub(&'static str),
+    /// Gossipsub's peer scoring (libp2p gives its reason only as text).
+    #[error("gossipsub peer scoring: {0}")]
+    Scoring(String),
+    /// The Noise handshake's key.
+    #[error("noise: {0}")]
+    Noise(#[from] libp2p::noise::Error),
+    /// The swarm builder.
+    #[error("{0}")]
+    Builder(#[source] BoxError),
+}
+
+/// What is wrong with a private-network key.
+#[derive(Debug, thiserror::Error)]
+pub enum SwarmKeyProblem {
+    /// The file is not a key.
+    #[error("not a swarm key: {0}")]
+    NotAKey(#[from] libp2p::pnet::KeyParseError),
+    /// `LIBP2P_FORCE_PNET=1`, and there is no key.
+    #[error("LIBP2P_FORCE_PNET=1 but there is no key")]
+    Missing,
+    /// The file could not be read.
+    #[error("{0}")]
+    Read(#[from] std::io::Error),
+}
+
+/// Why a dial failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DialFailure {
+    /// The address names no peer.
+    #[error("the address must end in /p2p/<peer id>")]
+    NoPeerId,
+    /// The swarm could not connect (shared by every caller waiting on the same peer).
+    #[error("{0}")]
+    Swarm(Arc<libp2p::swarm::DialError>),
+}
+
+/// Why pubsub refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PubsubError {
+    /// The node's own topics are bounded.
+    #[error("this node already subscribes to {0} topics")]
+    TooManyTopics(usize),
+    /// Gossipsub refused the subscription.
+    #[error("{0}")]
+    Subscribe(#[from] gossipsub::SubscriptionError),
+    /// Gossipsub refused the message.
+    #[error("{0}")]
+    Publish(#[from] gossipsub::PublishError),
 }
 
 impl From<origin::OriginError> for NetError {

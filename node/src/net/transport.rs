@@ -20,7 +20,7 @@ use libp2p::identity::Keypair;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::{dns, noise, quic, tcp, yamux, PeerId};
 
-use super::NetError;
+use super::{NetError, SetupError, SwarmKeyProblem};
 
 /// The name of the key file in the repo, as in Kubo.
 pub const SWARM_KEY_FILE: &str = "swarm.key";
@@ -30,19 +30,14 @@ pub const SWARM_KEY_FILE: &str = "swarm.key";
 pub fn load_swarm_key(repo: &Path) -> Result<Option<PreSharedKey>, NetError> {
     let path = repo.join(SWARM_KEY_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(text) => PreSharedKey::from_str(&text)
-            .map(Some)
-            .map_err(|e| NetError::Config(format!("{}: not a swarm key: {e}", path.display()))),
+        Ok(text) => PreSharedKey::from_str(&text).map(Some).map_err(|e| NetError::SwarmKey { path, problem: e.into() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if std::env::var("LIBP2P_FORCE_PNET").is_ok_and(|v| v == "1") {
-                return Err(NetError::Config(format!(
-                    "LIBP2P_FORCE_PNET=1 but there is no private network key at {}",
-                    path.display()
-                )));
+                return Err(NetError::SwarmKey { path, problem: SwarmKeyProblem::Missing });
             }
             Ok(None)
         }
-        Err(e) => Err(NetError::Config(format!("{}: {e}", path.display()))),
+        Err(e) => Err(NetError::SwarmKey { path, problem: e.into() }),
     }
 }
 
@@ -95,7 +90,7 @@ fn build_plain(
     psk: Option<PreSharedKey>,
     quic: bool,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, NetError> {
-    let noise = noise::Config::new(key).map_err(|e| NetError::Transport(e.to_string()))?;
+    let noise = noise::Config::new(key).map_err(SetupError::from)?;
     let tcp_cfg = tcp::Config::default().nodelay(true);
     let mut yamux = yamux::Config::default();
     yamux.set_max_num_streams(MAX_STREAMS);

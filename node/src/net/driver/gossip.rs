@@ -9,16 +9,16 @@ use libp2p::gossipsub;
 use tokio::sync::mpsc;
 
 use super::Driver;
-use crate::net::{hints, Multiaddr, NetError, PeerId, Protocol, PubsubMessage, MAX_LOCAL_TOPICS};
+use crate::net::{hints, Multiaddr, NetError, PeerId, Protocol, PubsubError, PubsubMessage, MAX_LOCAL_TOPICS};
 
 impl Driver {
     /// Subscribes to `topic`, its messages going to `sender` (up to [`MAX_LOCAL_TOPICS`]).
     pub(super) fn subscribe(&mut self, topic: String, sender: mpsc::Sender<PubsubMessage>) -> Result<(), NetError> {
         let t = gossipsub::IdentTopic::new(topic);
         if self.topics.len() >= MAX_LOCAL_TOPICS && !self.topics.contains_key(&t.hash()) {
-            return Err(NetError::Pubsub(format!("this node already subscribes to {MAX_LOCAL_TOPICS} topics")));
+            return Err(PubsubError::TooManyTopics(MAX_LOCAL_TOPICS).into());
         }
-        self.swarm.behaviour_mut().gossipsub.subscribe(&t).map_err(|e| NetError::Pubsub(e.to_string()))?;
+        self.swarm.behaviour_mut().gossipsub.subscribe(&t).map_err(PubsubError::from)?;
         self.topics.entry(t.hash()).or_default().push(sender);
         Ok(())
     }
@@ -26,7 +26,7 @@ impl Driver {
     /// Publishes `data` on `topic`.
     pub(super) fn publish(&mut self, topic: String, data: Vec<u8>) -> Result<(), NetError> {
         let t = gossipsub::IdentTopic::new(topic);
-        self.swarm.behaviour_mut().gossipsub.publish(t, data).map(drop).map_err(|e| NetError::Pubsub(e.to_string()))
+        Ok(self.swarm.behaviour_mut().gossipsub.publish(t, data).map(drop).map_err(PubsubError::from)?)
     }
 
     /// The peers known to subscribe to `topic`.

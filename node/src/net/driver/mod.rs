@@ -33,7 +33,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::bitswap::engine::Engine;
 use super::handle::Command;
 use super::{dht, hints, origin, ratelimit};
-use super::{Behaviour, BehaviourEvent, Closest, Multiaddr, NetConfig, NetError, PeerId, PortMapping, PubsubMessage};
+use super::{Behaviour, BehaviourEvent, Closest, DialFailure, Multiaddr, NetConfig, NetError, PeerId, PortMapping};
+use super::{Protocol, PubsubMessage};
 use super::{SharedStore, MAX_TOPIC_MESSAGES_PER_MINUTE};
 use crate::store::StoreError;
 use serving::{Served, UploadMeter};
@@ -244,7 +245,8 @@ impl Driver {
             SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. }
                 if !self.swarm.is_connected(&peer) =>
             {
-                self.finish_dials(peer, || Err(NetError::Dial(peer.to_string(), error.to_string())));
+                let (addr, error) = (Multiaddr::empty().with(Protocol::P2p(peer)), Arc::new(error));
+                self.finish_dials(peer, || Err(NetError::Dial(addr.clone(), DialFailure::Swarm(error.clone()))));
             }
             SwarmEvent::Behaviour(BehaviourEvent::Bitswap(ev)) => self.on_bitswap(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {

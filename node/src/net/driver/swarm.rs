@@ -1,17 +1,19 @@
 //! The swarm's side of the driver: dials asked for and their answers, the connected peers,
 //! peers heard of over mDNS, and UPnP's port mappings.
 
+use std::sync::Arc;
+
 use cairn_merkle::Cid;
 use tokio::sync::oneshot;
 
 use super::Driver;
-use crate::net::{Multiaddr, NetError, PeerId, PeerInfo, PortMapping, Protocol};
+use crate::net::{DialFailure, Multiaddr, NetError, PeerId, PeerInfo, PortMapping, Protocol};
 
 impl Driver {
     /// Dials `addr` (which must end in `/p2p/<peer id>`); `tx` hears once connected.
     pub(super) fn dial(&mut self, addr: Multiaddr, tx: oneshot::Sender<Result<PeerId, NetError>>) {
         let Some(Protocol::P2p(peer)) = addr.iter().last() else {
-            let _ = tx.send(Err(NetError::Dial(addr.to_string(), "the address must end in /p2p/<peer id>".into())));
+            let _ = tx.send(Err(NetError::Dial(addr, DialFailure::NoPeerId)));
             return;
         };
         if self.swarm.is_connected(&peer) {
@@ -21,7 +23,7 @@ impl Driver {
         match self.swarm.dial(addr.clone()) {
             Ok(()) => self.dials.push((peer, tx)),
             Err(e) => {
-                let _ = tx.send(Err(NetError::Dial(addr.to_string(), e.to_string())));
+                let _ = tx.send(Err(NetError::Dial(addr, DialFailure::Swarm(Arc::new(e)))));
             }
         }
     }
