@@ -6,6 +6,8 @@
 #     run in, python3-venv if the python at hand cannot make a venv, and chromium (the real
 #     browser the gateway's end-to-end test drives, testnet/js/browser.mjs) if /usr/bin/chromium
 #     is missing;
+#   - the reference Kubo v0.43.1, the real `ipfs` binary, built from its Go module source by
+#     scripts/kubo.sh into $CAIRN_CACHE/go (about 5 minutes the first time);
 #   - a Python venv at $CAIRN_CACHE/venv (default ~/.cache/cairn/venv) holding a real Kubo
 #     (PyPI's kubo-python) and imageio-ffmpeg (a static ffmpeg, for testnet/media/make_video.py),
 #     pinned in testnet/kubo/requirements.txt;
@@ -105,7 +107,10 @@ if ! { [ -x "$VENV/bin/python" ] && cmp -s "$REQS" "$stamp" &&
     cp "$REQS" "$stamp"
 fi
 
-# ---- 3. The JavaScript importer -----------------------------------------------------------
+# ---- 3. Kubo 0.43.1, the reference for CIDs ------------------------------------------------
+bash "$ROOT/scripts/kubo.sh" >/dev/null || die "building the reference Kubo failed (scripts/kubo.sh)"
+
+# ---- 4. The JavaScript importer -----------------------------------------------------------
 # npm keeps a copy of the lock it installed as node_modules/.package-lock.json; we keep ours.
 js_stamp=$JS_DIR/node_modules/.cairn-package-lock.json
 if ! cmp -s "$JS_DIR/package-lock.json" "$js_stamp" 2>/dev/null ||

@@ -13,7 +13,7 @@ use anyhow::{anyhow, Context};
 use cairn_node::add::{add, AddOptions, Added};
 use cairn_node::merkle::chunker::ChunkerSpec;
 use cairn_node::merkle::hash::HashAlg;
-use cairn_node::merkle::importer::{self, Discard, ImportOptions, Layout};
+use cairn_node::merkle::importer::{self, AddFlags, Discard, ImportOptions, Profile};
 use cairn_node::Node;
 use indicatif::ProgressBar;
 
@@ -41,9 +41,24 @@ pub struct AddArgs {
     /// Store leaves as raw blocks instead of UnixFS file nodes.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     raw_leaves: Option<bool>,
-    /// Chunker: size-N, rabin, rabin-MIN-AVG-MAX or buzhash.
-    #[arg(short = 's', long, default_value = "size-262144")]
-    chunker: String,
+    /// Chunker: size-N, rabin, rabin-MIN-AVG-MAX or buzhash (default: the profile's, else
+    /// size-262144).
+    #[arg(short = 's', long, value_name = "SPEC")]
+    chunker: Option<String>,
+    /// Import profile (IPIP-499): unixfs-v1-2025 (CIDv1, raw leaves, 1 MiB chunks, 1024 links,
+    /// HAMT by block size) or unixfs-v0-2015 (alias legacy-cid-v0; Kubo's defaults). The
+    /// flags here override what the profile sets.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Most links in one file node (default: the profile's, else 174).
+    #[arg(long, value_name = "N")]
+    max_file_links: Option<usize>,
+    /// Most links in one plain directory; more make it a HAMT (0: no limit, the default).
+    #[arg(long, value_name = "N")]
+    max_directory_links: Option<usize>,
+    /// Fanout of HAMT directories: a power of 2 from 8 to 1024 (default 256).
+    #[arg(long, value_name = "N")]
+    max_hamt_fanout: Option<u64>,
     /// Use the trickle layout instead of balanced.
     #[arg(short = 't', long)]
     trickle: bool,
@@ -65,12 +80,20 @@ pub struct AddArgs {
 }
 
 impl AddArgs {
+    /// The import settings: these flags over the profile's settings over Kubo's defaults.
     fn import_options(&self) -> anyhow::Result<ImportOptions> {
-        let hash = self.hash.as_deref().map(str::parse::<HashAlg>).transpose()?;
-        let mut opts = ImportOptions::from_flags(self.cid_version, self.raw_leaves, hash)?;
-        opts.chunker = self.chunker.parse::<ChunkerSpec>()?;
-        opts.layout = if self.trickle { Layout::Trickle } else { Layout::Balanced };
-        Ok(opts)
+        let profile = self.profile.as_deref().map(str::parse::<Profile>).transpose()?;
+        let flags = AddFlags {
+            cid_version: self.cid_version,
+            raw_leaves: self.raw_leaves,
+            hash: self.hash.as_deref().map(str::parse::<HashAlg>).transpose()?,
+            chunker: self.chunker.as_deref().map(str::parse::<ChunkerSpec>).transpose()?,
+            trickle: self.trickle,
+            max_file_links: self.max_file_links,
+            max_directory_links: self.max_directory_links,
+            max_hamt_fanout: self.max_hamt_fanout,
+        };
+        Ok(ImportOptions::resolve(profile.map(Profile::options), &flags)?)
     }
 }
 
@@ -229,8 +252,17 @@ fn add_online(client: &crate::api::Client, args: &AddArgs) -> anyhow::Result<Opt
     if args.paths.is_empty() {
         parts.push(crate::api::Part::Stdin);
     }
-    let mut q: Vec<(&str, String)> =
-        vec![("chunker", args.chunker.clone()), ("pin", args.pin.unwrap_or(true).to_string())];
+    // Checked here first, so that a bad flag is refused before anything is uploaded.
+    args.import_options()?;
+    let mut q: Vec<(&str, String)> = vec![("pin", args.pin.unwrap_or(true).to_string())];
+    let given = [
+        ("chunker", args.chunker.clone()),
+        ("profile", args.profile.clone()),
+        ("max-file-links", args.max_file_links.map(|n| n.to_string())),
+        ("max-directory-links", args.max_directory_links.map(|n| n.to_string())),
+        ("max-hamt-fanout", args.max_hamt_fanout.map(|n| n.to_string())),
+    ];
+    q.extend(given.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
     if let Some(v) = args.cid_version {
         q.push(("cid-version", v.to_string()));
     }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use cairn_node::add::AddOptions;
 use cairn_node::merkle::chunker::ChunkerSpec;
 use cairn_node::merkle::hash::HashAlg;
-use cairn_node::merkle::importer::{ImportOptions, Layout};
+use cairn_node::merkle::importer::{AddFlags, ImportOptions, Profile};
 use cairn_node::merkle::Cid;
 use cairn_node::net::Network;
 use cairn_node::services::reprovide::Reprovider;
@@ -138,18 +138,26 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|e| HttpError::internal(format!("task failed: {e}")))?
 }
 
-/// The import settings from `add`'s parameters, named as in Kubo.
+/// The import settings from `add`'s parameters, named as in Kubo, over the IPIP-499 profile
+/// named by `profile` (a Cairn addition) when there is one.
 fn add_options(p: &Params) -> Result<AddOptions, HttpError> {
-    let version = p.number("cid-version")?.map(|v| u8::try_from(v).unwrap_or(u8::MAX));
-    let raw = p.get("raw-leaves").map(|_| p.flag("raw-leaves", true)).transpose()?;
-    let hash = p.get("hash").map(str::parse::<HashAlg>).transpose().map_err(HttpError::bad)?;
-    let mut import = ImportOptions::from_flags(version, raw, hash).map_err(HttpError::bad)?;
-    if let Some(c) = p.get("chunker") {
-        import.chunker = c.parse::<ChunkerSpec>().map_err(HttpError::bad)?;
-    }
-    if p.flag("trickle", false)? {
-        import.layout = Layout::Trickle;
-    }
+    let size = |key| -> Result<Option<usize>, HttpError> {
+        p.number(key)?
+            .map(|n| usize::try_from(n).map_err(|_| HttpError::bad(format!("{key} {n} is out of range"))))
+            .transpose()
+    };
+    let flags = AddFlags {
+        cid_version: p.number("cid-version")?.map(|v| u8::try_from(v).unwrap_or(u8::MAX)),
+        raw_leaves: p.get("raw-leaves").map(|_| p.flag("raw-leaves", true)).transpose()?,
+        hash: p.get("hash").map(str::parse::<HashAlg>).transpose().map_err(HttpError::bad)?,
+        chunker: p.get("chunker").map(str::parse::<ChunkerSpec>).transpose().map_err(HttpError::bad)?,
+        trickle: p.flag("trickle", false)?,
+        max_file_links: size("max-file-links")?,
+        max_directory_links: size("max-directory-links")?,
+        max_hamt_fanout: p.number("max-hamt-fanout")?,
+    };
+    let profile = p.get("profile").map(str::parse::<Profile>).transpose().map_err(HttpError::bad)?;
+    let import = ImportOptions::resolve(profile.map(Profile::options), &flags).map_err(HttpError::bad)?;
     Ok(AddOptions { import, recursive: true, hidden: p.flag("hidden", true)? })
 }
 

@@ -71,7 +71,8 @@ impl PbLink {
         self.name.as_deref().unwrap_or("")
     }
 
-    fn encoded_len(&self) -> usize {
+    /// The length of the link's own encoding (without the `Links` field's tag and length).
+    pub(crate) fn encoded_len(&self) -> usize {
         let h = self.cid.encoded_len();
         let mut n = 1 + varint_len(h as u64) + h;
         if let Some(name) = &self.name {
@@ -91,6 +92,20 @@ pub struct PbNode {
     pub links: Vec<PbLink>,
     /// The data section, if present (for UnixFS, an encoded `Data` message).
     pub data: Option<Bytes>,
+}
+
+/// The exact length of a node with these links and a data section of `data_len` bytes, without
+/// building it.
+pub fn encoded_len(links: &[PbLink], data_len: Option<usize>) -> usize {
+    let mut n = 0;
+    for l in links {
+        let ll = l.encoded_len();
+        n += 1 + varint_len(ll as u64) + ll;
+    }
+    if let Some(d) = data_len {
+        n += 1 + varint_len(d as u64) + d;
+    }
+    n
 }
 
 impl PbNode {
@@ -127,15 +142,7 @@ impl PbNode {
 
     /// The exact length of [`PbNode::encode`]'s output.
     pub fn encoded_len(&self) -> usize {
-        let mut n = 0;
-        for l in &self.links {
-            let ll = l.encoded_len();
-            n += 1 + varint_len(ll as u64) + ll;
-        }
-        if let Some(d) = &self.data {
-            n += 1 + varint_len(d.len() as u64) + d.len();
-        }
-        n
+        encoded_len(&self.links, self.data.as_ref().map(Bytes::len))
     }
 
     /// Encodes the node in canonical form: links first, then data.

@@ -32,10 +32,16 @@
 //! occupied slots in order, child links that lead to shards, and a depth the hash can reach.
 //! A malformed or cyclic DAG is therefore an error, never a hang.
 //!
-//! When to shard at all is [`should_shard`] over [`estimated_dir_size`]: Kubo switches a
-//! directory to a HAMT when the sum over its links of name length plus binary CID length
-//! reaches [`SHARDING_THRESHOLD`]. Kubo checks this per directory, on every added entry; as
-//! `ipfs add` only ever adds entries, the result is the same as checking the final size.
+//! When to shard at all is [`Sharding::should_shard`]: a directory becomes a HAMT when its
+//! estimated size is over the threshold ([`SHARDING_THRESHOLD`] by default), or when it has
+//! more links than a set maximum. The estimate is either the sum over its links of name
+//! length plus binary CID length ([`SizeEstimation::Links`], Kubo's default and IPIP-499's
+//! `links-bytes`) or the size of the whole dag-pb block ([`SizeEstimation::Block`],
+//! `block-bytes`, the `unixfs-v1-2025` profile's). "Over" is `>` as in Kubo 0.40 and later and
+//! in IPIP-499; Kubo 0.39 and before sharded at equality (`>=`), which
+//! [`Sharding::at_threshold`] reproduces for their CIDs. Kubo checks this per directory, on
+//! every added entry; as `ipfs add` only ever adds entries, and every estimate only grows as
+//! entries are added, the result is the same as checking the final directory.
 
 use bytes::Bytes;
 use cid::Cid;
@@ -163,17 +169,93 @@ pub enum HamtError {
 }
 
 /// Kubo's estimate of a plain directory's size: the sum over its links of the name's byte
-/// length and the CID's binary length (boxo `productionLinkSize`).
+/// length and the CID's binary length (boxo `productionLinkSize`, IPIP-499 `links-bytes`).
 pub fn estimated_dir_size(links: &[PbLink]) -> usize {
     links.iter().map(|l| l.name().len() + l.cid.encoded_len()).sum()
 }
 
-/// Whether a directory with this [`estimated_dir_size`] is sharded under `threshold`
-/// ([`SHARDING_THRESHOLD`] by default), as Kubo v0.22 decides it: when the estimate
-/// reaches the threshold (`>=`, boxo `needsToSwitchToHAMTDir`). A threshold of 0 turns
-/// sharding off, as in Kubo.
-pub fn should_shard(estimated: usize, threshold: usize) -> bool {
-    threshold != 0 && estimated >= threshold
+/// How a plain directory's size is estimated for the switch to a HAMT (Kubo's
+/// `Import.UnixFSHAMTDirectorySizeEstimation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SizeEstimation {
+    /// Names plus binary CIDs ([`estimated_dir_size`]; Kubo `links`, its default).
+    #[default]
+    Links,
+    /// The exact size of the directory's dag-pb block, links (with their sizes) and data
+    /// (Kubo `block`; the `unixfs-v1-2025` profile).
+    Block,
+    /// No size at all: only [`Sharding::max_links`] decides (Kubo `disabled`).
+    Disabled,
+}
+
+impl SizeEstimation {
+    /// Kubo's name for it in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SizeEstimation::Links => "links",
+            SizeEstimation::Block => "block",
+            SizeEstimation::Disabled => "disabled",
+        }
+    }
+}
+
+impl std::str::FromStr for SizeEstimation {
+    type Err = UnknownEstimation;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "links" => Ok(SizeEstimation::Links),
+            "block" => Ok(SizeEstimation::Block),
+            "disabled" => Ok(SizeEstimation::Disabled),
+            _ => Err(UnknownEstimation(s.to_owned())),
+        }
+    }
+}
+
+/// A size estimation Kubo does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("size estimation must be \"links\", \"block\", or \"disabled\", got {0:?}")]
+pub struct UnknownEstimation(pub String);
+
+/// When an imported directory becomes a HAMT instead of one dag-pb node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sharding {
+    /// Estimated bytes a plain directory may reach; one more and it is sharded. 0 turns
+    /// sharding off entirely, the link count included, as in Kubo.
+    pub threshold: usize,
+    /// How the size is estimated.
+    pub estimation: SizeEstimation,
+    /// Links a plain directory may hold; one more and it is sharded (0: no limit; Kubo's
+    /// `Import.UnixFSDirectoryMaxLinks`).
+    pub max_links: usize,
+    /// Shard when the estimate *equals* the threshold too, as Kubo 0.39 and earlier did: only
+    /// to reproduce the CIDs they made.
+    pub at_threshold: bool,
+}
+
+impl Default for Sharding {
+    /// Kubo 0.43's defaults: 256 KiB by links-bytes, no link limit, `>`.
+    fn default() -> Self {
+        Sharding { threshold: SHARDING_THRESHOLD, estimation: SizeEstimation::Links, max_links: 0, at_threshold: false }
+    }
+}
+
+impl Sharding {
+    /// Whether a directory with these `links` (sorted as they will be written) is sharded.
+    /// `data_len` is the length of its UnixFS data section, for the block-size estimate.
+    pub fn should_shard(&self, links: &[PbLink], data_len: usize) -> bool {
+        if self.threshold == 0 {
+            return false;
+        }
+        if self.max_links > 0 && links.len() > self.max_links {
+            return true;
+        }
+        let estimate = match self.estimation {
+            SizeEstimation::Links => estimated_dir_size(links),
+            SizeEstimation::Block => crate::dagpb::encoded_len(links, Some(data_len)),
+            SizeEstimation::Disabled => return false,
+        };
+        estimate > self.threshold || (self.at_threshold && estimate == self.threshold)
+    }
 }
 
 /// The 64-bit murmur3 hash of an entry name that places it in the trie: the `h1` half of
@@ -884,13 +966,28 @@ mod tests {
     }
 
     #[test]
-    fn threshold_is_reached_at_equality() {
-        assert!(!should_shard(SHARDING_THRESHOLD - 1, SHARDING_THRESHOLD));
-        assert!(should_shard(SHARDING_THRESHOLD, SHARDING_THRESHOLD));
-        assert!(!should_shard(usize::MAX, 0), "a threshold of 0 disables sharding");
+    fn the_switch_is_over_the_threshold_unless_told_equality() {
         let v0 = V0.cid(DAG_PB, b"x");
         let links = vec![PbLink::new(v0, "abc", 1), PbLink::new(file_cid(1), "", 1)];
         assert_eq!(estimated_dir_size(&links), 3 + 34 + 36);
+        let block = crate::dagpb::encoded_len(&links, Some(2));
+        assert_eq!(block, PbNode { links: links.clone(), data: Some(Bytes::from_static(&[8, 1])) }.encode().len());
+        let at = |threshold, estimation| Sharding { threshold, estimation, ..Sharding::default() };
+        assert!(!at(73, SizeEstimation::Links).should_shard(&links, 2), "equal stays plain (Kubo >= 0.40)");
+        assert!(at(72, SizeEstimation::Links).should_shard(&links, 2));
+        assert!(Sharding { at_threshold: true, ..at(73, SizeEstimation::Links) }.should_shard(&links, 2));
+        assert!(!at(block, SizeEstimation::Block).should_shard(&links, 2));
+        assert!(at(block - 1, SizeEstimation::Block).should_shard(&links, 2));
+        assert!(!at(1, SizeEstimation::Disabled).should_shard(&links, 2), "disabled: links only");
+        let capped = |max_links, threshold| Sharding { max_links, threshold, ..Sharding::default() };
+        assert!(capped(1, SHARDING_THRESHOLD).should_shard(&links, 2), "2 links over a cap of 1");
+        assert!(!capped(2, SHARDING_THRESHOLD).should_shard(&links, 2));
+        assert!(Sharding { estimation: SizeEstimation::Disabled, ..capped(1, 9) }.should_shard(&links, 2));
+        assert!(!capped(1, 0).should_shard(&links, 2), "a threshold of 0 turns sharding off");
+        for e in [SizeEstimation::Links, SizeEstimation::Block, SizeEstimation::Disabled] {
+            assert_eq!(e.as_str().parse::<SizeEstimation>(), Ok(e));
+        }
+        assert!("bytes".parse::<SizeEstimation>().is_err());
     }
 
     #[test]

@@ -380,7 +380,7 @@ mod tests {
         let opts = ImportOptions {
             chunker: ChunkerSpec::Size(1000),
             max_links: 4,
-            sharding_threshold: 500,
+            sharding: cairn_merkle::hamt::Sharding { threshold: 500, ..Default::default() },
             hamt_fanout: 16,
             ..Default::default()
         };

@@ -14,17 +14,16 @@
 // leaves; `--cid-version 1` turns raw leaves on, as Kubo's `--cid-version=1` does. Hidden files
 // (names starting with `.`) are skipped unless `--hidden`, as `ipfs add -r` does.
 //
-// HAMT threshold: Kubo (boxo's BasicDirectory.needsToSwitchToHAMTDir) shards when the estimate
-// (sum of name bytes + CID bytes) is >= 256 KiB; this importer shards when it is > its
-// `shardSplitThresholdBytes`. So we pass 262143 by default, which makes the two agree. Pass
-// `--shard-split-threshold 262144` to see the importer's own default.
+// HAMT threshold: Kubo 0.40 and later shard when the estimate is over 256 KiB (`>`), as this
+// importer does with its default `shardSplitThresholdBytes` of 262144, which we pass. (Kubo 0.39
+// and earlier sharded at equality, `>=`; `--shard-split-threshold 262143` reproduces that.)
 
 import { createReadStream } from 'node:fs'
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { importer } from 'ipfs-unixfs-importer'
 
-const KUBO_SHARD_SPLIT_THRESHOLD = 256 * 1024 - 1
+const KUBO_SHARD_SPLIT_THRESHOLD = 256 * 1024
 const SMALL_FILE = 1 << 20
 
 function usage (msg) {

@@ -1,5 +1,8 @@
 //! Reference implementations that Cairn's CIDs are checked against.
 //!
+//! - **Kubo v0.43.1**, the real `ipfs` binary, built once per machine by `scripts/kubo.sh`
+//!   (called from `scripts/setup.sh`): the reference for CIDs ([`kubo_add`]), run offline in a
+//!   throwaway repo (`ipfs init --profile=test`, plus an import profile when asked).
 //! - **Kubo v0.22.0**, the real Go node, as a shared library from PyPI's `kubo-python` wheel,
 //!   driven by `testnet/kubo/kubo.py`. Its `AddFile` only does Kubo's *default* add (CIDv0,
 //!   size-262144, balanced, UnixFS leaves); nothing in its config changes that.
@@ -15,6 +18,7 @@
 //! mDNS, no NAT port mapping and no routing before the node starts.
 //!
 //! Locations (environment, then default):
+//! - `CAIRN_KUBO_BIN`: the `ipfs` binary, else `$CAIRN_CACHE/go/kubo-v0.43.1/ipfs`;
 //! - `CAIRN_KUBO_PY`: the venv python, else `$CAIRN_CACHE/venv/bin/python`, else
 //!   `~/.cache/cairn/venv/bin/python`;
 //! - `CAIRN_JS_DIR`: the npm package dir, else `testnet/js` in this checkout.
@@ -144,6 +148,7 @@ fn which(tool: &str) -> Option<PathBuf> {
 pub fn require(reference: Reference) -> bool {
     let missing = match reference {
         Reference::Kubo => kubo_missing(),
+        Reference::Kubo043 => kubo_bin_missing(),
         Reference::Js => js_missing(),
     };
     let Some(why) = missing else { return true };
@@ -158,6 +163,8 @@ pub fn require(reference: Reference) -> bool {
 pub enum Reference {
     /// Kubo v0.22 through `kubo.py`.
     Kubo,
+    /// The `ipfs` binary of Kubo v0.43.1.
+    Kubo043,
     /// The JavaScript UnixFS importer and exporter and `@ipld/car` (`testnet/js/*.mjs`).
     Js,
 }
@@ -257,6 +264,77 @@ pub fn kubo_add_hash(paths: &[&Path]) -> Result<Vec<String>> {
         cids.push(e.cid);
     }
     Ok(cids)
+}
+
+/// The version of Kubo `scripts/kubo.sh` builds.
+pub const KUBO_VERSION: &str = "0.43.1";
+
+/// The `ipfs` binary of Kubo v0.43.1.
+pub fn kubo_bin() -> PathBuf {
+    match std::env::var_os("CAIRN_KUBO_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => cairn_cache().join("go").join(format!("kubo-v{KUBO_VERSION}")).join("ipfs"),
+    }
+}
+
+/// Why the Kubo v0.43.1 binary cannot run here (`None` when it can).
+pub fn kubo_bin_missing() -> Option<String> {
+    let bin = kubo_bin();
+    if !bin.is_file() {
+        return Some(format!("no Kubo {KUBO_VERSION} at {} (set CAIRN_KUBO_BIN or {SETUP_HINT})", bin.display()));
+    }
+    ["unshare", "ip"].into_iter().find(|t| which(t).is_none()).map(|t| format!("`{t}` is not installed ({SETUP_HINT})"))
+}
+
+/// A command in a new network namespace with loopback up and nothing else (see
+/// [`kubo_command`]), with `IPFS_PATH` set to `repo`.
+fn netns_command(repo: &Path, program: &Path) -> Command {
+    let mut cmd = Command::new("unshare");
+    if !is_root() {
+        cmd.arg("-r");
+    }
+    cmd.args(["-n", "sh", "-c", r#"ip link set lo up && exec "$0" "$@""#]).arg(program);
+    cmd.env("IPFS_PATH", repo);
+    cmd
+}
+
+/// `ipfs add --only-hash -r ARGS PATH` with Kubo v0.43.1 for each path, in a throwaway repo made
+/// by `ipfs init --profile=test` (plus `profile`, an import profile such as `unixfs-v1-2025`),
+/// offline and in a network namespace of its own: every line it prints, in order, for each
+/// path (for a directory the root comes last). Dot files are skipped unless `args` holds
+/// `--hidden`, as `ipfs add` does.
+pub fn kubo_add(paths: &[&Path], profile: Option<&str>, args: &[&str]) -> Result<Vec<Vec<RefEntry>>> {
+    if let Some(why) = kubo_bin_missing() {
+        bail!("Kubo {KUBO_VERSION} unavailable: {why}");
+    }
+    let repo = tempfile::tempdir().context("a temporary IPFS_PATH")?;
+    let profiles = profile.map_or_else(|| "test".to_owned(), |p| format!("test,{p}"));
+    let mut init = netns_command(repo.path(), &kubo_bin());
+    init.args(["init", "--empty-repo", &format!("--profile={profiles}")]);
+    run(init, "ipfs init")?;
+    let mut out = Vec::with_capacity(paths.len());
+    for p in paths {
+        let mut add = netns_command(repo.path(), &kubo_bin());
+        add.args(["add", "--offline", "--only-hash", "-r"]).args(args).arg(p);
+        let text = run(add, "ipfs add")?;
+        let lines = text
+            .lines()
+            .map(|l| {
+                let mut it = l.splitn(3, ' ');
+                match (it.next(), it.next(), it.next()) {
+                    (Some("added"), Some(cid), Some(path)) => {
+                        Ok(RefEntry { path: path.to_owned(), cid: cid.to_owned() })
+                    }
+                    _ => Err(anyhow!("ipfs add printed {l:?}")),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if lines.is_empty() {
+            bail!("ipfs add printed nothing for {}", p.display());
+        }
+        out.push(lines);
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize)]

@@ -85,6 +85,9 @@ fn bad_input_gives_one_line_and_nonzero_exit() {
         vec!["add", "-n", "--hash", "md5", "site/hello.txt"],
         vec!["add", "-n", "--cid-version", "2", "site/hello.txt"],
         vec!["add", "-n", "--cid-version=0", "--hash", "blake3", "site/hello.txt"],
+        vec!["add", "-n", "--profile", "unixfs-v2", "site/hello.txt"],
+        vec!["add", "-n", "--max-hamt-fanout", "100", "site/hello.txt"],
+        vec!["add", "-n", "--max-file-links", "1", "site/hello.txt"],
     ] {
         let out = cairn().current_dir(dir.path()).args(&args).output().unwrap();
         assert!(!out.status.success(), "{args:?} succeeded");
@@ -112,6 +115,37 @@ fn blake3_and_trickle_and_chunkers_work() {
         cairn().current_dir(dir.path()).args(["add", "-nQ", "--hash", "blake3", "site/hello.txt"]).output().unwrap();
     // blake3 implies CIDv1 with raw leaves: a one-chunk file is a raw block (bafk...).
     assert!(String::from_utf8(out.stdout).unwrap().starts_with("bafk"));
+}
+
+#[test]
+fn profiles_and_their_flags() {
+    let dir = tree();
+    let q = |extra: &[&str], path: &str| {
+        let out = cairn().current_dir(dir.path()).args(["add", "-nrQ"]).args(extra).arg(path).output().unwrap();
+        assert!(out.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    // IPIP-499's own vector: "hello world" (no newline) is bafkrei... under unixfs-v1-2025.
+    fs::write(dir.path().join("hw"), "hello world").unwrap();
+    assert_eq!(
+        q(&["--profile", "unixfs-v1-2025"], "hw"),
+        "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
+    );
+    assert_eq!(q(&["--profile", "legacy-cid-v0"], "hw"), "Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyfD");
+    assert_eq!(q(&["--profile", "unixfs-v0-2015"], "site"), q(&[], "site"), "v0-2015 is Kubo's default");
+    // A flag beats the profile: CIDv0 keeps the profile's raw leaves, as in Kubo.
+    assert_eq!(
+        q(&["--profile", "unixfs-v1-2025", "--cid-version=0"], "hw"),
+        q(&["--raw-leaves", "--cid-version=1"], "hw")
+    );
+    // Two links per file node and a directory limit of one link change the tree.
+    let base = q(&[], "site");
+    assert_ne!(q(&["--max-file-links", "2", "--chunker", "size-1000"], "site"), q(&["--chunker", "size-1000"], "site"));
+    assert_ne!(q(&["--max-directory-links", "1"], "site"), base);
+    assert_ne!(
+        q(&["--max-directory-links", "1", "--max-hamt-fanout", "8"], "site"),
+        q(&["--max-directory-links", "1"], "site")
+    );
 }
 
 #[test]

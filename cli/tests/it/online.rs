@@ -80,6 +80,15 @@ fn commands_go_through_the_daemon() {
     assert_eq!(names, ["tree/sub/x.txt", "tree/sub", "tree"], "{tree_out}");
     let tree_offline = run(&a, &["add", "-n", "-r", "-Q", tree.to_str().unwrap()]);
     assert_eq!(tree_out.lines().last().unwrap().split_whitespace().nth(1).unwrap(), tree_offline.trim());
+    // An IPIP-499 profile and the flags over it reach the daemon's importer: the same root as
+    // offline, and a bad one refused before anything is uploaded.
+    let v1: &[&str] = &["-r", "-Q", "--profile", "unixfs-v1-2025", "--max-directory-links", "1"];
+    // (Not pinned: the reprovide sweep below counts the pins.)
+    let v1_online = run(&a, &[&["add", "--pin=false"], v1, &[tree.to_str().unwrap()]].concat());
+    let v1_offline = run(&a, &[&["add", "-n"], v1, &[tree.to_str().unwrap()]].concat());
+    assert!(v1_online.starts_with("bafy") && v1_online.trim() == v1_offline.trim(), "{v1_online} {v1_offline}");
+    assert_ne!(v1_online.trim(), tree_offline.trim());
+    assert!(fails(&a, &["add", "--max-hamt-fanout", "12", file.to_str().unwrap()]).contains("fanout"));
 
     // `get` through the daemon: a tree (hidden files were left out by `add`) and a file.
     let tree_root = tree_out.lines().last().unwrap().split_whitespace().nth(1).unwrap().to_owned();

@@ -16,7 +16,7 @@ pub struct FixedSizeChunker<R> {
 }
 
 impl<R: Read> FixedSizeChunker<R> {
-    /// Chunks of `size` bytes. Any size from 1 up is accepted here; Kubo's 1 MiB limit is
+    /// Chunks of `size` bytes. Any size from 1 up is accepted here; Kubo's limit ([`super::MAX_CHUNK_SIZE`]) is
     /// enforced where chunker strings are parsed ([`super::ChunkerSpec`]).
     pub fn new(reader: R, size: usize) -> Result<Self, ChunkerSpecError> {
         if size == 0 {

@@ -26,9 +26,10 @@ pub use rabin::{RabinChunker, KUBO_RABIN_POLYNOMIAL, RABIN_WINDOW};
 
 /// Kubo's default chunk size (`size-262144`).
 pub const DEFAULT_CHUNK_SIZE: usize = 256 * 1024;
-/// The largest chunk Cairn will produce or accept as a parameter: 1 MiB, Kubo's limit up to
-/// v0.39. (Kubo v0.40 with boxo v0.37 raised it to 2 MiB − 256 bytes, 2096896.)
-pub const MAX_CHUNK_SIZE: usize = 1024 * 1024;
+/// The largest chunk Cairn will produce or accept as a parameter: 2 MiB − 256 bytes, Kubo's
+/// limit since v0.40 (boxo `ChunkSizeLimit`: a 2 MiB block, the most Bitswap carries, less room
+/// for a leaf's UnixFS wrapping). Kubo v0.39 and earlier stopped at 1 MiB.
+pub const MAX_CHUNK_SIZE: usize = 2 * 1024 * 1024 - 256;
 /// The smallest `min` Kubo accepts in `rabin-MIN-AVG-MAX` (the fingerprint window's length).
 pub const RABIN_MIN_SIZE: usize = RABIN_WINDOW;
 

@@ -124,7 +124,7 @@ pub struct RabinChunker<R> {
 
 impl<R: Read> RabinChunker<R> {
     /// Kubo's chunker with its polynomial. Needs `min` ≥ [`RABIN_WINDOW`], `avg` ≥ 1 and
-    /// `max` ≥ `min`; Kubo's stricter string rules (`min < avg < max ≤ 1 MiB`) are enforced
+    /// `max` ≥ `min`; Kubo's stricter string rules (`min < avg < max ≤ MAX_CHUNK_SIZE`) are enforced
     /// where chunker strings are parsed ([`super::ChunkerSpec`]).
     pub fn new(reader: R, min: usize, avg: usize, max: usize) -> Result<Self, ChunkerSpecError> {
         Self::with_polynomial(reader, KUBO_RABIN_POLYNOMIAL, min, avg, max)

@@ -38,8 +38,8 @@ pub fn check_name(name: &str) -> Result<(), ImportError> {
     Ok(())
 }
 
-/// Builds a directory node over `entries`, sharding it into a HAMT when its estimated size
-/// passes the threshold, as Kubo does. Links are sorted by name.
+/// Builds a directory node over `entries`, sharding it into a HAMT when
+/// [`ImportOptions::sharding`] says so, as Kubo does. Links are sorted by name.
 pub fn build_directory(
     mut entries: Vec<DirEntry>,
     opts: &ImportOptions,
@@ -54,7 +54,8 @@ pub fn build_directory(
     }
     let size = entries.iter().map(|e| e.size).sum();
     let links: Vec<PbLink> = entries.into_iter().map(|e| PbLink::new(e.cid, e.name, e.tsize)).collect();
-    if hamt::should_shard(hamt::estimated_dir_size(&links), opts.sharding_threshold) {
+    let data = UnixFs::directory().to_bytes();
+    if opts.sharding.should_shard(&links, data.len()) {
         let mut blocks = Vec::new();
         let (cid, tsize) = hamt::build(links, opts.hamt_fanout, opts.format, &mut |b| blocks.push(b))?;
         for b in blocks {
@@ -63,7 +64,7 @@ pub fn build_directory(
         return Ok(FileSummary { cid, size, tsize });
     }
     let tsize_children: u64 = links.iter().filter_map(|l| l.tsize).sum();
-    let node = PbNode { links, data: Some(UnixFs::directory().to_bytes()) };
+    let node = PbNode { links, data: Some(data) };
     let data = Bytes::from(node.encode());
     let cid = opts.format.cid(DAG_PB, &data);
     let tsize = data.len() as u64 + tsize_children;

@@ -11,7 +11,7 @@ use super::{BlockSink, ImportError, ImportOptions, Layout, LEAF_BATCH};
 use crate::chunker::Chunker;
 use crate::dagpb::{put_varint, varint_len, PbLink, PbNode};
 use crate::hash::{CidFormat, DAG_PB, RAW};
-use crate::unixfs::UnixFs;
+use crate::unixfs::{DataType, UnixFs};
 use crate::Block;
 
 /// What an imported file (or any subtree of one) amounts to.
@@ -46,12 +46,14 @@ pub fn import_bytes(data: &[u8], opts: &ImportOptions, sink: &mut dyn BlockSink)
     import_file(data, opts, sink)
 }
 
-/// Encodes a dag-pb UnixFS file leaf with a single copy of the chunk.
+/// Encodes a dag-pb UnixFS leaf of type `ty` with a single copy of the chunk.
 ///
-/// The bytes equal `PbNode { data: UnixFs::file_leaf(chunk) }.encode()`.
-fn encode_file_leaf(chunk: &[u8]) -> Vec<u8> {
+/// The bytes equal `PbNode { data: UnixFs::file_leaf(chunk) }.encode()` for
+/// [`DataType::File`], the type Kubo gives the leaves of balanced files; the leaves of its
+/// trickle files are [`DataType::Raw`], otherwise the same.
+fn encode_leaf(chunk: &[u8], ty: DataType) -> Vec<u8> {
     let n = chunk.len() as u64;
-    // UnixFS message: Type=File, Data (only when non-empty), filesize.
+    // UnixFS message: Type, Data (only when non-empty), filesize.
     let mut unixfs_len = 2 + 1 + varint_len(n);
     if n > 0 {
         unixfs_len += 1 + varint_len(n) + chunk.len();
@@ -59,7 +61,7 @@ fn encode_file_leaf(chunk: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + varint_len(unixfs_len as u64) + unixfs_len);
     out.push(0x0a);
     put_varint(&mut out, unixfs_len as u64);
-    out.extend_from_slice(&[0x08, 0x02]);
+    out.extend_from_slice(&[0x08, ty as u8]);
     if n > 0 {
         out.push(0x12);
         put_varint(&mut out, n);
@@ -77,13 +79,15 @@ const HASH_GROUP: usize = 16;
 /// rayon pool, and each group of leaves is hashed in lockstep ([`HashAlg::digest_many`]).
 ///
 /// [`HashAlg::digest_many`]: crate::hash::HashAlg::digest_many
-fn make_leaves(chunks: Vec<Vec<u8>>, raw: bool, format: CidFormat) -> Vec<(Block, FileSummary)> {
+fn make_leaves(chunks: Vec<Vec<u8>>, leaf: Leaf, format: CidFormat) -> Vec<(Block, FileSummary)> {
+    let raw = leaf == Leaf::RawBlock;
     let codec = if raw { RAW } else { DAG_PB };
     let sizes: Vec<u64> = chunks.iter().map(|c| c.len() as u64).collect();
     let datas: Vec<Bytes> = if raw {
         chunks.into_iter().map(Bytes::from).collect()
     } else {
-        chunks.into_par_iter().map(|c| Bytes::from(encode_file_leaf(&c))).collect()
+        let ty = if leaf == Leaf::UnixFsRaw { DataType::Raw } else { DataType::File };
+        chunks.into_par_iter().map(|c| Bytes::from(encode_leaf(&c, ty))).collect()
     };
     let hashes: Vec<_> = datas
         .par_chunks(HASH_GROUP)
@@ -116,6 +120,17 @@ fn make_node(children: &[FileSummary], format: CidFormat) -> (Block, FileSummary
     (Block::new_unchecked(cid, data), FileSummary { cid, size, tsize })
 }
 
+/// What a leaf is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leaf {
+    /// The chunk itself, a raw block (`--raw-leaves`).
+    RawBlock,
+    /// A dag-pb UnixFS node of type File (Kubo's balanced layout).
+    UnixFsFile,
+    /// A dag-pb UnixFS node of type Raw (Kubo's trickle layout).
+    UnixFsRaw,
+}
+
 /// The stream of leaves, produced in batches hashed in parallel, with one-leaf lookahead.
 struct Leaves<'a, 's> {
     chunker: Box<dyn Chunker + 'a>,
@@ -124,7 +139,7 @@ struct Leaves<'a, 's> {
     ready: VecDeque<FileSummary>,
     eof: bool,
     produced: u64,
-    raw: bool,
+    leaf: Leaf,
     format: CidFormat,
     max_links: usize,
     sink: &'s mut dyn BlockSink,
@@ -138,7 +153,11 @@ impl<'a, 's> Leaves<'a, 's> {
             ready: VecDeque::with_capacity(LEAF_BATCH),
             eof: false,
             produced: 0,
-            raw: opts.raw_leaves,
+            leaf: match (opts.raw_leaves, opts.layout) {
+                (true, _) => Leaf::RawBlock,
+                (false, Layout::Balanced) => Leaf::UnixFsFile,
+                (false, Layout::Trickle) => Leaf::UnixFsRaw,
+            },
             format: opts.format,
             max_links: opts.max_links,
             sink,
@@ -169,9 +188,9 @@ impl<'a, 's> Leaves<'a, 's> {
             self.eof = true;
             return Ok(());
         }
-        let (raw, format) = (self.raw, self.format);
+        let (leaf, format) = (self.leaf, self.format);
         let chunker = self.chunker.as_mut();
-        let (leaves, next) = rayon::join(|| make_leaves(batch, raw, format), || Self::read_batch(chunker));
+        let (leaves, next) = rayon::join(|| make_leaves(batch, leaf, format), || Self::read_batch(chunker));
         self.next_batch = Some(next?);
         for (block, summary) in leaves {
             self.sink.put(block).map_err(ImportError::Sink)?;
@@ -200,7 +219,7 @@ impl<'a, 's> Leaves<'a, 's> {
 
     /// An empty file: a leaf with no bytes (a bare empty raw block under raw leaves).
     fn empty_leaf(&mut self) -> Result<FileSummary, ImportError> {
-        let (block, summary) = make_leaves(vec![Vec::new()], self.raw, self.format).remove(0);
+        let (block, summary) = make_leaves(vec![Vec::new()], self.leaf, self.format).remove(0);
         self.sink.put(block).map_err(ImportError::Sink)?;
         Ok(summary)
     }
@@ -211,26 +230,13 @@ impl<'a, 's> Leaves<'a, 's> {
 /// A full level is only closed into a node when another entry arrives for it, so a file of
 /// exactly `max_links^d` leaves ends with one full node per level, as Kubo's layout gives; at
 /// the end every level is closed from the bottom, which wraps partial subtrees in nodes of
-/// their own just as Kubo's depth-first filling does.
+/// their own just as Kubo's depth-first filling does (a last leaf under a full tree hangs from
+/// a chain of one-child nodes as deep as the tree).
 fn balanced(leaves: &mut Leaves<'_, '_>) -> Result<FileSummary, ImportError> {
     let max = leaves.max_links;
     let mut levels: Vec<Vec<FileSummary>> = vec![Vec::with_capacity(max)];
     while let Some(leaf) = leaves.next()? {
-        let mut entry = leaf;
-        let mut level = 0;
-        loop {
-            if levels.len() == level {
-                levels.push(Vec::with_capacity(max));
-            }
-            if levels[level].len() < max {
-                levels[level].push(entry);
-                break;
-            }
-            let full = std::mem::take(&mut levels[level]);
-            levels[level].push(entry);
-            entry = leaves.emit_node(&full)?;
-            level += 1;
-        }
+        push_balanced(leaves, &mut levels, 0, leaf)?;
     }
     if leaves.produced == 0 {
         return leaves.empty_leaf();
@@ -243,10 +249,31 @@ fn balanced(leaves: &mut Leaves<'_, '_>) -> Result<FileSummary, ImportError> {
         }
         let pending = std::mem::take(&mut levels[level]);
         let node = leaves.emit_node(&pending)?;
-        if top {
-            levels.push(Vec::new());
+        push_balanced(leaves, &mut levels, level + 1, node)?;
+        level += 1;
+    }
+}
+
+/// Puts `entry` on `level`; a level already full is first closed into a node, which goes up
+/// the same way.
+fn push_balanced(
+    leaves: &mut Leaves<'_, '_>,
+    levels: &mut Vec<Vec<FileSummary>>,
+    mut level: usize,
+    mut entry: FileSummary,
+) -> Result<(), ImportError> {
+    let max = leaves.max_links;
+    loop {
+        if levels.len() == level {
+            levels.push(Vec::with_capacity(max));
         }
-        levels[level + 1].push(node);
+        if levels[level].len() < max {
+            levels[level].push(entry);
+            return Ok(());
+        }
+        let full = std::mem::take(&mut levels[level]);
+        levels[level].push(entry);
+        entry = leaves.emit_node(&full)?;
         level += 1;
     }
 }
@@ -294,7 +321,7 @@ mod tests {
             let chunk: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
             let generic =
                 PbNode { links: vec![], data: Some(UnixFs::file_leaf(Bytes::from(chunk.clone())).to_bytes()) };
-            assert_eq!(encode_file_leaf(&chunk), generic.encode(), "len {len}");
+            assert_eq!(encode_leaf(&chunk, DataType::File), generic.encode(), "len {len}");
         }
     }
 }

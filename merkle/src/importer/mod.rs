@@ -19,7 +19,7 @@ pub use dir::{build_directory, symlink, DirEntry};
 pub use file::{import_bytes, import_file, FileSummary};
 
 use crate::chunker::{ChunkerSpec, ChunkerSpecError};
-use crate::hamt::{DEFAULT_FANOUT, SHARDING_THRESHOLD};
+use crate::hamt::{Sharding, SizeEstimation, DEFAULT_FANOUT};
 use crate::hash::{CidFormat, HashAlg};
 use crate::Block;
 
@@ -85,8 +85,8 @@ pub struct ImportOptions {
     pub max_links: usize,
     /// HAMT fanout for sharded directories.
     pub hamt_fanout: u64,
-    /// A directory whose estimated size passes this is sharded.
-    pub sharding_threshold: usize,
+    /// When a directory is sharded.
+    pub sharding: Sharding,
 }
 
 impl Default for ImportOptions {
@@ -99,10 +99,100 @@ impl Default for ImportOptions {
             raw_leaves: false,
             max_links: DEFAULT_MAX_LINKS,
             hamt_fanout: DEFAULT_FANOUT,
-            sharding_threshold: SHARDING_THRESHOLD,
+            sharding: Sharding::default(),
         }
     }
 }
+
+/// The import profiles of IPIP-499 (UnixFS CID profiles), by the names Kubo gives them: each
+/// fixes every setting that decides a CID, so that two importers that follow one agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Profile {
+    /// `unixfs-v1-2025`: CIDv1, raw leaves, chunks of 1 MiB, 1024 links per file node, a
+    /// directory sharded once its dag-pb block would pass 256 KiB. What new data should use.
+    UnixfsV1_2025,
+    /// `unixfs-v0-2015` (also `legacy-cid-v0`): CIDv0, UnixFS leaves, chunks of 256 KiB, 174
+    /// links per file node, a directory sharded once its names and CIDs pass 256 KiB. Kubo's
+    /// defaults, which every CID it made before IPIP-499 follows.
+    UnixfsV0_2015,
+}
+
+impl Profile {
+    /// Every profile with the names it goes by, the canonical name first.
+    pub const NAMES: &[(Profile, &[&str])] = &[
+        (Profile::UnixfsV1_2025, &["unixfs-v1-2025"]),
+        (Profile::UnixfsV0_2015, &["unixfs-v0-2015", "legacy-cid-v0"]),
+    ];
+
+    /// The profile's canonical name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::UnixfsV1_2025 => "unixfs-v1-2025",
+            Profile::UnixfsV0_2015 => "unixfs-v0-2015",
+        }
+    }
+
+    /// The import settings the profile fixes.
+    pub fn options(self) -> ImportOptions {
+        match self {
+            Profile::UnixfsV1_2025 => ImportOptions {
+                chunker: ChunkerSpec::Size(1024 * 1024),
+                layout: Layout::Balanced,
+                format: CidFormat { version: 1, hash: HashAlg::Sha2_256 },
+                raw_leaves: true,
+                max_links: 1024,
+                hamt_fanout: DEFAULT_FANOUT,
+                sharding: Sharding { estimation: SizeEstimation::Block, ..Sharding::default() },
+            },
+            Profile::UnixfsV0_2015 => ImportOptions::default(),
+        }
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = UnknownProfile;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Profile::NAMES
+            .iter()
+            .find(|(_, names)| names.contains(&s))
+            .map(|(p, _)| *p)
+            .ok_or_else(|| UnknownProfile(s.to_owned()))
+    }
+}
+
+/// The flags of `ipfs add` that decide CIDs, each `None` (or `false`) when not given; see
+/// [`ImportOptions::resolve`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddFlags {
+    /// `--cid-version`.
+    pub cid_version: Option<u8>,
+    /// `--raw-leaves`.
+    pub raw_leaves: Option<bool>,
+    /// `--hash`.
+    pub hash: Option<HashAlg>,
+    /// `--chunker`.
+    pub chunker: Option<ChunkerSpec>,
+    /// `--trickle`.
+    pub trickle: bool,
+    /// `--max-file-links`.
+    pub max_file_links: Option<usize>,
+    /// `--max-directory-links` (0: no limit).
+    pub max_directory_links: Option<usize>,
+    /// `--max-hamt-fanout`.
+    pub max_hamt_fanout: Option<u64>,
+}
+
+/// A profile name that IPIP-499 and Kubo do not define.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown import profile {0:?} (known: unixfs-v1-2025, unixfs-v0-2015, legacy-cid-v0)")]
+pub struct UnknownProfile(pub String);
 
 /// Invalid import settings.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -120,6 +210,9 @@ pub enum OptionsError {
     /// `max_links` below 2.
     #[error("max links {0} is below 2")]
     MaxLinks(usize),
+    /// A HAMT fanout Kubo does not make.
+    #[error("HAMT fanout must be a power of 2, between 8 and 1024 (got {0})")]
+    Fanout(u64),
 }
 
 impl ImportOptions {
@@ -152,11 +245,61 @@ impl ImportOptions {
         })
     }
 
+    /// The settings of an add, resolved as Kubo 0.43 does: each flag given beats `base` (the
+    /// profile's or the config's settings; `None`: Kubo's own defaults), which beats the
+    /// defaults. Without `base`, a hash other than sha2-256 implies CIDv1 and CIDv1 implies
+    /// raw leaves; with one, its raw-leaves setting stays unless `--raw-leaves` is given (so
+    /// `--cid-version=0` under `unixfs-v1-2025` keeps raw leaves, as in Kubo).
+    pub fn resolve(base: Option<ImportOptions>, flags: &AddFlags) -> Result<Self, OptionsError> {
+        let mut opts = match base {
+            Some(b) => {
+                let mut o = b;
+                if let Some(h) = flags.hash {
+                    o.format.hash = h;
+                }
+                if let Some(v) = flags.cid_version {
+                    o.format.version = v;
+                }
+                if let Some(r) = flags.raw_leaves {
+                    o.raw_leaves = r;
+                }
+                o
+            }
+            None => ImportOptions::from_flags(flags.cid_version, flags.raw_leaves, flags.hash)?,
+        };
+        if opts.format.version > 1 {
+            return Err(OptionsError::CidVersion(opts.format.version));
+        }
+        if opts.format.version == 0 && opts.format.hash != HashAlg::Sha2_256 {
+            return Err(OptionsError::V0Hash(opts.format.hash));
+        }
+        if let Some(c) = flags.chunker {
+            opts.chunker = c;
+        }
+        if flags.trickle {
+            opts.layout = Layout::Trickle;
+        }
+        if let Some(n) = flags.max_file_links {
+            opts.max_links = n;
+        }
+        if let Some(n) = flags.max_directory_links {
+            opts.sharding.max_links = n;
+        }
+        if let Some(f) = flags.max_hamt_fanout {
+            opts.hamt_fanout = f;
+        }
+        opts.validate()?;
+        Ok(opts)
+    }
+
     /// Checks settings that the type system does not.
     pub fn validate(&self) -> Result<(), OptionsError> {
         self.chunker.validate()?;
         if self.max_links < 2 {
             return Err(OptionsError::MaxLinks(self.max_links));
+        }
+        if !(8..=1024).contains(&self.hamt_fanout) || !self.hamt_fanout.is_power_of_two() {
+            return Err(OptionsError::Fanout(self.hamt_fanout));
         }
         if self.format.version > 1 {
             return Err(OptionsError::CidVersion(self.format.version));

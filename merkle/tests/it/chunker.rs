@@ -328,12 +328,16 @@ fn parses_what_kubo_accepts() {
     assert_eq!(parse("buzhash"), Ok(ChunkerSpec::Buzhash));
     assert_eq!(parse("rabin"), Ok(rabin(87_381, 262_144, 393_216)));
     assert_eq!(parse("rabin-30000"), Ok(rabin(10_000, 30_000, 45_000)));
-    // Accepted in boxo chunker/parse_test.go (TestParseRabin, TestParseSize; limit 1 MiB).
+    // Accepted in boxo chunker/parse_test.go (TestParseRabin, TestParseSize), with the limit
+    // of Kubo 0.40 and later (2 MiB - 256 = 2096896).
     assert_eq!(parse("rabin-18-25-32"), Ok(rabin(18, 25, 32)));
-    assert_eq!(parse("rabin-19-21-1048576"), Ok(rabin(19, 21, MAX_CHUNK_SIZE)));
+    assert_eq!(parse("rabin-19-21-1048576"), Ok(rabin(19, 21, 1_048_576)));
+    assert_eq!(parse("rabin-19-21-2096896"), Ok(rabin(19, 21, MAX_CHUNK_SIZE)));
     assert_eq!(parse("rabin-699051"), Ok(rabin(233_017, 699_051, 1_048_576)));
+    assert_eq!(parse("rabin-1397931"), Ok(rabin(465_977, 1_397_931, MAX_CHUNK_SIZE)));
     assert_eq!(parse("size-32"), Ok(ChunkerSpec::Size(32)));
-    assert_eq!(parse("size-1048576"), Ok(ChunkerSpec::Size(MAX_CHUNK_SIZE)));
+    assert_eq!(parse("size-1048577"), Ok(ChunkerSpec::Size(1_048_577)), "over Kubo 0.39's limit, under 0.40's");
+    assert_eq!(parse("size-2096896"), Ok(ChunkerSpec::Size(MAX_CHUNK_SIZE)));
     // Accepted in Kubo's test/sharness/t0040-add-and-cat.sh.
     assert_eq!(parse("rabin-36-512-1024"), Ok(rabin(36, 512, 1024)));
     assert_eq!(parse("size-64"), Ok(ChunkerSpec::Size(64)));
@@ -350,10 +354,10 @@ fn refuses_what_kubo_refuses() {
         "rabin-15-23-31",      // min below 16
         "rabin-20-20-21",      // min not below avg
         "rabin-19-21-21",      // avg not below max
-        "rabin-19-21-1048577", // max above the limit
-        "rabin-699052",        // derived max (avg * 1.5) above the limit
+        "rabin-19-21-2096897", // max above the limit
+        "rabin-1397932",       // derived max (avg * 1.5) above the limit
         "size-0",
-        "size-1048577",
+        "size-2096897",
         "size-123-extra",
         "unknown-chunker",
         // Kubo's test/sharness/t0040-add-and-cat.sh
@@ -382,7 +386,7 @@ fn refuses_what_kubo_refuses() {
     }
     assert!(parse("rabin-15-23-31").unwrap_err().reason.contains("at least 16"));
     assert!(parse("size-0").unwrap_err().reason.contains("greater than 0"));
-    assert!(parse("size-1048577").unwrap_err().reason.contains("1048576"));
+    assert!(parse("size-2096897").unwrap_err().reason.contains("2096896"));
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use cairn_merkle::chunker::ChunkerSpec;
 use cairn_merkle::exporter::{self, ExportError, FileSegments, NodeKind, Walker};
+use cairn_merkle::hamt::Sharding;
 use cairn_merkle::hash::{CidFormat, DAG_PB};
 use cairn_merkle::importer::{build_directory, import_bytes, DirEntry, ImportOptions};
 use cairn_merkle::{BlockSource, Cid, MemoryBlocks, PbLink, PbNode, SourceError, UnixFs};
@@ -190,7 +191,11 @@ fn a_file_read_hints_each_block_in_range_ahead_of_reading_it() {
 /// never stopped, through plain and sharded directories and multi-block files.
 #[test]
 fn a_walk_stopped_at_each_block_goes_on_from_where_it_was() {
-    let opts = ImportOptions { sharding_threshold: 1000, hamt_fanout: 16, ..small_chunks(100) };
+    let opts = ImportOptions {
+        sharding: Sharding { threshold: 1000, ..Sharding::default() },
+        hamt_fanout: 16,
+        ..small_chunks(100)
+    };
     let mut store = MemoryBlocks::new();
     let mut top = Vec::new();
     for d in 0..3 {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use bytes::Bytes;
-use cairn_merkle::hamt::{self, Entries, HamtError, DEFAULT_FANOUT};
+use cairn_merkle::hamt::{self, Entries, HamtError, Sharding, DEFAULT_FANOUT};
 use cairn_merkle::hash::DAG_PB;
 use cairn_merkle::unixfs::DataType;
 use cairn_merkle::{Block, BlockSource, Cid, CidFormat, HashAlg, MemoryBlocks, PbLink, PbNode, UnixFs};
@@ -206,19 +206,19 @@ fn plain_directories_are_not_shards() {
     assert!(matches!(Entries::new(&src, node.clone(), fs.clone()), Err(HamtError::NotAShard)));
     assert!(matches!(hamt::lookup(&src, &node, &fs, "api"), Err(HamtError::NotAShard)));
     // And its size is far under the threshold.
-    assert!(!hamt::should_shard(hamt::estimated_dir_size(&node.links), hamt::SHARDING_THRESHOLD));
+    assert!(!Sharding::default().should_shard(&node.links, 2));
 }
 
 #[test]
-fn a_directory_sharded_at_the_threshold_round_trips() {
-    // Names of 98 bytes plus a 34-byte CIDv0: 132 bytes each; 1986 of them reach 262152.
+fn a_directory_sharded_over_the_threshold_round_trips() {
+    // Names of 98 bytes plus a 34-byte CIDv0: 132 bytes each; 1986 of them make 262152.
     let file = CidFormat::default().cid(DAG_PB, b"file");
     let make = |n: usize| -> Vec<PbLink> { (0..n).map(|i| PbLink::new(file, format!("{i:0>98}"), 10)).collect() };
     let under = make(1985);
     assert_eq!(hamt::estimated_dir_size(&under), 1985 * 132);
-    assert!(!hamt::should_shard(hamt::estimated_dir_size(&under), hamt::SHARDING_THRESHOLD));
+    assert!(!Sharding::default().should_shard(&under, 2));
     let over = make(1986);
-    assert!(hamt::should_shard(hamt::estimated_dir_size(&over), hamt::SHARDING_THRESHOLD));
+    assert!(Sharding::default().should_shard(&over, 2));
     let mut blocks = MemoryBlocks::new();
     let (root, _) = hamt::build(over.clone(), DEFAULT_FANOUT, CidFormat::default(), &mut |b| {
         blocks.insert(b);

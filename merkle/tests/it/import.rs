@@ -108,6 +108,35 @@ fn balanced_tree_has_kubo_shape() {
     assert_eq!(node.links.len(), 174);
 }
 
+/// The shape of the tree under `cid`: a leaf is `L`, a node its children's shapes.
+fn shape(store: &MemoryBlocks, cid: &cairn_merkle::Cid) -> String {
+    let node = cairn_merkle::PbNode::decode(&cairn_merkle::BlockSource::get(store, cid).unwrap()).unwrap();
+    if node.links.is_empty() {
+        return "L".into();
+    }
+    let inner: Vec<String> = node.links.iter().map(|l| shape(store, &l.cid)).collect();
+    format!("[{}]", inner.join(","))
+}
+
+#[test]
+fn a_last_leaf_past_a_full_second_level_hangs_from_its_own_chain() {
+    // Regression: 10 leaves at 3 links a node. Kubo fills depth first: a full tree of 9
+    // leaves, then the tenth under a chain as deep as it. Cairn gave the second level a fourth
+    // link instead (a node over the 10th leaf pushed onto the full level at the end), so every
+    // file with a full second level and a partial first one, past 174² leaves at Kubo's
+    // width, got another CID than Kubo's.
+    let opts = ImportOptions { chunker: ChunkerSpec::Size(1), max_links: 3, ..Default::default() };
+    let mut store = MemoryBlocks::new();
+    let root = import_bytes(&noise(9, 10), &opts, &mut store).unwrap();
+    assert_eq!(shape(&store, &root.cid), "[[[L,L,L],[L,L,L],[L,L,L]],[[L]]]");
+    // Checked against Kubo 0.43.1: `ipfs add --chunker=size-1 --max-file-links=3` of the same
+    // bytes (and testnet's kubo.rs does so for files up to 349 chunks).
+    let mut store = MemoryBlocks::new();
+    let root = import_bytes(&noise(9, 28), &opts, &mut store).unwrap();
+    let full = "[[L,L,L],[L,L,L],[L,L,L]]";
+    assert_eq!(shape(&store, &root.cid), format!("[[{full},{full},{full}],[[[L]]]]"));
+}
+
 #[test]
 fn trickle_single_chunk_wraps_the_leaf() {
     let opts = ImportOptions { layout: Layout::Trickle, ..Default::default() };

@@ -1,13 +1,17 @@
-//! CID parity: `cairn_node::add` against a real Kubo and the JavaScript UnixFS importer.
+//! CID parity: `cairn_node::add` against the real Kubo 0.43.1 (`ipfs add --only-hash`, offline,
+//! in a network namespace of its own) and the JavaScript UnixFS importer.
 //!
 //! One deterministic fixture (pseudo-random bytes, never zeros, so deduplication cannot hide a
 //! wrong tree) holds boundary file sizes, a small tree with awkward names, and directories on
 //! both sides of Kubo's HAMT sharding threshold. Cairn adds each top-level item as
-//! `ipfs add -r` would; then
-//! - CIDv0 (Kubo's defaults): every Cairn line is compared with Kubo (one `kubo.py` run for all
-//!   paths), and the JS importer's full listing is compared with Kubo and with Cairn;
-//! - CIDv1 (`--cid-version=1`, raw leaves): Cairn's full listing is compared with the JS
-//!   importer's (Kubo's library cannot do CIDv1).
+//! `ipfs add -r` would, and every line it prints is compared with Kubo's for the same item:
+//! - Kubo's defaults (CIDv0), also against the JS importer's full listing;
+//! - `--cid-version=1` (raw leaves), also against the JS importer;
+//! - the IPIP-499 profiles `unixfs-v1-2025` and `unixfs-v0-2015`;
+//! - the trickle layout, the rabin and buzhash chunkers and a narrow `--max-file-links`.
+//!
+//! Kubo v0.22 (`kubo.py`) stays only for what it is the point of: the CIDs Kubo 0.39 and
+//! earlier made, which Cairn reproduces with `Sharding::at_threshold`.
 //!
 //! Each test collects every mismatch and fails once, listing them all.
 
@@ -16,7 +20,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use cairn_merkle::importer::{ImportOptions, SinkError};
+use cairn_merkle::chunker::ChunkerSpec;
+use cairn_merkle::hamt::Sharding;
+use cairn_merkle::importer::{ImportOptions, Layout, Profile, SinkError};
 use cairn_merkle::Block;
 use cairn_node::add::{add_path, AddOptions, Added};
 use cairn_testnet::reference::{self, RefEntry, Reference};
@@ -49,11 +55,11 @@ const SIZES: &[(&str, u64)] = &[
     ("depth2_three_subtrees", 2 * LINKS * CHUNK + 5),
 ];
 
-/// Kubo v0.22 shards a directory when the sum over its links of (name bytes + CID bytes)
-/// reaches 256 KiB: `>=` (boxo `needsToSwitchToHAMTDir`), where the JS importer by itself uses
-/// `>` (import.mjs passes it 256 KiB - 1 to agree with Kubo). CIDs are 34 bytes in CIDv0 and 36
-/// for CIDv1 raw leaves, so names of 256 - 34 = 222 or 256 - 36 = 220 bytes make each link
-/// count 256 bytes, and 1024 of them exactly 262144.
+/// Kubo shards a directory when the sum over its links of (name bytes + CID bytes) is over
+/// 256 KiB: `>` since Kubo 0.40, as in the JS importer; Kubo 0.39 and earlier sharded at
+/// equality (`>=`). CIDs are 34 bytes in CIDv0 and 36 for CIDv1 raw leaves, so names of
+/// 256 - 34 = 222 or 256 - 36 = 220 bytes make each link count 256 bytes, and 1024 of them
+/// exactly 262144.
 const THRESHOLD: usize = 262_144;
 
 /// The top-level items of the fixture, each added on its own as `ipfs add -r ITEM` would.
@@ -62,15 +68,15 @@ const THRESHOLD: usize = 262_144;
 const ITEMS: &[(&str, bool)] = &[
     ("sizes", true),
     ("tree", true),
-    // 4096 names of 30 bytes: CIDv0 estimate 4096 * 64 = 262144, exactly the threshold, so Kubo
-    // shards it; 4096 entries in 256 slots also make second- and third-level shards. (CIDv1:
-    // 4096 * 66, sharded too.)
+    // 4096 names of 30 bytes: CIDv0 estimate 4096 * 64 = 262144, exactly the threshold, so
+    // Kubo 0.43 keeps it plain and Kubo 0.22 shards it (4096 entries in 256 slots also make
+    // second- and third-level shards). (CIDv1: 4096 * 66, sharded by both.)
     ("shard_exact_v0", false),
     // 1023 names of 222 bytes: CIDv0 estimate 1023 * 256 = 261888, one link short of the
     // threshold, so it stays a plain directory. (CIDv1: 1023 * 258 = 263934, sharded.)
     ("flat_max_v0", false),
-    // 1024 names of 220 bytes: CIDv1 estimate 1024 * 256 = 262144, exactly the threshold,
-    // sharded. (CIDv0: 1024 * 254 = 260096, plain.)
+    // 1024 names of 220 bytes: CIDv1 estimate 1024 * 256 = 262144, exactly the threshold:
+    // plain for Kubo 0.43, sharded for 0.22. (CIDv0: 1024 * 254 = 260096, plain.)
     ("shard_exact_v1", false),
 ];
 
@@ -171,9 +177,39 @@ fn fail_on(bad: &[String], title: &str) {
     assert!(bad.is_empty(), "{title}: {} mismatches:\n  {}", bad.len(), bad.join("\n  "));
 }
 
+/// Kubo 0.43's listing of every item, added with `args` in a repo of `profile`.
+fn kubo_all(root: &Path, profile: Option<&str>, args: &[&str]) -> Result<BTreeMap<&'static str, Vec<RefEntry>>> {
+    let paths: Vec<PathBuf> = ITEMS.iter().map(|(item, _)| root.join(item)).collect();
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let all = reference::kubo_add(&refs, profile, args)?;
+    Ok(ITEMS.iter().map(|(item, _)| *item).zip(all).collect())
+}
+
+/// Cairn with `import` against Kubo 0.43 with `profile` and `args`, every line of every item.
+fn check_against_kubo(
+    root: &Path,
+    import: &ImportOptions,
+    profile: Option<&str>,
+    args: &[&str],
+    bad: &mut Vec<String>,
+) -> Result<()> {
+    let cairn = cairn_all(root, import);
+    let kubo = kubo_all(root, profile, args)?;
+    let what = format!(
+        "Kubo {} ({}{})",
+        reference::KUBO_VERSION,
+        profile.unwrap_or("defaults"),
+        args.iter().map(|a| format!(" {a}")).collect::<String>()
+    );
+    for (item, _) in ITEMS {
+        compare_listing(item, &cairn[item], &kubo[item], &what, bad);
+    }
+    Ok(())
+}
+
 #[test]
 fn kubo_reference_gives_known_cids() -> Result<()> {
-    if !reference::require(Reference::Kubo) {
+    if !reference::require(Reference::Kubo043) {
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
@@ -181,7 +217,8 @@ fn kubo_reference_gives_known_cids() -> Result<()> {
     let hello = dir.path().join("hello");
     fs::write(&empty, b"")?;
     fs::write(&hello, b"hello world\n")?;
-    let cids = reference::kubo_add_hash(&[&empty, &hello])?;
+    let cids: Vec<String> =
+        reference::kubo_add(&[&empty, &hello], None, &[])?.into_iter().flatten().map(|e| e.cid).collect();
     // Well-known: `printf '' | ipfs add -n` and `echo 'hello world' | ipfs add -n`.
     assert_eq!(
         cids,
@@ -204,11 +241,11 @@ fn js_reference_gives_known_cids() -> Result<()> {
     Ok(())
 }
 
-/// CIDv0, Kubo's defaults: Cairn == Kubo for every line of the small items and every root;
-/// and the JS reference == Kubo and == Cairn, line by line.
+/// Kubo's defaults (CIDv0): Cairn == Kubo 0.43 for every line; and the JS importer == Kubo and
+/// == Cairn, line by line.
 #[test]
 fn cid_v0_matches_kubo() -> Result<()> {
-    let have_kubo = reference::require(Reference::Kubo);
+    let have_kubo = reference::require(Reference::Kubo043);
     let have_js = reference::require(Reference::Js);
     if !have_kubo && !have_js {
         return Ok(());
@@ -216,52 +253,15 @@ fn cid_v0_matches_kubo() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let root = dir.path();
     build_fixture(root)?;
-    let cairn = cairn_all(root, &ImportOptions::default());
     let mut bad = Vec::new();
-
-    let mut kubo: BTreeMap<String, String> = BTreeMap::new();
-    if have_kubo {
-        // Every line of the small items, the root of the big ones: one Kubo run for all.
-        let mut asked: Vec<(String, PathBuf)> = Vec::new();
-        for (item, small) in ITEMS {
-            let lines = &cairn[item];
-            let chosen: Vec<&Added> = if *small { lines.iter().collect() } else { lines.last().into_iter().collect() };
-            for a in chosen {
-                let path = root.join(&a.path);
-                // Given a symlink, Kubo's AddFile adds the file it points to; the link itself is
-                // checked through its parent directory.
-                if fs::symlink_metadata(&path)?.file_type().is_symlink() {
-                    continue;
-                }
-                asked.push((a.path.clone(), path));
-            }
+    let kubo = if have_kubo { Some(kubo_all(root, None, &[])?) } else { None };
+    let cairn = cairn_all(root, &ImportOptions::default());
+    for (item, _) in ITEMS {
+        if let Some(kubo) = &kubo {
+            compare_listing(item, &cairn[item], &kubo[item], "Kubo", &mut bad);
         }
-        let paths: Vec<&Path> = asked.iter().map(|(_, p)| p.as_path()).collect();
-        let cids = reference::kubo_add_hash(&paths)?;
-        kubo = asked.into_iter().map(|(shown, _)| shown).zip(cids).collect();
-        for lines in cairn.values() {
-            for a in lines {
-                if let Some(k) = kubo.get(&a.path) {
-                    let ours = a.cid.to_string();
-                    if &ours != k {
-                        bad.push(format!("{}: Cairn {ours}, Kubo {k}", a.path));
-                    }
-                }
-            }
-        }
-    }
-
-    if have_js {
-        for (item, _) in ITEMS {
+        if have_js {
             let js = reference::js_import_all(&root.join(item), 0, None)?;
-            // The JS importer must itself agree with Kubo, or it is no reference for CIDv1.
-            for e in &js {
-                if let Some(k) = kubo.get(&e.path) {
-                    if k != &e.cid {
-                        bad.push(format!("{}: JS importer {}, Kubo {k} (the JS reference is off)", e.path, e.cid));
-                    }
-                }
-            }
             compare_listing(item, &cairn[item], &js, "JS importer", &mut bad);
         }
     }
@@ -269,21 +269,103 @@ fn cid_v0_matches_kubo() -> Result<()> {
     Ok(())
 }
 
-/// CIDv1 with raw leaves (`ipfs add --cid-version=1`): Cairn == the JS importer, line by line.
+/// `--cid-version=1` (raw leaves): Cairn == Kubo 0.43 and == the JS importer, line by line.
 #[test]
-fn cid_v1_matches_js_importer() -> Result<()> {
-    if !reference::require(Reference::Js) {
+fn cid_v1_matches_kubo_and_the_js_importer() -> Result<()> {
+    let have_kubo = reference::require(Reference::Kubo043);
+    let have_js = reference::require(Reference::Js);
+    if !have_kubo && !have_js {
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
     let root = dir.path();
     build_fixture(root)?;
-    let cairn = cairn_all(root, &ImportOptions::cid_v1());
     let mut bad = Vec::new();
-    for (item, _) in ITEMS {
-        let js = reference::js_import_all(&root.join(item), 1, None)?;
-        compare_listing(item, &cairn[item], &js, "JS importer", &mut bad);
+    if have_kubo {
+        check_against_kubo(root, &ImportOptions::cid_v1(), None, &["--cid-version=1"], &mut bad)?;
+    }
+    if have_js {
+        let cairn = cairn_all(root, &ImportOptions::cid_v1());
+        for (item, _) in ITEMS {
+            let js = reference::js_import_all(&root.join(item), 1, None)?;
+            compare_listing(item, &cairn[item], &js, "JS importer", &mut bad);
+        }
     }
     fail_on(&bad, "CIDv1 parity");
+    Ok(())
+}
+
+/// The IPIP-499 profiles: a Kubo repo made with `--profile=unixfs-v1-2025` (or
+/// `unixfs-v0-2015`) against Cairn's `Profile` of the same name.
+#[test]
+fn profiles_match_kubo() -> Result<()> {
+    if !reference::require(Reference::Kubo043) {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    build_fixture(root)?;
+    let mut bad = Vec::new();
+    for p in [Profile::UnixfsV1_2025, Profile::UnixfsV0_2015] {
+        check_against_kubo(root, &p.options(), Some(p.name()), &[], &mut bad)?;
+    }
+    fail_on(&bad, "profile parity");
+    Ok(())
+}
+
+/// Layouts, chunkers and file widths: `--trickle`, `--chunker=rabin`, `--chunker=buzhash`,
+/// `--max-file-links=3`, each against Kubo 0.43 with the same flag.
+#[test]
+fn layouts_and_chunkers_match_kubo() -> Result<()> {
+    if !reference::require(Reference::Kubo043) {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    build_fixture(root)?;
+    let mut bad = Vec::new();
+    let base = ImportOptions::default();
+    let cases: [(ImportOptions, &str); 4] = [
+        (ImportOptions { layout: Layout::Trickle, ..base.clone() }, "--trickle"),
+        (ImportOptions { chunker: "rabin".parse()?, ..base.clone() }, "--chunker=rabin"),
+        (ImportOptions { chunker: ChunkerSpec::Buzhash, ..base.clone() }, "--chunker=buzhash"),
+        (ImportOptions { max_links: 3, ..base.clone() }, "--max-file-links=3"),
+    ];
+    for (import, flag) in cases {
+        check_against_kubo(root, &import, None, &[flag], &mut bad)?;
+    }
+    fail_on(&bad, "layout and chunker parity");
+    Ok(())
+}
+
+/// What Kubo 0.22 is kept for: the CIDs Kubo 0.39 and earlier made, which shard a directory
+/// whose estimate *equals* 256 KiB. `Sharding::at_threshold` reproduces them.
+#[test]
+fn old_kubo_cids_reproduce_with_the_legacy_switch() -> Result<()> {
+    if !reference::require(Reference::Kubo) {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    build_fixture(root)?;
+    let legacy =
+        ImportOptions { sharding: Sharding { at_threshold: true, ..Sharding::default() }, ..ImportOptions::default() };
+    let items: Vec<&str> =
+        ITEMS.iter().map(|(item, _)| *item).filter(|i| i.starts_with("shard") || i.starts_with("flat")).collect();
+    let paths: Vec<PathBuf> = items.iter().map(|i| root.join(i)).collect();
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let old = reference::kubo_add_hash(&refs)?;
+    let mut bad = Vec::new();
+    for ((item, path), kubo) in items.iter().zip(&paths).zip(old) {
+        let ours = cairn_add(path, legacy.clone()).last().map(|a| a.cid.to_string()).unwrap_or_default();
+        if ours != kubo {
+            bad.push(format!("{item}: Cairn (at_threshold) {ours}, Kubo 0.22 {kubo}"));
+        }
+        let today = cairn_add(path, ImportOptions::default()).last().map(|a| a.cid.to_string()).unwrap_or_default();
+        if *item == "shard_exact_v0" && today == kubo {
+            bad.push(format!("{item}: the default switch gives Kubo 0.22's CID; it should not"));
+        }
+    }
+    fail_on(&bad, "Kubo 0.22 parity with the legacy switch");
     Ok(())
 }
