@@ -21,7 +21,7 @@ import { pipeline } from 'node:stream/promises'
 import { CarWriter } from '@ipld/car'
 import { importer } from 'ipfs-unixfs-importer'
 
-const KUBO_SHARD_SPLIT_THRESHOLD = 256 * 1024 - 1
+const KUBO_SHARD_SPLIT_THRESHOLD = 256 * 1024
 const SMALL_FILE = 1 << 20
 
 function usage (msg) {

@@ -1,8 +1,12 @@
 //! Deterministic test data: pseudo-random bytes that never repeat a block (so deduplication
 //! cannot hide a wrong tree), the same on every machine for the same seed.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::Path;
+
+use chacha20::cipher::{KeyIvInit, StreamCipher};
+use chacha20::ChaCha20;
+use sha2::{Digest, Sha256};
 
 /// xorshift64*: a tiny deterministic byte stream; different seeds give different files.
 #[derive(Debug, Clone)]
@@ -52,4 +56,60 @@ pub fn write_random(path: &Path, len: u64, seed: u64) -> std::io::Result<()> {
         left -= n as u64;
     }
     out.flush()
+}
+
+/// The bytes IPIP-499's fixtures are made of: the ChaCha20 keystream keyed by the SHA-256 of a
+/// seed, with a 12-byte zero nonce and counter 0 (the recipe of Kubo's tests, which the IPIP's
+/// fixtures name by seed), `len` bytes of it as a reader.
+pub struct Keystream {
+    cipher: ChaCha20,
+    left: u64,
+}
+
+impl std::fmt::Debug for Keystream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keystream").field("left", &self.left).finish_non_exhaustive()
+    }
+}
+
+impl Keystream {
+    /// `len` bytes of the keystream for `seed`.
+    pub fn new(seed: &str, len: u64) -> Self {
+        let key: [u8; 32] = Sha256::digest(seed.as_bytes()).into();
+        Keystream { cipher: ChaCha20::new(&key.into(), &[0u8; 12].into()), left: len }
+    }
+}
+
+impl Read for Keystream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        buf[..n].fill(0);
+        self.cipher.apply_keystream(&mut buf[..n]);
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// The alphabet IPIP-499's directory fixtures draw names from (39 characters; `0` twice, as in
+/// the recipe).
+const NAME_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz01234567890-_";
+
+/// The names of an IPIP-499 directory fixture: `count` names drawn in order from the keystream
+/// of `seed`, each `name_len` long but the last, `last_len`; each byte picks a character.
+pub fn fixture_names(seed: &str, count: usize, name_len: usize, last_len: usize) -> Vec<String> {
+    let mut stream = Keystream::new(seed, u64::MAX);
+    (0..count)
+        .map(|i| {
+            let mut raw = vec![0u8; if i + 1 == count { last_len } else { name_len }];
+            stream.fill(&mut raw);
+            raw.iter().map(|b| NAME_ALPHABET[usize::from(*b) % NAME_ALPHABET.len()] as char).collect()
+        })
+        .collect()
+}
+
+impl Keystream {
+    fn fill(&mut self, buf: &mut [u8]) {
+        buf.fill(0);
+        self.cipher.apply_keystream(buf);
+    }
 }

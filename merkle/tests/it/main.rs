@@ -8,7 +8,6 @@ mod codec_fixtures;
 mod export;
 mod hamt;
 mod import;
-mod ipip499;
 
 /// Test data from other projects, committed with its licences (`testnet/fixtures`).
 pub fn fixtures() -> std::path::PathBuf {

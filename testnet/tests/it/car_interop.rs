@@ -57,6 +57,9 @@ impl Prng {
 }
 
 /// The tree both directions carry. No dot files (Cairn's `add -r` skips them by default).
+/// Entries of the tree's sharded directory.
+const SHARDED: usize = 1025;
+
 fn build_tree(root: &Path) {
     let mut rng = Prng::new(7);
     for d in ["ünïcødé/nested/deeper", "empty dir", "sharded", "spaces and 'quotes'"] {
@@ -80,9 +83,9 @@ fn build_tree(root: &Path) {
         fs::write(root.join(name), rng.bytes(*len)).unwrap();
     }
     std::os::unix::fs::symlink("ünïcødé/日本語.txt", root.join("link")).unwrap();
-    // 1024 names of 222 bytes: Kubo's size estimate is 1024 * (222 + 34) = 256 KiB, the HAMT
-    // threshold, so the directory is sharded under CIDv0 and CIDv1 alike.
-    for i in 0..1024 {
+    // 1025 names of 222 bytes: Kubo's size estimate is 1025 * (222 + 34), one link over the
+    // HAMT threshold of 256 KiB, so the directory is sharded under CIDv0 and CIDv1 alike.
+    for i in 0..SHARDED {
         let name = format!("entry-{i:0216}");
         fs::write(root.join("sharded").join(&name), format!("{i}\n")).unwrap();
     }
@@ -184,18 +187,18 @@ fn cairn_car_export_is_read_by_js() {
         let report = reference::js_car_read(&car, Some(&out)).unwrap();
         let what = format!("CIDv{cid_version} CAR");
         assert_eq!(report.roots, vec![root.to_string()], "{what}: roots");
-        assert!(report.blocks > 1024 + 13, "{what}: only {} blocks", report.blocks);
+        assert!(report.blocks > SHARDED as u64 + 13, "{what}: only {} blocks", report.blocks);
         assert!(report.unverifiable.is_empty(), "{what}: hashes JS cannot check: {:?}", report.unverifiable);
         assert_eq!(report.verified, report.blocks, "{what}: every block's hash is checked");
         assert_eq!(report.duplicates, 0, "{what}: a block written twice");
         assert!(report.missing.is_empty(), "{what}: blocks missing from Cairn's CAR: {:?}", report.missing);
         assert_eq!(report.unreachable, 0, "{what}: blocks no root reaches");
-        // The sharded directory really is a HAMT, and JS found all 1024 entries through it.
+        // The sharded directory really is a HAMT, and JS found all its entries through it.
         let top = node.ls(&IpfsPath { root, rest: String::new() }).unwrap();
         let (_, stat) = top.iter().find(|(i, _)| i.name == "sharded").unwrap();
         assert_eq!(stat.as_ref().unwrap().kind, NodeKind::HamtDirectory, "{what}: `sharded` is not a HAMT");
         let sharded = report.entries.iter().filter(|e| e.path.starts_with("sharded/")).count();
-        assert_eq!(sharded, 1024, "{what}: entries the JS exporter found in the HAMT");
+        assert_eq!(sharded, SHARDED, "{what}: entries the JS exporter found in the HAMT");
         assert_same_tree(&tree, &out.join(root.to_string()));
     }
 }
@@ -291,7 +294,7 @@ fn js_written_car_imports_into_cairn() {
         let (roots, blocks) =
             node.dag_import(&mut BufReader::new(fs::File::open(&car).unwrap()), true, &mut |n| bytes += n).unwrap();
         assert_eq!(roots, vec![js_root], "{what}: roots");
-        assert!(blocks > 1024 && bytes > 3 << 20, "{what}: {blocks} blocks, {bytes} bytes");
+        assert!(blocks > SHARDED as u64 && bytes > 3 << 20, "{what}: {blocks} blocks, {bytes} bytes");
         let pins = node.pins().unwrap();
         assert_eq!(pins.len(), 1, "{what}: pins {pins:?}");
         assert_eq!((pins[0].cid, pins[0].mode), (js_root, PinMode::Recursive), "{what}: pin");

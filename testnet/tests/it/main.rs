@@ -1,8 +1,10 @@
 //! `cairn-testnet`'s one integration-test binary (STYLE.md 13: one per crate).
 //!
-//! - [`kubo`]: CID parity of `cairn_node::add` with a real Kubo (CIDv0, Kubo's defaults) and
-//!   with the JavaScript UnixFS importer (CIDv1 with raw leaves, and CIDv0 as a check on the JS
-//!   reference itself).
+//! - [`kubo`]: CID parity of `cairn_node::add` with the real Kubo 0.43.1 (defaults, CIDv1, the
+//!   IPIP-499 profiles, layouts and chunkers) and the JavaScript UnixFS importer; Kubo 0.22 for
+//!   the CIDs older Kubo made.
+//! - [`ipip499`]: the fixtures of IPIP-499 (UnixFS CID profiles) with the spec's CIDs, and the
+//!   real Kubo 0.43.1 on the same inputs.
 //! - [`car_interop`]: CARs written by Cairn read with `@ipld/car` and js-ipfs-unixfs, CARs written
 //!   by them imported into Cairn, and the gateway-conformance CARs imported.
 //! - [`kubo_fixtures`]: CIDv1 parity with DAGs a real Kubo made (`ipfs add --cid-version 1`), taken
@@ -14,6 +16,7 @@
 
 mod bitswap_kubo;
 mod car_interop;
+mod ipip499;
 mod kubo;
 mod kubo_fixtures;
 mod lan;

@@ -6,43 +6,16 @@
 //! The IPIP names the inputs by size and seed; the bytes come from the recipe Kubo's own tests
 //! use for them: the ChaCha20 keystream (12-byte zero nonce, counter 0) keyed by the SHA-256 of
 //! the seed. A directory's entries each hold the one byte `x`, and their names are drawn in
-//! order from one keystream per directory, each byte mapped to the 39-character alphabet below.
-//! The real Kubo 0.43 gives the same CIDs for the same inputs (`testnet/tests/it/kubo.rs`).
+//! order from one keystream per directory, each byte mapped to a 39-character alphabet
+//! (`cairn_testnet::data::fixture_names`).
+//! The real Kubo 0.43.1 is given the same inputs, written out, in
+//! [`directories_and_small_files_match_kubo`].
 
-use std::io::Read;
-
+use cairn_merkle::hash::HashAlg;
 use cairn_merkle::importer::{
-    build_directory, import_bytes, import_file, DirEntry, Discard, ImportOptions, Layout, Profile,
+    build_directory, import_bytes, import_file, AddFlags, DirEntry, Discard, ImportOptions, Layout, Profile,
 };
-use chacha20::cipher::{KeyIvInit, StreamCipher};
-use chacha20::ChaCha20;
-use sha2::{Digest, Sha256};
-
-/// `len` bytes of the keystream for `seed`, as a reader (the largest fixture is 1 GiB).
-struct Keystream {
-    cipher: ChaCha20,
-    left: u64,
-}
-
-impl Keystream {
-    fn new(seed: &str, len: u64) -> Self {
-        let key: [u8; 32] = Sha256::digest(seed.as_bytes()).into();
-        Keystream { cipher: ChaCha20::new(&key.into(), &[0u8; 12].into()), left: len }
-    }
-}
-
-impl Read for Keystream {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        buf[..n].fill(0);
-        self.cipher.apply_keystream(&mut buf[..n]);
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
-/// The alphabet the names are drawn from (39 characters; `0` twice, as in the recipe).
-const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz01234567890-_";
+use cairn_testnet::data::{fixture_names, Keystream};
 
 fn file_cid(profile: Profile, len: u64, seed: &str, layout: Layout) -> String {
     let opts = ImportOptions { layout, ..profile.options() };
@@ -54,15 +27,7 @@ fn file_cid(profile: Profile, len: u64, seed: &str, layout: Layout) -> String {
 fn dir_cid(profile: Profile, count: usize, name_len: usize, last_len: usize, seed: &str) -> String {
     let opts = profile.options();
     let x = import_bytes(b"x", &opts, &mut Discard).unwrap();
-    let mut names = Keystream::new(seed, u64::MAX);
-    let entries = (0..count)
-        .map(|i| {
-            let mut raw = vec![0u8; if i + 1 == count { last_len } else { name_len }];
-            names.read_exact(&mut raw).unwrap();
-            let name: String = raw.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect();
-            DirEntry::new(name, &x)
-        })
-        .collect();
+    let entries = fixture_names(seed, count, name_len, last_len).into_iter().map(|n| DirEntry::new(n, &x)).collect();
     build_directory(entries, &opts, &mut Discard).unwrap().cid.to_string()
 }
 
@@ -163,8 +128,6 @@ fn profiles_go_by_kubos_names() {
 
 #[test]
 fn flags_beat_the_profile_which_beats_kubos_defaults() {
-    use cairn_merkle::hash::HashAlg;
-    use cairn_merkle::importer::AddFlags;
     let none = AddFlags::default();
     assert_eq!(ImportOptions::resolve(None, &none), Ok(ImportOptions::default()));
     assert_eq!(ImportOptions::resolve(Some(V1.options()), &none), Ok(V1.options()));
@@ -198,4 +161,56 @@ fn flags_beat_the_profile_which_beats_kubos_defaults() {
     }
     let fanout = ImportOptions::resolve(None, &AddFlags { max_hamt_fanout: Some(12), ..AddFlags::default() });
     assert_eq!(fanout.unwrap_err().to_string(), "HAMT fanout must be a power of 2, between 8 and 1024 (got 12)");
+}
+
+/// The directory fixtures and the files at the chunk sizes, written to disk and added by the
+/// real Kubo 0.43.1 in a repo of each profile, beside Cairn's `add` of the same paths.
+#[test]
+fn directories_and_small_files_match_kubo() -> anyhow::Result<()> {
+    use cairn_testnet::reference::{self, Reference};
+    if !reference::require(Reference::Kubo043) {
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let dir = |name: &str, count, len, last, seed| -> anyhow::Result<std::path::PathBuf> {
+        let d = tmp.path().join(name);
+        std::fs::create_dir(&d)?;
+        for n in fixture_names(seed, count, len, last) {
+            std::fs::write(d.join(n), b"x")?;
+        }
+        Ok(d)
+    };
+    let file = |name: &str, len, seed| -> anyhow::Result<std::path::PathBuf> {
+        let f = tmp.path().join(name);
+        std::io::copy(&mut Keystream::new(seed, len), &mut std::fs::File::create(&f)?)?;
+        Ok(f)
+    };
+    let v0 = [
+        dir("v0-basic", 4096, 30, 30, "hamt-unixfs-v0-2015")?,
+        dir("v0-hamt", 4033, 31, 31, "hamt-unixfs-v0-2015")?,
+        file("v0-chunk", 256 * KIB, "chunk-v0-seed")?,
+        file("v0-chunk-plus-1", 256 * KIB + 1, "chunk-v0-seed")?,
+    ];
+    let v1 = [
+        dir("v1-basic", 4766, 11, 21, "hamt-unixfs-v1-2025")?,
+        dir("v1-hamt", 4766, 11, 22, "hamt-unixfs-v1-2025")?,
+        file("v1-chunk", MIB, "chunk-v1-seed")?,
+        file("v1-chunk-plus-1", MIB + 1, "chunk-v1-seed")?,
+    ];
+    let mut bad = Vec::new();
+    for profile in [V0, V1] {
+        // Every fixture under both profiles: each also crosses the other's edges.
+        let paths: Vec<&std::path::Path> = v0.iter().chain(&v1).map(|p| p.as_path()).collect();
+        let kubo = reference::kubo_add(&paths, Some(profile.name()), &[])?;
+        for (path, lines) in paths.iter().zip(kubo) {
+            let opts = cairn_node::add::AddOptions { import: profile.options(), recursive: true, hidden: false };
+            let ours = cairn_node::add::add_path(path, &opts, &mut Discard)?;
+            let (k, c) = (lines.last().map(|e| e.cid.clone()), ours.last().map(|a| a.cid.to_string()));
+            if k != c {
+                bad.push(format!("{} under {profile}: Cairn {c:?}, Kubo {k:?}", path.display()));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    Ok(())
 }
