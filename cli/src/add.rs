@@ -68,6 +68,10 @@ pub struct AddArgs {
     /// Include files whose names start with a dot.
     #[arg(short = 'H', long)]
     hidden: bool,
+    /// Include empty directories below the top one (the default; `--empty-dirs=false` leaves
+    /// them out).
+    #[arg(short = 'E', long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    empty_dirs: Option<bool>,
     /// Pin what was added (the default when storing).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pin: Option<bool>,
@@ -147,7 +151,12 @@ pub fn run(ctx: &Ctx, args: AddArgs) -> anyhow::Result<()> {
 
 /// Adds and prints as `ipfs add` does; returns the last root's CID and name.
 fn add_and_print(ctx: &Ctx, args: &AddArgs) -> anyhow::Result<Option<(String, String)>> {
-    let opts = AddOptions { import: args.import_options()?, recursive: args.recursive, hidden: args.hidden };
+    let opts = AddOptions {
+        import: args.import_options()?,
+        recursive: args.recursive,
+        hidden: args.hidden,
+        empty_dirs: args.empty_dirs.unwrap_or(true),
+    };
     if !args.only_hash {
         if let Some(client) = crate::api::client(ctx)? {
             return add_online(&client, args);
@@ -261,6 +270,7 @@ fn add_online(client: &crate::api::Client, args: &AddArgs) -> anyhow::Result<Opt
         ("max-file-links", args.max_file_links.map(|n| n.to_string())),
         ("max-directory-links", args.max_directory_links.map(|n| n.to_string())),
         ("max-hamt-fanout", args.max_hamt_fanout.map(|n| n.to_string())),
+        ("empty-dirs", args.empty_dirs.map(|b| b.to_string())),
     ];
     q.extend(given.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
     if let Some(v) = args.cid_version {

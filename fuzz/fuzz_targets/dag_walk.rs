@@ -83,7 +83,11 @@ fn imported(opts: &ImportOptions) -> Vec<Block> {
     let entries: Vec<_> = (0..40).map(|i| DirEntry::new(format!("e{i}"), &small)).collect();
     let sharded = importer::build_directory(
         entries,
-        &ImportOptions { sharding_threshold: 1, hamt_fanout: 8, ..opts.clone() },
+        &ImportOptions {
+            sharding: cairn_merkle::hamt::Sharding { threshold: 1, ..Default::default() },
+            hamt_fanout: 8,
+            ..opts.clone()
+        },
         &mut sink,
     )
     .expect("builds");

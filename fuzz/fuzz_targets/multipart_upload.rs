@@ -23,6 +23,7 @@ use cairn_fuzz::{assert_heap_within, peak_heap_during, Input};
 use cairn_merkle::chunker::ChunkerSpec;
 use cairn_merkle::exporter::{self, NodeKind, Walker};
 use cairn_merkle::hash::{CidFormat, HashAlg};
+use cairn_merkle::hamt::Sharding;
 use cairn_merkle::importer::{ImportOptions, Layout};
 use cairn_merkle::MemoryBlocks;
 use cairn_node::add::{AddOptions, Added};
@@ -117,10 +118,10 @@ fn options(opts: u8, shard: u8) -> (AddOptions, bool) {
         format: CidFormat { version: u8::from(opts & 2 != 0), hash: HashAlg::Sha2_256 },
         raw_leaves: opts & 1 != 0,
         hamt_fanout: FANOUTS[usize::from(shard >> 2) % FANOUTS.len()],
-        sharding_threshold: THRESHOLDS[usize::from(shard) % THRESHOLDS.len()],
+        sharding: Sharding { threshold: THRESHOLDS[usize::from(shard) % THRESHOLDS.len()], ..Sharding::default() },
         ..ImportOptions::default()
     };
-    (AddOptions { import, recursive: true, hidden: opts & 8 != 0 }, opts & 16 != 0)
+    (AddOptions { import, recursive: true, hidden: opts & 8 != 0, empty_dirs: shard & 128 == 0 }, opts & 16 != 0)
 }
 
 /// What one upload reported and what it was sent.

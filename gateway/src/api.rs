@@ -158,7 +158,7 @@ fn add_options(p: &Params) -> Result<AddOptions, HttpError> {
     };
     let profile = p.get("profile").map(str::parse::<Profile>).transpose().map_err(HttpError::bad)?;
     let import = ImportOptions::resolve(profile.map(Profile::options), &flags).map_err(HttpError::bad)?;
-    Ok(AddOptions { import, recursive: true, hidden: p.flag("hidden", true)? })
+    Ok(AddOptions { import, recursive: true, hidden: p.flag("hidden", true)?, empty_dirs: p.flag("empty-dirs", true)? })
 }
 
 impl Api {

@@ -56,7 +56,7 @@ pub enum AddError {
 }
 
 /// Settings of one `add` beyond the import options.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AddOptions {
     /// The DAG settings.
     pub import: ImportOptions,
@@ -64,6 +64,17 @@ pub struct AddOptions {
     pub recursive: bool,
     /// Include files whose names start with a dot.
     pub hidden: bool,
+    /// Include empty directories below the top one (Kubo's `--empty-dirs`, on by default). A
+    /// directory is empty when it holds nothing `add` would take (hidden entries left out
+    /// unless [`AddOptions::hidden`]); one holding only empty directories is kept, empty.
+    pub empty_dirs: bool,
+}
+
+impl Default for AddOptions {
+    /// Kubo's defaults: not recursive, no hidden files, empty directories included.
+    fn default() -> Self {
+        AddOptions { import: ImportOptions::default(), recursive: false, hidden: false, empty_dirs: true }
+    }
 }
 
 /// Adds `path` (a file, a symlink, or with `recursive` a directory tree), sending blocks to
@@ -117,6 +128,18 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
+    /// Whether the directory at `path` holds nothing this add would take.
+    fn is_empty_dir(&self, path: &Path) -> Result<bool, AddError> {
+        let io_err = |source| AddError::Io { path: path.to_owned(), source };
+        for entry in fs::read_dir(path).map_err(io_err)? {
+            let entry = entry.map_err(io_err)?;
+            if self.opts.hidden || !entry.file_name().to_string_lossy().starts_with('.') {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     fn node(&mut self, path: &Path, display: &str, meta: &fs::Metadata) -> Result<FileSummary, AddError> {
         let import_err = |source| AddError::Import { path: path.to_owned(), source: Box::new(source) };
         let io_err = |source| AddError::Io { path: path.to_owned(), source };
@@ -145,6 +168,9 @@ impl Walk<'_> {
                 let shown = format!("{display}/{name}");
                 let meta =
                     fs::symlink_metadata(&child).map_err(|source| AddError::Io { path: child.clone(), source })?;
+                if meta.is_dir() && !self.opts.empty_dirs && self.is_empty_dir(&child)? {
+                    continue;
+                }
                 let summary = self.node(&child, &shown, &meta)?;
                 if !meta.is_dir() {
                     (self.on_added)(&Added { path: shown, cid: summary.cid, size: summary.size });

@@ -285,6 +285,9 @@ fn build(
         Entry::Dir { children, .. } => {
             let mut entries = Vec::with_capacity(children.len());
             for (name, child) in children {
+                if !opts.empty_dirs && matches!(&child, Entry::Dir { children, .. } if children.is_empty()) {
+                    continue;
+                }
                 let s = build(child, &format!("{shown}/{name}"), opts, sink, on_added)?;
                 entries.push(DirEntry::new(name, &s));
             }

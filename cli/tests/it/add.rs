@@ -149,6 +149,26 @@ fn profiles_and_their_flags() {
 }
 
 #[test]
+fn empty_directories_are_left_out_only_when_asked() {
+    let dir = tree();
+    let q = |extra: &[&str]| {
+        let out = cairn().current_dir(dir.path()).args(["add", "-nrQ"]).args(extra).arg("site").output().unwrap();
+        assert!(out.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let without = q(&[]);
+    fs::create_dir_all(dir.path().join("site/sub/nothing")).unwrap();
+    // A directory holding only a hidden file is empty to an add without -H.
+    fs::create_dir_all(dir.path().join("site/only-hidden")).unwrap();
+    fs::write(dir.path().join("site/only-hidden/.x"), "x").unwrap();
+    let with = q(&[]);
+    assert_ne!(with, without, "empty directories are included by default");
+    assert_eq!(q(&["--empty-dirs=true"]), with);
+    assert_eq!(q(&["--empty-dirs=false"]), without, "(Kubo: `ipfs add -r --empty-dirs=false`)");
+    assert_ne!(q(&["--empty-dirs=false", "-H"]), q(&["-H"]), "with -H only `nothing` is empty");
+}
+
+#[test]
 fn storing_needs_a_repo() {
     let dir = tree();
     // `cairn()` points CAIRN_PATH at a path that does not exist: without -n, add must say so

@@ -203,7 +203,12 @@ fn directories_and_small_files_match_kubo() -> anyhow::Result<()> {
         let paths: Vec<&std::path::Path> = v0.iter().chain(&v1).map(|p| p.as_path()).collect();
         let kubo = reference::kubo_add(&paths, Some(profile.name()), &[])?;
         for (path, lines) in paths.iter().zip(kubo) {
-            let opts = cairn_node::add::AddOptions { import: profile.options(), recursive: true, hidden: false };
+            let opts = cairn_node::add::AddOptions {
+                import: profile.options(),
+                recursive: true,
+                hidden: false,
+                empty_dirs: true,
+            };
             let ours = cairn_node::add::add_path(path, &opts, &mut Discard)?;
             let (k, c) = (lines.last().map(|e| e.cid.clone()), ours.last().map(|a| a.cid.to_string()));
             if k != c {

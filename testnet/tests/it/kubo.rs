@@ -132,7 +132,7 @@ fn build_fixture(root: &Path) -> Result<()> {
 
 /// Adds one item as `ipfs add -r` would, blocks going nowhere (hash only).
 fn cairn_add(path: &Path, import: ImportOptions) -> Vec<Added> {
-    let opts = AddOptions { import, recursive: true, hidden: false };
+    let opts = AddOptions { import, recursive: true, hidden: false, empty_dirs: true };
     let mut sink = |_: Block| -> Result<(), SinkError> { Ok(()) };
     match add_path(path, &opts, &mut sink) {
         Ok(lines) => lines,
@@ -335,6 +335,26 @@ fn layouts_and_chunkers_match_kubo() -> Result<()> {
         check_against_kubo(root, &import, None, &[flag], &mut bad)?;
     }
     fail_on(&bad, "layout and chunker parity");
+    Ok(())
+}
+
+/// `--empty-dirs=false` leaves out the fixture tree's empty directory, as Kubo 0.43.1 does.
+#[test]
+fn empty_directories_left_out_match_kubo() -> Result<()> {
+    if !reference::require(Reference::Kubo043) {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    build_fixture(dir.path())?;
+    let tree = dir.path().join("tree");
+    let opts = AddOptions { recursive: true, empty_dirs: false, ..AddOptions::default() };
+    let mut sink = |_: Block| -> Result<(), SinkError> { Ok(()) };
+    let ours = add_path(&tree, &opts, &mut sink)?;
+    assert!(!ours.iter().any(|a| a.path == "tree/empty dir"), "the empty directory is left out");
+    let kubo = reference::kubo_add(&[&tree], None, &["--empty-dirs=false"])?.remove(0);
+    let mut bad = Vec::new();
+    compare_listing("tree", &ours, &kubo, "Kubo (--empty-dirs=false)", &mut bad);
+    fail_on(&bad, "--empty-dirs=false parity");
     Ok(())
 }
 
