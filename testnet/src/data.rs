@@ -78,13 +78,18 @@ impl Keystream {
         let key: [u8; 32] = Sha256::digest(seed.as_bytes()).into();
         Keystream { cipher: ChaCha20::new(&key.into(), &[0u8; 12].into()), left: len }
     }
+
+    /// Fills `buf` with the next bytes of the keystream, whatever is left.
+    fn fill(&mut self, buf: &mut [u8]) {
+        buf.fill(0);
+        self.cipher.apply_keystream(buf);
+    }
 }
 
 impl Read for Keystream {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        buf[..n].fill(0);
-        self.cipher.apply_keystream(&mut buf[..n]);
+        self.fill(&mut buf[..n]);
         self.left -= n as u64;
         Ok(n)
     }
@@ -105,11 +110,4 @@ pub fn fixture_names(seed: &str, count: usize, name_len: usize, last_len: usize)
             raw.iter().map(|b| NAME_ALPHABET[usize::from(*b) % NAME_ALPHABET.len()] as char).collect()
         })
         .collect()
-}
-
-impl Keystream {
-    fn fill(&mut self, buf: &mut [u8]) {
-        buf.fill(0);
-        self.cipher.apply_keystream(buf);
-    }
 }

@@ -181,12 +181,19 @@ pub fn is_root() -> bool {
 /// namespace with loopback up and nothing else. Not root: `-r` maps us to root inside a new user
 /// namespace, which unprivileged users may do where the kernel allows it.
 fn kubo_command(args: &[&std::ffi::OsStr]) -> Command {
+    let mut cmd = in_netns(&kubo_python());
+    cmd.arg(kubo_script()).args(args);
+    cmd
+}
+
+/// `program` in a new network namespace with loopback up and nothing else (see
+/// [`kubo_command`]).
+fn in_netns(program: &Path) -> Command {
     let mut cmd = Command::new("unshare");
     if !is_root() {
         cmd.arg("-r");
     }
-    cmd.args(["-n", "sh", "-c", r#"ip link set lo up && exec "$0" "$@""#]);
-    cmd.arg(kubo_python()).arg(kubo_script()).args(args);
+    cmd.args(["-n", "sh", "-c", r#"ip link set lo up && exec "$0" "$@""#]).arg(program);
     cmd
 }
 
@@ -286,14 +293,9 @@ pub fn kubo_bin_missing() -> Option<String> {
     ["unshare", "ip"].into_iter().find(|t| which(t).is_none()).map(|t| format!("`{t}` is not installed ({SETUP_HINT})"))
 }
 
-/// A command in a new network namespace with loopback up and nothing else (see
-/// [`kubo_command`]), with `IPFS_PATH` set to `repo`.
+/// The Kubo 0.43.1 binary in a network namespace of its own ([`in_netns`]), on the repo `repo`.
 fn netns_command(repo: &Path, program: &Path) -> Command {
-    let mut cmd = Command::new("unshare");
-    if !is_root() {
-        cmd.arg("-r");
-    }
-    cmd.args(["-n", "sh", "-c", r#"ip link set lo up && exec "$0" "$@""#]).arg(program);
+    let mut cmd = in_netns(program);
     cmd.env("IPFS_PATH", repo);
     cmd
 }

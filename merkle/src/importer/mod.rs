@@ -263,16 +263,13 @@ impl ImportOptions {
                 if let Some(r) = flags.raw_leaves {
                     o.raw_leaves = r;
                 }
+                if o.format.version == 0 && o.format.hash != HashAlg::Sha2_256 {
+                    return Err(OptionsError::V0Hash(o.format.hash));
+                }
                 o
             }
             None => ImportOptions::from_flags(flags.cid_version, flags.raw_leaves, flags.hash)?,
         };
-        if opts.format.version > 1 {
-            return Err(OptionsError::CidVersion(opts.format.version));
-        }
-        if opts.format.version == 0 && opts.format.hash != HashAlg::Sha2_256 {
-            return Err(OptionsError::V0Hash(opts.format.hash));
-        }
         if let Some(c) = flags.chunker {
             opts.chunker = c;
         }

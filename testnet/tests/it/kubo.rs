@@ -193,7 +193,17 @@ fn check_against_kubo(
     args: &[&str],
     bad: &mut Vec<String>,
 ) -> Result<()> {
-    let cairn = cairn_all(root, import);
+    compare_with_kubo(root, &cairn_all(root, import), profile, args, bad)
+}
+
+/// Cairn's listing `cairn` (of [`cairn_all`]) against Kubo 0.43's with `profile` and `args`.
+fn compare_with_kubo(
+    root: &Path,
+    cairn: &BTreeMap<&'static str, Vec<Added>>,
+    profile: Option<&str>,
+    args: &[&str],
+    bad: &mut Vec<String>,
+) -> Result<()> {
     let kubo = kubo_all(root, profile, args)?;
     let what = format!(
         "Kubo {} ({}{})",
@@ -204,6 +214,38 @@ fn check_against_kubo(
     for (item, _) in ITEMS {
         compare_listing(item, &cairn[item], &kubo[item], &what, bad);
     }
+    Ok(())
+}
+
+/// A temporary directory holding the fixture (see [`ITEMS`]).
+fn fixture() -> Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    build_fixture(dir.path())?;
+    Ok(dir)
+}
+
+/// Cairn with `import` against Kubo 0.43 with `args` and against the JS importer at
+/// `cid_version`, every line of every item; either reference may be missing outside CI.
+fn matches_kubo_and_js(import: &ImportOptions, args: &[&str], cid_version: u8, title: &str) -> Result<()> {
+    let have_kubo = reference::require(Reference::Kubo043);
+    let have_js = reference::require(Reference::Js);
+    if !have_kubo && !have_js {
+        return Ok(());
+    }
+    let dir = fixture()?;
+    let root = dir.path();
+    let cairn = cairn_all(root, import);
+    let mut bad = Vec::new();
+    if have_kubo {
+        compare_with_kubo(root, &cairn, None, args, &mut bad)?;
+    }
+    if have_js {
+        for (item, _) in ITEMS {
+            let js = reference::js_import_all(&root.join(item), cid_version, None)?;
+            compare_listing(item, &cairn[item], &js, "JS importer", &mut bad);
+        }
+    }
+    fail_on(&bad, title);
     Ok(())
 }
 
@@ -241,58 +283,16 @@ fn js_reference_gives_known_cids() -> Result<()> {
     Ok(())
 }
 
-/// Kubo's defaults (CIDv0): Cairn == Kubo 0.43 for every line; and the JS importer == Kubo and
-/// == Cairn, line by line.
+/// Kubo's defaults (CIDv0): Cairn == Kubo 0.43 and == the JS importer, line by line.
 #[test]
 fn cid_v0_matches_kubo() -> Result<()> {
-    let have_kubo = reference::require(Reference::Kubo043);
-    let have_js = reference::require(Reference::Js);
-    if !have_kubo && !have_js {
-        return Ok(());
-    }
-    let dir = tempfile::tempdir()?;
-    let root = dir.path();
-    build_fixture(root)?;
-    let mut bad = Vec::new();
-    let kubo = if have_kubo { Some(kubo_all(root, None, &[])?) } else { None };
-    let cairn = cairn_all(root, &ImportOptions::default());
-    for (item, _) in ITEMS {
-        if let Some(kubo) = &kubo {
-            compare_listing(item, &cairn[item], &kubo[item], "Kubo", &mut bad);
-        }
-        if have_js {
-            let js = reference::js_import_all(&root.join(item), 0, None)?;
-            compare_listing(item, &cairn[item], &js, "JS importer", &mut bad);
-        }
-    }
-    fail_on(&bad, "CIDv0 parity");
-    Ok(())
+    matches_kubo_and_js(&ImportOptions::default(), &[], 0, "CIDv0 parity")
 }
 
 /// `--cid-version=1` (raw leaves): Cairn == Kubo 0.43 and == the JS importer, line by line.
 #[test]
 fn cid_v1_matches_kubo_and_the_js_importer() -> Result<()> {
-    let have_kubo = reference::require(Reference::Kubo043);
-    let have_js = reference::require(Reference::Js);
-    if !have_kubo && !have_js {
-        return Ok(());
-    }
-    let dir = tempfile::tempdir()?;
-    let root = dir.path();
-    build_fixture(root)?;
-    let mut bad = Vec::new();
-    if have_kubo {
-        check_against_kubo(root, &ImportOptions::cid_v1(), None, &["--cid-version=1"], &mut bad)?;
-    }
-    if have_js {
-        let cairn = cairn_all(root, &ImportOptions::cid_v1());
-        for (item, _) in ITEMS {
-            let js = reference::js_import_all(&root.join(item), 1, None)?;
-            compare_listing(item, &cairn[item], &js, "JS importer", &mut bad);
-        }
-    }
-    fail_on(&bad, "CIDv1 parity");
-    Ok(())
+    matches_kubo_and_js(&ImportOptions::cid_v1(), &["--cid-version=1"], 1, "CIDv1 parity")
 }
 
 /// The IPIP-499 profiles: a Kubo repo made with `--profile=unixfs-v1-2025` (or
@@ -302,9 +302,8 @@ fn profiles_match_kubo() -> Result<()> {
     if !reference::require(Reference::Kubo043) {
         return Ok(());
     }
-    let dir = tempfile::tempdir()?;
+    let dir = fixture()?;
     let root = dir.path();
-    build_fixture(root)?;
     let mut bad = Vec::new();
     for p in [Profile::UnixfsV1_2025, Profile::UnixfsV0_2015] {
         check_against_kubo(root, &p.options(), Some(p.name()), &[], &mut bad)?;
@@ -320,9 +319,8 @@ fn layouts_and_chunkers_match_kubo() -> Result<()> {
     if !reference::require(Reference::Kubo043) {
         return Ok(());
     }
-    let dir = tempfile::tempdir()?;
+    let dir = fixture()?;
     let root = dir.path();
-    build_fixture(root)?;
     let mut bad = Vec::new();
     let base = ImportOptions::default();
     let cases: [(ImportOptions, &str); 4] = [
@@ -344,8 +342,7 @@ fn empty_directories_left_out_match_kubo() -> Result<()> {
     if !reference::require(Reference::Kubo043) {
         return Ok(());
     }
-    let dir = tempfile::tempdir()?;
-    build_fixture(dir.path())?;
+    let dir = fixture()?;
     let tree = dir.path().join("tree");
     let opts = AddOptions { recursive: true, empty_dirs: false, ..AddOptions::default() };
     let mut sink = |_: Block| -> Result<(), SinkError> { Ok(()) };
@@ -365,9 +362,8 @@ fn old_kubo_cids_reproduce_with_the_legacy_switch() -> Result<()> {
     if !reference::require(Reference::Kubo) {
         return Ok(());
     }
-    let dir = tempfile::tempdir()?;
+    let dir = fixture()?;
     let root = dir.path();
-    build_fixture(root)?;
     let legacy =
         ImportOptions { sharding: Sharding { at_threshold: true, ..Sharding::default() }, ..ImportOptions::default() };
     let items: Vec<&str> =
