@@ -13,7 +13,10 @@
 #     pinned in testnet/kubo/requirements.txt;
 #   - the JavaScript UnixFS importer and playwright-core in testnet/js/node_modules, and the
 #     Pinning Service API compliance checker in testnet/js/pinning-compliance/node_modules
-#     (`npm ci`, from the committed package-lock.json files).
+#     (`npm ci`, from the committed package-lock.json files);
+#   - Node.js 22 from the npm registry (scripts/node.sh, into $CAIRN_CACHE; Debian's Node.js 20
+#     stays the one on PATH) and Helia 7 in testnet/js/helia/node_modules, the live js-libp2p
+#     peer of the wire-interop tests.
 # Idempotent, silent when all is present, needs no TTY or stdin; run it as root (or with
 # passwordless sudo) when system packages are missing. Exits non-zero saying what failed.
 set -euo pipefail
@@ -131,4 +134,16 @@ if ! cmp -s "$PSC_DIR/package-lock.json" "$psc_stamp" 2>/dev/null ||
     (cd "$PSC_DIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error </dev/null >/dev/null) ||
         die "npm ci in $PSC_DIR failed"
     cp "$PSC_DIR/package-lock.json" "$psc_stamp"
+fi
+
+# Helia 7 needs Node.js 22: scripts/node.sh puts one in $CAIRN_CACHE, and npm runs under it.
+HELIA_DIR=$JS_DIR/helia
+NODE22=$(bash "$ROOT/scripts/node.sh") || die "installing Node.js 22 failed (scripts/node.sh)"
+helia_stamp=$HELIA_DIR/node_modules/.cairn-package-lock.json
+if ! cmp -s "$HELIA_DIR/package-lock.json" "$helia_stamp" 2>/dev/null ||
+    [ ! -f "$HELIA_DIR/node_modules/helia/package.json" ]; then
+    say "installing Helia into $HELIA_DIR/node_modules (about a minute)"
+    (cd "$HELIA_DIR" && PATH=$(dirname "$NODE22"):$PATH npm ci --no-audit --no-fund --loglevel=error \
+        </dev/null >/dev/null) || die "npm ci in $HELIA_DIR failed"
+    cp "$HELIA_DIR/package-lock.json" "$helia_stamp"
 fi

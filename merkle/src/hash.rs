@@ -216,6 +216,18 @@ fn diagnose(bytes: &[u8]) -> Option<CidError> {
     }
 }
 
+/// Whether `cid` names the empty block: its digest is the hash of zero bytes. Such a block
+/// needs no peer to be had (Kubo 0.43's Bitswap never serves it: a wanted empty block is
+/// neither sent nor refused), so fetchers make it themselves.
+pub fn names_empty_block(cid: &Cid) -> bool {
+    let alg = match cid.hash().code() {
+        SHA2_256 => HashAlg::Sha2_256,
+        BLAKE3 => HashAlg::Blake3,
+        _ => return false,
+    };
+    cid.hash().size() == 32 && alg.digest(b"") == *cid.hash()
+}
+
 /// Checks that a CID uses a codec and hash Cairn supports, with a sane digest.
 pub fn check_cid(cid: &Cid) -> Result<(), CidError> {
     match cid.codec() {
@@ -264,6 +276,11 @@ mod tests {
         // `ipfs add --cid-version=1` of an empty file gives a bare raw block.
         let cid = CidFormat { version: 1, hash: HashAlg::Sha2_256 }.cid(RAW, b"");
         assert_eq!(cid.to_string(), "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku");
+        assert!(names_empty_block(&cid));
+        for alg in [HashAlg::Sha2_256, HashAlg::Blake3] {
+            assert!(names_empty_block(&CidFormat { version: 1, hash: alg }.cid(DAG_PB, b"")));
+            assert!(!names_empty_block(&CidFormat { version: 1, hash: alg }.cid(RAW, b"\0")));
+        }
     }
 
     #[test]

@@ -12,7 +12,10 @@
 //!   `testnet/js/car_write.mjs`): an independent CAR reader (verifies every block, exports the
 //!   files) and writer, for CAR interop in both directions.
 //!
-//! Both are installed by `scripts/setup.sh`. Every process that starts Kubo runs in a fresh
+//! - **Helia 7** (`testnet/js/helia`, on the Node.js 22 of `scripts/node.sh`), a live js-libp2p
+//!   node for wire interop ([`crate::helia_peer`]).
+//!
+//! All are installed by `scripts/setup.sh`. Every process that starts Kubo runs in a fresh
 //! network namespace that has only loopback (`unshare -n`), and `kubo.py` itself refuses to start
 //! Kubo anywhere else; its repo config is rewritten to loopback-only, no bootstrap peers, no
 //! mDNS, no NAT port mapping and no routing before the node starts.
@@ -21,7 +24,8 @@
 //! - `CAIRN_KUBO_BIN`: the `ipfs` binary, else `$CAIRN_CACHE/go/kubo-v0.43.1/ipfs`;
 //! - `CAIRN_KUBO_PY`: the venv python, else `$CAIRN_CACHE/venv/bin/python`, else
 //!   `~/.cache/cairn/venv/bin/python`;
-//! - `CAIRN_JS_DIR`: the npm package dir, else `testnet/js` in this checkout.
+//! - `CAIRN_JS_DIR`: the npm package dir, else `testnet/js` in this checkout;
+//! - `CAIRN_NODE22`: the Node.js 22 that runs Helia, else `$CAIRN_CACHE/node-v22.23.5/bin/node`.
 //!
 //! When a reference is missing the helpers return an error saying to run `scripts/setup.sh`.
 //! Tests call [`require`]: under `CI=true` a missing reference fails the test; elsewhere the
@@ -150,6 +154,7 @@ pub fn require(reference: Reference) -> bool {
         Reference::Kubo => kubo_missing(),
         Reference::Kubo043 => kubo_bin_missing(),
         Reference::Js => js_missing(),
+        Reference::Helia => helia_missing(),
     };
     let Some(why) = missing else { return true };
     let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
@@ -167,6 +172,39 @@ pub enum Reference {
     Kubo043,
     /// The JavaScript UnixFS importer and exporter and `@ipld/car` (`testnet/js/*.mjs`).
     Js,
+    /// A Helia node (`testnet/js/helia`) on Node.js 22.
+    Helia,
+}
+
+/// The Node.js version `scripts/node.sh` installs for Helia.
+pub const NODE22_VERSION: &str = "22.23.5";
+
+/// The `node` that runs the Helia peer.
+pub fn node22() -> PathBuf {
+    match std::env::var_os("CAIRN_NODE22") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => cairn_cache().join(format!("node-v{NODE22_VERSION}")).join("bin").join("node"),
+    }
+}
+
+/// The npm package of the Helia peer (`helia_peer.mjs` and its `node_modules`).
+pub fn helia_dir() -> PathBuf {
+    js_dir().join("helia")
+}
+
+/// Why the Helia peer cannot run here (`None` when it can).
+pub fn helia_missing() -> Option<String> {
+    let node = node22();
+    if !node.is_file() {
+        return Some(format!("no Node.js 22 at {} (set CAIRN_NODE22 or {SETUP_HINT})", node.display()));
+    }
+    let dir = helia_dir();
+    for package in ["helia", "@helia/unixfs", "@chainsafe/libp2p-yamux"] {
+        if !dir.join("node_modules").join(package).join("package.json").exists() {
+            return Some(format!("{}/node_modules/{package} is not installed ({SETUP_HINT})", dir.display()));
+        }
+    }
+    None
 }
 
 /// Whether this process runs as root (uid 0), which `unshare -n` needs unless it also makes a user
@@ -197,8 +235,15 @@ fn in_netns(program: &Path) -> Command {
     cmd
 }
 
-/// Runs `cmd` with a time limit; returns stdout, or an error that includes stderr.
-fn run(mut cmd: Command, what: &str) -> Result<String> {
+/// Runs `cmd` with the time limit of a reference run; returns stdout, or an error that
+/// includes stderr.
+fn run(cmd: Command, what: &str) -> Result<String> {
+    run_for(cmd, what, RUN_TIMEOUT)
+}
+
+/// Runs `cmd` (stdin closed) and waits at most `timeout`, killing it then; returns its stdout,
+/// or an error that includes its stderr.
+pub fn run_for(mut cmd: Command, what: &str, timeout: Duration) -> Result<String> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| format!("cannot start {what}"))?;
     let mut out = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
@@ -211,7 +256,7 @@ fn run(mut cmd: Command, what: &str) -> Result<String> {
         let mut s = Vec::new();
         err.read_to_end(&mut s).map(|_| s)
     });
-    let deadline = Instant::now() + RUN_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
@@ -220,7 +265,7 @@ fn run(mut cmd: Command, what: &str) -> Result<String> {
             // Kill and reap only our own child.
             child.kill().ok();
             child.wait().ok();
-            bail!("{what} timed out after {RUN_TIMEOUT:?}");
+            bail!("{what} timed out after {timeout:?}");
         }
         thread::sleep(Duration::from_millis(20));
     };
@@ -306,6 +351,17 @@ fn netns_command(repo: &Path, program: &Path) -> Command {
 /// path (for a directory the root comes last). Dot files are skipped unless `args` holds
 /// `--hidden`, as `ipfs add` does.
 pub fn kubo_add(paths: &[&Path], profile: Option<&str>, args: &[&str]) -> Result<Vec<Vec<RefEntry>>> {
+    kubo_add_configured(paths, profile, &[], args)
+}
+
+/// [`kubo_add`] with `ipfs config --json KEY VALUE` run for each of `config` after `ipfs init`
+/// (such as `("Import.CidVersion", "1")`). A failed add's error holds Kubo's stderr.
+pub fn kubo_add_configured(
+    paths: &[&Path],
+    profile: Option<&str>,
+    config: &[(&str, &str)],
+    args: &[&str],
+) -> Result<Vec<Vec<RefEntry>>> {
     if let Some(why) = kubo_bin_missing() {
         bail!("Kubo {KUBO_VERSION} unavailable: {why}");
     }
@@ -314,6 +370,11 @@ pub fn kubo_add(paths: &[&Path], profile: Option<&str>, args: &[&str]) -> Result
     let mut init = netns_command(repo.path(), &kubo_bin());
     init.args(["init", "--empty-repo", &format!("--profile={profiles}")]);
     run(init, "ipfs init")?;
+    for (key, value) in config {
+        let mut set = netns_command(repo.path(), &kubo_bin());
+        set.args(["config", "--json", "--", key, value]);
+        run(set, "ipfs config")?;
+    }
     let mut out = Vec::with_capacity(paths.len());
     for p in paths {
         let mut add = netns_command(repo.path(), &kubo_bin());

@@ -17,6 +17,7 @@ pub mod bitswap;
 pub mod dht;
 pub mod hints;
 pub mod iplimit;
+pub mod muxer;
 pub mod origin;
 pub mod ratelimit;
 pub mod session;

@@ -18,8 +18,9 @@ use libp2p::core::transport::{Boxed, Transport};
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
-use libp2p::{dns, noise, quic, tcp, yamux, PeerId};
+use libp2p::{dns, noise, quic, tcp, PeerId};
 
+use super::muxer::Yamux;
 use super::{NetError, SetupError, SwarmKeyProblem};
 
 /// The name of the key file in the repo, as in Kubo.
@@ -92,8 +93,7 @@ fn build_plain(
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, NetError> {
     let noise = noise::Config::new(key).map_err(SetupError::from)?;
     let tcp_cfg = tcp::Config::default().nodelay(true);
-    let mut yamux = yamux::Config::default();
-    yamux.set_max_num_streams(MAX_STREAMS);
+    let yamux = Yamux::new(MAX_STREAMS);
     let tcp = match psk {
         Some(psk) => tcp::tokio::Transport::new(tcp_cfg)
             .map(|socket, _| limit_unsent(socket))
@@ -148,7 +148,7 @@ mod tests {
     /// A connection on loopback between a listener built as Cairn builds its transports and
     /// a dialer with yamux configured as `dialer` (a peer that does not keep Cairn's limits).
     /// Returns Cairn's muxer and the dialer's.
-    async fn connected(dialer: yamux::Config) -> (StreamMuxerBox, StreamMuxerBox) {
+    async fn connected(dialer: libp2p::yamux::Config) -> (StreamMuxerBox, StreamMuxerBox) {
         let mut cairn = build_plain(&Keypair::generate_ed25519(), None, false).unwrap();
         cairn.listen_on(ListenerId::next(), "/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
         let addr = within(5, "listening", async {
@@ -206,7 +206,7 @@ mod tests {
     /// connection, against a peer whose own yamux allows 1,000 streams.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_peer_is_held_to_the_stream_bounds() {
-        let mut lax = yamux::Config::default();
+        let mut lax = libp2p::yamux::Config::default();
         lax.set_max_num_streams(1000);
 
         // Streams past the bound.

@@ -30,6 +30,8 @@ use cairn_testnet::kubo_peer::{KuboOptions, KuboPeer};
 use cairn_testnet::netns;
 use cairn_testnet::reference::{self, Reference};
 
+use crate::wire::assert_same_tree;
+
 const KUBO_CALL: Duration = Duration::from_secs(60);
 
 /// A Cairn node with its swarm on 127.0.0.1.
@@ -63,24 +65,6 @@ fn cairn_configured(
 /// Whether this process should run the body (inside the namespace, with Kubo installed).
 fn enter(name: &str) -> bool {
     reference::require(Reference::Kubo) && netns::enter_private_netns(name)
-}
-
-/// Every file under `a` equals the file at the same place under `b`, and no file is missing.
-fn assert_same_tree(a: &Path, b: &Path) {
-    let meta = fs::metadata(a).unwrap();
-    if meta.is_file() {
-        assert!(fs::read(a).unwrap() == fs::read(b).unwrap(), "{} differs from {}", b.display(), a.display());
-        return;
-    }
-    let names = |d: &Path| {
-        let mut v: Vec<_> = fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name()).collect();
-        v.sort();
-        v
-    };
-    assert_eq!(names(a), names(b), "entries of {}", b.display());
-    for n in names(a) {
-        assert_same_tree(&a.join(&n), &b.join(&n));
-    }
 }
 
 #[test]

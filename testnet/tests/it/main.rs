@@ -7,8 +7,12 @@
 //!   real Kubo 0.43.1 on the same inputs.
 //! - [`car_interop`]: CARs written by Cairn read with `@ipld/car` and js-ipfs-unixfs, CARs written
 //!   by them imported into Cairn, and the gateway-conformance CARs imported.
+//! - [`kubo_wire`]: Bitswap with a real Kubo 0.43.1 daemon both ways, and one fetch drawing
+//!   on Kubo and Helia at once.
 //! - [`kubo_fixtures`]: CIDv1 parity with DAGs a real Kubo made (`ipfs add --cid-version 1`), taken
 //!   from the gateway-conformance fixtures and rebuilt from their extracted files.
+//! - [`helia`]: Bitswap with a real Helia 7 node (js-libp2p's TCP, Noise and yamux), both ways,
+//!   with files and directories.
 //! - [`lan`]: mDNS discovery and UPnP port mapping (off unless turned on), dialing a DNS
 //!   address, and AutoNAT turning the WAN DHT to server mode.
 //! - [`swarm`]: `cairn-testnet run` on `testnet/scenarios/quick.toml`: daemons in network
@@ -16,8 +20,11 @@
 
 mod bitswap_kubo;
 mod car_interop;
+mod helia;
 mod ipip499;
 mod kubo;
 mod kubo_fixtures;
+mod kubo_wire;
 mod lan;
 mod swarm;
+mod wire;

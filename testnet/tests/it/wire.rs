@@ -1,0 +1,77 @@
+//! What the wire-interop tests share: a fetching Cairn node on loopback, the content they
+//! move, and the check that it arrived whole.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_node::config::Profile;
+use cairn_node::net::{self, NetConfig, Network};
+use cairn_node::Node;
+use cairn_testnet::data::write_random;
+
+/// A Cairn node with its swarm on 127.0.0.1 (no DHT), fetching from its peers when a block is
+/// missing, and `src` and `out` directories beside its repo.
+pub struct Wire {
+    pub node: Arc<Node>,
+    pub net: Network,
+    pub rt: tokio::runtime::Runtime,
+    pub src: PathBuf,
+    pub out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Wire {
+    pub fn new() -> Wire {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let node = Arc::new(Node::init(&dir.path().join("cairn"), Profile::Test).unwrap());
+        let cfg =
+            NetConfig { dht: net::dht::DhtMode::Off, ..NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]) };
+        let (net, _task) = rt.block_on(cairn_node::online::start_reading(&node, cfg, Duration::from_secs(60))).unwrap();
+        let (src, out) = (dir.path().join("src"), dir.path().join("out"));
+        fs::create_dir_all(&src).unwrap();
+        fs::create_dir_all(&out).unwrap();
+        Wire { node, net, rt, src, out, _dir: dir }
+    }
+
+    /// The node's TCP address, ending in `/p2p/<peer id>` (js-libp2p under Node.js has no QUIC).
+    pub fn tcp_addr(&self) -> String {
+        self.net.listen_addrs().iter().map(ToString::to_string).find(|a| a.contains("/tcp/")).expect("a TCP address")
+    }
+
+    /// Writes `files` (name, length) and a tree (nested directories, an empty file, a 1-byte
+    /// file) under `src`; the names of the top-level items, the tree last.
+    pub fn content(&self, files: &[(&'static str, u64)], seed: u64) -> Vec<&'static str> {
+        let src = &self.src;
+        fs::create_dir_all(src.join("tree/nested/deeper")).unwrap();
+        for (i, (name, len)) in files.iter().enumerate() {
+            write_random(&src.join(name), *len, seed + i as u64).unwrap();
+        }
+        write_random(&src.join("tree/a.bin"), 300_000, seed + 100).unwrap();
+        write_random(&src.join("tree/one_byte"), 1, seed + 101).unwrap();
+        write_random(&src.join("tree/nested/b.txt"), 10, seed + 102).unwrap();
+        write_random(&src.join("tree/nested/deeper/c.bin"), 2_500_000, seed + 103).unwrap();
+        write_random(&src.join("tree/nested/empty"), 0, seed + 104).unwrap();
+        files.iter().map(|(n, _)| *n).chain(["tree"]).collect()
+    }
+}
+
+/// Every file under `a` equals the file at the same place under `b`, and no entry is missing
+/// or extra.
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    if fs::metadata(a).unwrap().is_file() {
+        assert!(fs::read(a).unwrap() == fs::read(b).unwrap(), "{} differs from {}", b.display(), a.display());
+        return;
+    }
+    let names = |d: &Path| {
+        let mut v: Vec<_> = fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(a), names(b), "entries of {}", b.display());
+    for n in names(a) {
+        assert_same_tree(&a.join(&n), &b.join(&n));
+    }
+}
