@@ -10,11 +10,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
-use cairn_node::add::{add, AddOptions, Added};
+use cairn_node::add::{add, AddOptions, Added, Symlinks};
 use cairn_node::merkle::chunker::ChunkerSpec;
 use cairn_node::merkle::hash::HashAlg;
 use cairn_node::merkle::importer::{self, AddFlags, Discard, ImportOptions, Profile};
-use cairn_node::Node;
+use cairn_node::{Node, Repo};
 use indicatif::ProgressBar;
 
 use crate::{progress, Ctx};
@@ -39,7 +39,7 @@ pub struct AddArgs {
     #[arg(long, value_name = "0|1")]
     cid_version: Option<u8>,
     /// Store leaves as raw blocks instead of UnixFS file nodes.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     raw_leaves: Option<bool>,
     /// Chunker: size-N, rabin, rabin-MIN-AVG-MAX or buzhash (default: the profile's, else
     /// size-262144).
@@ -47,7 +47,7 @@ pub struct AddArgs {
     chunker: Option<String>,
     /// Import profile (IPIP-499): unixfs-v1-2025 (CIDv1, raw leaves, 1 MiB chunks, 1024 links,
     /// HAMT by block size) or unixfs-v0-2015 (alias legacy-cid-v0; Kubo's defaults). The
-    /// flags here override what the profile sets.
+    /// flags here override what the profile sets; the repo's `Import.*` config is not used.
     #[arg(long, value_name = "NAME")]
     profile: Option<String>,
     /// Most links in one file node (default: the profile's, else 174).
@@ -59,21 +59,29 @@ pub struct AddArgs {
     /// Fanout of HAMT directories: a power of 2 from 8 to 1024 (default 256).
     #[arg(long, value_name = "N")]
     max_hamt_fanout: Option<u64>,
-    /// Use the trickle layout instead of balanced.
-    #[arg(short = 't', long)]
-    trickle: bool,
+    /// Use the trickle layout instead of balanced (`--trickle=false`: balanced, whatever
+    /// `Import.UnixFSDAGLayout` says).
+    #[arg(short = 't', long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    trickle: Option<bool>,
     /// Hash function: sha2-256 or blake3 (blake3 implies CIDv1).
     #[arg(long, value_name = "NAME")]
     hash: Option<String>,
     /// Include files whose names start with a dot.
     #[arg(short = 'H', long)]
     hidden: bool,
+    /// Add what every symlink points to, arguments and inside directories, instead of the
+    /// link (a dangling link or a cycle stops the add).
+    #[arg(long)]
+    dereference_symlinks: bool,
+    /// Deprecated: dereference only arguments that are symlinks (use --dereference-symlinks).
+    #[arg(long)]
+    dereference_args: bool,
     /// Include empty directories below the top one (the default; `--empty-dirs=false` leaves
     /// them out).
-    #[arg(short = 'E', long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(short = 'E', long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     empty_dirs: Option<bool>,
     /// Pin what was added (the default when storing).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pin: Option<bool>,
     /// Sign a manifest for the root with the node's key, store and pin it, and print
     /// `signed <manifest-cid> <root-cid>`.
@@ -84,8 +92,9 @@ pub struct AddArgs {
 }
 
 impl AddArgs {
-    /// The import settings: these flags over the profile's settings over Kubo's defaults.
-    fn import_options(&self) -> anyhow::Result<ImportOptions> {
+    /// The import settings, as Kubo resolves them: each flag given, then the repo's `Import.*`
+    /// config (`config`), then Kubo's defaults; with `--profile`, the flags over the profile.
+    fn import_options(&self, config: &AddFlags) -> anyhow::Result<ImportOptions> {
         let profile = self.profile.as_deref().map(str::parse::<Profile>).transpose()?;
         let flags = AddFlags {
             cid_version: self.cid_version,
@@ -96,8 +105,12 @@ impl AddArgs {
             max_file_links: self.max_file_links,
             max_directory_links: self.max_directory_links,
             max_hamt_fanout: self.max_hamt_fanout,
+            ..AddFlags::default()
         };
-        Ok(ImportOptions::resolve(profile.map(Profile::options), &flags)?)
+        Ok(match profile {
+            Some(profile) => ImportOptions::resolve(Some(profile.options()), &flags)?,
+            None => ImportOptions::resolve(None, &flags.or(config))?,
+        })
     }
 }
 
@@ -151,15 +164,23 @@ pub fn run(ctx: &Ctx, args: AddArgs) -> anyhow::Result<()> {
 
 /// Adds and prints as `ipfs add` does; returns the last root's CID and name.
 fn add_and_print(ctx: &Ctx, args: &AddArgs) -> anyhow::Result<Option<(String, String)>> {
+    // Resolved here even when the daemon adds (over the same config), so that a bad flag is
+    // refused before anything is uploaded.
+    let config = Repo::import_flags(&ctx.repo)?;
     let opts = AddOptions {
-        import: args.import_options()?,
+        import: args.import_options(&config)?,
         recursive: args.recursive,
         hidden: args.hidden,
         empty_dirs: args.empty_dirs.unwrap_or(true),
+        symlinks: match (args.dereference_symlinks, args.dereference_args) {
+            (true, _) => Symlinks::Dereference,
+            (false, true) => Symlinks::DereferenceArgs,
+            (false, false) => Symlinks::Keep,
+        },
     };
     if !args.only_hash {
         if let Some(client) = crate::api::client(ctx)? {
-            return add_online(&client, args);
+            return add_online(&client, args, opts.symlinks);
         }
     }
     let target = if args.only_hash {
@@ -253,16 +274,18 @@ fn add_all(
 
 /// `add` through the daemon's API: the files go up as a multipart upload, and the daemon
 /// announces the roots it pins.
-fn add_online(client: &crate::api::Client, args: &AddArgs) -> anyhow::Result<Option<(String, String)>> {
+fn add_online(
+    client: &crate::api::Client,
+    args: &AddArgs,
+    symlinks: Symlinks,
+) -> anyhow::Result<Option<(String, String)>> {
     let mut parts = Vec::new();
     for p in &args.paths {
-        crate::api::parts(p, &root_name(p), args.recursive, args.hidden, &mut parts)?;
+        crate::api::parts(p, args.recursive, args.hidden, symlinks, &mut parts)?;
     }
     if args.paths.is_empty() {
         parts.push(crate::api::Part::Stdin);
     }
-    // Checked here first, so that a bad flag is refused before anything is uploaded.
-    args.import_options()?;
     let mut q: Vec<(&str, String)> = vec![("pin", args.pin.unwrap_or(true).to_string())];
     let given = [
         ("chunker", args.chunker.clone()),
@@ -282,8 +305,8 @@ fn add_online(client: &crate::api::Client, args: &AddArgs) -> anyhow::Result<Opt
     if let Some(h) = &args.hash {
         q.push(("hash", h.clone()));
     }
-    if args.trickle {
-        q.push(("trickle", "true".into()));
+    if let Some(t) = args.trickle {
+        q.push(("trickle", t.to_string()));
     }
     let q: Vec<(&str, &str)> = q.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let stdout = std::io::stdout();

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 use bytes::Bytes;
+use cairn_node::add::{Ancestors, Symlinks};
 use futures::StreamExt as _;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, StreamBody};
@@ -186,17 +187,38 @@ pub enum Part {
     Unnamed(PathBuf),
 }
 
-/// The parts for adding `path` under `name` (its base name), walking directories when
-/// `recursive`; names starting with a dot are left out unless `hidden`.
-pub fn parts(path: &Path, name: &str, recursive: bool, hidden: bool, out: &mut Vec<Part>) -> anyhow::Result<()> {
-    let meta = std::fs::symlink_metadata(path).with_context(|| format!("{}", path.display()))?;
+/// The parts for adding the argument `path`, walking directories when `recursive`; names
+/// starting with a dot are left out below it unless `hidden`; symlinks are followed as
+/// `symlinks` says. Returns the name the argument is added under.
+pub fn parts(
+    path: &Path,
+    recursive: bool,
+    hidden: bool,
+    symlinks: Symlinks,
+    out: &mut Vec<Part>,
+) -> anyhow::Result<String> {
+    let (path, name, meta) = cairn_node::add::argument(path, symlinks)?;
+    if meta.is_dir() && !recursive {
+        bail!("{} is a directory, use the '-r' flag to specify directories", path.display());
+    }
+    walk_parts(&path, &name, &meta, hidden, symlinks, &mut Ancestors::default(), out)?;
+    Ok(name)
+}
+
+fn walk_parts(
+    path: &Path,
+    name: &str,
+    meta: &std::fs::Metadata,
+    hidden: bool,
+    symlinks: Symlinks,
+    ancestors: &mut Ancestors,
+    out: &mut Vec<Part>,
+) -> anyhow::Result<()> {
     if meta.file_type().is_symlink() {
         let target = std::fs::read_link(path)?.to_string_lossy().into_owned();
         out.push(Part::Symlink { name: name.to_owned(), target });
     } else if meta.is_dir() {
-        if !recursive {
-            bail!("{} is a directory, use the '-r' flag to specify directories", path.display());
-        }
+        ancestors.enter(path, meta)?;
         out.push(Part::Dir { name: name.to_owned() });
         let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.file_name());
@@ -205,8 +227,10 @@ pub fn parts(path: &Path, name: &str, recursive: bool, hidden: bool, out: &mut V
             if child.starts_with('.') && !hidden {
                 continue;
             }
-            parts(&e.path(), &format!("{name}/{child}"), recursive, hidden, out)?;
+            let meta = cairn_node::add::entry_metadata(&e.path(), symlinks)?;
+            walk_parts(&e.path(), &format!("{name}/{child}"), &meta, hidden, symlinks, ancestors, out)?;
         }
+        ancestors.leave();
     } else {
         out.push(Part::File { name: name.to_owned(), path: path.to_owned() });
     }

@@ -1,7 +1,7 @@
 //! `cairn init` and `cairn config`.
 
 use anyhow::{bail, Context};
-use cairn_node::config::Profile;
+use cairn_node::import_settings::init_profiles;
 use cairn_node::{Node, Repo};
 use serde_json::Value;
 
@@ -9,15 +9,22 @@ use crate::Ctx;
 
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
-    /// Starting configuration: `default` (loopback, default ports) or `test` (loopback,
-    /// port 0 everywhere, no bootstrap peers).
-    #[arg(long, default_value = "default", value_name = "default|test")]
+    /// Starting configuration, a comma-separated list applied left to right: `default`
+    /// (loopback, default ports) or `test` (loopback, port 0 everywhere, no bootstrap peers),
+    /// and an import profile of IPIP-499 that sets every `Import.*` key: `unixfs-v1-2025`, or
+    /// `unixfs-v0-2015` (alias `legacy-cid-v0`). For example `test,unixfs-v1-2025`.
+    #[arg(long, default_value = "default", value_name = "PROFILES")]
     profile: String,
 }
 
 pub fn init(ctx: &Ctx, args: InitArgs) -> anyhow::Result<()> {
-    let profile = args.profile.parse::<Profile>()?;
-    let node = Node::init(&ctx.repo, profile)?;
+    let (profile, import) = init_profiles(&args.profile)?;
+    let mut node = Node::init(&ctx.repo, profile)?;
+    if let Some(import) = import {
+        let mut config = node.repo().config().clone();
+        config.import = import;
+        node.repo_mut().set_config(config)?;
+    }
     println!("initialized repo at {}", node.repo().path().display());
     println!("peer identity: {}", node.repo().peer_id());
     Ok(())

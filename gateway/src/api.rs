@@ -138,27 +138,40 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|e| HttpError::internal(format!("task failed: {e}")))?
 }
 
-/// The import settings from `add`'s parameters, named as in Kubo, over the IPIP-499 profile
-/// named by `profile` (a Cairn addition) when there is one.
-fn add_options(p: &Params) -> Result<AddOptions, HttpError> {
+/// The import settings from `add`'s parameters, named as in Kubo: each parameter given, then
+/// the node's `Import.*` config (`config`), then Kubo's defaults; or, with `profile` (a Cairn
+/// addition), the parameters over the IPIP-499 profile it names, the config left aside.
+fn add_options(p: &Params, config: &AddFlags) -> Result<AddOptions, HttpError> {
     let size = |key| -> Result<Option<usize>, HttpError> {
         p.number(key)?
             .map(|n| usize::try_from(n).map_err(|_| HttpError::bad(format!("{key} {n} is out of range"))))
             .transpose()
     };
+    let given = |key| p.get(key).map(|_| p.flag(key, true)).transpose();
     let flags = AddFlags {
         cid_version: p.number("cid-version")?.map(|v| u8::try_from(v).unwrap_or(u8::MAX)),
-        raw_leaves: p.get("raw-leaves").map(|_| p.flag("raw-leaves", true)).transpose()?,
+        raw_leaves: given("raw-leaves")?,
         hash: p.get("hash").map(str::parse::<HashAlg>).transpose().map_err(HttpError::bad)?,
         chunker: p.get("chunker").map(str::parse::<ChunkerSpec>).transpose().map_err(HttpError::bad)?,
-        trickle: p.flag("trickle", false)?,
+        trickle: given("trickle")?,
         max_file_links: size("max-file-links")?,
         max_directory_links: size("max-directory-links")?,
         max_hamt_fanout: p.number("max-hamt-fanout")?,
+        ..AddFlags::default()
     };
     let profile = p.get("profile").map(str::parse::<Profile>).transpose().map_err(HttpError::bad)?;
-    let import = ImportOptions::resolve(profile.map(Profile::options), &flags).map_err(HttpError::bad)?;
-    Ok(AddOptions { import, recursive: true, hidden: p.flag("hidden", true)?, empty_dirs: p.flag("empty-dirs", true)? })
+    let import = match profile {
+        Some(profile) => ImportOptions::resolve(Some(profile.options()), &flags),
+        None => ImportOptions::resolve(None, &flags.or(config)),
+    }
+    .map_err(HttpError::bad)?;
+    Ok(AddOptions {
+        import,
+        recursive: true,
+        hidden: p.flag("hidden", true)?,
+        empty_dirs: p.flag("empty-dirs", true)?,
+        ..AddOptions::default()
+    })
 }
 
 impl Api {

@@ -407,6 +407,54 @@ impl Default for Follow {
     }
 }
 
+/// Kubo's `Import.*` keys: how `add` (the command line and the RPC API) builds DAGs when its
+/// flags do not say. Every key is optional, `null` (or missing) meaning Kubo 0.43's default;
+/// `cairn init --profile unixfs-v1-2025` (or `unixfs-v0-2015`) sets them all, as Kubo's does.
+/// The values are checked, with Kubo's messages, in `import_settings.rs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Import {
+    /// 0 or 1.
+    pub cid_version: Option<i64>,
+    /// Leaves as raw blocks (with CIDv1 they are, unless this says `false`).
+    #[serde(rename = "UnixFSRawLeaves")]
+    pub unixfs_raw_leaves: Option<bool>,
+    /// `size-N`, `rabin-MIN-AVG-MAX` or `buzhash`.
+    #[serde(rename = "UnixFSChunker")]
+    pub unixfs_chunker: Option<String>,
+    /// A multihash name: `sha2-256` or `blake3` here.
+    pub hash_function: Option<String>,
+    /// Most links in one file node (174 by default).
+    #[serde(rename = "UnixFSFileMaxLinks")]
+    pub unixfs_file_max_links: Option<i64>,
+    /// Most links in one plain directory; more make it a HAMT (0: no limit).
+    #[serde(rename = "UnixFSDirectoryMaxLinks")]
+    pub unixfs_directory_max_links: Option<i64>,
+    /// The fanout of HAMT directories (256).
+    #[serde(rename = "UnixFSHAMTDirectoryMaxFanout")]
+    pub unixfs_hamt_directory_max_fanout: Option<i64>,
+    /// The estimated size past which a directory becomes a HAMT: a number of bytes or a size
+    /// such as `"256KiB"`.
+    #[serde(rename = "UnixFSHAMTDirectorySizeThreshold")]
+    pub unixfs_hamt_directory_size_threshold: Option<Value>,
+    /// `links` (names and CIDs), `block` (the dag-pb block) or `disabled`.
+    #[serde(rename = "UnixFSHAMTDirectorySizeEstimation")]
+    pub unixfs_hamt_directory_size_estimation: Option<String>,
+    /// `balanced` or `trickle`.
+    #[serde(rename = "UnixFSDAGLayout")]
+    pub unixfs_dag_layout: Option<String>,
+    /// `links-first`, the dag-pb spec's order (Kubo's `data-first` is not written by Cairn).
+    #[serde(rename = "UnixFSPBNodeFieldOrder")]
+    pub unixfs_pb_node_field_order: Option<String>,
+    /// Cairn's: `true` shards a directory whose estimate *equals* the threshold too, as Kubo
+    /// 0.39 and earlier did (`>=`); only to reproduce the CIDs they made.
+    #[serde(rename = "UnixFSHAMTShardAtThreshold")]
+    pub unixfs_hamt_shard_at_threshold: Option<bool>,
+    /// Keys this version does not use (such as Kubo's `BatchMaxNodes`), kept as they are.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
 /// Parses a duration such as `500ms`, `90s`, `30m`, `22h`, `7d` or `0` (none). `key` names
 /// the setting in the error.
 pub fn parse_duration(key: &str, s: &str) -> Result<Option<std::time::Duration>, ConfigError> {
@@ -483,6 +531,9 @@ pub struct Config {
     /// Bitswap serving.
     #[serde(default)]
     pub bitswap: Bitswap,
+    /// How `add` builds DAGs.
+    #[serde(default)]
+    pub import: Import,
     /// Keys this version does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -619,6 +670,7 @@ impl Config {
             follow: Follow::default(),
             origins: Origins::default(),
             bitswap: Bitswap::default(),
+            import: Import::default(),
             extra: Map::new(),
         }
     }

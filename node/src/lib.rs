@@ -6,7 +6,8 @@
 //!
 //! - [`store`]: the [`BlockStore`] and [`PinStore`] traits, over RocksDB or memory.
 //! - [`config`] and [`settings`]: [`Config`] is the repo's JSON with Kubo's key names;
-//!   [`settings::Settings`] is the same, typed and checked once.
+//!   [`settings::Settings`] is the same, typed and checked once; [`import_settings`] checks
+//!   its `Import.*` keys as Kubo does and writes the import profiles' keys.
 //! - [`repo`]: [`Repo`], the on-disk layout (config, identity key, lock, database).
 //! - [`node`]: [`Node`], the facade over one repo: add, pins, GC, verify, blocks, CAR import;
 //!   with [`add`] (files and trees from the file system, as `ipfs add` walks them),
@@ -25,6 +26,7 @@
 
 pub mod add;
 pub mod config;
+pub mod import_settings;
 pub mod manifest;
 pub mod net;
 pub mod node;

@@ -138,6 +138,18 @@ impl Repo {
         Ok(Repo { path: path.to_owned(), config, settings, keypair, store, _lock: lock })
     }
 
+    /// The `Import.*` settings of the repo at `path`, read without opening it (a daemon may
+    /// hold it), for `add`; none where there is no repo, so that Kubo's defaults apply.
+    pub fn import_flags(path: &Path) -> Result<cairn_merkle::importer::AddFlags, RepoError> {
+        let config_path = path.join("config");
+        let text = match fs::read_to_string(&config_path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+            Err(e) => return Err(io(&config_path)(e)),
+        };
+        Ok(crate::import_settings::import_flags(&Config::from_json(&text)?.import)?)
+    }
+
     /// The repo directory.
     pub fn path(&self) -> &Path {
         &self.path

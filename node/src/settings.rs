@@ -147,6 +147,8 @@ pub struct Settings {
     pub scrub_interval: Option<Duration>,
     /// `Follow.Quota` (`None`: no quota of its own).
     pub follow_quota: Option<u64>,
+    /// `Import.*`: what `add` uses where its own flags do not say.
+    pub import: cairn_merkle::importer::AddFlags,
 }
 
 fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
@@ -248,6 +250,7 @@ impl Settings {
             origin_format: choice(&c.origins.format)?,
             scrub_interval: c.scrub_interval()?,
             follow_quota: c.follow_quota()?,
+            import: crate::import_settings::import_flags(&c.import)?,
         })
     }
 

@@ -180,3 +180,54 @@ fn storing_needs_a_repo() {
     assert!(err.starts_with("Error: ") && err.contains("cairn init"), "{err}");
     assert!(!std::path::Path::new("/nonexistent/cairn-test-repo").exists());
 }
+
+/// `cairn init --profile test,unixfs-v1-2025` writes every `Import.*` key; `add` then follows
+/// the repo's keys, under its own flags; a bad key is refused when written, in Kubo's words;
+/// `--profile` on `add` leaves the keys aside.
+#[test]
+fn the_repos_import_keys_decide_cids_under_the_flags() {
+    let dir = tree();
+    let repo = dir.path().join("repo");
+    let run = |args: &[&str]| {
+        let out = cairn().env("CAIRN_PATH", &repo).current_dir(dir.path()).args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let hash = |extra: &[&str], path: &str| {
+        let out = cairn().current_dir(dir.path()).args(["add", "-nrQ"]).args(extra).arg(path).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    fs::write(dir.path().join("hw"), "hello world").unwrap();
+    let (ok, _, err) = run(&["init", "--profile", "test, unixfs-v1-2025"]);
+    assert!(!ok && err.contains("invalid configuration profile"), "{err}");
+    assert!(run(&["init", "--profile", "test,unixfs-v1-2025"]).0);
+    assert_eq!(run(&["config", "Import.UnixFSChunker"]).1, "size-1048576");
+    assert_eq!(run(&["config", "Import.UnixFSHAMTDirectorySizeEstimation"]).1, "block");
+    // The repo's keys, offline and hash-only alike: unixfs-v1-2025's CIDs.
+    let (ok, v1, err) = run(&["add", "-nrQ", "site"]);
+    assert!(ok, "{err}");
+    assert_eq!(v1, hash(&["--profile", "unixfs-v1-2025"], "site"));
+    assert_eq!(run(&["add", "-nQ", "hw"]).1, "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e");
+    // A flag beats the key; --profile leaves the keys aside.
+    assert_eq!(
+        run(&["add", "-nrQ", "--cid-version=0", "--raw-leaves=false", "site"]).1,
+        hash(&["--chunker", "size-1048576", "--max-file-links", "1024"], "site")
+    );
+    assert_eq!(run(&["add", "-nrQ", "--profile", "unixfs-v0-2015", "site"]).1, hash(&[], "site"));
+    // Refused when written, with Kubo's message; the config is unchanged.
+    let (ok, _, err) = run(&["config", "--json", "Import.CidVersion", "5"]);
+    assert!(!ok && err.contains("Import.CidVersion must be 0 or 1, got 5"), "{err}");
+    let (ok, _, err) = run(&["config", "Import.UnixFSDAGLayout", "wide"]);
+    assert!(!ok && err.contains(r#"Import.UnixFSDAGLayout must be "balanced" or "trickle", got "wide""#), "{err}");
+    assert_eq!(run(&["config", "Import.CidVersion"]).1, "1");
+    // Back to Kubo's defaults key by key: null.
+    for key in
+        ["CidVersion", "UnixFSRawLeaves", "UnixFSChunker", "UnixFSFileMaxLinks", "UnixFSHAMTDirectorySizeEstimation"]
+    {
+        assert!(run(&["config", "--json", &format!("Import.{key}"), "null"]).0, "{key}");
+    }
+    assert_eq!(run(&["add", "-nrQ", "site"]).1, hash(&[], "site"));
+}

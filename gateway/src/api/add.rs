@@ -153,7 +153,8 @@ impl Api {
     /// `add`: each part is imported as it arrives; the answer lists every entry as
     /// `ipfs add` does (files as they are added, then directories, roots last).
     pub(super) async fn add(&self, req: Request<hyper::body::Incoming>, p: &Params) -> Answer {
-        let opts = add_options(p)?;
+        let config = self.node.repo().settings().map_err(HttpError::internal)?.import.clone();
+        let opts = add_options(p, &config)?;
         let pin = p.flag("pin", true)?;
         let wrap = p.flag("wrap-with-directory", false)?;
         let mut parts = self.multipart(req, "add")?;

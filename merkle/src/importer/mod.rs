@@ -167,26 +167,54 @@ impl std::str::FromStr for Profile {
     }
 }
 
-/// The flags of `ipfs add` that decide CIDs, each `None` (or `false`) when not given; see
-/// [`ImportOptions::resolve`].
+/// The settings of one add that decide CIDs, each `None` when not given: `ipfs add`'s flags,
+/// and the `Import.*` config keys, which Kubo applies as if they were flags given (see
+/// [`AddFlags::or`] and [`ImportOptions::resolve`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AddFlags {
-    /// `--cid-version`.
+    /// `--cid-version` (`Import.CidVersion`).
     pub cid_version: Option<u8>,
-    /// `--raw-leaves`.
+    /// `--raw-leaves` (`Import.UnixFSRawLeaves`).
     pub raw_leaves: Option<bool>,
-    /// `--hash`.
+    /// `--hash` (`Import.HashFunction`).
     pub hash: Option<HashAlg>,
-    /// `--chunker`.
+    /// `--chunker` (`Import.UnixFSChunker`).
     pub chunker: Option<ChunkerSpec>,
-    /// `--trickle`.
-    pub trickle: bool,
-    /// `--max-file-links`.
+    /// `--trickle`; `Some(false)` is balanced (`Import.UnixFSDAGLayout`).
+    pub trickle: Option<bool>,
+    /// `--max-file-links` (`Import.UnixFSFileMaxLinks`).
     pub max_file_links: Option<usize>,
-    /// `--max-directory-links` (0: no limit).
+    /// `--max-directory-links`, 0: no limit (`Import.UnixFSDirectoryMaxLinks`).
     pub max_directory_links: Option<usize>,
-    /// `--max-hamt-fanout`.
+    /// `--max-hamt-fanout` (`Import.UnixFSHAMTDirectoryMaxFanout`).
     pub max_hamt_fanout: Option<u64>,
+    /// `Import.UnixFSHAMTDirectorySizeThreshold` in bytes (config only, in Kubo too).
+    pub hamt_threshold: Option<usize>,
+    /// `Import.UnixFSHAMTDirectorySizeEstimation` (config only, in Kubo too).
+    pub hamt_estimation: Option<SizeEstimation>,
+    /// `Import.UnixFSHAMTShardAtThreshold`, Cairn's: shard at the threshold too (`>=`), as
+    /// Kubo 0.39 and earlier did.
+    pub hamt_at_threshold: Option<bool>,
+}
+
+impl AddFlags {
+    /// These flags, with each one not given taken from `config`: how Kubo combines `ipfs add`'s
+    /// flags with the `Import.*` keys.
+    pub fn or(&self, config: &AddFlags) -> AddFlags {
+        AddFlags {
+            cid_version: self.cid_version.or(config.cid_version),
+            raw_leaves: self.raw_leaves.or(config.raw_leaves),
+            hash: self.hash.or(config.hash),
+            chunker: self.chunker.or(config.chunker),
+            trickle: self.trickle.or(config.trickle),
+            max_file_links: self.max_file_links.or(config.max_file_links),
+            max_directory_links: self.max_directory_links.or(config.max_directory_links),
+            max_hamt_fanout: self.max_hamt_fanout.or(config.max_hamt_fanout),
+            hamt_threshold: self.hamt_threshold.or(config.hamt_threshold),
+            hamt_estimation: self.hamt_estimation.or(config.hamt_estimation),
+            hamt_at_threshold: self.hamt_at_threshold.or(config.hamt_at_threshold),
+        }
+    }
 }
 
 /// A profile name that IPIP-499 and Kubo do not define.
@@ -273,8 +301,8 @@ impl ImportOptions {
         if let Some(c) = flags.chunker {
             opts.chunker = c;
         }
-        if flags.trickle {
-            opts.layout = Layout::Trickle;
+        if let Some(t) = flags.trickle {
+            opts.layout = if t { Layout::Trickle } else { Layout::Balanced };
         }
         if let Some(n) = flags.max_file_links {
             opts.max_links = n;
@@ -284,6 +312,15 @@ impl ImportOptions {
         }
         if let Some(f) = flags.max_hamt_fanout {
             opts.hamt_fanout = f;
+        }
+        if let Some(t) = flags.hamt_threshold {
+            opts.sharding.threshold = t;
+        }
+        if let Some(e) = flags.hamt_estimation {
+            opts.sharding.estimation = e;
+        }
+        if let Some(a) = flags.hamt_at_threshold {
+            opts.sharding.at_threshold = a;
         }
         opts.validate()?;
         Ok(opts)

@@ -15,7 +15,7 @@ use crate::{node, noise};
 fn opts() -> AddOptions {
     // Small chunks: many blocks per file, so sharing is visible block by block.
     let import = ImportOptions { chunker: cairn_merkle::chunker::ChunkerSpec::Size(1024), ..Default::default() };
-    AddOptions { import, recursive: true, hidden: false, empty_dirs: true }
+    AddOptions { import, recursive: true, ..AddOptions::default() }
 }
 
 fn reachable(node: &Node, root: &Cid) -> HashSet<Vec<u8>> {

@@ -175,7 +175,8 @@ fn cairn_car_export_is_read_by_js() {
     build_tree(&tree);
     for cid_version in [0u8, 1] {
         let node = Node::init(&tmp.path().join(format!("repo-v{cid_version}")), Profile::Test).unwrap();
-        let opts = AddOptions { import: import_options(cid_version), recursive: true, hidden: false, empty_dirs: true };
+        let opts =
+            AddOptions { import: import_options(cid_version), recursive: true, hidden: false, ..AddOptions::default() };
         let root = node.add(&tree, &opts, true, &mut |_| {}).unwrap().cid;
         let car = tmp.path().join(format!("tree-v{cid_version}.car"));
         {
@@ -227,7 +228,7 @@ fn gateway_cars_verify_in_js() {
     let tree = tmp.path().join("tree");
     build_tree(&tree);
     let node = std::sync::Arc::new(Node::init(&tmp.path().join("repo"), Profile::Test).unwrap());
-    let opts = AddOptions { import: import_options(1), recursive: true, hidden: false, empty_dirs: true };
+    let opts = AddOptions { import: import_options(1), recursive: true, hidden: false, ..AddOptions::default() };
     let root = node.add(&tree, &opts, true, &mut |_| {}).unwrap().cid;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -285,7 +286,8 @@ fn js_written_car_imports_into_cairn() {
         let car = tmp.path().join(format!("js-v{cid_version}.car"));
         let js_root = cid(&reference::js_car_write(&tree, &car, cid_version).unwrap());
         // The JS importer used Kubo's settings: Cairn's own add of the tree gives the same root.
-        let opts = AddOptions { import: import_options(cid_version), recursive: true, hidden: true, empty_dirs: true };
+        let opts =
+            AddOptions { import: import_options(cid_version), recursive: true, hidden: true, ..AddOptions::default() };
         let ours = add_path(&tree, &opts, &mut Discard).unwrap().last().unwrap().cid;
         assert_eq!(ours, js_root, "{what}: Cairn's add and the JS importer disagree on the root");
 

@@ -139,7 +139,7 @@ fn flags_beat_the_profile_which_beats_kubos_defaults() {
     assert!(kept.raw_leaves && kept.format.version == 0);
     let flags = AddFlags {
         chunker: Some("size-1000".parse().unwrap()),
-        trickle: true,
+        trickle: Some(true),
         max_file_links: Some(3),
         max_directory_links: Some(10),
         max_hamt_fanout: Some(64),
@@ -159,6 +159,13 @@ fn flags_beat_the_profile_which_beats_kubos_defaults() {
     ] {
         assert!(ImportOptions::resolve(Some(V1.options()), &bad).is_err(), "{bad:?}");
     }
+    // Flags over config: each flag given wins, each not given is the config's.
+    let config =
+        AddFlags { cid_version: Some(1), trickle: Some(true), hamt_threshold: Some(1000), ..AddFlags::default() };
+    let over = AddFlags { trickle: Some(false), ..AddFlags::default() }.or(&config);
+    assert_eq!(over, AddFlags { trickle: Some(false), ..config.clone() });
+    let o = ImportOptions::resolve(None, &over).unwrap();
+    assert_eq!((o.layout, o.raw_leaves, o.sharding.threshold), (Layout::Balanced, true, 1000));
     let fanout = ImportOptions::resolve(None, &AddFlags { max_hamt_fanout: Some(12), ..AddFlags::default() });
     assert_eq!(fanout.unwrap_err().to_string(), "HAMT fanout must be a power of 2, between 8 and 1024 (got 12)");
 }
@@ -206,8 +213,7 @@ fn directories_and_small_files_match_kubo() -> anyhow::Result<()> {
             let opts = cairn_node::add::AddOptions {
                 import: profile.options(),
                 recursive: true,
-                hidden: false,
-                empty_dirs: true,
+                ..cairn_node::add::AddOptions::default()
             };
             let ours = cairn_node::add::add_path(path, &opts, &mut Discard)?;
             let (k, c) = (lines.last().map(|e| e.cid.clone()), ours.last().map(|a| a.cid.to_string()));

@@ -8,7 +8,10 @@
 //! - Kubo's defaults (CIDv0), also against the JS importer's full listing;
 //! - `--cid-version=1` (raw leaves), also against the JS importer;
 //! - the IPIP-499 profiles `unixfs-v1-2025` and `unixfs-v0-2015`;
-//! - the trickle layout, the rabin and buzhash chunkers and a narrow `--max-file-links`.
+//! - the trickle layout, the rabin and buzhash chunkers and a narrow `--max-file-links`;
+//! - the `Import.*` config keys, alone and under flags that override them, and the errors
+//!   for bad ones;
+//! - `--dereference-symlinks` and `--hidden`.
 //!
 //! Kubo v0.22 (`kubo.py`) stays only for what it is the point of: the CIDs Kubo 0.39 and
 //! earlier made, which Cairn reproduces with `Sharding::at_threshold`.
@@ -22,9 +25,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use cairn_merkle::chunker::ChunkerSpec;
 use cairn_merkle::hamt::Sharding;
-use cairn_merkle::importer::{ImportOptions, Layout, Profile, SinkError};
+use cairn_merkle::importer::{AddFlags, ImportOptions, Layout, Profile, SinkError};
 use cairn_merkle::Block;
-use cairn_node::add::{add_path, AddOptions, Added};
+use cairn_node::add::{add_path, AddOptions, Added, Symlinks};
+use cairn_node::config::{ConfigError, Import};
+use cairn_node::import_settings::import_flags;
 use cairn_testnet::reference::{self, RefEntry, Reference};
 
 /// Kubo's default chunk size (`size-262144`).
@@ -132,7 +137,7 @@ fn build_fixture(root: &Path) -> Result<()> {
 
 /// Adds one item as `ipfs add -r` would, blocks going nowhere (hash only).
 fn cairn_add(path: &Path, import: ImportOptions) -> Vec<Added> {
-    let opts = AddOptions { import, recursive: true, hidden: false, empty_dirs: true };
+    let opts = AddOptions { import, recursive: true, ..AddOptions::default() };
     let mut sink = |_: Block| -> Result<(), SinkError> { Ok(()) };
     match add_path(path, &opts, &mut sink) {
         Ok(lines) => lines,
@@ -383,5 +388,175 @@ fn old_kubo_cids_reproduce_with_the_legacy_switch() -> Result<()> {
         }
     }
     fail_on(&bad, "Kubo 0.22 parity with the legacy switch");
+    Ok(())
+}
+
+/// Config keys and their JSON values, as `ipfs config --json KEY VALUE` takes them.
+type Keys<'a> = &'a [(&'a str, &'a str)];
+
+/// The `Import` section holding `config`'s keys (`Import.KEY`, JSON values), as Cairn reads it.
+fn import_section(config: &[(&str, &str)]) -> Import {
+    let object: serde_json::Map<String, serde_json::Value> = config
+        .iter()
+        .map(|(k, v)| (k.trim_start_matches("Import.").to_owned(), serde_json::from_str(v).unwrap()))
+        .collect();
+    serde_json::from_value(serde_json::Value::Object(object)).unwrap()
+}
+
+/// The `Import.*` keys decide CIDs as in Kubo 0.43, and flags given beat them: each config
+/// set in a Kubo repo (`ipfs config --json`) and in Cairn's, the same flags to both.
+#[test]
+fn import_config_matches_kubo() -> Result<()> {
+    if !reference::require(Reference::Kubo043) {
+        return Ok(());
+    }
+    let dir = fixture()?;
+    let cases: &[(Keys<'_>, &[&str], AddFlags)] = &[
+        // CIDv1 from the config brings raw leaves, as the flag does.
+        (
+            &[
+                ("Import.CidVersion", "1"),
+                ("Import.UnixFSChunker", r#""size-65536""#),
+                ("Import.UnixFSDAGLayout", r#""trickle""#),
+                ("Import.UnixFSFileMaxLinks", "50"),
+            ],
+            &[],
+            AddFlags::default(),
+        ),
+        // A hash other than sha2-256 brings CIDv1.
+        (&[("Import.HashFunction", r#""blake3""#)], &[], AddFlags::default()),
+        (
+            &[
+                ("Import.CidVersion", "1"),
+                ("Import.UnixFSRawLeaves", "false"),
+                ("Import.UnixFSHAMTDirectorySizeEstimation", r#""block""#),
+                ("Import.UnixFSHAMTDirectorySizeThreshold", r#""200KiB""#),
+                ("Import.UnixFSHAMTDirectoryMaxFanout", "64"),
+            ],
+            &[],
+            AddFlags::default(),
+        ),
+        // Flags over the config: balanced and CIDv0 (so no raw leaves) whatever it says.
+        (
+            &[
+                ("Import.UnixFSDAGLayout", r#""trickle""#),
+                ("Import.CidVersion", "1"),
+                ("Import.UnixFSChunker", r#""size-1000""#),
+            ],
+            &["--trickle=false", "--cid-version=0"],
+            AddFlags { trickle: Some(false), cid_version: Some(0), ..AddFlags::default() },
+        ),
+    ];
+    let mut bad = Vec::new();
+    for (config, args, flags) in cases {
+        let import = ImportOptions::resolve(None, &flags.or(&import_flags(&import_section(config))?))?;
+        let cairn = cairn_all(dir.path(), &import);
+        let kubo = kubo_all_configured(dir.path(), config, args)?;
+        for (item, _) in ITEMS {
+            compare_listing(item, &cairn[item], &kubo[item], &format!("Kubo ({config:?} {args:?})"), &mut bad);
+        }
+    }
+    fail_on(&bad, "Import.* config parity");
+    Ok(())
+}
+
+/// Kubo 0.43's listing of every item, added with `args` in a repo with `config` set.
+fn kubo_all_configured(
+    root: &Path,
+    config: &[(&str, &str)],
+    args: &[&str],
+) -> Result<BTreeMap<&'static str, Vec<RefEntry>>> {
+    let paths: Vec<PathBuf> = ITEMS.iter().map(|(item, _)| root.join(item)).collect();
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let all = reference::kubo_add_configured(&refs, None, config, args)?;
+    Ok(ITEMS.iter().map(|(item, _)| *item).zip(all).collect())
+}
+
+/// A bad `Import.*` key is refused by Cairn with the words Kubo 0.43 refuses it with (Kubo
+/// when it adds, Cairn already when the key is written).
+#[test]
+fn bad_import_config_is_refused_in_kubos_words() -> Result<()> {
+    if !reference::require(Reference::Kubo043) {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("f");
+    fs::write(&file, b"x")?;
+    let cases = [
+        ("Import.CidVersion", "5"),
+        ("Import.UnixFSFileMaxLinks", "0"),
+        ("Import.UnixFSDirectoryMaxLinks", "-1"),
+        ("Import.UnixFSHAMTDirectoryMaxFanout", "300"),
+        ("Import.UnixFSChunker", r#""rabin""#),
+        ("Import.HashFunction", r#""sha2-257""#),
+        ("Import.HashFunction", r#""md5""#),
+        ("Import.UnixFSHAMTDirectorySizeEstimation", r#""bytes""#),
+        ("Import.UnixFSDAGLayout", r#""wide""#),
+    ];
+    let mut bad = Vec::new();
+    for (key, value) in cases {
+        let ours = match import_flags(&import_section(&[(key, value)])) {
+            Err(ConfigError::Invalid(message)) => message,
+            other => {
+                bad.push(format!("{key} = {value}: Cairn took it ({other:?})"));
+                continue;
+            }
+        };
+        match reference::kubo_add_configured(&[&file], None, &[(key, value)], &[]) {
+            Ok(_) => bad.push(format!("{key} = {value}: Kubo took it")),
+            Err(e) if format!("{e:#}").contains(&ours) => {}
+            Err(e) => bad.push(format!("{key} = {value}: Cairn says {ours:?}; Kubo: {e:#}")),
+        }
+    }
+    fail_on(&bad, "Import.* errors");
+    Ok(())
+}
+
+/// `--dereference-symlinks` (links to files and to directories, inside the tree and as the
+/// argument) and `--hidden`, against Kubo 0.43 with the same flags.
+#[test]
+fn dereferenced_symlinks_and_hidden_files_match_kubo() -> Result<()> {
+    if !reference::require(Reference::Kubo043) {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let tree = dir.path().join("linked");
+    fs::create_dir_all(tree.join("real/inner"))?;
+    fs::create_dir_all(tree.join(".hidden_dir"))?;
+    write_random(&tree.join("real/data.bin"), CHUNK + 3, 300)?;
+    write_random(&tree.join("real/inner/small"), 9, 301)?;
+    write_random(&tree.join(".dotfile"), 5, 302)?;
+    write_random(&tree.join(".hidden_dir/x"), 6, 303)?;
+    std::os::unix::fs::symlink("real/data.bin", tree.join("to_file"))?;
+    std::os::unix::fs::symlink("real", tree.join("to_dir"))?;
+    // Through another link: real/../to_dir/inner is real/inner.
+    std::os::unix::fs::symlink("../to_dir/inner", tree.join("real/sideways"))?;
+    let arg_link = dir.path().join("arg_link");
+    std::os::unix::fs::symlink(&tree, &arg_link)?;
+
+    let mut bad = Vec::new();
+    let cases: &[(Symlinks, bool, &[&str])] = &[
+        (Symlinks::Keep, false, &[]),
+        (Symlinks::Keep, true, &["--hidden"]),
+        (Symlinks::Dereference, false, &["--dereference-symlinks"]),
+        (Symlinks::Dereference, true, &["--dereference-symlinks", "--hidden"]),
+    ];
+    for (symlinks, hidden, args) in cases {
+        for path in [&tree, &arg_link] {
+            let opts = AddOptions { recursive: true, hidden: *hidden, symlinks: *symlinks, ..AddOptions::default() };
+            let mut sink = |_: Block| -> Result<(), SinkError> { Ok(()) };
+            let ours = match add_path(path, &opts, &mut sink) {
+                Ok(lines) => lines,
+                Err(e) => {
+                    bad.push(format!("{} {args:?}: Cairn failed: {e}", path.display()));
+                    continue;
+                }
+            };
+            let kubo = reference::kubo_add(&[path], None, args)?.remove(0);
+            let root = ours.last().map(|a| a.path.clone()).unwrap_or_default();
+            compare_listing(&root, &ours, &kubo, &format!("Kubo {args:?}"), &mut bad);
+        }
+    }
+    fail_on(&bad, "symlinks and hidden files");
     Ok(())
 }

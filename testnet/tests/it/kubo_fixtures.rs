@@ -55,7 +55,7 @@ fn extract(blocks: &MemoryBlocks, root: &Cid, dest: &Path) {
 }
 
 fn readd(dir: &Path, import: ImportOptions) -> Cid {
-    let opts = AddOptions { import, recursive: true, hidden: true, empty_dirs: true };
+    let opts = AddOptions { import, recursive: true, hidden: true, ..AddOptions::default() };
     add_path(dir, &opts, &mut Discard).unwrap().last().unwrap().cid
 }
 
