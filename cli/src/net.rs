@@ -35,7 +35,7 @@ pub fn id(ctx: &Ctx) -> anyhow::Result<()> {
                 "PublicKey": data_encoding::BASE64.encode(&key),
                 "Addresses": [],
                 "AgentVersion": cairn_node::net::AGENT,
-                "ProtocolVersion": "ipfs/0.1.0",
+                "Protocols": cairn_node::net::protocols(),
             })
         }
     };

@@ -22,8 +22,8 @@ use cairn_fuzz::seeds::{seed, write_if_asked};
 use cairn_fuzz::{assert_heap_within, peak_heap_during, Input};
 use cairn_merkle::chunker::ChunkerSpec;
 use cairn_merkle::exporter::{self, NodeKind, Walker};
-use cairn_merkle::hash::{CidFormat, HashAlg};
 use cairn_merkle::hamt::Sharding;
+use cairn_merkle::hash::{CidFormat, HashAlg};
 use cairn_merkle::importer::{ImportOptions, Layout};
 use cairn_merkle::MemoryBlocks;
 use cairn_node::add::{AddOptions, Added};
@@ -121,7 +121,14 @@ fn options(opts: u8, shard: u8) -> (AddOptions, bool) {
         sharding: Sharding { threshold: THRESHOLDS[usize::from(shard) % THRESHOLDS.len()], ..Sharding::default() },
         ..ImportOptions::default()
     };
-    (AddOptions { import, recursive: true, hidden: opts & 8 != 0, empty_dirs: shard & 128 == 0 }, opts & 16 != 0)
+    let add = AddOptions {
+        import,
+        recursive: true,
+        hidden: opts & 8 != 0,
+        empty_dirs: shard & 128 == 0,
+        ..AddOptions::default()
+    };
+    (add, opts & 16 != 0)
 }
 
 /// What one upload reported and what it was sent.

@@ -56,6 +56,12 @@ struct Id {
 impl KuboDaemon {
     /// Makes a repo, starts `ipfs daemon` on it and waits until it is ready.
     pub fn start(routing: Routing) -> Result<KuboDaemon> {
+        KuboDaemon::start_with(routing, &[])
+    }
+
+    /// [`KuboDaemon::start`] with `ipfs config --json KEY VALUE` for each of `config` before the
+    /// daemon starts (such as `("Pubsub.Enabled", "true")`).
+    pub fn start_with(routing: Routing, config: &[(&str, &str)]) -> Result<KuboDaemon> {
         if !crate::netns::is_inside() {
             bail!("a Kubo daemon runs only inside a loopback-only network namespace (cairn_testnet::netns)");
         }
@@ -74,6 +80,9 @@ impl KuboDaemon {
             Routing::Dht => "dht",
         };
         ipfs(&["config", "Routing.Type", routing])?;
+        for (key, value) in config {
+            ipfs(&["config", "--json", "--", key, value])?;
+        }
         let mut child = Command::new(kubo_bin())
             .env("IPFS_PATH", repo.path())
             .args(["daemon"])
@@ -117,6 +126,13 @@ impl KuboDaemon {
         run_for(cmd, &format!("ipfs {}", args.join(" ")), timeout)
     }
 
+    /// The RPC API's base URL, `http://127.0.0.1:PORT`, from the `api` file the daemon wrote.
+    pub fn api_url(&self) -> Result<String> {
+        let api = std::fs::read_to_string(self.repo.path().join("api")).context("reading the Kubo repo's api file")?;
+        let addr = cairn_node::config::tcp_socket_addr(api.trim()).map_err(|e| anyhow!("Kubo's api file: {e}"))?;
+        Ok(format!("http://{addr}"))
+    }
+
     /// The peer ID.
     pub fn peer_id(&self) -> &str {
         &self.id
@@ -146,6 +162,105 @@ impl KuboDaemon {
         let out = out.to_str().ok_or_else(|| anyhow!("{} is not UTF-8", out.display()))?;
         let limit = format!("--timeout={}s", timeout.as_secs());
         self.ipfs(&[&limit, "get", "-o", out, cid], timeout + Duration::from_secs(10)).map(drop)
+    }
+}
+
+impl KuboDaemon {
+    /// `ipfs pubsub sub --enc=json TOPIC`, running until the subscription is dropped (pubsub
+    /// must be on: `Pubsub.Enabled`).
+    pub fn subscribe(&self, topic: &str) -> Result<Subscription> {
+        let mut child = Command::new(kubo_bin())
+            .env("IPFS_PATH", self.repo.path())
+            .args(["pubsub", "sub", "--enc=json", topic])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start ipfs pubsub sub")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let (tx, messages) = mpsc::sync_channel(1024);
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Subscription { child, messages })
+    }
+
+    /// `ipfs pubsub pub TOPIC` with `data`.
+    pub fn publish(&self, topic: &str, data: &[u8]) -> Result<()> {
+        let file = tempfile::NamedTempFile::new().context("a file for the message")?;
+        std::fs::write(file.path(), data).context("writing the message")?;
+        let path = file.path().to_str().ok_or_else(|| anyhow!("temporary path is not UTF-8"))?;
+        self.ipfs(&["pubsub", "pub", topic, path], CALL_TIMEOUT).map(drop)
+    }
+
+    /// `ipfs pubsub peers TOPIC`: the peers Kubo knows to be subscribed to `topic`.
+    pub fn topic_peers(&self, topic: &str) -> Result<Vec<String>> {
+        Ok(self.ipfs(&["pubsub", "peers", topic], CALL_TIMEOUT)?.lines().map(str::to_owned).collect())
+    }
+
+    /// `ipfs routing findprovs`: the peers the DHT names as providers of `cid`, waiting at most
+    /// `timeout`.
+    pub fn find_providers(&self, cid: &str, timeout: Duration) -> Result<Vec<String>> {
+        let limit = format!("--timeout={}s", timeout.as_secs());
+        let out = self.ipfs(&[&limit, "routing", "findprovs", "--num-providers=1", cid], timeout + CALL_TIMEOUT);
+        // A timeout with nothing found is an answer too: no providers.
+        Ok(out.map(|o| o.lines().map(str::to_owned).collect()).unwrap_or_default())
+    }
+
+    /// `ipfs routing provide CID`: announces `cid` on the DHT now.
+    pub fn provide(&self, cid: &str) -> Result<()> {
+        self.ipfs(&["routing", "provide", cid], CALL_TIMEOUT).map(drop)
+    }
+}
+
+/// One pubsub message a [`Subscription`] received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The author's peer ID.
+    pub from: String,
+    /// The payload.
+    pub data: Vec<u8>,
+}
+
+/// A running `ipfs pubsub sub`; dropping it ends the process.
+#[derive(Debug)]
+pub struct Subscription {
+    child: Child,
+    messages: mpsc::Receiver<String>,
+}
+
+impl Subscription {
+    /// The next message, waiting at most `timeout`; `None` if none came.
+    pub fn next(&self, timeout: Duration) -> Result<Option<Message>> {
+        #[derive(Deserialize)]
+        struct Raw {
+            from: String,
+            data: String,
+        }
+        let line = match self.messages.recv_timeout(timeout) {
+            Ok(line) => line,
+            Err(mpsc::RecvTimeoutError::Timeout) => return Ok(None),
+            Err(mpsc::RecvTimeoutError::Disconnected) => bail!("ipfs pubsub sub ended"),
+        };
+        let raw: Raw = serde_json::from_str(&line).with_context(|| format!("ipfs pubsub sub printed {line:?}"))?;
+        // Multibase: `u` and base64url without padding, as Kubo's RPC API writes it.
+        let data = raw
+            .data
+            .strip_prefix('u')
+            .and_then(|d| data_encoding::BASE64URL_NOPAD.decode(d.as_bytes()).ok())
+            .ok_or_else(|| anyhow!("ipfs pubsub sub: data {:?} is not multibase base64url", raw.data))?;
+        Ok(Some(Message { from: raw.from, data }))
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
     }
 }
 

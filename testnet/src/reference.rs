@@ -243,7 +243,12 @@ fn run(cmd: Command, what: &str) -> Result<String> {
 
 /// Runs `cmd` (stdin closed) and waits at most `timeout`, killing it then; returns its stdout,
 /// or an error that includes its stderr.
-pub fn run_for(mut cmd: Command, what: &str, timeout: Duration) -> Result<String> {
+pub fn run_for(cmd: Command, what: &str, timeout: Duration) -> Result<String> {
+    String::from_utf8(run_bytes(cmd, what, timeout)?).with_context(|| format!("{what} printed non-UTF-8"))
+}
+
+/// [`run_for`], its stdout as bytes.
+pub fn run_bytes(mut cmd: Command, what: &str, timeout: Duration) -> Result<Vec<u8>> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| format!("cannot start {what}"))?;
     let mut out = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
@@ -275,7 +280,7 @@ pub fn run_for(mut cmd: Command, what: &str, timeout: Duration) -> Result<String
     if !status.success() {
         bail!("{what} failed ({status}):\n{}", stderr.trim_end());
     }
-    String::from_utf8(stdout).with_context(|| format!("{what} printed non-UTF-8"))
+    Ok(stdout)
 }
 
 fn parse_lines<T: for<'de> Deserialize<'de>>(out: &str, what: &str) -> Result<Vec<T>> {
@@ -398,6 +403,25 @@ pub fn kubo_add_configured(
         out.push(lines);
     }
     Ok(out)
+}
+
+/// `ipfs add -r -Q --offline ARGS PATH` with Kubo v0.43.1 into a throwaway repo (`--profile
+/// test`), then `ipfs dag export` of the root, in a network namespace of its own: the root CID
+/// and the CAR's bytes.
+pub fn kubo_dag_export(path: &Path, args: &[&str]) -> Result<(String, Vec<u8>)> {
+    if let Some(why) = kubo_bin_missing() {
+        bail!("Kubo {KUBO_VERSION} unavailable: {why}");
+    }
+    let repo = tempfile::tempdir().context("a temporary IPFS_PATH")?;
+    let mut init = netns_command(repo.path(), &kubo_bin());
+    init.args(["init", "--profile=test"]);
+    run(init, "ipfs init")?;
+    let mut add = netns_command(repo.path(), &kubo_bin());
+    add.args(["add", "--offline", "-r", "-Q"]).args(args).arg(path);
+    let cid = run(add, "ipfs add")?.trim().to_owned();
+    let mut export = netns_command(repo.path(), &kubo_bin());
+    export.args(["dag", "export", "--offline", &cid]);
+    Ok((cid, run_bytes(export, "ipfs dag export", RUN_TIMEOUT)?))
 }
 
 #[derive(Deserialize)]

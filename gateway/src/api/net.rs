@@ -21,14 +21,19 @@ impl Api {
             "PublicKey": data_encoding::BASE64.encode(&key),
             "Addresses": addrs,
             "AgentVersion": cairn_node::net::AGENT,
-            "ProtocolVersion": "ipfs/0.1.0",
+            "Protocols": cairn_node::net::protocols(),
         })))
     }
 
     pub(super) async fn swarm_peers(&self) -> Answer {
         let peers = self.net()?.peers().await.map_err(HttpError::internal)?;
-        let list: Vec<Value> =
-            peers.iter().map(|p| json!({"Addr": strip_p2p(&p.addr.to_string()), "Peer": p.peer.to_string()})).collect();
+        // Kubo 0.43 writes an empty `Identify` unless asked for it (`identify=true`, which
+        // Cairn does not answer yet).
+        let identify = json!({"ID": "", "PublicKey": "", "Addresses": null, "AgentVersion": "", "Protocols": null});
+        let list: Vec<Value> = peers
+            .iter()
+            .map(|p| json!({"Addr": strip_p2p(&p.addr.to_string()), "Peer": p.peer.to_string(), "Identify": identify}))
+            .collect();
         Ok(json_response(&json!({ "Peers": list })))
     }
 

@@ -32,8 +32,30 @@ fn ls_link(item: cairn_node::merkle::exporter::DirItem, stat: Option<cairn_node:
         Some(s) => s.size,
         None => item.tsize,
     };
+    let mode = stat.as_ref().and_then(|s| s.mode).unwrap_or(0);
+    let mtime = mod_time(stat.as_ref().and_then(|s| s.mtime));
     let target = stat.and_then(|s| s.target).unwrap_or_default();
-    json!({"Name": item.name, "Hash": item.cid.to_string(), "Size": size, "Type": unixfs_type(kind), "Target": target})
+    json!({
+        "Name": item.name,
+        "Hash": item.cid.to_string(),
+        "Size": size,
+        "Type": unixfs_type(kind),
+        "Target": target,
+        "Mode": mode,
+        "ModTime": mtime,
+    })
+}
+
+/// A UnixFS modification time as Kubo 0.43's `ls` writes it: RFC 3339 in UTC, and Go's zero
+/// time, `0001-01-01T00:00:00Z`, when the node records none (or one out of range).
+fn mod_time(mtime: Option<(i64, u32)>) -> String {
+    const NONE: &str = "0001-01-01T00:00:00Z";
+    let Some((secs, nanos)) = mtime else { return NONE.to_owned() };
+    let at = time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.replace_nanosecond(nanos).ok())
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
+    at.unwrap_or_else(|| NONE.to_owned())
 }
 
 /// Kubo's UnixFS type numbers in `ls` answers.

@@ -42,6 +42,10 @@ pub struct Stat {
     pub size: u64,
     /// The symlink target, for symlinks.
     pub target: Option<String>,
+    /// UnixFS's permission bits, when the node records them.
+    pub mode: Option<u32>,
+    /// UnixFS's modification time (seconds, nanoseconds), when the node records it.
+    pub mtime: Option<(i64, u32)>,
 }
 
 /// One entry of a directory listing.
@@ -81,7 +85,14 @@ fn kind_of(cid: &Cid, d: &Decoded) -> Result<NodeKind, ExportError> {
 /// Tells what `cid` is, reading only its root block (files are sized from it too).
 pub fn stat<S: BlockSource + ?Sized>(source: &S, cid: &Cid) -> Result<Stat, ExportError> {
     match cid.codec() {
-        RAW => Ok(Stat { cid: *cid, kind: NodeKind::File, size: file_size(source, cid)?, target: None }),
+        RAW => Ok(Stat {
+            cid: *cid,
+            kind: NodeKind::File,
+            size: file_size(source, cid)?,
+            target: None,
+            mode: None,
+            mtime: None,
+        }),
         DAG_PB => {
             let data = source.get(cid)?;
             let d = decode(cid, &data)?;
@@ -100,7 +111,8 @@ pub fn stat<S: BlockSource + ?Sized>(source: &S, cid: &Cid) -> Result<Stat, Expo
                 }
                 _ => (0, None),
             };
-            Ok(Stat { cid: *cid, kind, size, target })
+            let mtime = d.fs.mtime.as_ref().map(|t| (t.seconds, t.fractional_nanoseconds.unwrap_or(0)));
+            Ok(Stat { cid: *cid, kind, size, target, mode: d.fs.mode, mtime })
         }
         _ => Err(ExportError::NotUnixFs(*cid)),
     }

@@ -46,6 +46,28 @@ pub use libp2p::{Multiaddr, PeerId};
 /// The agent version sent in identify.
 pub const AGENT: &str = concat!("cairn/", env!("CARGO_PKG_VERSION"));
 
+/// The protocols the swarm speaks, sorted, as the RPC API's `id` lists them: Bitswap's
+/// versions, both DHTs, gossipsub's versions (libp2p's defaults, which Cairn keeps), identify
+/// with push, ping and AutoNAT.
+pub fn protocols() -> Vec<String> {
+    let mut all: Vec<String> = bitswap::proto::PROTOCOLS.iter().map(|(p, _)| (*p).to_owned()).collect();
+    all.extend(
+        [
+            dht::WAN_PROTOCOL,
+            dht::LAN_PROTOCOL,
+            libp2p::identify::PROTOCOL_NAME,
+            libp2p::identify::PUSH_PROTOCOL_NAME,
+            libp2p::ping::PROTOCOL_NAME,
+            libp2p::autonat::v1::DEFAULT_PROTOCOL_NAME,
+        ]
+        .iter()
+        .map(ToString::to_string),
+    );
+    all.extend(["/meshsub/1.0.0", "/meshsub/1.1.0", "/meshsub/1.2.0", "/meshsub/1.3.0"].map(str::to_owned));
+    all.sort();
+    all
+}
+
 /// Why the network could not start or do something.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

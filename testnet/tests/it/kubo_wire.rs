@@ -1,5 +1,6 @@
-//! Bitswap with a real Kubo 0.43.1 daemon (`ipfs daemon`), both ways, and a fetch that draws
-//! on a Kubo 0.43.1 and a Helia at once.
+//! A real Kubo 0.43.1 daemon (`ipfs daemon`) and Cairn, both ways: Bitswap fetches of files
+//! and trees, a fetch that draws on Kubo and Helia at once, providers found through a loopback
+//! DHT of several nodes, and gossipsub messages.
 //!
 //! Each test runs in its own loopback-only network namespace (`cairn_testnet::netns`), with
 //! the daemon (and Helia) as child processes and the Cairn node in-process. Kubo fetches with
@@ -9,6 +10,7 @@ use std::fs;
 use std::time::Duration;
 
 use cairn_node::add::AddOptions;
+use cairn_node::net::dht::DhtMode;
 use cairn_testnet::data::write_random;
 use cairn_testnet::helia_peer::HeliaPeer;
 use cairn_testnet::kubo_daemon::{KuboDaemon, Routing};
@@ -98,4 +100,143 @@ fn a_session_draws_from_kubo_and_helia_at_once() {
     let total = 40u64 << 20;
     assert!(sent > 0 && sent < total * 95 / 100, "Kubo sent {sent} of {total} bytes: the session used one source");
     helia.shutdown().unwrap();
+}
+
+/// Waits up to 30 s for `done`, checking every 100 ms; `what` names it in the panic.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(30), "{what}: not within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Three Cairn nodes on one loopback DHT: A, a DHT client that holds the content; B and C,
+/// LAN DHT servers that know each other (so that B answers a lookup of its own ID with a
+/// peer, and a Kubo that asks keeps it in its table). A is connected to B.
+fn three_cairns() -> (Wire, Wire, Wire) {
+    let (a, b, c) = (Wire::with_dht(DhtMode::Client), Wire::with_dht(DhtMode::Auto), Wire::with_dht(DhtMode::Auto));
+    let b_addr = b.tcp_addr().parse().unwrap();
+    a.rt.block_on(a.net.connect(b.tcp_addr().parse().unwrap())).unwrap();
+    c.rt.block_on(c.net.connect(b_addr)).unwrap();
+    wait_for("B's LAN table holds C", || b.rt.block_on(b.net.dht_stats()).unwrap().lan_peers > 0);
+    (a, b, c)
+}
+
+/// Cairn A announces a file to B; Kubo, whose only peer is B, finds A as its provider and
+/// fetches the file from it.
+#[test]
+fn kubo_finds_a_cairn_provider_through_the_dht() {
+    if !enter("kubo_wire::kubo_finds_a_cairn_provider_through_the_dht") {
+        return;
+    }
+    let (a, b, _c) = three_cairns();
+    let names = a.content(&[("provided", 1 << 20)], 1300);
+    let opts = AddOptions { recursive: true, ..AddOptions::default() };
+    let root = a.node.add(&a.src.join(names[0]), &opts, true, &mut |_| {}).unwrap().cid;
+    assert_eq!(a.rt.block_on(a.net.provide(vec![root])).unwrap(), (1, 0), "the record reached B");
+    let kubo = KuboDaemon::start(Routing::Dht).unwrap();
+    kubo.connect(&b.tcp_addr()).unwrap();
+    let a_id = a.net.peer_id().to_string();
+    let mut found = Vec::new();
+    wait_for("Kubo finds A as a provider", || {
+        found = kubo.find_providers(&root.to_string(), Duration::from_secs(5)).unwrap();
+        found.contains(&a_id)
+    });
+    kubo.get(&root.to_string(), &a.out.join("provided"), FETCH).unwrap();
+    assert_same_tree(&a.src.join("provided"), &a.out.join("provided"));
+}
+
+/// Kubo announces a file it added; Cairn A, whose only peer is B, finds Kubo as its provider
+/// through the DHT and fetches the file from it.
+#[test]
+fn cairn_finds_a_kubo_provider_through_the_dht() {
+    if !enter("kubo_wire::cairn_finds_a_kubo_provider_through_the_dht") {
+        return;
+    }
+    let (a, b, c) = three_cairns();
+    let kubo = KuboDaemon::start(Routing::Dht).unwrap();
+    kubo.connect(&b.tcp_addr()).unwrap();
+    kubo.connect(&c.tcp_addr()).unwrap();
+    let file = a.src.join("from_kubo");
+    write_random(&file, 1 << 20, 1400).unwrap();
+    let cid = kubo.add(&file, &[]).unwrap();
+    let kubo_id = kubo.peer_id().to_owned();
+    let parsed: cairn_merkle::Cid = cid.parse().unwrap();
+    // Kubo announces what it adds in the background; this asks it to now.
+    kubo.provide(&cid).unwrap();
+    wait_for("Cairn A finds Kubo as a provider", || {
+        let found = a.rt.block_on(a.net.find_providers(parsed, 4, Duration::from_secs(5))).unwrap_or_default();
+        found.iter().any(|p| p.to_string() == kubo_id)
+    });
+    let dest = a.out.join("from_kubo");
+    a.node.get(&cid.parse().unwrap(), &dest, &mut |_| {}).unwrap();
+    assert_same_tree(&file, &dest);
+}
+
+/// A gossipsub message crosses each way between Kubo (`Pubsub.Enabled`) and Cairn.
+#[test]
+fn pubsub_messages_cross_between_kubo_and_cairn() {
+    if !enter("kubo_wire::pubsub_messages_cross_between_kubo_and_cairn") {
+        return;
+    }
+    const TOPIC: &str = "cairn-kubo-043";
+    let w = Wire::new();
+    let kubo = KuboDaemon::start_with(Routing::None, &[("Pubsub.Enabled", "true")]).unwrap();
+    let sub = kubo.subscribe(TOPIC).unwrap();
+    let mut rx = w.rt.block_on(w.net.subscribe(TOPIC)).unwrap();
+    kubo.connect(&w.tcp_addr()).unwrap();
+    let (kubo_id, cairn_id) = (kubo.peer_id().to_owned(), w.net.peer_id().to_string());
+    // Both sides must know the other is subscribed before a publish can reach it.
+    wait_for("a mutual subscription", || {
+        kubo.topic_peers(TOPIC).unwrap().contains(&cairn_id)
+            && w.rt.block_on(w.net.topic_peers(TOPIC)).unwrap().iter().any(|p| p.to_string() == kubo_id)
+    });
+
+    kubo.publish(TOPIC, b"from kubo").unwrap();
+    let m = w.rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), rx.recv()).await }).unwrap().unwrap();
+    assert_eq!(m.data, b"from kubo");
+    assert_eq!(m.from.map(|p| p.to_string()).as_deref(), Some(kubo_id.as_str()));
+
+    w.rt.block_on(w.net.publish(TOPIC, b"from cairn".to_vec())).unwrap();
+    // Kubo's subscription hears Kubo's own message too; skip it.
+    let got = loop {
+        let m = sub.next(Duration::from_secs(20)).unwrap().expect("Kubo got nothing from Cairn");
+        if m.from != kubo_id {
+            break m;
+        }
+    };
+    assert_eq!((got.data.as_slice(), got.from.as_str()), (&b"from cairn"[..], cairn_id.as_str()));
+}
+
+/// The RPC API answers as Kubo's does, field by field: `testnet/js/rpc_shapes.mjs` makes the
+/// same calls (version, id, add, cat, ls, pins, blocks, dag/export, swarm, bitswap, repo, and
+/// an error) to Kubo 0.43.1's API and Cairn's, and compares the JSON shapes of the answers (and
+/// the bytes of byte answers); the differences Cairn documents are listed in the script.
+#[test]
+fn rpc_answers_have_kubos_shapes() {
+    if !(reference::require(Reference::Js) && enter("kubo_wire::rpc_answers_have_kubos_shapes")) {
+        return;
+    }
+    let w = Wire::new();
+    let kubo = KuboDaemon::start(Routing::None).unwrap();
+    kubo.connect(&w.tcp_addr()).unwrap();
+    let (stop_tx, _stop_rx) = tokio::sync::mpsc::channel(1);
+    let api = cairn_gateway::api::Api::new(w.node.clone(), Some(w.net.clone()), stop_tx);
+    let listener = w.rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let cairn_url = format!("http://{}", listener.local_addr().unwrap());
+    let (_shutdown, until) = tokio::sync::oneshot::channel::<()>();
+    w.rt.spawn(cairn_gateway::serve_api(listener, api, async {
+        let _ = until.await;
+    }));
+    let script = reference::js_dir().join("rpc_shapes.mjs");
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .arg(kubo.api_url().unwrap())
+        .arg(&cairn_url)
+        .output()
+        .expect("node runs");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "answers differ from Kubo's:\n{report}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(report.lines().count() >= 15, "too few calls compared:\n{report}");
 }

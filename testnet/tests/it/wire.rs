@@ -24,11 +24,15 @@ pub struct Wire {
 
 impl Wire {
     pub fn new() -> Wire {
+        Wire::with_dht(net::dht::DhtMode::Off)
+    }
+
+    /// [`Wire::new`] with its DHTs in `dht` mode.
+    pub fn with_dht(dht: net::dht::DhtMode) -> Wire {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let node = Arc::new(Node::init(&dir.path().join("cairn"), Profile::Test).unwrap());
-        let cfg =
-            NetConfig { dht: net::dht::DhtMode::Off, ..NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]) };
+        let cfg = NetConfig { dht, ..NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]) };
         let (net, _task) = rt.block_on(cairn_node::online::start_reading(&node, cfg, Duration::from_secs(60))).unwrap();
         let (src, out) = (dir.path().join("src"), dir.path().join("out"));
         fs::create_dir_all(&src).unwrap();
