@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Gateway throughput: Cairn's gateway beside nginx serving the same bytes from disk, in the
-# same run, on loopback. Prints Markdown rows for docs/benchmarks.md.
+# Gateway throughput: Cairn's gateway beside Kubo 0.43.1's (`ipfs daemon --offline`) and nginx
+# serving the same bytes from disk, in the same run, on loopback, inside a network namespace
+# of its own that holds only loopback. Prints Markdown rows for docs/benchmarks.md.
 #
 #   testnet/bench/gateway.sh [SIZE_MIB] [SECONDS]
 #
@@ -9,7 +10,9 @@
 # - small: a 4 KiB file, 100 concurrent connections (wrk -t2 -c100): requests/s.
 # - latency: 20 reads of the small file in a row, idle and while 1,000 requests for CIDs
 #   nobody has wait (Cairn only).
-# Installs wrk and nginx-light from Debian if missing. Everything listens on 127.0.0.1 only.
+# Installs wrk and nginx-light from Debian if missing, and builds Kubo with scripts/kubo.sh;
+# then re-runs itself under `unshare -n` (root, or a user namespace) with loopback up, where
+# everything listens on 127.0.0.1 only.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SIZE_MIB=${1:-1024}
@@ -34,10 +37,19 @@ else
     cargo build --release --locked -q -p cairn-cli --manifest-path "$ROOT/Cargo.toml"
     CAIRN=$CARGO_TARGET_DIR/release/cairn
 fi
+KUBO=$(bash "$ROOT/scripts/kubo.sh")
+
+# The rest runs in a network namespace holding only loopback.
+if [ -z "${CAIRN_NETNS:-}" ]; then
+    userns=(); [ "$(id -u)" = 0 ] || userns=(-r)
+    exec unshare "${userns[@]}" -n env CAIRN_NETNS=1 CAIRN_BIN="$CAIRN" bash -c \
+        'ip link set lo up && exec bash "$0" "$@"' "$0" "$SIZE_MIB" "$SECONDS_EACH"
+fi
 
 WORK=$(mktemp -d)
 cleanup() {
     [ -n "${CAIRN_PID:-}" ] && kill "$CAIRN_PID" 2>/dev/null || true
+    [ -n "${KUBO_PID:-}" ] && kill "$KUBO_PID" 2>/dev/null || true
     [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
     wait 2>/dev/null || true
     rm -rf "$WORK"
@@ -59,6 +71,19 @@ SMALL=$("$CAIRN" --repo "$REPO" add -Q "$WORK/www/small.bin")
 CAIRN_PID=$!
 for _ in $(seq 100); do [ -s "$REPO/gateway" ] && break; sleep 0.1; done
 CAIRN_URL=$(cat "$REPO/gateway")
+
+# Kubo 0.43.1: a repo (--profile test: loopback, no bootstrap), the same two files, offline.
+export IPFS_PATH=$WORK/kubo
+"$KUBO" init --profile=test >/dev/null
+"$KUBO" config Addresses.Gateway /ip4/127.0.0.1/tcp/18090
+K_BIGCID=$("$KUBO" add -Q "$WORK/www/big.bin")
+K_SMALLCID=$("$KUBO" add -Q "$WORK/www/small.bin")
+[ "$K_BIGCID" = "$BIG" ] && [ "$K_SMALLCID" = "$SMALL" ] || { echo "Kubo's CIDs differ from Cairn's" >&2; exit 1; }
+"$KUBO" daemon --offline >"$WORK/kubo.log" 2>&1 &
+KUBO_PID=$!
+KUBO_URL=http://127.0.0.1:18090
+for _ in $(seq 200); do curl -sf -o /dev/null "$KUBO_URL/ipfs/$SMALL" && break; sleep 0.1; done
+curl -sf -o /dev/null "$KUBO_URL/ipfs/$SMALL" || { tail "$WORK/kubo.log" >&2; echo "Kubo's gateway does not answer" >&2; exit 1; }
 
 # nginx: the same files from disk, sendfile on, logs off.
 cat >"$WORK/nginx.conf" <<CONF
@@ -101,10 +126,13 @@ rps() {
 # Warm the page cache and RocksDB's before measuring.
 curl -sf -o /dev/null "$CAIRN_URL/ipfs/$BIG"
 curl -sf -o /dev/null "$NGINX_URL/big.bin"
+curl -sf -o /dev/null "$KUBO_URL/ipfs/$BIG"
 
 C_BIG=$(mbps "$CAIRN_URL/ipfs/$BIG")
+K_BIG=$(mbps "$KUBO_URL/ipfs/$BIG")
 N_BIG=$(mbps "$NGINX_URL/big.bin")
 C_SMALL=$(rps "$CAIRN_URL/ipfs/$SMALL")
+K_SMALL=$(rps "$KUBO_URL/ipfs/$SMALL")
 N_SMALL=$(rps "$NGINX_URL/small.bin")
 
 # A local 4 KiB read's latency, idle and while 1,000 requests for CIDs nobody has wait
@@ -146,16 +174,17 @@ PY
 )
 
 RSS=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$CAIRN_PID/status")
-echo "{\"large_mb_s\": {\"cairn\": $C_BIG, \"nginx\": $N_BIG}, \"small_req_s\": {\"cairn\": $C_SMALL, \"nginx\": $N_SMALL}, \"local_read_ms\": {\"idle_median\": $IDLE_MED, \"waiting_median\": $WAIT_MED, \"waiting_max\": $WAIT_MAX}, \"cairn_peak_rss_mib\": $RSS}"
+K_RSS=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$KUBO_PID/status")
+echo "{\"large_mb_s\": {\"cairn\": $C_BIG, \"kubo\": $K_BIG, \"nginx\": $N_BIG}, \"small_req_s\": {\"cairn\": $C_SMALL, \"kubo\": $K_SMALL, \"nginx\": $N_SMALL}, \"local_read_ms\": {\"idle_median\": $IDLE_MED, \"waiting_median\": $WAIT_MED, \"waiting_max\": $WAIT_MAX}, \"peak_rss_mib\": {\"cairn\": $RSS, \"kubo\": $K_RSS}}"
 echo
-echo "| measurement | Cairn | nginx | Cairn / nginx |"
-echo "|---|---:|---:|---:|"
-awk -v c="$C_BIG" -v n="$N_BIG" 'BEGIN { printf "| %d MiB file, 1 connection (MB/s) | %d | %d | %.2f |\n", '"$SIZE_MIB"', c, n, c/n }'
-awk -v c="$C_SMALL" -v n="$N_SMALL" 'BEGIN { printf "| 4 KiB file, 100 connections (requests/s) | %d | %d | %.2f |\n", c, n, c/n }'
+echo "| measurement | Cairn | Kubo 0.43.1 | nginx | Cairn / Kubo | Cairn / nginx |"
+echo "|---|---:|---:|---:|---:|---:|"
+awk -v c="$C_BIG" -v k="$K_BIG" -v n="$N_BIG" 'BEGIN { printf "| %d MiB file, 1 connection (MB/s) | %d | %d | %d | %.2f | %.2f |\n", '"$SIZE_MIB"', c, k, n, c/k, c/n }'
+awk -v c="$C_SMALL" -v k="$K_SMALL" -v n="$N_SMALL" 'BEGIN { printf "| 4 KiB file, 100 connections (requests/s) | %d | %d | %d | %.2f | %.2f |\n", c, k, n, c/k, c/n }'
+awk -v c="$RSS" -v k="$K_RSS" 'BEGIN { printf "| daemon peak RSS (MiB) | %d | %d | | %.2f | |\n", c, k, c/k }'
 echo
 echo "| local 4 KiB read, 20 in a row (ms) | median | max |"
 echo "|---|---:|---:|"
 echo "| idle | $IDLE_MED | $IDLE_MAX |"
 echo "| while 1,000 requests for missing CIDs wait ($STILL still waiting after) | $WAIT_MED | $WAIT_MAX |"
-echo
-echo "Cairn daemon peak RSS: $RSS MiB"
+

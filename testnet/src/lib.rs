@@ -2,7 +2,7 @@
 //!
 //! - [`reference`]: real Kubo (0.43.1 and 0.22, in loopback-only network namespaces) and the
 //!   JavaScript UnixFS importer, run as CID references for the parity tests in `tests/it/`.
-//! - [`kubo_peer`]: a live Kubo peer (`kubo.py serve`) for network interop tests.
+//! - [`kubo_peer`]: a live Kubo v0.22 peer (`kubo.py serve`), the swarm harness's reference node.
 //! - [`kubo_daemon`]: a live Kubo 0.43.1 daemon (`ipfs daemon`) for network interop tests.
 //! - [`helia_peer`]: a live Helia node (`testnet/js/helia`) for network interop tests.
 //! - [`line_peer`]: the child-process plumbing both are driven through (JSON lines).

@@ -1,5 +1,5 @@
 //! Bitswap transfer benchmark: a file moved between two nodes on loopback, Cairn to Cairn
-//! beside Kubo to Kubo (v0.22, through its library) in the same run.
+//! beside Kubo 0.43.1 to Kubo 0.43.1 (`ipfs daemon`s) in the same run.
 //!
 //! ```text
 //! cargo build --release -p cairn-testnet
@@ -18,9 +18,9 @@
 //!     each byte as it comes.
 //!   - `dag`: the whole DAG is fetched first (`--window` blocks in flight, as `pin add`
 //!     does), then the file is written out from the store. `fetch_seconds` is the first part.
-//! - **Kubo**: two `kubo.py serve` peers (flatfs repos). The first adds the file; the second
-//!   connects, then the clock runs over `Download`, which fetches the DAG over Bitswap, stores
-//!   it, and writes the file out.
+//! - **Kubo**: two `ipfs daemon`s (Kubo 0.43.1, flatfs repos, no routing). The first adds the
+//!   file; the second connects, then the clock runs over `ipfs get`, which fetches the DAG over
+//!   Bitswap, stores it, and writes the file out.
 //!
 //! Before each timed transfer, Cairn's and Kubo's alike, the benchmark writes dirty pages
 //! out and drops the page cache (`--keep-caches` to skip). On this VM, writing into page-cache
@@ -44,7 +44,7 @@ use cairn_node::config::Profile;
 use cairn_node::net::{self, session::Order, NetConfig, SharedStore};
 use cairn_node::online::NodeStore;
 use cairn_node::Node;
-use cairn_testnet::kubo_peer::{KuboOptions, KuboPeer};
+use cairn_testnet::kubo_daemon::{KuboDaemon, Routing};
 use clap::Parser;
 
 /// The `cairn` binary's allocator, so the in-process nodes allocate as a daemon does.
@@ -158,17 +158,17 @@ fn drop_caches() -> Result<()> {
 }
 
 fn kubo_run(dir: &Path, file: &Path, drop: bool) -> Result<Duration> {
-    let mut a = KuboPeer::start(KuboOptions::default())?;
-    let mut b = KuboPeer::start(KuboOptions::default())?;
-    let cid = a.add(file)?;
-    let addr = a.p2p_addrs().into_iter().find(|x| x.contains("/tcp/")).context("Kubo has no TCP address")?;
-    b.connect(&addr, Duration::from_secs(30))?;
+    let a = KuboDaemon::start(Routing::None)?;
+    let b = KuboDaemon::start(Routing::None)?;
+    let cid = a.add(file, &[])?;
+    let addr = a.tcp_addrs().into_iter().next().context("Kubo has no TCP address")?;
+    b.connect(&addr)?;
     let out = dir.join("kubo-out.bin");
     if drop {
         drop_caches()?;
     }
     let started = Instant::now();
-    b.download(&cid, &out, Duration::from_secs(1800))?;
+    b.get(&cid, &out, Duration::from_secs(1800))?;
     let took = started.elapsed();
     ensure!(std::fs::metadata(&out)?.len() == std::fs::metadata(file)?.len(), "Kubo wrote a short file");
     Ok(took)

@@ -17,7 +17,7 @@ use cairn_testnet::kubo_daemon::{KuboDaemon, Routing};
 use cairn_testnet::netns;
 use cairn_testnet::reference::{self, Reference};
 
-use crate::wire::{assert_same_tree, Wire};
+use crate::wire::{assert_same_tree, wait_lan_peers, Wire};
 
 const FETCH: Duration = Duration::from_secs(120);
 
@@ -239,4 +239,45 @@ fn rpc_answers_have_kubos_shapes() {
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "answers differ from Kubo's:\n{report}{}", String::from_utf8_lossy(&out.stderr));
     assert!(report.lines().count() >= 15, "too few calls compared:\n{report}");
+}
+
+/// Kubo keeps the provider records a Cairn reprovide sweep sends it (ADD_PROVIDER messages
+/// written back to back on one stream) and hands them to another Cairn node after the first
+/// has left.
+#[test]
+fn kubo_keeps_the_records_of_a_cairn_reprovide_sweep() {
+    if !enter("kubo_wire::kubo_keeps_the_records_of_a_cairn_reprovide_sweep") {
+        return;
+    }
+    let a = Wire::configured(DhtMode::Client, |cfg| cfg.reprovider.strategy = "all".into());
+    // 1 MiB in 256 KiB chunks: four leaves and a root.
+    let data = cairn_testnet::data::random_bytes(1 << 20, 1500);
+    let root = a.node.add_reader(&data[..], &AddOptions::default(), true).unwrap().cid;
+    let blocks = a.node.dag_cids(&root).unwrap();
+    assert_eq!(blocks.len(), 5);
+    let kubo = KuboDaemon::start(Routing::Dht).unwrap();
+    let kubo_addr: cairn_node::net::Multiaddr = kubo.tcp_addrs()[0].parse().unwrap();
+    let sweep = a.rt.block_on(async {
+        a.net.connect(kubo_addr.clone()).await.unwrap();
+        wait_lan_peers(&a.net, 1).await;
+        cairn_node::services::reprovide::Reprovider::from_repo(a.node.clone(), a.net.clone())
+            .unwrap()
+            .sweep()
+            .await
+            .unwrap()
+    });
+    assert_eq!((sweep.provided, sweep.failed), (5, 0), "{sweep:?}");
+    assert_eq!((sweep.lookups, sweep.streams, sweep.failed_streams), (1, 1, 0), "{sweep:?}");
+    // ADD_PROVIDER has no reply: give the stream a moment to be read before A leaves.
+    std::thread::sleep(Duration::from_millis(500));
+    let a_id = a.net.peer_id();
+    a.rt.block_on(a.net.shutdown());
+
+    let c = Wire::with_dht(DhtMode::Client);
+    let found = c.rt.block_on(async {
+        c.net.connect(kubo_addr).await.unwrap();
+        wait_lan_peers(&c.net, 1).await;
+        c.net.find_providers(blocks[3], 5, Duration::from_secs(20)).await.unwrap()
+    });
+    assert_eq!(found, vec![a_id], "Kubo did not hand out A's record");
 }

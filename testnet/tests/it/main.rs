@@ -7,8 +7,11 @@
 //!   real Kubo 0.43.1 on the same inputs.
 //! - [`car_interop`]: CARs written by Cairn read with `@ipld/car` and js-ipfs-unixfs, CARs written
 //!   by them imported into Cairn, and the gateway-conformance CARs imported.
-//! - [`kubo_wire`]: Bitswap with a real Kubo 0.43.1 daemon both ways, and one fetch drawing
-//!   on Kubo and Helia at once.
+//! - [`kubo_wire`]: a real Kubo 0.43.1 daemon and Cairn, both ways: Bitswap (and one fetch
+//!   drawing on Kubo and Helia at once), providers through a loopback DHT, a reprovide sweep's
+//!   records, gossipsub, and the RPC API's answers compared field by field.
+//! - [`kubo_harness`]: where the swarm harness's Kubo v0.22 agrees to listen.
+//! - [`wire`]: what the wire tests share (a fetching Cairn node on loopback, content, checks).
 //! - [`kubo_fixtures`]: CIDv1 parity with DAGs a real Kubo made (`ipfs add --cid-version 1`), taken
 //!   from the gateway-conformance fixtures and rebuilt from their extracted files.
 //! - [`helia`]: Bitswap with a real Helia 7 node (js-libp2p's TCP, Noise and yamux), both ways,
@@ -18,12 +21,12 @@
 //! - [`swarm`]: `cairn-testnet run` on `testnet/scenarios/quick.toml`: daemons in network
 //!   namespaces of their own behind shaped links.
 
-mod bitswap_kubo;
 mod car_interop;
 mod helia;
 mod ipip499;
 mod kubo;
 mod kubo_fixtures;
+mod kubo_harness;
 mod kubo_wire;
 mod lan;
 mod swarm;

@@ -29,9 +29,18 @@ impl Wire {
 
     /// [`Wire::new`] with its DHTs in `dht` mode.
     pub fn with_dht(dht: net::dht::DhtMode) -> Wire {
+        Wire::configured(dht, |_| {})
+    }
+
+    /// [`Wire::with_dht`] with `edit` applied to the repo's config first.
+    pub fn configured(dht: net::dht::DhtMode, edit: impl FnOnce(&mut cairn_node::Config)) -> Wire {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let node = Arc::new(Node::init(&dir.path().join("cairn"), Profile::Test).unwrap());
+        let mut node = Node::init(&dir.path().join("cairn"), Profile::Test).unwrap();
+        let mut config = node.repo().config().clone();
+        edit(&mut config);
+        node.repo_mut().set_config(config).unwrap();
+        let node = Arc::new(node);
         let cfg = NetConfig { dht, ..NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]) };
         let (net, _task) = rt.block_on(cairn_node::online::start_reading(&node, cfg, Duration::from_secs(60))).unwrap();
         let (src, out) = (dir.path().join("src"), dir.path().join("out"));
@@ -60,6 +69,17 @@ impl Wire {
         write_random(&src.join("tree/nested/empty"), 0, seed + 104).unwrap();
         files.iter().map(|(n, _)| *n).chain(["tree"]).collect()
     }
+}
+
+/// Waits up to 10 s for `net`'s LAN DHT table to hold `n` peers.
+pub async fn wait_lan_peers(net: &Network, n: usize) {
+    for _ in 0..100 {
+        if net.dht_stats().await.unwrap().lan_peers >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the LAN table never reached {n} peers: {:?}", net.dht_stats().await.unwrap());
 }
 
 /// Every file under `a` equals the file at the same place under `b`, and no entry is missing
