@@ -367,14 +367,8 @@ pub fn kubo_add_configured(
     config: &[(&str, &str)],
     args: &[&str],
 ) -> Result<Vec<Vec<RefEntry>>> {
-    if let Some(why) = kubo_bin_missing() {
-        bail!("Kubo {KUBO_VERSION} unavailable: {why}");
-    }
-    let repo = tempfile::tempdir().context("a temporary IPFS_PATH")?;
     let profiles = profile.map_or_else(|| "test".to_owned(), |p| format!("test,{p}"));
-    let mut init = netns_command(repo.path(), &kubo_bin());
-    init.args(["init", "--empty-repo", &format!("--profile={profiles}")]);
-    run(init, "ipfs init")?;
+    let repo = kubo_repo(&profiles, &["--empty-repo"])?;
     for (key, value) in config {
         let mut set = netns_command(repo.path(), &kubo_bin());
         set.args(["config", "--json", "--", key, value]);
@@ -405,17 +399,24 @@ pub fn kubo_add_configured(
     Ok(out)
 }
 
-/// `ipfs add -r -Q --offline ARGS PATH` with Kubo v0.43.1 into a throwaway repo (`--profile
-/// test`), then `ipfs dag export` of the root, in a network namespace of its own: the root CID
-/// and the CAR's bytes.
-pub fn kubo_dag_export(path: &Path, args: &[&str]) -> Result<(String, Vec<u8>)> {
+/// A throwaway Kubo 0.43.1 repo made by `ipfs init --profile=PROFILES ARGS` in a network
+/// namespace of its own.
+fn kubo_repo(profiles: &str, args: &[&str]) -> Result<tempfile::TempDir> {
     if let Some(why) = kubo_bin_missing() {
         bail!("Kubo {KUBO_VERSION} unavailable: {why}");
     }
     let repo = tempfile::tempdir().context("a temporary IPFS_PATH")?;
     let mut init = netns_command(repo.path(), &kubo_bin());
-    init.args(["init", "--profile=test"]);
+    init.arg("init").args(args).arg(format!("--profile={profiles}"));
     run(init, "ipfs init")?;
+    Ok(repo)
+}
+
+/// `ipfs add -r -Q --offline ARGS PATH` with Kubo v0.43.1 into a throwaway repo (`--profile
+/// test`), then `ipfs dag export` of the root, in a network namespace of its own: the root CID
+/// and the CAR's bytes.
+pub fn kubo_dag_export(path: &Path, args: &[&str]) -> Result<(String, Vec<u8>)> {
+    let repo = kubo_repo("test", &[])?;
     let mut add = netns_command(repo.path(), &kubo_bin());
     add.args(["add", "--offline", "-r", "-Q"]).args(args).arg(path);
     let cid = run(add, "ipfs add")?.trim().to_owned();
@@ -430,13 +431,7 @@ pub fn kubo_dag_export(path: &Path, args: &[&str]) -> Result<(String, Vec<u8>)> 
 /// The process's own start (opening the repo, the namespace) is measured on an empty file and
 /// taken off, so that the figure is the add alone.
 pub fn kubo_bench_add(file: &Path, store: bool) -> Result<(String, f64)> {
-    if let Some(why) = kubo_bin_missing() {
-        bail!("Kubo {KUBO_VERSION} unavailable: {why}");
-    }
-    let repo = tempfile::tempdir().context("a temporary IPFS_PATH")?;
-    let mut init = netns_command(repo.path(), &kubo_bin());
-    init.args(["init", "--profile=test"]);
-    run(init, "ipfs init")?;
+    let repo = kubo_repo("test", &[])?;
     let empty = repo.path().join("empty");
     std::fs::write(&empty, b"").context("an empty file")?;
     let add = |path: &Path| -> Result<(String, f64)> {
