@@ -220,12 +220,10 @@ fn diagnose(bytes: &[u8]) -> Option<CidError> {
 /// needs no peer to be had (Kubo 0.43's Bitswap never serves it: a wanted empty block is
 /// neither sent nor refused), so fetchers make it themselves.
 pub fn names_empty_block(cid: &Cid) -> bool {
-    let alg = match cid.hash().code() {
-        SHA2_256 => HashAlg::Sha2_256,
-        BLAKE3 => HashAlg::Blake3,
-        _ => return false,
-    };
-    cid.hash().size() == 32 && alg.digest(b"") == *cid.hash()
+    // Hashed once: this is asked of every block fetched from the network.
+    static EMPTY: std::sync::LazyLock<[Multihash<64>; 2]> =
+        std::sync::LazyLock::new(|| [HashAlg::Sha2_256.digest(b""), HashAlg::Blake3.digest(b"")]);
+    EMPTY.contains(cid.hash())
 }
 
 /// Checks that a CID uses a codec and hash Cairn supports, with a sane digest.

@@ -69,11 +69,8 @@ impl KuboDaemon {
             bail!("Kubo {KUBO_VERSION} unavailable: {why}");
         }
         let repo = tempfile::Builder::new().prefix("cairn-kubo-daemon-").tempdir().context("a Kubo repo")?;
-        let ipfs = |args: &[&str]| {
-            let mut cmd = Command::new(kubo_bin());
-            cmd.env("IPFS_PATH", repo.path()).args(args);
-            run_for(cmd, &format!("ipfs {}", args.join(" ")), CALL_TIMEOUT)
-        };
+        let ipfs =
+            |args: &[&str]| run_for(ipfs_command(repo.path(), args), &format!("ipfs {}", args.join(" ")), CALL_TIMEOUT);
         ipfs(&["init", "--profile=test"])?;
         let routing = match routing {
             Routing::None => "none",
@@ -83,9 +80,7 @@ impl KuboDaemon {
         for (key, value) in config {
             ipfs(&["config", "--json", "--", key, value])?;
         }
-        let mut child = Command::new(kubo_bin())
-            .env("IPFS_PATH", repo.path())
-            .args(["daemon"])
+        let mut child = ipfs_command(repo.path(), &["daemon"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -121,9 +116,7 @@ impl KuboDaemon {
 
     /// Runs `ipfs ARGS` against this daemon, waiting at most `timeout`; its stdout.
     pub fn ipfs(&self, args: &[&str], timeout: Duration) -> Result<String> {
-        let mut cmd = Command::new(kubo_bin());
-        cmd.env("IPFS_PATH", self.repo.path()).args(args);
-        run_for(cmd, &format!("ipfs {}", args.join(" ")), timeout)
+        run_for(ipfs_command(self.repo.path(), args), &format!("ipfs {}", args.join(" ")), timeout)
     }
 
     /// The RPC API's base URL, `http://127.0.0.1:PORT`, from the `api` file the daemon wrote.
@@ -169,9 +162,7 @@ impl KuboDaemon {
     /// `ipfs pubsub sub --enc=json TOPIC`, running until the subscription is dropped (pubsub
     /// must be on: `Pubsub.Enabled`).
     pub fn subscribe(&self, topic: &str) -> Result<Subscription> {
-        let mut child = Command::new(kubo_bin())
-            .env("IPFS_PATH", self.repo.path())
-            .args(["pubsub", "sub", "--enc=json", topic])
+        let mut child = ipfs_command(self.repo.path(), &["pubsub", "sub", "--enc=json", topic])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -215,6 +206,13 @@ impl KuboDaemon {
     pub fn provide(&self, cid: &str) -> Result<()> {
         self.ipfs(&["routing", "provide", cid], CALL_TIMEOUT).map(drop)
     }
+}
+
+/// `ipfs ARGS` on the repo at `repo`.
+fn ipfs_command(repo: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(kubo_bin());
+    cmd.env("IPFS_PATH", repo).args(args);
+    cmd
 }
 
 /// One pubsub message a [`Subscription`] received.
