@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cairn beside Kubo v0.22 in one run (testnet/scenarios/versus-kubo.toml): the 16 MiB flash
+# Cairn beside Kubo 0.43.1 in one run (testnet/scenarios/versus-kubo.toml): the 16 MiB flash
 # crowd with N = 1, 10, 25, 50 readers, as Cairn with its HTTP origin, as Cairn with peers
 # only, and with every node a Kubo peer; results.json and scaling.svg in OUT. Installs the
 # Kubo reference first if it is missing (scripts/setup.sh). About 15 minutes on 2 cores.

@@ -208,8 +208,8 @@ impl KuboDaemon {
     }
 }
 
-/// `ipfs ARGS` on the repo at `repo`.
-fn ipfs_command(repo: &Path, args: &[&str]) -> Command {
+/// `ipfs ARGS` on the repo at `repo` (`IPFS_PATH`).
+pub(crate) fn ipfs_command(repo: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(kubo_bin());
     cmd.env("IPFS_PATH", repo).args(args);
     cmd

@@ -1,8 +1,7 @@
 //! A reference peer in a child process, driven over JSON lines on its stdin and stdout: the
-//! machinery under [`crate::kubo_peer`] (`kubo.py serve`) and [`crate::helia_peer`]
-//! (`helia_peer.mjs`).
+//! machinery under [`crate::helia_peer`] (`helia_peer.mjs`).
 //!
-//! The protocol both scripts speak: one ready line `{"ready": true, "id", "addrs"}` (or
+//! The protocol: one ready line `{"ready": true, "id", "addrs"}` (or
 //! `{"ready": false, "error"}`), then one `{"ok": ...}` or `{"error": ...}` line per
 //! `{"cmd": ...}` line. Every wait is bounded. An answer that does not come in time, or an
 //! `{"error": "timeout"}`, kills the process, since the call behind it may not be stoppable;
@@ -38,12 +37,12 @@ struct Ready {
     error: Option<String>,
 }
 
-/// A child process that answers JSON lines. Dropping it kills the process it started (and
-/// then deletes the directory it was given); an attached process is left to its owner.
+/// A child process that answers JSON lines. Dropping it kills the process (and then deletes
+/// the directory it was given).
 pub struct LinePeer {
-    /// What the errors call it, such as `kubo.py serve`.
+    /// What the errors call it, such as `helia_peer.mjs`.
     name: &'static str,
-    /// Who answers, in error messages, such as `Kubo`.
+    /// Who answers, in error messages, such as `Helia`.
     who: &'static str,
     /// The process, when this peer started it.
     child: Option<Child>,
@@ -80,9 +79,9 @@ impl std::fmt::Debug for LinePeer {
 /// How a [`LinePeer`] is named, where its log is, and what it owns.
 #[derive(Debug)]
 pub struct Setup {
-    /// What the errors call the process, such as `kubo.py serve`.
+    /// What the errors call the process, such as `helia_peer.mjs`.
     pub name: &'static str,
-    /// Who answers, in error messages, such as `Kubo`.
+    /// Who answers, in error messages, such as `Helia`.
     pub who: &'static str,
     /// The peer's own log file, if it has one.
     pub log: Option<PathBuf>,
@@ -99,14 +98,6 @@ impl LinePeer {
         let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let pid = child.id();
         LinePeer::from_pipes(Some(child), pid, pipes, setup)
-    }
-
-    /// Drives a process the caller keeps owning: takes its pipes and waits for the ready line.
-    /// A timeout sends it SIGKILL and leaves reaping it to the caller; dropping the peer leaves
-    /// the process alone.
-    pub fn attached(child: &mut Child, setup: Setup) -> Result<LinePeer> {
-        let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-        LinePeer::from_pipes(None, child.id(), pipes, setup)
     }
 
     fn from_pipes(
@@ -341,11 +332,6 @@ pub fn string(v: Value, what: &str) -> Result<String> {
         Value::String(s) => Ok(s),
         other => bail!("{what}: expected a string, got {other}"),
     }
-}
-
-/// `v` as a list of strings; `what` names the answer in the error.
-pub fn strings(v: Value, what: &str) -> Result<Vec<String>> {
-    serde_json::from_value(v).with_context(|| format!("{what}: expected a list of strings"))
 }
 
 /// `path` made absolute, as UTF-8 (the scripts take paths as JSON strings).

@@ -1,5 +1,5 @@
-//! Runs one test in a private network namespace that has nothing but loopback, so that Kubo
-//! peers ([`crate::kubo_peer`]) and the Cairn nodes the test runs in-process share one
+//! Runs one test in a private network namespace that has nothing but loopback, so that
+//! reference peers ([`crate::kubo_daemon`], [`crate::helia_peer`]) and the Cairn nodes the test runs in-process share one
 //! `127.0.0.1` and can reach nothing else.
 //!
 //! The test re-executes its own binary, filtered to itself, under

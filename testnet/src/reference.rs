@@ -4,8 +4,9 @@
 //!   (called from `scripts/setup.sh`): the reference for CIDs ([`kubo_add`]), run offline in a
 //!   throwaway repo (`ipfs init --profile=test`, plus an import profile when asked).
 //! - **Kubo v0.22.0**, the real Go node, as a shared library from PyPI's `kubo-python` wheel,
-//!   driven by `testnet/kubo/kubo.py`. Its `AddFile` only does Kubo's *default* add (CIDv0,
-//!   size-262144, balanced, UnixFS leaves); nothing in its config changes that.
+//!   driven by `testnet/kubo/kubo.py`, kept only for the CIDs Kubo 0.39 and before made. Its
+//!   `AddFile` only does Kubo's *default* add (CIDv0, size-262144, balanced, UnixFS leaves);
+//!   nothing in its config changes that.
 //! - **js-ipfs-unixfs's importer** (`testnet/js/import.mjs`), an independent implementation, for
 //!   CIDv1 with raw leaves, and as a second opinion on CIDv0.
 //! - **`@ipld/car` with js-ipfs-unixfs's exporter and importer** (`testnet/js/car_read.mjs`,
@@ -166,7 +167,7 @@ pub fn require(reference: Reference) -> bool {
 /// Which reference a test needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reference {
-    /// Kubo v0.22 through `kubo.py`.
+    /// Kubo v0.22 through `kubo.py` (the CIDs of Kubo 0.39 and before).
     Kubo,
     /// The `ipfs` binary of Kubo v0.43.1.
     Kubo043,

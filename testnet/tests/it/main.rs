@@ -10,7 +10,6 @@
 //! - [`kubo_wire`]: a real Kubo 0.43.1 daemon and Cairn, both ways: Bitswap (and one fetch
 //!   drawing on Kubo and Helia at once), providers through a loopback DHT, a reprovide sweep's
 //!   records, gossipsub, and the RPC API's answers compared field by field.
-//! - [`kubo_harness`]: where the swarm harness's Kubo v0.22 agrees to listen.
 //! - [`wire`]: what the wire tests share (a fetching Cairn node on loopback, content, checks).
 //! - [`kubo_fixtures`]: CIDv1 parity with DAGs a real Kubo made (`ipfs add --cid-version 1`), taken
 //!   from the gateway-conformance fixtures and rebuilt from their extracted files.
@@ -26,7 +25,6 @@ mod helia;
 mod ipip499;
 mod kubo;
 mod kubo_fixtures;
-mod kubo_harness;
 mod kubo_wire;
 mod lan;
 mod swarm;

