@@ -233,6 +233,12 @@ fn bench_rss(args: &Args, work: &Path, rows: &mut Vec<Row>) -> Result<()> {
     let repo = work.join("repo-rss");
     let status = Command::new(&cairn).arg("--repo").arg(&repo).args(["init", "--profile", "test"]).status()?;
     ensure!(status.success(), "cairn init failed");
+    // The stream is bigger than the default `Datastore.StorageMax` (10 GB), which the add
+    // enforces: room for all of it.
+    let config_path = repo.join("config");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path)?)?;
+    config["Datastore"]["StorageMax"] = serde_json::json!(format!("{}GB", args.stream_gib * 2 + 1));
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
     let rss_file = work.join("maxrss");
     let total = args.stream_gib << 30;
     let t = Instant::now();
