@@ -37,8 +37,15 @@ fn ipfs_path(dir: &Path) -> std::path::PathBuf {
 }
 
 /// Makes node `index`'s Kubo repo under `dir` and, for a publisher, adds `file` to it (offline,
-/// before the daemon runs). Returns the peer ID and the file's CID when one was added.
-pub fn prepare(index: usize, dir: &Path, file: Option<&Path>) -> anyhow::Result<(String, Option<String>)> {
+/// before the daemon runs). Its gateway waits `retrieval_timeout` for blocks before it gives
+/// up on a read (`Gateway.RetrievalTimeout`, 30 s by default), as long as Cairn's nodes in the
+/// same scenario wait. Returns the peer ID and the file's CID when one was added.
+pub fn prepare(
+    index: usize,
+    dir: &Path,
+    file: Option<&Path>,
+    retrieval_timeout: Duration,
+) -> anyhow::Result<(String, Option<String>)> {
     let repo = ipfs_path(dir);
     std::fs::create_dir_all(dir)?;
     let ipfs = |args: &[&str]| run_for(ipfs_command(&repo, args), &format!("ipfs {}", args.join(" ")), CALL);
@@ -50,6 +57,7 @@ pub fn prepare(index: usize, dir: &Path, file: Option<&Path>) -> anyhow::Result<
     ipfs(&["config", "--json", "Addresses.Swarm", &swarm])?;
     ipfs(&["config", "Addresses.API", &api])?;
     ipfs(&["config", "Addresses.Gateway", &gateway])?;
+    ipfs(&["config", "Gateway.RetrievalTimeout", &format!("{}s", retrieval_timeout.as_secs().max(1))])?;
     let peer_id = ipfs(&["config", "Identity.PeerID"])?.trim().to_owned();
     if peer_id.is_empty() {
         bail!("node {index}'s Kubo repo has no peer ID");

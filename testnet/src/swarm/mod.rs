@@ -155,7 +155,9 @@ pub fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<RunResult> {
         // Readers of an origin-only run, hostile nodes and a Kubo run's nodes run no Cairn node.
         let is_cairn = role.is_cairn() && !kubo_mode && (peers_mode || *role == Role::Seed);
         if kubo_mode {
-            let (id, added) = kubo::prepare(index, &repo, (*role == Role::Seed).then_some(file_path.as_path()))
+            let publisher = (*role == Role::Seed).then_some(file_path.as_path());
+            let wait = Duration::from_secs_f64(s.timeout_s.ceil());
+            let (id, added) = kubo::prepare(index, &repo, publisher, wait)
                 .with_context(|| format!("making node {index}'s Kubo repo"))?;
             peer_id = id;
             if let Some(added) = added {
