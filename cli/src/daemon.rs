@@ -149,6 +149,7 @@ pub fn run(ctx: &Ctx, args: DaemonArgs) -> anyhow::Result<()> {
         let gateway_config = GatewayConfig {
             max_concurrent_requests: usize::try_from(settings.max_concurrent_requests).unwrap_or(usize::MAX),
             max_request_duration: settings.max_request_duration,
+            routing: settings.expose_routing_api.then(|| cairn_gateway::routing::RoutingApi::new(network.clone())),
             ..GatewayConfig::default()
         };
         let api = cairn_gateway::api::Api::new(node.clone(), Some(network.clone()), stop_tx)

@@ -105,7 +105,16 @@ impl Handler {
         let (parts, _body) = req.into_parts();
         let req = Request::from_parts(parts, ());
         let method = req.method().clone();
+        let routing = self.config.routing.as_ref().and_then(|api| {
+            let rest = req.uri().path().strip_prefix(crate::routing::PREFIX)?;
+            let on_subdomain = matches!(subdomain::host_of(&req, &self.config.subdomain_hosts), Host::Subdomain { .. });
+            (!on_subdomain && req.uri().path().len() <= path::MAX_PATH_BYTES).then_some((api, rest))
+        });
         let mut resp = match method {
+            _ if routing.is_some() => {
+                let (api, rest) = routing.expect("checked");
+                crate::routing::handle(api, &self.node, &req, rest).await
+            }
             Method::GET | Method::HEAD => self.get(&req).await,
             Method::OPTIONS => {
                 let mut r = Response::new(body::empty());

@@ -8,8 +8,11 @@
 //!   origin, and path requests on `localhost` are redirected there.
 //! - **Trustless gateway**: `?format=raw` / `application/vnd.ipld.raw` (one block) and
 //!   `?format=car` / `application/vnd.ipld.car` with `dag-scope` and `entity-bytes`.
+//! - **Delegated routing** (`Gateway.ExposeRoutingAPI`): `/routing/v1/providers`, `/peers`
+//!   and `/dht/closest/peers`, read-only, answered from the store and the DHTs
+//!   ([`routing`]).
 //!
-//! The gateway never exposes an API route. Bodies stream from blocking threads (the store is
+//! The gateway never exposes an RPC API route. Bodies stream from blocking threads (the store is
 //! synchronous) through bounded channels; slow or vanished clients are cut off by timeouts,
 //! and connections beyond [`GatewayConfig::max_connections`] wait in the kernel's backlog.
 
@@ -27,6 +30,7 @@ mod negotiate;
 mod path;
 pub mod pinning;
 mod range;
+pub mod routing;
 mod subdomain;
 mod wait;
 
@@ -85,6 +89,9 @@ pub struct GatewayConfig {
     /// The longest one request may take, body included (`Gateway.MaxRequestDuration`):
     /// an answer not begun by then is a 504, a body not sent by then is cut off.
     pub max_request_duration: Duration,
+    /// The delegated routing API under `/routing/v1/` (`Gateway.ExposeRoutingAPI`), when the
+    /// node is online and the API is on.
+    pub routing: Option<routing::RoutingApi>,
 }
 
 impl Default for GatewayConfig {
@@ -98,6 +105,7 @@ impl Default for GatewayConfig {
             metrics: Arc::default(),
             max_concurrent_requests: 4096,
             max_request_duration: Duration::from_secs(3600),
+            routing: None,
         }
     }
 }

@@ -229,11 +229,16 @@ pub struct Routing {
     /// `none`.
     #[serde(rename = "Type")]
     pub kind: String,
+    /// Base URLs of delegated routers (Routing V1 HTTP APIs, such as another node's gateway)
+    /// asked for providers beside the DHTs. Empty by default: a node asks no one it was not
+    /// told to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delegated_routers: Vec<String>,
 }
 
 impl Default for Routing {
     fn default() -> Self {
-        Routing { kind: "auto".into() }
+        Routing { kind: "auto".into(), delegated_routers: Vec::new() }
     }
 }
 
@@ -268,6 +273,11 @@ pub struct Gateway {
     /// The longest one request may take, its body included, such as `1h`.
     #[serde(default = "default_max_request_duration")]
     pub max_request_duration: String,
+    /// Whether the gateway's port also serves the delegated routing API
+    /// (`/routing/v1/providers`, `/peers`, `/dht/closest/peers`), answered from the store and
+    /// the DHTs. On by default, as in Kubo.
+    #[serde(rename = "ExposeRoutingAPI", default = "default_expose_routing_api")]
+    pub expose_routing_api: bool,
     /// Keys this version does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -275,6 +285,10 @@ pub struct Gateway {
 
 fn default_max_concurrent_requests() -> u64 {
     4096
+}
+
+fn default_expose_routing_api() -> bool {
+    true
 }
 
 fn default_max_request_duration() -> String {
@@ -287,6 +301,7 @@ impl Default for Gateway {
             retrieval_timeout: "60s".into(),
             max_concurrent_requests: default_max_concurrent_requests(),
             max_request_duration: default_max_request_duration(),
+            expose_routing_api: default_expose_routing_api(),
             extra: Map::new(),
         }
     }

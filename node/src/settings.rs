@@ -119,6 +119,8 @@ pub struct Settings {
     pub max_request_duration: Duration,
     /// `Gateway.MaxConcurrentRequests`.
     pub max_concurrent_requests: u64,
+    /// `Gateway.ExposeRoutingAPI`: the delegated routing API on the gateway's port.
+    pub expose_routing_api: bool,
     /// `API.MaxUploadBytes`.
     pub api_max_upload_bytes: u64,
     /// `Swarm.RateLimit.Upload`, bytes per second (`None`: no cap).
@@ -129,6 +131,8 @@ pub struct Settings {
     pub upload_budget: Option<u64>,
     /// `Routing.Type`.
     pub routing: DhtMode,
+    /// `Routing.DelegatedRouters`, checked.
+    pub delegated_routers: Vec<String>,
     /// `Reprovider.Strategy`.
     pub reprovide_strategy: Strategy,
     /// `Reprovider.Interval` (`None`: no renewal).
@@ -236,11 +240,17 @@ impl Settings {
             retrieval_timeout: positive_duration("Gateway.RetrievalTimeout", &c.gateway.retrieval_timeout)?,
             max_request_duration: positive_duration("Gateway.MaxRequestDuration", &c.gateway.max_request_duration)?,
             max_concurrent_requests: c.gateway.max_concurrent_requests,
+            expose_routing_api: c.gateway.expose_routing_api,
             api_max_upload_bytes: c.api_max_upload_bytes()?,
             upload_limit: rate("Swarm.RateLimit.Upload", &rl.upload)?,
             download_limit: rate("Swarm.RateLimit.Download", &rl.download)?,
             upload_budget: rate("Swarm.RateLimit.UploadBudget", &rl.upload_budget)?,
             routing: choice(&c.routing.kind)?,
+            delegated_routers: {
+                crate::net::delegated::Routers::new(&c.routing.delegated_routers)
+                    .map_err(|e| ConfigError::Invalid(format!("Routing.DelegatedRouters: {e}")))?;
+                c.routing.delegated_routers.clone()
+            },
             reprovide_strategy: choice(&c.reprovider.strategy)?,
             reprovide_interval: duration("Reprovider.Interval", &c.reprovider.interval)?,
             announce_interval: duration("Manifest.AnnounceInterval", &c.manifest.announce_interval)?,
@@ -307,6 +317,9 @@ mod tests {
             ("Bootstrap", serde_json::json!(["not a multiaddr"])),
             ("Addresses.Announce", serde_json::json!(["/dns4"])),
             ("Origins.Gateways", serde_json::json!(["ftp://example"])),
+            ("Routing.DelegatedRouters", serde_json::json!(["auto"])),
+            ("Routing.DelegatedRouters", serde_json::json!(["https://delegated-ipfs.dev"])),
+            ("Gateway.ExposeRoutingAPI", serde_json::json!("yes")),
             ("Datastore.StorageGCWatermark", serde_json::json!(101)),
             ("Gateway.MaxConcurrentRequests", serde_json::json!(0)),
         ] {
@@ -316,7 +329,12 @@ mod tests {
         let c = set_key(&c, "Scrub.Interval", Value::String("12h".into())).unwrap();
         let c = set_key(&c, "Routing.Type", Value::String("dhtclient".into())).unwrap();
         let c = set_key(&c, "Swarm.RateLimit.Upload", Value::String("2MB".into())).unwrap();
+        let c = set_key(&c, "Routing.DelegatedRouters", serde_json::json!(["http://127.0.0.1:8080/"])).unwrap();
+        assert!(defaults.expose_routing_api, "the routing API is on unless turned off");
+        let c = set_key(&c, "Gateway.ExposeRoutingAPI", serde_json::json!(false)).unwrap();
         let s = Settings::from_config(&c).unwrap();
+        assert_eq!(s.delegated_routers, vec!["http://127.0.0.1:8080/".to_owned()]);
+        assert!(!s.expose_routing_api);
         assert_eq!(s.scrub_interval, Some(Duration::from_secs(12 * 3600)));
         assert_eq!(s.routing, DhtMode::Client);
         assert_eq!(s.upload_limit, Some(2_000_000));

@@ -43,6 +43,7 @@ pub struct KuboDaemon {
     repo: tempfile::TempDir,
     id: String,
     addrs: Vec<String>,
+    gateway: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -90,9 +91,13 @@ impl KuboDaemon {
         let (tx, ready) = mpsc::channel();
         thread::spawn(move || {
             let mut seen = Vec::new();
+            let mut gateway = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("Gateway server listening on ") {
+                    gateway = Some(addr.trim().to_owned());
+                }
                 if line.contains("Daemon is ready") {
-                    tx.send(Ok(())).ok();
+                    tx.send(Ok(gateway.take())).ok();
                     // Keep reading, so the daemon never blocks on a full pipe.
                     continue;
                 }
@@ -102,9 +107,9 @@ impl KuboDaemon {
             }
             tx.send(Err(seen.join("\n"))).ok();
         });
-        let mut daemon = KuboDaemon { child, repo, id: String::new(), addrs: Vec::new() };
+        let mut daemon = KuboDaemon { child, repo, id: String::new(), addrs: Vec::new(), gateway: None };
         match ready.recv_timeout(START_TIMEOUT) {
-            Ok(Ok(())) => {}
+            Ok(Ok(gateway)) => daemon.gateway = gateway,
             Ok(Err(out)) => bail!("ipfs daemon exited before it was ready:\n{out}"),
             Err(_) => bail!("ipfs daemon was not ready within {START_TIMEOUT:?}"),
         }
@@ -123,6 +128,13 @@ impl KuboDaemon {
     pub fn api_url(&self) -> Result<String> {
         let api = std::fs::read_to_string(self.repo.path().join("api")).context("reading the Kubo repo's api file")?;
         let addr = cairn_node::config::tcp_socket_addr(api.trim()).map_err(|e| anyhow!("Kubo's api file: {e}"))?;
+        Ok(format!("http://{addr}"))
+    }
+
+    /// The gateway's base URL, `http://127.0.0.1:PORT`, from the daemon's start-up lines.
+    pub fn gateway_url(&self) -> Result<String> {
+        let addr = self.gateway.as_deref().ok_or_else(|| anyhow!("Kubo named no gateway address"))?;
+        let addr = cairn_node::config::tcp_socket_addr(addr).map_err(|e| anyhow!("Kubo's gateway address: {e}"))?;
         Ok(format!("http://{addr}"))
     }
 

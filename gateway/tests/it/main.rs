@@ -5,6 +5,7 @@ mod abuse;
 mod api_guard;
 mod api_reads;
 mod path_gateway;
+mod routing;
 mod trustless;
 
 mod noise;
@@ -66,8 +67,14 @@ impl Gateway {
     }
 
     pub async fn start_with(config: GatewayConfig) -> Gateway {
+        Self::start_configured(async move |_| config).await
+    }
+
+    /// A gateway whose config is made from its node (`make` may take the node online).
+    pub async fn start_configured(make: impl AsyncFnOnce(&Arc<Node>) -> GatewayConfig) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let node = Arc::new(Node::init(&dir.path().join("repo"), Profile::Test).unwrap());
+        let config = make(&node).await;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (addr, _task) = cairn_gateway::spawn("127.0.0.1:0".parse().unwrap(), node.clone(), config, async {
             let _ = rx.await;

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::driver::Driver;
 use super::handle::{Network, Streams};
 use super::MAX_PEER_TOPICS;
-use super::{bitswap, dht, hints, iplimit, origin, transport};
+use super::{bitswap, delegated, dht, hints, iplimit, origin, transport};
 use super::{
     Behaviour, Multiaddr, NetConfig, NetError, Protocol, PubsubError, SetupError, SharedStore, TopicFilter, AGENT,
 };
@@ -175,7 +175,8 @@ pub async fn spawn(
         Some(c) => origin::Origin::new(c)?.map(Arc::new),
         None => None,
     };
-    let driver = Driver::new(swarm, store, rx, &cfg, listening.clone(), origin.clone());
+    let routers = delegated::Routers::new(&cfg.delegated_routers)?.map(Arc::new);
+    let driver = Driver::new(swarm, store, rx, &cfg, listening.clone(), origin.clone(), routers);
     let task = tokio::spawn(driver.run(early));
     let runtime = tokio::runtime::Handle::current();
     Ok((Network { peer_id, listening, tx, sessions: Arc::default(), origin, runtime, streams }, task))

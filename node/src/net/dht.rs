@@ -57,6 +57,12 @@ pub fn key_of(cid: &Cid) -> kad::RecordKey {
     kad::RecordKey::new(&cid.hash().to_bytes())
 }
 
+/// The DHT's XOR distance between the key `key` (bytes, such as a multihash or a peer ID) and
+/// `peer`: sorting by it puts the closest peers first.
+pub fn distance(key: &[u8], peer: &PeerId) -> kad::KBucketDistance {
+    kad::KBucketKey::new(key.to_vec()).distance(&kad::KBucketKey::from(*peer))
+}
+
 /// Whether an address belongs on the LAN DHT (loopback, private, link-local or unique-local)
 /// rather than the WAN one. Addresses without an IP (DNS names) count as WAN.
 pub fn is_lan(addr: &Multiaddr) -> bool {
@@ -438,6 +444,8 @@ impl<Q: std::hash::Hash + Eq + Copy> Provider<Q> {
 /// A running provider lookup: who asked, and what has been found.
 #[derive(Debug)]
 pub struct Lookup {
+    /// Its ID, for the delegated routers' answer.
+    pub id: u64,
     /// The key looked up.
     pub key: kad::RecordKey,
     /// Providers found so far.
@@ -446,6 +454,8 @@ pub struct Lookup {
     pub max: usize,
     /// Queries (one per DHT) still running.
     pub queries: Vec<Query>,
+    /// Whether the delegated routers have yet to answer.
+    pub routed: bool,
     /// Who waits for the answer (none: a lookup started by a fetch).
     pub reply: Option<tokio::sync::oneshot::Sender<Vec<PeerId>>>,
     /// When it ends with what it found.

@@ -30,9 +30,12 @@ pub(super) enum Command {
     PeersAnswer(Cid, oneshot::Sender<(Option<bool>, bool)>),
     Stats(oneshot::Sender<Stats>),
     Provide(Vec<Cid>, Option<oneshot::Sender<(u64, u64)>>),
-    FindProviders { cid: Cid, max: usize, deadline: Instant, reply: oneshot::Sender<Vec<PeerId>> },
+    // `routers`: ask the delegated routers too.
+    FindProviders { cid: Cid, max: usize, deadline: Instant, routers: bool, reply: oneshot::Sender<Vec<PeerId>> },
     DhtStats(oneshot::Sender<DhtStats>),
-    ClosestPeers { dht: dht::Dht, key: Vec<u8>, reply: oneshot::Sender<Closest> },
+    // `connect`: dial the peers found (announcements follow).
+    ClosestPeers { dht: dht::Dht, key: Vec<u8>, connect: bool, reply: oneshot::Sender<Closest> },
+    PeerAddrs(Vec<PeerId>, oneshot::Sender<std::collections::HashMap<PeerId, Vec<Multiaddr>>>),
     ExternalAddrs(oneshot::Sender<Vec<Multiaddr>>),
     PortMapping(oneshot::Sender<PortMapping>),
     Shutdown,
@@ -82,6 +85,7 @@ impl std::fmt::Debug for Command {
             Command::FindProviders { .. } => "FindProviders",
             Command::DhtStats(_) => "DhtStats",
             Command::ClosestPeers { .. } => "ClosestPeers",
+            Command::PeerAddrs(..) => "PeerAddrs",
             Command::ExternalAddrs(_) => "ExternalAddrs",
             Command::PortMapping(_) => "PortMapping",
             Command::Shutdown => "Shutdown",
@@ -175,11 +179,18 @@ impl Network {
         let _ = self.tx.send(Command::Provide(cids, None)).await;
     }
 
-    /// Looks up providers of `cid` on the DHTs: up to `max` of them, as found within
-    /// `timeout`.
+    /// Looks up providers of `cid` on the DHTs and the delegated routers: up to `max` of
+    /// them, as found within `timeout`.
     pub async fn find_providers(&self, cid: Cid, max: usize, timeout: Duration) -> Result<Vec<PeerId>, NetError> {
         let deadline = Instant::now() + timeout;
-        self.ask(|reply| Command::FindProviders { cid, max: max.max(1), deadline, reply }).await
+        self.ask(|reply| Command::FindProviders { cid, max: max.max(1), deadline, routers: true, reply }).await
+    }
+
+    /// [`Network::find_providers`] on the DHTs alone: for answering others as a router, so
+    /// that two nodes that list each other as routers never ask each other in a circle.
+    pub async fn find_dht_providers(&self, cid: Cid, max: usize, timeout: Duration) -> Result<Vec<PeerId>, NetError> {
+        let deadline = Instant::now() + timeout;
+        self.ask(|reply| Command::FindProviders { cid, max: max.max(1), deadline, routers: false, reply }).await
     }
 
     /// The DHTs' routing tables and announcement counters.
@@ -200,7 +211,24 @@ impl Network {
     /// Looks up the peers closest to the DHT key `key` (a multihash's bytes) on one DHT. The
     /// swarm stays connected to (or dials) those found, so streams to them open at once.
     pub async fn closest_peers(&self, dht: dht::Dht, key: Vec<u8>) -> Result<Closest, NetError> {
-        self.ask(|reply| Command::ClosestPeers { dht, key, reply }).await
+        self.ask(|reply| Command::ClosestPeers { dht, key, connect: true, reply }).await
+    }
+
+    /// [`Network::closest_peers`] without dialing what it finds: for answering others (the
+    /// delegated routing API), where a lookup must not turn into connections.
+    pub async fn find_closest(&self, dht: dht::Dht, key: Vec<u8>) -> Result<Closest, NetError> {
+        self.ask(|reply| Command::ClosestPeers { dht, key, connect: false, reply }).await
+    }
+
+    /// Where `peers` can be dialed, as far as this node knows without asking anyone: the
+    /// listen addresses a connected peer told (identify) and those in the DHTs' routing
+    /// tables. At most [`MAX_PEER_ADDRS`](super::MAX_PEER_ADDRS) per peer; a peer with none
+    /// is left out.
+    pub async fn peer_addrs(
+        &self,
+        peers: Vec<PeerId>,
+    ) -> Result<std::collections::HashMap<PeerId, Vec<Multiaddr>>, NetError> {
+        self.ask(|reply| Command::PeerAddrs(peers, reply)).await
     }
 
     /// The addresses this node tells peers, as provider records carry them.

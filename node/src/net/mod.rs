@@ -14,6 +14,7 @@
 //! the node also dials the peers it hears of on the local network.
 
 pub mod bitswap;
+pub mod delegated;
 pub mod dht;
 pub mod hints;
 pub mod iplimit;
@@ -107,6 +108,9 @@ pub enum NetError {
     /// The HTTP origins' config is unusable (boxed to keep results small).
     #[error("network config: {0}")]
     Origin(Box<origin::OriginError>),
+    /// A delegated router's URL is unusable.
+    #[error("Routing.DelegatedRouters: {0}")]
+    Router(#[from] delegated::RouterError),
 }
 
 /// An error from libp2p kept with its type erased, for the few places where it has no
@@ -211,6 +215,8 @@ pub struct NetConfig {
     pub download_limit: Option<u64>,
     /// Trustless HTTP gateways to fetch blocks from as well (`Origins`).
     pub origin: Option<origin::OriginConfig>,
+    /// Routing V1 HTTP APIs asked for providers beside the DHTs (`Routing.DelegatedRouters`).
+    pub delegated_routers: Vec<String>,
     /// Whether blocks are served to peers at all (`Bitswap.ServerEnabled`).
     pub serve: bool,
     /// Block bytes served in any 24 hours, at most (`Swarm.RateLimit.UploadBudget`).
@@ -242,6 +248,7 @@ impl NetConfig {
             upload_limit: None,
             download_limit: None,
             origin: None,
+            delegated_routers: Vec::new(),
             serve: true,
             upload_budget: None,
             mdns: false,
@@ -263,6 +270,7 @@ impl NetConfig {
         net.max_connections = cfg.swarm.conn_mgr.high_water.max(1);
         net.max_connections_per_ip = cfg.swarm.conn_mgr.max_per_ip.max(1);
         net.dht = typed.routing;
+        net.delegated_routers = typed.delegated_routers.clone();
         net.upload_limit = typed.upload_limit;
         net.download_limit = typed.download_limit;
         net.upload_budget = typed.upload_budget;
@@ -287,6 +295,11 @@ impl NetConfig {
 type TopicFilter = gossipsub::MaxCountSubscriptionFilter<gossipsub::AllowAllSubscriptionFilter>;
 /// Topics one peer is known to subscribe to, at most.
 pub const MAX_PEER_TOPICS: usize = 256;
+/// Addresses kept and told per peer ([`Network::peer_addrs`]): a peer that lists more gets
+/// its first ones.
+pub const MAX_PEER_ADDRS: usize = 16;
+/// Peers one [`Network::peer_addrs`] call answers for; the rest of a longer list is ignored.
+pub const MAX_PEER_ADDRS_ASKED: usize = 256;
 /// Topics this node subscribes to (the hints topic and those asked for through the API).
 pub const MAX_LOCAL_TOPICS: usize = 1024;
 /// Messages per minute one signed source may send on a topic other than the hints topic;
@@ -387,8 +400,10 @@ pub enum PortMapping {
 /// What a lookup of the peers closest to a key found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Closest {
-    /// The closest peers that answered, at most K.
+    /// The closest peers that answered, at most K, closest first.
     pub peers: Vec<PeerId>,
+    /// The addresses the lookup learned for them (a peer may have none).
+    pub addrs: std::collections::HashMap<PeerId, Vec<Multiaddr>>,
     /// Whether the lookup ended by itself (not by timing out, nor for want of a DHT).
     pub complete: bool,
 }

@@ -123,6 +123,17 @@ fn three_cairns() -> (Wire, Wire, Wire) {
     (a, b, c)
 }
 
+/// Writes a 1 MiB file `name` under `w`'s `src`, adds it and announces it on the DHT (the
+/// record must reach a peer); its CID.
+fn add_and_provide(w: &Wire, name: &'static str, seed: u64) -> cairn_merkle::Cid {
+    let names = w.content(&[(name, 1 << 20)], seed);
+    let opts = AddOptions { recursive: true, ..AddOptions::default() };
+    let root = w.node.add(&w.src.join(names[0]), &opts, true, &mut |_| {}).unwrap().cid;
+    let (reached, _) = w.rt.block_on(w.net.provide(vec![root])).unwrap();
+    assert!(reached > 0, "the record of {name} reached no DHT peer");
+    root
+}
+
 /// Cairn A announces a file to B; Kubo, whose only peer is B, finds A as its provider and
 /// fetches the file from it.
 #[test]
@@ -131,10 +142,7 @@ fn kubo_finds_a_cairn_provider_through_the_dht() {
         return;
     }
     let (a, b, _c) = three_cairns();
-    let names = a.content(&[("provided", 1 << 20)], 1300);
-    let opts = AddOptions { recursive: true, ..AddOptions::default() };
-    let root = a.node.add(&a.src.join(names[0]), &opts, true, &mut |_| {}).unwrap().cid;
-    assert_eq!(a.rt.block_on(a.net.provide(vec![root])).unwrap(), (1, 0), "the record reached B");
+    let root = add_and_provide(&a, "provided", 1300);
     let kubo = KuboDaemon::start(Routing::Dht).unwrap();
     kubo.connect(&b.tcp_addr()).unwrap();
     let a_id = a.net.peer_id().to_string();
@@ -145,6 +153,59 @@ fn kubo_finds_a_cairn_provider_through_the_dht() {
     });
     kubo.get(&root.to_string(), &a.out.join("provided"), FETCH).unwrap();
     assert_same_tree(&a.src.join("provided"), &a.out.join("provided"));
+}
+
+/// Kubo's only router is Cairn B's delegated routing API (`Routing.Type = delegated`, no DHT):
+/// it learns through B that A provides a file (B knows from its DHT, A's addresses from
+/// identify), fetches the file from A, and finds A's addresses with `routing findpeer`.
+#[test]
+fn kubo_routes_through_cairns_delegated_routing_api() {
+    if !enter("kubo_wire::kubo_routes_through_cairns_delegated_routing_api") {
+        return;
+    }
+    let (a, b, _c) = three_cairns();
+    let root = add_and_provide(&a, "routed", 1500);
+    let routers = format!("[\"{}\"]", b.serve_gateway());
+    let kubo = KuboDaemon::start_with(
+        Routing::None,
+        &[("Routing.Type", "\"delegated\""), ("Routing.DelegatedRouters", &routers), ("Provide.Enabled", "false")],
+    )
+    .unwrap();
+    let a_id = a.net.peer_id().to_string();
+    let found = kubo.find_providers(&root.to_string(), Duration::from_secs(20)).unwrap();
+    assert!(found.contains(&a_id), "Kubo found {found:?} through B, not A ({a_id})");
+    kubo.get(&root.to_string(), &a.out.join("routed"), FETCH).unwrap();
+    assert_same_tree(&a.src.join("routed"), &a.out.join("routed"));
+    let addrs = kubo.ipfs(&["--timeout=20s", "routing", "findpeer", &a_id], Duration::from_secs(40)).unwrap();
+    let a_port = a.tcp_addr().split('/').nth(4).unwrap().to_owned();
+    assert!(addrs.lines().any(|l| l == format!("/ip4/127.0.0.1/tcp/{a_port}")), "findpeer said {addrs:?}");
+}
+
+/// Cairn D, with no DHT and no peers, has Kubo's delegated routing API
+/// (`Gateway.ExposeRoutingAPI`) as its only router: asked for a file C announced on the DHT
+/// Kubo shares with B and C, Kubo names C, and D fetches the file from C.
+#[test]
+fn cairn_routes_through_kubos_delegated_routing_api() {
+    if !enter("kubo_wire::cairn_routes_through_kubos_delegated_routing_api") {
+        return;
+    }
+    let (_a, b, c) = three_cairns();
+    let kubo = KuboDaemon::start_with(Routing::Dht, &[("Gateway.ExposeRoutingAPI", "true")]).unwrap();
+    kubo.connect(&b.tcp_addr()).unwrap();
+    kubo.connect(&c.tcp_addr()).unwrap();
+    let root = add_and_provide(&c, "routed", 1600);
+    let router = kubo.gateway_url().unwrap();
+    let d = Wire::with_routers(DhtMode::Off, vec![router]);
+    let c_id = c.net.peer_id();
+    wait_for("D finds C through Kubo's routing API", || {
+        let found = d.rt.block_on(d.net.find_providers(root, 4, Duration::from_secs(10))).unwrap_or_default();
+        found.contains(&c_id)
+    });
+    let dest = d.out.join("routed");
+    d.node.get(&root.to_string().parse().unwrap(), &dest, &mut |_| {}).unwrap();
+    assert_same_tree(&c.src.join("routed"), &dest);
+    let peers = d.rt.block_on(d.net.peers()).unwrap();
+    assert!(peers.iter().any(|p| p.peer == c_id), "D fetched without connecting to C: {peers:?}");
 }
 
 /// Kubo announces a file it added; Cairn A, whose only peer is B, finds Kubo as its provider

@@ -34,6 +34,20 @@ impl Wire {
 
     /// [`Wire::with_dht`] with `edit` applied to the repo's config first.
     pub fn configured(dht: net::dht::DhtMode, edit: impl FnOnce(&mut cairn_node::Config)) -> Wire {
+        Wire::built(dht, edit, |_| {})
+    }
+
+    /// [`Wire::with_dht`] whose provider lookups also ask the delegated routers at `urls`.
+    pub fn with_routers(dht: net::dht::DhtMode, urls: Vec<String>) -> Wire {
+        Wire::built(dht, |_| {}, |n| n.delegated_routers = urls)
+    }
+
+    /// [`Wire::configured`] with `edit_net` applied to the network's config too.
+    fn built(
+        dht: net::dht::DhtMode,
+        edit: impl FnOnce(&mut cairn_node::Config),
+        edit_net: impl FnOnce(&mut NetConfig),
+    ) -> Wire {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let mut node = Node::init(&dir.path().join("cairn"), Profile::Test).unwrap();
@@ -41,12 +55,28 @@ impl Wire {
         edit(&mut config);
         node.repo_mut().set_config(config).unwrap();
         let node = Arc::new(node);
-        let cfg = NetConfig { dht, ..NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]) };
+        let mut cfg = NetConfig { dht, ..NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]) };
+        edit_net(&mut cfg);
         let (net, _task) = rt.block_on(cairn_node::online::start_reading(&node, cfg, Duration::from_secs(60))).unwrap();
         let (src, out) = (dir.path().join("src"), dir.path().join("out"));
         fs::create_dir_all(&src).unwrap();
         fs::create_dir_all(&out).unwrap();
         Wire { node, net, rt, src, out, _dir: dir }
+    }
+
+    /// Serves the node's gateway on 127.0.0.1 with the delegated routing API on, until the
+    /// runtime stops; its base URL, `http://127.0.0.1:PORT`.
+    pub fn serve_gateway(&self) -> String {
+        let config = cairn_gateway::GatewayConfig {
+            routing: Some(cairn_gateway::routing::RoutingApi::new(self.net.clone())),
+            ..cairn_gateway::GatewayConfig::default()
+        };
+        let stop = std::future::pending::<()>();
+        let (addr, _task) = self
+            .rt
+            .block_on(cairn_gateway::spawn("127.0.0.1:0".parse().unwrap(), self.node.clone(), config, stop))
+            .unwrap();
+        format!("http://{addr}")
     }
 
     /// The node's TCP address, ending in `/p2p/<peer id>` (js-libp2p under Node.js has no QUIC).

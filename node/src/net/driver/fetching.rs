@@ -35,7 +35,8 @@ impl Driver {
         self.dial_hinted(&cid);
         let now = Instant::now();
         self.engine.fetch(cid, priority, waiter, deadline, now, &mut self.swarm.behaviour_mut().bitswap);
-        if self.dht != dht::DhtMode::Off && self.lookup_due.len() < 4096 {
+        let can_look = self.dht != dht::DhtMode::Off || self.routers.is_some();
+        if can_look && self.lookup_due.len() < 4096 {
             self.lookup_due.push_back((now + PROVIDER_SEARCH_DELAY, cid));
         }
     }

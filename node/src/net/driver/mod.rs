@@ -2,7 +2,8 @@
 //! at a time and hands it to the file of its concern:
 //! - `fetching.rs`: Bitswap's events, the node's fetches, received blocks stored;
 //! - `serving.rs`: serving turns, which answer peers' wants from the store on the blocking pool;
-//! - `routing.rs`: the DHTs: announcements, provider and closest-peer lookups;
+//! - `routing.rs`: the DHTs and the delegated routers: announcements, provider and
+//!   closest-peer lookups;
 //! - `gossip.rs`: gossipsub: availability hints, subscriptions, publishing;
 //! - `swarm.rs`: connections, dials, mDNS and UPnP.
 //!
@@ -32,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::bitswap::engine::Engine;
 use super::handle::Command;
-use super::{dht, hints, origin, ratelimit};
+use super::{delegated, dht, hints, origin, ratelimit};
 use super::{Behaviour, BehaviourEvent, Closest, DialFailure, Multiaddr, NetConfig, NetError, PeerId, PortMapping};
 use super::{Protocol, PubsubMessage};
 use super::{SharedStore, MAX_TOPIC_MESSAGES_PER_MINUTE};
@@ -42,7 +43,16 @@ use serving::{Served, UploadMeter};
 /// Work the driver started elsewhere (on the blocking pool), finished.
 enum Done {
     Served(Served, usize),
-    Stored { blocks: Vec<Block>, result: Result<(), StoreError>, ack: Option<oneshot::Sender<()>> },
+    Stored {
+        blocks: Vec<Block>,
+        result: Result<(), StoreError>,
+        ack: Option<oneshot::Sender<()>>,
+    },
+    /// The delegated routers' answer for lookup `lookup`.
+    Routed {
+        lookup: u64,
+        providers: Vec<delegated::Named>,
+    },
 }
 
 pub(super) struct Driver {
@@ -65,6 +75,9 @@ pub(super) struct Driver {
     upload_meter: UploadMeter,
     /// The remote address of one open connection per peer.
     addrs: std::collections::HashMap<PeerId, Multiaddr>,
+    /// The listen addresses each connected peer told over identify (at most
+    /// [`MAX_PEER_ADDRS`](super::MAX_PEER_ADDRS) each).
+    listen_addrs: std::collections::HashMap<PeerId, Vec<Multiaddr>>,
     /// Local subscribers per topic.
     topics: std::collections::HashMap<gossipsub::TopicHash, Vec<mpsc::Sender<PubsubMessage>>>,
     /// Availability hints heard.
@@ -80,8 +93,15 @@ pub(super) struct Driver {
     /// Fetches that look for providers on the DHT if no peer has the block by then.
     lookup_due: std::collections::VecDeque<(Instant, Cid)>,
     lookups_started: u64,
+    /// The delegated routers, if any.
+    routers: Option<Arc<delegated::Routers>>,
+    /// Addresses the routers gave for peers, oldest first, at most
+    /// [`routing::MAX_LEARNED`] peers.
+    learned_addrs: std::collections::VecDeque<(PeerId, Vec<Multiaddr>)>,
+    /// The ID the next provider lookup gets.
+    next_lookup: u64,
     /// Closest-peer lookups running, and who waits for each.
-    closest: std::collections::HashMap<dht::Query, oneshot::Sender<Closest>>,
+    closest: std::collections::HashMap<dht::Query, (oneshot::Sender<Closest>, bool)>,
     dht: dht::DhtMode,
     /// The HTTP origins, told when blocks arrive from peers, so that they are asked only when
     /// peers stall.
@@ -100,6 +120,7 @@ impl Driver {
         cfg: &NetConfig,
         listening: Vec<Multiaddr>,
         origin: Option<Arc<origin::Origin>>,
+        routers: Option<Arc<delegated::Routers>>,
     ) -> Driver {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let mut engine = Engine::default();
@@ -120,6 +141,7 @@ impl Driver {
             serving_blocks: 0,
             upload_meter: UploadMeter::new(Instant::now()),
             addrs: Default::default(),
+            listen_addrs: Default::default(),
             topics: Default::default(),
             hints: Default::default(),
             topic_rates: ratelimit::PerSender::new(
@@ -132,6 +154,9 @@ impl Driver {
             lookups: Vec::new(),
             lookup_due: std::collections::VecDeque::new(),
             lookups_started: 0,
+            routers,
+            learned_addrs: Default::default(),
+            next_lookup: 0,
             closest: Default::default(),
             dht: cfg.dht,
             origin,
@@ -181,6 +206,7 @@ impl Driver {
         match done {
             Done::Served(served, blocks) => self.turn_done(served, blocks),
             Done::Stored { blocks, result, ack } => self.stored(&blocks, result, ack),
+            Done::Routed { lookup, providers } => self.routed(lookup, providers),
         }
     }
 
@@ -221,13 +247,16 @@ impl Driver {
             Command::Provide(cids, done) => {
                 self.provider.enqueue(cids.iter().map(dht::key_of).collect(), done);
             }
-            Command::FindProviders { cid, max, deadline, reply } => {
-                self.start_lookup(cid, max, deadline, Some(reply));
+            Command::FindProviders { cid, max, deadline, routers, reply } => {
+                self.start_lookup(cid, max, deadline, routers, Some(reply));
             }
             Command::DhtStats(tx) => {
                 let _ = tx.send(self.dht_stats());
             }
-            Command::ClosestPeers { dht, key, reply } => self.closest_peers(dht, key, reply),
+            Command::ClosestPeers { dht, key, connect, reply } => self.closest_peers(dht, key, connect, reply),
+            Command::PeerAddrs(peers, reply) => {
+                let _ = reply.send(self.peer_addrs(&peers));
+            }
             Command::Shutdown => {}
         }
     }
@@ -241,6 +270,7 @@ impl Driver {
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.addrs.remove(&peer_id);
+                self.listen_addrs.remove(&peer_id);
             }
             SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. }
                 if !self.swarm.is_connected(&peer) =>

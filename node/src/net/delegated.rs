@@ -1,0 +1,274 @@
+//! Delegated routers (`Routing.DelegatedRouters`): other nodes' Routing V1 HTTP APIs, asked
+//! for providers beside the DHTs.
+//!
+//! A provider lookup ([`crate::net::Network::find_providers`], or one a fetch starts when no
+//! connected peer has a block) also sends `GET <base>/routing/v1/providers/<cid>` to every
+//! router, asking for NDJSON or JSON and for records of Bitswap peers or of unknown
+//! protocols. The peers named are added to the lookup's answer, their addresses kept for
+//! [`crate::net::Network::peer_addrs`], and a fetch's lookup dials them at those addresses.
+//! What they send is verified as every block from a peer is: a router only says who to ask.
+//!
+//! Bounds: [`MAX_ROUTERS`] routers, each answer at most [`MAX_BODY`] bytes and
+//! [`MAX_PROVIDERS`] records of at most [`crate::net::MAX_PEER_ADDRS`] addresses, each request
+//! cut at [`REQUEST_TIMEOUT`]. A router that fails, times out or answers nonsense adds
+//! nothing; the lookup goes on with the DHTs.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_merkle::Cid;
+use http_body_util::{BodyExt as _, Empty, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use super::{Multiaddr, PeerId, MAX_PEER_ADDRS};
+
+/// Routers a node may list.
+pub const MAX_ROUTERS: usize = 16;
+/// The largest answer read from a router.
+pub const MAX_BODY: usize = 1 << 20;
+/// Provider records taken from one answer.
+pub const MAX_PROVIDERS: usize = 100;
+/// How long one router may take to answer whole.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The query every providers request carries: Bitswap peers, and peers whose protocols the
+/// router does not know (DHT records), which may speak Bitswap.
+const FILTER: &str = "filter-protocols=unknown,transport-bitswap";
+
+/// The routers of one node.
+#[derive(Debug)]
+pub struct Routers {
+    bases: Vec<String>,
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+/// Why a router URL is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RouterError {
+    /// Not `http://host[:port][/path]`.
+    #[error("{0:?} is not a router URL like http://host:port (https is not supported yet)")]
+    NotHttp(String),
+    /// More than [`MAX_ROUTERS`].
+    #[error("{0} routers listed; at most {MAX_ROUTERS}")]
+    TooMany(usize),
+}
+
+/// A provider a router named.
+pub type Named = (PeerId, Vec<Multiaddr>);
+
+impl Routers {
+    /// The routers at `urls` (base URLs; a trailing `/` and `/routing/v1` are allowed), or
+    /// `None` when there are none.
+    pub fn new(urls: &[String]) -> Result<Option<Routers>, RouterError> {
+        if urls.is_empty() {
+            return Ok(None);
+        }
+        if urls.len() > MAX_ROUTERS {
+            return Err(RouterError::TooMany(urls.len()));
+        }
+        let bases = urls.iter().map(|u| base(u)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Routers { bases, client: Client::builder(TokioExecutor::new()).build_http() }))
+    }
+
+    /// The providers of `cid` the routers name, each once, at most [`MAX_PROVIDERS`] in all.
+    pub async fn providers(&self, cid: Cid) -> Vec<Named> {
+        let asks = self.bases.iter().map(|b| self.ask(b, cid));
+        let mut all: Vec<Named> = Vec::new();
+        for found in futures::future::join_all(asks).await {
+            for (peer, addrs) in found {
+                if all.len() >= MAX_PROVIDERS {
+                    break;
+                }
+                match all.iter_mut().find(|(p, _)| *p == peer) {
+                    Some((_, known)) => {
+                        for a in addrs {
+                            if known.len() < MAX_PEER_ADDRS && !known.contains(&a) {
+                                known.push(a);
+                            }
+                        }
+                    }
+                    None => all.push((peer, addrs)),
+                }
+            }
+        }
+        all
+    }
+
+    /// One router's answer for `cid`; nothing when it fails.
+    async fn ask(&self, base: &str, cid: Cid) -> Vec<Named> {
+        let url = format!("{base}/routing/v1/providers/{}?{FILTER}", v1(cid));
+        let req = match hyper::Request::get(url.as_str())
+            .header(hyper::header::ACCEPT, "application/x-ndjson, application/json")
+            .body(Empty::<Bytes>::new())
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!("router request {url}: {e}");
+                return Vec::new();
+            }
+        };
+        let answer = async {
+            let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
+            let status = resp.status();
+            if status == hyper::StatusCode::NOT_FOUND {
+                return Ok(Vec::new());
+            }
+            if status != hyper::StatusCode::OK {
+                return Err(format!("status {status}"));
+            }
+            let ndjson = resp
+                .headers()
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/x-ndjson"));
+            let body = Limited::new(resp.into_body(), MAX_BODY).collect().await.map_err(|e| e.to_string())?;
+            Ok(parse_providers(&body.to_bytes(), ndjson))
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                tracing::debug!("router {url}: {e}");
+                Vec::new()
+            }
+            Err(_) => {
+                tracing::debug!("router {url}: no answer within {REQUEST_TIMEOUT:?}");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// `url` as a base to append `/routing/v1/...` to.
+fn base(url: &str) -> Result<String, RouterError> {
+    let uri: Option<hyper::Uri> = url.parse().ok();
+    if uri.as_ref().is_none_or(|u| u.scheme_str() != Some("http") || u.host().is_none() || u.query().is_some()) {
+        return Err(RouterError::NotHttp(url.to_owned()));
+    }
+    let trimmed = url.trim_end_matches('/');
+    Ok(trimmed.strip_suffix("/routing/v1").unwrap_or(trimmed).to_owned())
+}
+
+/// `cid` as routers like it: CIDv1 in base32.
+fn v1(cid: Cid) -> String {
+    if cid.version() == cid::Version::V0 {
+        Cid::new_v1(cid.codec(), *cid.hash()).to_string()
+    } else {
+        cid.to_string()
+    }
+}
+
+/// The providers in a router's answer: `{"Providers": [...]}`, or one record a line. Records
+/// of the `peer` schema (and the older `bitswap` one) with a valid ID are taken, with their
+/// valid addresses; a record whose protocols are listed and leave out Bitswap is skipped,
+/// since this node fetches over Bitswap only. At most [`MAX_PROVIDERS`].
+pub fn parse_providers(body: &[u8], ndjson: bool) -> Vec<Named> {
+    let records: Vec<Value> = if ndjson {
+        body.split(|b| *b == b'\n')
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+            .take(MAX_PROVIDERS)
+            .filter_map(|l| serde_json::from_slice(l).ok())
+            .collect()
+    } else {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(mut o)) => match o.remove("Providers") {
+                Some(Value::Array(list)) => list.into_iter().take(MAX_PROVIDERS).collect(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    };
+    records.iter().filter_map(record).collect()
+}
+
+/// One record, if it names a peer this node could fetch from.
+fn record(v: &Value) -> Option<Named> {
+    let schema = v.get("Schema")?.as_str()?;
+    let speaks_bitswap = match schema {
+        "peer" => match v.get("Protocols").and_then(Value::as_array) {
+            Some(list) if !list.is_empty() => list.iter().any(|p| p.as_str() == Some("transport-bitswap")),
+            _ => true,
+        },
+        "bitswap" => v.get("Protocol").and_then(Value::as_str).is_none_or(|p| p == "transport-bitswap"),
+        _ => false,
+    };
+    if !speaks_bitswap {
+        return None;
+    }
+    let id = PeerId::from_str(v.get("ID")?.as_str()?).ok()?;
+    let addrs = v
+        .get("Addrs")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .filter_map(|a| Multiaddr::from_str(a).ok())
+                .take(MAX_PEER_ADDRS)
+                .collect()
+        })
+        .unwrap_or_default();
+    Some((id, addrs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn router_urls_must_be_plain_http_bases() {
+        assert_eq!(base("http://127.0.0.1:8080/").unwrap(), "http://127.0.0.1:8080");
+        assert_eq!(base("http://127.0.0.1:8080/routing/v1").unwrap(), "http://127.0.0.1:8080");
+        assert_eq!(base("http://router.local/prefix").unwrap(), "http://router.local/prefix");
+        for bad in ["https://delegated-ipfs.dev", "auto", "ftp://x", "http://", "http://h/?q=1"] {
+            assert!(base(bad).is_err(), "{bad}");
+        }
+        let many: Vec<String> = (0..=MAX_ROUTERS).map(|i| format!("http://127.0.0.1:{}", 1000 + i)).collect();
+        assert_eq!(Routers::new(&many).unwrap_err(), RouterError::TooMany(MAX_ROUTERS + 1));
+        assert!(Routers::new(&[]).unwrap().is_none());
+    }
+
+    #[test]
+    fn json_and_ndjson_answers_give_bitswap_capable_peers() {
+        let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let json = format!(
+            r#"{{"Providers": [
+                {{"Schema": "peer", "ID": "{a}", "Addrs": ["/ip4/127.0.0.1/tcp/4001", "not an addr"], "Protocols": ["transport-bitswap"]}},
+                {{"Schema": "peer", "ID": "{b}"}},
+                {{"Schema": "peer", "ID": "{c}", "Protocols": ["transport-ipfs-gateway-http"]}},
+                {{"Schema": "peer", "ID": "not a peer"}},
+                {{"Schema": "future-thing", "ID": "{a}"}}
+            ]}}"#
+        );
+        let found = parse_providers(json.as_bytes(), false);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0], (a, vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()]));
+        assert_eq!(found[1], (b, vec![]), "no protocols listed: may speak Bitswap");
+        let ndjson = format!(
+            "{{\"Schema\":\"peer\",\"ID\":\"{a}\",\"Addrs\":[]}}\n\n{{garbage\n{{\"Schema\":\"bitswap\",\"Protocol\":\"transport-bitswap\",\"ID\":\"{b}\"}}\n"
+        );
+        let found = parse_providers(ndjson.as_bytes(), true);
+        assert_eq!(found.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![a, b]);
+        assert!(parse_providers(b"[1,2,3]", false).is_empty());
+        assert!(parse_providers(b"{\"Providers\": null}", false).is_empty());
+    }
+
+    #[test]
+    fn answers_are_capped() {
+        let line = |_| format!("{{\"Schema\":\"peer\",\"ID\":\"{}\"}}\n", PeerId::random());
+        let many: String = (0..MAX_PROVIDERS + 50).map(line).collect();
+        assert_eq!(parse_providers(many.as_bytes(), true).len(), MAX_PROVIDERS);
+        let addrs: Vec<String> =
+            (0..MAX_PEER_ADDRS + 10).map(|i| format!("\"/ip4/127.0.0.1/tcp/{}\"", 1000 + i)).collect();
+        let one = format!("{{\"Schema\":\"peer\",\"ID\":\"{}\",\"Addrs\":[{}]}}", PeerId::random(), addrs.join(","));
+        assert_eq!(parse_providers(one.as_bytes(), true)[0].1.len(), MAX_PEER_ADDRS);
+    }
+
+    #[test]
+    fn cids_go_to_routers_as_v1() {
+        let v0: Cid = "QmW3UhhJKZgyw5Jv6ivWRufMKYaLmeSsAduv3RspnYrAVG".parse().unwrap();
+        assert!(v1(v0).starts_with("bafy"), "{}", v1(v0));
+    }
+}
