@@ -342,16 +342,13 @@ async fn peer(api: &RoutingApi, id: PeerId) -> Vec<Record> {
     if let Some(addrs) = api.net.peer_addrs(vec![id]).await.unwrap_or_default().remove(&id) {
         return vec![Record { id, addrs, protocols: Vec::new() }];
     }
-    let found = lookup(&api.net, id.to_bytes()).await;
-    match found.get(&id) {
-        Some(addrs) if !addrs.is_empty() => vec![Record { id, addrs: addrs.clone(), protocols: Vec::new() }],
-        _ => Vec::new(),
-    }
-}
-
-/// The addresses a closest-peers lookup of `key` on every DHT with peers learned.
-async fn lookup(net: &Network, key: Vec<u8>) -> HashMap<PeerId, Vec<Multiaddr>> {
-    closest_all(net, key).await.into_iter().collect()
+    // A lookup of the peer's own ID meets the peer, or peers that know its addresses.
+    closest_all(&api.net, id.to_bytes())
+        .await
+        .into_iter()
+        .filter(|(p, addrs)| *p == id && !addrs.is_empty())
+        .map(|(id, addrs)| Record { id, addrs, protocols: Vec::new() })
+        .collect()
 }
 
 /// The peers closest to `key` over every DHT with peers, closest first, with their addresses.

@@ -247,7 +247,7 @@ impl Settings {
             upload_budget: rate("Swarm.RateLimit.UploadBudget", &rl.upload_budget)?,
             routing: choice(&c.routing.kind)?,
             delegated_routers: {
-                crate::net::delegated::Routers::new(&c.routing.delegated_routers)
+                crate::net::delegated::bases(&c.routing.delegated_routers)
                     .map_err(|e| ConfigError::Invalid(format!("Routing.DelegatedRouters: {e}")))?;
                 c.routing.delegated_routers.clone()
             },

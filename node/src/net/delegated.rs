@@ -64,13 +64,10 @@ impl Routers {
     /// The routers at `urls` (base URLs; a trailing `/` and `/routing/v1` are allowed), or
     /// `None` when there are none.
     pub fn new(urls: &[String]) -> Result<Option<Routers>, RouterError> {
-        if urls.is_empty() {
+        let bases = bases(urls)?;
+        if bases.is_empty() {
             return Ok(None);
         }
-        if urls.len() > MAX_ROUTERS {
-            return Err(RouterError::TooMany(urls.len()));
-        }
-        let bases = urls.iter().map(|u| base(u)).collect::<Result<Vec<_>, _>>()?;
         Ok(Some(Routers { bases, client: Client::builder(TokioExecutor::new()).build_http() }))
     }
 
@@ -140,6 +137,14 @@ impl Routers {
             }
         }
     }
+}
+
+/// The bases of `urls` ([`base`]), or why the list is refused (the config's check).
+pub fn bases(urls: &[String]) -> Result<Vec<String>, RouterError> {
+    if urls.len() > MAX_ROUTERS {
+        return Err(RouterError::TooMany(urls.len()));
+    }
+    urls.iter().map(|u| base(u)).collect()
 }
 
 /// `url` as a base to append `/routing/v1/...` to.

@@ -462,6 +462,13 @@ pub struct Lookup {
     pub deadline: Instant,
 }
 
+impl Lookup {
+    /// Whether it has all it will get: every DHT query and the routers done, or `max` found.
+    pub fn finished(&self) -> bool {
+        (self.queries.is_empty() && !self.routed) || self.found.len() >= self.max
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,6 @@
 //! Bitswap's counters come from `bitswap/stat`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,7 @@ use anyhow::{bail, Context};
 use serde_json::Value;
 
 use super::topology::{node_ip, NetNode};
-use super::{API_PORT, GATEWAY_PORT, SWARM_PORT};
+use super::{netns_call, API_PORT, GATEWAY_PORT, SWARM_PORT};
 use crate::kubo_daemon::ipfs_command;
 use crate::reference::{kubo_bin, run_for};
 
@@ -93,8 +92,8 @@ pub fn wait_ready(node: &mut NetNode, log: &Path) -> anyhow::Result<()> {
                 std::fs::read_to_string(log).unwrap_or_default()
             );
         }
-        let api = call(node.pid(), API_PORT, "POST", "/api/v0/id".into());
-        let gateway = call(node.pid(), GATEWAY_PORT, "GET", "/ipfs/bafkqaaa".into());
+        let api = netns_call(node.pid(), API_PORT, "POST", "/api/v0/id".into());
+        let gateway = netns_call(node.pid(), GATEWAY_PORT, "GET", "/ipfs/bafkqaaa".into());
         if api.as_ref().is_some_and(|(status, _)| *status == 200) && gateway.is_some() {
             return Ok(());
         }
@@ -110,7 +109,7 @@ pub fn wait_ready(node: &mut NetNode, log: &Path) -> anyhow::Result<()> {
 pub fn connect(pid: u32, addrs: &[String]) -> anyhow::Result<()> {
     for a in addrs {
         let path = format!("/api/v0/swarm/connect?arg={a}");
-        match call(pid, API_PORT, "POST", path) {
+        match netns_call(pid, API_PORT, "POST", path) {
             Some((200, _)) => {}
             Some((status, body)) => bail!("swarm connect {a}: status {status}: {}", body.trim()),
             None => bail!("swarm connect {a}: the RPC API did not answer"),
@@ -123,7 +122,7 @@ pub fn connect(pid: u32, addrs: &[String]) -> anyhow::Result<()> {
 /// page gives them (`cairn_bitswap_*`), so that [`super::report`] reads both alike; empty when
 /// the daemon does not answer.
 pub fn metrics(pid: u32) -> HashMap<String, f64> {
-    let Some((200, body)) = call(pid, API_PORT, "POST", "/api/v0/bitswap/stat".into()) else {
+    let Some((200, body)) = netns_call(pid, API_PORT, "POST", "/api/v0/bitswap/stat".into()) else {
         return HashMap::new();
     };
     let Ok(stat) = serde_json::from_str::<Value>(&body) else {
@@ -138,16 +137,4 @@ pub fn metrics(pid: u32) -> HashMap<String, f64> {
     .into_iter()
     .filter_map(|(ours, kubos)| Some((ours.to_owned(), stat.get(kubos)?.as_f64()?)))
     .collect()
-}
-
-/// A request to `127.0.0.1:port` inside the namespace of the process `pid`, from a thread that
-/// enters it; the status and body, or nothing when nothing answered within the timeouts.
-fn call(pid: u32, port: u16, method: &'static str, path: String) -> Option<(u16, String)> {
-    std::thread::spawn(move || {
-        super::topology::enter_netns_of(pid).ok()?;
-        super::http_status(SocketAddr::from(([127, 0, 0, 1], port)), method, &path)
-    })
-    .join()
-    .ok()
-    .flatten()
 }

@@ -459,22 +459,23 @@ fn count_hostile_connections(members: &[Member], hostile: &[String]) -> usize {
 /// A request to the API of the node whose process is `pid`, from a thread inside its
 /// namespace; the body, or nothing when the node did not answer.
 fn api_call(pid: u32, method: &'static str, path: &'static str) -> String {
+    netns_call(pid, API_PORT, method, path.into()).map(|(_, body)| body).unwrap_or_default()
+}
+
+/// A request to `127.0.0.1:port` inside the namespace of the process `pid`, from a thread that
+/// enters it; the status and body, or nothing when nothing answered within the timeouts.
+fn netns_call(pid: u32, port: u16, method: &'static str, path: String) -> Option<(u16, String)> {
     std::thread::spawn(move || {
         topology::enter_netns_of(pid).ok()?;
-        http(SocketAddr::from(([127, 0, 0, 1], API_PORT)), method, path)
+        http_status(SocketAddr::from(([127, 0, 0, 1], port)), method, &path)
     })
     .join()
     .ok()
     .flatten()
-    .unwrap_or_default()
 }
 
-/// A minimal HTTP/1.1 request with `Connection: close`; the body.
-fn http(addr: SocketAddr, method: &str, path: &str) -> Option<String> {
-    http_status(addr, method, path).map(|(_, body)| body)
-}
-
-/// [`http`] with the response's status. A chunked body (as Kubo's RPC API sends) is decoded.
+/// A minimal HTTP/1.1 request with `Connection: close`: the response's status and body. A
+/// chunked body (as Kubo's RPC API sends) is decoded.
 fn http_status(addr: SocketAddr, method: &str, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;

@@ -201,20 +201,14 @@ impl Driver {
                 continue;
             }
             l.found.push(peer);
-            if l.reply.is_none() && !self.swarm.is_connected(&peer) && !addrs.is_empty() {
-                let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
-                    .addresses(addrs)
-                    .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
-                    .build();
-                if let Err(e) = self.swarm.dial(opts) {
-                    tracing::debug!("cannot dial provider {peer}: {e}");
-                }
+            if l.reply.is_none() && !addrs.is_empty() {
+                self.dial_unless_connected(peer, addrs, "routed provider");
             }
         }
         if let Some(i) = at {
             let l = &mut self.lookups[i];
             l.routed = false;
-            if l.queries.is_empty() || l.found.len() >= l.max {
+            if l.finished() {
                 let l = self.lookups.swap_remove(i);
                 self.end_lookup(l);
             }
@@ -277,14 +271,8 @@ impl Driver {
                         addrs.insert(p.peer_id, p.addrs.iter().take(MAX_PEER_ADDRS).cloned().collect());
                     }
                     // Announcements follow at once: keep a way to the peer open.
-                    if connect && !self.swarm.is_connected(&p.peer_id) && !p.addrs.is_empty() {
-                        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(p.peer_id)
-                            .addresses(p.addrs)
-                            .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
-                            .build();
-                        if let Err(e) = self.swarm.dial(opts) {
-                            tracing::debug!("cannot dial {}: {e}", p.peer_id);
-                        }
+                    if connect && !p.addrs.is_empty() {
+                        self.dial_unless_connected(p.peer_id, p.addrs, "close peer");
                     }
                     peers.push(p.peer_id);
                 }
@@ -313,7 +301,7 @@ impl Driver {
                 if step.last {
                     l.queries.retain(|q| *q != id);
                 }
-                if (l.queries.is_empty() && !l.routed) || l.found.len() >= l.max {
+                if l.finished() {
                     let l = self.lookups.swap_remove(i);
                     self.end_lookup(l);
                 }

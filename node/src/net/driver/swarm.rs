@@ -95,7 +95,7 @@ impl Driver {
 
     /// Dials `peer` at `addrs` unless it is this node, or connected or being dialed already;
     /// `who` names it in the log.
-    fn dial_unless_connected(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, who: &str) {
+    pub(super) fn dial_unless_connected(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, who: &str) {
         if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
             return;
         }
