@@ -183,6 +183,10 @@ mod tests {
         h
     }
 
+    /// Long enough that even a loaded machine reads half a window within two round trips
+    /// (yamux grows a window only then); 20 ms was not (a CI run saw no growth).
+    const PONG_DELAY: Duration = Duration::from_millis(250);
+
     enum Event {
         Credit(u32),
         PongDue(u32),
@@ -190,10 +194,11 @@ mod tests {
     }
 
     /// Sends `total` bytes on one stream to a Cairn muxer the way js-libp2p's yamux does: each
-    /// data frame as large as the whole send window. Answers Cairn's ping 20 ms late, as over
-    /// a slow link, so that Cairn measures a round trip and grows the window of a stream that
-    /// keeps up. Returns the bytes Cairn read (or why its connection ended) and the largest
-    /// window it was given.
+    /// data frame as large as the whole send window. Answers Cairn's ping [`PONG_DELAY`] late,
+    /// as over a slow link, and sends no data before that answer, so that Cairn has measured a
+    /// round trip by the time data flows and grows the window of a stream that keeps up.
+    /// Returns the bytes Cairn read (or why its connection ended) and the largest window it
+    /// was given.
     async fn send_like_js(total: usize) -> (Result<usize, String>, usize) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -238,7 +243,7 @@ mod tests {
                     PING if flags & SYN != 0 => {
                         let events = events.clone();
                         tokio::spawn(async move {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            tokio::time::sleep(PONG_DELAY).await;
                             events.send(Event::PongDue(len)).ok();
                         });
                     }
@@ -251,16 +256,21 @@ mod tests {
         tx.write_all(&header(WINDOW_UPDATE, SYN, 1, 0)).await.unwrap();
         let (mut window, mut largest, mut sent) = (INITIAL_STREAM_WINDOW, INITIAL_STREAM_WINDOW, 0);
         let chunk = vec![7u8; 4 << 20];
+        let mut ponged = false;
         while sent < total {
-            // Take every event that has arrived, and wait for one when out of window.
+            // Take every event that has arrived, and wait for one when out of window or while
+            // Cairn's first ping is unanswered.
             loop {
-                let event = if window == 0 { next.recv().await } else { next.try_recv().ok() };
+                let event = if window == 0 || !ponged { next.recv().await } else { next.try_recv().ok() };
                 match event {
                     Some(Event::Credit(n)) => {
                         window += n as usize;
                         largest = largest.max(window);
                     }
-                    Some(Event::PongDue(id)) => tx.write_all(&header(PING, ACK, 0, id)).await.unwrap(),
+                    Some(Event::PongDue(id)) => {
+                        tx.write_all(&header(PING, ACK, 0, id)).await.unwrap();
+                        ponged = true;
+                    }
                     Some(Event::Closed) | None if window == 0 => return (cairn.await.unwrap(), largest),
                     Some(Event::Closed) | None => break,
                 }
