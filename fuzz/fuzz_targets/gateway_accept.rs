@@ -55,11 +55,17 @@ fuzz_target!(init: write_if_asked(seeds), |data: &[u8]| {
                 }
             }
         }
+        Ok(Format::Tar) => assert!(format.is_none_or(|f| f == "tar" || f.is_empty())),
+        Ok(Format::Codec(c)) => assert!(format.is_none_or(|f| f == c.name() || f.is_empty())),
         Ok(Format::Plain) => assert!(format.is_none_or(str::is_empty)),
     }
     match format {
         Some("raw") => assert_eq!(result, Ok(Format::Raw)),
-        Some("car") => assert!(!matches!(result, Ok(Format::Raw | Format::Plain))),
+        Some("car") => assert!(matches!(result, Ok(Format::Car { .. }) | Err(_))),
+        Some("tar") => assert_eq!(result, Ok(Format::Tar)),
+        Some(name @ ("dag-json" | "dag-cbor" | "json" | "cbor")) => {
+            assert!(matches!(result, Ok(Format::Codec(c)) if c.name() == name))
+        }
         Some("") | None => {}
         Some(_) => assert_eq!(result.map_err(|f| f.status), Err(StatusCode::BAD_REQUEST)),
     }

@@ -10,8 +10,10 @@ use bytes::Bytes;
 use cairn_node::merkle::car::{CarWriter, DagWalk};
 use cairn_node::merkle::exporter::{self, ExportError, FileSegments, NodeKind, Stat};
 use cairn_node::merkle::hash::{DAG_PB, IDENTITY};
+use cairn_node::merkle::pathing::{self, Followed, PathingError};
 use cairn_node::merkle::source::{BlockSource, SourceError};
 use cairn_node::merkle::Cid;
+use hyper::StatusCode;
 
 use crate::error::HttpError;
 
@@ -103,17 +105,61 @@ pub struct Resolved {
 /// Follows `segments` from `root`, one name at a time.
 pub fn resolve<S: BlockSource>(source: &S, root: &Cid, segments: &[String]) -> Result<Resolved, HttpError> {
     let mut roots = vec![*root];
-    let mut cid = *root;
-    for name in segments {
-        cid = exporter::resolve(source, &cid, name)?;
-        roots.push(cid);
-    }
+    let cid = follow_path(source, root, segments, |from, to, used| {
+        // One CID per segment: fields inside a block are at that block.
+        roots.extend(std::iter::repeat_n(from, used - 1));
+        roots.push(to);
+    })?;
     let stat = match exporter::stat(source, &cid) {
         Ok(s) => Some(s),
         Err(ExportError::NotUnixFs(_)) => None,
         Err(e) => return Err(e.into()),
     };
     Ok(Resolved { cid, roots, stat, signed: None })
+}
+
+/// Follows `segments` from `root`: by name through UnixFS directories, and by field
+/// through DAG-CBOR and DAG-JSON blocks as far as a link. `step` hears of each block the path
+/// moves to: from where, to where, and over how many segments.
+///
+/// A path that goes into a value that is not a link (or on past one) is a 501, as the path
+/// gateway spec says: the gateway serves blocks, not values inside them.
+pub fn follow_path<S: BlockSource>(
+    source: &S,
+    root: &Cid,
+    segments: &[String],
+    mut step: impl FnMut(Cid, Cid, usize),
+) -> Result<Cid, HttpError> {
+    let mut cid = *root;
+    let mut at = 0;
+    while at < segments.len() {
+        let (next, used) = if pathing::traversable(&cid) {
+            let data = block_of(source, &cid)?;
+            match pathing::follow(&cid, &data, &segments[at..]) {
+                Ok(Followed::Link { cid, used }) => (cid, used),
+                Ok(Followed::Value { used }) => {
+                    let stop = segments[..(at + used).max(1)].join("/");
+                    return Err(HttpError::new(
+                        StatusCode::NOT_IMPLEMENTED,
+                        format!(
+                            "the path reaches a value inside {cid} that is not a link (at /{stop}), and goes no \
+                             further: paths through DAG-CBOR and DAG-JSON end at links; ask for the block itself"
+                        ),
+                    ));
+                }
+                Err(e @ PathingError::NoSuchField { .. }) => {
+                    return Err(HttpError::new(StatusCode::NOT_FOUND, e.to_string()))
+                }
+                Err(e) => return Err(HttpError::internal(e)),
+            }
+        } else {
+            (exporter::resolve(source, &cid, &segments[at])?, 1)
+        };
+        step(cid, next, used);
+        cid = next;
+        at += used;
+    }
+    Ok(cid)
 }
 
 /// Up to `n` bytes from the start of a file, for sniffing its type. `body` is the range the
@@ -275,11 +321,9 @@ pub fn start_car<S: BlockSource, W: Write>(
 ) -> Result<CarRest<W>, HttpError> {
     let rec = Recording::new(source);
     let mut car = CarWriter::new(out, std::slice::from_ref(car_root))?;
-    let mut terminal = *root;
-    for name in segments {
-        terminal = exporter::resolve(&rec, &terminal, name)?;
-        emit(&mut car, rec.take())?;
-    }
+    let mut path_blocks = Vec::new();
+    let terminal = follow_path(&rec, root, segments, |_, _, _| path_blocks.extend(rec.take()))?;
+    emit(&mut car, path_blocks)?;
     match scope {
         DagScope::Block => {
             let data = block_of(&rec, &terminal)?;

@@ -6,15 +6,15 @@ use std::sync::Arc;
 use cairn_node::merkle::car::CarWriter;
 use cairn_node::merkle::exporter::{self, NodeKind};
 use cairn_node::merkle::{Cid, SourceError};
-use cairn_node::Node;
+use cairn_node::{BlockStore, Node};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::body::{self, Body};
 use crate::content::{self, CarRest, CarTail, DagScope, EntityBytes, Resolved};
 use crate::error::HttpError;
-use crate::headers::{common_headers, content_disposition, not_modified, trustless_headers, value};
-use crate::negotiate::{car_variant, negotiate, Format};
+use crate::headers::{common_headers, content_disposition, download_headers, not_modified, value};
+use crate::negotiate::{car_variant, negotiate, wants_html, Codec, Format};
 use crate::path::{self, ContentPath, PathError};
 use crate::range::{self, RangeRequest};
 use crate::subdomain::{self, Host};
@@ -115,11 +115,11 @@ impl Handler {
                 let (api, rest) = routing.expect("checked");
                 crate::routing::handle(api, &self.node, &req, rest).await
             }
-            Method::GET | Method::HEAD => self.get(&req).await,
+            Method::GET | Method::HEAD => cors(self.get(&req).await),
             Method::OPTIONS => {
                 let mut r = Response::new(body::empty());
                 r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
-                r
+                cors(r)
             }
             _ => {
                 let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "the gateway serves GET and HEAD only");
@@ -183,17 +183,35 @@ impl Handler {
             Ok(f) => f,
             Err(f) => return failure(&f),
         };
+        // A client that wants nothing fetched for it learns whether the node holds the root.
+        if only_if_cached(req.headers()) && !self.holds(&content.root) {
+            return text(
+                StatusCode::PRECONDITION_FAILED,
+                &format!(
+                    "{} is not in this node's store (the request said Cache-Control: only-if-cached)",
+                    content.root
+                ),
+            );
+        }
         // A root the store lacks is waited for here, on the runtime: a thousand requests for
         // blocks nobody has then hold no blocking thread, and local reads go on being served.
         if let Err(e) = self.node.ensure_local(&content.root).await {
             return failure(&HttpError::from(cairn_node::merkle::exporter::ExportError::Source(e)));
         }
         let on_subdomain = matches!(host, Host::Subdomain { .. });
+        let filename = param(&query, "filename");
         match format {
-            Format::Raw => self.raw(req, &content).await,
-            Format::Car { scope, bytes } => self.car(req, &content, scope, bytes).await,
+            Format::Raw => self.raw(req, &content, filename).await,
+            Format::Car { scope, bytes } => self.car(req, &content, scope, bytes, filename).await,
+            Format::Tar => self.tar(req, &content, filename).await,
+            Format::Codec(codec) => self.codec(req, &content, codec, &query, on_subdomain).await,
             Format::Plain => self.plain(req, &content, &query, on_subdomain).await,
         }
+    }
+
+    /// Whether the store holds `cid`'s block (identity CIDs hold their own).
+    fn holds(&self, cid: &Cid) -> bool {
+        cid.hash().code() == cairn_node::merkle::hash::IDENTITY || self.node.repo().store().has(cid).unwrap_or(false)
     }
 
     /// Runs blocking work on the node. Work reads through [`Node::source_nowait`]: when it
@@ -238,27 +256,39 @@ impl Handler {
         self.blocking(move |node| content::resolve(&node.source_nowait(), &root, &segments)).await
     }
 
-    async fn raw(&self, req: &Request<()>, content: &ContentPath) -> Response<Body> {
+    async fn raw(&self, req: &Request<()>, content: &ContentPath, filename: Option<&str>) -> Response<Body> {
         let resolved = match self.resolve(content).await {
             Ok(r) => r,
             Err(f) => return failure(&f),
         };
         let cid = resolved.cid;
-        let etag = format!("\"{cid}.raw\"");
-        let mut headers = common_headers(content, &resolved.roots, &etag);
-        if let Some(resp) = not_modified(req.headers(), &etag, &headers) {
-            return resp;
-        }
-        let data = match self.blocking(move |node| content::block_of(&node.source_nowait(), &cid)).await {
-            Ok(d) => d,
-            Err(f) => return failure(&f),
+        let (mut headers, data) = match self.whole_block(req, content, &resolved, &format!("\"{cid}.raw\"")).await {
+            Ok(b) => b,
+            Err(answer) => return *answer,
         };
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.ipld.raw"));
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(data.len()));
-        trustless_headers(&mut headers, &format!("{cid}.bin"));
-        let mut resp = Response::new(body::full(data));
-        *resp.headers_mut() = headers;
-        resp
+        download_headers(&mut headers, &format!("{cid}.bin"), filename);
+        with_body(headers, data)
+    }
+
+    /// The headers of an answer that is one whole block (the terminal's), tagged `etag`, and
+    /// the block; or the answer already made: a 304, or why the block cannot be read.
+    async fn whole_block(
+        &self,
+        req: &Request<()>,
+        content: &ContentPath,
+        resolved: &Resolved,
+        etag: &str,
+    ) -> Result<(HeaderMap, bytes::Bytes), Box<Response<Body>>> {
+        let headers = common_headers(content, &resolved.roots, etag);
+        if let Some(resp) = not_modified(req.headers(), etag, &headers) {
+            return Err(Box::new(resp));
+        }
+        let cid = resolved.cid;
+        match self.blocking(move |node| content::block_of(&node.source_nowait(), &cid)).await {
+            Ok(data) => Ok((headers, data)),
+            Err(f) => Err(Box::new(failure(&f))),
+        }
     }
 
     async fn car(
@@ -267,6 +297,7 @@ impl Handler {
         content: &ContentPath,
         scope: DagScope,
         bytes: Option<EntityBytes>,
+        filename: Option<&str>,
     ) -> Response<Body> {
         // Resolve first, so that a bad path is a 404 rather than a truncated CAR.
         let resolved = match self.resolve(content).await {
@@ -282,7 +313,7 @@ impl Handler {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/vnd.ipld.car; version=1; order=dfs; dups=n"),
         );
-        trustless_headers(&mut headers, &format!("{}.car", resolved.cid));
+        download_headers(&mut headers, &format!("{}.car", resolved.cid), filename);
         headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
         let (root, segments, terminal) = (content.root, content.segments.clone(), resolved.cid);
         // Up to the terminal's blocks the CAR is written again from the start after a stop;
@@ -308,6 +339,127 @@ impl Handler {
             car.finish()?;
             Ok(())
         })
+    }
+
+    /// The file or tree as a tar archive, its top entry named by its CID. Names in the DAG
+    /// that are not single safe path components (`..`, `/`, empty) end the archive with an
+    /// error rather than write an entry that could land outside the directory it is
+    /// unpacked in. A tar stopped at a block being fetched goes on from where it stopped.
+    async fn tar(&self, req: &Request<()>, content: &ContentPath, filename: Option<&str>) -> Response<Body> {
+        let resolved = match self.resolve(content).await {
+            Ok(r) => r,
+            Err(f) => return failure(&f),
+        };
+        if resolved.stat.is_none() {
+            return failure(&HttpError::new(
+                StatusCode::NOT_ACCEPTABLE,
+                format!("{} is not UnixFS, so it has no tar form; ask for ?format=raw or ?format=car", resolved.cid),
+            ));
+        }
+        let cid = resolved.cid;
+        let etag = format!("W/\"{cid}.x-tar\"");
+        let mut headers = common_headers(content, &resolved.roots, &etag);
+        if let Some(resp) = not_modified(req.headers(), &etag, &headers) {
+            return resp;
+        }
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+        download_headers(&mut headers, &format!("{cid}.tar"), filename);
+        let mut at = cairn_node::read::Tar::new(&cid, &cid.to_string());
+        self.streamed(req, StatusCode::OK, headers, None, "tar response", move |node, tx| {
+            let source = crate::wait::Paced::new(node.source_nowait(), tx);
+            cairn_node::read::write_tar(&source, &mut at, &mut tx.writer(), &mut |_| {}).map_err(HttpError::node)
+        })
+    }
+
+    /// `?format=dag-json|dag-cbor|json|cbor` (or the `Accept` types): the block as it is when
+    /// its codec is the one asked for, else 406 (IPIP-524: no conversion between codecs).
+    /// One exception, as the path gateway spec asks: a UnixFS file asked for as JSON is
+    /// served as the file, since people keep JSON documents as files.
+    async fn codec(
+        &self,
+        req: &Request<()>,
+        content: &ContentPath,
+        codec: Codec,
+        query: &[(String, String)],
+        on_subdomain: bool,
+    ) -> Response<Body> {
+        let resolved = match self.resolve(content).await {
+            Ok(r) => r,
+            Err(f) => return failure(&f),
+        };
+        if resolved.cid.codec() == codec.multicodec() {
+            return self.block_as_is(req, content, &resolved, codec, query).await;
+        }
+        if codec == Codec::Json && resolved.stat.as_ref().is_some_and(|s| s.kind == NodeKind::File) {
+            return self.plain(req, content, query, on_subdomain).await;
+        }
+        let actual = match (Codec::of(resolved.cid.codec()), resolved.cid.codec()) {
+            (Some(c), _) => c.name().to_owned(),
+            (None, cairn_node::merkle::hash::DAG_PB) => "dag-pb".to_owned(),
+            (None, cairn_node::merkle::hash::RAW) => "raw".to_owned(),
+            (None, other) => format!("codec 0x{other:x}"),
+        };
+        failure(&HttpError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            format!(
+                "{} is {actual}, not {}: this gateway does not convert between codecs (IPIP-524); ask for \
+                 ?format=raw for the block as it is",
+                resolved.cid,
+                codec.name()
+            ),
+        ))
+    }
+
+    /// A DAG-JSON, DAG-CBOR, JSON or CBOR block as it is, with its codec's type: shown
+    /// inline when it is JSON, downloaded when it is CBOR or when `?download=true`.
+    async fn block_as_is(
+        &self,
+        req: &Request<()>,
+        content: &ContentPath,
+        resolved: &Resolved,
+        codec: Codec,
+        query: &[(String, String)],
+    ) -> Response<Body> {
+        let cid = resolved.cid;
+        let etag = format!("\"{cid}.{}\"", codec.name());
+        let (mut headers, data) = match self.whole_block(req, content, resolved, &etag).await {
+            Ok(b) => b,
+            Err(answer) => return *answer,
+        };
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(codec.media_type()));
+        let inline = codec.is_text() && param(query, "download") != Some("true");
+        let kind = if inline { "inline" } else { "attachment" };
+        let disposition = match param(query, "filename") {
+            Some(name) => content_disposition(kind, name),
+            None => format!("{kind}; filename=\"{cid}.{}\"", if codec.is_text() { "json" } else { "cbor" }),
+        };
+        headers.insert(header::CONTENT_DISPOSITION, value(&disposition));
+        with_body(headers, data)
+    }
+
+    /// A page about a DAG-JSON or DAG-CBOR block, for a browser: its CID, codec and size,
+    /// the blocks it links to, links to it in every form it has, and for DAG-JSON the
+    /// document itself.
+    async fn block_page(
+        &self,
+        req: &Request<()>,
+        content: &ContentPath,
+        resolved: &Resolved,
+        codec: Codec,
+    ) -> Response<Body> {
+        let cid = resolved.cid;
+        let etag = format!("\"DagIndex-{LISTING_VERSION}_CID-{cid}\"");
+        let (mut headers, data) = match self.whole_block(req, content, resolved, &etag).await {
+            Ok(b) => b,
+            Err(answer) => return *answer,
+        };
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=604800, stale-while-revalidate=2678400"),
+        );
+        let display = format!("/ipfs/{}{}", content.root_text, decoded_rest(content));
+        with_body(headers, listing::block_page(display.trim_end_matches('/'), &cid, codec.name(), &data).into())
     }
 
     async fn plain(
@@ -374,10 +526,18 @@ impl Handler {
         };
         resolved.signed = signed;
         let Some(stat) = resolved.stat.clone() else {
-            return failure(&HttpError::new(
-                StatusCode::NOT_ACCEPTABLE,
-                format!("{} is not UnixFS; ask for it with ?format=raw or ?format=car", resolved.cid),
-            ));
+            // DAG-JSON, DAG-CBOR, JSON and CBOR blocks are served as they are (or, to a
+            // browser, as a page about the block).
+            return match Codec::of(resolved.cid.codec()) {
+                Some(codec) if wants_html(req.headers()) && matches!(codec, Codec::DagJson | Codec::DagCbor) => {
+                    self.block_page(req, content, &resolved, codec).await
+                }
+                Some(codec) => self.block_as_is(req, content, &resolved, codec, query).await,
+                None => failure(&HttpError::new(
+                    StatusCode::NOT_ACCEPTABLE,
+                    format!("{} is not UnixFS; ask for it with ?format=raw or ?format=car", resolved.cid),
+                )),
+            };
         };
         match stat.kind {
             NodeKind::Directory | NodeKind::HamtDirectory => {
@@ -629,6 +789,43 @@ impl ListingPage {
         rows.push_str(&listing::foot(self.count));
         send(rows)
     }
+}
+
+/// A whole answer of `data` with `headers`, its length among them.
+fn with_body(mut headers: HeaderMap, data: bytes::Bytes) -> Response<Body> {
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(data.len()));
+    let mut resp = Response::new(body::full(data));
+    *resp.headers_mut() = headers;
+    resp
+}
+
+/// Whether the request's `Cache-Control` says `only-if-cached` (RFC 9111 §5.2.1.7).
+fn only_if_cached(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("only-if-cached")))
+}
+
+/// Content is public and the gateway only reads, so any web page may read it, ranges
+/// included, and see the headers that say what it read (the path gateway spec's CORS).
+/// Preflights (`OPTIONS`) get the same answer.
+fn cors(mut resp: Response<Body>) -> Response<Body> {
+    let h = resp.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type, Range, User-Agent, X-Requested-With"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(
+            "Content-Range, Content-Length, X-Ipfs-Path, X-Ipfs-Roots, X-Chunked-Output, X-Stream-Output",
+        ),
+    );
+    resp
 }
 
 fn param_present(req: &Request<()>, key: &str) -> bool {

@@ -48,10 +48,16 @@ pub(crate) fn common_headers(content: &ContentPath, roots: &[Cid], etag: &str) -
     h
 }
 
-/// Headers of raw and CAR responses, which a browser must download, not render.
-pub(crate) fn trustless_headers(h: &mut HeaderMap, filename: &str) {
+/// Headers of raw, CAR and tar responses, which a browser must download, not render: named
+/// `filename` when the request's `?filename=` says so, else `default_name` (a CID and an
+/// extension).
+pub(crate) fn download_headers(h: &mut HeaderMap, default_name: &str, filename: Option<&str>) {
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::CONTENT_DISPOSITION, value(&format!("attachment; filename=\"{filename}\"")));
+    let disposition = match filename {
+        Some(name) => content_disposition("attachment", name),
+        None => format!("attachment; filename=\"{default_name}\""),
+    };
+    h.insert(header::CONTENT_DISPOSITION, value(&disposition));
 }
 
 /// A 304 when `If-None-Match` names `etag` (or is `*`); weak and strong tags match alike.

@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use cairn_node::merkle::Cid;
+
 use crate::path::encode_segment;
 
 /// Escapes text for HTML element content and double-quoted attributes.
@@ -39,22 +41,32 @@ pub fn human_size(n: u64) -> String {
     }
 }
 
-/// The page's start: title, styles, heading and the table head. `display_path` is the
-/// directory's path as shown (decoded); `parent` adds a `..` row.
-pub fn head(display_path: &str, dir_cid: &str, parent: bool, signed: Option<&str>) -> String {
-    let title = escape(display_path);
-    let mut out = format!(
+/// An HTML page's start, to the open `<body>`: `title` (escaped already) and the common
+/// styles with `css` after them.
+fn page_start(title: &str, css: &str) -> String {
+    format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>{title}</title>\n<style>\n\
          body{{font-family:system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em;color:#222}}\n\
-         h1{{font-size:1.3em;word-break:break-all}}\n\
-         table{{border-collapse:collapse;width:100%}}\n\
-         th,td{{text-align:left;padding:.35em .6em;border-bottom:1px solid #e4e4e4}}\n\
-         td.size{{text-align:right;white-space:nowrap}}\n\
-         td.cid{{font-family:monospace;font-size:.85em;color:#666;word-break:break-all}}\n\
-         </style>\n</head>\n<body>\n<h1>Index of {title}</h1>\n\
-         <p class=\"root\">Directory <code>{dir_cid}</code></p>\n\
+         h1{{font-size:1.3em;word-break:break-all}}\n{css}</style>\n</head>\n<body>\n"
+    )
+}
+
+/// The page's start: title, styles, heading and the table head. `display_path` is the
+/// directory's path as shown (decoded); `parent` adds a `..` row.
+pub fn head(display_path: &str, dir_cid: &str, parent: bool, signed: Option<&str>) -> String {
+    let title = escape(display_path);
+    let mut out = page_start(
+        &title,
+        "table{border-collapse:collapse;width:100%}\n\
+         th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #e4e4e4}\n\
+         td.size{text-align:right;white-space:nowrap}\n\
+         td.cid{font-family:monospace;font-size:.85em;color:#666;word-break:break-all}\n",
+    );
+    let _ = write!(
+        out,
+        "<h1>Index of {title}</h1>\n<p class=\"root\">Directory <code>{dir_cid}</code></p>\n\
          {signed}<table>\n<thead><tr><th>Name</th><th>Size</th><th>CID</th></tr></thead>\n<tbody>\n",
         signed = signed.map_or_else(String::new, |s| format!("<p class=\"signed\">{}</p>\n", escape(s)))
     );
@@ -85,6 +97,39 @@ pub fn row(out: &mut String, name: &str, size: u64, cid: &str, cid_href: Option<
 /// The page's end, with the number of entries.
 pub fn foot(entries: u64) -> String {
     format!("</tbody>\n</table>\n<p class=\"count\">{entries} entries</p>\n</body>\n</html>\n")
+}
+
+/// A page about one DAG-JSON or DAG-CBOR block (`codec` names which) at `display_path`:
+/// its CID and size, links to it as it is and as a raw block or CAR, the CIDs it links to,
+/// and a DAG-JSON document itself. Everything from the block is escaped.
+pub fn block_page(display_path: &str, cid: &Cid, codec: &str, data: &[u8]) -> String {
+    let title = escape(display_path);
+    let mut out = page_start(&title, "code,pre{font-size:.9em;word-break:break-all;white-space:pre-wrap}\n");
+    let _ = write!(
+        out,
+        "<h1>{title}</h1>\n<p>A {codec} block, <code>{cid}</code>, of {size}.</p>\n\
+         <p>Download it as <a href=\"?format={codec}&amp;download=true\">{codec}</a>, \
+         as a <a href=\"?format=raw\">raw block</a> or as a <a href=\"?format=car\">CAR</a>.</p>\n",
+        size = human_size(data.len() as u64),
+    );
+    match cairn_node::merkle::links::links(cid, &bytes::Bytes::copy_from_slice(data)) {
+        Ok(links) if links.is_empty() => out.push_str("<p>It links to no other block.</p>\n"),
+        Ok(links) => {
+            let _ = writeln!(out, "<p>It links to {} blocks:</p>\n<ul>", links.len());
+            for link in links {
+                let _ = writeln!(out, "<li><code>{link}</code></li>");
+            }
+            out.push_str("</ul>\n");
+        }
+        Err(e) => {
+            let _ = writeln!(out, "<p>Its links cannot be read: {}</p>", escape(&e.to_string()));
+        }
+    }
+    if codec == "dag-json" {
+        let _ = writeln!(out, "<pre>{}</pre>", escape(&String::from_utf8_lossy(data)));
+    }
+    out.push_str("</body>\n</html>\n");
+    out
 }
 
 #[cfg(test)]

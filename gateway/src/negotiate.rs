@@ -19,6 +19,67 @@ pub enum Format {
     Raw,
     /// A CAR of the DAG.
     Car { scope: DagScope, bytes: Option<EntityBytes> },
+    /// A tar archive of the file or tree.
+    Tar,
+    /// The block as it is, when its codec is this one (else 406: gateways do not convert
+    /// between codecs, IPIP-524).
+    Codec(Codec),
+}
+
+/// The codecs whose blocks the path gateway serves as they are, each with its media type.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    DagJson,
+    DagCbor,
+    Json,
+    Cbor,
+}
+
+impl Codec {
+    /// Every one, for lookups.
+    const ALL: [Codec; 4] = [Codec::DagJson, Codec::DagCbor, Codec::Json, Codec::Cbor];
+
+    /// The codec's `?format=` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::DagJson => "dag-json",
+            Codec::DagCbor => "dag-cbor",
+            Codec::Json => "json",
+            Codec::Cbor => "cbor",
+        }
+    }
+
+    /// The media type its blocks are served as, and `Accept` asks for.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Codec::DagJson => "application/vnd.ipld.dag-json",
+            Codec::DagCbor => "application/vnd.ipld.dag-cbor",
+            Codec::Json => "application/json",
+            Codec::Cbor => "application/cbor",
+        }
+    }
+
+    /// The multicodec a CID must have for its block to be served as this.
+    pub fn multicodec(self) -> u64 {
+        use cairn_node::merkle::hash;
+        match self {
+            Codec::DagJson => hash::DAG_JSON,
+            Codec::DagCbor => hash::DAG_CBOR,
+            Codec::Json => 0x0200,
+            Codec::Cbor => 0x51,
+        }
+    }
+
+    /// The codec of a CID's multicodec, when it is one of these.
+    pub fn of(multicodec: u64) -> Option<Codec> {
+        Codec::ALL.into_iter().find(|c| c.multicodec() == multicodec)
+    }
+
+    /// Whether a browser may show it (JSON) rather than download it (CBOR).
+    pub fn is_text(self) -> bool {
+        matches!(self, Codec::DagJson | Codec::Json)
+    }
 }
 
 /// Picks the response format from `?format=` (which wins) or `Accept`. Public only for the
@@ -29,9 +90,13 @@ pub fn negotiate(headers: &HeaderMap, query: &[(String, String)]) -> Result<Form
     let mut want = match param(query, "format") {
         Some("raw") => Some("raw"),
         Some("car") => Some("car"),
+        Some("tar") => Some("tar"),
+        Some(name) if Codec::ALL.iter().any(|c| c.name() == name) => Some(name),
         Some("") | None => None,
         Some(other) => {
-            return Err(bad(format!("unsupported format {other:?}: this gateway serves format=raw and format=car")))
+            return Err(bad(format!(
+            "unsupported format {other:?}: this gateway serves format=raw, car, tar, dag-json, dag-cbor, json and cbor"
+        )))
         }
     };
     let mut car_params: Vec<(String, String)> = Vec::new();
@@ -54,13 +119,23 @@ pub fn negotiate(headers: &HeaderMap, query: &[(String, String)]) -> Result<Form
                         car_params = params;
                         break;
                     }
-                    _ => {}
+                    "application/x-tar" => {
+                        want = Some("tar");
+                        break;
+                    }
+                    other => {
+                        if let Some(c) = Codec::ALL.iter().find(|c| c.media_type() == other) {
+                            want = Some(c.name());
+                            break;
+                        }
+                    }
                 }
             }
         }
     }
     match want {
         Some("raw") => Ok(Format::Raw),
+        Some("tar") => Ok(Format::Tar),
         Some("car") => {
             // URL parameters override the Accept header's.
             for (url_key, key) in [("car-version", "version"), ("car-order", "order"), ("car-dups", "dups")] {
@@ -97,8 +172,17 @@ pub fn negotiate(headers: &HeaderMap, query: &[(String, String)]) -> Result<Form
             };
             Ok(Format::Car { scope, bytes })
         }
-        _ => Ok(Format::Plain),
+        Some(name) => Ok(Codec::ALL.into_iter().find(|c| c.name() == name).map_or(Format::Plain, Format::Codec)),
+        None => Ok(Format::Plain),
     }
+}
+
+/// Whether `Accept` lists `text/html` (a browser): a DAG-JSON or DAG-CBOR block is then shown
+/// as a page rather than sent as it is.
+pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| {
+        v.split(',').any(|item| item.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("text/html"))
+    })
 }
 
 fn parse_entity_bytes(spec: &str) -> Option<EntityBytes> {
@@ -152,11 +236,28 @@ mod tests {
             negotiate(&h, &q("format=car&dag-scope=entity&entity-bytes=0:99")).unwrap(),
             Format::Car { scope: DagScope::Entity, bytes: Some(EntityBytes { from: 0, to: Some(99) }) }
         );
-        assert_eq!(negotiate(&h, &q("format=tar")).unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(negotiate(&h, &q("format=tar")).unwrap(), Format::Tar);
+        assert_eq!(negotiate(&h, &q("format=zip")).unwrap_err().status, StatusCode::BAD_REQUEST);
         assert_eq!(negotiate(&h, &q("format=car&dag-scope=x")).unwrap_err().status, StatusCode::BAD_REQUEST);
         h.insert(header::ACCEPT, HeaderValue::from_static("text/html, application/vnd.ipld.car; version=1; dups=y"));
         assert_eq!(negotiate(&h, &q("")).unwrap_err().status, StatusCode::NOT_ACCEPTABLE);
         h.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.ipld.raw"));
         assert_eq!(negotiate(&h, &q("")).unwrap(), Format::Raw);
+        h.insert(header::ACCEPT, HeaderValue::from_static("text/html, application/x-tar"));
+        assert_eq!(negotiate(&h, &q("")).unwrap(), Format::Tar);
+        // The URL's format wins over Accept.
+        assert_eq!(negotiate(&h, &q("format=raw")).unwrap(), Format::Raw);
+        assert_eq!(negotiate(&h, &q("format=dag-json")).unwrap(), Format::Codec(Codec::DagJson));
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/cbor;q=0.9, application/json"));
+        assert_eq!(negotiate(&h, &q("")).unwrap(), Format::Codec(Codec::Cbor));
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.ipld.dag-cbor"));
+        assert_eq!(negotiate(&h, &q("")).unwrap(), Format::Codec(Codec::DagCbor));
+        assert!(!wants_html(&h));
+        h.insert(header::ACCEPT, HeaderValue::from_static("text/html,application/xhtml+xml,*/*;q=0.8"));
+        assert_eq!(negotiate(&h, &q("")).unwrap(), Format::Plain);
+        assert!(wants_html(&h));
+        for c in Codec::ALL {
+            assert_eq!(Codec::of(c.multicodec()), Some(c));
+        }
     }
 }

@@ -27,6 +27,7 @@ pub mod hash;
 pub mod importer;
 pub mod links;
 pub mod manifest;
+pub mod pathing;
 pub mod source;
 pub mod unixfs;
 

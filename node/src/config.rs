@@ -298,7 +298,7 @@ fn default_max_request_duration() -> String {
 impl Default for Gateway {
     fn default() -> Self {
         Gateway {
-            retrieval_timeout: "60s".into(),
+            retrieval_timeout: "30s".into(),
             max_concurrent_requests: default_max_concurrent_requests(),
             max_request_duration: default_max_request_duration(),
             expose_routing_api: default_expose_routing_api(),

@@ -4,6 +4,7 @@
 mod abuse;
 mod api_guard;
 mod api_reads;
+mod path_formats;
 mod path_gateway;
 mod routing;
 mod trustless;

@@ -221,7 +221,7 @@ async fn errors_have_the_right_status() {
         ("POST", "/api/v0/add", StatusCode::METHOD_NOT_ALLOWED),
         ("PUT", &format!("/ipfs/{cid}"), StatusCode::METHOD_NOT_ALLOWED),
         ("GET", "/", StatusCode::NOT_FOUND),
-        ("GET", &format!("/ipfs/{cid}?format=tar"), StatusCode::BAD_REQUEST),
+        ("GET", &format!("/ipfs/{cid}?format=zip"), StatusCode::BAD_REQUEST),
     ];
     for (method, path, want) in cases {
         let r = gw.request(method, path, &[]).await;
