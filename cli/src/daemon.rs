@@ -150,6 +150,9 @@ pub fn run(ctx: &Ctx, args: DaemonArgs) -> anyhow::Result<()> {
             max_concurrent_requests: usize::try_from(settings.max_concurrent_requests).unwrap_or(usize::MAX),
             max_request_duration: settings.max_request_duration,
             routing: settings.expose_routing_api.then(|| cairn_gateway::routing::RoutingApi::new(network.clone())),
+            public_gateways: settings.public_gateways.clone(),
+            no_fetch: settings.no_fetch,
+            deserialized_responses: settings.deserialized_responses,
             ..GatewayConfig::default()
         };
         let api = cairn_gateway::api::Api::new(node.clone(), Some(network.clone()), stop_tx)

@@ -30,6 +30,8 @@ pub struct Handler {
     pub(crate) config: GatewayConfig,
     /// One permit per request in flight ([`GatewayConfig::max_concurrent_requests`]).
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
+    /// The public gateways' hosts that have subdomains.
+    subdomain_hosts: Vec<String>,
 }
 
 /// A response with a short text body.
@@ -73,6 +75,36 @@ pub(crate) fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str>
 }
 
 impl Handler {
+    /// The handler of a gateway serving `node` as `config` says, `slots` permits at once.
+    pub(crate) fn new(node: Arc<Node>, config: GatewayConfig, slots: Arc<tokio::sync::Semaphore>) -> Self {
+        let subdomain_hosts =
+            config.public_gateways.iter().filter(|g| g.use_subdomains).map(|g| g.host.clone()).collect();
+        Handler { node, config, slots, subdomain_hosts }
+    }
+
+    /// The public gateway a request's host is, or is a subdomain of.
+    fn public_gateway(&self, req: &Request<()>) -> Option<&crate::PublicGateway> {
+        let name = subdomain::host_name(req)?;
+        self.config.public_gateways.iter().find(|g| {
+            name == g.host
+                || (g.use_subdomains && ["ipfs", "ipns"].iter().any(|ns| name.ends_with(&format!(".{ns}.{}", g.host))))
+        })
+    }
+
+    /// Fetches a block a read stopped at, unless the gateway serves only what the repo holds
+    /// (`Gateway.NoFetch`): then the block is not found.
+    fn fetch<E: crate::wait::Stop>(&self) -> impl FnMut(Cid) -> crate::wait::Fetch<E> + Send + 'static {
+        let mut one = crate::wait::one_block(&self.node);
+        let no_fetch = self.config.no_fetch;
+        move |cid| {
+            if no_fetch {
+                Box::pin(std::future::ready(Err(E::unfetched(SourceError::NotFound(cid)))))
+            } else {
+                one(cid)
+            }
+        }
+    }
+
     /// Answers one request within the gateway's limits: a request beyond
     /// [`GatewayConfig::max_concurrent_requests`] gets 429, and one that outlasts
     /// [`GatewayConfig::max_request_duration`] a 504 (or, once its body has begun, the end
@@ -107,7 +139,7 @@ impl Handler {
         let method = req.method().clone();
         let routing = self.config.routing.as_ref().and_then(|api| {
             let rest = req.uri().path().strip_prefix(crate::routing::PREFIX)?;
-            let on_subdomain = matches!(subdomain::host_of(&req, &self.config.subdomain_hosts), Host::Subdomain { .. });
+            let on_subdomain = matches!(subdomain::host_of(&req, &self.subdomain_hosts), Host::Subdomain { .. });
             (!on_subdomain && req.uri().path().len() <= path::MAX_PATH_BYTES).then_some((api, rest))
         });
         let mut resp = match method {
@@ -140,7 +172,22 @@ impl Handler {
         if raw_path.len() > path::MAX_PATH_BYTES {
             return path_failure(&PathError::TooLong);
         }
-        let host = subdomain::host_of(req, &self.config.subdomain_hosts);
+        let host = subdomain::host_of(req, &self.subdomain_hosts);
+        let public = self.public_gateway(req);
+        // A public gateway serves only the namespaces it names.
+        let namespace = match &host {
+            Host::Subdomain { .. } => Some("/ipfs"),
+            _ => ["/ipfs", "/ipns"].into_iter().find(|ns| raw_path == *ns || raw_path.starts_with(&format!("{ns}/"))),
+        };
+        if let (Some(g), Some(ns)) = (public, namespace) {
+            if !g.serves(ns) {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    &format!("{} does not serve {ns} (its Paths in Gateway.PublicGateways)", g.host),
+                );
+            }
+        }
+        let deserialized = public.map_or(self.config.deserialized_responses, |g| g.deserialized_responses);
         // A path request on a host with subdomains moves to the root's own origin; only the
         // root's syntax matters for that.
         if let (Host::SubdomainParent { host, port }, Some(rest)) = (&host, raw_path.strip_prefix("/ipfs/")) {
@@ -193,9 +240,17 @@ impl Handler {
                 ),
             );
         }
+        if !deserialized && !matches!(format, Format::Raw | Format::Car { .. }) {
+            return text(
+                StatusCode::NOT_ACCEPTABLE,
+                "this gateway serves only verifiable responses (Gateway.DeserializedResponses is off): ask for \
+                 ?format=raw or ?format=car, or Accept: application/vnd.ipld.raw or application/vnd.ipld.car",
+            );
+        }
         // A root the store lacks is waited for here, on the runtime: a thousand requests for
         // blocks nobody has then hold no blocking thread, and local reads go on being served.
-        if let Err(e) = self.node.ensure_local(&content.root).await {
+        let fetched = if self.config.no_fetch { Ok(()) } else { self.node.ensure_local(&content.root).await };
+        if let Err(e) = fetched {
             return failure(&HttpError::from(cairn_node::merkle::exporter::ExportError::Source(e)));
         }
         let on_subdomain = matches!(host, Host::Subdomain { .. });
@@ -222,7 +277,7 @@ impl Handler {
         &self,
         work: impl FnMut(&Node) -> Result<T, HttpError> + Send + 'static,
     ) -> Result<T, HttpError> {
-        crate::wait::until_local(&self.node, work).await
+        crate::wait::until_fetched(&self.node, None, self.fetch(), work).await
     }
 
     /// A response whose body a blocking `produce` streams (nothing for `HEAD`). A failure
@@ -247,7 +302,7 @@ impl Handler {
         if req.method() == Method::HEAD || len == Some(0) {
             return resp;
         }
-        *resp.body_mut() = crate::wait::streamed(&self.node, len, what, crate::wait::one_block(&self.node), produce);
+        *resp.body_mut() = crate::wait::streamed(&self.node, len, what, self.fetch(), produce);
         resp
     }
 

@@ -48,6 +48,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+pub use cairn_node::settings::PublicGateway;
 pub use handler::Handler;
 pub use metrics::GatewayMetrics;
 
@@ -71,8 +72,15 @@ pub mod fuzzing {
 /// How the gateway behaves.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
-    /// Host names that have `{cid}.ipfs.{host}` subdomains.
-    pub subdomain_hosts: Vec<String>,
+    /// The host names the gateway is reached by (`Gateway.PublicGateways`), with what each
+    /// serves: hosts with subdomains serve `{cid}.ipfs.{host}`. Other hosts (an IP address)
+    /// get the plain path gateway.
+    pub public_gateways: Vec<PublicGateway>,
+    /// Serve only what the repo holds (`Gateway.NoFetch`): a block it lacks is a 404.
+    pub no_fetch: bool,
+    /// Serve deserialized forms (files, listings, tar, codec blocks) on hosts that do not
+    /// say otherwise (`Gateway.DeserializedResponses`); off, only raw blocks and CARs.
+    pub deserialized_responses: bool,
     /// A client must send its request head within this time.
     pub header_timeout: Duration,
     /// Connections served at once; more wait until one closes.
@@ -97,7 +105,14 @@ pub struct GatewayConfig {
 impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
-            subdomain_hosts: vec!["localhost".into()],
+            public_gateways: vec![PublicGateway {
+                host: "localhost".into(),
+                paths: vec!["/ipfs".into(), "/ipns".into()],
+                use_subdomains: true,
+                deserialized_responses: true,
+            }],
+            no_fetch: false,
+            deserialized_responses: true,
             header_timeout: Duration::from_secs(10),
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(10),
@@ -128,7 +143,7 @@ pub async fn serve(
         write_timeout: config.write_timeout,
     };
     let slots = Arc::new(Semaphore::new(config.max_concurrent_requests.max(1)));
-    let handler = Arc::new(Handler { node, config, slots });
+    let handler = Arc::new(Handler::new(node, config, slots));
     serve_with(listener, limits, shutdown, move |req| handler.clone().limited(req)).await
 }
 

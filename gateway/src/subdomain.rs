@@ -37,16 +37,7 @@ pub enum Host {
 
 /// Classifies the request's host (`Host`, or the URI's authority in HTTP/2).
 pub fn host_of<B>(req: &Request<B>, subdomain_hosts: &[String]) -> Host {
-    // A reverse proxy in front names the public host in X-Forwarded-Host.
-    let authority = req
-        .headers()
-        .get("x-forwarded-host")
-        .or_else(|| req.headers().get(hyper::header::HOST))
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()));
-    let Some(authority) = authority else { return Host::Plain };
-    let authority = authority.to_ascii_lowercase();
+    let Some(authority) = authority(req) else { return Host::Plain };
     let (name, port) = split_port(&authority);
     for gw in subdomain_hosts {
         if name == *gw {
@@ -57,6 +48,25 @@ pub fn host_of<B>(req: &Request<B>, subdomain_hosts: &[String]) -> Host {
         }
     }
     Host::Plain
+}
+
+/// The host (and port) the request was sent to, lowercase.
+fn authority<B>(req: &Request<B>) -> Option<String> {
+    // A reverse proxy in front names the public host in X-Forwarded-Host.
+    let authority = req
+        .headers()
+        .get("x-forwarded-host")
+        .or_else(|| req.headers().get(hyper::header::HOST))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))?;
+    Some(authority.to_ascii_lowercase())
+}
+
+/// The host name the request was sent to, lowercase, without its port.
+pub fn host_name<B>(req: &Request<B>) -> Option<String> {
+    let authority = authority(req)?;
+    Some(split_port(&authority).0.to_owned())
 }
 
 fn split_port(authority: &str) -> (&str, Option<u16>) {

@@ -278,9 +278,48 @@ pub struct Gateway {
     /// the DHTs. On by default, as in Kubo.
     #[serde(rename = "ExposeRoutingAPI", default = "default_expose_routing_api")]
     pub expose_routing_api: bool,
+    /// Serve only what the repo holds: a block it lacks is a 404, never fetched from peers.
+    #[serde(default)]
+    pub no_fetch: bool,
+    /// Whether the gateway serves files, listings, tar archives and codec blocks as well as
+    /// the verifiable forms (`?format=raw`, `?format=car`). Off, it is a trustless gateway
+    /// only, and the rest is a 406. On by default; a host in `PublicGateways` may say
+    /// otherwise for itself.
+    #[serde(default = "default_true")]
+    pub deserialized_responses: bool,
+    /// Host names the gateway is reached by, each with what it serves, as in Kubo:
+    /// `{"example.com": {"Paths": ["/ipfs"], "UseSubdomains": true}}`. `localhost` is one by
+    /// default (subdomains, `/ipfs` and `/ipns`); naming it with `null` removes it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub public_gateways: std::collections::BTreeMap<String, Option<PublicGateway>>,
     /// Keys this version does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// One of `Gateway.PublicGateways`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct PublicGateway {
+    /// The namespaces served on the host: `/ipfs` and, once names exist, `/ipns`. Empty:
+    /// none (Kubo's meaning).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Whether content is served from `{cid}.ipfs.{host}` (each root its own web origin),
+    /// with path requests on the host redirected there.
+    #[serde(default)]
+    pub use_subdomains: bool,
+    /// Overrides `Gateway.DeserializedResponses` for this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deserialized_responses: Option<bool>,
+    /// Keys this version does not know (`InlineDNSLink`, `NoDNSLink` until names exist),
+    /// kept as they are.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_max_concurrent_requests() -> u64 {
@@ -302,6 +341,9 @@ impl Default for Gateway {
             max_concurrent_requests: default_max_concurrent_requests(),
             max_request_duration: default_max_request_duration(),
             expose_routing_api: default_expose_routing_api(),
+            no_fetch: false,
+            deserialized_responses: true,
+            public_gateways: std::collections::BTreeMap::new(),
             extra: Map::new(),
         }
     }

@@ -19,6 +19,67 @@ use libp2p::Multiaddr;
 
 use crate::config::{parse_duration, parse_size, tcp_socket_addr, Config, ConfigError};
 
+/// A host name the gateway is reached by, and what it serves there
+/// (`Gateway.PublicGateways`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicGateway {
+    /// The host name, lowercase, without a port.
+    pub host: String,
+    /// The namespaces served (`/ipfs`, `/ipns`).
+    pub paths: Vec<String>,
+    /// Whether roots are served from `{cid}.ipfs.{host}`.
+    pub use_subdomains: bool,
+    /// Whether files, listings and other deserialized forms are served there.
+    pub deserialized_responses: bool,
+}
+
+impl PublicGateway {
+    /// Whether requests for `/{namespace}/...` are served on this host.
+    pub fn serves(&self, namespace: &str) -> bool {
+        self.paths.iter().any(|p| p.trim_end_matches('/') == namespace)
+    }
+}
+
+/// `localhost`, with subdomains, unless the config says otherwise; then the config's hosts.
+fn public_gateways(g: &crate::config::Gateway) -> Result<Vec<PublicGateway>, ConfigError> {
+    const KEY: &str = "Gateway.PublicGateways";
+    let mut out = Vec::new();
+    if !g.public_gateways.contains_key("localhost") {
+        out.push(PublicGateway {
+            host: "localhost".into(),
+            paths: vec!["/ipfs".into(), "/ipns".into()],
+            use_subdomains: true,
+            deserialized_responses: g.deserialized_responses,
+        });
+    }
+    for (host, spec) in &g.public_gateways {
+        let name_ok = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            });
+        if !name_ok {
+            return Err(invalid(KEY, host, "lowercase host names such as example.com (no port, scheme or wildcard)"));
+        }
+        let Some(spec) = spec else { continue };
+        for p in &spec.paths {
+            if !matches!(p.trim_end_matches('/'), "/ipfs" | "/ipns") {
+                return Err(invalid(&format!("{KEY}.{host}.Paths"), p, "\"/ipfs\" or \"/ipns\""));
+            }
+        }
+        out.push(PublicGateway {
+            host: host.clone(),
+            paths: spec.paths.clone(),
+            use_subdomains: spec.use_subdomains,
+            deserialized_responses: spec.deserialized_responses.unwrap_or(g.deserialized_responses),
+        });
+    }
+    Ok(out)
+}
+
 /// How `Routing.Type` sets up the DHTs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DhtMode {
@@ -121,6 +182,12 @@ pub struct Settings {
     pub max_concurrent_requests: u64,
     /// `Gateway.ExposeRoutingAPI`: the delegated routing API on the gateway's port.
     pub expose_routing_api: bool,
+    /// `Gateway.NoFetch`.
+    pub no_fetch: bool,
+    /// `Gateway.DeserializedResponses`.
+    pub deserialized_responses: bool,
+    /// `Gateway.PublicGateways` over the default (`localhost`), checked.
+    pub public_gateways: Vec<PublicGateway>,
     /// `API.MaxUploadBytes`.
     pub api_max_upload_bytes: u64,
     /// `Swarm.RateLimit.Upload`, bytes per second (`None`: no cap).
@@ -241,6 +308,9 @@ impl Settings {
             max_request_duration: positive_duration("Gateway.MaxRequestDuration", &c.gateway.max_request_duration)?,
             max_concurrent_requests: c.gateway.max_concurrent_requests,
             expose_routing_api: c.gateway.expose_routing_api,
+            no_fetch: c.gateway.no_fetch,
+            deserialized_responses: c.gateway.deserialized_responses,
+            public_gateways: public_gateways(&c.gateway)?,
             api_max_upload_bytes: c.api_max_upload_bytes()?,
             upload_limit: rate("Swarm.RateLimit.Upload", &rl.upload)?,
             download_limit: rate("Swarm.RateLimit.Download", &rl.download)?,
@@ -321,6 +391,13 @@ mod tests {
             ("Routing.DelegatedRouters", serde_json::json!(["https://delegated-ipfs.dev"])),
             ("Gateway.ExposeRoutingAPI", serde_json::json!("yes")),
             ("Datastore.StorageGCWatermark", serde_json::json!(101)),
+            ("Gateway.PublicGateways", serde_json::json!({"*.example.com": {"Paths": ["/ipfs"]}})),
+            ("Gateway.PublicGateways", serde_json::json!({"example.com:8080": {"Paths": ["/ipfs"]}})),
+            ("Gateway.PublicGateways", serde_json::json!({"Example.com": null})),
+            ("Gateway.PublicGateways", serde_json::json!({"example.com": {"Paths": ["/api"]}})),
+            ("Gateway.PublicGateways", serde_json::json!({"example.com": {"UseSubdomains": "yes"}})),
+            ("Gateway.NoFetch", serde_json::json!(1)),
+            ("Gateway.DeserializedResponses", serde_json::json!("false")),
             ("Gateway.MaxConcurrentRequests", serde_json::json!(0)),
         ] {
             let err = set_key(&c, key, bad).expect_err(key).to_string();
@@ -332,7 +409,27 @@ mod tests {
         let c = set_key(&c, "Routing.DelegatedRouters", serde_json::json!(["http://127.0.0.1:8080/"])).unwrap();
         assert!(defaults.expose_routing_api, "the routing API is on unless turned off");
         let c = set_key(&c, "Gateway.ExposeRoutingAPI", serde_json::json!(false)).unwrap();
+        assert_eq!(defaults.public_gateways.len(), 1, "localhost, by default");
+        assert!(defaults.public_gateways[0].use_subdomains && defaults.public_gateways[0].serves("/ipfs"));
+        let c = set_key(
+            &c,
+            "Gateway.PublicGateways",
+            serde_json::json!({"localhost": null, "example.com": {"Paths": ["/ipfs"], "UseSubdomains": true,
+                "DeserializedResponses": false, "InlineDNSLink": true}}),
+        )
+        .unwrap();
+        let c = set_key(&c, "Gateway.NoFetch", serde_json::json!(true)).unwrap();
         let s = Settings::from_config(&c).unwrap();
+        assert!(s.no_fetch && s.deserialized_responses);
+        assert_eq!(
+            s.public_gateways,
+            vec![PublicGateway {
+                host: "example.com".into(),
+                paths: vec!["/ipfs".into()],
+                use_subdomains: true,
+                deserialized_responses: false,
+            }]
+        );
         assert_eq!(s.delegated_routers, vec!["http://127.0.0.1:8080/".to_owned()]);
         assert!(!s.expose_routing_api);
         assert_eq!(s.scrub_interval, Some(Duration::from_secs(12 * 3600)));

@@ -259,8 +259,8 @@ fn content_not_found_in_time_is_504() {
     let bad = run(&["config", "Gateway.RetrievalTimeout", "0"]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("RetrievalTimeout"), "{bad:?}");
     let config = std::fs::read_to_string(repo.join("config")).unwrap();
-    assert!(config.contains("\"RetrievalTimeout\": \"60s\""), "{config}");
-    std::fs::write(repo.join("config"), config.replace("\"RetrievalTimeout\": \"60s\"", "\"RetrievalTimeout\": \"0\""))
+    assert!(config.contains("\"RetrievalTimeout\": \"30s\""), "{config}");
+    std::fs::write(repo.join("config"), config.replace("\"RetrievalTimeout\": \"30s\"", "\"RetrievalTimeout\": \"0\""))
         .unwrap();
     let out = run(&["daemon"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("RetrievalTimeout"), "{out:?}");

@@ -344,3 +344,122 @@ async fn browsers_get_a_page_about_a_block() {
     let r = gw.request("GET", &format!("/ipfs/{}?format=dag-cbor", d.cbor), &html).await;
     assert_eq!(r.body, d.cbor_bytes);
 }
+
+/// `Gateway.PublicGateways`: each host serves the namespaces it names, from subdomains when
+/// it says so, and deserialized forms only when it allows them; hosts it does not name (an
+/// IP address) get the plain path gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_gateways_serve_what_their_config_says() {
+    use cairn_gateway::{GatewayConfig, PublicGateway};
+    let host = |host: &str, paths: &[&str], use_subdomains, deserialized_responses| PublicGateway {
+        host: host.into(),
+        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+        use_subdomains,
+        deserialized_responses,
+    };
+    let gw = Gateway::start_with(GatewayConfig {
+        public_gateways: vec![
+            host("example.com", &["/ipfs"], true, false),
+            host("paths.example", &["/ipfs", "/ipns"], false, true),
+            host("none.example", &[], false, true),
+        ],
+        ..GatewayConfig::default()
+    })
+    .await;
+    let root = gw.import(&fixture("gateway-raw-block.car"));
+    let file = format!("/ipfs/{root}/dir/ascii.txt");
+    let get = |path: String, host: &'static str| {
+        let gw = &gw;
+        async move { gw.request("GET", &path, &[("host", host)]).await }
+    };
+
+    // Subdomains on example.com, and only verifiable forms there.
+    let r = get(file.clone(), "example.com").await;
+    assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(r.header("location"), format!("http://{root}.ipfs.example.com/dir/ascii.txt"));
+    let sub: &'static str = Box::leak(format!("{root}.ipfs.example.com").into_boxed_str());
+    let r = get("/dir/ascii.txt".into(), sub).await;
+    assert_eq!(r.status, StatusCode::NOT_ACCEPTABLE, "{}", r.text());
+    assert!(r.text().contains("format=raw"));
+    let r = get("/dir/ascii.txt?format=raw".into(), sub).await;
+    assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "hello application/vnd.ipld.raw\n"));
+    let r = get("/dir/ascii.txt?format=tar".into(), sub).await;
+    assert_eq!(r.status, StatusCode::NOT_ACCEPTABLE);
+    // A path gateway on paths.example; nothing on none.example.
+    let r = get(file.clone(), "paths.example").await;
+    assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "hello application/vnd.ipld.raw\n"));
+    let r = get(file.clone(), "none.example:8080").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    assert!(r.text().contains("none.example does not serve /ipfs"), "{}", r.text());
+    // localhost is not in the list any more: no redirect. An IP address: the path gateway.
+    for plain in ["localhost", "127.0.0.1"] {
+        let r = get(file.clone(), plain).await;
+        assert_eq!(r.status, StatusCode::OK, "{plain}");
+    }
+}
+
+/// `Gateway.DeserializedResponses` off: a trustless gateway, raw blocks and CARs only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trustless_only_gateway_answers_406_to_the_rest() {
+    let gw =
+        Gateway::start_with(cairn_gateway::GatewayConfig { deserialized_responses: false, ..Default::default() }).await;
+    let d = codec_dag(&gw);
+    for (path, accept) in [
+        (format!("/ipfs/{}", d.file), ""),
+        (format!("/ipfs/{}?format=tar", d.file), ""),
+        (format!("/ipfs/{}", d.json), ""),
+        (format!("/ipfs/{}", d.cbor), "application/vnd.ipld.dag-cbor"),
+    ] {
+        let r = gw.request("GET", &path, &[("accept", accept)]).await;
+        assert_eq!(r.status, StatusCode::NOT_ACCEPTABLE, "{path} {accept}");
+    }
+    for (path, accept) in [
+        (format!("/ipfs/{}?format=raw", d.file), ""),
+        (format!("/ipfs/{}", d.cbor), "application/vnd.ipld.raw"),
+        (format!("/ipfs/{}/inner/doc?format=car", d.cbor), ""),
+    ] {
+        let r = gw.request("GET", &path, &[("accept", accept)]).await;
+        assert_eq!(r.status, StatusCode::OK, "{path} {accept}: {}", r.text());
+    }
+}
+
+/// `Gateway.NoFetch`: a node that could fetch from a peer serves only what it holds, and
+/// answers 404 at once for the rest, whether the root or a block under it is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_fetch_serves_only_what_the_repo_holds() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    let gw = Gateway::start_with(cairn_gateway::GatewayConfig { no_fetch: true, ..Default::default() }).await;
+    let net = crate::online(&gw.node, Duration::from_secs(30)).await;
+    let seed_dir = tempfile::tempdir().unwrap();
+    let seed =
+        Arc::new(cairn_node::Node::init(&seed_dir.path().join("repo"), cairn_node::config::Profile::Test).unwrap());
+    let seed_net = crate::online(&seed, Duration::from_secs(30)).await;
+    net.connect(seed_net.listen_addrs()[0].clone()).await.unwrap();
+
+    let import = cairn_node::merkle::importer::ImportOptions {
+        chunker: cairn_node::merkle::chunker::ChunkerSpec::Size(1024),
+        ..Default::default()
+    };
+    let opts = cairn_node::add::AddOptions { import, ..Default::default() };
+    let data = crate::pseudo_random(64 * 1024, 5);
+    let remote = seed.add_reader(&data[..], &opts, true).unwrap().cid;
+    // The gateway's node holds the file's root but none of its leaves.
+    let root_block = seed.block_get(&remote).unwrap();
+    use cairn_node::BlockStore;
+    gw.node.repo().store().put_many(&[cairn_node::merkle::block::Block::new_unchecked(remote, root_block)]).unwrap();
+    let elsewhere = seed.add_reader(&crate::pseudo_random(1000, 6)[..], &opts, true).unwrap().cid;
+
+    let started = std::time::Instant::now();
+    let r = gw.get(&format!("/ipfs/{elsewhere}")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    let r = gw.get(&format!("/ipfs/{elsewhere}?format=raw")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // The file's type is sniffed from its first leaf, which is not here.
+    assert_eq!(gw.get(&format!("/ipfs/{remote}")).await.status, StatusCode::NOT_FOUND);
+    let (status, body) = body_or_cut(&gw, &format!("/ipfs/{remote}?format=car")).await;
+    assert_eq!(status, StatusCode::OK, "the root is here, so the answer starts");
+    assert!(body.is_err(), "and is cut off at the first leaf it lacks");
+    assert!(started.elapsed() < Duration::from_secs(10), "nothing waited for a fetch");
+    assert!(!gw.node.repo().store().has(&elsewhere).unwrap(), "nothing was fetched");
+}
