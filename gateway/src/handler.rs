@@ -64,6 +64,17 @@ fn redirect(location: &str) -> Response<Body> {
     resp
 }
 
+/// A 301 to the request's path with a trailing `/`, its query kept.
+fn slash_redirect(req: &Request<()>, content: &ContentPath, on_subdomain: bool) -> Response<Body> {
+    let base = if on_subdomain { content.rest_url_path() } else { content.to_url_path(false) };
+    let mut location = format!("{}/", base.trim_end_matches('/'));
+    if let Some(q) = req.uri().query() {
+        location.push('?');
+        location.push_str(q);
+    }
+    redirect(&location)
+}
+
 /// A request's query parameters, decoded.
 fn query(req: &Request<()>) -> Vec<(String, String)> {
     req.uri().query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
@@ -442,11 +453,15 @@ impl Handler {
             Ok(r) => r,
             Err(f) => return failure(&f),
         };
-        if resolved.cid.codec() == codec.multicodec() {
+        if codec.serves(resolved.cid.codec()) {
             return self.block_as_is(req, content, &resolved, codec, query).await;
         }
         if codec == Codec::Json && resolved.stat.as_ref().is_some_and(|s| s.kind == NodeKind::File) {
-            return self.plain(req, content, query, on_subdomain).await;
+            let mut resp = self.plain(req, content, query, on_subdomain).await;
+            if resp.status().is_success() {
+                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            return resp;
         }
         let actual = match (Codec::of(resolved.cid.codec()), resolved.cid.codec()) {
             (Some(c), _) => c.name().to_owned(),
@@ -583,8 +598,13 @@ impl Handler {
         let Some(stat) = resolved.stat.clone() else {
             // DAG-JSON, DAG-CBOR, JSON and CBOR blocks are served as they are (or, to a
             // browser, as a page about the block).
+            let download = param(query, "download") == Some("true");
             return match Codec::of(resolved.cid.codec()) {
-                Some(codec) if wants_html(req.headers()) && matches!(codec, Codec::DagJson | Codec::DagCbor) => {
+                Some(codec @ (Codec::DagJson | Codec::DagCbor)) if wants_html(req.headers()) && !download => {
+                    // The page is at the path with a trailing `/`, as a directory's listing is.
+                    if !content.trailing_slash {
+                        return slash_redirect(req, content, on_subdomain);
+                    }
                     self.block_page(req, content, &resolved, codec).await
                 }
                 Some(codec) => self.block_as_is(req, content, &resolved, codec, query).await,
@@ -597,13 +617,7 @@ impl Handler {
         match stat.kind {
             NodeKind::Directory | NodeKind::HamtDirectory => {
                 if !content.trailing_slash {
-                    let base = if on_subdomain { content.rest_url_path() } else { content.to_url_path(false) };
-                    let mut location = format!("{}/", base.trim_end_matches('/'));
-                    if let Some(q) = req.uri().query() {
-                        location.push('?');
-                        location.push_str(q);
-                    }
-                    return redirect(&location);
+                    return slash_redirect(req, content, on_subdomain);
                 }
                 self.directory(req, content, &resolved, on_subdomain).await
             }

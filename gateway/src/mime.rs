@@ -71,6 +71,9 @@ pub fn sniff(head: &[u8]) -> String {
     if text.starts_with(b"<?xml") {
         return "text/xml; charset=utf-8".into();
     }
+    if is_json(text, head.len() == SNIFF_LEN) {
+        return "application/json".into();
+    }
     if head.starts_with(b"%PDF-") {
         return "application/pdf".into();
     }
@@ -98,6 +101,18 @@ pub fn sniff(head: &[u8]) -> String {
     }
 }
 
+/// Whether `text` is a JSON object or array (or, when it is only the start of the file, the
+/// start of one), as other gateways sniff JSON documents kept as files.
+fn is_json(text: &[u8], cut: bool) -> bool {
+    if !matches!(text.first(), Some(b'{' | b'[')) {
+        return false;
+    }
+    match serde_json::from_slice::<serde_json::Value>(text) {
+        Ok(_) => true,
+        Err(e) => cut && e.is_eof(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +134,12 @@ mod tests {
         assert_eq!(content_type(None, b"%PDF-1.7"), "application/pdf");
         assert_eq!(content_type(None, b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01webm"), "video/webm");
         assert_eq!(content_type(None, b""), "text/plain; charset=utf-8");
+        assert_eq!(content_type(None, br#" {"a": [1, 2]}"#), "application/json");
+        assert_eq!(content_type(None, b"[1, 2"), "text/plain; charset=utf-8", "a whole file that is not JSON");
+        let mut long = br#"{"a": ""#.to_vec();
+        long.resize(SNIFF_LEN, b'x');
+        assert_eq!(content_type(None, &long), "application/json", "the start of a longer document");
+        assert_eq!(content_type(None, b"{not json}"), "text/plain; charset=utf-8");
         // `<a` must be followed by a space or `>` to count as HTML.
         assert_eq!(content_type(None, b"<abc"), "text/plain; charset=utf-8");
     }

@@ -76,6 +76,15 @@ impl Codec {
         Codec::ALL.into_iter().find(|c| c.multicodec() == multicodec)
     }
 
+    /// Whether a block of `multicodec` is served as this as it is: its own codec, and, as
+    /// DAG-JSON is JSON and DAG-CBOR is CBOR, the DAG codecs for the plain ones (as Kubo does).
+    pub fn serves(self, multicodec: u64) -> bool {
+        use cairn_node::merkle::hash;
+        multicodec == self.multicodec()
+            || (self == Codec::Json && multicodec == hash::DAG_JSON)
+            || (self == Codec::Cbor && multicodec == hash::DAG_CBOR)
+    }
+
     /// Whether a browser may show it (JSON) rather than download it (CBOR).
     pub fn is_text(self) -> bool {
         matches!(self, Codec::DagJson | Codec::Json)

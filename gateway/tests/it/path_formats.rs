@@ -258,8 +258,7 @@ async fn codecs_are_never_converted() {
         format!("/ipfs/{}?format=dag-json", d.cbor),
         format!("/ipfs/{}?format=json", d.cbor),
         format!("/ipfs/{}?format=dag-cbor", d.json),
-        format!("/ipfs/{}?format=json", d.json),
-        format!("/ipfs/{}?format=cbor", d.cbor),
+        format!("/ipfs/{}?format=cbor", d.json),
         format!("/ipfs/{dir}/?format=dag-json"),
         format!("/ipfs/{dir}/?format=dag-cbor"),
         format!("/ipfs/{dir}/?format=json"),
@@ -278,6 +277,16 @@ async fn codecs_are_never_converted() {
         let r = gw.request("GET", &path, &[("accept", accept)]).await;
         assert_eq!(r.status, StatusCode::OK, "{path}");
         assert_eq!(r.text(), r#"{"a": "JSON document kept as a file"}"#);
+        assert_eq!(r.header("content-type"), "application/json");
+    }
+    // DAG-JSON is JSON and DAG-CBOR is CBOR: asked for as the plain codec, they are served as
+    // they are, with the plain codec's type (as Kubo does).
+    for (cid, format, body, media) in
+        [(d.json, "json", &d.json_bytes, "application/json"), (d.cbor, "cbor", &d.cbor_bytes, "application/cbor")]
+    {
+        let r = gw.get(&format!("/ipfs/{cid}?format={format}")).await;
+        assert_eq!((r.status, r.header("content-type")), (StatusCode::OK, media));
+        assert_eq!(&r.body.to_vec(), body);
     }
     // Raw works for every codec.
     let r = gw.get(&format!("/ipfs/{}?format=raw", d.cbor)).await;
@@ -296,10 +305,11 @@ async fn paths_go_through_dag_cbor_and_dag_json_links() {
     assert_eq!(r.body, d.json_bytes);
     assert_eq!(r.header("content-type"), "application/vnd.ipld.dag-json");
     assert_eq!(r.header("x-ipfs-roots"), format!("{},{},{}", d.cbor, d.cbor, d.json));
-    // Through two links into a UnixFS file, which is served as a file.
+    // Through two links into a UnixFS file, which is served as a file (JSON, by its content).
     let r = gw.get(&format!("/ipfs/{}/inner/doc/file", d.cbor)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.text(), r#"{"a": "JSON document kept as a file"}"#);
+    assert_eq!(r.header("content-type"), "application/json");
     let r = gw.get(&format!("/ipfs/{}/list/0?format=raw", d.cbor)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.header("x-ipfs-roots"), format!("{},{},{}", d.cbor, d.cbor, d.file));
@@ -330,7 +340,11 @@ async fn browsers_get_a_page_about_a_block() {
     let gw = Gateway::start().await;
     let d = codec_dag(&gw);
     let html = [("accept", "text/html,application/xhtml+xml,*/*;q=0.8")];
-    let r = gw.request("GET", &format!("/ipfs/{}", d.json), &html).await;
+    // The page is at the path with a trailing `/`, as listings are.
+    let r = gw.request("GET", &format!("/ipfs/{}?a=b", d.json), &html).await;
+    assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(r.header("location"), format!("/ipfs/{}/?a=b", d.json));
+    let r = gw.request("GET", &format!("/ipfs/{}/", d.json), &html).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.header("content-type"), "text/html; charset=utf-8");
     let page = r.text();
@@ -338,8 +352,11 @@ async fn browsers_get_a_page_about_a_block() {
     assert!(page.contains("hello &lt;b&gt;") && !page.contains("hello <b>"), "{page}");
     assert!(page.contains("?format=dag-json"), "{page}");
     assert_ne!(r.header("etag"), format!("\"{}.dag-json\"", d.json), "the page is not the block");
-    let r = gw.request("GET", &format!("/ipfs/{}", d.cbor), &html).await;
+    let r = gw.request("GET", &format!("/ipfs/{}/", d.cbor), &html).await;
     assert!(r.text().contains(&d.json.to_string()), "the page lists the links");
+    // download=true wants the block.
+    let r = gw.request("GET", &format!("/ipfs/{}?download=true", d.cbor), &html).await;
+    assert_eq!(r.body, d.cbor_bytes);
     // An explicit format wins over the browser's Accept.
     let r = gw.request("GET", &format!("/ipfs/{}?format=dag-cbor", d.cbor), &html).await;
     assert_eq!(r.body, d.cbor_bytes);

@@ -10,6 +10,8 @@
 //! - [`kubo_wire`]: a real Kubo 0.43.1 daemon and Cairn, both ways: Bitswap (and one fetch
 //!   drawing on Kubo and Helia at once), providers through a loopback DHT, a reprovide sweep's
 //!   records, gossipsub, and the RPC API's answers compared field by field.
+//! - [`kubo_gateway`]: Cairn's gateway beside Kubo 0.43.1's on the same blocks, request by
+//!   request (DAG-JSON and DAG-CBOR, pathing, codec 406s, tar, `only-if-cached`, CORS).
 //! - [`wire`]: what the wire tests share (a fetching Cairn node on loopback, content, checks).
 //! - [`kubo_fixtures`]: CIDv1 parity with DAGs a real Kubo made (`ipfs add --cid-version 1`), taken
 //!   from the gateway-conformance fixtures and rebuilt from their extracted files.
@@ -25,6 +27,7 @@ mod helia;
 mod ipip499;
 mod kubo;
 mod kubo_fixtures;
+mod kubo_gateway;
 mod kubo_wire;
 mod lan;
 mod swarm;
