@@ -437,6 +437,83 @@ impl Handler {
         })
     }
 
+    /// A path the site's DAG lacks, answered as its `_redirects` file says (see
+    /// [`crate::redirects`]); `not_found` when it has no such file or no rule matches.
+    async fn redirected(
+        &self,
+        req: &Request<()>,
+        content: &ContentPath,
+        query: &[(String, String)],
+        not_found: HttpError,
+    ) -> Response<Body> {
+        let root = content.root;
+        let file = self
+            .blocking(move |node| {
+                let source = node.source_nowait();
+                let cid = match exporter::resolve(&source, &root, "_redirects") {
+                    Ok(cid) => cid,
+                    Err(exporter::ExportError::NoSuchLink { .. } | exporter::ExportError::NotADirectory(_)) => {
+                        return Ok(None)
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let stat = exporter::stat(&source, &cid)?;
+                if stat.kind != NodeKind::File {
+                    return Ok(None);
+                }
+                if stat.size > crate::redirects::MAX_BYTES {
+                    return Err(HttpError::internal(format!(
+                        "this site's _redirects file is {} bytes; at most {} are read",
+                        stat.size,
+                        crate::redirects::MAX_BYTES
+                    )));
+                }
+                let mut text = Vec::with_capacity(stat.size as usize);
+                for seg in exporter::FileSegments::new(&source, &cid, 0, None)? {
+                    text.extend_from_slice(&seg?);
+                }
+                Ok(Some(text))
+            })
+            .await;
+        let text = match file {
+            Ok(Some(text)) => text,
+            Ok(None) => return failure(&not_found),
+            Err(f) => return failure(&f),
+        };
+        let rules = std::str::from_utf8(&text)
+            .map_err(|_| "this site's _redirects file is not UTF-8 text".to_owned())
+            .and_then(crate::redirects::parse);
+        let rules = match rules {
+            Ok(r) => r,
+            Err(why) => return failure(&HttpError::internal(why)),
+        };
+        match crate::redirects::evaluate(&rules, req.uri().path(), req.uri().query()) {
+            None => failure(&not_found),
+            Some(crate::redirects::Action::Redirect { location, status }) => {
+                let mut r = redirect(&location);
+                *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+                r
+            }
+            Some(crate::redirects::Action::Serve { to, status }) => {
+                let to_path = to.split(['?', '#']).next().unwrap_or_default();
+                let target = path::decode_segments(to_path).and_then(|(segments, trailing_slash)| {
+                    ContentPath { root: content.root, root_text: content.root_text.clone(), segments, trailing_slash }
+                        .within_limit()
+                });
+                let target = match target {
+                    Ok(t) => t,
+                    Err(e) => return failure(&HttpError::internal(format!("_redirects names {to:?}: {e}"))),
+                };
+                // Served once: a rule's target is never itself redirected.
+                let mut resp = Box::pin(self.plain_content(req, &target, query, true, None, false)).await;
+                if resp.status() == StatusCode::OK {
+                    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                }
+                resp
+            }
+        }
+    }
+
     /// `?format=dag-json|dag-cbor|json|cbor` (or the `Accept` types): the block as it is when
     /// its codec is the one asked for, else 406 (IPIP-524: no conversion between codecs).
     /// One exception, as the path gateway spec asks: a UnixFS file asked for as JSON is
@@ -543,8 +620,9 @@ impl Handler {
         // manifest's path, with who signed it in a header and on listings.
         let (signed, inner) = self.manifest_view(content).await;
         let content = inner.as_ref().unwrap_or(content);
-        let mut resp =
-            self.plain_content(req, content, query, on_subdomain, signed.as_ref().map(|s| s.text.clone())).await;
+        let mut resp = self
+            .plain_content(req, content, query, on_subdomain, signed.as_ref().map(|s| s.text.clone()), on_subdomain)
+            .await;
         if let Some(s) = signed {
             resp.headers_mut().insert("X-Cairn-Signed-By", value(&s.header));
         }
@@ -582,6 +660,8 @@ impl Handler {
         (Some(SignedBy { header, text }), Some(inner))
     }
 
+    /// The deserialized answer for `content`. With `redirects`, a path the DAG lacks is
+    /// looked up in the site's `_redirects` file (on an origin of its own, a subdomain).
     async fn plain_content(
         &self,
         req: &Request<()>,
@@ -589,9 +669,13 @@ impl Handler {
         query: &[(String, String)],
         on_subdomain: bool,
         signed: Option<String>,
+        redirects: bool,
     ) -> Response<Body> {
         let mut resolved = match self.resolve(content).await {
             Ok(r) => r,
+            Err(f) if redirects && f.status == StatusCode::NOT_FOUND && !content.segments.is_empty() => {
+                return self.redirected(req, content, query, f).await;
+            }
             Err(f) => return failure(&f),
         };
         resolved.signed = signed;

@@ -30,6 +30,7 @@ mod negotiate;
 mod path;
 pub mod pinning;
 mod range;
+mod redirects;
 pub mod routing;
 mod subdomain;
 mod wait;

@@ -35,6 +35,13 @@ pub fn fixture(rel: &str) -> PathBuf {
     here.join("../testnet/fixtures/gateway-conformance").join(rel)
 }
 
+/// Cairn's own test data (`gateway/tests/data`), read from the clone the tests run in.
+pub fn test_data(rel: &str) -> PathBuf {
+    let here = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::path::PathBuf::from);
+    here.join("tests/data").join(rel)
+}
+
 /// A node with a gateway in front of it; the gateway stops when this is dropped.
 #[derive(Debug)]
 pub struct Gateway {

@@ -480,3 +480,84 @@ async fn no_fetch_serves_only_what_the_repo_holds() {
     assert!(started.elapsed() < Duration::from_secs(10), "nothing waited for a fetch");
     assert!(!gw.node.repo().store().has(&elsewhere).unwrap(), "nothing was fetched");
 }
+
+/// A copy of the example site of the web redirects file spec (its pages, and its
+/// `_redirects` rules), in `dir`, with `_redirects` replaced when `redirects` says.
+fn copy_site(dir: &std::path::Path, redirects: Option<&[u8]>) {
+    let site = crate::test_data("redirects-site");
+    std::fs::create_dir_all(dir.join("articles")).unwrap();
+    for name in
+        ["index.html", "one.html", "two.html", "404.html", "410.html", "451.html", "articles/a.html", "_redirects"]
+    {
+        std::fs::copy(site.join(name), dir.join(name)).unwrap();
+    }
+    if let Some(r) = redirects {
+        std::fs::write(dir.join("_redirects"), r).unwrap();
+    }
+}
+
+/// On a site's own origin (a subdomain), paths its DAG lacks are answered as its
+/// `_redirects` file says; paths it has are served as they are; a bad or oversized file is a
+/// 500 that says why; on the path gateway, where sites share an origin, the file is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sites_redirects_file_answers_paths_it_lacks() {
+    let gw = Gateway::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let add = |dir: &std::path::Path| {
+        let opts = cairn_node::add::AddOptions {
+            import: cairn_node::merkle::importer::ImportOptions::cid_v1(),
+            recursive: true,
+            ..Default::default()
+        };
+        gw.node.add(dir, &opts, true, &mut |_| {}).unwrap().cid
+    };
+    copy_site(&tmp.path().join("site"), None);
+    let site = add(&tmp.path().join("site"));
+    let port = gw.addr.port();
+    let host = format!("{site}.ipfs.localhost:{port}");
+    let get = |path: &str| {
+        let (gw, host, path) = (&gw, host.clone(), path.to_owned());
+        async move { gw.request("GET", &path, &[("host", &host)]).await }
+    };
+    for (path, status, location) in [
+        ("/redirect-one", 301, "/one.html"),
+        ("/redirect-one?a=b", 301, "/one.html?a=b"),
+        ("/302-redirect-two", 302, "/two.html"),
+        ("/posts/2022/06/15/hello", 301, "/articles/2022/06/15/hello"),
+        ("/splat/one/two.html", 301, "/redirected-splat/one/two.html"),
+    ] {
+        let r = get(path).await;
+        assert_eq!((r.status.as_u16(), r.header("location")), (status, location), "{path}");
+    }
+    for (path, status, body) in [
+        ("/200-index", 200, "my index"),
+        ("/not-found/x", 404, "my 404"),
+        ("/gone/x", 410, "gone"),
+        ("/unavail/x/y", 451, "unavail"),
+        ("/anything/else", 200, "my index"),
+        ("/one.html", 200, "one"),
+        ("/articles/a.html", 200, "article"),
+    ] {
+        let r = get(path).await;
+        assert_eq!((r.status.as_u16(), r.text().as_str()), (status, body), "{path}");
+    }
+    // A rewrite's answer is the target's, ETag included, so a cached page gets its 304.
+    let etag = get("/index.html").await.header("etag").to_owned();
+    let r = gw.request("GET", "/missing-page", &[("host", &host), ("if-none-match", &etag)]).await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    // The path gateway shares one origin among all sites: no redirects there.
+    assert_eq!(gw.get(&format!("/ipfs/{site}/redirect-one")).await.status, StatusCode::NOT_FOUND);
+
+    // A file that does not parse, or is too large, is a 500 saying so, for missing paths only.
+    for (name, redirects, why) in
+        [("bad", b"/a /b 999\n".to_vec(), "_redirects line 1"), ("large", vec![b'#'; 64 * 1024 + 1], "at most 65536")]
+    {
+        copy_site(&tmp.path().join(name), Some(&redirects));
+        let cid = add(&tmp.path().join(name));
+        let host = format!("{cid}.ipfs.localhost:{port}");
+        let r = gw.request("GET", "/missing", &[("host", &host)]).await;
+        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{name}");
+        assert!(r.text().contains(why), "{name}: {}", r.text());
+        assert_eq!(gw.request("GET", "/one.html", &[("host", &host)]).await.status, StatusCode::OK);
+    }
+}

@@ -48,7 +48,10 @@ fn get(base: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
     let addr = base.trim_start_matches("http://").trim_end_matches('/');
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut head = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    let mut head = format!("GET {path} HTTP/1.0\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -121,36 +124,135 @@ fn content(node: &Node) -> Content {
     Content { cbor, json, file, car: car.finish().unwrap() }
 }
 
+/// Cairn's node and gateway and Kubo 0.43.1's daemon, in a namespace of their own; `None`
+/// when the test is to be skipped.
+struct Pair {
+    node: std::sync::Arc<Node>,
+    kubo: KuboDaemon,
+    cairn_url: String,
+    kubo_url: String,
+    _runtime: tokio::runtime::Runtime,
+    tmp: tempfile::TempDir,
+}
+
+impl Pair {
+    fn start(test: &str) -> Option<Pair> {
+        if !(reference::require(Reference::Kubo043) && netns::enter_private_netns(test)) {
+            return None;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let node = std::sync::Arc::new(Node::init(&tmp.path().join("repo"), Profile::Test).unwrap());
+        let kubo = KuboDaemon::start(Routing::None).unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (addr, _task) = runtime
+            .block_on(cairn_gateway::spawn(
+                "127.0.0.1:0".parse().unwrap(),
+                node.clone(),
+                cairn_gateway::GatewayConfig::default(),
+                std::future::pending::<()>(),
+            ))
+            .unwrap();
+        let kubo_url = kubo.gateway_url().unwrap();
+        Some(Pair { node, kubo, cairn_url: format!("http://{addr}"), kubo_url, _runtime: runtime, tmp })
+    }
+
+    /// Imports a CAR into both.
+    fn import(&self, car: &std::path::Path) -> Cid {
+        let root = self.node.dag_import(&mut std::fs::File::open(car).unwrap(), false, &mut |_| {}).unwrap().0[0];
+        let car = car.to_string_lossy();
+        self.kubo.ipfs(&["dag", "import", "--pin-roots=false", &car], Duration::from_secs(60)).unwrap();
+        root
+    }
+
+    /// Adds a directory to Cairn (CIDv1) and gives Kubo its blocks.
+    fn add_dir(&self, dir: &std::path::Path) -> Cid {
+        let opts = AddOptions {
+            import: cairn_merkle::importer::ImportOptions::cid_v1(),
+            recursive: true,
+            ..Default::default()
+        };
+        let root = self.node.add(dir, &opts, true, &mut |_| {}).unwrap().cid;
+        let car = self.tmp.path().join(format!("{root}.car"));
+        std::fs::write(&car, cairn_merkle::car::write_dag(&self.node.source(), &root, Vec::new()).unwrap()).unwrap();
+        self.import(&car)
+    }
+}
+
+/// A website's `_redirects` file, read by both on the site's subdomain: redirects,
+/// rewrites, pages served with 404, 410 and 451, placeholders, splats, queries, and files
+/// that are bad or too large (500 from both).
+#[test]
+fn redirects_files_are_read_alike() {
+    let Some(p) = Pair::start("kubo_gateway::redirects_files_are_read_alike") else { return };
+    let site = reference::testnet_dir().join("../gateway/tests/data/redirects-site");
+    let good = p.add_dir(&site);
+    let mut roots = vec![(good, "good")];
+    for (name, redirects) in [("bad", b"/a /b 999\n".to_vec()), ("large", vec![b'#'; 64 * 1024 + 1])] {
+        let dir = p.tmp.path().join(name);
+        std::fs::create_dir_all(dir.join("articles")).unwrap();
+        for f in ["index.html", "one.html", "articles/a.html"] {
+            std::fs::copy(site.join(f), dir.join(f)).unwrap();
+        }
+        std::fs::write(dir.join("_redirects"), redirects).unwrap();
+        roots.push((p.add_dir(&dir), name));
+    }
+    let paths = [
+        "/redirect-one",
+        "/redirect-one?a=b",
+        "/301-redirect-one",
+        "/302-redirect-two",
+        "/200-index",
+        "/posts/2022/06/15/hello",
+        "/posts/2022/06",
+        "/splat/one/two.html",
+        "/not-found/x",
+        "/gone/x",
+        "/unavail/x/y",
+        "/anything/else",
+        "/one.html",
+        "/articles/a.html",
+    ];
+    let mut differences = Vec::new();
+    for (root, name) in &roots {
+        for path in paths {
+            let answer = |base: &str| {
+                let port = base.rsplit(':').next().unwrap();
+                let host = format!("{root}.ipfs.localhost:{port}");
+                get(base, path, &[("host", &host)])
+            };
+            let (ours, theirs) = (answer(&p.cairn_url), answer(&p.kubo_url));
+            let what = format!("{name} site, GET {path}");
+            if ours.status != theirs.status {
+                differences.push(format!("{what}: status: Cairn {}, Kubo {}", ours.status, theirs.status));
+                continue;
+            }
+            match ours.status {
+                301..=308 if ours.header("location") != theirs.header("location") => differences.push(format!(
+                    "{what}: location: Cairn {:?}, Kubo {:?}",
+                    ours.header("location"),
+                    theirs.header("location")
+                )),
+                200 | 404 | 410 | 451 if ours.body != theirs.body => differences.push(format!(
+                    "{what}: body: Cairn {:?}, Kubo {:?}",
+                    String::from_utf8_lossy(&ours.body),
+                    String::from_utf8_lossy(&theirs.body)
+                )),
+                _ => {}
+            }
+        }
+    }
+    assert!(differences.is_empty(), "{} answers differ:\n{}", differences.len(), differences.join("\n"));
+}
+
 #[test]
 fn cairn_and_kubo_gateways_answer_alike() {
-    if !(reference::require(Reference::Kubo043)
-        && netns::enter_private_netns("kubo_gateway::cairn_and_kubo_gateways_answer_alike"))
-    {
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let node = std::sync::Arc::new(Node::init(&tmp.path().join("repo"), Profile::Test).unwrap());
-    let c = content(&node);
-    let codec_car = tmp.path().join("codecs.car");
+    let Some(p) = Pair::start("kubo_gateway::cairn_and_kubo_gateways_answer_alike") else { return };
+    let c = content(&p.node);
+    let codec_car = p.tmp.path().join("codecs.car");
     std::fs::write(&codec_car, &c.car).unwrap();
-    let tar_car = reference::testnet_dir().join("fixtures/gateway-conformance/path_gateway_tar/fixtures.car");
-    let dir = node.dag_import(&mut std::fs::File::open(&tar_car).unwrap(), false, &mut |_| {}).unwrap().0[0];
-    node.dag_import(&mut c.car.as_slice(), false, &mut |_| {}).unwrap();
-
-    let kubo = KuboDaemon::start(Routing::None).unwrap();
-    for car in [&codec_car, &tar_car] {
-        kubo.ipfs(&["dag", "import", "--pin-roots=false", &car.to_string_lossy()], Duration::from_secs(60)).unwrap();
-    }
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (addr, _task) = runtime
-        .block_on(cairn_gateway::spawn(
-            "127.0.0.1:0".parse().unwrap(),
-            node.clone(),
-            cairn_gateway::GatewayConfig::default(),
-            std::future::pending::<()>(),
-        ))
-        .unwrap();
-    let (cairn, kubo_url) = (format!("http://{addr}"), kubo.gateway_url().unwrap());
+    p.import(&codec_car);
+    let dir = p.import(&reference::testnet_dir().join("fixtures/gateway-conformance/path_gateway_tar/fixtures.car"));
+    let (cairn, kubo_url) = (&p.cairn_url, &p.kubo_url);
 
     let (cbor, json, file) = (c.cbor, c.json, c.file);
     let absent = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
@@ -209,7 +311,7 @@ fn cairn_and_kubo_gateways_answer_alike() {
     )];
     let mut differences = Vec::new();
     for (path, headers) in &cases {
-        let (ours, theirs) = (get(&cairn, path, headers), get(&kubo_url, path, headers));
+        let (ours, theirs) = (get(cairn, path, headers), get(kubo_url, path, headers));
         let what = format!("GET {path} {headers:?}");
         if let Some((_, statuses, why)) = spec_over_kubo.iter().find(|(p, _, _)| p == path && headers.is_empty()) {
             assert_eq!((ours.status, theirs.status), *statuses, "{what} (Cairn, Kubo): {why}");
