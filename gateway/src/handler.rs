@@ -64,6 +64,38 @@ fn redirect(location: &str) -> Response<Body> {
     resp
 }
 
+/// `/ipfs/?uri=ipfs://{cid}/path` (what a browser's registered protocol handler sends): a 301
+/// to `/ipfs/{cid}/path`; a `uri` of another scheme is a 400.
+fn protocol_handler(req: &Request<()>) -> Option<Response<Body>> {
+    if !matches!(req.uri().path(), "/ipfs/" | "/ipns/" | "/ipfs" | "/ipns") {
+        return None;
+    }
+    let uri = param(&query(req), "uri")?.to_owned();
+    let bad = |why: &str| Some(text(StatusCode::BAD_REQUEST, why));
+    let Ok(parsed) = uri.parse::<hyper::Uri>() else {
+        return bad("the uri query parameter is not a URI");
+    };
+    let scheme = parsed.scheme_str().unwrap_or_default();
+    let (Some(root), true) = (parsed.authority(), matches!(scheme, "ipfs" | "ipns")) else {
+        return bad("the uri query parameter must be ipfs://{cid}/... or ipns://{name}/...");
+    };
+    let path = parsed.path_and_query().map_or("", |p| p.as_str());
+    let path = if path == "/" { "" } else { path };
+    Some(redirect(&format!("/{scheme}/{root}{path}")))
+}
+
+/// A service worker registered at a namespace root (`/ipfs/{cid}`) would control every
+/// root on the origin: a 400, as other gateways answer.
+fn service_worker_at_a_root(req: &Request<()>) -> Option<Response<Body>> {
+    let script = req.headers().get("service-worker").is_some_and(|v| v.as_bytes() == b"script");
+    let path = req.uri().path();
+    let at_root = ["/ipfs/", "/ipns/"]
+        .iter()
+        .any(|ns| path.strip_prefix(ns).is_some_and(|rest| !rest.is_empty() && !rest.contains('/')));
+    (script && at_root)
+        .then(|| text(StatusCode::BAD_REQUEST, "navigator.serviceWorker: registration is not allowed for this scope"))
+}
+
 /// A 301 to the request's path with a trailing `/`, its query kept.
 fn slash_redirect(req: &Request<()>, content: &ContentPath, on_subdomain: bool) -> Response<Body> {
     let base = if on_subdomain { content.rest_url_path() } else { content.to_url_path(false) };
@@ -184,6 +216,11 @@ impl Handler {
             return path_failure(&PathError::TooLong);
         }
         let host = subdomain::host_of(req, &self.subdomain_hosts);
+        if !matches!(host, Host::Subdomain { .. }) {
+            if let Some(resp) = protocol_handler(req).or_else(|| service_worker_at_a_root(req)) {
+                return resp;
+            }
+        }
         let public = self.public_gateway(req);
         // A public gateway serves only the namespaces it names.
         let namespace = match &host {

@@ -561,3 +561,24 @@ async fn a_sites_redirects_file_answers_paths_it_lacks() {
         assert_eq!(gw.request("GET", "/one.html", &[("host", &host)]).await.status, StatusCode::OK);
     }
 }
+
+/// A service worker may not be registered at a namespace root (it would control every root
+/// on the path gateway's origin); `/ipfs/?uri=ipfs://...`, from a browser's protocol
+/// handler, moves to the path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_workers_and_protocol_handlers() {
+    let gw = Gateway::start().await;
+    let root = gw.import(&fixture("gateway-raw-block.car"));
+    let sw = [("service-worker", "script")];
+    let r = gw.request("GET", &format!("/ipfs/{root}"), &sw).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.text().contains("serviceWorker"));
+    let r = gw.request("GET", &format!("/ipfs/{root}/dir/ascii.txt"), &sw).await;
+    assert_eq!(r.status, StatusCode::OK, "below a root, a worker is scoped to that root's path");
+    let r = gw.get(&format!("/ipfs/?uri=ipfs%3A%2F%2F{root}%2Fdir%2Fascii.txt")).await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (StatusCode::MOVED_PERMANENTLY, format!("/ipfs/{root}/dir/ascii.txt").as_str())
+    );
+    assert_eq!(gw.get("/ipfs/?uri=https%3A%2F%2Fexample.com").await.status, StatusCode::BAD_REQUEST);
+}

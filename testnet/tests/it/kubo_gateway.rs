@@ -358,3 +358,45 @@ fn cairn_and_kubo_gateways_answer_alike() {
         differences.join("\n")
     );
 }
+
+/// The subdomain gateway on `localhost`, both ways: path requests redirected to the root's
+/// own origin (CIDv0 made CIDv1, the query kept), content on it, and the errors.
+#[test]
+fn subdomains_are_served_alike() {
+    let Some(p) = Pair::start("kubo_gateway::subdomains_are_served_alike") else { return };
+    let dir = p.import(&reference::testnet_dir().join("fixtures/gateway-conformance/path_gateway_tar/fixtures.car"));
+    let v0 = "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn";
+    let cases: Vec<(String, &str)> = vec![
+        (format!("/ipfs/{dir}/api/file.txt?a=b"), "localhost"),
+        (format!("/ipfs/{dir}"), "localhost"),
+        (format!("/ipfs/{v0}"), "localhost"),
+        ("/api/file.txt".into(), "{dir}.ipfs.localhost"),
+        ("/api".into(), "{dir}.ipfs.localhost"),
+        ("/nothing".into(), "{dir}.ipfs.localhost"),
+        ("/".into(), "notacid.ipfs.localhost"),
+        (format!("/ipfs/{dir}/api/file.txt"), "127.0.0.1"),
+        (format!("/ipfs/{dir}/api/file.txt"), "{dir}.ipfs.localhost"),
+        (format!("/ipfs/?uri=ipfs%3A%2F%2F{dir}%2Fapi"), "localhost"),
+        (format!("/ipfs/?uri=ipfs%3A%2F%2F{dir}%2Fapi"), "127.0.0.1"),
+        ("/ipfs/?uri=https%3A%2F%2Fexample.com".to_owned(), "127.0.0.1"),
+        ("/ipfs/?uri=ipfs%3A%2F%2FQmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn".to_owned(), "127.0.0.1"),
+        ("/ipfs/?uri=not%20a%20uri".to_owned(), "127.0.0.1"),
+    ];
+    let mut differences = Vec::new();
+    for (path, host) in &cases {
+        let answer = |base: &str| {
+            let port = base.rsplit(':').next().unwrap();
+            let host = format!("{}:{port}", host.replace("{dir}", &dir.to_string()));
+            let location = get(base, path, &[("host", &host)]);
+            (location.status, location.header("location").replace(port, "PORT"), location.body)
+        };
+        let (ours, theirs) = (answer(&p.cairn_url), answer(&p.kubo_url));
+        let what = format!("GET {path} on {host}");
+        if (ours.0, &ours.1) != (theirs.0, &theirs.1) {
+            differences.push(format!("{what}: Cairn {} {:?}, Kubo {} {:?}", ours.0, ours.1, theirs.0, theirs.1));
+        } else if ours.0 == 200 && path.ends_with(".txt") && ours.2 != theirs.2 {
+            differences.push(format!("{what}: the bodies differ"));
+        }
+    }
+    assert!(differences.is_empty(), "{} answers differ:\n{}", differences.len(), differences.join("\n"));
+}
