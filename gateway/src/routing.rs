@@ -289,15 +289,31 @@ fn dht_key(text: &str) -> Option<Vec<u8>> {
     Cid::from_str(text).ok().map(|c| c.hash().to_bytes())
 }
 
-/// This node's own record: where peers reach it, and that it speaks Bitswap.
-async fn own_record(net: &Network) -> Record {
+/// This node's own records: where peers reach it over libp2p, and that it speaks Bitswap
+/// there; and, when it announces an HTTP address (its trustless gateway, through
+/// `Addresses.Announce` or `AppendAnnounce`, such as `/dns4/example.com/tcp/443/tls/http`),
+/// a second record, of an HTTP provider there.
+async fn own_records(net: &Network) -> Vec<Record> {
     let mut addrs = net.external_addrs().await.unwrap_or_default();
     if addrs.is_empty() {
         addrs = net.listen_addrs().iter().map(without_peer).collect();
     }
     addrs.retain(|a| !is_unspecified(a));
     addrs.dedup();
-    Record { id: net.peer_id(), addrs, protocols: vec![BITSWAP.into()] }
+    let (http, libp2p): (Vec<Multiaddr>, Vec<Multiaddr>) = addrs.into_iter().partition(is_http);
+    let mut records = vec![Record { id: net.peer_id(), addrs: libp2p, protocols: vec![BITSWAP.into()] }];
+    if !http.is_empty() {
+        records.push(Record { id: net.peer_id(), addrs: http, protocols: vec![GATEWAY_HTTP.into()] });
+    }
+    records
+}
+
+/// The protocol of an HTTP provider: a trustless gateway (IPIP-484's name).
+const GATEWAY_HTTP: &str = "transport-ipfs-gateway-http";
+
+/// Whether `addr` is an HTTP(S) address (`.../http`, `.../tls/http`, `.../https`).
+fn is_http(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, cairn_node::net::Protocol::Http | cairn_node::net::Protocol::Https))
 }
 
 /// `addr` without a trailing `/p2p/<id>`.
@@ -317,7 +333,7 @@ fn is_unspecified(addr: &Multiaddr) -> bool {
 async fn providers(api: &RoutingApi, node: &Node, cid: Cid) -> Vec<Record> {
     let mut records = Vec::new();
     if node.repo().store().has(&cid).unwrap_or(false) {
-        records.push(own_record(&api.net).await);
+        records.extend(own_records(&api.net).await);
     }
     // The DHTs only: a router that asked its own routers could be asked back in a circle.
     let found = api.net.find_dht_providers(cid, MAX_RECORDS, LOOKUP_TIMEOUT).await.unwrap_or_default();
@@ -337,7 +353,7 @@ async fn with_addrs(net: &Network, peers: Vec<PeerId>) -> Vec<Record> {
 
 async fn peer(api: &RoutingApi, id: PeerId) -> Vec<Record> {
     if id == api.net.peer_id() {
-        return vec![own_record(&api.net).await];
+        return own_records(&api.net).await;
     }
     if let Some(addrs) = api.net.peer_addrs(vec![id]).await.unwrap_or_default().remove(&id) {
         return vec![Record { id, addrs, protocols: Vec::new() }];

@@ -123,3 +123,29 @@ async fn without_the_api_the_paths_are_not_found() {
     let r = gw.get("/routing/v1/providers/bafkqaaa").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
 }
+
+/// A node that announces an HTTP address (its trustless gateway) names itself twice: over
+/// libp2p for Bitswap, and there as an HTTP provider; the protocol filter picks either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announced_gateway_is_an_http_provider_record() {
+    let gateway_addr = "/dns4/gateway.example/tcp/443/tls/http";
+    let gw = Gateway::start_configured(async |node| {
+        let mut cfg = cairn_node::net::NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
+        cfg.append_announce = vec![gateway_addr.parse().unwrap()];
+        let timeout = std::time::Duration::from_secs(10);
+        let net = cairn_node::online::start_reading(node, cfg, timeout).await.unwrap().0;
+        GatewayConfig { routing: Some(RoutingApi::with_lookups(net, 16)), ..GatewayConfig::default() }
+    })
+    .await;
+    let cid = gw.add_bytes(b"over http too", &AddOptions::default());
+    let v = json(&gw.get(&format!("/routing/v1/providers/{cid}")).await);
+    let records = v["Providers"].as_array().unwrap();
+    assert_eq!(records.len(), 2, "{v}");
+    assert_eq!(records[0]["Protocols"], serde_json::json!(["transport-bitswap"]));
+    assert!(!records[0]["Addrs"].to_string().contains("/http"), "{v}");
+    assert_eq!(records[1]["Protocols"], serde_json::json!(["transport-ipfs-gateway-http"]));
+    assert_eq!(records[1]["Addrs"], serde_json::json!([gateway_addr]));
+    assert_eq!(records[0]["ID"], records[1]["ID"]);
+    let r = gw.get(&format!("/routing/v1/providers/{cid}?filter-protocols=transport-ipfs-gateway-http")).await;
+    assert_eq!(json(&r)["Providers"].as_array().unwrap().len(), 1);
+}

@@ -181,6 +181,39 @@ fn kubo_routes_through_cairns_delegated_routing_api() {
     assert!(addrs.lines().any(|l| l == format!("/ip4/127.0.0.1/tcp/{a_port}")), "findpeer said {addrs:?}");
 }
 
+/// Cairn announces its trustless gateway as its only address (`/ip4/127.0.0.1/tcp/P/http`)
+/// and is Kubo's only router: Kubo, which cannot reach Cairn over libp2p, finds Cairn as an
+/// HTTP provider through `/routing/v1` and fetches the file from its gateway over HTTP
+/// (Kubo's `HTTPRetrieval`), verifying every block.
+#[test]
+fn kubo_fetches_from_cairns_gateway_as_an_http_provider() {
+    if !enter("kubo_wire::kubo_fetches_from_cairns_gateway_as_an_http_provider") {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let http: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}/http").parse().unwrap();
+    let a = Wire::announcing(DhtMode::Off, vec![http]);
+    let gateway = a.serve_gateway_on(format!("127.0.0.1:{port}").parse().unwrap());
+    let names = a.content(&[("over_http", 3 << 20)], 1700);
+    let opts = AddOptions { recursive: true, ..AddOptions::default() };
+    let root = a.node.add(&a.src.join(names[0]), &opts, true, &mut |_| {}).unwrap().cid.to_string();
+    let routers = format!("[\"{gateway}\"]");
+    let kubo = KuboDaemon::start_with(
+        Routing::None,
+        &[
+            ("Routing.Type", "\"delegated\""),
+            ("Routing.DelegatedRouters", &routers),
+            ("Provide.Enabled", "false"),
+            ("HTTPRetrieval.Enabled", "true"),
+        ],
+    )
+    .unwrap();
+    kubo.get(&root, &a.out.join("over_http"), FETCH).unwrap();
+    assert_same_tree(&a.src.join("over_http"), &a.out.join("over_http"));
+    let peers = a.rt.block_on(a.net.peers()).unwrap();
+    assert!(peers.is_empty(), "Kubo reached Cairn over libp2p too: {peers:?}");
+}
+
 /// Cairn D, with no DHT and no peers, has Kubo's delegated routing API
 /// (`Gateway.ExposeRoutingAPI`) as its only router: asked for a file C announced on the DHT
 /// Kubo shares with B and C, Kubo names C, and D fetches the file from C.

@@ -42,6 +42,11 @@ impl Wire {
         Wire::built(dht, |_| {}, |n| n.delegated_routers = urls)
     }
 
+    /// [`Wire::with_dht`] that tells peers of `announce` only (`Addresses.Announce`).
+    pub fn announcing(dht: net::dht::DhtMode, announce: Vec<libp2p::Multiaddr>) -> Wire {
+        Wire::built(dht, |_| {}, |n| n.announce = announce)
+    }
+
     /// [`Wire::configured`] with `edit_net` applied to the network's config too.
     fn built(
         dht: net::dht::DhtMode,
@@ -67,15 +72,17 @@ impl Wire {
     /// Serves the node's gateway on 127.0.0.1 with the delegated routing API on, until the
     /// runtime stops; its base URL, `http://127.0.0.1:PORT`.
     pub fn serve_gateway(&self) -> String {
+        self.serve_gateway_on("127.0.0.1:0".parse().unwrap())
+    }
+
+    /// [`Wire::serve_gateway`] on `addr`.
+    pub fn serve_gateway_on(&self, addr: std::net::SocketAddr) -> String {
         let config = cairn_gateway::GatewayConfig {
             routing: Some(cairn_gateway::routing::RoutingApi::new(self.net.clone())),
             ..cairn_gateway::GatewayConfig::default()
         };
         let stop = std::future::pending::<()>();
-        let (addr, _task) = self
-            .rt
-            .block_on(cairn_gateway::spawn("127.0.0.1:0".parse().unwrap(), self.node.clone(), config, stop))
-            .unwrap();
+        let (addr, _task) = self.rt.block_on(cairn_gateway::spawn(addr, self.node.clone(), config, stop)).unwrap();
         format!("http://{addr}")
     }
 
