@@ -8,6 +8,8 @@
 #     is missing;
 #   - the reference Kubo v0.43.1, the real `ipfs` binary, built from its Go module source by
 #     scripts/kubo.sh into $CAIRN_CACHE/go (about 5 minutes the first time);
+#   - the reference IPFS Cluster v1.1.0 (ipfs-cluster-service, ipfs-cluster-ctl), built the
+#     same way by scripts/cluster.sh (about 2 minutes after Kubo);
 #   - a Python venv at $CAIRN_CACHE/venv (default ~/.cache/cairn/venv) holding a real Kubo
 #     (PyPI's kubo-python) and imageio-ffmpeg (a static ffmpeg, for testnet/media/make_video.py),
 #     pinned in testnet/kubo/requirements.txt;
@@ -112,6 +114,9 @@ fi
 
 # ---- 3. Kubo 0.43.1, the reference for CIDs ------------------------------------------------
 bash "$ROOT/scripts/kubo.sh" >/dev/null || die "building the reference Kubo failed (scripts/kubo.sh)"
+
+# ---- 3b. IPFS Cluster 1.1.0, the orchestrator a fleet of Cairn nodes answers to ----------
+bash "$ROOT/scripts/cluster.sh" >/dev/null || die "building the reference IPFS Cluster failed (scripts/cluster.sh)"
 
 # ---- 4. The JavaScript importer -----------------------------------------------------------
 # npm keeps a copy of the lock it installed as node_modules/.package-lock.json; we keep ours.
