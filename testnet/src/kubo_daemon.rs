@@ -276,16 +276,21 @@ impl Drop for Subscription {
 
 impl Drop for KuboDaemon {
     fn drop(&mut self) {
-        // SIGTERM lets Kubo close its repo; then make sure, and reap.
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).ok();
-        for _ in 0..100 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        self.child.kill().ok();
-        self.child.wait().ok();
+        // SIGTERM lets Kubo close its repo.
+        stop(&mut self.child);
     }
+}
+
+/// Stops a reference daemon: SIGTERM, up to 5 s to exit, then SIGKILL; and reaps it.
+pub(crate) fn stop(child: &mut std::process::Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).ok();
+    for _ in 0..100 {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().ok();
+    child.wait().ok();
 }

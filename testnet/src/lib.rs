@@ -10,6 +10,7 @@
 //! - [`swarm`]: `cairn-testnet run`, swarms of `cairn daemon` processes in network namespaces
 //!   of their own behind `tc`-shaped links, running scenario files.
 
+pub mod cluster_peer;
 pub mod data;
 pub mod helia_peer;
 pub mod kubo_daemon;

@@ -15,6 +15,8 @@
 //!
 //! - **Helia 7** (`testnet/js/helia`, on the Node.js 22 of `scripts/node.sh`), a live js-libp2p
 //!   node for wire interop ([`crate::helia_peer`]).
+//! - **IPFS Cluster v1.1.0** (`ipfs-cluster-service`, `ipfs-cluster-ctl`), built by
+//!   `scripts/cluster.sh`: the orchestrator a fleet of Cairn nodes answers to.
 //!
 //! All are installed by `scripts/setup.sh`. Every process that starts Kubo runs in a fresh
 //! network namespace that has only loopback (`unshare -n`), and `kubo.py` itself refuses to start
@@ -26,7 +28,8 @@
 //! - `CAIRN_KUBO_PY`: the venv python, else `$CAIRN_CACHE/venv/bin/python`, else
 //!   `~/.cache/cairn/venv/bin/python`;
 //! - `CAIRN_JS_DIR`: the npm package dir, else `testnet/js` in this checkout;
-//! - `CAIRN_NODE22`: the Node.js 22 that runs Helia, else `$CAIRN_CACHE/node-v22.23.5/bin/node`.
+//! - `CAIRN_NODE22`: the Node.js 22 that runs Helia, else `$CAIRN_CACHE/node-v22.23.5/bin/node`;
+//! - `CAIRN_CLUSTER_DIR`: IPFS Cluster's binaries, else `$CAIRN_CACHE/go/cluster-v1.1.0`.
 //!
 //! When a reference is missing the helpers return an error saying to run `scripts/setup.sh`.
 //! Tests call [`require`]: under `CI=true` a missing reference fails the test; elsewhere the
@@ -156,6 +159,7 @@ pub fn require(reference: Reference) -> bool {
         Reference::Kubo043 => kubo_bin_missing(),
         Reference::Js => js_missing(),
         Reference::Helia => helia_missing(),
+        Reference::Cluster => cluster_missing(),
     };
     let Some(why) = missing else { return true };
     let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
@@ -175,6 +179,8 @@ pub enum Reference {
     Js,
     /// A Helia node (`testnet/js/helia`) on Node.js 22.
     Helia,
+    /// IPFS Cluster v1.1.0 (`ipfs-cluster-service`, `ipfs-cluster-ctl`).
+    Cluster,
 }
 
 /// The Node.js version `scripts/node.sh` installs for Helia.
@@ -322,6 +328,31 @@ pub fn kubo_add_hash(paths: &[&Path]) -> Result<Vec<String>> {
         cids.push(e.cid);
     }
     Ok(cids)
+}
+
+/// The version of IPFS Cluster `scripts/cluster.sh` builds.
+pub const CLUSTER_VERSION: &str = "1.1.0";
+
+/// The directory of IPFS Cluster's `ipfs-cluster-service` and `ipfs-cluster-ctl`.
+pub fn cluster_dir() -> PathBuf {
+    match std::env::var_os("CAIRN_CLUSTER_DIR") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => cairn_cache().join("go").join(format!("cluster-v{CLUSTER_VERSION}")),
+    }
+}
+
+/// Why IPFS Cluster cannot run here (`None` when it can).
+pub fn cluster_missing() -> Option<String> {
+    let dir = cluster_dir();
+    for bin in ["ipfs-cluster-service", "ipfs-cluster-ctl"] {
+        if !dir.join(bin).is_file() {
+            return Some(format!(
+                "no IPFS Cluster {CLUSTER_VERSION} `{bin}` in {} (set CAIRN_CLUSTER_DIR or {SETUP_HINT})",
+                dir.display()
+            ));
+        }
+    }
+    ["unshare", "ip"].into_iter().find(|t| which(t).is_none()).map(|t| format!("`{t}` is not installed ({SETUP_HINT})"))
 }
 
 /// The version of Kubo `scripts/kubo.sh` builds.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use cairn_node::IpfsPath;
 use serde_json::json;
 
-use super::{blocking, json_response, parse_cid, parse_path, Answer, Api, HttpError, Params};
+use super::{blocking, json_response, ndjson, parse_cid, parse_path, Answer, Api, HttpError, Params};
 
 impl Api {
     pub(super) async fn pin_add(&self, p: &Params) -> Answer {
@@ -60,7 +60,11 @@ impl Api {
         let removed = blocking(move || {
             let mut removed = Vec::with_capacity(roots.len());
             for root in roots {
-                let cid = node.pin_rm(&IpfsPath { root, rest: String::new() }).map_err(HttpError::internal)?;
+                let cid = node.pin_rm(&IpfsPath { root, rest: String::new() }).map_err(|e| match e {
+                    // Kubo's words, which IPFS Cluster's connector looks for.
+                    cairn_node::NodeError::NotPinned(_) => HttpError::internal("not pinned or pinned indirectly"),
+                    e => HttpError::internal(e),
+                })?;
                 removed.push(cid.to_string());
             }
             Ok(removed)
@@ -109,6 +113,20 @@ impl Api {
             Ok(picked)
         })
         .await?;
+        if p.get("stream") == Some("true") {
+            // Kubo's streamed form: a line a pin, `{"Cid", "Type"}` (and `"Name"` when set).
+            let lines: Vec<_> = keys
+                .into_iter()
+                .map(|(cid, v)| {
+                    let mut line = json!({"Cid": cid, "Type": v["Type"]});
+                    if v["Name"].as_str().is_some_and(|n| !n.is_empty()) {
+                        line["Name"] = v["Name"].clone();
+                    }
+                    line
+                })
+                .collect();
+            return Ok(ndjson(&lines));
+        }
         Ok(json_response(&json!({ "Keys": keys })))
     }
 }

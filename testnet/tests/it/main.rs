@@ -19,10 +19,12 @@
 //!   with files and directories.
 //! - [`lan`]: mDNS discovery and UPnP port mapping (off unless turned on), dialing a DNS
 //!   address, and AutoNAT turning the WAN DHT to server mode.
+//! - [`cluster`]: a real IPFS Cluster 1.1.0 peer driving a Cairn node through its RPC API.
 //! - [`swarm`]: `cairn-testnet run` on `testnet/scenarios/quick.toml`: daemons in network
 //!   namespaces of their own behind shaped links.
 
 mod car_interop;
+mod cluster;
 mod helia;
 mod ipip499;
 mod kubo;
