@@ -275,6 +275,8 @@ impl Api {
             "pin/add" => self.pin_add(&p).await,
             "pin/rm" => self.pin_rm(&p).await,
             "pin/ls" => self.pin_ls(&p).await,
+            "resolve" => self.resolve(&p).await,
+            "config/show" => self.config_show().await,
             "pin/verify" => self.pin_verify(&p).await,
             "ls" => self.ls(&p).await,
             "block/get" => self.block_get(&p).await,

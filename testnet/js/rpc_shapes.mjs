@@ -26,6 +26,8 @@ if (!kuboUrl || !cairnUrl) {
 const KNOWN = {
   // Kubo streams one line per removed block; Cairn answers one summary line (docs/api.md).
   'repo/gc': 'one summary line instead of a line per block',
+  // Kubo's config has many sections Cairn has no use for, and Cairn's some Kubo lacks.
+  'config/show': "each node's own config",
   // Cairn's bitswap/stat counts its wants (WantlistLength) and the peers that sent a block in
   // the last 10 s (SendingPeers), and does not keep Kubo's message counters or list its wants.
   'bitswap/stat .Wantlist': 'Cairn counts its wants instead (WantlistLength)',
@@ -173,6 +175,8 @@ if (cid && dir) {
   await both('pin/rm', { args: [dir], label: 'pin/rm unpinned' }, 'exact')
   await both('pin/ls', { args: [dir], query: { stream: true }, label: 'pin/ls stream unpinned' }, 'exact')
   await both('pin/add', { args: [dir] })
+  await both('resolve', { args: [`/ipfs/${dir}/sub/b.bin`], label: 'resolve' }, 'exact')
+  await both('resolve', { args: [dir], label: 'resolve root' }, 'exact')
   await both('block/put', { body: () => multipart([['b', 'a raw block']]), query: { 'cid-codec': 'raw' } })
 }
 await both('swarm/peers')
@@ -180,6 +184,10 @@ await both('swarm/addrs/listen')
 await both('bitswap/stat')
 await both('repo/stat')
 await both('repo/gc')
+// The configs differ (Kubo's has far more keys); IPFS Cluster reads Datastore.StorageMax.
+const [[kuboConfig], [cairnConfig]] = await both('config/show')
+const max = [kuboConfig, cairnConfig].map((c) => typeof c?.Datastore?.StorageMax)
+results.push({ call: 'config/show .Datastore.StorageMax', ok: max[0] === 'string' && max[1] === 'string', diffs: max[0] === max[1] ? [] : [`Kubo ${max[0]}, Cairn ${max[1]}`], known: [] })
 // Errors: a bad CID is a 400/500 with {Message, Code, Type} on both.
 await both('block/stat', { args: ['not-a-cid'], label: 'block/stat bad cid' })
 

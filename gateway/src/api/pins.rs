@@ -73,6 +73,16 @@ impl Api {
         Ok(json_response(&json!({ "Pins": removed })))
     }
 
+    /// `resolve`: the CID an `/ipfs/` path names, as `{"Path": "/ipfs/<cid>"}`.
+    pub(super) async fn resolve(&self, p: &Params) -> Answer {
+        let path = parse_path(p.arg()?)?;
+        let cid = match path.rest.is_empty() {
+            true => path.root,
+            false => self.read(move |node| node.reader_nowait().resolve(&path).map_err(HttpError::node)).await?,
+        };
+        Ok(json_response(&json!({ "Path": format!("/ipfs/{cid}") })))
+    }
+
     pub(super) async fn pin_ls(&self, p: &Params) -> Answer {
         let kind = p.get("type").unwrap_or("all").to_owned();
         if !["all", "direct", "recursive", "indirect"].contains(&kind.as_str()) {

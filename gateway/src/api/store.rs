@@ -351,6 +351,25 @@ impl Api {
         })]))
     }
 
+    /// `config/show`: the config, as `cairn config show` prints it, with its secrets (the
+    /// RPC API's and the Pinning Service API's tokens) redacted.
+    pub(super) async fn config_show(&self) -> Answer {
+        let mut v = serde_json::to_value(self.node.repo().config()).map_err(HttpError::internal)?;
+        let redact = |v: &mut serde_json::Value, at: &str, field: Option<&str>| {
+            if let Some(map) = v.pointer_mut(at).and_then(serde_json::Value::as_object_mut) {
+                for entry in map.values_mut() {
+                    match field {
+                        Some(f) => entry[f] = json!("<redacted>"),
+                        None => *entry = json!("<redacted>"),
+                    }
+                }
+            }
+        };
+        redact(&mut v, "/API/Authorizations", Some("AuthSecret"));
+        redact(&mut v, "/PinningService/Tokens", None);
+        Ok(json_response(&v))
+    }
+
     pub(super) async fn repo_stat(&self, p: &Params) -> Answer {
         let size_only = p.flag("size-only", false)?;
         let node = self.node.clone();

@@ -314,6 +314,25 @@ async fn secrets_are_checked_on_loopback_too() {
     assert_eq!(status, 200, "{text}");
 }
 
+/// `config/show` gives the config (IPFS Cluster reads `Datastore.StorageMax` there) without
+/// the secrets in it: the API's own credentials and the Pinning Service API's tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_show_keeps_the_secrets() {
+    let api = ApiServer::start(|c| {
+        c.api.authorizations.insert(
+            "admin".into(),
+            Authorization { auth_secret: "bearer:admintok".into(), allowed_paths: vec!["/api/v0".into()] },
+        );
+        c.pinning_service.tokens.insert("alice".into(), "alicetok".into());
+    })
+    .await;
+    let (status, text) = api.post("/api/v0/config/show", &["Authorization: Bearer admintok"], b"").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"StorageMax\":\"10GB\""), "{text}");
+    assert!(text.contains("\"alice\":\"<redacted>\""), "{text}");
+    assert!(!text.contains("admintok") && !text.contains("alicetok"), "a secret is shown: {text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_bodies_are_bounded_by_config() {
     let api = ApiServer::start(|c| {
