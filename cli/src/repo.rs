@@ -93,7 +93,7 @@ fn online(client: &crate::api::Client, cmd: RepoCommand) -> anyhow::Result<()> {
     use crate::api::{count as num, text};
     match cmd {
         RepoCommand::Gc => {
-            client.lines("repo/gc", "", None, &mut |v| {
+            client.lines("repo/gc", "summary=true", None, &mut |v| {
                 println!("removed {} blocks ({} bytes)", num(&v, "RemovedBlocks"), num(&v, "RemovedBytes"));
                 let holes: Vec<String> = v["Holes"]
                     .as_array()

@@ -285,7 +285,7 @@ impl Api {
             "block/rm" => self.block_rm(&p).await,
             "dag/export" => self.dag_export(&p).await,
             "dag/import" => self.dag_import(req, &p).await,
-            "repo/gc" => self.repo_gc().await,
+            "repo/gc" => self.repo_gc(&p).await,
             "repo/stat" => self.repo_stat(&p).await,
             "repo/verify" => self.repo_verify().await,
             "manifest/sign" => self.manifest_sign(&p).await,

@@ -25,7 +25,8 @@ if (!kuboUrl || !cairnUrl) {
 // Where Cairn's answer knowingly differs from Kubo's: "call path" -> why.
 const KNOWN = {
   // Kubo streams one line per removed block; Cairn answers one summary line (docs/api.md).
-  'repo/gc': 'one summary line instead of a line per block',
+  // A line a removed block on both; each repo removes its own blocks, so the counts differ.
+  'repo/gc': 'each repo removes its own blocks',
   // Kubo's config has many sections Cairn has no use for, and Cairn's some Kubo lacks.
   'config/show': "each node's own config",
   // Cairn's bitswap/stat counts its wants (WantlistLength) and the peers that sent a block in

@@ -340,15 +340,48 @@ impl Api {
 
     /// `repo/gc`: Kubo streams a line per removed block; Cairn's collector counts rather
     /// than lists, so the answer is one line with the totals.
-    pub(super) async fn repo_gc(&self) -> Answer {
-        let node = self.node.clone();
-        let report = blocking(move || node.gc().map_err(HttpError::internal)).await?;
-        Ok(ndjson(&[json!({
-            "RemovedBlocks": report.removed_blocks,
-            "RemovedBytes": report.removed_bytes,
-            "KeptBlocks": report.kept_blocks,
-            "Holes": report.holes.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        })]))
+    /// `repo/gc`: as Kubo answers, a line `{"Key": {"/": cid}}` a block removed, streamed as
+    /// the collection goes, and `{"Error"}` lines for the holes that stop it (blocks of pinned
+    /// DAGs that are missing: nothing is removed then). With `summary=true` (Cairn's CLI),
+    /// one line of counts instead: `{"RemovedBlocks", "RemovedBytes", "KeptBlocks", "Holes"}`.
+    pub(super) async fn repo_gc(&self, p: &Params) -> Answer {
+        if p.flag("summary", false)? {
+            let node = self.node.clone();
+            let report = blocking(move || node.gc().map_err(HttpError::internal)).await?;
+            return Ok(ndjson(&[json!({
+                "RemovedBlocks": report.removed_blocks,
+                "RemovedBytes": report.removed_bytes,
+                "KeptBlocks": report.kept_blocks,
+                "Holes": report.holes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })]));
+        }
+        let fetch = crate::wait::one_block(&self.node);
+        let body = crate::wait::streamed(&self.node, None, "repo gc", fetch, move |node, tx| {
+            let send = |line: Value| tx.send(format!("{line}\n").into()).map_err(HttpError::internal);
+            let mut cut = None;
+            let report = node
+                .gc_reporting(&mut |cids| {
+                    for cid in cids {
+                        if cut.is_none() {
+                            cut = send(json!({"Key": {"/": cid.to_string()}})).err();
+                        }
+                    }
+                })
+                .map_err(HttpError::internal)?;
+            if let Some(e) = cut {
+                return Err(e);
+            }
+            for hole in report.holes {
+                send(json!({"Error": format!(
+                    "block {hole} of a pinned DAG is missing or unreadable: nothing removed until it is repaired or unpinned"
+                )}))?;
+            }
+            Ok(())
+        });
+        let mut r = Response::new(body);
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r.headers_mut().insert("X-Chunked-Output", HeaderValue::from_static("1"));
+        Ok(r)
     }
 
     /// `config/show`: the config, as `cairn config show` prints it, with its secrets (the

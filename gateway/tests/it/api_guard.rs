@@ -415,3 +415,31 @@ async fn ls_streams_and_caps_what_it_holds() {
         .collect();
     assert_eq!(names.len(), n, "entries streamed, each once");
 }
+
+/// `repo/gc` streams Kubo's lines, one `{"Key": {"/": cid}}` a block removed (named by its
+/// multihash, as raw CIDv1s), what IPFS Cluster's connector reads; `summary=true` gives
+/// Cairn's CLI its line of counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repo_gc_streams_a_line_a_removed_block() {
+    let api = ApiServer::start(|_| {}).await;
+    let opts = cairn_node::add::AddOptions::default();
+    let kept = api.node.add_reader(&b"kept"[..], &opts, true).unwrap().cid;
+    let data = crate::pseudo_random(600_000, 9);
+    let gone = api.node.add_reader(&data[..], &opts, false).unwrap().cid;
+    let (status, text) = api.post("/api/v0/repo/gc", &[], b"").await;
+    assert_eq!(status, 200, "{text}");
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    let keys: Vec<String> = body
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["Key"]["/"].as_str().unwrap().to_owned())
+        .collect();
+    // The file's root and its three leaves; the root named by its multihash.
+    assert_eq!(keys.len(), 4, "{body}");
+    let root_raw = cairn_node::merkle::Cid::new_v1(0x55, *gone.hash()).to_string();
+    assert!(keys.contains(&root_raw), "{keys:?}");
+    assert!(!keys.contains(&cairn_node::merkle::Cid::new_v1(0x55, *kept.hash()).to_string()));
+    let (status, text) = api.post("/api/v0/repo/gc?summary=true", &[], b"").await;
+    assert_eq!(status, 200);
+    assert!(text.contains("\"RemovedBlocks\":0"), "{text}");
+}

@@ -44,19 +44,30 @@ impl Node {
     /// [`Node::gc`], giving up with [`NodeError::Busy`] when adds and pins under way keep the
     /// repo longer than `wait`.
     pub fn gc_within(&self, wait: std::time::Duration) -> Result<GcReport, NodeError> {
+        self.gc_waiting(wait, &mut |_| {})
+    }
+
+    /// [`Node::gc`], telling `removed` of each block removed, in batches as they go (what
+    /// `repo/gc` streams, a line a block). A block is named by its multihash, as the store
+    /// keeps it: a CIDv1 with the raw codec.
+    pub fn gc_reporting(&self, removed: &mut dyn FnMut(&[Cid])) -> Result<GcReport, NodeError> {
+        self.gc_waiting(GC_START_WAIT, removed)
+    }
+
+    fn gc_waiting(&self, wait: std::time::Duration, removed: &mut dyn FnMut(&[Cid])) -> Result<GcReport, NodeError> {
         let store = self.repo.store();
         let pins = {
             let _guard = self.exclusive(wait, "repo gc")?;
             store.begin_protect()?;
             self.pins_store().pins()
         };
-        let result = pins.map_err(NodeError::from).and_then(|pins| self.collect(pins));
+        let result = pins.map_err(NodeError::from).and_then(|pins| self.collect(pins, removed));
         store.end_protect()?;
         result
     }
 
     /// The mark and sweep of [`Node::gc`], from `pins`.
-    fn collect(&self, pins: Vec<Pin>) -> Result<GcReport, NodeError> {
+    fn collect(&self, pins: Vec<Pin>, removed: &mut dyn FnMut(&[Cid])) -> Result<GcReport, NodeError> {
         let mut live = HashSet::new();
         let mut report = GcReport::default();
         let damaged: std::collections::HashMap<Vec<u8>, super::Damaged> =
@@ -78,11 +89,13 @@ impl Node {
             return Ok(report);
         }
         let store = self.repo.store();
-        let sweep = |doomed: &mut Vec<Vec<u8>>, report: &mut GcReport| -> Result<(), NodeError> {
-            let (blocks, bytes) = store.delete_unprotected(doomed)?;
+        let mut sweep = |doomed: &mut Vec<Vec<u8>>, report: &mut GcReport| -> Result<(), NodeError> {
+            let mut gone = Vec::with_capacity(doomed.len());
+            let (blocks, bytes) = store.delete_unprotected(doomed, &mut |k| gone.extend(crate::store::key_cid(k)))?;
             report.removed_blocks += blocks;
             report.removed_bytes += bytes;
             doomed.clear();
+            removed(&gone);
             Ok(())
         };
         let mut doomed = Vec::with_capacity(1024);

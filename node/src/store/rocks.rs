@@ -240,6 +240,7 @@ impl RocksStore {
         &self,
         mut counters: std::sync::MutexGuard<'_, StoreStats>,
         keys: impl Iterator<Item = &'k Vec<u8>>,
+        deleted: &mut dyn FnMut(&[u8]),
     ) -> Result<(u64, u64), StoreError> {
         let (cf_blocks, cf_index, cf_meta) = (self.cf(CF_BLOCKS)?, self.cf(CF_INDEX)?, self.cf(CF_META)?);
         let mut next = *counters;
@@ -265,6 +266,7 @@ impl RocksStore {
         }
         let bytes = counters.bytes - next.bytes;
         *counters = next;
+        present.iter().for_each(|k| deleted(k));
         Ok((present.len() as u64, bytes))
     }
 
@@ -298,12 +300,17 @@ impl RocksStore {
     /// [`RocksStore::begin_protect`]; how many, and their bytes. The check and the delete
     /// hold the writers' lock, so a block written at the same time is either protected first
     /// or written again after.
-    pub fn delete_unprotected(&self, keys: &[Vec<u8>]) -> Result<(u64, u64), StoreError> {
+    /// `deleted` hears each key deleted, once the delete is written.
+    pub fn delete_unprotected(
+        &self,
+        keys: &[Vec<u8>],
+        deleted: &mut dyn FnMut(&[u8]),
+    ) -> Result<(u64, u64), StoreError> {
         let counters = self.counters.lock().map_err(|_| poisoned())?;
         let protect = self.protect.lock().map_err(|_| poisoned())?;
         let doomed: Vec<&Vec<u8>> = keys.iter().filter(|k| protect.as_ref().is_none_or(|p| !p.contains(*k))).collect();
         drop(protect);
-        self.delete_locked(counters, doomed.into_iter())
+        self.delete_locked(counters, doomed.into_iter(), deleted)
     }
 
     /// Sets the most block bytes the store may hold: a write that would pass it fails with
@@ -663,7 +670,7 @@ impl BlockStore for RocksStore {
 
     fn delete_keys(&self, keys: &[Vec<u8>]) -> Result<u64, StoreError> {
         let counters = self.counters.lock().map_err(|_| poisoned())?;
-        Ok(self.delete_locked(counters, keys.iter())?.0)
+        Ok(self.delete_locked(counters, keys.iter(), &mut |_| {})?.0)
     }
 
     fn keys(&self) -> Box<dyn Iterator<Item = Result<Vec<u8>, StoreError>> + '_> {
