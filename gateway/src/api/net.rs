@@ -138,15 +138,25 @@ impl Api {
 
     /// Tells the network about new roots: DHT announcements (per the strategy) and a hint.
     pub(super) async fn announce(&self, roots: &[(Cid, u64)]) {
-        let (Some(net), Some(rp)) = (&self.net, &self.reprovider) else { return };
-        let cids: Vec<Cid> = roots.iter().map(|(c, _)| *c).collect();
-        let rp2 = rp.clone();
-        if let Ok(keys) = tokio::task::spawn_blocking(move || rp2.keys_for(&cids)).await {
-            rp.announce_later(keys).await;
-        }
-        for (root, size) in roots {
-            net.announce_root(*root, *size).await;
-        }
+        announce(self.net.as_ref(), self.reprovider.as_ref(), roots).await;
+    }
+}
+
+/// Announces new `roots` (with their sizes): their blocks to the reprovider, the roots to
+/// the availability hints. Offline, nothing.
+pub(super) async fn announce(
+    net: Option<&Network>,
+    reprovider: Option<&cairn_node::services::reprovide::Reprovider>,
+    roots: &[(Cid, u64)],
+) {
+    let (Some(net), Some(rp)) = (net, reprovider) else { return };
+    let cids: Vec<Cid> = roots.iter().map(|(c, _)| *c).collect();
+    let rp2 = rp.clone();
+    if let Ok(keys) = tokio::task::spawn_blocking(move || rp2.keys_for(&cids)).await {
+        rp.announce_later(keys).await;
+    }
+    for (root, size) in roots {
+        net.announce_root(*root, *size).await;
     }
 }
 

@@ -1,5 +1,6 @@
 //! The pin commands: `pin/add`, `pin/rm`, `pin/ls`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cairn_node::IpfsPath;
@@ -7,30 +8,43 @@ use serde_json::json;
 
 use super::{blocking, json_response, ndjson, parse_cid, parse_path, Answer, Api, HttpError, Params};
 
-impl Api {
-    pub(super) async fn pin_add(&self, p: &Params) -> Answer {
-        let mut paths = p.args().into_iter().map(parse_path).collect::<Result<Vec<_>, _>>()?;
-        if paths.is_empty() {
-            return Err(HttpError::bad("argument \"ipfs-path\" is required"));
-        }
-        let recursive = p.flag("recursive", true)?;
-        let name = p.get("name").map(str::to_owned);
-        // Online, a recursive pin's missing blocks are fetched as one DAG fetch (many blocks
-        // in flight) rather than one by one as the pin's walk meets them.
-        if let (true, Some(net)) = (recursive, &self.net) {
+/// How often `pin/add?progress=true` says how far it is.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// One `pin/add`, with what it needs owned, so that it can run while its progress streams.
+struct PinJob {
+    paths: Vec<IpfsPath>,
+    recursive: bool,
+    name: Option<String>,
+    node: Arc<cairn_node::Node>,
+    net: Option<cairn_node::net::Network>,
+    reprovider: Option<cairn_node::services::reprovide::Reprovider>,
+    /// Blocks of the DAGs met so far (held or fetched).
+    progress: Arc<AtomicU64>,
+}
+
+impl PinJob {
+    /// Fetches what the DAGs lack (online, recursive: one DAG fetch each, many blocks in
+    /// flight), pins them, and announces them; the CIDs pinned.
+    async fn run(mut self) -> Result<Vec<String>, HttpError> {
+        if let (true, Some(net)) = (self.recursive, &self.net) {
             let timeout = self.node.repo().settings().map_err(HttpError::internal)?.retrieval_timeout;
             let store: cairn_node::net::SharedStore = Arc::new(cairn_node::online::NodeStore(self.node.clone()));
-            for path in &mut paths {
+            for path in &mut self.paths {
                 let p = path.clone();
-                let root = self.read(move |node| node.reader_nowait().resolve(&p).map_err(HttpError::node)).await?;
-                net.fetch_dag(&store, root, cairn_node::net::session::Order::File, 32, timeout)
+                let root = crate::wait::until_local(&self.node, move |node| {
+                    node.reader_nowait().resolve(&p).map_err(HttpError::node)
+                })
+                .await?;
+                let order = cairn_node::net::session::Order::File;
+                net.fetch_dag_counting(&store, root, order, 32, timeout, &self.progress)
                     .await
                     .map_err(HttpError::internal)?;
                 // Resolved once: the pin below starts from the root.
                 *path = IpfsPath { root, rest: String::new() };
             }
         }
-        let node = self.node.clone();
+        let (node, paths, recursive, name) = (self.node.clone(), self.paths, self.recursive, self.name);
         let pinned = blocking(move || {
             let mut out = Vec::new();
             for path in &paths {
@@ -41,9 +55,68 @@ impl Api {
             Ok(out)
         })
         .await?;
-        self.announce(&pinned).await;
-        let list: Vec<String> = pinned.iter().map(|(c, _)| c.to_string()).collect();
-        Ok(json_response(&json!({ "Pins": list })))
+        super::net::announce(self.net.as_ref(), self.reprovider.as_ref(), &pinned).await;
+        Ok(pinned.iter().map(|(c, _)| c.to_string()).collect())
+    }
+}
+
+impl Api {
+    /// `pin/add`. With `progress=true` (what IPFS Cluster asks for), a line
+    /// `{"Progress": n}` goes out each half second while the DAG's blocks are met (held or
+    /// fetched), as Kubo sends them, so that a client can tell a long pin from a stuck one;
+    /// then the `{"Pins": [...]}` line. A failure then cuts the stream off.
+    pub(super) async fn pin_add(&self, p: &Params) -> Answer {
+        let paths = p.args().into_iter().map(parse_path).collect::<Result<Vec<_>, _>>()?;
+        if paths.is_empty() {
+            return Err(HttpError::bad("argument \"ipfs-path\" is required"));
+        }
+        let job = PinJob {
+            paths,
+            recursive: p.flag("recursive", true)?,
+            name: p.get("name").map(str::to_owned),
+            node: self.node.clone(),
+            net: self.net.clone(),
+            reprovider: self.reprovider.clone(),
+            progress: Arc::default(),
+        };
+        if !p.flag("progress", false)? {
+            return Ok(json_response(&json!({ "Pins": job.run().await? })));
+        }
+        let (tx, body) = crate::body::channel(None);
+        tokio::spawn(async move {
+            let progress = job.progress.clone();
+            let work = job.run();
+            tokio::pin!(work);
+            let mut tick = tokio::time::interval(PROGRESS_EVERY);
+            let mut told = 0;
+            let send = async |line: serde_json::Value| {
+                tx.send(format!("{line}\n").into())?;
+                tx.drain().await
+            };
+            let pins = loop {
+                tokio::select! {
+                    done = &mut work => break done,
+                    _ = tick.tick() => {
+                        let n = progress.load(Ordering::Relaxed);
+                        if n != told {
+                            told = n;
+                            if send(json!({ "Progress": n })).await.is_err() {
+                                return; // The client left.
+                            }
+                        }
+                    }
+                }
+            };
+            match pins {
+                Ok(pins) => drop(send(json!({ "Pins": pins })).await),
+                Err(e) => tx.fail_async(std::io::Error::other(e.message)).await,
+            }
+        });
+        let mut r = hyper::Response::new(body);
+        r.headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+        r.headers_mut().insert("X-Chunked-Output", hyper::header::HeaderValue::from_static("1"));
+        Ok(r)
     }
 
     pub(super) async fn pin_rm(&self, p: &Params) -> Answer {

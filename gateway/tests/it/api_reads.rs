@@ -266,3 +266,31 @@ fn api_clients_that_stop_reading_hold_no_thread() {
         api.net.shutdown().await;
     });
 }
+
+/// `pin/add?progress=true` (how IPFS Cluster pins): while the DAG is fetched from a peer,
+/// `{"Progress": n}` lines with n growing, then `{"Pins": [root]}`; the pin is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_reports_its_progress_while_it_fetches() {
+    let api = OnlineApi::start().await;
+    let seed_dir = tempfile::tempdir().unwrap();
+    let seed = Arc::new(Node::init(&seed_dir.path().join("repo"), Profile::Test).unwrap());
+    let seed_net = online(&seed, Duration::from_secs(30)).await;
+    api.net.connect(seed_net.listen_addrs()[0].clone()).await.unwrap();
+    // 16,384 leaves of 4 KiB (and their parents): long enough to fetch that progress is
+    // reported.
+    let import = ImportOptions { chunker: ChunkerSpec::Size(4096), ..Default::default() };
+    let opts = AddOptions { import, ..AddOptions::default() };
+    let root = seed.add_reader(&pseudo_random(64 << 20, 31)[..], &opts, true).unwrap().cid;
+
+    let r = api.post(&format!("pin/add?arg={root}&progress=true")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.headers.get("x-chunked-output").map(|v| v.as_bytes()), Some(&b"1"[..]));
+    let lines: Vec<serde_json::Value> = r.text().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (last, progress) = lines.split_last().unwrap();
+    assert_eq!(last["Pins"], serde_json::json!([root.to_string()]), "{lines:?}");
+    let counts: Vec<u64> = progress.iter().map(|l| l["Progress"].as_u64().unwrap()).collect();
+    let blocks = seed.stat().unwrap().store.blocks;
+    assert!(!counts.is_empty(), "no progress while {blocks} blocks were fetched");
+    assert!(counts.windows(2).all(|w| w[0] < w[1]) && counts.last() <= Some(&blocks), "{counts:?} of {blocks}");
+    assert!(api.node.pin_of(&root).unwrap().is_some());
+}

@@ -15,6 +15,7 @@
 //!   ([`super::bitswap::engine::PRIORITY_BULK`]).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
 use cairn_merkle::Cid;
@@ -114,6 +115,20 @@ impl Network {
         window: usize,
         timeout: Duration,
     ) -> Result<DagFetch, DagError> {
+        self.fetch_dag_counting(store, root, order, window, timeout, &AtomicU64::new(0)).await
+    }
+
+    /// [`Network::fetch_dag`], adding one to `progress` for each block of the DAG as its
+    /// links become known (held already, or fetched): what `pin/add?progress=true` reports.
+    pub async fn fetch_dag_counting(
+        &self,
+        store: &SharedStore,
+        root: Cid,
+        order: Order,
+        window: usize,
+        timeout: Duration,
+        progress: &AtomicU64,
+    ) -> Result<DagFetch, DagError> {
         // splitmix64 of the seed: near seeds (1, 2, 3...) must still give unrelated orders.
         let seed = match order {
             Order::Spread(s) => {
@@ -144,7 +159,10 @@ impl Network {
                     store.get(&cid)?
                 };
                 match local {
-                    Some(data) => frontier.push_links(links(&cid, &data)?),
+                    Some(data) => {
+                        progress.fetch_add(1, AtomicOrdering::Relaxed);
+                        frontier.push_links(links(&cid, &data)?);
+                    }
                     None => {
                         let net = self.clone();
                         in_flight.push(async move {
@@ -161,6 +179,7 @@ impl Network {
             let data = result?;
             report.fetched += 1;
             report.bytes += data.len() as u64;
+            progress.fetch_add(1, AtomicOrdering::Relaxed);
             frontier.push_links(links(&cid, &data)?);
         }
         tracing::debug!(?report, elapsed = ?started.elapsed(), "fetched DAG {root}");
