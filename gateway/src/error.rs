@@ -25,12 +25,15 @@ pub struct HttpError {
     /// ([`SourceError::Pending`]). The request waits for it, holding no thread, and reads
     /// again ([`crate::wait::until_local`]). (Boxed to keep results small.)
     pub pending: Option<Box<Cid>>,
+    /// The failure is a block the node does not have (or could not fetch), as opposed to a
+    /// path the DAG does not hold: a site's `_redirects` answers only the latter.
+    pub block_missing: bool,
 }
 
 impl HttpError {
     /// A failure with this status and message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        HttpError { status, message: message.into(), pending: None }
+        HttpError { status, message: message.into(), pending: None, block_missing: false }
     }
 
     /// 400: the request itself is wrong.
@@ -109,7 +112,8 @@ impl From<ExportError> for HttpError {
             }
             _ => e.to_string(),
         };
-        HttpError { status, message, pending: e.pending().map(Box::new) }
+        let block_missing = matches!(e, ExportError::Source(_));
+        HttpError { status, message, pending: e.pending().map(Box::new), block_missing }
     }
 }
 

@@ -526,12 +526,13 @@ impl Handler {
         };
         match crate::redirects::evaluate(&rules, req.uri().path(), req.uri().query()) {
             None => failure(&not_found),
-            Some(crate::redirects::Action::Redirect { location, status }) => {
+            Some(Err(why)) => failure(&HttpError::internal(why)),
+            Some(Ok(crate::redirects::Action::Redirect { location, status })) => {
                 let mut r = redirect(&location);
                 *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
                 r
             }
-            Some(crate::redirects::Action::Serve { to, status }) => {
+            Some(Ok(crate::redirects::Action::Serve { to, status })) => {
                 let to_path = to.split(['?', '#']).next().unwrap_or_default();
                 let target = path::decode_segments(to_path).and_then(|(segments, trailing_slash)| {
                     ContentPath { root: content.root, root_text: content.root_text.clone(), segments, trailing_slash }
@@ -570,12 +571,11 @@ impl Handler {
         if codec.serves(resolved.cid.codec()) {
             return self.block_as_is(req, content, &resolved, codec, query).await;
         }
-        if codec == Codec::Json && resolved.stat.as_ref().is_some_and(|s| s.kind == NodeKind::File) {
-            let mut resp = self.plain(req, content, query, on_subdomain).await;
-            if resp.status().is_success() {
-                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            }
-            return resp;
+        // JSON or CBOR asked of UnixFS (`Accept: application/json, text/plain, */*` is many
+        // clients' default): the content as it is, with its own type; JSON files are
+        // sniffed as `application/json`.
+        if matches!(codec, Codec::Json | Codec::Cbor) && resolved.stat.is_some() {
+            return self.plain(req, content, query, on_subdomain).await;
         }
         let actual = match (Codec::of(resolved.cid.codec()), resolved.cid.codec()) {
             (Some(c), _) => c.name().to_owned(),
@@ -710,7 +710,14 @@ impl Handler {
     ) -> Response<Body> {
         let mut resolved = match self.resolve(content).await {
             Ok(r) => r,
-            Err(f) if redirects && f.status == StatusCode::NOT_FOUND && !content.segments.is_empty() => {
+            // A path the DAG lacks, not a block the node lacks (a missing block is not a
+            // page the site left out).
+            Err(f)
+                if redirects
+                    && f.status == StatusCode::NOT_FOUND
+                    && !f.block_missing
+                    && !content.segments.is_empty() =>
+            {
                 return self.redirected(req, content, query, f).await;
             }
             Err(f) => return failure(&f),

@@ -94,27 +94,55 @@ pub fn parse(text: &str) -> Result<Vec<Rule>, String> {
 /// The action of the first rule that matches `path` (the request's URL path on the site's
 /// origin, percent-encoded as it came), with the request's `query` (if any) carried to a
 /// redirect's location, its parameters winning over the rule's.
-pub fn evaluate(rules: &[Rule], path: &str, query: Option<&str>) -> Option<Action> {
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    // A trailing `/` does not keep `/a/` from matching `/a`.
-    let parts = match parts.split_last() {
-        Some((last, rest)) if last.is_empty() && !rest.is_empty() => rest,
-        _ => &parts[..],
-    };
+///
+/// Empty segments are dropped, as the path parser drops them (so `/old//evil.com` is
+/// `/old/evil.com`, and a splat can never begin with `/`), and a rule whose filled-in target
+/// passes [`MAX_TARGET_BYTES`] is an error rather than a string of any size.
+pub fn evaluate(rules: &[Rule], path: &str, query: Option<&str>) -> Option<Result<Action, String>> {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     rules.iter().find_map(|rule| {
-        let bound = rule.bind(parts)?;
-        let mut to = rule.to.clone();
-        // Longer names first, so that `:a` does not eat the start of `:ab`.
-        let mut bound = bound;
-        bound.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
-        for (name, value) in &bound {
-            to = to.replace(&format!(":{name}"), value);
-        }
-        Some(match rule.status {
+        let bound = rule.bind(&parts)?;
+        let to = match fill(&rule.to, &bound) {
+            Some(to) => to,
+            None => {
+                return Some(Err(format!("a _redirects rule makes a target of more than {MAX_TARGET_BYTES} bytes")))
+            }
+        };
+        Some(Ok(match rule.status {
             200 | 404 | 410 | 451 => Action::Serve { to, status: rule.status },
             status => Action::Redirect { location: with_query(&to, query), status },
-        })
+        }))
     })
+}
+
+/// The longest target a rule may make once its placeholders are filled in.
+pub const MAX_TARGET_BYTES: usize = 8 << 10;
+
+/// `to` with each `:name` of `bound` replaced by its value, in one pass (a value is never
+/// itself rewritten), the longest name matching first; `None` past [`MAX_TARGET_BYTES`].
+fn fill(to: &str, bound: &[(String, String)]) -> Option<String> {
+    let mut out = String::with_capacity(to.len());
+    let mut rest = to;
+    while let Some(at) = rest.find(':') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let hit = bound.iter().filter(|(name, _)| after.starts_with(name.as_str())).max_by_key(|(name, _)| name.len());
+        match hit {
+            Some((name, value)) => {
+                out.push_str(value);
+                rest = &after[name.len()..];
+            }
+            None => {
+                out.push(':');
+                rest = after;
+            }
+        }
+        if out.len() > MAX_TARGET_BYTES {
+            return None;
+        }
+    }
+    out.push_str(rest);
+    (out.len() <= MAX_TARGET_BYTES).then_some(out)
 }
 
 impl Rule {
@@ -178,12 +206,12 @@ mod tests {
         /unavail/* /451.html 451\n\
         /* /index.html 200";
 
-    fn redirect(location: &str, status: u16) -> Option<Action> {
-        Some(Action::Redirect { location: location.into(), status })
+    fn redirect(location: &str, status: u16) -> Option<Result<Action, String>> {
+        Some(Ok(Action::Redirect { location: location.into(), status }))
     }
 
-    fn serve(to: &str, status: u16) -> Option<Action> {
-        Some(Action::Serve { to: to.into(), status })
+    fn serve(to: &str, status: u16) -> Option<Result<Action, String>> {
+        Some(Ok(Action::Serve { to: to.into(), status }))
     }
 
     #[test]
@@ -209,6 +237,22 @@ mod tests {
         assert_eq!(evaluate(&rules, "/a", Some("y=3&z=4")), redirect("/b?x=1&y=3&z=4", 302));
         assert_eq!(evaluate(&rules, "/u", None), redirect("https://example.com/p?keep=1", 301));
         assert_eq!(evaluate(&rules, "/nothing", None), None);
+    }
+
+    /// Hostile paths and rules: an empty segment cannot make a splat start with `/` (a
+    /// redirect to another origin); a value is never rewritten by a later placeholder; a
+    /// rule that repeats a placeholder cannot build a target of any size.
+    #[test]
+    fn targets_stay_on_the_site_and_bounded() {
+        let rules = parse("/old/* /:splat 301").unwrap();
+        assert_eq!(evaluate(&rules, "/old//evil.com", None), redirect("/evil.com", 301));
+        let rules = parse("/p/:year/:id /q/:year/:id 301").unwrap();
+        assert_eq!(evaluate(&rules, "/p/:id/7", None), redirect("/q/:id/7", 301));
+        let rules = parse(&format!("/:a /{}", ":a".repeat(30_000))).unwrap();
+        let long = "x".repeat(4000);
+        assert!(matches!(evaluate(&rules, &format!("/{long}"), None), Some(Err(_))));
+        let rules = parse("/t/:a /ratio:ab:a 301").unwrap();
+        assert_eq!(evaluate(&rules, "/t/1", None), redirect("/ratio1b1", 301));
     }
 
     #[test]

@@ -85,8 +85,9 @@ impl Api {
         let (tx, body) = crate::body::channel(None);
         tokio::spawn(async move {
             let progress = job.progress.clone();
-            let work = job.run();
-            tokio::pin!(work);
+            // The pin runs on its own, so that a client slow to take the progress lines
+            // never holds it back; one that leaves does not stop it either.
+            let mut work = tokio::spawn(job.run());
             let mut tick = tokio::time::interval(PROGRESS_EVERY);
             let mut told = 0;
             let send = async |line: serde_json::Value| {
@@ -108,8 +109,9 @@ impl Api {
                 }
             };
             match pins {
-                Ok(pins) => drop(send(json!({ "Pins": pins })).await),
-                Err(e) => tx.fail_async(std::io::Error::other(e.message)).await,
+                Ok(Ok(pins)) => drop(send(json!({ "Pins": pins })).await),
+                Ok(Err(e)) => tx.fail_async(std::io::Error::other(e.message)).await,
+                Err(e) => tx.fail_async(std::io::Error::other(format!("the pin's task failed: {e}"))).await,
             }
         });
         let mut r = hyper::Response::new(body);

@@ -384,22 +384,13 @@ impl Api {
         Ok(r)
     }
 
-    /// `config/show`: the config, as `cairn config show` prints it, with its secrets (the
-    /// RPC API's and the Pinning Service API's tokens) redacted.
+    /// `config/show`: the config, as `cairn config show` prints it, without its secrets:
+    /// every value under a key that names one (`...Secret`, `...Token(s)`, `...Password`,
+    /// `PrivKey`, an API `Key`) is `<redacted>`, and user names and passwords in URLs are
+    /// taken out, whatever section (known, or carried over from Kubo) they are in.
     pub(super) async fn config_show(&self) -> Answer {
         let mut v = serde_json::to_value(self.node.repo().config()).map_err(HttpError::internal)?;
-        let redact = |v: &mut serde_json::Value, at: &str, field: Option<&str>| {
-            if let Some(map) = v.pointer_mut(at).and_then(serde_json::Value::as_object_mut) {
-                for entry in map.values_mut() {
-                    match field {
-                        Some(f) => entry[f] = json!("<redacted>"),
-                        None => *entry = json!("<redacted>"),
-                    }
-                }
-            }
-        };
-        redact(&mut v, "/API/Authorizations", Some("AuthSecret"));
-        redact(&mut v, "/PinningService/Tokens", None);
+        redact(&mut v);
         Ok(json_response(&v))
     }
 
@@ -437,5 +428,46 @@ impl Api {
             json!({"Msg": format!("verify complete, {n} corrupt block{}", if n == 1 { "" } else { "s" }), "Corrupt": n})
         });
         Ok(ndjson(&lines))
+    }
+}
+
+/// Whether a config key names a secret.
+fn secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["secret", "token", "password", "privkey", "apikey", "accesskey"].iter().any(|s| k.contains(s)) || k == "key"
+}
+
+/// Replaces the secrets in a config's JSON ([`Api::config_show`]).
+fn redact(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                if secret_key(key) {
+                    *value = redacted(value);
+                } else {
+                    redact(value);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        Value::String(s) => {
+            // `scheme://user:pass@host/...` → `scheme://<redacted>@host/...`.
+            if let Some((scheme, rest)) = s.split_once("://") {
+                let authority_end = rest.find('/').unwrap_or(rest.len());
+                if let Some(at) = rest[..authority_end].rfind('@') {
+                    *s = format!("{scheme}://<redacted>@{}", &rest[at + 1..]);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A secret's value, hidden: a map keeps its keys (account names), each value hidden.
+fn redacted(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(map.iter().map(|(k, _)| (k.clone(), json!("<redacted>"))).collect()),
+        Value::Null => Value::Null,
+        _ => json!("<redacted>"),
     }
 }

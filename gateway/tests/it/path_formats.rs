@@ -261,7 +261,6 @@ async fn codecs_are_never_converted() {
         format!("/ipfs/{}?format=cbor", d.json),
         format!("/ipfs/{dir}/?format=dag-json"),
         format!("/ipfs/{dir}/?format=dag-cbor"),
-        format!("/ipfs/{dir}/?format=json"),
         format!("/ipfs/{}?format=dag-json", d.file),
     ] {
         let r = gw.get(&path).await;
@@ -288,6 +287,13 @@ async fn codecs_are_never_converted() {
         assert_eq!((r.status, r.header("content-type")), (StatusCode::OK, media));
         assert_eq!(&r.body.to_vec(), body);
     }
+    // JSON or CBOR asked of UnixFS (many HTTP clients' default Accept): the content as it
+    // is, with its own type.
+    let axios = [("accept", "application/json, text/plain, */*")];
+    let r = gw.request("GET", &format!("/ipfs/{dir}/"), &axios).await;
+    assert_eq!((r.status, r.header("content-type")), (StatusCode::OK, "text/html; charset=utf-8"));
+    let r = gw.request("GET", &format!("/ipfs/{dir}/dir/ascii.txt"), &[("accept", "application/cbor")]).await;
+    assert_eq!((r.status, r.header("content-type")), (StatusCode::OK, "text/plain; charset=utf-8"));
     // Raw works for every codec.
     let r = gw.get(&format!("/ipfs/{}?format=raw", d.cbor)).await;
     assert_eq!((r.status, r.body.to_vec()), (StatusCode::OK, d.cbor_bytes.clone()));
@@ -545,6 +551,21 @@ async fn a_sites_redirects_file_answers_paths_it_lacks() {
     let etag = get("/index.html").await.header("etag").to_owned();
     let r = gw.request("GET", "/missing-page", &[("host", &host), ("if-none-match", &etag)]).await;
     assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    // A page whose block the node does not have is not a page the site left out: a 404, not
+    // the catch-all's index (which a cache would then keep as the page).
+    copy_site(&tmp.path().join("holed"), None);
+    // (Content of its own: the other sites, pinned, hold the same pages.)
+    std::fs::write(tmp.path().join("holed/one.html"), "a page of its own").unwrap();
+    let opts = cairn_node::add::AddOptions {
+        import: cairn_node::merkle::importer::ImportOptions::cid_v1(),
+        recursive: true,
+        ..Default::default()
+    };
+    let holed = gw.node.add(&tmp.path().join("holed"), &opts, false, &mut |_| {}).unwrap().cid;
+    let one = gw.node.resolve(&format!("{holed}/one.html").parse().unwrap()).unwrap();
+    assert!(gw.node.block_rm(&[one]).unwrap()[0].is_ok());
+    let r = gw.request("GET", "/one.html", &[("host", &format!("{holed}.ipfs.localhost:{port}"))]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
     // The path gateway shares one origin among all sites: no redirects there.
     assert_eq!(gw.get(&format!("/ipfs/{site}/redirect-one")).await.status, StatusCode::NOT_FOUND);
 
