@@ -172,20 +172,26 @@ impl Rule {
 
 /// `to` with the request's query parameters added, replacing any of the same name in `to`.
 fn with_query(to: &str, query: Option<&str>) -> String {
-    let Some(query) = query.filter(|q| !q.is_empty()) else { return to.to_owned() };
-    let (base, own) = to.split_once('?').map_or((to, None), |(b, q)| (b, Some(q)));
-    let ours: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-    let mut merged: Vec<(String, String)> = own
-        .map(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .filter(|(k, _)| !ours.iter().any(|(o, _)| o == k))
-                .collect()
-        })
-        .unwrap_or_default();
-    merged.extend(ours);
-    let encoded = form_urlencoded::Serializer::new(String::new()).extend_pairs(merged).finish();
-    format!("{base}?{encoded}")
+    let (to, fragment) = to.split_once('#').map_or((to, None), |(t, f)| (t, Some(f)));
+    let mut out = match query.filter(|q| !q.is_empty()) {
+        None => to.to_owned(),
+        Some(query) => {
+            // Pairs are kept as they were written (not decoded and encoded again); the
+            // rule's own lose to the request's of the same name.
+            let name = |pair: &str| pair.split('=').next().unwrap_or_default().to_owned();
+            let ours: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+            let (base, own) = to.split_once('?').map_or((to, ""), |(b, q)| (b, q));
+            let kept = own.split('&').filter(|p| !p.is_empty() && !ours.iter().any(|o| name(o) == name(p)));
+            let merged: Vec<&str> = kept.chain(ours.iter().copied()).collect();
+            format!("{base}?{}", merged.join("&"))
+        }
+    };
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    // What a header cannot carry (non-ASCII, spaces, controls) goes percent-encoded.
+    out.bytes().map(|b| if b.is_ascii_graphic() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 #[cfg(test)]
@@ -237,6 +243,11 @@ mod tests {
         assert_eq!(evaluate(&rules, "/a", Some("y=3&z=4")), redirect("/b?x=1&y=3&z=4", 302));
         assert_eq!(evaluate(&rules, "/u", None), redirect("https://example.com/p?keep=1", 301));
         assert_eq!(evaluate(&rules, "/nothing", None), None);
+        // The rule's query stays as written, the fragment stays last, and what a header
+        // cannot carry is percent-encoded.
+        let rules = parse("/f /g?a=%20b&c#top 302\n/u /ünï 301").unwrap();
+        assert_eq!(evaluate(&rules, "/f", Some("d=1")), redirect("/g?a=%20b&c&d=1#top", 302));
+        assert_eq!(evaluate(&rules, "/u", None), redirect("/%C3%BCn%C3%AF", 301));
     }
 
     /// Hostile paths and rules: an empty segment cannot make a splat start with `/` (a
