@@ -27,7 +27,7 @@ use cairn_fuzz::dag::{self, form, Dag, FsSpec, LinkSpec, Script};
 use cairn_fuzz::seeds::{seed, write_if_asked};
 use cairn_fuzz::{assert_heap_within, peak_heap_during};
 use cairn_gateway::fuzzing::{write_car, DagScope, EntityBytes};
-use cairn_merkle::car::{CarReader, CarWriter};
+use cairn_merkle::car::{CarReader, CarWriter, DagWalk, DupBudget};
 use cairn_merkle::chunker::ChunkerSpec;
 use cairn_merkle::exporter::{self, FileSegments, NodeKind, Walker, MAX_DEPTH};
 use cairn_merkle::hash::{multihash_matches, CidFormat, HashAlg};
@@ -299,12 +299,20 @@ fuzz_target!(init: write_if_asked(seeds), |data: &[u8]| {
             check_car(&d, &bytes);
         }
 
+        // With repeats (`dups=y`), a walk may go past the stored blocks only by its budget.
+        let (blocks, bytes) = (64, 1 << 16);
+        let mut car = CarWriter::new(Vec::new(), &[d.root]).expect("writing to a Vec");
+        let _ = car.write_walk(&src, &mut DagWalk::with_duplicates(d.root, DupBudget::new(blocks, bytes)));
+        let repeats = car.blocks_written().saturating_sub(d.stored as u64);
+        assert!(repeats <= blocks, "{repeats} repeats past a budget of {blocks}");
+        assert!(car.bytes_written() <= car_budget + bytes + blocks * 128, "a {}-byte CAR with repeats", car.bytes_written());
+
         let scope = [DagScope::All, DagScope::Entity, DagScope::Block][usize::from(d.choice % 3)];
         let bytes = (d.choice & 4 != 0).then(|| EntityBytes {
             from: d.offset as i64 - 1000,
             to: d.len.map(|l| d.offset as i64 + l as i64 - 2000),
         });
-        if let Ok(out) = write_car(&src, &d.root, &d.root, &[], scope, bytes, Vec::new()) {
+        if let Ok(out) = write_car(&src, &d.root, &d.root, &[], scope, bytes, false, Vec::new()) {
             assert!(out.len() as u64 <= car_budget, "a {}-byte trustless CAR", out.len());
             check_car(&d, &out);
         }

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::io::Write;
 
 use bytes::Bytes;
-use cairn_node::merkle::car::{CarWriter, DagWalk};
+use cairn_node::merkle::car::{CarWriter, DagWalk, DupBudget};
 use cairn_node::merkle::exporter::{self, ExportError, FileSegments, NodeKind, Stat};
 use cairn_node::merkle::hash::{DAG_PB, IDENTITY};
 use cairn_node::merkle::pathing::{self, Followed, PathingError};
@@ -239,9 +239,10 @@ pub fn write_car<S: BlockSource, W: Write>(
     segments: &[String],
     scope: DagScope,
     bytes: Option<EntityBytes>,
+    dups: bool,
     out: W,
 ) -> Result<W, HttpError> {
-    match start_car(source, car_root, root, segments, scope, bytes, out)? {
+    match start_car(source, car_root, root, segments, scope, bytes, dups, out)? {
         CarRest::Done(w) => Ok(w),
         CarRest::Rest(rest) => {
             let (mut car, mut tail) = *rest;
@@ -317,6 +318,7 @@ pub fn start_car<S: BlockSource, W: Write>(
     segments: &[String],
     scope: DagScope,
     bytes: Option<EntityBytes>,
+    dups: bool,
     out: W,
 ) -> Result<CarRest<W>, HttpError> {
     let rec = Recording::new(source);
@@ -331,14 +333,31 @@ pub fn start_car<S: BlockSource, W: Write>(
         }
         // The walk reads the source itself: through `rec`, every block would be kept until
         // the response ends.
-        DagScope::All => return Ok(CarRest::Rest(Box::new((car, CarTail::Walk(DagWalk::new(terminal)))))),
+        DagScope::All => return Ok(CarRest::Rest(Box::new((car, CarTail::Walk(walk(terminal, dups)))))),
         DagScope::Entity => {
-            if let Some(tail) = entity(&rec, &mut car, &terminal, bytes)? {
+            if let Some(tail) = entity(&rec, &mut car, &terminal, bytes, dups)? {
                 return Ok(CarRest::Rest(Box::new((car, tail))));
             }
         }
     }
     Ok(CarRest::Done(car.finish()?))
+}
+
+/// How many repeated blocks, and how many bytes of them, one `dups=y` CAR may send: a
+/// DAG with repeated links can make its walk exponentially long, and past this the
+/// response ends with an error rather than going on. A GiB of zeros in 256 KiB chunks
+/// repeats one block 4095 times; these leave room for far more.
+pub const MAX_REPEATED_BLOCKS: u64 = 1 << 20;
+/// See [`MAX_REPEATED_BLOCKS`].
+pub const MAX_REPEATED_BYTES: u64 = 16 << 30;
+
+/// The walk of the DAG under `root`: with repeats (`dups=y`) within the bounds above, or
+/// each block once.
+fn walk(root: Cid, dups: bool) -> DagWalk {
+    match dups {
+        true => DagWalk::with_duplicates(root, DupBudget::new(MAX_REPEATED_BLOCKS, MAX_REPEATED_BYTES)),
+        false => DagWalk::new(root),
+    }
 }
 
 /// The bytes of one block (an identity CID's are its digest).
@@ -365,6 +384,7 @@ fn entity<S: BlockSource, W: Write>(
     car: &mut CarWriter<W>,
     terminal: &Cid,
     bytes: Option<EntityBytes>,
+    dups: bool,
 ) -> Result<Option<CarTail>, HttpError> {
     if terminal.codec() != DAG_PB {
         let data = block_of(rec, terminal)?;
@@ -375,7 +395,7 @@ fn entity<S: BlockSource, W: Write>(
     let root_block = rec.take();
     if stat.kind == NodeKind::File && bytes.is_none() {
         // The walk writes the root itself, then everything under it.
-        return Ok(Some(CarTail::Walk(DagWalk::new(*terminal))));
+        return Ok(Some(CarTail::Walk(walk(*terminal, dups))));
     }
     emit(car, root_block)?;
     Ok(match stat.kind {

@@ -17,8 +17,8 @@ pub enum Format {
     Plain,
     /// One block, verbatim.
     Raw,
-    /// A CAR of the DAG.
-    Car { scope: DagScope, bytes: Option<EntityBytes> },
+    /// A CAR of the DAG; `dups` asks for a block each time the walk reaches it (`dups=y`).
+    Car { scope: DagScope, bytes: Option<EntityBytes>, dups: bool },
     /// A tar archive of the file or tree.
     Tar,
     /// The block as it is, when its codec is this one (else 406: gateways do not convert
@@ -109,7 +109,10 @@ pub fn negotiate(headers: &HeaderMap, query: &[(String, String)]) -> Result<Form
         }
     };
     let mut car_params: Vec<(String, String)> = Vec::new();
-    if want.is_none() {
+    // `?format=` names the response type; when it says `car`, a CAR item in `Accept` still
+    // gives its parameters (IPIP-523).
+    if want.is_none() || want == Some("car") {
+        let named = want;
         if let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
             for item in accept.split(',') {
                 let mut parts = item.split(';').map(str::trim);
@@ -118,6 +121,13 @@ pub fn negotiate(headers: &HeaderMap, query: &[(String, String)]) -> Result<Form
                     .filter_map(|p| p.split_once('='))
                     .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().trim_matches('"').to_owned()))
                     .collect();
+                if named.is_some() {
+                    if essence == "application/vnd.ipld.car" {
+                        car_params = params;
+                        break;
+                    }
+                    continue;
+                }
                 match essence.as_str() {
                     "application/vnd.ipld.raw" => {
                         want = Some("raw");
@@ -153,17 +163,21 @@ pub fn negotiate(headers: &HeaderMap, query: &[(String, String)]) -> Result<Form
                     car_params.push((key.to_owned(), v.to_owned()));
                 }
             }
+            let mut dups = false;
             for (k, v) in &car_params {
                 let ok = match k.as_str() {
                     "version" => v == "1",
                     "order" => v == "dfs" || v == "unk",
-                    "dups" => v == "n",
+                    "dups" => {
+                        dups = v == "y";
+                        v == "n" || v == "y"
+                    }
                     _ => true,
                 };
                 if !ok {
                     return Err(HttpError::new(
                         StatusCode::NOT_ACCEPTABLE,
-                        format!("unsupported CAR parameter {k}={v}: this gateway sends version=1, order=dfs, dups=n"),
+                        format!("unsupported CAR parameter {k}={v}: this gateway sends version=1, order=dfs, dups=n or dups=y"),
                     ));
                 }
             }
@@ -179,7 +193,7 @@ pub fn negotiate(headers: &HeaderMap, query: &[(String, String)]) -> Result<Form
                     bad(format!("invalid entity-bytes {spec:?}: use from:to with integers, `to` may be `*`"))
                 })?),
             };
-            Ok(Format::Car { scope, bytes })
+            Ok(Format::Car { scope, bytes, dups })
         }
         Some(name) => Ok(Codec::ALL.into_iter().find(|c| c.name() == name).map_or(Format::Plain, Format::Codec)),
         None => Ok(Format::Plain),
@@ -208,15 +222,16 @@ fn parse_entity_bytes(spec: &str) -> Option<EntityBytes> {
 }
 
 /// A short, stable tag for the CAR's shape, part of its ETag.
-pub(crate) fn car_variant(scope: DagScope, bytes: Option<EntityBytes>) -> String {
+pub(crate) fn car_variant(scope: DagScope, bytes: Option<EntityBytes>, dups: bool) -> String {
     let scope = match scope {
         DagScope::Block => "block",
         DagScope::Entity => "entity",
         DagScope::All => "all",
     };
+    let dups = if dups { "y" } else { "n" };
     match bytes {
-        None => format!("dfs.n.{scope}"),
-        Some(b) => format!("dfs.n.{scope}.{}_{}", b.from, b.to.map_or_else(|| "*".to_owned(), |t| t.to_string())),
+        None => format!("dfs.{dups}.{scope}"),
+        Some(b) => format!("dfs.{dups}.{scope}.{}_{}", b.from, b.to.map_or_else(|| "*".to_owned(), |t| t.to_string())),
     }
 }
 
@@ -243,12 +258,25 @@ mod tests {
         assert_eq!(negotiate(&h, &q("format=raw")).unwrap(), Format::Raw);
         assert_eq!(
             negotiate(&h, &q("format=car&dag-scope=entity&entity-bytes=0:99")).unwrap(),
-            Format::Car { scope: DagScope::Entity, bytes: Some(EntityBytes { from: 0, to: Some(99) }) }
+            Format::Car { scope: DagScope::Entity, bytes: Some(EntityBytes { from: 0, to: Some(99) }), dups: false }
         );
         assert_eq!(negotiate(&h, &q("format=tar")).unwrap(), Format::Tar);
         assert_eq!(negotiate(&h, &q("format=zip")).unwrap_err().status, StatusCode::BAD_REQUEST);
         assert_eq!(negotiate(&h, &q("format=car&dag-scope=x")).unwrap_err().status, StatusCode::BAD_REQUEST);
         h.insert(header::ACCEPT, HeaderValue::from_static("text/html, application/vnd.ipld.car; version=1; dups=y"));
+        let all_dups = Format::Car { scope: DagScope::All, bytes: None, dups: true };
+        assert_eq!(negotiate(&h, &q("")).unwrap(), all_dups);
+        // With ?format=car, the parameters of Accept's CAR item still count (IPIP-523)...
+        assert_eq!(negotiate(&h, &q("format=car")).unwrap(), all_dups);
+        // ...and the URL's own win over them.
+        assert_eq!(
+            negotiate(&h, &q("format=car&car-dups=n")).unwrap(),
+            Format::Car { scope: DagScope::All, bytes: None, dups: false }
+        );
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.ipld.car; version=1; dups=maybe"));
+        assert_eq!(negotiate(&h, &q("")).unwrap_err().status, StatusCode::NOT_ACCEPTABLE);
+        assert_eq!(negotiate(&h, &q("format=car")).unwrap_err().status, StatusCode::NOT_ACCEPTABLE);
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.ipld.car; version=2"));
         assert_eq!(negotiate(&h, &q("")).unwrap_err().status, StatusCode::NOT_ACCEPTABLE);
         h.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.ipld.raw"));
         assert_eq!(negotiate(&h, &q("")).unwrap(), Format::Raw);

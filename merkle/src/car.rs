@@ -170,6 +170,15 @@ pub enum CarError {
         /// What is wrong with it (boxed to keep `CarError` small).
         source: Box<LinksError>,
     },
+    /// A walk that sends repeated blocks again ([`DagWalk::with_duplicates`]) reached its
+    /// budget: repeated links can make such a walk exponentially long.
+    #[error("the walk repeats blocks past its budget of {blocks} repeated blocks or {bytes} repeated bytes")]
+    TooManyDuplicates {
+        /// The budget's count of repeated blocks.
+        blocks: u64,
+        /// The budget's bytes of repeated blocks.
+        bytes: u64,
+    },
 }
 
 impl CarError {
@@ -538,7 +547,7 @@ impl<W: Write> CarWriter<W> {
                     }
                 }
             };
-            match self.visit(source, &cid) {
+            match self.visit(source, &cid, walk) {
                 Ok(Some(children)) => walk.stack.push(children.into_iter()),
                 Ok(None) => {}
                 Err(e) => {
@@ -549,11 +558,20 @@ impl<W: Write> CarWriter<W> {
         }
     }
 
-    /// Writes a block of a DAG walk unless seen before; returns its links, or `None` if seen.
+    /// Writes a block of a DAG walk and returns its links; `None` if it was seen before and
+    /// the walk leaves repeats out. A walk that sends repeats writes a seen block again (and
+    /// spends its budget on it), except its own root when something before the walk wrote it.
     /// A block the source cannot give is not marked seen, so that it can be visited again.
-    fn visit<S: BlockSource + ?Sized>(&mut self, source: &S, cid: &Cid) -> Result<Option<Vec<Cid>>, CarError> {
+    fn visit<S: BlockSource + ?Sized>(
+        &mut self,
+        source: &S,
+        cid: &Cid,
+        walk: &mut DagWalk,
+    ) -> Result<Option<Vec<Cid>>, CarError> {
         let key = cid.hash().to_bytes();
-        if self.seen.contains(&key) {
+        let seen = self.seen.contains(&key);
+        let is_root = !walk.started;
+        if seen && !is_root && walk.budget.is_none() {
             return Ok(None);
         }
         let data = if cid.hash().code() == IDENTITY {
@@ -561,8 +579,13 @@ impl<W: Write> CarWriter<W> {
         } else {
             source.get(cid)?
         };
+        let write = cid.hash().code() != IDENTITY && !(seen && is_root);
+        if let (true, true, Some(budget)) = (seen, write, walk.budget.as_mut()) {
+            budget.spend(data.len() as u64)?;
+        }
+        walk.started = true;
         self.seen.insert(key);
-        if cid.hash().code() != IDENTITY {
+        if write {
             self.write_section(cid, &data)?;
         }
         let children = links(cid, &data).map_err(|e| CarError::Links { cid: *cid, source: Box::new(e) })?;
@@ -608,12 +631,52 @@ impl<W: Write> CarWriter<W> {
 pub struct DagWalk {
     stack: Vec<std::vec::IntoIter<Cid>>,
     next: Option<Cid>,
+    /// Whether the root has been visited.
+    started: bool,
+    /// For a walk that sends repeated blocks again, what it may still repeat.
+    budget: Option<DupBudget>,
+}
+
+/// What a walk that sends repeated blocks again ([`DagWalk::with_duplicates`]) may repeat:
+/// repeated links can make such a walk exponentially longer than its DAG (a chain of 64
+/// blocks each linking twice to the next is walked 2^64 times), so it has a bound in count
+/// and bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DupBudget {
+    /// Repeated blocks it may still write.
+    pub blocks: u64,
+    /// Repeated bytes it may still write.
+    pub bytes: u64,
+    limit: (u64, u64),
+}
+
+impl DupBudget {
+    /// A budget of `blocks` repeated blocks and `bytes` repeated bytes.
+    pub fn new(blocks: u64, bytes: u64) -> DupBudget {
+        DupBudget { blocks, bytes, limit: (blocks, bytes) }
+    }
+
+    fn spend(&mut self, len: u64) -> Result<(), CarError> {
+        if self.blocks == 0 || self.bytes < len {
+            return Err(CarError::TooManyDuplicates { blocks: self.limit.0, bytes: self.limit.1 });
+        }
+        self.blocks -= 1;
+        self.bytes -= len;
+        Ok(())
+    }
 }
 
 impl DagWalk {
-    /// A walk that starts at `root`.
+    /// A walk that starts at `root` and writes each block once.
     pub fn new(root: Cid) -> DagWalk {
-        DagWalk { stack: Vec::new(), next: Some(root) }
+        DagWalk { stack: Vec::new(), next: Some(root), started: false, budget: None }
+    }
+
+    /// A walk that starts at `root` and writes a block each time a link leads to it (the
+    /// trustless gateway's `dups=y`), within `budget`. Its root is not written again when
+    /// something before the walk wrote it (the path that led to it).
+    pub fn with_duplicates(root: Cid, budget: DupBudget) -> DagWalk {
+        DagWalk { budget: Some(budget), ..DagWalk::new(root) }
     }
 
     /// Whether the walk has visited everything.
@@ -706,5 +769,96 @@ mod tests {
         assert!(walk.is_done());
         assert_eq!(stops, blocks.len(), "one stop a block");
         assert!(car.finish().unwrap() == whole, "the CAR differs from one written without stopping");
+    }
+
+    /// A dag-pb block with these links (named `0`, `1`, ...) and no data.
+    fn pb_block(links: &[Cid]) -> Block {
+        use crate::dagpb::{PbLink, PbNode};
+        let node = PbNode {
+            links: links.iter().enumerate().map(|(i, c)| PbLink::new(*c, i.to_string(), 1)).collect(),
+            data: None,
+        };
+        let data = Bytes::from(node.encode());
+        let cid = CidFormat { version: 1, hash: HashAlg::Sha2_256 }.cid(crate::hash::DAG_PB, &data);
+        Block::new_unchecked(cid, data)
+    }
+
+    fn cids_in(car: &[u8]) -> Vec<Cid> {
+        let mut r = CarReader::new(car).unwrap();
+        let mut out = Vec::new();
+        while let Some(b) = r.next_block().unwrap() {
+            out.push(*b.cid());
+        }
+        out
+    }
+
+    /// `dups=y`: a block is written each time a link leads to it, in depth-first order; the
+    /// same walk without repeats writes it once.
+    #[test]
+    fn a_walk_with_duplicates_writes_a_block_each_time_it_is_reached() {
+        use crate::source::MemoryBlocks;
+        let (a, b) = (raw_block(b"a"), raw_block(b"b"));
+        let dir = pb_block(&[*a.cid(), *b.cid(), *a.cid()]);
+        let root = pb_block(&[*dir.cid(), *dir.cid()]);
+        let mut blocks = MemoryBlocks::new();
+        for blk in [&a, &b, &dir, &root] {
+            blocks.insert(blk.clone());
+        }
+        let mut car = CarWriter::new(Vec::new(), &[*root.cid()]).unwrap();
+        car.write_walk(&blocks, &mut DagWalk::with_duplicates(*root.cid(), DupBudget::new(100, 1 << 20))).unwrap();
+        let (r, d, a, b) = (*root.cid(), *dir.cid(), *a.cid(), *b.cid());
+        assert_eq!(cids_in(&car.finish().unwrap()), vec![r, d, a, b, a, d, a, b, a]);
+
+        let once = write_dag(&blocks, &r, Vec::new()).unwrap();
+        assert_eq!(cids_in(&once), vec![r, d, a, b]);
+    }
+
+    /// Repeated links make a walk with duplicates exponential: a chain of 48 blocks each
+    /// linking twice to the next would be 2^48 sections. The budget ends it with an error
+    /// after as many repeats as it allows, in count or in bytes.
+    #[test]
+    fn a_walk_with_duplicates_stops_at_its_budget() {
+        use crate::source::MemoryBlocks;
+        let mut blocks = MemoryBlocks::new();
+        let mut top = raw_block(b"leaf");
+        blocks.insert(top.clone());
+        for _ in 0..48 {
+            top = pb_block(&[*top.cid(), *top.cid()]);
+            blocks.insert(top.clone());
+        }
+        for (budget, most) in [(DupBudget::new(1000, u64::MAX), 1000 + 49), (DupBudget::new(u64::MAX, 4096), 49 + 4096)]
+        {
+            let mut car = CarWriter::new(Vec::new(), &[*top.cid()]).unwrap();
+            let err = car.write_walk(&blocks, &mut DagWalk::with_duplicates(*top.cid(), budget)).unwrap_err();
+            assert!(matches!(err, CarError::TooManyDuplicates { .. }), "{err}");
+            assert!(car.blocks_written() <= most, "{} sections", car.blocks_written());
+            assert!(car.blocks_written() > 49, "no repeat was written before the budget ran out");
+        }
+    }
+
+    /// The path's blocks come before the walk of its terminal: a terminal already written
+    /// is not written again, with or without repeats, and the walk still goes under it.
+    #[test]
+    fn a_walk_does_not_write_its_root_again() {
+        use crate::source::MemoryBlocks;
+        let leaf = raw_block(b"leaf");
+        let file = pb_block(&[*leaf.cid(), *leaf.cid()]);
+        let mut blocks = MemoryBlocks::new();
+        blocks.insert(leaf.clone());
+        blocks.insert(file.clone());
+        for dups in [false, true] {
+            let mut car = CarWriter::new(Vec::new(), &[*file.cid()]).unwrap();
+            car.write_block_once(file.cid(), file.data()).unwrap();
+            let mut walk = match dups {
+                true => DagWalk::with_duplicates(*file.cid(), DupBudget::new(10, 1 << 20)),
+                false => DagWalk::new(*file.cid()),
+            };
+            car.write_walk(&blocks, &mut walk).unwrap();
+            let want = match dups {
+                true => vec![*file.cid(), *leaf.cid(), *leaf.cid()],
+                false => vec![*file.cid(), *leaf.cid()],
+            };
+            assert_eq!(cids_in(&car.finish().unwrap()), want, "dups {dups}");
+        }
     }
 }

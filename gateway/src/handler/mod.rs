@@ -280,7 +280,7 @@ impl Handler {
         let filename = param(&query, "filename");
         match format {
             Format::Raw => self.raw(req, &content, filename).await,
-            Format::Car { scope, bytes } => self.car(req, &content, scope, bytes, filename).await,
+            Format::Car { scope, bytes, dups } => self.car(req, &content, scope, bytes, dups, filename).await,
             Format::Tar => self.tar(req, &content, filename).await,
             Format::Codec(codec) => self.codec(req, &content, codec, &query, on_subdomain).await,
             Format::Plain => self.plain(req, &content, &query, on_subdomain).await,
@@ -375,6 +375,7 @@ impl Handler {
         content: &ContentPath,
         scope: DagScope,
         bytes: Option<EntityBytes>,
+        dups: bool,
         filename: Option<&str>,
     ) -> Response<Body> {
         // Resolve first, so that a bad path is a 404 rather than a truncated CAR.
@@ -382,14 +383,21 @@ impl Handler {
             Ok(r) => r,
             Err(f) => return failure(&f),
         };
-        let etag = format!("W/\"{}.car.{}\"", resolved.cid, car_variant(scope, bytes));
+        // A range of a file's blocks is sent without repeats, and the type says so (a
+        // trustless gateway answers with the parameters it used).
+        let dups = dups && !(scope == DagScope::Entity && bytes.is_some());
+        let etag = format!("W/\"{}.car.{}\"", resolved.cid, car_variant(scope, bytes, dups));
         let mut headers = common_headers(content, &resolved.roots, &etag);
         if let Some(resp) = not_modified(req.headers(), &etag, &headers) {
             return resp;
         }
         headers.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/vnd.ipld.car; version=1; order=dfs; dups=n"),
+            HeaderValue::from_static(if dups {
+                "application/vnd.ipld.car; version=1; order=dfs; dups=y"
+            } else {
+                "application/vnd.ipld.car; version=1; order=dfs; dups=n"
+            }),
         );
         download_headers(&mut headers, &format!("{}.car", resolved.cid), filename);
         headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
@@ -404,7 +412,7 @@ impl Handler {
                 Some(r) => r,
                 None => {
                     tx.replay();
-                    match content::start_car(&source, &terminal, &root, &segments, scope, bytes, tx.writer())? {
+                    match content::start_car(&source, &terminal, &root, &segments, scope, bytes, dups, tx.writer())? {
                         CarRest::Done(_) => return Ok(()),
                         CarRest::Rest(rest) => *rest,
                     }

@@ -252,6 +252,10 @@ fn cairn_and_kubo_gateways_answer_alike() {
     std::fs::write(&codec_car, &c.car).unwrap();
     p.import(&codec_car);
     let dir = p.import(&reference::testnet_dir().join("fixtures/gateway-conformance/path_gateway_tar/fixtures.car"));
+    let twice = p.import(
+        &reference::testnet_dir()
+            .join("fixtures/gateway-conformance/trustless_gateway_car/dir-with-duplicate-files.car"),
+    );
     let (cairn, kubo_url) = (&p.cairn_url, &p.kubo_url);
 
     let (cbor, json, file) = (c.cbor, c.json, c.file);
@@ -297,6 +301,13 @@ fn cairn_and_kubo_gateways_answer_alike() {
         (format!("/ipfs/{dir}?format=car"), vec![]),
         (format!("/ipfs/{cbor}/inner/doc/file?format=car"), vec![]),
         (format!("/ipfs/{cbor}?format=car&dag-scope=block"), vec![]),
+        (format!("/ipfs/{twice}"), vec![("accept", "application/vnd.ipld.car; version=1; order=dfs; dups=y")]),
+        (
+            format!("/ipfs/{twice}?format=car"),
+            vec![("accept", "application/vnd.ipld.car; version=1; order=dfs; dups=y")],
+        ),
+        (format!("/ipfs/{twice}"), vec![("accept", "application/vnd.ipld.car; dups=n")]),
+        (format!("/ipfs/{twice}"), vec![("accept", "application/vnd.ipld.car; order=unk")]),
         (format!("/ipfs/{dir}"), vec![]),
         (format!("/ipfs/{dir}/"), vec![]),
         (format!("/ipfs/{dir}/nothing"), vec![]),
@@ -337,6 +348,15 @@ fn cairn_and_kubo_gateways_answer_alike() {
             "application/vnd.ipld.car" => {
                 let (a, b) = (car_blocks(&ours.body), car_blocks(&theirs.body));
                 differ("CAR roots and blocks", &format!("{a:?}"), &format!("{b:?}"));
+                let dups = |a: &Answer| {
+                    a.header("content-type")
+                        .split(';')
+                        .map(str::trim)
+                        .find(|p| p.starts_with("dups="))
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                differ("CAR dups", &dups(&ours), &dups(&theirs));
             }
             "application/x-tar" => {
                 let (a, b) = (tar_entries(&ours.body), tar_entries(&theirs.body));
