@@ -171,11 +171,14 @@ pub async fn spawn(
     }
     swarm.behaviour_mut().gossipsub.subscribe(&gossipsub::IdentTopic::new(hints::TOPIC)).map_err(PubsubError::from)?;
     let (tx, rx) = mpsc::channel(1024);
+    let routers = delegated::Routers::new(&cfg.delegated_routers)?.map(Arc::new);
+    // Routers may name HTTP providers: the origin then exists to ask them, gateways or not.
     let origin = match cfg.origin.clone() {
+        Some(c) if routers.is_some() => Some(Arc::new(origin::Origin::with_providers(c)?)),
         Some(c) => origin::Origin::new(c)?.map(Arc::new),
+        None if routers.is_some() => Some(Arc::new(origin::Origin::with_providers(origin::OriginConfig::default())?)),
         None => None,
     };
-    let routers = delegated::Routers::new(&cfg.delegated_routers)?.map(Arc::new);
     let driver = Driver::new(swarm, store, rx, &cfg, listening.clone(), origin.clone(), routers);
     let task = tokio::spawn(driver.run(early));
     let runtime = tokio::runtime::Handle::current();

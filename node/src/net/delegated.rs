@@ -8,10 +8,16 @@
 //! [`crate::net::Network::peer_addrs`], and a fetch's lookup dials them at those addresses.
 //! What they send is verified as every block from a peer is: a router only says who to ask.
 //!
+//! A record may name a provider without its addresses (a DHT record whose peer the router has
+//! not seen lately): the router is then asked `GET <base>/routing/v1/peers/<id>` for them, for
+//! at most [`MAX_FOLLOW_UPS`] such records an answer. A record of an HTTP provider
+//! (`transport-ipfs-gateway-http`, addresses like `/ip4/.../tcp/.../http`) is taken too: its
+//! HTTP addresses go to the origin ([`crate::net::origin`]), which asks it for blocks.
+//!
 //! Bounds: [`MAX_ROUTERS`] routers, each answer at most [`MAX_BODY`] bytes and
-//! [`MAX_PROVIDERS`] records of at most [`crate::net::MAX_PEER_ADDRS`] addresses, each request
-//! cut at [`REQUEST_TIMEOUT`]. A router that fails, times out or answers nonsense adds
-//! nothing; the lookup goes on with the DHTs.
+//! [`MAX_PROVIDERS`] records of at most [`crate::net::MAX_PEER_ADDRS`] addresses, each router's
+//! requests (follow-ups included) cut at [`REQUEST_TIMEOUT`]. A router that fails, times out
+//! or answers nonsense adds nothing; the lookup goes on with the DHTs.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -32,12 +38,15 @@ pub const MAX_ROUTERS: usize = 16;
 pub const MAX_BODY: usize = 1 << 20;
 /// Provider records taken from one answer.
 pub const MAX_PROVIDERS: usize = 100;
-/// How long one router may take to answer whole.
+/// How long one router may take to answer whole, its follow-ups included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Records without addresses followed up with `/routing/v1/peers/<id>`, per answer.
+pub const MAX_FOLLOW_UPS: usize = 8;
 
-/// The query every providers request carries: Bitswap peers, and peers whose protocols the
-/// router does not know (DHT records), which may speak Bitswap.
-const FILTER: &str = "filter-protocols=unknown,transport-bitswap";
+/// The query every providers request carries: Bitswap peers, HTTP providers (trustless
+/// gateways), and peers whose protocols the router does not know (DHT records), which may
+/// speak Bitswap.
+const FILTER: &str = "filter-protocols=unknown,transport-bitswap,transport-ipfs-gateway-http";
 
 /// The routers of one node.
 #[derive(Debug)]
@@ -95,10 +104,30 @@ impl Routers {
         all
     }
 
-    /// One router's answer for `cid`; nothing when it fails.
+    /// One router's answer for `cid`, each record without addresses followed up with the
+    /// router's `/peers`; nothing when it fails.
     async fn ask(&self, base: &str, cid: Cid) -> Vec<Named> {
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         let url = format!("{base}/routing/v1/providers/{}?{FILTER}", v1(cid));
-        let req = match hyper::Request::get(url.as_str())
+        let mut found = self.records(&url, "Providers", deadline).await;
+        let bare: Vec<PeerId> =
+            found.iter().filter(|(_, addrs)| addrs.is_empty()).map(|(p, _)| *p).take(MAX_FOLLOW_UPS).collect();
+        let follow_ups = bare.iter().map(|peer| async move {
+            let url = format!("{base}/routing/v1/peers/{peer}");
+            self.records(&url, "Peers", deadline).await.into_iter().find(|(p, addrs)| p == peer && !addrs.is_empty())
+        });
+        for (peer, addrs) in futures::future::join_all(follow_ups).await.into_iter().flatten() {
+            if let Some(known) = found.iter_mut().find(|(p, _)| *p == peer) {
+                known.1 = addrs;
+            }
+        }
+        found
+    }
+
+    /// The records at `url` (an answer keyed `key` in JSON, or NDJSON), by `deadline`;
+    /// nothing when the router fails or has none.
+    async fn records(&self, url: &str, key: &str, deadline: tokio::time::Instant) -> Vec<Named> {
+        let req = match hyper::Request::get(url)
             .header(hyper::header::ACCEPT, "application/x-ndjson, application/json")
             .body(Empty::<Bytes>::new())
         {
@@ -123,9 +152,9 @@ impl Routers {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/x-ndjson"));
             let body = Limited::new(resp.into_body(), MAX_BODY).collect().await.map_err(|e| e.to_string())?;
-            Ok(parse_providers(&body.to_bytes(), ndjson))
+            Ok(parse_records(&body.to_bytes(), ndjson, key))
         };
-        match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
+        match tokio::time::timeout_at(deadline, answer).await {
             Ok(Ok(found)) => found,
             Ok(Err(e)) => {
                 tracing::debug!("router {url}: {e}");
@@ -166,11 +195,18 @@ fn v1(cid: Cid) -> String {
     }
 }
 
-/// The providers in a router's answer: `{"Providers": [...]}`, or one record a line. Records
-/// of the `peer` schema (and the older `bitswap` one) with a valid ID are taken, with their
-/// valid addresses; a record whose protocols are listed and leave out Bitswap is skipped,
-/// since this node fetches over Bitswap only. At most [`MAX_PROVIDERS`].
+/// The providers in a router's answer: `{"Providers": [...]}`, or one record a line
+/// ([`parse_records`]).
 pub fn parse_providers(body: &[u8], ndjson: bool) -> Vec<Named> {
+    parse_records(body, ndjson, "Providers")
+}
+
+/// The peers in an answer: `{key: [...]}` (`Providers`, or `Peers` for `/peers`), or one
+/// record a line. Records of the `peer` schema (and the older `bitswap` one) with a valid ID
+/// are taken, with their valid addresses; a record whose protocols are listed and include
+/// neither Bitswap nor the trustless gateway is skipped, since this node fetches over those
+/// only. At most [`MAX_PROVIDERS`].
+pub fn parse_records(body: &[u8], ndjson: bool, key: &str) -> Vec<Named> {
     let records: Vec<Value> = if ndjson {
         body.split(|b| *b == b'\n')
             .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
@@ -179,7 +215,7 @@ pub fn parse_providers(body: &[u8], ndjson: bool) -> Vec<Named> {
             .collect()
     } else {
         match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(mut o)) => match o.remove("Providers") {
+            Ok(Value::Object(mut o)) => match o.remove(key) {
                 Some(Value::Array(list)) => list.into_iter().take(MAX_PROVIDERS).collect(),
                 _ => Vec::new(),
             },
@@ -192,15 +228,17 @@ pub fn parse_providers(body: &[u8], ndjson: bool) -> Vec<Named> {
 /// One record, if it names a peer this node could fetch from.
 fn record(v: &Value) -> Option<Named> {
     let schema = v.get("Schema")?.as_str()?;
-    let speaks_bitswap = match schema {
+    let usable = match schema {
         "peer" => match v.get("Protocols").and_then(Value::as_array) {
-            Some(list) if !list.is_empty() => list.iter().any(|p| p.as_str() == Some("transport-bitswap")),
+            Some(list) if !list.is_empty() => {
+                list.iter().any(|p| matches!(p.as_str(), Some("transport-bitswap" | "transport-ipfs-gateway-http")))
+            }
             _ => true,
         },
         "bitswap" => v.get("Protocol").and_then(Value::as_str).is_none_or(|p| p == "transport-bitswap"),
         _ => false,
     };
-    if !speaks_bitswap {
+    if !usable {
         return None;
     }
     let id = PeerId::from_str(v.get("ID")?.as_str()?).ok()?;
@@ -242,7 +280,7 @@ mod tests {
             r#"{{"Providers": [
                 {{"Schema": "peer", "ID": "{a}", "Addrs": ["/ip4/127.0.0.1/tcp/4001", "not an addr"], "Protocols": ["transport-bitswap"]}},
                 {{"Schema": "peer", "ID": "{b}"}},
-                {{"Schema": "peer", "ID": "{c}", "Protocols": ["transport-ipfs-gateway-http"]}},
+                {{"Schema": "peer", "ID": "{c}", "Protocols": ["transport-graphsync-filecoinv1"]}},
                 {{"Schema": "peer", "ID": "not a peer"}},
                 {{"Schema": "future-thing", "ID": "{a}"}}
             ]}}"#
@@ -257,6 +295,19 @@ mod tests {
         let found = parse_providers(ndjson.as_bytes(), true);
         assert_eq!(found.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![a, b]);
         assert!(parse_providers(b"[1,2,3]", false).is_empty());
+        // An HTTP provider is taken: the origin asks it.
+        let http = format!(
+            r#"{{"Providers": [{{"Schema": "peer", "ID": "{c}", "Addrs": ["/ip4/127.0.0.1/tcp/8080/http"], "Protocols": ["transport-ipfs-gateway-http"]}}]}}"#
+        );
+        assert_eq!(
+            parse_providers(http.as_bytes(), false),
+            vec![(c, vec!["/ip4/127.0.0.1/tcp/8080/http".parse().unwrap()])]
+        );
+        // `/peers` answers are keyed `Peers`.
+        let peers =
+            format!(r#"{{"Peers": [{{"Schema": "peer", "ID": "{a}", "Addrs": ["/ip4/127.0.0.1/tcp/4001"]}}]}}"#);
+        assert_eq!(parse_records(peers.as_bytes(), false, "Peers").len(), 1);
+        assert!(parse_records(peers.as_bytes(), false, "Providers").is_empty());
         assert!(parse_providers(b"{\"Providers\": null}", false).is_empty());
     }
 
@@ -275,5 +326,57 @@ mod tests {
     fn cids_go_to_routers_as_v1() {
         let v0: Cid = "QmW3UhhJKZgyw5Jv6ivWRufMKYaLmeSsAduv3RspnYrAVG".parse().unwrap();
         assert!(v1(v0).starts_with("bafy"), "{}", v1(v0));
+    }
+
+    /// A router on loopback that names `bare` providers without addresses and answers
+    /// `/peers/<id>` with one address each; counts the `/peers` requests.
+    async fn router(bare: Vec<PeerId>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = asked.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let body = if let Some(id) = path.strip_prefix("/routing/v1/peers/") {
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    format!(r#"{{"Peers":[{{"Schema":"peer","ID":"{id}","Addrs":["/ip4/127.0.0.1/tcp/4001"]}}]}}"#)
+                } else {
+                    let records: Vec<String> =
+                        bare.iter().map(|p| format!(r#"{{"Schema":"peer","ID":"{p}","Addrs":[]}}"#)).collect();
+                    format!(r#"{{"Providers":[{}]}}"#, records.join(","))
+                };
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(resp.as_bytes()).await;
+            }
+        });
+        (base, asked)
+    }
+
+    /// A provider named without addresses is looked up with the router's `/peers`, for at
+    /// most [`MAX_FOLLOW_UPS`] records of an answer.
+    #[tokio::test]
+    async fn providers_without_addresses_are_followed_up() {
+        let cid: Cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy".parse().unwrap();
+        let one = PeerId::random();
+        let (base, asked) = router(vec![one]).await;
+        let routers = Routers::new(&[base]).unwrap().unwrap();
+        let found = routers.providers(cid).await;
+        assert_eq!(found, vec![(one, vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()])]);
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        let many: Vec<PeerId> = (0..MAX_FOLLOW_UPS + 5).map(|_| PeerId::random()).collect();
+        let (base, asked) = router(many.clone()).await;
+        let found = Routers::new(&[base]).unwrap().unwrap().providers(cid).await;
+        assert_eq!(found.len(), many.len(), "every provider is named");
+        assert_eq!(found.iter().filter(|(_, a)| !a.is_empty()).count(), MAX_FOLLOW_UPS);
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), MAX_FOLLOW_UPS);
     }
 }

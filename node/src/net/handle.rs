@@ -283,12 +283,32 @@ impl Network {
         tracing::trace!(target: "cairn_trace", %cid, priority, "fetch");
         self.tx.send(Command::Fetch { cid, priority, deadline, waiter }).await.map_err(|_| FetchError::Shutdown)?;
         let Some(origin) = self.origin.clone() else { return rx.await.map_err(|_| FetchError::Shutdown)? };
+        if !origin.has_sources() {
+            // No gateway configured: a router may name an HTTP provider while the peers are
+            // asked (a lookup starts when none has the block), and the origin's rules apply
+            // from then on.
+            let mut learned = origin.learned_changes();
+            while !origin.has_sources() {
+                tokio::select! {
+                    r = &mut rx => return r.map_err(|_| FetchError::Shutdown)?,
+                    changed = learned.changed() => if changed.is_err() {
+                        return rx.await.map_err(|_| FetchError::Shutdown)?;
+                    },
+                }
+            }
+        }
         // The peers get `delay` to themselves, and more while they keep delivering blocks
         // (slow, not stalled), up to `PATIENCE` stall timeouts; then the origin races them. A
         // block fetched ahead is left to the peers for as long as one of them has it.
         let give_up = Instant::now() + origin.stall() * origin::PATIENCE;
         let mut wait = if ahead { origin.stall() } else { origin.delay() };
-        let mut fast_start = !ahead && wait.is_zero();
+        if !origin.has_gateways() {
+            // Only HTTP providers a router named for this content: asked at once, as a peer
+            // that has the block would be. The waits spare a configured origin, often the
+            // publisher's own uplink.
+            wait = Duration::ZERO;
+        }
+        let mut fast_start = !ahead && wait.is_zero() && origin.has_gateways();
         // The fast start goes to the origin at once unless a peer says, within
         // `FAST_START_WAIT` of being told, that it has the block: a crowd's readers then leave
         // the origin (often the publisher's own uplink) alone, and take it only for what no
@@ -393,7 +413,7 @@ impl Network {
     /// stream in ([`origin::Origin::get_range`]). Returns at once; the CAR is fetched in the
     /// background.
     pub fn fetch_range(&self, file: Cid, from: u64, to: u64) {
-        let Some(origin) = self.origin.clone() else { return };
+        let Some(origin) = self.origin.clone().filter(|o| o.has_sources()) else { return };
         // Peers delivering lately (the file's root most likely came from one): the read's
         // blocks are left to them, as a raw fast start leaves blocks a peer has.
         if !origin.stall_left().is_zero() {

@@ -278,14 +278,13 @@ impl NetConfig {
         net.mdns = cfg.discovery.mdns.enabled;
         net.upnp = !cfg.swarm.disable_nat_port_map;
         net.swarm_key = transport::load_swarm_key(repo.path())?;
-        if !cfg.origins.gateways.is_empty() {
-            net.origin = Some(origin::OriginConfig {
-                gateways: cfg.origins.gateways.clone(),
-                fast_start: cfg.origins.fast_start,
-                stall: typed.origin_stall,
-                format: typed.origin_format,
-            });
-        }
+        // Kept without gateways too: HTTP providers a router names are asked by its rules.
+        net.origin = Some(origin::OriginConfig {
+            gateways: cfg.origins.gateways.clone(),
+            fast_start: cfg.origins.fast_start,
+            stall: typed.origin_stall,
+            format: typed.origin_format,
+        });
         Ok(net)
     }
 }

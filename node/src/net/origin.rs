@@ -39,6 +39,13 @@
 //!
 //! Gateways are tried in order; one that fails is skipped for the next block. The counters
 //! ([`OriginStats`]) show the origin's share on the metrics page.
+//!
+//! **HTTP providers.** A delegated router may name a provider by an HTTP address
+//! (`/ip4/.../tcp/.../http`, a `transport-ipfs-gateway-http` record): a trustless gateway that
+//! has the block. Such providers are learned ([`Origin::learn`], the [`MAX_LEARNED`] latest)
+//! and asked after the configured gateways, by the same rules and with the same checks, so a
+//! node with routers but no `Origins.Gateways` fetches from them too. HTTPS providers are
+//! left out: the node has no TLS client yet.
 
 use std::collections::HashSet;
 use std::io::{BufReader, Read};
@@ -69,6 +76,8 @@ pub const MAX_BACKOFF: u32 = 4;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The bytes of a file asked for as a CAR per block of the fast start (Kubo's chunk size).
 pub const RANGE_PER_BLOCK: u64 = 256 << 10;
+/// HTTP providers kept ([`Origin::learn`]): the latest, the oldest forgotten first.
+pub const MAX_LEARNED: usize = 8;
 
 /// What the origins delivered.
 #[derive(Debug, Default)]
@@ -104,6 +113,13 @@ pub struct OriginConfig {
     pub format: OriginFormat,
 }
 
+impl Default for OriginConfig {
+    /// No gateway, and the config's defaults (`Origins` in a new config).
+    fn default() -> Self {
+        OriginConfig { gateways: Vec::new(), fast_start: 4, stall: Duration::from_secs(1), format: OriginFormat::Raw }
+    }
+}
+
 /// The HTTP origins of one node.
 #[derive(Debug)]
 pub struct Origin {
@@ -121,6 +137,10 @@ pub struct Origin {
     asked: Mutex<HashSet<Cid>>,
     /// Requests in a row that a peer made needless ([`Origin::stall`]).
     lost: AtomicU32,
+    /// HTTP providers a router named, oldest first ([`Origin::learn`]).
+    learned: Mutex<std::collections::VecDeque<String>>,
+    /// Counts the providers learned, for fetches waiting for one ([`Origin::learned_changes`]).
+    learned_count: tokio::sync::watch::Sender<u64>,
     /// The counters.
     pub stats: OriginStats,
 }
@@ -213,6 +233,12 @@ impl Origin {
         if config.gateways.is_empty() {
             return Ok(None);
         }
+        Origin::with_providers(config).map(Some)
+    }
+
+    /// Origins from `config`, which may name no gateway: HTTP providers learned later
+    /// ([`Origin::learn`]) are asked then. Each URL must be `http://`.
+    pub fn with_providers(config: OriginConfig) -> Result<Origin, OriginError> {
         for g in &config.gateways {
             let uri: Option<hyper::Uri> = g.parse().ok();
             if uri.as_ref().is_none_or(|u| u.scheme_str() != Some("http") || u.host().is_none()) {
@@ -220,7 +246,7 @@ impl Origin {
             }
         }
         let client = Client::builder(TokioExecutor::new()).build_http();
-        Ok(Some(Origin {
+        Ok(Origin {
             config,
             client,
             burst: Mutex::new((None, 0)),
@@ -229,8 +255,52 @@ impl Origin {
             cars: tokio::sync::watch::Sender::new(0),
             asked: Mutex::new(HashSet::new()),
             lost: AtomicU32::new(0),
+            learned: Mutex::new(std::collections::VecDeque::new()),
+            learned_count: tokio::sync::watch::Sender::new(0),
             stats: OriginStats::default(),
-        }))
+        })
+    }
+
+    /// Keeps the HTTP provider at `addr` (`/ip4|ip6|dns*/HOST/tcp/PORT/http`) to ask after the
+    /// configured gateways; returns whether the address is one this node can ask (plain
+    /// HTTP). The [`MAX_LEARNED`] latest are kept; a known one becomes the latest.
+    pub fn learn(&self, addr: &libp2p::Multiaddr) -> bool {
+        let Some(base) = http_base(addr) else { return false };
+        if self.config.gateways.contains(&base) {
+            return true;
+        }
+        let mut learned = self.learned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        learned.retain(|b| *b != base);
+        if learned.len() >= MAX_LEARNED {
+            learned.pop_front();
+        }
+        tracing::debug!("learned HTTP provider {base}");
+        learned.push_back(base);
+        drop(learned);
+        self.learned_count.send_modify(|n| *n += 1);
+        true
+    }
+
+    /// Changes each time a provider is learned: a fetch with nothing to ask yet waits on it.
+    pub fn learned_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.learned_count.subscribe()
+    }
+
+    /// Whether `Origins.Gateways` names any gateway.
+    pub fn has_gateways(&self) -> bool {
+        !self.config.gateways.is_empty()
+    }
+
+    /// Whether there is anything to ask: a configured gateway or a learned provider.
+    pub fn has_sources(&self) -> bool {
+        !self.config.gateways.is_empty()
+            || !self.learned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_empty()
+    }
+
+    /// The gateways to ask, configured first, then the learned providers, newest first.
+    fn bases(&self) -> Vec<String> {
+        let learned = self.learned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.config.gateways.iter().cloned().chain(learned.iter().rev().cloned()).collect()
     }
 
     /// How long a new fetch should leave to the peers before the origin is asked: nothing
@@ -309,12 +379,13 @@ impl Origin {
 
     /// The block `cid` from the first gateway that has it, verified.
     pub async fn get(&self, cid: Cid) -> Result<Block, OriginError> {
-        let n = self.config.gateways.len();
-        let first = self.preferred.load(Ordering::Relaxed) as usize % n;
+        let bases = self.bases();
+        let n = bases.len();
+        let first = self.preferred.load(Ordering::Relaxed) as usize % n.max(1);
         let mut errors = Vec::new();
         for i in 0..n {
             let at = (first + i) % n;
-            match tokio::time::timeout(REQUEST_TIMEOUT, self.get_from(&self.config.gateways[at], cid)).await {
+            match tokio::time::timeout(REQUEST_TIMEOUT, self.get_from(&bases[at], cid)).await {
                 Ok(Ok(block)) => {
                     self.preferred.store(at as u64, Ordering::Relaxed);
                     self.stats.blocks.fetch_add(1, Ordering::Relaxed);
@@ -322,7 +393,7 @@ impl Origin {
                     return Ok(block);
                 }
                 Ok(Err(e)) => errors.push(e),
-                Err(_) => errors.push(OriginError::Timeout { url: raw_url(&self.config.gateways[at], cid) }),
+                Err(_) => errors.push(OriginError::Timeout { url: raw_url(&bases[at], cid) }),
             }
             self.stats.failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -342,8 +413,13 @@ impl Origin {
         len: u64,
         deliver: impl FnMut(Block) + Send + 'static,
     ) -> Result<u64, OriginError> {
-        let at = self.preferred.load(Ordering::Relaxed) as usize % self.config.gateways.len();
-        let base = self.config.gateways[at].trim_end_matches('/');
+        let bases = self.bases();
+        if bases.is_empty() {
+            drop(ticket);
+            return Err(OriginError::All(Vec::new()));
+        }
+        let at = self.preferred.load(Ordering::Relaxed) as usize % bases.len();
+        let base = bases[at].trim_end_matches('/');
         let to = from + len.max(1) - 1;
         let url = format!("{base}/ipfs/{file}?format=car&dag-scope=entity&entity-bytes={from}:{to}");
         let got = match tokio::time::timeout(REQUEST_TIMEOUT, self.car_from(&url, file, len, deliver)).await {
@@ -462,6 +538,26 @@ impl Origin {
             Err(source) => return Err(OriginError::Body { url, source }),
         };
         Block::verified(cid, body).map_err(|e| OriginError::Block { url, source: Box::new(e) })
+    }
+}
+
+/// The base URL of an HTTP provider's address: `http://HOST:PORT` for
+/// `/ip4|ip6|dns|dns4|dns6/HOST/tcp/PORT/http` (a trailing `/p2p/<id>` allowed); `None` for
+/// anything else, HTTPS included.
+pub fn http_base(addr: &libp2p::Multiaddr) -> Option<String> {
+    use libp2p::multiaddr::Protocol;
+    let mut parts = addr.iter();
+    let host = match parts.next()? {
+        Protocol::Ip4(ip) => ip.to_string(),
+        Protocol::Ip6(ip) => format!("[{ip}]"),
+        Protocol::Dns(h) | Protocol::Dns4(h) | Protocol::Dns6(h) => h.to_string(),
+        _ => return None,
+    };
+    let Protocol::Tcp(port) = parts.next()? else { return None };
+    let Protocol::Http = parts.next()? else { return None };
+    match parts.next() {
+        None | Some(Protocol::P2p(_)) if parts.next().is_none() => Some(format!("http://{host}:{port}")),
+        _ => None,
     }
 }
 
@@ -684,5 +780,51 @@ mod tests {
         let cid = cairn_merkle::hash::CidFormat::default().cid(cairn_merkle::hash::RAW, b"x");
         assert!(o.get(cid).await.is_err());
         assert_eq!(o.stats.failures.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn http_providers_are_plain_http_addresses() {
+        let base = |a: &str| http_base(&a.parse().unwrap());
+        assert_eq!(base("/ip4/127.0.0.1/tcp/8080/http").as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(base("/ip6/::1/tcp/80/http").as_deref(), Some("http://[::1]:80"));
+        assert_eq!(base("/dns4/gw.example/tcp/8080/http").as_deref(), Some("http://gw.example:8080"));
+        let peer = libp2p::PeerId::random();
+        assert_eq!(base(&format!("/ip4/127.0.0.1/tcp/1/http/p2p/{peer}")).as_deref(), Some("http://127.0.0.1:1"));
+        for not in [
+            "/ip4/127.0.0.1/tcp/443/tls/http",
+            "/ip4/127.0.0.1/tcp/443/https",
+            "/ip4/127.0.0.1/tcp/4001",
+            "/ip4/127.0.0.1/udp/4001/quic-v1",
+            "/ip4/127.0.0.1/tcp/80/http/p2p-circuit",
+        ] {
+            assert_eq!(base(not), None, "{not}");
+        }
+    }
+
+    /// The learned providers are bounded: the latest [`MAX_LEARNED`], asked newest first
+    /// after the configured gateways, and an origin with neither has nothing to ask.
+    #[test]
+    fn learned_providers_are_the_latest_few() {
+        let o = Origin::with_providers(OriginConfig::default()).unwrap();
+        assert!(!o.has_sources());
+        let changes = o.learned_changes();
+        assert!(!o.learn(&"/ip4/127.0.0.1/tcp/443/https".parse().unwrap()), "no TLS client");
+        assert!(!o.has_sources());
+        for port in 0..MAX_LEARNED as u16 + 3 {
+            assert!(o.learn(&format!("/ip4/127.0.0.1/tcp/{}/http", 9000 + port).parse().unwrap()));
+        }
+        assert!(o.has_sources());
+        assert!(changes.has_changed().unwrap());
+        let bases = o.bases();
+        assert_eq!(bases.len(), MAX_LEARNED);
+        assert_eq!(bases[0], format!("http://127.0.0.1:{}", 9000 + MAX_LEARNED + 2));
+        // A known one comes back to the front, not twice.
+        o.learn(&"/ip4/127.0.0.1/tcp/9005/http".parse().unwrap());
+        assert_eq!(o.bases()[0], "http://127.0.0.1:9005");
+        assert_eq!(o.bases().len(), MAX_LEARNED);
+        let configured = OriginConfig { gateways: vec!["http://127.0.0.1:1".into()], ..OriginConfig::default() };
+        let o = Origin::with_providers(configured).unwrap();
+        o.learn(&"/ip4/127.0.0.1/tcp/2/http".parse().unwrap());
+        assert_eq!(o.bases(), vec!["http://127.0.0.1:1".to_owned(), "http://127.0.0.1:2".to_owned()]);
     }
 }

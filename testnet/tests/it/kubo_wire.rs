@@ -214,6 +214,35 @@ fn kubo_fetches_from_cairns_gateway_as_an_http_provider() {
     assert!(peers.is_empty(), "Kubo reached Cairn over libp2p too: {peers:?}");
 }
 
+/// The same the other way round, between two Cairn nodes: A announces only its gateway
+/// (`/ip4/127.0.0.1/tcp/P/http`) and is D's only router. D, with no DHT, no peers and no
+/// `Origins.Gateways`, finds A's HTTP record (and follows its address-less Bitswap record up
+/// with `/routing/v1/peers`), learns the provider, and fetches the tree from A's gateway,
+/// verifying every block; A never sees D over libp2p.
+#[test]
+fn cairn_fetches_from_an_http_provider_its_router_names() {
+    if !enter("kubo_wire::cairn_fetches_from_an_http_provider_its_router_names") {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let http: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}/http").parse().unwrap();
+    let a = Wire::announcing(DhtMode::Off, vec![http]);
+    let gateway = a.serve_gateway_on(format!("127.0.0.1:{port}").parse().unwrap());
+    let names = a.content(&[("over_http", 3 << 20)], 1800);
+    let opts = AddOptions { recursive: true, ..AddOptions::default() };
+    let root = a.node.add(&a.src.join(names[1]), &opts, true, &mut |_| {}).unwrap().cid;
+    let d = Wire::with_routers(DhtMode::Off, vec![gateway]);
+    let dest = d.out.join("tree");
+    d.node.get(&root.to_string().parse().unwrap(), &dest, &mut |_| {}).unwrap();
+    assert_same_tree(&a.src.join("tree"), &dest);
+    let stats = d.net.origin_stats().expect("routers give the node an origin for HTTP providers");
+    let blocks = stats.blocks.load(std::sync::atomic::Ordering::Relaxed);
+    let want = a.node.dag_cids(&root).unwrap().len() as u64;
+    assert!(blocks >= want, "{blocks} of the {want} blocks came over HTTP");
+    assert!(a.rt.block_on(a.net.peers()).unwrap().is_empty(), "D reached A over libp2p");
+    assert!(d.rt.block_on(d.net.peers()).unwrap().is_empty(), "D reached A over libp2p");
+}
+
 /// Cairn D, with no DHT and no peers, has Kubo's delegated routing API
 /// (`Gateway.ExposeRoutingAPI`) as its only router: asked for a file C announced on the DHT
 /// Kubo shares with B and C, Kubo names C, and D fetches the file from C.

@@ -180,13 +180,20 @@ impl Driver {
     }
 
     /// The delegated routers answered lookup `lookup`: their providers join its answer, their
-    /// addresses are kept, and a fetch's lookup dials them.
+    /// addresses are kept, and a fetch's lookup dials them. HTTP addresses are not dialled:
+    /// they go to the origin, which asks such providers for blocks ([`crate::net::origin`]).
     pub(super) fn routed(&mut self, lookup: u64, providers: Vec<(PeerId, Vec<Multiaddr>)>) {
         let me = *self.swarm.local_peer_id();
         let at = self.lookups.iter().position(|l| l.id == lookup);
         for (peer, addrs) in providers {
             if peer == me {
                 continue;
+            }
+            let (http, addrs): (Vec<Multiaddr>, Vec<Multiaddr>) = addrs.into_iter().partition(is_http);
+            if let Some(origin) = &self.origin {
+                for a in &http {
+                    origin.learn(a);
+                }
             }
             if !addrs.is_empty() {
                 self.learned_addrs.retain(|(p, _)| *p != peer);
@@ -314,4 +321,10 @@ impl Driver {
 /// How many peers a DHT's routing table holds (0 when the DHT is off).
 fn table_size(kad: &mut Toggle<kad::Behaviour<dht::ProvStore>>) -> usize {
     kad.as_mut().map_or(0, |k| k.kbuckets().map(|b| b.num_entries()).sum())
+}
+
+/// Whether `addr` is an HTTP(S) address (`.../http`, `.../tls/http`, `.../https`), which
+/// libp2p cannot dial.
+fn is_http(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::Http | libp2p::multiaddr::Protocol::Https))
 }
