@@ -181,6 +181,16 @@ fn kubo_routes_through_cairns_delegated_routing_api() {
     assert!(addrs.lines().any(|l| l == format!("/ip4/127.0.0.1/tcp/{a_port}")), "findpeer said {addrs:?}");
 }
 
+/// A Cairn node that announces its trustless gateway, on a loopback port, as its only address
+/// (`/ip4/127.0.0.1/tcp/P/http`), with the routing API on; the gateway's URL.
+fn http_only_cairn() -> (Wire, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let http: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}/http").parse().unwrap();
+    let a = Wire::announcing(DhtMode::Off, vec![http]);
+    let gateway = a.serve_gateway_on(format!("127.0.0.1:{port}").parse().unwrap());
+    (a, gateway)
+}
+
 /// Cairn announces its trustless gateway as its only address (`/ip4/127.0.0.1/tcp/P/http`)
 /// and is Kubo's only router: Kubo, which cannot reach Cairn over libp2p, finds Cairn as an
 /// HTTP provider through `/routing/v1` and fetches the file from its gateway over HTTP
@@ -190,10 +200,7 @@ fn kubo_fetches_from_cairns_gateway_as_an_http_provider() {
     if !enter("kubo_wire::kubo_fetches_from_cairns_gateway_as_an_http_provider") {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let http: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}/http").parse().unwrap();
-    let a = Wire::announcing(DhtMode::Off, vec![http]);
-    let gateway = a.serve_gateway_on(format!("127.0.0.1:{port}").parse().unwrap());
+    let (a, gateway) = http_only_cairn();
     let names = a.content(&[("over_http", 3 << 20)], 1700);
     let opts = AddOptions { recursive: true, ..AddOptions::default() };
     let root = a.node.add(&a.src.join(names[0]), &opts, true, &mut |_| {}).unwrap().cid.to_string();
@@ -224,10 +231,7 @@ fn cairn_fetches_from_an_http_provider_its_router_names() {
     if !enter("kubo_wire::cairn_fetches_from_an_http_provider_its_router_names") {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let http: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}/http").parse().unwrap();
-    let a = Wire::announcing(DhtMode::Off, vec![http]);
-    let gateway = a.serve_gateway_on(format!("127.0.0.1:{port}").parse().unwrap());
+    let (a, gateway) = http_only_cairn();
     let names = a.content(&[("over_http", 3 << 20)], 1800);
     let opts = AddOptions { recursive: true, ..AddOptions::default() };
     let root = a.node.add(&a.src.join(names[1]), &opts, true, &mut |_| {}).unwrap().cid;
