@@ -26,6 +26,27 @@ pub struct ClusterPeer {
     child: Child,
     dir: tempfile::TempDir,
     rest: String,
+    id: String,
+    swarm: String,
+    proxy: String,
+}
+
+/// How a peer joins a fleet. The default is a peer on its own, with Cluster's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    /// The fleet's shared secret (64 hex digits); `None` keeps the one `init` made.
+    pub secret: Option<String>,
+    /// Cluster swarm addresses of peers already running (`.../p2p/<id>`) to join.
+    pub bootstrap: Vec<String>,
+    /// `replication_factor_min` and `_max`; `None` keeps -1 (every peer).
+    pub replication: Option<(i32, i32)>,
+    /// How often peers tell they are alive and metrics expire (`monitor_ping_interval`
+    /// and the informers' `metric_ttl`); `None` keeps Cluster's 15 s and 30 s. A lost peer is
+    /// noticed about one interval after its last metric expires.
+    pub ping_interval: Option<Duration>,
+    /// Whether the pins of a lost peer go to others by themselves (`disable_repinning`
+    /// false); Cluster's default leaves them.
+    pub repinning: bool,
 }
 
 /// A free loopback TCP port (taken and let go; the namespace is the test's own).
@@ -34,8 +55,14 @@ fn free_port() -> Result<u16> {
 }
 
 impl ClusterPeer {
-    /// Starts a peer whose IPFS node is the RPC API at `api` (`http://127.0.0.1:PORT`).
+    /// Starts a peer on its own whose IPFS node is the RPC API at `api`
+    /// (`http://127.0.0.1:PORT`).
     pub fn start(api: &str) -> Result<ClusterPeer> {
+        ClusterPeer::start_with(api, &ClusterOptions::default())
+    }
+
+    /// [`ClusterPeer::start`] as `opts` say: a fleet's secret, peers to join, replication.
+    pub fn start_with(api: &str, opts: &ClusterOptions) -> Result<ClusterPeer> {
         if !crate::netns::is_inside() {
             bail!("an IPFS Cluster peer runs only inside a loopback-only network namespace (cairn_testnet::netns)");
         }
@@ -49,18 +76,42 @@ impl ClusterPeer {
         let path = dir.path().join("service.json");
         let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
         let loopback = |port: u16| serde_json::Value::String(format!("/ip4/127.0.0.1/tcp/{port}"));
-        let rest_port = free_port()?;
+        let (rest_port, swarm_port, proxy_port) = (free_port()?, free_port()?, free_port()?);
         let node = loopback(api_port);
-        config["cluster"]["listen_multiaddress"] = serde_json::json!([loopback(free_port()?)]);
-        config["cluster"]["peer_addresses"] = serde_json::json!([]);
+        let cluster = &mut config["cluster"];
+        cluster["listen_multiaddress"] = serde_json::json!([loopback(swarm_port)]);
+        cluster["peer_addresses"] = serde_json::json!(opts.bootstrap);
+        // No multicast discovery: the peers are told of each other.
+        cluster["mdns_interval"] = "0s".into();
+        if let Some(secret) = &opts.secret {
+            cluster["secret"] = secret.as_str().into();
+        }
+        if let Some((min, max)) = opts.replication {
+            cluster["replication_factor_min"] = min.into();
+            cluster["replication_factor_max"] = max.into();
+        }
+        cluster["disable_repinning"] = (!opts.repinning).into();
+        if let Some(interval) = opts.ping_interval {
+            let every = format!("{}ms", interval.as_millis());
+            cluster["monitor_ping_interval"] = every.as_str().into();
+            config["monitor"]["pubsubmon"]["check_interval"] = every.as_str().into();
+            let ttl = format!("{}ms", 2 * interval.as_millis());
+            for informer in ["disk", "pinqueue", "tags"] {
+                if config["informer"].get(informer).is_some() {
+                    config["informer"][informer]["metric_ttl"] = ttl.as_str().into();
+                }
+            }
+        }
         config["api"]["restapi"]["http_listen_multiaddress"] = loopback(rest_port);
-        config["api"]["ipfsproxy"]["listen_multiaddress"] = loopback(free_port()?);
+        config["api"]["ipfsproxy"]["listen_multiaddress"] = loopback(proxy_port);
         config["api"]["ipfsproxy"]["node_multiaddress"] = node.clone();
         if config["api"].get("pinsvcapi").is_some() {
             config["api"]["pinsvcapi"]["http_listen_multiaddress"] = loopback(free_port()?);
         }
         config["ipfs_connector"]["ipfshttp"]["node_multiaddress"] = node;
         std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
+        let identity: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("identity.json"))?)?;
+        let id = identity["id"].as_str().ok_or_else(|| anyhow!("no id in identity.json"))?.to_owned();
 
         let mut child = service(dir.path(), &["daemon"])
             .stdin(Stdio::null())
@@ -70,11 +121,23 @@ impl ClusterPeer {
             .context("cannot start ipfs-cluster-service daemon")?;
         let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
         let (tx, ready) = mpsc::channel();
+        let log_path = dir.path().join("service.log");
         thread::spawn(move || {
+            use std::io::Write as _;
             let mut seen = Vec::new();
+            // The log, for a failing test to show ([`ClusterPeer::log_tail`]); its first
+            // 16 MiB.
+            let mut log = std::fs::File::create(log_path).ok();
+            let mut logged = 0usize;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains("IPFS Cluster is READY") {
                     tx.send(Ok(())).ok();
+                }
+                if logged < 16 << 20 {
+                    logged += line.len() + 1;
+                    if let Some(f) = log.as_mut() {
+                        writeln!(f, "{line}").ok();
+                    }
                 }
                 // Keep reading, so the peer never blocks on a full pipe.
                 if seen.len() < 60 {
@@ -83,12 +146,48 @@ impl ClusterPeer {
             }
             tx.send(Err(seen.join("\n"))).ok();
         });
-        let peer = ClusterPeer { child, dir, rest: format!("/ip4/127.0.0.1/tcp/{rest_port}") };
+        let peer = ClusterPeer {
+            child,
+            dir,
+            rest: format!("/ip4/127.0.0.1/tcp/{rest_port}"),
+            swarm: format!("/ip4/127.0.0.1/tcp/{swarm_port}/p2p/{id}"),
+            proxy: format!("http://127.0.0.1:{proxy_port}"),
+            id,
+        };
         match ready.recv_timeout(START_TIMEOUT) {
             Ok(Ok(())) => Ok(peer),
             Ok(Err(out)) => bail!("ipfs-cluster-service exited before it was ready:\n{out}"),
             Err(_) => bail!("ipfs-cluster-service was not ready within {START_TIMEOUT:?}"),
         }
+    }
+
+    /// The last `lines` lines the peer logged.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("service.log")).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The peer's Cluster ID.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Where other peers join it: its Cluster swarm address, `.../p2p/<id>`.
+    pub fn swarm_addr(&self) -> &str {
+        &self.swarm
+    }
+
+    /// Its IPFS proxy: a Kubo RPC API at `http://127.0.0.1:PORT` that adds and pins
+    /// through the Cluster and passes everything else to the node.
+    pub fn proxy_url(&self) -> &str {
+        &self.proxy
+    }
+
+    /// Kills the peer at once, as a machine that is lost: no goodbye to the others.
+    pub fn kill(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
     }
 
     /// Runs `ipfs-cluster-ctl ARGS` against this peer, waiting at most `timeout`; its stdout.

@@ -285,7 +285,9 @@ pub fn run_bytes(mut cmd: Command, what: &str, timeout: Duration) -> Result<Vec<
     let stderr = err_t.join().map_err(|_| anyhow!("stderr reader panicked"))??;
     let stderr = String::from_utf8_lossy(&stderr);
     if !status.success() {
-        bail!("{what} failed ({status}):\n{}", stderr.trim_end());
+        // Some tools (ipfs-cluster-ctl) print their errors on stdout.
+        let tail = String::from_utf8_lossy(&stdout[stdout.len().saturating_sub(2000)..]).into_owned();
+        bail!("{what} failed ({status}):\n{}\n{}", stderr.trim_end(), tail.trim_end());
     }
     Ok(stdout)
 }

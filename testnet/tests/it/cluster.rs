@@ -3,12 +3,17 @@
 //! Cluster sees their state, and files added through Cluster (which chunks them itself and
 //! sends the blocks with `block/put`) get the same CIDs as `cairn add`.
 //!
-//! The fleet tests of issue 31 (three peers, replication, recovery) build on this.
+//! A fleet: three Cairn nodes, each under its own Cluster peer (CRDT consensus, one secret,
+//! loopback only), with replication 2: pins land on two nodes, fetched over Bitswap from the
+//! one that had the DAG; `add -r` through Cluster gives `cairn add -r`'s root on every
+//! allocated node; a lost node's pins move to the third; the disk informer keeps pins off a
+//! node at its `StorageMax`; Cluster's IPFS proxy in front of Cairn serves Kubo's RPC client.
 
 use std::time::{Duration, Instant};
 
 use cairn_node::add::AddOptions;
-use cairn_testnet::cluster_peer::ClusterPeer;
+use cairn_node::merkle::Cid;
+use cairn_testnet::cluster_peer::{ClusterOptions, ClusterPeer};
 use cairn_testnet::netns;
 use cairn_testnet::reference::{self, Reference};
 
@@ -78,4 +83,232 @@ fn a_cluster_peer_pins_and_adds_through_cairn() {
     let out = w.out.join("through_cluster");
     w.node.get(&expected.parse().unwrap(), &out, &mut |_| {}).unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&path).unwrap());
+}
+
+/// Three Cairn nodes connected to each other, each under a Cluster peer of one fleet.
+struct Fleet {
+    nodes: Vec<Option<Wire>>,
+    peers: Vec<ClusterPeer>,
+}
+
+/// The fleet's peers tell they are alive this often; a lost one is noticed within seconds.
+const PING: Duration = Duration::from_secs(1);
+
+impl Fleet {
+    /// Starts the fleet; `edit` sets each node's config (by index) before it starts.
+    fn start(edit: impl Fn(usize, &mut cairn_node::Config)) -> Fleet {
+        let nodes: Vec<Wire> =
+            (0..3).map(|i| Wire::configured(cairn_node::net::dht::DhtMode::Off, |c| edit(i, c))).collect();
+        for (i, a) in nodes.iter().enumerate() {
+            for b in &nodes[i + 1..] {
+                a.rt.block_on(a.net.connect(b.tcp_addr().parse().unwrap())).unwrap();
+            }
+        }
+        let secret: String = (0..32).map(|i| format!("{:02x}", (i * 37 + 11) % 256)).collect();
+        let mut peers: Vec<ClusterPeer> = Vec::new();
+        for w in &nodes {
+            let opts = ClusterOptions {
+                secret: Some(secret.clone()),
+                // Each joins every peer before it, so that every pair is connected.
+                bootstrap: peers.iter().map(|p| p.swarm_addr().to_owned()).collect(),
+                replication: Some((2, 2)),
+                ping_interval: Some(PING),
+                repinning: true,
+            };
+            peers.push(ClusterPeer::start_with(&serve_api(w), &opts).unwrap());
+        }
+        let fleet = Fleet { nodes: nodes.into_iter().map(Some).collect(), peers };
+        wait_until("every Cluster peer sees the other two", Duration::from_secs(60), || {
+            fleet.peers.iter().all(|p| {
+                let ls = p.ctl(&["--enc=json", "peers", "ls"], Duration::from_secs(20)).unwrap_or_default();
+                fleet.peers.iter().all(|q| ls.contains(q.id()))
+            })
+        });
+        fleet
+    }
+
+    fn node(&self, i: usize) -> &Wire {
+        self.nodes[i].as_ref().expect("a node still running")
+    }
+
+    /// What `ipfs-cluster-ctl status CID` says for each peer, by Cluster peer ID, asked of
+    /// peer `at`.
+    fn status(&self, at: usize, cid: &str) -> std::collections::BTreeMap<String, String> {
+        let out = self.peers[at].ctl(&["--enc=json", "status", cid], Duration::from_secs(30)).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let map = v["peer_map"].as_object().cloned().unwrap_or_default();
+        map.into_iter().map(|(id, info)| (id, info["status"].as_str().unwrap_or("").to_owned())).collect()
+    }
+
+    /// The indices of the peers that say `pinned`, once `count` do (as `at` sees it).
+    fn wait_pinned(&self, at: usize, cid: &str, count: usize) -> Vec<usize> {
+        let started = Instant::now();
+        loop {
+            let status = self.status(at, cid);
+            let pinned: Vec<usize> =
+                (0..3).filter(|&i| status.get(self.peers[i].id()).is_some_and(|s| s == "pinned")).collect();
+            if pinned.len() == count {
+                return pinned;
+            }
+            if started.elapsed() > Duration::from_secs(90) {
+                let logs: Vec<String> =
+                    self.peers.iter().map(|p| format!("--- peer {}:\n{}", p.id(), p.log_tail(30))).collect();
+                panic!("{cid} not pinned on {count} nodes: {status:?}\n{}", logs.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// Polls `done` every quarter second until it holds, at most `limit`.
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Whether `w` holds a recursive pin of `cid` and every block under it.
+fn holds(w: &Wire, cid: &Cid) -> bool {
+    w.node.pin_of(cid).unwrap().is_some() && w.node.dag_cids(cid).is_ok_and(|c| !c.is_empty())
+}
+
+/// Replication 2 over three Cairn nodes: a pin lands on exactly two, fetched over Bitswap from
+/// the node that had the DAG; `add -r` through Cluster gives `cairn add -r`'s root, readable on
+/// every allocated node; a lost node (its Cairn and its Cluster peer gone at once) has its
+/// pins moved to the third by Cluster's repinning, and no pin is lost.
+#[test]
+fn a_fleet_replicates_adds_and_recovers() {
+    if !(reference::require(Reference::Cluster)
+        && netns::enter_private_netns("cluster::a_fleet_replicates_adds_and_recovers"))
+    {
+        return;
+    }
+    let mut fleet = Fleet::start(|_, _| {});
+    let opts = AddOptions { recursive: true, ..AddOptions::default() };
+
+    // A DAG only node 0 holds (unpinned): Cluster pins it on two nodes.
+    let origin = fleet.node(0);
+    let names = origin.content(&[("replicated", 4 << 20)], 4100);
+    let cid = origin.node.add(&origin.src.join(names[0]), &opts, false, &mut |_| {}).unwrap().cid;
+    let original = std::fs::read(origin.src.join(names[0])).unwrap();
+    let text = cid.to_string();
+    fleet.peers[0].ctl(&["pin", "add", "--replication", "2", &text], Duration::from_secs(60)).unwrap();
+    let pinned = fleet.wait_pinned(0, &text, 2);
+    for i in 0..3 {
+        let node = fleet.node(i);
+        assert_eq!(
+            pinned.contains(&i),
+            node.node.pin_of(&cid).unwrap().is_some(),
+            "node {i}: Cluster and Cairn disagree"
+        );
+    }
+    for &i in pinned.iter().filter(|&&i| i != 0) {
+        let got = fleet.node(i).rt.block_on(fleet.node(i).net.stats()).unwrap();
+        assert!(got.bytes_received >= 4 << 20, "node {i} pinned without fetching over Bitswap: {got:?}");
+        assert!(holds(fleet.node(i), &cid));
+    }
+
+    // A tree added through Cluster (which chunks it and puts the blocks): the root is the one
+    // `cairn add -r` makes, and each allocated node reads every file.
+    let tree = origin.src.join(names[1]);
+    let expected = fleet.node(1).node.add(&tree, &opts, false, &mut |_| {}).unwrap().cid;
+    let added =
+        fleet.peers[1].ctl(&["add", "-r", "--quieter", &tree.to_string_lossy()], Duration::from_secs(120)).unwrap();
+    assert_eq!(added.trim(), expected.to_string(), "Cluster's add -r and Cairn's differ");
+    let tree_pinned = fleet.wait_pinned(1, &expected.to_string(), 2);
+    for &i in &tree_pinned {
+        let node = fleet.node(i);
+        let out = node.out.join(format!("tree-{i}"));
+        node.node.get(&expected.to_string().parse().unwrap(), &out, &mut |_| {}).unwrap();
+        crate::wire::assert_same_tree(&tree, &out);
+    }
+
+    // One of the nodes holding the first pin is lost, Cairn and Cluster peer at once: its
+    // pin moves to the node that had none, which fetches it from the survivor.
+    let lost = pinned[0];
+    let third = (0..3).find(|i| !pinned.contains(i)).unwrap();
+    let survivor = pinned[1];
+    fleet.peers[lost].kill();
+    fleet.nodes[lost] = None;
+    wait_until("the lost node's pin is on the third node", Duration::from_secs(120), || {
+        fleet.status(survivor, &text).get(fleet.peers[third].id()).is_some_and(|s| s == "pinned")
+    });
+    assert!(holds(fleet.node(third), &cid), "Cluster says PINNED, node {third} holds no pin");
+    assert!(holds(fleet.node(survivor), &cid), "the survivor lost its pin");
+    let out = fleet.node(third).out.join("replicated");
+    fleet.node(third).node.get(&text.parse().unwrap(), &out, &mut |_| {}).unwrap();
+    assert!(std::fs::read(&out).unwrap() == original, "node {third} reads another file");
+    // `recover` on the survivors leaves every pin where it is.
+    let recovered = fleet.peers[survivor].ctl(&["recover", &text], Duration::from_secs(60)).unwrap();
+    assert!(!recovered.contains("ERROR"), "{recovered}");
+}
+
+/// Cluster's disk informer reads each node's free space through `repo/stat` (`StorageMax`
+/// less what the repo holds): a node at its `StorageMax` gets no new allocations while
+/// others have room. And Cluster's IPFS proxy in front of Cairn serves Kubo's JavaScript
+/// client: a file added through it gets `cairn add`'s CID, is pinned by the Cluster on two
+/// nodes, and reads back through the proxy.
+#[test]
+fn a_fleet_keeps_pins_off_a_full_node_and_proxies_kubo_clients() {
+    if !(reference::require(Reference::Cluster)
+        && reference::require(Reference::Js)
+        && netns::enter_private_netns("cluster::a_fleet_keeps_pins_off_a_full_node_and_proxies_kubo_clients"))
+    {
+        return;
+    }
+    // Node 2 is filled to within a few KB of its StorageMax (which Cairn enforces: it
+    // refuses blocks past it).
+    let full = 2;
+    let fleet = Fleet::start(|i, c| {
+        if i == full {
+            c.datastore.storage_max = "1MB".into();
+        }
+    });
+    let opts = AddOptions { recursive: true, ..AddOptions::default() };
+    let filler = fleet.node(full).content(&[("filler", 990_000)], 4300);
+    fleet.node(full).node.add(&fleet.node(full).src.join(filler[0]), &opts, false, &mut |_| {}).unwrap();
+
+    // The informer's view: no room to speak of on the full node, gigabytes on the others.
+    let full_id = fleet.peers[full].id().to_owned();
+    wait_until("the disk informer sees the full node", Duration::from_secs(30), || {
+        let out = fleet.peers[0].ctl(&["--enc=json", "health", "metrics", "freespace"], Duration::from_secs(20));
+        let metrics: Vec<serde_json::Value> = serde_json::from_str(&out.unwrap_or_default()).unwrap_or_default();
+        let free = |id: &str| {
+            metrics
+                .iter()
+                .find(|m| m["peer"].as_str() == Some(id))
+                .and_then(|m| m["value"].as_str()?.parse::<u64>().ok())
+        };
+        free(&full_id).is_some_and(|f| f < 20_000)
+            && (0..2).all(|i| free(fleet.peers[i].id()).is_some_and(|f| f > 1 << 30))
+    });
+
+    // Pins keep off it.
+    let source = fleet.node(0);
+    let names = source.content(&[("a", 300_000), ("b", 400_000), ("c", 500_000)], 4400);
+    for name in &names[..3] {
+        let cid = source.node.add(&source.src.join(name), &opts, false, &mut |_| {}).unwrap().cid.to_string();
+        fleet.peers[1].ctl(&["pin", "add", &cid], Duration::from_secs(60)).unwrap();
+        let pinned = fleet.wait_pinned(1, &cid, 2);
+        assert!(!pinned.contains(&full), "{cid} was allocated to the node at its StorageMax");
+    }
+
+    // Kubo's JavaScript client through Cluster's IPFS proxy in front of node 1.
+    let file = source.src.join(names[1]);
+    let expected = fleet.node(1).node.add(&file, &opts, false, &mut |_| {}).unwrap().cid.to_string();
+    let out = std::process::Command::new("node")
+        .arg(reference::js_dir().join("cluster_proxy.mjs"))
+        .arg(fleet.peers[1].proxy_url())
+        .arg(&file)
+        .output()
+        .expect("node runs");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}{}", String::from_utf8_lossy(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
+    assert_eq!(answer["cid"].as_str(), Some(expected.as_str()), "the proxy's add and Cairn's differ");
+    assert_eq!(answer["same"], true, "cat through the proxy gave other bytes");
+    let pinned = fleet.wait_pinned(1, &expected, 2);
+    assert!(!pinned.contains(&full));
 }
