@@ -277,13 +277,37 @@ impl Handler {
             return failure(&HttpError::from(cairn_node::merkle::exporter::ExportError::Source(e)));
         }
         let on_subdomain = matches!(host, Host::Subdomain { .. });
-        let filename = param(&query, "filename");
+        if only_if_cached(req.headers()) && !self.config.no_fetch {
+            // Nothing under the root is fetched either: the request is answered by a handler
+            // that serves only what the repo holds, as `Gateway.NoFetch` does, and a block
+            // the store lacks ends it as a missing block would.
+            let local = Handler {
+                node: self.node.clone(),
+                config: GatewayConfig { no_fetch: true, ..self.config.clone() },
+                slots: self.slots.clone(),
+                subdomain_hosts: self.subdomain_hosts.clone(),
+            };
+            return local.answer(req, &content, format, &query, on_subdomain).await;
+        }
+        self.answer(req, &content, format, &query, on_subdomain).await
+    }
+
+    /// The response in `format` for `content`, whose root the store holds (or may fetch).
+    async fn answer(
+        &self,
+        req: &Request<()>,
+        content: &ContentPath,
+        format: Format,
+        query: &[(String, String)],
+        on_subdomain: bool,
+    ) -> Response<Body> {
+        let filename = param(query, "filename");
         match format {
-            Format::Raw => self.raw(req, &content, filename).await,
-            Format::Car { scope, bytes, dups } => self.car(req, &content, scope, bytes, dups, filename).await,
-            Format::Tar => self.tar(req, &content, filename).await,
-            Format::Codec(codec) => self.codec(req, &content, codec, &query, on_subdomain).await,
-            Format::Plain => self.plain(req, &content, &query, on_subdomain).await,
+            Format::Raw => self.raw(req, content, filename).await,
+            Format::Car { scope, bytes, dups } => self.car(req, content, scope, bytes, dups, filename).await,
+            Format::Tar => self.tar(req, content, filename).await,
+            Format::Codec(codec) => self.codec(req, content, codec, query, on_subdomain).await,
+            Format::Plain => self.plain(req, content, query, on_subdomain).await,
         }
     }
 

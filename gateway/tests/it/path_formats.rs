@@ -82,8 +82,17 @@ async fn a_tree_comes_as_a_tar_by_format_or_accept() {
 
 /// The body of a GET, or the error that cut it.
 async fn body_or_cut(gw: &Gateway, path: &str) -> (StatusCode, Result<Bytes, String>) {
+    body_or_cut_with(gw, path, &[]).await
+}
+
+/// [`body_or_cut`] with these request headers.
+async fn body_or_cut_with(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> (StatusCode, Result<Bytes, String>) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let req = Request::get(format!("http://{}{path}", gw.addr)).body(Full::default()).unwrap();
+    let mut req = Request::get(format!("http://{}{path}", gw.addr));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::default()).unwrap();
     let resp = client.request(req).await.unwrap();
     let status = resp.status();
     (status, resp.into_body().collect().await.map(|b| b.to_bytes()).map_err(|e| format!("{e:?}")))
@@ -446,13 +455,20 @@ async fn a_trustless_only_gateway_answers_406_to_the_rest() {
     }
 }
 
-/// `Gateway.NoFetch`: a node that could fetch from a peer serves only what it holds, and
-/// answers 404 at once for the rest, whether the root or a block under it is missing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_fetch_serves_only_what_the_repo_holds() {
+/// A peer of `gw`'s node that holds a 64 KiB file (in 1 KiB leaves) of which `gw` holds the
+/// root block only, and a second file `gw` lacks altogether: the peer's and the gateway's
+/// networks (kept running by the caller), the file, and the other file.
+async fn a_peer_with_content(
+    gw: &Gateway,
+) -> (
+    cairn_node::net::Network,
+    cairn_node::net::Network,
+    tempfile::TempDir,
+    cairn_node::merkle::Cid,
+    cairn_node::merkle::Cid,
+) {
     use std::sync::Arc;
     use std::time::Duration;
-    let gw = Gateway::start_with(cairn_gateway::GatewayConfig { no_fetch: true, ..Default::default() }).await;
     let net = crate::online(&gw.node, Duration::from_secs(30)).await;
     let seed_dir = tempfile::tempdir().unwrap();
     let seed =
@@ -467,11 +483,21 @@ async fn no_fetch_serves_only_what_the_repo_holds() {
     let opts = cairn_node::add::AddOptions { import, ..Default::default() };
     let data = crate::pseudo_random(64 * 1024, 5);
     let remote = seed.add_reader(&data[..], &opts, true).unwrap().cid;
-    // The gateway's node holds the file's root but none of its leaves.
     let root_block = seed.block_get(&remote).unwrap();
     use cairn_node::BlockStore;
     gw.node.repo().store().put_many(&[cairn_node::merkle::block::Block::new_unchecked(remote, root_block)]).unwrap();
     let elsewhere = seed.add_reader(&crate::pseudo_random(1000, 6)[..], &opts, true).unwrap().cid;
+    (net, seed_net, seed_dir, remote, elsewhere)
+}
+
+/// `Gateway.NoFetch`: a node that could fetch from a peer serves only what it holds, and
+/// answers 404 at once for the rest, whether the root or a block under it is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_fetch_serves_only_what_the_repo_holds() {
+    use std::time::Duration;
+    let gw = Gateway::start_with(cairn_gateway::GatewayConfig { no_fetch: true, ..Default::default() }).await;
+    let (_net, _seed_net, _seed_dir, remote, elsewhere) = a_peer_with_content(&gw).await;
+    use cairn_node::BlockStore;
 
     let started = std::time::Instant::now();
     let r = gw.get(&format!("/ipfs/{elsewhere}")).await;
@@ -485,6 +511,31 @@ async fn no_fetch_serves_only_what_the_repo_holds() {
     assert!(body.is_err(), "and is cut off at the first leaf it lacks");
     assert!(started.elapsed() < Duration::from_secs(10), "nothing waited for a fetch");
     assert!(!gw.node.repo().store().has(&elsewhere).unwrap(), "nothing was fetched");
+}
+
+/// `only-if-cached` holds for the whole answer, not only its root: a file whose root is here
+/// and whose leaves a peer has is not fetched for such a request (404 at once, the CAR cut
+/// at the first leaf), while a request without it fetches the leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_if_cached_fetches_nothing_under_the_root() {
+    use std::time::Duration;
+    let gw = Gateway::start().await;
+    let (_net, _seed_net, _seed_dir, remote, _) = a_peer_with_content(&gw).await;
+    use cairn_node::BlockStore;
+    let cached = [("cache-control", "only-if-cached")];
+    let started = std::time::Instant::now();
+    let r = gw.request("GET", &format!("/ipfs/{remote}"), &cached).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    let (status, body) = body_or_cut_with(&gw, &format!("/ipfs/{remote}?format=car"), &cached).await;
+    assert_eq!(status, StatusCode::OK, "the root is here, so the answer starts");
+    assert!(body.is_err(), "and is cut off at the first leaf it lacks");
+    assert!(started.elapsed() < Duration::from_secs(10), "nothing waited for a fetch");
+    let leaves = cairn_node::merkle::links::links(&remote, &gw.node.block_get(&remote).unwrap()).unwrap();
+    assert!(!gw.node.repo().store().has(&leaves[0]).unwrap(), "a leaf was fetched for an only-if-cached request");
+    // Without it, the same request fetches what it needs.
+    let r = gw.get(&format!("/ipfs/{remote}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body.len(), 64 * 1024);
 }
 
 /// A copy of the example site of the web redirects file spec (its pages, and its

@@ -25,9 +25,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn_merkle::Cid;
 use http_body_util::{BodyExt as _, Empty, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use super::{Multiaddr, PeerId, MAX_PEER_ADDRS};
@@ -52,14 +49,14 @@ const FILTER: &str = "filter-protocols=unknown,transport-bitswap,transport-ipfs-
 #[derive(Debug)]
 pub struct Routers {
     bases: Vec<String>,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: super::http_client::HttpClient,
 }
 
 /// Why a router URL is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RouterError {
-    /// Not `http://host[:port][/path]`.
-    #[error("{0:?} is not a router URL like http://host:port (https is not supported yet)")]
+    /// Not `http[s]://host[:port][/path]`.
+    #[error("{0:?} is not a router URL like https://host or http://host:port")]
     NotHttp(String),
     /// More than [`MAX_ROUTERS`].
     #[error("{0} routers listed; at most {MAX_ROUTERS}")]
@@ -73,11 +70,19 @@ impl Routers {
     /// The routers at `urls` (base URLs; a trailing `/` and `/routing/v1` are allowed), or
     /// `None` when there are none.
     pub fn new(urls: &[String]) -> Result<Option<Routers>, RouterError> {
+        Routers::with_client(urls, super::http_client::client())
+    }
+
+    /// [`Routers::new`] asking through `client` (one that trusts a test's own authority).
+    pub fn with_client(
+        urls: &[String],
+        client: super::http_client::HttpClient,
+    ) -> Result<Option<Routers>, RouterError> {
         let bases = bases(urls)?;
         if bases.is_empty() {
             return Ok(None);
         }
-        Ok(Some(Routers { bases, client: Client::builder(TokioExecutor::new()).build_http() }))
+        Ok(Some(Routers { bases, client }))
     }
 
     /// The providers of `cid` the routers name, each once, at most [`MAX_PROVIDERS`] in all.
@@ -179,7 +184,8 @@ pub fn bases(urls: &[String]) -> Result<Vec<String>, RouterError> {
 /// `url` as a base to append `/routing/v1/...` to.
 fn base(url: &str) -> Result<String, RouterError> {
     let uri: Option<hyper::Uri> = url.parse().ok();
-    if uri.as_ref().is_none_or(|u| u.scheme_str() != Some("http") || u.host().is_none() || u.query().is_some()) {
+    let web = |u: &hyper::Uri| matches!(u.scheme_str(), Some("http" | "https"));
+    if uri.as_ref().is_none_or(|u| !web(u) || u.host().is_none() || u.query().is_some()) {
         return Err(RouterError::NotHttp(url.to_owned()));
     }
     let trimmed = url.trim_end_matches('/');
@@ -261,11 +267,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn router_urls_must_be_plain_http_bases() {
+    fn router_urls_must_be_http_or_https_bases() {
         assert_eq!(base("http://127.0.0.1:8080/").unwrap(), "http://127.0.0.1:8080");
         assert_eq!(base("http://127.0.0.1:8080/routing/v1").unwrap(), "http://127.0.0.1:8080");
         assert_eq!(base("http://router.local/prefix").unwrap(), "http://router.local/prefix");
-        for bad in ["https://delegated-ipfs.dev", "auto", "ftp://x", "http://", "http://h/?q=1"] {
+        assert_eq!(base("https://delegated-ipfs.dev/routing/v1").unwrap(), "https://delegated-ipfs.dev");
+        for bad in ["auto", "ftp://x", "http://", "http://h/?q=1"] {
             assert!(base(bad).is_err(), "{bad}");
         }
         let many: Vec<String> = (0..=MAX_ROUTERS).map(|i| format!("http://127.0.0.1:{}", 1000 + i)).collect();
@@ -331,13 +338,31 @@ mod tests {
     /// A router on loopback that names `bare` providers without addresses and answers
     /// `/peers/<id>` with one address each; counts the `/peers` requests.
     async fn router(bare: Vec<PeerId>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        serve_router(bare, None).await
+    }
+
+    /// [`router`], over TLS with `tls` when given (its base is then `https://`).
+    async fn serve_router(
+        bare: Vec<PeerId>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+        trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
+        impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", listener.local_addr().unwrap());
         let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = asked.clone();
         tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let mut conn: Box<dyn Conn> = match &tls {
+                    Some(acceptor) => match acceptor.accept(tcp).await {
+                        Ok(stream) => Box::new(stream),
+                        Err(_) => continue,
+                    },
+                    None => Box::new(tcp),
+                };
                 let mut buf = vec![0u8; 4096];
                 let n = conn.read(&mut buf).await.unwrap_or(0);
                 let head = String::from_utf8_lossy(&buf[..n]).to_string();
@@ -355,9 +380,36 @@ mod tests {
                     body.len()
                 );
                 let _ = conn.write_all(resp.as_bytes()).await;
+                let _ = conn.shutdown().await;
             }
         });
         (base, asked)
+    }
+
+    /// A router is asked over HTTPS, its certificate checked against the roots: one the
+    /// client trusts answers; the same router is refused by a client that does not trust it.
+    #[tokio::test]
+    async fn routers_are_asked_over_https() {
+        let ca = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        let cert = ca.cert.der().clone();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ca.key_pair.serialize_der().into());
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+        let cid: Cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy".parse().unwrap();
+        let one = PeerId::random();
+        let (base, _) = serve_router(vec![one], Some(acceptor)).await;
+        assert!(base.starts_with("https://"));
+        let trusting = Routers::with_client(std::slice::from_ref(&base), crate::net::http_client::with_roots(&[cert]));
+        let found = trusting.unwrap().unwrap().providers(cid).await;
+        assert_eq!(found, vec![(one, vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()])]);
+        let doubting = Routers::with_client(&[base], crate::net::http_client::with_roots(&[])).unwrap().unwrap();
+        assert!(doubting.providers(cid).await.is_empty(), "a certificate no root vouches for was taken");
     }
 
     /// A provider named without addresses is looked up with the router's `/peers`, for at

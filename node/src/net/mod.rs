@@ -17,6 +17,7 @@ pub mod bitswap;
 pub mod delegated;
 pub mod dht;
 pub mod hints;
+pub mod http_client;
 pub mod iplimit;
 pub mod muxer;
 pub mod origin;

@@ -44,8 +44,9 @@
 //! (`/ip4/.../tcp/.../http`, a `transport-ipfs-gateway-http` record): a trustless gateway that
 //! has the block. Such providers are learned ([`Origin::learn`], the [`MAX_LEARNED`] latest)
 //! and asked after the configured gateways, by the same rules and with the same checks, so a
-//! node with routers but no `Origins.Gateways` fetches from them too. HTTPS providers are
-//! left out: the node has no TLS client yet.
+//! node with routers but no `Origins.Gateways` fetches from them too. HTTPS providers
+//! (`/tls/http`, `/https`) are asked over TLS against the system's roots
+//! ([`super::http_client`]).
 
 use std::collections::HashSet;
 use std::io::{BufReader, Read};
@@ -57,9 +58,6 @@ use bytes::{Buf as _, Bytes};
 use cairn_merkle::car::CarReader;
 use cairn_merkle::{Block, Cid};
 use http_body_util::{BodyExt as _, Empty, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 pub use crate::settings::OriginFormat;
 
@@ -124,7 +122,7 @@ impl Default for OriginConfig {
 #[derive(Debug)]
 pub struct Origin {
     config: OriginConfig,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: super::http_client::HttpClient,
     /// (last fetch, fetches in this burst).
     burst: Mutex<(Option<Instant>, u64)>,
     /// The gateway to try first (the last one that worked).
@@ -149,8 +147,8 @@ pub struct Origin {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OriginError {
-    /// A gateway in the config is not an `http://` URL.
-    #[error("Origins.Gateways: {0:?} is not an http:// URL")]
+    /// A gateway in the config is not an `http://` or `https://` URL.
+    #[error("Origins.Gateways: {0:?} is not an http:// or https:// URL")]
     NotHttp(String),
     /// The request could not be built or sent.
     #[error("{url}: {source}")]
@@ -228,7 +226,8 @@ pub enum CarProblem {
 }
 
 impl Origin {
-    /// Origins from `config`; `None` when it names no gateway. Each URL must be `http://`.
+    /// Origins from `config`; `None` when it names no gateway. Each URL must be `http://` or
+    /// `https://`.
     pub fn new(config: OriginConfig) -> Result<Option<Origin>, OriginError> {
         if config.gateways.is_empty() {
             return Ok(None);
@@ -237,15 +236,21 @@ impl Origin {
     }
 
     /// Origins from `config`, which may name no gateway: HTTP providers learned later
-    /// ([`Origin::learn`]) are asked then. Each URL must be `http://`.
+    /// ([`Origin::learn`]) are asked then. Each URL must be `http://` or `https://`.
     pub fn with_providers(config: OriginConfig) -> Result<Origin, OriginError> {
+        Origin::with_client(config, super::http_client::client())
+    }
+
+    /// [`Origin::with_providers`] asking through `client` (one that trusts a test's own
+    /// authority).
+    pub fn with_client(config: OriginConfig, client: super::http_client::HttpClient) -> Result<Origin, OriginError> {
         for g in &config.gateways {
             let uri: Option<hyper::Uri> = g.parse().ok();
-            if uri.as_ref().is_none_or(|u| u.scheme_str() != Some("http") || u.host().is_none()) {
+            let web = |u: &hyper::Uri| matches!(u.scheme_str(), Some("http" | "https"));
+            if uri.as_ref().is_none_or(|u| !web(u) || u.host().is_none()) {
                 return Err(OriginError::NotHttp(g.clone()));
             }
         }
-        let client = Client::builder(TokioExecutor::new()).build_http();
         Ok(Origin {
             config,
             client,
@@ -261,9 +266,9 @@ impl Origin {
         })
     }
 
-    /// Keeps the HTTP provider at `addr` (`/ip4|ip6|dns*/HOST/tcp/PORT/http`) to ask after the
-    /// configured gateways; returns whether the address is one this node can ask (plain
-    /// HTTP). The [`MAX_LEARNED`] latest are kept; a known one becomes the latest.
+    /// Keeps the HTTP provider at `addr` (`/ip4|ip6|dns*/HOST/tcp/PORT/http`, or HTTPS) to ask after the
+    /// configured gateways; returns whether the address is one this node can ask (HTTP or
+    /// HTTPS, [`http_base`]). The [`MAX_LEARNED`] latest are kept; a known one becomes the latest.
     pub fn learn(&self, addr: &libp2p::Multiaddr) -> bool {
         let Some(base) = http_base(addr) else { return false };
         if self.config.gateways.contains(&base) {
@@ -542,21 +547,34 @@ impl Origin {
 }
 
 /// The base URL of an HTTP provider's address: `http://HOST:PORT` for
-/// `/ip4|ip6|dns|dns4|dns6/HOST/tcp/PORT/http` (a trailing `/p2p/<id>` allowed); `None` for
-/// anything else, HTTPS included.
+/// `/ip4|ip6|dns|dns4|dns6/HOST/tcp/PORT/http`, `https://HOST:PORT` for `.../tls/http` or
+/// `.../https` (a trailing `/p2p/<id>` allowed; `tls/sni/NAME/http` names the host); `None`
+/// for anything else.
 pub fn http_base(addr: &libp2p::Multiaddr) -> Option<String> {
     use libp2p::multiaddr::Protocol;
-    let mut parts = addr.iter();
-    let host = match parts.next()? {
+    let mut parts = addr.iter().peekable();
+    let mut host = match parts.next()? {
         Protocol::Ip4(ip) => ip.to_string(),
         Protocol::Ip6(ip) => format!("[{ip}]"),
         Protocol::Dns(h) | Protocol::Dns4(h) | Protocol::Dns6(h) => h.to_string(),
         _ => return None,
     };
     let Protocol::Tcp(port) = parts.next()? else { return None };
-    let Protocol::Http = parts.next()? else { return None };
+    let scheme = match parts.next()? {
+        Protocol::Http => "http",
+        Protocol::Https => "https",
+        Protocol::Tls => {
+            if let Some(Protocol::Sni(name)) = parts.peek() {
+                host = name.to_string();
+                parts.next();
+            }
+            let Protocol::Http = parts.next()? else { return None };
+            "https"
+        }
+        _ => return None,
+    };
     match parts.next() {
-        None | Some(Protocol::P2p(_)) if parts.next().is_none() => Some(format!("http://{host}:{port}")),
+        None | Some(Protocol::P2p(_)) if parts.next().is_none() => Some(format!("{scheme}://{host}:{port}")),
         _ => None,
     }
 }
@@ -783,16 +801,18 @@ mod tests {
     }
 
     #[test]
-    fn http_providers_are_plain_http_addresses() {
+    fn http_providers_are_http_or_https_addresses() {
         let base = |a: &str| http_base(&a.parse().unwrap());
         assert_eq!(base("/ip4/127.0.0.1/tcp/8080/http").as_deref(), Some("http://127.0.0.1:8080"));
         assert_eq!(base("/ip6/::1/tcp/80/http").as_deref(), Some("http://[::1]:80"));
         assert_eq!(base("/dns4/gw.example/tcp/8080/http").as_deref(), Some("http://gw.example:8080"));
         let peer = libp2p::PeerId::random();
         assert_eq!(base(&format!("/ip4/127.0.0.1/tcp/1/http/p2p/{peer}")).as_deref(), Some("http://127.0.0.1:1"));
+        assert_eq!(base("/ip4/127.0.0.1/tcp/443/tls/http").as_deref(), Some("https://127.0.0.1:443"));
+        assert_eq!(base("/dns4/gw.example/tcp/443/https").as_deref(), Some("https://gw.example:443"));
+        assert_eq!(base("/ip4/192.0.2.1/tcp/443/tls/sni/gw.example/http").as_deref(), Some("https://gw.example:443"));
         for not in [
-            "/ip4/127.0.0.1/tcp/443/tls/http",
-            "/ip4/127.0.0.1/tcp/443/https",
+            "/ip4/127.0.0.1/tcp/443/tls",
             "/ip4/127.0.0.1/tcp/4001",
             "/ip4/127.0.0.1/udp/4001/quic-v1",
             "/ip4/127.0.0.1/tcp/80/http/p2p-circuit",
@@ -808,7 +828,7 @@ mod tests {
         let o = Origin::with_providers(OriginConfig::default()).unwrap();
         assert!(!o.has_sources());
         let changes = o.learned_changes();
-        assert!(!o.learn(&"/ip4/127.0.0.1/tcp/443/https".parse().unwrap()), "no TLS client");
+        assert!(!o.learn(&"/ip4/127.0.0.1/tcp/4001".parse().unwrap()), "not an HTTP address");
         assert!(!o.has_sources());
         for port in 0..MAX_LEARNED as u16 + 3 {
             assert!(o.learn(&format!("/ip4/127.0.0.1/tcp/{}/http", 9000 + port).parse().unwrap()));
