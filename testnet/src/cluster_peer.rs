@@ -203,6 +203,39 @@ impl ClusterPeer {
     }
 }
 
+/// Starts one Cluster peer over each RPC API in `apis`, as one fleet: a fresh shared secret,
+/// each peer joining every one before it (so that every pair is connected), `opts` for the
+/// rest. Returns once every peer lists every other.
+pub fn start_fleet(apis: &[String], opts: &ClusterOptions) -> Result<Vec<ClusterPeer>> {
+    let mut secret = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut secret)
+        .context("no randomness for the fleet's secret")?;
+    let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let mut peers: Vec<ClusterPeer> = Vec::new();
+    for api in apis {
+        let opts = ClusterOptions {
+            secret: Some(secret.clone()),
+            bootstrap: peers.iter().map(|p| p.swarm_addr().to_owned()).collect(),
+            ..opts.clone()
+        };
+        peers.push(ClusterPeer::start_with(api, &opts)?);
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let listed = peers.iter().all(|p| {
+            let ls = p.ctl(&["--enc=json", "peers", "ls"], Duration::from_secs(20)).unwrap_or_default();
+            peers.iter().all(|q| ls.contains(q.id()))
+        });
+        if listed {
+            return Ok(peers);
+        }
+        if started.elapsed() > START_TIMEOUT {
+            bail!("the fleet's peers did not all see each other within {START_TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// `ipfs-cluster-service ARGS` on the config in `dir`.
 fn service(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(cluster_dir().join("ipfs-cluster-service"));

@@ -104,27 +104,15 @@ impl Fleet {
                 a.rt.block_on(a.net.connect(b.tcp_addr().parse().unwrap())).unwrap();
             }
         }
-        let secret: String = (0..32).map(|i| format!("{:02x}", (i * 37 + 11) % 256)).collect();
-        let mut peers: Vec<ClusterPeer> = Vec::new();
-        for w in &nodes {
-            let opts = ClusterOptions {
-                secret: Some(secret.clone()),
-                // Each joins every peer before it, so that every pair is connected.
-                bootstrap: peers.iter().map(|p| p.swarm_addr().to_owned()).collect(),
-                replication: Some((2, 2)),
-                ping_interval: Some(PING),
-                repinning: true,
-            };
-            peers.push(ClusterPeer::start_with(&serve_api(w), &opts).unwrap());
-        }
-        let fleet = Fleet { nodes: nodes.into_iter().map(Some).collect(), peers };
-        wait_until("every Cluster peer sees the other two", Duration::from_secs(60), || {
-            fleet.peers.iter().all(|p| {
-                let ls = p.ctl(&["--enc=json", "peers", "ls"], Duration::from_secs(20)).unwrap_or_default();
-                fleet.peers.iter().all(|q| ls.contains(q.id()))
-            })
-        });
-        fleet
+        let apis: Vec<String> = nodes.iter().map(serve_api).collect();
+        let opts = ClusterOptions {
+            replication: Some((2, 2)),
+            ping_interval: Some(PING),
+            repinning: true,
+            ..Default::default()
+        };
+        let peers = cairn_testnet::cluster_peer::start_fleet(&apis, &opts).unwrap();
+        Fleet { nodes: nodes.into_iter().map(Some).collect(), peers }
     }
 
     fn node(&self, i: usize) -> &Wire {
