@@ -63,7 +63,7 @@ pub struct AddArgs {
     /// `Import.UnixFSDAGLayout` says).
     #[arg(short = 't', long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     trickle: Option<bool>,
-    /// Hash function: sha2-256 or blake3 (blake3 implies CIDv1).
+    /// Hash function: sha2-256, sha2-512 or blake3 (the last two imply CIDv1).
     #[arg(long, value_name = "NAME")]
     hash: Option<String>,
     /// Include files whose names start with a dot.

@@ -4,14 +4,11 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use cairn_node::merkle::hash::{codec_by_name, CidFormat, HashAlg, RAW};
+use cairn_node::block_put::{BlockPut, BlockPutFlags};
 use cairn_node::IpfsPath;
 use clap::ArgAction;
 
 use crate::{ipfs_path, Ctx};
-
-/// Kubo's soft limit on a block's size: larger blocks cannot be exchanged over Bitswap.
-const SOFT_BLOCK_LIMIT: usize = 1 << 20;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BlockCommand {
@@ -21,7 +18,7 @@ pub enum BlockCommand {
         #[arg(value_name = "CID")]
         cid: String,
     },
-    /// Store bytes as a block (CIDv1) and print its CID.
+    /// Store bytes as a block (CIDv1 unless `--format=v0`) and print its CID.
     Put {
         /// Files holding one block each; standard input when none is given.
         #[arg(value_name = "FILE")]
@@ -29,14 +26,21 @@ pub enum BlockCommand {
         /// The codec the CID declares: raw, dag-pb, dag-cbor or dag-json.
         #[arg(long, default_value = "raw", value_name = "CODEC")]
         cid_codec: String,
-        /// The hash function: sha2-256 or blake3.
+        /// Deprecated, as in Kubo: `v0` (dag-pb under CIDv0), `protobuf`, `cbor` or a codec.
+        #[arg(short, long, value_name = "FORMAT")]
+        format: Option<String>,
+        /// The hash function: sha2-256, sha2-512, blake3 or identity.
         #[arg(long, default_value = "sha2-256", value_name = "NAME")]
         mhtype: String,
+        /// The digest's length in bytes: -1 (or the function's own length) only, as Cairn
+        /// verifies whole digests.
+        #[arg(long, default_value_t = -1, allow_hyphen_values = true, value_name = "N")]
+        mhlen: i64,
         /// Pin the block (recursively) once stored.
         #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true",
               action = ArgAction::Set, value_name = "BOOL")]
         pin: bool,
-        /// Accept blocks over 1 MiB, which other peers will not exchange.
+        /// Accept blocks over 2 MiB (up to 8 MiB), which other peers will not exchange.
         #[arg(long)]
         allow_big_block: bool,
     },
@@ -57,9 +61,16 @@ pub enum BlockCommand {
     },
 }
 
-fn codec(name: &str) -> anyhow::Result<u64> {
-    codec_by_name(name)
-        .ok_or_else(|| anyhow::anyhow!("unsupported codec {name:?} (use raw, dag-pb, dag-cbor or dag-json)"))
+/// `block put`'s options, checked as the daemon checks them.
+fn put_options(cid_codec: &str, format: Option<&str>, mhtype: &str, mhlen: i64, big: bool) -> anyhow::Result<BlockPut> {
+    let flags = BlockPutFlags {
+        cid_codec: Some(cid_codec),
+        format,
+        mhtype: Some(mhtype),
+        mhlen: Some(mhlen),
+        allow_big_block: big,
+    };
+    Ok(BlockPut::new(&flags)?)
 }
 
 /// The bytes of each file, or of standard input when none is given.
@@ -90,11 +101,14 @@ fn online(client: &crate::api::Client, cmd: BlockCommand) -> anyhow::Result<()> 
             println!("Key: {}", text(&v, "Key"));
             println!("Size: {}", count(&v, "Size"));
         }
-        BlockCommand::Put { files, cid_codec, mhtype, pin, allow_big_block } => {
-            codec(&cid_codec)?;
+        BlockCommand::Put { files, cid_codec, format, mhtype, mhlen, pin, allow_big_block } => {
+            put_options(&cid_codec, format.as_deref(), &mhtype, mhlen, allow_big_block)?;
             let parts = read_inputs(&files)?.into_iter().map(|(_, data)| crate::api::Part::Bytes(data)).collect();
-            let (pin, big) = (pin.to_string(), allow_big_block.to_string());
-            let q = query(&[("cid-codec", &cid_codec), ("mhtype", &mhtype), ("pin", &pin), ("allow-big-block", &big)]);
+            let (pin, big, mhlen) = (pin.to_string(), allow_big_block.to_string(), mhlen.to_string());
+            let mut q = vec![("cid-codec", cid_codec.as_str()), ("mhtype", &mhtype), ("mhlen", &mhlen)];
+            q.extend(format.as_deref().map(|f| ("format", f)));
+            q.extend([("pin", pin.as_str()), ("allow-big-block", &big)]);
+            let q = query(&q);
             client.lines("block/put", &q, Some(crate::api::multipart(parts)), &mut |v| {
                 println!("{}", text(&v, "Key"));
                 Ok(())
@@ -134,28 +148,16 @@ pub fn run(ctx: &Ctx, cmd: BlockCommand) -> anyhow::Result<()> {
             out.write_all(&data)?;
             out.flush()?;
         }
-        BlockCommand::Put { files, cid_codec, mhtype, pin, allow_big_block } => {
-            let codec = codec(&cid_codec)?;
-            let format = CidFormat { version: 1, hash: mhtype.parse::<HashAlg>()? };
-            let inputs = read_inputs(&files)?;
+        BlockCommand::Put { files, cid_codec, format, mhtype, mhlen, pin, allow_big_block } => {
+            let opts = put_options(&cid_codec, format.as_deref(), &mhtype, mhlen, allow_big_block)?;
             // Check every input before storing any.
-            for (name, data) in &inputs {
-                if data.len() > SOFT_BLOCK_LIMIT && !allow_big_block {
-                    bail!(
-                        "{name}: produced block is over 1MiB: big blocks can't be exchanged with other peers. \
-                         consider using UnixFS for automatic chunking of bigger files, or pass --allow-big-block \
-                         to override"
-                    );
-                }
-                if codec != RAW {
-                    let cid = format.cid(codec, data);
-                    cairn_node::merkle::links::links(&cid, &data.clone().into())
-                        .with_context(|| format!("{name}: not a valid {cid_codec} block"))?;
-                }
-            }
+            let blocks = read_inputs(&files)?
+                .into_iter()
+                .map(|(name, data)| opts.block(data.into()).map_err(|e| anyhow::anyhow!("{name}: {e}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let node = ctx.open()?;
-            for (_, data) in inputs {
-                let cid = node.block_put(data.into(), codec, format)?;
+            for block in blocks {
+                let cid = node.put_block(block)?;
                 if pin {
                     node.pin_add(&IpfsPath { root: cid, rest: String::new() }, true, None)?;
                 }

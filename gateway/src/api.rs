@@ -7,7 +7,7 @@
 //! bad argument), as Kubo's clients expect.
 //!
 //! Commands: `version`, `id`, `swarm/peers`, `swarm/connect`, `swarm/addrs/listen`,
-//! `routing/provide`, `routing/findprovs`, `routing/reprovide`, `add` (multipart), `cat`, `get` (tar), `pin/add`, `pin/rm`,
+//! `routing/provide`, `routing/findprovs`, `routing/reprovide`, `add` (multipart), `cat`, `get` (tar), `pin/add`, `pin/update`, `pin/rm`,
 //! `pin/ls`, `ls`, `block/get|put|stat|rm`, `dag/export|import`, `repo/gc|stat|verify`,
 //! `manifest/sign|verify`, `pin/verify`, `follow/add|rm|ls`, `shutdown`. Adding or pinning
 //! announces the new roots on the DHT (per
@@ -16,7 +16,7 @@
 //! This file holds what every command shares (errors, parameters, who may call) and the
 //! dispatch; the commands are in `api/`, one file per family: `net.rs` (`id`, `swarm/*`,
 //! `routing/*`, `bitswap/stat`), `read.rs` (`cat`, `get`, and the reads that wait for
-//! blocks), `pins.rs` (`pin/add|rm|ls`), `store.rs` (`ls`, `block/*`, `dag/*`, `repo/*`),
+//! blocks), `pins.rs` (`pin/add|update|rm|ls`), `store.rs` (`ls`, `block/*`, `dag/*`, `repo/*`),
 //! `add.rs` (`add` uploads), `manifest.rs` (`manifest/*`, `pin/verify`, `follow/*`), and
 //! `guard.rs` (origins, hosts and `API.Authorizations`).
 
@@ -45,6 +45,7 @@ mod pins;
 mod read;
 mod store;
 
+pub use pins::MAX_PIN_LS_ENTRIES;
 pub use store::MAX_LS_ENTRIES;
 
 /// The API's shared state.
@@ -273,6 +274,7 @@ impl Api {
             "cat" => self.cat(&p).await,
             "get" => self.get(&p).await,
             "pin/add" => self.pin_add(&p).await,
+            "pin/update" => self.pin_update(&p).await,
             "pin/rm" => self.pin_rm(&p).await,
             "pin/ls" => self.pin_ls(&p).await,
             "resolve" => self.resolve(&p).await,

@@ -70,7 +70,7 @@ mod tests {
 
     #[test]
     fn verification_rejects_other_bytes() {
-        for alg in [HashAlg::Sha2_256, HashAlg::Blake3] {
+        for alg in [HashAlg::Sha2_256, HashAlg::Sha2_512, HashAlg::Blake3] {
             let cid = CidFormat { version: 1, hash: alg }.cid(RAW, b"abc");
             assert!(Block::verified(cid, Bytes::from_static(b"abc")).is_ok());
             assert_eq!(Block::verified(cid, Bytes::from_static(b"abd")), Err(BlockError::HashMismatch { cid }));

@@ -1,7 +1,7 @@
 //! Hash functions, multicodec numbers and CID construction.
 //!
-//! Cairn makes CIDs with sha2-256 (Kubo's default) or blake3, and accepts the identity hash
-//! for small inlined blocks. Everything else is refused with [`CidError`] so that a caller
+//! Cairn makes CIDs with sha2-256 (Kubo's default), sha2-512 or blake3, and accepts the
+//! identity hash for small inlined blocks. Everything else is refused with [`CidError`] so that a caller
 //! learns early that it cannot verify a block, instead of trusting it blindly.
 
 use cid::Cid;
@@ -15,12 +15,14 @@ pub const RAW: u64 = 0x55;
 pub const DAG_CBOR: u64 = 0x71;
 /// Multicodec of dag-json blocks (signed manifests).
 pub const DAG_JSON: u64 = 0x0129;
-/// The codec a block command names: `raw`, `dag-pb`, `dag-cbor` or `dag-json`.
+/// The codec a block command names by its multicodec name: `raw`, `dag-pb`, `dag-cbor` or
+/// `dag-json`. Only the exact names: `protobuf` and `cbor` are other multicodecs (0x50, 0x51),
+/// whose blocks Cairn cannot read.
 pub fn codec_by_name(name: &str) -> Option<u64> {
     Some(match name {
         "raw" => RAW,
-        "dag-pb" | "protobuf" => DAG_PB,
-        "dag-cbor" | "cbor" => DAG_CBOR,
+        "dag-pb" => DAG_PB,
+        "dag-cbor" => DAG_CBOR,
         "dag-json" => DAG_JSON,
         _ => return None,
     })
@@ -33,6 +35,8 @@ pub const LIBP2P_KEY: u64 = 0x72;
 pub const IDENTITY: u64 = 0x00;
 /// Multihash code of sha2-256.
 pub const SHA2_256: u64 = 0x12;
+/// Multihash code of sha2-512 (64-byte digest).
+pub const SHA2_512: u64 = 0x13;
 /// Multihash code of blake3 (32-byte digest).
 pub const BLAKE3: u64 = 0x1e;
 
@@ -50,7 +54,7 @@ pub enum CidError {
     #[error("unsupported codec 0x{0:x} (Cairn reads dag-pb 0x70, raw 0x55, dag-cbor 0x71 and dag-json 0x129)")]
     UnsupportedCodec(u64),
     /// The CID names a hash function Cairn cannot compute, so it could not verify the block.
-    #[error("unsupported hash function 0x{0:x} (Cairn verifies sha2-256 0x12, blake3 0x1e and identity 0x00)")]
+    #[error("unsupported hash function 0x{0:x} (Cairn verifies sha2-256 0x12, sha2-512 0x13, blake3 0x1e and identity 0x00)")]
     UnsupportedHash(u64),
     /// An identity CID carries more than [`MAX_IDENTITY_DIGEST`] bytes.
     #[error("identity CID holds {0} bytes; at most {MAX_IDENTITY_DIGEST} are allowed")]
@@ -73,6 +77,8 @@ pub enum HashAlg {
     /// sha2-256, Kubo's default.
     #[default]
     Sha2_256,
+    /// sha2-512, a 64-byte digest: CIDv1 only.
+    Sha2_512,
     /// blake3 with a 32-byte digest.
     Blake3,
 }
@@ -82,15 +88,25 @@ impl HashAlg {
     pub fn code(self) -> u64 {
         match self {
             HashAlg::Sha2_256 => SHA2_256,
+            HashAlg::Sha2_512 => SHA2_512,
             HashAlg::Blake3 => BLAKE3,
+        }
+    }
+
+    /// The length of its digest in bytes.
+    pub fn digest_len(self) -> usize {
+        match self {
+            HashAlg::Sha2_512 => 64,
+            HashAlg::Sha2_256 | HashAlg::Blake3 => 32,
         }
     }
 
     /// Hashes `data` into a multihash.
     pub fn digest(self, data: &[u8]) -> Multihash<64> {
-        let wrap = |d: &[u8]| Multihash::wrap(self.code(), d).expect("32-byte digest fits in 64");
+        let wrap = |d: &[u8]| Multihash::wrap(self.code(), d).expect("a digest of at most 64 bytes fits in 64");
         match self {
             HashAlg::Sha2_256 => wrap(sha256(data).as_ref()),
+            HashAlg::Sha2_512 => wrap(ring::digest::digest(&ring::digest::SHA512, data).as_ref()),
             HashAlg::Blake3 => wrap(blake3::hash(data).as_bytes()),
         }
     }
@@ -109,7 +125,7 @@ impl HashAlg {
                 tape_sha256::hash_many(messages, &mut out);
                 out.iter().map(|d| Multihash::wrap(SHA2_256, d).expect("32-byte digest fits in 64")).collect()
             }
-            HashAlg::Blake3 => messages.iter().map(|m| self.digest(m)).collect(),
+            HashAlg::Sha2_512 | HashAlg::Blake3 => messages.iter().map(|m| self.digest(m)).collect(),
         }
     }
 }
@@ -119,8 +135,11 @@ impl std::str::FromStr for HashAlg {
     fn from_str(s: &str) -> Result<Self, CidError> {
         match s {
             "sha2-256" => Ok(HashAlg::Sha2_256),
+            "sha2-512" => Ok(HashAlg::Sha2_512),
             "blake3" => Ok(HashAlg::Blake3),
-            other => Err(CidError::Malformed(format!("unknown hash function {other:?} (use sha2-256 or blake3)"))),
+            other => {
+                Err(CidError::Malformed(format!("unknown hash function {other:?} (use sha2-256, sha2-512 or blake3)")))
+            }
         }
     }
 }
@@ -129,6 +148,7 @@ impl std::fmt::Display for HashAlg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             HashAlg::Sha2_256 => "sha2-256",
+            HashAlg::Sha2_512 => "sha2-512",
             HashAlg::Blake3 => "blake3",
         })
     }
@@ -211,7 +231,7 @@ fn diagnose(bytes: &[u8]) -> Option<CidError> {
     let (len, _) = varint(rest).ok()?;
     match code {
         IDENTITY if len as usize > MAX_IDENTITY_DIGEST => Some(CidError::IdentityTooLong(len as usize)),
-        IDENTITY | SHA2_256 | BLAKE3 => None,
+        IDENTITY | SHA2_256 | SHA2_512 | BLAKE3 => None,
         other => Some(CidError::UnsupportedHash(other)),
     }
 }
@@ -221,8 +241,9 @@ fn diagnose(bytes: &[u8]) -> Option<CidError> {
 /// neither sent nor refused), so fetchers make it themselves.
 pub fn names_empty_block(cid: &Cid) -> bool {
     // Hashed once: this is asked of every block fetched from the network.
-    static EMPTY: std::sync::LazyLock<[Multihash<64>; 2]> =
-        std::sync::LazyLock::new(|| [HashAlg::Sha2_256.digest(b""), HashAlg::Blake3.digest(b"")]);
+    static EMPTY: std::sync::LazyLock<[Multihash<64>; 3]> = std::sync::LazyLock::new(|| {
+        [HashAlg::Sha2_256.digest(b""), HashAlg::Sha2_512.digest(b""), HashAlg::Blake3.digest(b"")]
+    });
     EMPTY.contains(cid.hash())
 }
 
@@ -246,6 +267,7 @@ pub fn check_multihash(mh: &Multihash<64>) -> Result<(), CidError> {
             return Ok(());
         }
         SHA2_256 | BLAKE3 => 32,
+        SHA2_512 => 64,
         other => return Err(CidError::UnsupportedHash(other)),
     };
     if len != expected {
@@ -260,6 +282,7 @@ pub fn multihash_matches(mh: &Multihash<64>, data: &[u8]) -> Result<bool, CidErr
     Ok(match mh.code() {
         IDENTITY => mh.digest() == data,
         SHA2_256 => mh.digest() == sha256(data).as_ref(),
+        SHA2_512 => mh.digest() == HashAlg::Sha2_512.digest(data).digest(),
         BLAKE3 => mh.digest() == blake3::hash(data).as_bytes(),
         other => return Err(CidError::UnsupportedHash(other)),
     })
@@ -275,7 +298,7 @@ mod tests {
         let cid = CidFormat { version: 1, hash: HashAlg::Sha2_256 }.cid(RAW, b"");
         assert_eq!(cid.to_string(), "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku");
         assert!(names_empty_block(&cid));
-        for alg in [HashAlg::Sha2_256, HashAlg::Blake3] {
+        for alg in [HashAlg::Sha2_256, HashAlg::Sha2_512, HashAlg::Blake3] {
             assert!(names_empty_block(&CidFormat { version: 1, hash: alg }.cid(DAG_PB, b"")));
             assert!(!names_empty_block(&CidFormat { version: 1, hash: alg }.cid(RAW, b"\0")));
         }
@@ -296,7 +319,7 @@ mod tests {
         // Every length around the 64-byte block and padding edges, plus leaf sizes.
         let data: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         let lens = [0usize, 1, 55, 56, 63, 64, 65, 119, 120, 127, 128, 1000, 262_144, 262_158];
-        for alg in [HashAlg::Sha2_256, HashAlg::Blake3] {
+        for alg in [HashAlg::Sha2_256, HashAlg::Sha2_512, HashAlg::Blake3] {
             for n in [1usize, 3, 8, 16, 17, 33] {
                 let msgs: Vec<&[u8]> = (0..n).map(|i| &data[i..i + lens[i % lens.len()]]).collect();
                 let batched = alg.digest_many(&msgs);
@@ -310,7 +333,25 @@ mod tests {
     fn unsupported_codec_and_hash_are_named() {
         let c = Cid::new_v1(0x1234, HashAlg::Sha2_256.digest(b"x"));
         assert_eq!(check_cid(&c), Err(CidError::UnsupportedCodec(0x1234)));
-        let mh = Multihash::<64>::wrap(0x13, &[0u8; 64]).unwrap();
-        assert_eq!(check_multihash(&mh), Err(CidError::UnsupportedHash(0x13)));
+        // sha3-256: Kubo makes it, Cairn cannot verify it.
+        let mh = Multihash::<64>::wrap(0x16, &[0u8; 32]).unwrap();
+        assert_eq!(check_multihash(&mh), Err(CidError::UnsupportedHash(0x16)));
+    }
+
+    #[test]
+    fn sha2_512_cids_are_kubos() {
+        // Kubo 0.43.1: `block put --mhtype=sha2-512` of these bytes.
+        let cid = CidFormat { version: 1, hash: HashAlg::Sha2_512 }.cid(RAW, b"a raw block");
+        assert_eq!(
+            cid.to_string(),
+            "bafkrgqhfmfxmzkcdk6hbxxjrqctd64wyvmeufmuwfernfdz7ugdbuujod7zglbzvlzdkupayrqzvzla54ndiph6bs3c5lkfevikbpwku6c7dw"
+        );
+        assert_eq!(check_cid(&cid), Ok(()));
+        assert_eq!(multihash_matches(cid.hash(), b"a raw block"), Ok(true));
+        assert_eq!(multihash_matches(cid.hash(), b"a raw blocK"), Ok(false));
+        // No CIDv0 for it: v0 is sha2-256 only.
+        assert_eq!(CidFormat { version: 0, hash: HashAlg::Sha2_512 }.cid(DAG_PB, b"").version(), cid::Version::V1);
+        let short = Multihash::<64>::wrap(SHA2_512, &[0u8; 32]).unwrap();
+        assert!(matches!(check_multihash(&short), Err(CidError::DigestLength { got: 32, expected: 64, .. })));
     }
 }

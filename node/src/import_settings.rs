@@ -127,19 +127,19 @@ fn chunker(spec: &str) -> Result<ChunkerSpec, ConfigError> {
 }
 
 /// `Import.HashFunction`, a multihash name in any case: Kubo's "unrecognized" and "not allowed"
-/// sets, then the two Cairn builds with.
+/// sets, then the three Cairn builds with.
 fn hash_function(name: &str) -> Result<HashAlg, ConfigError> {
     let lower = name.to_ascii_lowercase();
     match kubo_hash(&lower) {
         KuboHash::Unknown => Err(bad(format!("Import.HashFunction unrecognized: {name:?}"))),
         KuboHash::NotAllowed => Err(bad(format!("Import.HashFunction {name:?} is not allowed for use in IPFS"))),
         KuboHash::Allowed => lower.parse::<HashAlg>().map_err(|_| {
-            bad(format!("Import.HashFunction {name:?} is not supported by Cairn (use sha2-256 or blake3)"))
+            bad(format!("Import.HashFunction {name:?} is not supported by Cairn (use sha2-256, sha2-512 or blake3)"))
         }),
     }
 }
 
-enum KuboHash {
+pub(crate) enum KuboHash {
     Allowed,
     NotAllowed,
     Unknown,
@@ -147,7 +147,7 @@ enum KuboHash {
 
 /// Where Kubo 0.43 puts a (lower-case) multihash name: not a name it knows, a name it knows but
 /// refuses as too weak, or one it builds with.
-fn kubo_hash(name: &str) -> KuboHash {
+pub(crate) fn kubo_hash(name: &str) -> KuboHash {
     const ALLOWED: &[&str] = &[
         "sha2-256",
         "sha2-512",

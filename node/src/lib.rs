@@ -11,6 +11,7 @@
 //! - [`repo`]: [`Repo`], the on-disk layout (config, identity key, lock, database).
 //! - [`node`]: [`Node`], the facade over one repo: add, pins, GC, verify, blocks, CAR import;
 //!   with [`add`] (files and trees from the file system, as `ipfs add` walks them),
+//!   [`block_put`] (how `block put`'s options name a block, as Kubo's do),
 //!   [`upload`] (an API upload straight into blocks), [`read`] (paths, `cat`, `ls`, `get`,
 //!   tar) and [`manifest`] (signing and checking root manifests).
 //! - [`net`]: the libp2p network (Bitswap, the DHTs, gossipsub hints), which knows nothing
@@ -25,6 +26,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod add;
+pub mod block_put;
 pub mod config;
 pub mod import_settings;
 pub mod manifest;

@@ -388,7 +388,7 @@ mod tests {
             ("Addresses.Announce", serde_json::json!(["/dns4"])),
             ("Origins.Gateways", serde_json::json!(["ftp://example"])),
             ("Routing.DelegatedRouters", serde_json::json!(["auto"])),
-            ("Routing.DelegatedRouters", serde_json::json!(["https://delegated-ipfs.dev"])),
+            ("Routing.DelegatedRouters", serde_json::json!(["ftp://delegated-ipfs.dev"])),
             ("Gateway.ExposeRoutingAPI", serde_json::json!("yes")),
             ("Datastore.StorageGCWatermark", serde_json::json!(101)),
             ("Gateway.PublicGateways", serde_json::json!({"*.example.com": {"Paths": ["/ipfs"]}})),

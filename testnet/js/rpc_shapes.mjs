@@ -180,6 +180,45 @@ if (cid && dir) {
   await both('resolve', { args: [dir], label: 'resolve root' }, 'exact')
   await both('block/put', { body: () => multipart([['b', 'a raw block']]), query: { 'cid-codec': 'raw' } })
 }
+
+// pin/update, as IPFS Cluster's connector moves a pin to a new version: two trees that differ
+// in one file, the first pinned; the pin moves, then pin/ls shows the second pinned and the
+// first not. A FROM that is not pinned is refused in Kubo's words.
+const version = (text) => () => multipart([
+  ['v', '', 'application/x-directory'],
+  ['v/a.txt', text],
+  ['v/sub', '', 'application/x-directory'],
+  ['v/sub/b.bin', bytes(70_000, 3)]
+])
+const [fromLines] = await both('add', { body: version('first'), label: 'add pin/update FROM' })
+const [toLines] = await both('add', { body: version('second'), query: { pin: false }, label: 'add pin/update TO' })
+const [from, to] = [fromLines?.at(-1)?.Hash, toLines?.at(-1)?.Hash]
+if (from && to) {
+  await both('pin/update', { args: [from, to], label: 'pin/update' }, 'exact')
+  await both('pin/ls', { args: [to], query: { type: 'recursive' }, label: 'pin/ls after pin/update TO' }, 'exact')
+  await both('pin/ls', { args: [from], label: 'pin/ls after pin/update FROM' }, 'exact')
+  await both('pin/update', { args: [from, to], label: 'pin/update unpinned FROM' }, 'exact')
+  await both('pin/update', { args: [`/ipfs/${to}`, `/ipfs/${from}/sub`], query: { unpin: false }, label: 'pin/update paths unpin=false' }, 'exact')
+  await both('pin/ls', { args: [to], query: { type: 'recursive' }, label: 'pin/ls after unpin=false' }, 'exact')
+}
+
+// block/put: every answer byte for byte (CIDs, sizes, errors).
+const raw = (data) => () => multipart([['b', data]])
+const cbor = Uint8Array.from([0xa1, 0x61, 0x61, 0x01]) // {"a": 1}
+const pb = Uint8Array.from([0x0a, 0x02, 0x68, 0x69]) // a dag-pb node, Data "hi"
+await both('block/put', { body: () => multipart([['b', 'one block'], ['c', 'and another']]), label: 'block/put two parts' }, 'exact')
+await both('block/put', { body: raw('a raw block'), query: { mhtype: 'sha2-512' }, label: 'block/put sha2-512' }, 'exact')
+await both('block/put', { body: raw('a raw block'), query: { mhtype: 'sha2-256', mhlen: 32 }, label: 'block/put mhlen=32' }, 'exact')
+await both('block/put', { body: raw(cbor), query: { 'cid-codec': 'dag-cbor' }, label: 'block/put dag-cbor' }, 'exact')
+await both('block/put', { body: raw('{"a":1}'), query: { 'cid-codec': 'dag-json' }, label: 'block/put dag-json' }, 'exact')
+await both('block/put', { body: raw(pb), query: { format: 'v0' }, label: 'block/put format=v0' }, 'exact')
+await both('block/put', { body: raw(pb), query: { format: 'v0', mhtype: 'sha2-512' }, label: 'block/put format=v0 sha2-512' }, 'exact')
+const [[pinned]] = await both('block/put', { body: raw('a pinned block'), query: { pin: true }, label: 'block/put pin=true' }, 'exact')
+if (pinned?.Key) await both('pin/ls', { args: [pinned.Key], query: { type: 'recursive' }, label: 'pin/ls after block/put pin=true' }, 'exact')
+// Kubo 0.43's limit is 2 MiB: 1.5 MiB goes in as it is, 2 MiB and a byte only when allowed.
+await both('block/put', { body: raw(bytes(1_500_000, 4)), label: 'block/put 1.5 MiB' }, 'exact')
+await both('block/put', { body: raw(bytes((2 << 20) + 1, 5)), label: 'block/put over 2 MiB' }, 'exact')
+await both('block/put', { body: raw(bytes((2 << 20) + 1, 5)), query: { 'allow-big-block': true }, label: 'block/put over 2 MiB allowed' }, 'exact')
 await both('swarm/peers')
 await both('swarm/addrs/listen')
 await both('bitswap/stat')

@@ -395,6 +395,14 @@ fn block_put_get_stat_rm() {
     let b3 = env.ok(&["block", "put", "--mhtype", "blake3", "b.bin"]).trim().to_owned();
     assert!(b3.starts_with("bafkr4i"), "{b3}");
     assert_eq!(env.run(&["block", "get", &b3]), b"some block bytes");
+    let sha512 = env.ok(&["block", "put", "--mhtype", "sha2-512", "b.bin"]).trim().to_owned();
+    assert!(sha512.starts_with("bafkrgq"), "{sha512}"); // CIDv1, raw, sha2-512
+    assert_eq!(env.run(&["block", "get", &sha512]), b"some block bytes");
+    // Kubo's deprecated `--format=v0`: dag-pb under CIDv0 (an empty dag-pb node here).
+    fs::write(env.path("empty.pb"), b"").unwrap();
+    let v0 = env.ok(&["block", "put", "--format=v0", "empty.pb"]).trim().to_owned();
+    assert_eq!(v0, "QmdfTbBqBPQ7VNxZEYEj14VmRuZBkqFbiwReogJgS1zR1n");
+    assert!(env.fail(&["block", "put", "--mhlen", "20", "b.bin"]).contains("Cairn verifies whole digests"));
 
     assert_eq!(env.ok(&["block", "rm", &cid]), format!("removed {cid}\n"));
     assert!(env.fail(&["block", "get", &cid]).contains("not found"));
@@ -405,9 +413,12 @@ fn block_put_get_stat_rm() {
     assert!(env.fail(&["block", "put", "--cid-codec", "dag-pb", "b.bin"]).contains("dag-pb"));
     env.fail(&["block", "put", "--cid-codec", "git-raw", "b.bin"]);
     env.fail(&["block", "put", "--mhtype", "md5", "b.bin"]);
-    fs::write(env.path("huge.bin"), vec![1u8; (1 << 20) + 1]).unwrap();
-    assert!(env.fail(&["block", "put", "huge.bin"]).contains("--allow-big-block"));
+    // Kubo 0.43's limit: 2 MiB without --allow-big-block, in its words.
+    fs::write(env.path("huge.bin"), vec![1u8; (2 << 20) + 1]).unwrap();
+    assert!(env.fail(&["block", "put", "huge.bin"]).contains("produced block is over 2MiB"));
     env.ok(&["block", "put", "--allow-big-block", "huge.bin"]);
+    fs::write(env.path("two_mib.bin"), vec![1u8; 2 << 20]).unwrap();
+    env.ok(&["block", "put", "two_mib.bin"]);
 
     // Pinned blocks are refused: a root, and a block inside a recursively pinned DAG.
     fs::write(env.path("big.bin"), noise(300_000, 9)).unwrap();

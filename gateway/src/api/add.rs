@@ -90,6 +90,26 @@ fn too_large(limit: u64) -> HttpError {
     )
 }
 
+/// The most of a refused request's body read before the answer ([`refuse_after_body`]).
+const DRAIN_MAX: usize = 1 << 20;
+
+/// `refusal`, once what is left of `req`'s body (up to [`DRAIN_MAX`] bytes, each read within
+/// a few seconds) is read and dropped: a connection closed with bytes unread is reset, and a
+/// client still sending its body would see the reset instead of the answer, as Kubo's
+/// clients never do for a small upload.
+pub(super) async fn refuse_after_body(req: Request<hyper::body::Incoming>, refusal: HttpError) -> HttpError {
+    use http_body_util::BodyExt;
+    let mut body = req.into_body();
+    let mut read = 0;
+    while read < DRAIN_MAX {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), body.frame()).await {
+            Ok(Some(Ok(frame))) => read += frame.data_ref().map_or(0, |d| d.len()),
+            _ => break,
+        }
+    }
+    refusal
+}
+
 /// Copies one field's chunks into `tx` until the field ends or the reader goes away. A body
 /// that breaks is told to the reader as well as returned.
 pub(super) async fn feed_field(

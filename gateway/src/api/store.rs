@@ -2,9 +2,9 @@
 //! `repo/gc|stat|verify`, with Kubo's parameters and answers.
 
 use bytes::Bytes;
+use cairn_node::block_put::{BlockPut, BlockPutFlags};
 use cairn_node::merkle::car::{CarWriter, DagWalk};
 use cairn_node::merkle::exporter::{ExportError, NodeKind};
-use cairn_node::merkle::hash::{codec_by_name, CidFormat, HashAlg};
 use cairn_node::merkle::{BlockSource, SourceError};
 use cairn_node::read::Listing;
 use cairn_node::IpfsPath;
@@ -12,14 +12,9 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response};
 use serde_json::{json, Value};
 
-use super::add::{body_error, feed_field, ChunkReader};
+use super::add::{body_error, feed_field, refuse_after_body, ChunkReader};
 use super::{blocking, json_response, ndjson, parse_path, Answer, Api, HttpError, Params};
 use crate::body;
-
-/// The largest block `block/put` takes with `allow-big-block`; without it, 1 MiB (larger
-/// blocks cannot be exchanged over Bitswap).
-const BIG_BLOCK_LIMIT: usize = 8 << 20;
-const SOFT_BLOCK_LIMIT: usize = 1 << 20;
 
 /// Entries one `ls` answer holds unless streamed (`stream=true`): about 20 MB of JSON.
 pub const MAX_LS_ENTRIES: usize = 100_000;
@@ -169,19 +164,31 @@ impl Api {
         Ok(json_response(&json!({"Key": cid.to_string(), "Size": size})))
     }
 
-    /// `block/put`: each part is one block, checked (size, codec) and stored as it arrives,
-    /// so memory holds one block at a time. The blocks are pinned, when asked, only once the
-    /// whole body is in: a refused or cut-off upload pins nothing (the blocks stored before
-    /// it are left unpinned, for the collector).
+    /// `block/put`: each part is one block, named as Kubo 0.43 names it from `cid-codec`,
+    /// `format`, `mhtype` and `mhlen` ([`BlockPut`]), checked (size, codec) and stored as it
+    /// arrives, so memory holds one block at a time. The blocks are pinned, when asked, only
+    /// once the whole body is in: a refused or cut-off upload pins nothing (the blocks stored
+    /// before it are left unpinned, for the collector).
     pub(super) async fn block_put(&self, req: Request<hyper::body::Incoming>, p: &Params) -> Answer {
-        let codec_name = p.get("cid-codec").or_else(|| p.get("format")).unwrap_or("raw").to_owned();
-        let codec = codec_by_name(&codec_name).ok_or_else(|| {
-            HttpError::bad(format!("unsupported codec {codec_name:?} (use raw, dag-pb, dag-cbor or dag-json)"))
-        })?;
-        let hash = p.get("mhtype").unwrap_or("sha2-256").parse::<HashAlg>().map_err(HttpError::bad)?;
-        let format = CidFormat { version: 1, hash };
-        let pin = p.flag("pin", false)?;
-        let limit = if p.flag("allow-big-block", false)? { BIG_BLOCK_LIMIT } else { SOFT_BLOCK_LIMIT };
+        let options = || {
+            let mhlen = match p.get("mhlen") {
+                None => None,
+                Some(v) => Some(v.parse::<i64>().map_err(|_| HttpError::bad(format!("mhlen: {v:?} is not a number")))?),
+            };
+            let flags = BlockPutFlags {
+                cid_codec: p.get("cid-codec"),
+                format: p.get("format"),
+                mhtype: p.get("mhtype"),
+                mhlen,
+                allow_big_block: p.flag("allow-big-block", false)?,
+            };
+            // Kubo answers 500 to each of these refusals.
+            Ok((BlockPut::new(&flags).map_err(HttpError::internal)?, p.flag("pin", false)?))
+        };
+        let (opts, pin) = match options() {
+            Ok(options) => options,
+            Err(e) => return Err(refuse_after_body(req, e).await),
+        };
         let mut parts = self.multipart(req, "block/put")?;
         let mut stored = Vec::new();
         while let Some(mut field) = parts.next_field().await.map_err(|e| body_error(&e))? {
@@ -193,27 +200,18 @@ impl Api {
             }
             let mut data = Vec::new();
             while let Some(chunk) = field.chunk().await.map_err(|e| body_error(&e))? {
-                if data.len() + chunk.len() > limit {
-                    return Err(HttpError::bad(format!(
-                        "produced block is over {} MiB: big blocks can't be exchanged with other peers",
-                        limit >> 20
-                    )));
-                }
+                opts.check_size(data.len() + chunk.len()).map_err(HttpError::internal)?;
                 data.extend_from_slice(&chunk);
             }
-            let cid = format.cid(codec, &data);
-            let data = Bytes::from(data);
-            if codec != cairn_node::merkle::hash::RAW {
-                cairn_node::merkle::links::links(&cid, &data)
-                    .map_err(|e| HttpError::bad(format!("not a valid {codec_name} block: {e}")))?;
-            }
-            let node = self.node.clone();
             let size = data.len();
-            let cid = blocking(move || node.block_put(data, codec, format).map_err(HttpError::internal)).await?;
+            let block = opts.block(Bytes::from(data)).map_err(HttpError::internal)?;
+            let node = self.node.clone();
+            let cid = blocking(move || node.put_block(block).map_err(HttpError::internal)).await?;
             stored.push((cid, size));
         }
         if stored.is_empty() {
-            return Err(HttpError::bad("no block in the request"));
+            // Kubo's words.
+            return Err(HttpError::bad("file argument 'data' is required"));
         }
         if pin {
             let node = self.node.clone();

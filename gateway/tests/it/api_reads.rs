@@ -2,7 +2,6 @@
 //! wait for blocks on the runtime, holding no blocking thread, and go on from where they
 //! stopped, so what comes out is whole and in order.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,47 +10,10 @@ use cairn_node::config::Profile;
 use cairn_node::merkle::chunker::ChunkerSpec;
 use cairn_node::merkle::importer::ImportOptions;
 use cairn_node::merkle::Cid;
-use cairn_node::net::Network;
 use cairn_node::Node;
 use hyper::StatusCode;
 
-use crate::{http, online, pseudo_random, read_answer, send_heads, served_at_once, small_pool, Reply};
-
-/// A node with its network on loopback and its RPC API on a loopback port.
-struct OnlineApi {
-    node: Arc<Node>,
-    net: Network,
-    addr: SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl OnlineApi {
-    async fn start() -> OnlineApi {
-        let dir = tempfile::tempdir().unwrap();
-        let node = Arc::new(Node::init(&dir.path().join("repo"), Profile::Test).unwrap());
-        let net = online(&node, Duration::from_secs(60)).await;
-        let (stop_tx, _) = tokio::sync::mpsc::channel(1);
-        let api = cairn_gateway::api::Api::new(node.clone(), Some(net.clone()), stop_tx);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(cairn_gateway::serve_api(listener, api, async {
-            let _ = rx.await;
-        }));
-        OnlineApi { node, net, addr, _stop: tx, _dir: dir }
-    }
-
-    async fn post(&self, command: &str) -> Reply {
-        http(self.addr, "POST", &format!("/api/v0/{command}"), &[]).await
-    }
-}
-
-/// Small chunks, so that a few MiB make many blocks.
-fn small_chunks() -> AddOptions {
-    let import = ImportOptions { chunker: ChunkerSpec::Size(16 * 1024), ..Default::default() };
-    AddOptions { import, recursive: true, ..AddOptions::default() }
-}
+use crate::{online, pseudo_random, read_answer, send_heads, served_at_once, small_chunks, small_pool, ApiNode};
 
 /// Pads names so that a directory of a few thousand entries is sharded (its names and CIDs
 /// add up past 256 KiB).
@@ -78,7 +40,7 @@ fn add_tree(node: &Node, at: &std::path::Path, n: usize) -> Cid {
 #[test]
 fn api_reads_waiting_for_blocks_hold_no_thread() {
     small_pool().block_on(async {
-        let api = OnlineApi::start().await;
+        let api = ApiNode::start(true).await;
         let local = api.node.add_reader(&b"served at once"[..], &AddOptions::default(), true).unwrap().cid;
 
         // DAGs made elsewhere, of which the API's node gets only the root blocks.
@@ -120,7 +82,7 @@ fn api_reads_waiting_for_blocks_hold_no_thread() {
             }
         }
         drop(waiting);
-        api.net.shutdown().await;
+        api.net().shutdown().await;
     });
 }
 
@@ -130,11 +92,11 @@ fn api_reads_waiting_for_blocks_hold_no_thread() {
 /// exactly as the peer's own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_reads_of_content_fetched_from_a_peer_come_out_whole() {
-    let api = OnlineApi::start().await;
+    let api = ApiNode::start(true).await;
     let seed_dir = tempfile::tempdir().unwrap();
     let seed = Arc::new(Node::init(&seed_dir.path().join("repo"), Profile::Test).unwrap());
     let seed_net = online(&seed, Duration::from_secs(30)).await;
-    api.net.connect(seed_net.listen_addrs()[0].clone()).await.unwrap();
+    api.net().connect(seed_net.listen_addrs()[0].clone()).await.unwrap();
 
     let data = pseudo_random(2 << 20, 21);
     let file = seed.add_reader(&data[..], &small_chunks(), true).unwrap().cid;
@@ -192,7 +154,7 @@ async fn api_reads_of_content_fetched_from_a_peer_come_out_whole() {
     let want = cairn_node::merkle::car::write_dag(&seed.source(), &exported, Vec::new()).unwrap();
     assert!(r.body == want, "dag/export: a CAR of {} bytes, not the peer's {}", r.body.len(), want.len());
 
-    api.net.shutdown().await;
+    api.net().shutdown().await;
     seed_net.shutdown().await;
 }
 
@@ -203,7 +165,7 @@ async fn api_reads_of_content_fetched_from_a_peer_come_out_whole() {
 #[test]
 fn api_clients_that_stop_reading_hold_no_thread() {
     small_pool().block_on(async {
-        let api = OnlineApi::start().await;
+        let api = ApiNode::start(true).await;
         let big = api.node.add_reader(&pseudo_random(32 << 20, 41)[..], &AddOptions::default(), true).unwrap().cid;
         let small = api.node.add_reader(&b"served at once"[..], &AddOptions::default(), true).unwrap().cid;
         let dir = tempfile::tempdir().unwrap();
@@ -263,7 +225,7 @@ fn api_clients_that_stop_reading_hold_no_thread() {
         assert_eq!(want.len(), 20_000);
         assert!(names == want, "the listing read on after stalling differs ({} entries)", names.len());
         drop(stalled);
-        api.net.shutdown().await;
+        api.net().shutdown().await;
     });
 }
 
@@ -271,11 +233,11 @@ fn api_clients_that_stop_reading_hold_no_thread() {
 /// `{"Progress": n}` lines with n growing, then `{"Pins": [root]}`; the pin is made.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pin_reports_its_progress_while_it_fetches() {
-    let api = OnlineApi::start().await;
+    let api = ApiNode::start(true).await;
     let seed_dir = tempfile::tempdir().unwrap();
     let seed = Arc::new(Node::init(&seed_dir.path().join("repo"), Profile::Test).unwrap());
     let seed_net = online(&seed, Duration::from_secs(30)).await;
-    api.net.connect(seed_net.listen_addrs()[0].clone()).await.unwrap();
+    api.net().connect(seed_net.listen_addrs()[0].clone()).await.unwrap();
     // 16,384 leaves of 4 KiB (and their parents): long enough to fetch that progress is
     // reported.
     let import = ImportOptions { chunker: ChunkerSpec::Size(4096), ..Default::default() };

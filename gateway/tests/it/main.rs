@@ -3,6 +3,7 @@
 
 mod abuse;
 mod api_guard;
+mod api_pins;
 mod api_reads;
 mod path_formats;
 mod path_gateway;
@@ -136,6 +137,54 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
 pub async fn online(node: &Arc<Node>, timeout: Duration) -> cairn_node::net::Network {
     let cfg = cairn_node::net::NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
     cairn_node::online::start_reading(node, cfg, timeout).await.unwrap().0
+}
+
+/// A node with its RPC API on a loopback port, and its network on loopback when online; it
+/// stops when dropped.
+#[derive(Debug)]
+pub struct ApiNode {
+    pub node: Arc<Node>,
+    pub net: Option<cairn_node::net::Network>,
+    pub addr: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl ApiNode {
+    pub async fn start(online_too: bool) -> ApiNode {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Arc::new(Node::init(&dir.path().join("repo"), Profile::Test).unwrap());
+        let net = match online_too {
+            true => Some(online(&node, Duration::from_secs(60)).await),
+            false => None,
+        };
+        let (stop_tx, _) = tokio::sync::mpsc::channel(1);
+        let api = cairn_gateway::api::Api::new(node.clone(), net.clone(), stop_tx);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(cairn_gateway::serve_api(listener, api, async {
+            let _ = rx.await;
+        }));
+        ApiNode { node, net, addr, _stop: tx, _dir: dir }
+    }
+
+    /// The network of a node started online.
+    pub fn net(&self) -> &cairn_node::net::Network {
+        self.net.as_ref().expect("the node was started online")
+    }
+
+    /// `POST /api/v0/{command}` (the query included), the answer read whole.
+    pub async fn post(&self, command: &str) -> Reply {
+        http(self.addr, "POST", &format!("/api/v0/{command}"), &[]).await
+    }
+}
+
+/// Small chunks, so that a few MiB make many blocks.
+pub fn small_chunks() -> cairn_node::add::AddOptions {
+    use cairn_node::merkle::{chunker::ChunkerSpec, importer::ImportOptions};
+    let import = ImportOptions { chunker: ChunkerSpec::Size(16 * 1024), ..Default::default() };
+    cairn_node::add::AddOptions { import, recursive: true, ..cairn_node::add::AddOptions::default() }
 }
 
 /// Sends each request head (request line and headers, the blank line included) on its own

@@ -71,6 +71,13 @@ pub enum NodeError {
     /// The pin does not exist.
     #[error("{0} is not pinned")]
     NotPinned(Cid),
+    /// A pin update's old CID is not pinned recursively by the operator (Kubo's words, which
+    /// a client may look for).
+    #[error("'from' cid was not recursively pinned already")]
+    NotRecursivelyPinned(Cid),
+    /// A pin update's new CID is pinned recursively by the operator already (Kubo's words).
+    #[error("'to' cid was already recursively pinned")]
+    AlreadyRecursivelyPinned(Cid),
     /// A quota would be passed.
     #[error("over quota: {0}")]
     Quota(String),
@@ -359,6 +366,10 @@ impl Node {
 
     /// The bytes of one block.
     pub fn block_get(&self, cid: &Cid) -> Result<Bytes, NodeError> {
+        // An identity CID holds its block, which is never stored.
+        if cid.hash().code() == hash::IDENTITY {
+            return Ok(Bytes::copy_from_slice(cid.hash().digest()));
+        }
         self.store().get(cid)?.ok_or(NodeError::NotFound(*cid))
     }
 }

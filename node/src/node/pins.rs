@@ -16,33 +16,45 @@ impl Node {
     /// pinned recursively, each once (by multihash), in walk order. Identity CIDs are left
     /// out, as they are never stored.
     pub fn indirect_pins(&self) -> Result<Vec<Cid>, NodeError> {
+        let mut out = Vec::new();
+        self.each_indirect_pin(&mut |cid| {
+            out.push(cid);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Node::indirect_pins`], handed to `visit` one at a time as the walks reach them, so
+    /// that a listing holds none of them (only the keys of the blocks walked, to visit each
+    /// once); an error from `visit` stops the walk and is returned.
+    pub fn each_indirect_pin(&self, visit: &mut dyn FnMut(Cid) -> Result<(), NodeError>) -> Result<(), NodeError> {
         let recursive: Vec<Cid> =
             self.pins_store().pins()?.into_iter().filter(|p| p.mode == PinMode::Recursive).map(|p| p.cid).collect();
         let roots: HashSet<Vec<u8>> = recursive.iter().map(block_key).collect();
         let mut seen = HashSet::new();
-        let mut out = Vec::new();
         for root in &recursive {
-            self.walk_dag(root, &mut seen, &mut |cid| {
-                if !roots.contains(&block_key(&cid)) {
-                    out.push(cid);
-                }
+            self.walk_dag(root, &mut seen, &mut |cid| match roots.contains(&block_key(&cid)) {
+                true => Ok(()),
+                false => visit(cid),
             })?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Every block of the DAG under `root`, the root first, each once (by multihash), in walk
     /// order; identity CIDs are left out. Every block must be present.
     pub fn dag_cids(&self, root: &Cid) -> Result<Vec<Cid>, NodeError> {
         let mut out = Vec::new();
-        self.walk_dag(root, &mut HashSet::new(), &mut |cid| out.push(cid))?;
+        self.walk_dag(root, &mut HashSet::new(), &mut |cid| {
+            out.push(cid);
+            Ok(())
+        })?;
         Ok(out)
     }
 
     /// The bytes of every distinct block of the DAG under `root` (all must be present).
     pub fn dag_size(&self, root: &Cid) -> Result<u64, NodeError> {
-        let mut cids = Vec::new();
-        self.walk_dag(root, &mut HashSet::new(), &mut |cid| cids.push(cid))?;
+        let cids = self.dag_cids(root)?;
         let mut total = 0u64;
         for cid in cids {
             total += self.store().size(&cid)?.unwrap_or(0);
@@ -50,14 +62,20 @@ impl Node {
         Ok(total)
     }
 
-    /// Depth-first, in link order, over blocks not yet in `seen`.
-    fn walk_dag(&self, root: &Cid, seen: &mut HashSet<Vec<u8>>, visit: &mut dyn FnMut(Cid)) -> Result<(), NodeError> {
+    /// Depth-first, in link order, over blocks not yet in `seen`; stops at `visit`'s first
+    /// error.
+    fn walk_dag(
+        &self,
+        root: &Cid,
+        seen: &mut HashSet<Vec<u8>>,
+        visit: &mut dyn FnMut(Cid) -> Result<(), NodeError>,
+    ) -> Result<(), NodeError> {
         let mut stack = vec![*root];
         while let Some(cid) = stack.pop() {
             if cid.hash().code() == hash::IDENTITY || !seen.insert(block_key(&cid)) {
                 continue;
             }
-            visit(cid);
+            visit(cid)?;
             if cid.codec() == hash::RAW {
                 continue;
             }
@@ -169,6 +187,42 @@ impl Node {
         }
         self.pins_store().put_pin(&Pin { cid, mode, name, owner })?;
         Ok(cid)
+    }
+
+    /// Refuses a pin update from `from` to `to` as Kubo refuses it: when `from` is not pinned
+    /// recursively by the operator, or `to` (another CID) is already. Otherwise the name of
+    /// `from`'s pin, which `to`'s takes over. [`Node::pin_update`] checks this itself; a caller
+    /// that must fetch `to`'s blocks first checks it before, so as to fetch nothing for a
+    /// refused update.
+    pub fn check_pin_update(&self, from: &Cid, to: &Cid) -> Result<Option<String>, NodeError> {
+        let owner = PinOwner::Operator;
+        let Some(old) = self.pins_store().get_pin(from, &owner)?.filter(|p| p.mode == PinMode::Recursive) else {
+            return Err(NodeError::NotRecursivelyPinned(*from));
+        };
+        if from != to && self.pins_store().get_pin(to, &owner)?.is_some_and(|p| p.mode == PinMode::Recursive) {
+            return Err(NodeError::AlreadyRecursivelyPinned(*to));
+        }
+        Ok(old.name)
+    }
+
+    /// Moves the operator's recursive pin from `from` to `to` (`pin update`): pins `to`
+    /// recursively, under `from`'s name, then removes `from`'s pin unless `unpin` is false.
+    /// Every block of `to` must be present; the caller fetches the ones missing first (those
+    /// `to` shares with `from` are here already, held by `from`'s pin). `to` is pinned, durably,
+    /// before `from` is unpinned, so a crash between the two leaves both pinned, never
+    /// neither. Refused as [`Node::check_pin_update`] says; `from == to` changes nothing.
+    pub fn pin_update(&self, from: &Cid, to: &Cid, unpin: bool) -> Result<(), NodeError> {
+        let name = self.check_pin_update(from, to)?;
+        if from == to {
+            return Ok(());
+        }
+        let owner = PinOwner::Operator;
+        self.pin_add_as(owner.clone(), &IpfsPath { root: *to, rest: String::new() }, true, name)?;
+        if unpin {
+            // Whether it was still there or another call removed it meanwhile, it is gone.
+            self.pins_store().remove_pin(from, &owner)?;
+        }
+        Ok(())
     }
 
     /// Removes the operator's pin of `path`'s CID. Another owner's pin of it stays, and is

@@ -167,9 +167,19 @@ impl Node {
 
     /// Stores bytes as a block under `codec` and `format`; returns its CID.
     pub fn block_put(&self, data: Bytes, codec: u64, format: CidFormat) -> Result<Cid, NodeError> {
+        self.put_block(Block::new_unchecked(format.cid(codec, &data), data))
+    }
+
+    /// Stores a block whose CID the caller made from its bytes (`block put`,
+    /// [`crate::block_put::BlockPut::block`]) and makes it durable; returns its CID. An
+    /// identity block is not stored: its CID holds it.
+    pub fn put_block(&self, block: Block) -> Result<Cid, NodeError> {
+        let cid = *block.cid();
+        if cid.hash().code() == cairn_merkle::hash::IDENTITY {
+            return Ok(cid);
+        }
         let _guard = self.shared()?;
-        let cid = format.cid(codec, &data);
-        self.store().put_many(&[Block::new_unchecked(cid, data)])?;
+        self.store().put_many(&[block])?;
         self.store().sync()?;
         Ok(cid)
     }

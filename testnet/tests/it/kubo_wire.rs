@@ -340,6 +340,8 @@ fn pubsub_messages_cross_between_kubo_and_cairn() {
 /// same calls (version, id, add, cat, ls, pins, blocks, dag/export, swarm, bitswap, repo, and
 /// an error) to Kubo 0.43.1's API and Cairn's, and compares the JSON shapes of the answers (and
 /// the bytes of byte answers); the differences Cairn documents are listed in the script.
+/// `pin/update` and `block/put` (codecs, hashes, `format=v0`, `pin`, the 2 MiB limit) must
+/// answer exactly as Kubo does, CIDs and error words included.
 #[test]
 fn rpc_answers_have_kubos_shapes() {
     if !(reference::require(Reference::Js) && enter("kubo_wire::rpc_answers_have_kubos_shapes")) {
@@ -365,7 +367,8 @@ fn rpc_answers_have_kubos_shapes() {
         .expect("node runs");
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "answers differ from Kubo's:\n{report}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(report.lines().count() >= 15, "too few calls compared:\n{report}");
+    // Fewer means a section was skipped (its setup failed on one side).
+    assert!(report.lines().count() >= 45, "too few calls compared:\n{report}");
 }
 
 /// Kubo keeps the provider records a Cairn reprovide sweep sends it (ADD_PROVIDER messages

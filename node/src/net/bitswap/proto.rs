@@ -8,7 +8,7 @@
 //! the whole message, as Kubo does.
 
 use bytes::Bytes;
-use cairn_merkle::hash::{self, HashAlg, BLAKE3, DAG_PB, SHA2_256};
+use cairn_merkle::hash::{self, HashAlg, BLAKE3, DAG_PB, SHA2_256, SHA2_512};
 use cairn_merkle::{Block, Cid};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -402,6 +402,7 @@ impl Prefix {
         let alg = match (self.hash, self.len) {
             (SHA2_256, 32) => HashAlg::Sha2_256,
             (BLAKE3, 32) => HashAlg::Blake3,
+            (SHA2_512, 64) => HashAlg::Sha2_512,
             (h, l) => return Err(ProtoError::Prefix(format!("cannot hash with multihash {h:#x} of length {l}"))),
         };
         let mh = alg.digest(data);
@@ -554,6 +555,10 @@ mod tests {
         let b3 = CidFormat { version: 1, hash: HashAlg::Blake3 }.cid(RAW, b"x");
         assert_eq!(Prefix::of(&b3).encode(), [0x01, 0x55, 0x1e, 0x20]);
         assert_eq!(Prefix::decode(&[0x01, 0x55, 0x1e, 0x20]).unwrap().cid_of(b"x").unwrap(), b3);
+        // sha2-512 (`add --hash sha2-512`, `block/put?mhtype=sha2-512`): a 64-byte digest.
+        let s512 = CidFormat { version: 1, hash: HashAlg::Sha2_512 }.cid(RAW, b"x");
+        assert_eq!(Prefix::of(&s512).encode(), [0x01, 0x55, 0x13, 0x40]);
+        assert_eq!(Prefix::decode(&[0x01, 0x55, 0x13, 0x40]).unwrap().cid_of(b"x").unwrap(), s512);
     }
 
     #[test]
@@ -632,7 +637,7 @@ mod tests {
         };
         assert!(matches!(Message::decode(&empty_cid.encode_to_vec()[..]), Err(ProtoError::Cid(_))));
         let bad_prefix = pb::Message {
-            payload: vec![pb::Block { prefix: Bytes::from_static(&[1, 0x55, 0x13, 0x40]), data: Bytes::new() }],
+            payload: vec![pb::Block { prefix: Bytes::from_static(&[1, 0x55, 0x16, 0x20]), data: Bytes::new() }],
             ..pb::Message::default()
         };
         assert!(matches!(Message::decode(&bad_prefix.encode_to_vec()[..]), Err(ProtoError::Prefix(_))));
