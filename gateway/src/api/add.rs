@@ -93,6 +93,34 @@ fn too_large(limit: u64) -> HttpError {
 /// The most of a refused request's body read before the answer ([`refuse_after_body`]).
 const DRAIN_MAX: usize = 1 << 20;
 
+/// `refusal`, once what is left of a multipart upload (the rest of `field`, then of the other
+/// parts; up to [`DRAIN_MAX`] bytes, each read within 5 s) is read: a refusal found in the
+/// middle of a part (a block over its size limit) then reaches a client still sending.
+pub(super) async fn refuse_after_parts(
+    field: &mut multer::Field<'static>,
+    parts: &mut multer::Multipart<'static>,
+    refusal: HttpError,
+) -> HttpError {
+    let wait = std::time::Duration::from_secs(5);
+    let mut read = 0;
+    while read < DRAIN_MAX {
+        match tokio::time::timeout(wait, field.chunk()).await {
+            Ok(Ok(Some(chunk))) => read += chunk.len(),
+            _ => break,
+        }
+    }
+    while read < DRAIN_MAX {
+        let Ok(Ok(Some(mut next))) = tokio::time::timeout(wait, parts.next_field()).await else { break };
+        while read < DRAIN_MAX {
+            match tokio::time::timeout(wait, next.chunk()).await {
+                Ok(Ok(Some(chunk))) => read += chunk.len(),
+                _ => break,
+            }
+        }
+    }
+    refusal
+}
+
 /// `refusal`, once what is left of `req`'s body (up to [`DRAIN_MAX`] bytes, each read within
 /// a few seconds) is read and dropped: a connection closed with bytes unread is reset, and a
 /// client still sending its body would see the reset instead of the answer, as Kubo's

@@ -12,7 +12,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response};
 use serde_json::{json, Value};
 
-use super::add::{body_error, feed_field, refuse_after_body, ChunkReader};
+use super::add::{body_error, feed_field, refuse_after_body, refuse_after_parts, ChunkReader};
 use super::{blocking, json_response, ndjson, parse_path, Answer, Api, HttpError, Params};
 use crate::body;
 
@@ -200,7 +200,9 @@ impl Api {
             }
             let mut data = Vec::new();
             while let Some(chunk) = field.chunk().await.map_err(|e| body_error(&e))? {
-                opts.check_size(data.len() + chunk.len()).map_err(HttpError::internal)?;
+                if let Err(e) = opts.check_size(data.len() + chunk.len()) {
+                    return Err(refuse_after_parts(&mut field, &mut parts, HttpError::internal(e)).await);
+                }
                 data.extend_from_slice(&chunk);
             }
             let size = data.len();
