@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_node::merkle::Cid;
+use cairn_node::net::origin::is_http;
 use cairn_node::net::{Multiaddr, Network, PeerId};
 use cairn_node::store::BlockStore;
 use cairn_node::Node;
@@ -310,11 +311,6 @@ async fn own_records(net: &Network) -> Vec<Record> {
 
 /// The protocol of an HTTP provider: a trustless gateway (IPIP-484's name).
 const GATEWAY_HTTP: &str = "transport-ipfs-gateway-http";
-
-/// Whether `addr` is an HTTP(S) address (`.../http`, `.../tls/http`, `.../https`).
-fn is_http(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| matches!(p, cairn_node::net::Protocol::Http | cairn_node::net::Protocol::Https))
-}
 
 /// `addr` without a trailing `/p2p/<id>`.
 fn without_peer(addr: &Multiaddr) -> Multiaddr {

@@ -1,7 +1,8 @@
 //! CAR (Content Addressable aRchive) reading and writing.
 //!
-//! One job, just over 700 lines: the reader, the writer and its resumable walk share the
-//! format's limits, and about 80 lines are unit tests (the rest are in `tests/it/car.rs`).
+//! One job, past 700 lines: the reader, the writer and its resumable walk (with or without
+//! repeats) share the format's limits, and about 170 lines are unit tests of the walk (the
+//! rest are in `tests/it/car.rs`).
 //!
 //! A CARv1 is a varint-prefixed DAG-CBOR header `{roots: [CID...], version: 1}` followed by
 //! sections, each a varint length and then a CID's bytes and the block's bytes. A CARv2 wraps
@@ -644,9 +645,10 @@ pub struct DagWalk {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DupBudget {
     /// Repeated blocks it may still write.
-    pub blocks: u64,
+    blocks: u64,
     /// Repeated bytes it may still write.
-    pub bytes: u64,
+    bytes: u64,
+    /// What it started with, for the error.
     limit: (u64, u64),
 }
 

@@ -101,24 +101,25 @@ pub(super) async fn refuse_after_parts(
     parts: &mut multer::Multipart<'static>,
     refusal: HttpError,
 ) -> HttpError {
-    let wait = std::time::Duration::from_secs(5);
-    let mut read = 0;
+    let mut read = drain_field(field, 0).await;
     while read < DRAIN_MAX {
-        match tokio::time::timeout(wait, field.chunk()).await {
+        let wait = std::time::Duration::from_secs(5);
+        let Ok(Ok(Some(mut next))) = tokio::time::timeout(wait, parts.next_field()).await else { break };
+        read = drain_field(&mut next, read).await;
+    }
+    refusal
+}
+
+/// Reads and drops the rest of `field` until [`DRAIN_MAX`] bytes are read in all (`read`
+/// so far), each chunk within 5 s; the new total.
+async fn drain_field(field: &mut multer::Field<'static>, mut read: usize) -> usize {
+    while read < DRAIN_MAX {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), field.chunk()).await {
             Ok(Ok(Some(chunk))) => read += chunk.len(),
             _ => break,
         }
     }
-    while read < DRAIN_MAX {
-        let Ok(Ok(Some(mut next))) = tokio::time::timeout(wait, parts.next_field()).await else { break };
-        while read < DRAIN_MAX {
-            match tokio::time::timeout(wait, next.chunk()).await {
-                Ok(Ok(Some(chunk))) => read += chunk.len(),
-                _ => break,
-            }
-        }
-    }
-    refusal
+    read
 }
 
 /// `refusal`, once what is left of `req`'s body (up to [`DRAIN_MAX`] bytes, each read within

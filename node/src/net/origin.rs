@@ -1,5 +1,8 @@
 //! Trustless HTTP gateways as extra block sources: the publisher's origin, next to the peers.
 //!
+//! One job past 700 lines (a third of them tests): when to ask the gateways, and asking them,
+//! raw blocks and entity CARs alike, share the burst, stall and backoff state below.
+//!
 //! A node configured with `Origins.Gateways` (base URLs of trustless gateways, another Cairn's
 //! included) asks them for blocks as `GET <base>/ipfs/<cid>?format=raw` with
 //! `Accept: application/vnd.ipld.raw`. What comes back is verified against the CID exactly as
@@ -544,6 +547,12 @@ impl Origin {
         };
         Block::verified(cid, body).map_err(|e| OriginError::Block { url, source: Box::new(e) })
     }
+}
+
+/// Whether `addr` is an HTTP(S) address (`.../http`, `.../tls/http`, `.../https`): an HTTP
+/// provider's, which libp2p cannot dial and [`Origin::learn`] takes.
+pub fn is_http(addr: &libp2p::Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::Http | libp2p::multiaddr::Protocol::Https))
 }
 
 /// The base URL of an HTTP provider's address: `http://HOST:PORT` for

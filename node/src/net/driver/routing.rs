@@ -189,7 +189,8 @@ impl Driver {
             if peer == me {
                 continue;
             }
-            let (http, addrs): (Vec<Multiaddr>, Vec<Multiaddr>) = addrs.into_iter().partition(is_http);
+            let (http, addrs): (Vec<Multiaddr>, Vec<Multiaddr>) =
+                addrs.into_iter().partition(crate::net::origin::is_http);
             if let Some(origin) = &self.origin {
                 for a in &http {
                     origin.learn(a);
@@ -321,10 +322,4 @@ impl Driver {
 /// How many peers a DHT's routing table holds (0 when the DHT is off).
 fn table_size(kad: &mut Toggle<kad::Behaviour<dht::ProvStore>>) -> usize {
     kad.as_mut().map_or(0, |k| k.kbuckets().map(|b| b.num_entries()).sum())
-}
-
-/// Whether `addr` is an HTTP(S) address (`.../http`, `.../tls/http`, `.../https`), which
-/// libp2p cannot dial.
-fn is_http(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::Http | libp2p::multiaddr::Protocol::Https))
 }
