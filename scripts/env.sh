@@ -19,7 +19,9 @@ fi
 # of Cargo.toml (its features change the compile). Used only once scripts/rocksdb.sh made it.
 _cairn_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CAIRN_ROCKSDB_VERSION=$(grep -A1 '^name = "librocksdb-sys"$' "$_cairn_root/Cargo.lock" | sed -n 's/^version = "\(.*\)"$/\1/p')
-CAIRN_ROCKSDB_DIR=$CAIRN_CACHE/rocksdb/$CAIRN_ROCKSDB_VERSION-$(grep '^rocksdb = ' "$_cairn_root/Cargo.toml" | cksum | cut -d' ' -f1)
+# The archive is kept without its debug info (1.2 GB of 1.24): every test, binary and fuzz target
+# links it, and each would carry that gigabyte. RocksDB's symbols stay, enough for a profiler.
+CAIRN_ROCKSDB_DIR=$CAIRN_CACHE/rocksdb/$CAIRN_ROCKSDB_VERSION-$(grep '^rocksdb = ' "$_cairn_root/Cargo.toml" | cksum | cut -d' ' -f1)-nodebug
 export CAIRN_ROCKSDB_VERSION CAIRN_ROCKSDB_DIR
 if [ -f "$CAIRN_ROCKSDB_DIR/librocksdb.a" ] && [ -z "${CAIRN_OWN_ROCKSDB:-}" ]; then
     export ROCKSDB_LIB_DIR=$CAIRN_ROCKSDB_DIR ROCKSDB_STATIC=1

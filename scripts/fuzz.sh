@@ -90,6 +90,7 @@ fi
 if [ ! -d "$BIN_DIR" ]; then
     echo "fuzz.sh: first fuzz build in $CARGO_TARGET_DIR: every dependency is compiled with coverage instrumentation, about $([ -n "${ROCKSDB_LIB_DIR:-}" ] && echo 10 || echo 35) minutes on 2 cores"
 fi
+bash scripts/prune.sh "$CARGO_TARGET_DIR"
 echo "fuzz.sh: building ${#targets[@]} fuzz target(s) (cargo fuzz build -s none, release with debug assertions)"
 start=$SECONDS
 # All at once when all are asked for: one cargo invocation links them in parallel.

@@ -4,7 +4,8 @@
 # librocksdb-sys's build script compiles RocksDB (about 20 minutes on 2 cores) again for each
 # build shape that differs in flags: test, release, clippy, the fuzz build. Instead this script
 # builds librocksdb-sys alone, once, into its own target directory, and keeps the archive at
-#   $CAIRN_CACHE/rocksdb/<librocksdb-sys version>-<features>/librocksdb.a
+#   $CAIRN_CACHE/rocksdb/<librocksdb-sys version>-<features>-nodebug/librocksdb.a
+# (without its debug info: see scripts/env.sh)
 # scripts/env.sh then points every build at it (ROCKSDB_LIB_DIR, ROCKSDB_STATIC), so the
 # build script links it instead of compiling. A new librocksdb-sys version or a change to the
 # `rocksdb` line in Cargo.toml makes a new directory, built once again. Prints that directory.
@@ -17,6 +18,15 @@ source "$ROOT/scripts/env.sh"
 # CAIRN_OWN_ROCKSDB=1: every build compiles RocksDB itself, as librocksdb-sys does by default.
 [ -z "${CAIRN_OWN_ROCKSDB:-}" ] || exit 0
 dir=$CAIRN_ROCKSDB_DIR
+# Copies an archive without its debug info (objcopy, from binutils beside the linker).
+strip_into() {
+    if command -v objcopy >/dev/null 2>&1; then
+        objcopy --strip-debug "$1" "$2"
+    else
+        echo "rocksdb.sh: no objcopy; keeping RocksDB's debug info (every binary is about 1 GB larger)" >&2
+        cp "$1" "$2"
+    fi
+}
 if [ -f "$dir/librocksdb.a" ]; then
     echo "$dir"
     exit 0
@@ -26,6 +36,18 @@ mkdir -p "$CAIRN_CACHE/rocksdb"
 exec 9>"$CAIRN_CACHE/rocksdb/.lock"
 flock 9
 if [ -f "$dir/librocksdb.a" ]; then
+    echo "$dir"
+    exit 0
+fi
+
+# The same archive with its debug info, as scripts before this one kept it: strip a copy.
+full=${dir%-nodebug}
+if [ -f "$full/librocksdb.a" ]; then
+    echo "rocksdb.sh: dropping the debug info of $full/librocksdb.a (seconds)" >&2
+    mkdir -p "$dir.new"
+    strip_into "$full/librocksdb.a" "$dir.new/librocksdb.a"
+    rm -rf "$dir" "$full"
+    mv "$dir.new" "$dir"
     echo "$dir"
     exit 0
 fi
@@ -69,7 +91,7 @@ for f in ${features//,/ }; do
         { echo "rocksdb.sh: error: $built was built without $f (log: $log)" >&2; exit 1; }
 done
 mkdir -p "$dir.new"
-cp "$built" "$dir.new/librocksdb.a"
+strip_into "$built" "$dir.new/librocksdb.a"
 rm -rf "$dir"
 mv "$dir.new" "$dir"
 # The objects (gigabytes) are not needed again: ccache holds them for a later version.

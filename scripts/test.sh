@@ -12,6 +12,12 @@ bash scripts/setup.sh
 bash scripts/rocksdb.sh >/dev/null
 
 source scripts/env.sh
+# Old executables and archives out of the target directories first: a full disk fails the link.
+bash scripts/prune.sh
+# A one-shot build (CI's clean clone) gains nothing from incremental state, and it is large.
+if [ "${CI:-}" = true ]; then
+    export CARGO_INCREMENTAL=0
+fi
 # Where the parity tests find their references (testnet/src/reference.rs).
 export CAIRN_KUBO_PY=${CAIRN_KUBO_PY:-$CAIRN_CACHE/venv/bin/python}
 export CAIRN_JS_DIR=${CAIRN_JS_DIR:-$PWD/testnet/js}

@@ -20,6 +20,8 @@
 //! - [`lan`]: mDNS discovery and UPnP port mapping (off unless turned on), dialing a DNS
 //!   address, and AutoNAT turning the WAN DHT to server mode.
 //! - [`cluster`]: a real IPFS Cluster 1.1.0 peer driving a Cairn node through its RPC API.
+//! - [`scripts`]: the build scripts' bounds (`scripts/prune.sh` keeps target directories within
+//!   their budget).
 //! - [`swarm`]: `cairn-testnet run` on `testnet/scenarios/quick.toml`: daemons in network
 //!   namespaces of their own behind shaped links.
 
@@ -32,5 +34,6 @@ mod kubo_fixtures;
 mod kubo_gateway;
 mod kubo_wire;
 mod lan;
+mod scripts;
 mod swarm;
 mod wire;
