@@ -9,7 +9,7 @@ use std::sync::Arc;
 use cairn_node::merkle::car::CarWriter;
 use cairn_node::merkle::exporter::{self, NodeKind};
 use cairn_node::merkle::{Cid, SourceError};
-use cairn_node::{BlockStore, Node};
+use cairn_node::Node;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
@@ -254,7 +254,7 @@ impl Handler {
             Err(f) => return failure(&f),
         };
         // A client that wants nothing fetched for it learns whether the node holds the root.
-        if only_if_cached(req.headers()) && !self.holds(&content.root) {
+        if only_if_cached(req.headers()) && !self.node.holds(&content.root) {
             return text(
                 StatusCode::PRECONDITION_FAILED,
                 &format!(
@@ -309,11 +309,6 @@ impl Handler {
             Format::Codec(codec) => self.codec(req, content, codec, query, on_subdomain).await,
             Format::Plain => self.plain(req, content, query, on_subdomain).await,
         }
-    }
-
-    /// Whether the store holds `cid`'s block (identity CIDs hold their own).
-    fn holds(&self, cid: &Cid) -> bool {
-        cid.hash().code() == cairn_node::merkle::hash::IDENTITY || self.node.repo().store().has(cid).unwrap_or(false)
     }
 
     /// Runs blocking work on the node. Work reads through [`Node::source_nowait`]: when it

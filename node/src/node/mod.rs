@@ -296,10 +296,16 @@ impl Node {
     /// (which serves every local read too). Without a fetcher it does nothing.
     pub async fn ensure_local(&self, cid: &Cid) -> Result<(), SourceError> {
         let Some(fetcher) = self.fetcher.get() else { return Ok(()) };
-        if cid.hash().code() == hash::IDENTITY || self.store().has(cid).unwrap_or(false) {
+        if self.holds(cid) {
             return Ok(());
         }
         fetcher.fetch_async(*cid).await.map(|_| ())
+    }
+
+    /// Whether the store holds `cid`'s block (an identity CID holds its own). A store that
+    /// cannot answer is taken not to hold it.
+    pub fn holds(&self, cid: &Cid) -> bool {
+        cid.hash().code() == hash::IDENTITY || self.store().has(cid).unwrap_or(false)
     }
 
     /// The repo.
