@@ -72,14 +72,13 @@ impl Node {
         let mut report = GcReport::default();
         let damaged: std::collections::HashMap<Vec<u8>, super::Damaged> =
             super::damaged(self)?.into_iter().map(|d| (block_key(&d.cid), d)).collect();
-        for pin in pins {
-            match pin.mode {
-                PinMode::Recursive => self.reachable_past_damage(&pin.cid, &damaged, &mut live, &mut report.holes)?,
-                PinMode::Direct => {
-                    live.insert(block_key(&pin.cid));
-                }
-            }
+        // The recursive walks first: a walk stops at a block already live, which is right only
+        // when whatever made it live walked on below it. A direct pin marks its block alone, so
+        // one met first would cut short every recursive DAG that holds that block.
+        for pin in pins.iter().filter(|p| p.mode == PinMode::Recursive) {
+            self.reachable_past_damage(&pin.cid, &damaged, &mut live, &mut report.holes)?;
         }
+        live.extend(pins.iter().filter(|p| p.mode == PinMode::Direct).map(|p| block_key(&p.cid)));
         if !report.holes.is_empty() {
             tracing::warn!(
                 holes = report.holes.len(),

@@ -270,3 +270,34 @@ fn a_slow_add_holds_up_the_collector_but_not_other_adds() {
     node.cat(&IpfsPath { root: quick.cid, rest: String::new() }, 0, None, &mut out).unwrap();
     assert_eq!(out, b"quick");
 }
+
+#[test]
+fn a_direct_pin_inside_a_pinned_dag_keeps_its_children() {
+    // The collector met pins in key order: a direct pin of a file's node, met before the
+    // recursive pin of the tree that holds it, marked that node alone, and the tree's walk
+    // then stopped at it as already live, leaving the file's chunks to be collected.
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path());
+    let tree = dir.path().join("tree");
+    fs::create_dir_all(&tree).unwrap();
+    for i in 0..16u64 {
+        fs::write(tree.join(format!("f{i}.bin")), noise(100 + i, 5_000)).unwrap();
+    }
+    let root = node.add(&tree, &opts(), true, &mut |_| {}).unwrap().cid;
+    let store = node.repo().store();
+    let data = BlockStore::get(store, &root).unwrap().unwrap();
+    let files = links(&root, &data).unwrap();
+    assert_eq!(files.len(), 16);
+    // Every file's node (each has chunks under it) pinned directly as well, so that some sort
+    // before the root whatever the CIDs.
+    for f in &files {
+        node.pin_add(&IpfsPath { root: *f, rest: String::new() }, false, None).unwrap();
+    }
+    let before = stored(&node);
+    let report = node.gc().unwrap();
+    assert_eq!(report.removed_blocks, 0);
+    assert_eq!(stored(&node), before);
+    let mut out = Vec::new();
+    node.cat(&IpfsPath { root, rest: "f7.bin".into() }, 0, None, &mut out).unwrap();
+    assert_eq!(out, noise(107, 5_000));
+}
