@@ -189,10 +189,13 @@ fn ls(ctx: &Ctx, paths: &[String], kind: &str, quiet: bool, names: bool) -> anyh
     // (cid, type, name) in Kubo's order: recursive, then direct, then indirect.
     let mut rows: Vec<(String, &str, Option<String>)> = Vec::new();
     let pins = node.pins()?;
-    for (mode, shown) in [(PinMode::Recursive, recursive), (PinMode::Direct, direct)] {
+    // A depth-limited pin (IPFS Cluster's `max-depth`) is listed among the recursive ones.
+    for (is_direct, shown) in [(false, recursive), (true, direct)] {
         if shown {
             rows.extend(
-                pins.iter().filter(|p| p.mode == mode).map(|p| (p.cid.to_string(), mode.as_str(), p.name.clone())),
+                pins.iter()
+                    .filter(|p| (p.mode == PinMode::Direct) == is_direct)
+                    .map(|p| (p.cid.to_string(), p.mode.as_str(), p.name.clone())),
             );
         }
     }

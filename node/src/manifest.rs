@@ -225,10 +225,7 @@ impl Node {
         Ok(pins
             .into_iter()
             .map(|pin| {
-                let check = match pin.mode {
-                    crate::store::PinMode::Recursive => self.check(&pin.cid, true, &mut |_| {}),
-                    crate::store::PinMode::Direct => self.check(&pin.cid, false, &mut |_| {}),
-                };
+                let check = self.check(&pin.cid, pin.mode.max_depth(), &mut |_| {});
                 (pin, check)
             })
             .collect())
@@ -257,17 +254,28 @@ impl Node {
     /// multihash), fetching missing ones when the node has a network. `on_block` gets each
     /// block's size as it is checked.
     pub fn check_dag(&self, root: &Cid, on_block: &mut dyn FnMut(u64)) -> DagCheck {
-        self.check(root, true, on_block)
+        self.check(root, None, on_block)
     }
 
-    /// [`Node::check_dag`], or only the root block when not `follow`ing links.
-    fn check(&self, root: &Cid, follow: bool, on_block: &mut dyn FnMut(u64)) -> DagCheck {
+    /// [`Node::check_dag`] down to `limit` links below the root (`None`: all of them, `Some(0)`:
+    /// the root block alone).
+    fn check(&self, root: &Cid, limit: Option<u32>, on_block: &mut dyn FnMut(u64)) -> DagCheck {
         let source = self.source();
         let mut report = DagCheck::default();
         let mut seen = HashSet::new();
-        let mut stack = vec![*root];
-        while let Some(cid) = stack.pop() {
-            if cid.hash().code() == hash::IDENTITY || !seen.insert(cid.hash().to_bytes()) {
+        let mut reach = crate::node::Reach::default();
+        let mut stack = vec![(*root, limit)];
+        while let Some((cid, left)) = stack.pop() {
+            let key = cid.hash().to_bytes();
+            let first = !seen.contains(&key);
+            if cid.hash().code() == hash::IDENTITY || !reach.enter(&key, left, &mut seen) {
+                continue;
+            }
+            if !first {
+                // Met again higher up in a depth-limited walk: checked already, walked deeper.
+                if let Some(links) = self.store_links(&cid) {
+                    stack.extend(links.into_iter().rev().map(|l| (l, left.map(|n| n - 1))));
+                }
                 continue;
             }
             let data = match self.read_checked(&source, &cid) {
@@ -287,17 +295,20 @@ impl Node {
                 report.corrupt.push(cid);
                 continue;
             }
-            if !follow {
+            if left == Some(0) {
                 continue;
             }
             match cairn_merkle::links::links(&cid, &data) {
-                Ok(mut links) => {
-                    links.reverse();
-                    stack.extend(links);
-                }
+                Ok(links) => stack.extend(links.into_iter().rev().map(|l| (l, left.map(|n| n - 1)))),
                 Err(_) => report.corrupt.push(cid),
             }
         }
         report
+    }
+
+    /// The links of a block the store holds, when it can be read and decoded.
+    fn store_links(&self, cid: &Cid) -> Option<Vec<Cid>> {
+        let data = crate::BlockStore::get(self.repo().store(), cid).ok()??;
+        cairn_merkle::links::links(cid, &data).ok()
     }
 }

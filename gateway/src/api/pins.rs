@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cairn_node::merkle::Cid;
+use cairn_node::store::{PinMode, PinOwner};
 use cairn_node::IpfsPath;
 use serde_json::json;
 
@@ -16,7 +17,7 @@ const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(500
 /// One `pin/add`, with what it needs owned, so that it can run while its progress streams.
 struct PinJob {
     paths: Vec<IpfsPath>,
-    recursive: bool,
+    mode: PinMode,
     name: Option<String>,
     node: Arc<cairn_node::Node>,
     net: Option<cairn_node::net::Network>,
@@ -26,22 +27,23 @@ struct PinJob {
 }
 
 impl PinJob {
-    /// Fetches what the DAGs lack (online, recursive: one DAG fetch each, many blocks in
-    /// flight), pins them, and announces them; the CIDs pinned.
+    /// Fetches what the DAGs lack (online, recursive or depth-limited: one DAG fetch each, many
+    /// blocks in flight), pins them, and announces them; the CIDs pinned.
     async fn run(mut self) -> Result<Vec<String>, HttpError> {
-        if let (true, Some(net)) = (self.recursive, &self.net) {
+        if let (true, Some(net)) = (self.mode != PinMode::Direct, &self.net) {
             for path in &mut self.paths {
                 let root = resolve(&self.node, path.clone()).await?;
-                fetch_dag(&self.node, net, root, &self.progress).await?;
+                fetch_dag(&self.node, net, root, self.mode.max_depth(), &self.progress).await?;
                 // Resolved once: the pin below starts from the root.
                 *path = IpfsPath { root, rest: String::new() };
             }
         }
-        let (node, paths, recursive, name) = (self.node.clone(), self.paths, self.recursive, self.name);
+        let (node, paths, mode, name) = (self.node.clone(), self.paths, self.mode, self.name);
         let pinned = blocking(move || {
             let mut out = Vec::new();
             for path in &paths {
-                let cid = node.pin_add(path, recursive, name.clone()).map_err(HttpError::internal)?;
+                let cid =
+                    node.pin_add_mode(PinOwner::Operator, path, mode, name.clone()).map_err(HttpError::internal)?;
                 let size = node.stat_path(&IpfsPath { root: cid, rest: String::new() }).map(|s| s.size).unwrap_or(0);
                 out.push((cid, size));
             }
@@ -61,19 +63,20 @@ async fn resolve(node: &Arc<cairn_node::Node>, path: IpfsPath) -> Result<Cid, Ht
     crate::wait::until_local(node, move |node| node.reader_nowait().resolve(&path).map_err(HttpError::node)).await
 }
 
-/// Makes every block of the DAG under `root` present: those held are read and walked, the
-/// others fetched, many in flight at once ([`cairn_node::net::Network::fetch_dag_counting`]),
-/// each block met counted in `progress`.
+/// Makes every block of the DAG under `root` present, down to `max_depth` links below it
+/// (all with `None`): those held are read and walked, the others fetched, many in flight at
+/// once ([`cairn_node::net::Network::fetch_dag_within`]), each block met counted in `progress`.
 async fn fetch_dag(
     node: &Arc<cairn_node::Node>,
     net: &cairn_node::net::Network,
     root: Cid,
+    max_depth: Option<u32>,
     progress: &AtomicU64,
 ) -> Result<(), HttpError> {
     let timeout = node.repo().settings().map_err(HttpError::internal)?.retrieval_timeout;
     let store: cairn_node::net::SharedStore = Arc::new(cairn_node::online::NodeStore(node.clone()));
     let order = cairn_node::net::session::Order::File;
-    net.fetch_dag_counting(&store, root, order, 32, timeout, progress).await.map_err(HttpError::internal)?;
+    net.fetch_dag_within(&store, root, max_depth, order, 32, timeout, progress).await.map_err(HttpError::internal)?;
     Ok(())
 }
 
@@ -99,7 +102,7 @@ impl Api {
         let node = self.node.clone();
         blocking(move || node.check_pin_update(&from, &to).map(drop).map_err(HttpError::node)).await?;
         if let (true, Some(net)) = (from != to, &self.net) {
-            fetch_dag(&self.node, net, to, &AtomicU64::new(0)).await?;
+            fetch_dag(&self.node, net, to, None, &AtomicU64::new(0)).await?;
         }
         let node = self.node.clone();
         let size = blocking(move || {
@@ -122,9 +125,18 @@ impl Api {
         if paths.is_empty() {
             return Err(HttpError::bad("argument \"ipfs-path\" is required"));
         }
+        // IPFS Cluster's `max-depth` (with `recursive=true`; below 0 is all the way): a
+        // depth-limited pin, listed as recursive. Kubo 0.43 ignores it and pins the whole DAG.
+        let mode = match (p.flag("recursive", true)?, p.get("max-depth")) {
+            (false, _) => PinMode::Direct,
+            (true, None) => PinMode::Recursive,
+            (true, Some(d)) => PinMode::from_max_depth(
+                d.parse().map_err(|_| HttpError::bad(format!("max-depth: {d:?} is not a number")))?,
+            ),
+        };
         let job = PinJob {
             paths,
-            recursive: p.flag("recursive", true)?,
+            mode,
             name: p.get("name").map(str::to_owned),
             node: self.node.clone(),
             net: self.net.clone(),
@@ -267,7 +279,7 @@ fn stream_line(cid: &str, kind: &str, name: String) -> serde_json::Value {
 }
 
 /// Hands `visit` every pin of type `kind` (`all`, `direct`, `recursive` or `indirect`), each
-/// CID once: a CID several owners pin under its strongest pin (recursive first, then the
+/// CID once: a CID several owners pin under its strongest pin (recursive or depth-limited first, then the
 /// operator's own), then the indirect pins that are not pinned themselves, as the walks of
 /// the recursive pins reach them. Holds the pins (not the blocks under them) and the keys of
 /// the blocks walked.
@@ -276,10 +288,9 @@ fn each_pin(
     kind: &str,
     visit: &mut dyn FnMut(Cid, &'static str, Option<String>) -> Result<(), cairn_node::NodeError>,
 ) -> Result<(), cairn_node::NodeError> {
-    use cairn_node::store::{PinMode, PinOwner};
     let mut pins: Vec<_> = node.pins()?.into_iter().filter(|p| kind == "all" || kind == p.mode.as_str()).collect();
     // Per CID, the strongest pin last.
-    pins.sort_by_key(|p| (p.cid.to_bytes(), p.mode == PinMode::Recursive, p.owner == PinOwner::Operator));
+    pins.sort_by_key(|p| (p.cid.to_bytes(), p.mode != PinMode::Direct, p.owner == PinOwner::Operator));
     let mut listed = std::collections::HashSet::new();
     let mut pins = pins.into_iter().peekable();
     while let Some(pin) = pins.next() {
@@ -339,13 +350,12 @@ fn each_pin_of(
     wanted: &mut std::collections::HashSet<Cid>,
     found: &mut dyn FnMut(Cid, &'static str, Option<String>),
 ) -> Result<(), cairn_node::NodeError> {
-    use cairn_node::store::{PinMode, PinOwner};
     for cid in wanted.clone() {
         let strongest = node
             .pins_of(&cid)?
             .into_iter()
             .filter(|p| kind == "all" || kind == p.mode.as_str())
-            .max_by_key(|p| (p.mode == PinMode::Recursive, p.owner == PinOwner::Operator));
+            .max_by_key(|p| (p.mode != PinMode::Direct, p.owner == PinOwner::Operator));
         if let Some(pin) = strongest {
             wanted.remove(&cid);
             found(cid, pin.mode.as_str(), pin.name);

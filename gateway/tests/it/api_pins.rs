@@ -172,6 +172,50 @@ async fn only_the_blocks_the_node_lacks_are_fetched() {
     seed_net.shutdown().await;
 }
 
+/// `pin/add?max-depth=N` (how IPFS Cluster pins a sharded DAG's shards, with 1): only the
+/// blocks down to N links below the root are fetched and kept; the pin is listed as
+/// recursive, a deeper one replaces it, and `max-depth=-1` is the whole DAG.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_max_depth_pin_fetches_and_keeps_only_its_levels() {
+    let api = ApiNode::start(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (v1, _) = two_versions(dir.path());
+    let scratch = tempfile::tempdir().unwrap();
+    let seed = Arc::new(Node::init(&scratch.path().join("seed"), Profile::Test).unwrap());
+    // root -> a.txt, sub -> big.bin -> 64 leaves.
+    let root = add(&seed, &v1, true);
+    let seed_net = online(&seed, Duration::from_secs(30)).await;
+    api.net().connect(seed_net.listen_addrs()[0].clone()).await.unwrap();
+    let received = async || api.net().stats().await.unwrap().blocks_received;
+
+    let r = api.post(&format!("pin/add?arg={root}&recursive=true&progress=true&max-depth=1")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let last = r.text().lines().last().map(str::to_owned).unwrap_or_default();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&last).unwrap(), json!({"Pins": [root.to_string()]}));
+    assert_eq!(pin(&api.node, &root).map(|p| p.0), Some(PinMode::Depth(1)));
+    assert_eq!(received().await, 3, "the root, a.txt and sub");
+    let r = api.post(&format!("pin/ls?arg={root}&type=recursive")).await;
+    assert_eq!(body(&r)["Keys"][root.to_string()]["Type"], "recursive", "{}", r.text());
+    let gc = api.post("repo/gc").await;
+    assert_eq!(gc.status, StatusCode::OK, "{}", gc.text());
+    assert_eq!(api.node.stat().unwrap().store.blocks, 3);
+
+    let r = api.post(&format!("pin/add?arg={root}&max-depth=2")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(pin(&api.node, &root).map(|p| p.0), Some(PinMode::Depth(2)));
+    assert_eq!(received().await, 4, "and big.bin's root");
+
+    let r = api.post(&format!("pin/add?arg={root}&max-depth=-1")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(pin(&api.node, &root).map(|p| p.0), Some(PinMode::Recursive));
+    assert_eq!(received().await, 68, "then the 64 leaves");
+
+    let r = api.post(&format!("pin/add?arg={root}&max-depth=deep")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    api.net().shutdown().await;
+    seed_net.shutdown().await;
+}
+
 /// `pin/ls` of a recursive pin over 100,001 blocks: as one answer it would hold them all, so it
 /// is refused with a 400 that says to stream; streamed, one line a pin comes out, every pin
 /// once; a pin asked for by `arg` is found among them.

@@ -76,20 +76,25 @@ impl Drop for SessionGuard {
     }
 }
 
+/// The blocks a DAG fetch has yet to look at, each with how many levels below it the fetch
+/// goes (`None`: all).
 struct Frontier {
     order: Order,
-    items: Vec<Cid>,
+    items: Vec<(Cid, Option<u32>)>,
     rng: u64,
 }
 
 impl Frontier {
-    /// Adds a node's links so that, in file order, the first link comes out first.
-    fn push_links(&mut self, mut links: Vec<Cid>) {
-        links.reverse();
-        self.items.extend(links);
+    /// Adds the links of a node met with `left` levels below it (none when 0) so that, in file
+    /// order, the first link comes out first.
+    fn push_links(&mut self, links: Vec<Cid>, left: Option<u32>) {
+        if left == Some(0) {
+            return;
+        }
+        self.items.extend(links.into_iter().rev().map(|l| (l, left.map(|n| n - 1))));
     }
 
-    fn pop(&mut self) -> Option<Cid> {
+    fn pop(&mut self) -> Option<(Cid, Option<u32>)> {
         match self.order {
             Order::File => self.items.pop(),
             Order::Spread(_) if self.items.is_empty() => None,
@@ -129,6 +134,23 @@ impl Network {
         timeout: Duration,
         progress: &AtomicU64,
     ) -> Result<DagFetch, DagError> {
+        self.fetch_dag_within(store, root, None, order, window, timeout, progress).await
+    }
+
+    /// [`Network::fetch_dag_counting`] down to `max_depth` links below `root` (all the way
+    /// with `None`): what a depth-limited pin needs. A block met again higher up than before
+    /// is looked at again, to go deeper under it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn fetch_dag_within(
+        &self,
+        store: &SharedStore,
+        root: Cid,
+        max_depth: Option<u32>,
+        order: Order,
+        window: usize,
+        timeout: Duration,
+        progress: &AtomicU64,
+    ) -> Result<DagFetch, DagError> {
         // splitmix64 of the seed: near seeds (1, 2, 3...) must still give unrelated orders.
         let seed = match order {
             Order::Spread(s) => {
@@ -139,19 +161,24 @@ impl Network {
             }
             Order::File => 1,
         };
-        let mut frontier = Frontier { order, items: vec![root], rng: seed };
+        let mut frontier = Frontier { order, items: vec![(root, max_depth)], rng: seed };
         let _session = SessionGuard::enter(&self.sessions);
         let mut seen = HashSet::new();
+        let mut reach = crate::node::Reach::default();
         let mut in_flight = FuturesUnordered::new();
         let mut report = DagFetch::default();
         let started = Instant::now();
         loop {
             while in_flight.len() < window.max(1) {
-                let Some(cid) = frontier.pop() else { break };
-                if cid.hash().code() == cairn_merkle::hash::IDENTITY || !seen.insert(cid.hash().to_bytes()) {
+                let Some((cid, left)) = frontier.pop() else { break };
+                let key = cid.hash().to_bytes();
+                let first = !seen.contains(&key);
+                if cid.hash().code() == cairn_merkle::hash::IDENTITY || !reach.enter(&key, left, &mut seen) {
                     continue;
                 }
-                report.blocks += 1;
+                if first {
+                    report.blocks += 1;
+                }
                 // A raw block has no links: whether it is there is all that matters.
                 let local = if cid.codec() == cairn_merkle::hash::RAW {
                     store.has(&cid)?.then(bytes::Bytes::new)
@@ -160,8 +187,10 @@ impl Network {
                 };
                 match local {
                     Some(data) => {
-                        progress.fetch_add(1, AtomicOrdering::Relaxed);
-                        frontier.push_links(links(&cid, &data)?);
+                        if first {
+                            progress.fetch_add(1, AtomicOrdering::Relaxed);
+                        }
+                        frontier.push_links(links(&cid, &data)?, left);
                     }
                     None => {
                         let net = self.clone();
@@ -170,17 +199,17 @@ impl Network {
                                 Order::File => net.fetch(cid, timeout).await,
                                 Order::Spread(_) => net.fetch_bulk(cid, timeout).await,
                             };
-                            (cid, got)
+                            (cid, left, got)
                         });
                     }
                 }
             }
-            let Some((cid, result)) = in_flight.next().await else { break };
+            let Some((cid, left, result)) = in_flight.next().await else { break };
             let data = result?;
             report.fetched += 1;
             report.bytes += data.len() as u64;
             progress.fetch_add(1, AtomicOrdering::Relaxed);
-            frontier.push_links(links(&cid, &data)?);
+            frontier.push_links(links(&cid, &data)?, left);
         }
         tracing::debug!(?report, elapsed = ?started.elapsed(), "fetched DAG {root}");
         Ok(report)

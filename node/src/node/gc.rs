@@ -74,9 +74,13 @@ impl Node {
             super::damaged(self)?.into_iter().map(|d| (block_key(&d.cid), d)).collect();
         // The recursive walks first: a walk stops at a block already live, which is right only
         // when whatever made it live walked on below it. A direct pin marks its block alone, so
-        // one met first would cut short every recursive DAG that holds that block.
+        // one met first would cut short every recursive DAG that holds that block. Depth-limited
+        // walks keep their own account of where they have been, and come after.
         for pin in pins.iter().filter(|p| p.mode == PinMode::Recursive) {
-            self.reachable_past_damage(&pin.cid, &damaged, &mut live, &mut report.holes)?;
+            self.reachable_past_damage(&pin.cid, None, &damaged, &mut live, &mut report.holes)?;
+        }
+        for pin in pins.iter().filter(|p| matches!(p.mode, PinMode::Depth(_))) {
+            self.reachable_past_damage(&pin.cid, pin.mode.max_depth(), &damaged, &mut live, &mut report.holes)?;
         }
         live.extend(pins.iter().filter(|p| p.mode == PinMode::Direct).map(|p| block_key(&p.cid)));
         if !report.holes.is_empty() {

@@ -27,13 +27,21 @@ impl Node {
     /// [`Node::indirect_pins`], handed to `visit` one at a time as the walks reach them, so
     /// that a listing holds none of them (only the keys of the blocks walked, to visit each
     /// once); an error from `visit` stops the walk and is returned.
+    /// Depth-limited pins count as recursive ones here, as far down as they reach.
     pub fn each_indirect_pin(&self, visit: &mut dyn FnMut(Cid) -> Result<(), NodeError>) -> Result<(), NodeError> {
-        let recursive: Vec<Cid> =
-            self.pins_store().pins()?.into_iter().filter(|p| p.mode == PinMode::Recursive).map(|p| p.cid).collect();
-        let roots: HashSet<Vec<u8>> = recursive.iter().map(block_key).collect();
+        let mut walks: Vec<(Cid, Option<u32>)> = self
+            .pins_store()
+            .pins()?
+            .into_iter()
+            .filter(|p| p.mode != PinMode::Direct)
+            .map(|p| (p.cid, p.mode.max_depth()))
+            .collect();
+        // The whole DAGs first: a depth-limited walk never stops at a block another walk met.
+        walks.sort_by_key(|(_, limit)| limit.is_some());
+        let roots: HashSet<Vec<u8>> = walks.iter().map(|(c, _)| block_key(c)).collect();
         let mut seen = HashSet::new();
-        for root in &recursive {
-            self.walk_dag(root, &mut seen, &mut |cid| match roots.contains(&block_key(&cid)) {
+        for (root, limit) in &walks {
+            self.walk_dag(root, *limit, &mut seen, &mut |cid| match roots.contains(&block_key(&cid)) {
                 true => Ok(()),
                 false => visit(cid),
             })?;
@@ -45,7 +53,7 @@ impl Node {
     /// order; identity CIDs are left out. Every block must be present.
     pub fn dag_cids(&self, root: &Cid) -> Result<Vec<Cid>, NodeError> {
         let mut out = Vec::new();
-        self.walk_dag(root, &mut HashSet::new(), &mut |cid| {
+        self.walk_dag(root, None, &mut HashSet::new(), &mut |cid| {
             out.push(cid);
             Ok(())
         })?;
@@ -62,48 +70,70 @@ impl Node {
         Ok(total)
     }
 
-    /// Depth-first, in link order, over blocks not yet in `seen`; stops at `visit`'s first
-    /// error.
+    /// Depth-first, in link order, over blocks not yet in `seen` (each visited once), down to
+    /// `limit` links below `root` (all the way with `None`); stops at `visit`'s first error.
     fn walk_dag(
         &self,
         root: &Cid,
+        limit: Option<u32>,
         seen: &mut HashSet<Vec<u8>>,
         visit: &mut dyn FnMut(Cid) -> Result<(), NodeError>,
     ) -> Result<(), NodeError> {
-        let mut stack = vec![*root];
-        while let Some(cid) = stack.pop() {
-            if cid.hash().code() == hash::IDENTITY || !seen.insert(block_key(&cid)) {
+        let mut reach = Reach::default();
+        let mut stack = vec![(*root, limit)];
+        while let Some((cid, left)) = stack.pop() {
+            let key = block_key(&cid);
+            if cid.hash().code() == hash::IDENTITY {
                 continue;
             }
-            visit(cid)?;
-            if cid.codec() == hash::RAW {
+            let first = !seen.contains(&key);
+            if !reach.enter(&key, left, seen) {
+                continue;
+            }
+            if first {
+                visit(cid)?;
+            }
+            if cid.codec() == hash::RAW || left == Some(0) {
                 continue;
             }
             let data = self.store().get(&cid)?.ok_or(NodeError::NotFound(cid))?;
             let mut links = cairn_merkle::links::links(&cid, &data)
                 .map_err(|e| NodeError::BadPath(cid.to_string(), e.to_string()))?;
             links.reverse();
-            stack.extend(links);
+            stack.extend(links.into_iter().map(|l| (l, left.map(|n| n - 1))));
         }
         Ok(())
     }
 
-    /// Every block reachable from `root` (root included), checking each is present.
-    /// Each block is protected from a collection under way before it is read
-    /// ([`crate::store::RocksStore::protect`]): once the walk has seen it, it stays, and a
-    /// block a collection took first is missing here, which fails the pin cleanly.
-    pub(super) fn reachable(&self, root: &Cid, into: &mut HashSet<Vec<u8>>) -> Result<(), NodeError> {
-        let mut stack = vec![*root];
-        while let Some(cid) = stack.pop() {
+    /// Every block reachable from `root` (root included) down to `limit` links below it
+    /// (all the way with `None`), checking each is present. Each block is protected from a
+    /// collection under way before it is read ([`crate::store::RocksStore::protect`]): once
+    /// the walk has seen it, it stays, and a block a collection took first is missing here,
+    /// which fails the pin cleanly.
+    pub(super) fn reachable(
+        &self,
+        root: &Cid,
+        limit: Option<u32>,
+        into: &mut HashSet<Vec<u8>>,
+    ) -> Result<(), NodeError> {
+        let mut reach = Reach::default();
+        let mut stack = vec![(*root, limit)];
+        while let Some((cid, left)) = stack.pop() {
             let key = block_key(&cid);
-            if cid.hash().code() == hash::IDENTITY || !into.insert(key.clone()) {
+            if cid.hash().code() == hash::IDENTITY || !reach.enter(&key, left, into) {
                 continue;
             }
             self.repo.store().protect([key])?;
+            if left == Some(0) {
+                if !self.store().has(&cid)? {
+                    return Err(NodeError::NotFound(cid));
+                }
+                continue;
+            }
             let data = self.store().get(&cid)?.ok_or(NodeError::NotFound(cid))?;
             let links = cairn_merkle::links::links(&cid, &data)
                 .map_err(|e| NodeError::BadPath(cid.to_string(), e.to_string()))?;
-            stack.extend(links);
+            stack.extend(links.into_iter().map(|l| (l, left.map(|n| n - 1))));
         }
         Ok(())
     }
@@ -112,17 +142,21 @@ impl Node {
     /// or decoded does not stop the walk. A missing raw block has no links; a missing block
     /// the scrub recorded with the links it could still read is walked through them; any
     /// other such block is a hole, added to `holes`.
+    /// Down to `limit` links below `root`, as [`Node::reachable`]; a block at the limit is
+    /// marked without being read.
     pub(super) fn reachable_past_damage(
         &self,
         root: &Cid,
+        limit: Option<u32>,
         damaged: &std::collections::HashMap<Vec<u8>, super::Damaged>,
         into: &mut HashSet<Vec<u8>>,
         holes: &mut Vec<Cid>,
     ) -> Result<(), NodeError> {
-        let mut stack = vec![*root];
-        while let Some(cid) = stack.pop() {
+        let mut reach = Reach::default();
+        let mut stack = vec![(*root, limit)];
+        while let Some((cid, left)) = stack.pop() {
             let key = block_key(&cid);
-            if cid.hash().code() == hash::IDENTITY || !into.insert(key.clone()) {
+            if cid.hash().code() == hash::IDENTITY || !reach.enter(&key, left, into) || left == Some(0) {
                 continue;
             }
             let mut read = self.store().get(&cid);
@@ -141,7 +175,7 @@ impl Node {
                 Ok(None) | Err(_) => damaged.get(&key).and_then(|d| d.links.clone()),
             };
             match links {
-                Some(links) => stack.extend(links),
+                Some(links) => stack.extend(links.into_iter().map(|l| (l, left.map(|n| n - 1)))),
                 None => holes.push(cid),
             }
         }
@@ -167,21 +201,26 @@ impl Node {
         recursive: bool,
         name: Option<String>,
     ) -> Result<Cid, NodeError> {
+        let mode = if recursive { PinMode::Recursive } else { PinMode::Direct };
+        self.pin_add_mode(owner, path, mode, name)
+    }
+
+    /// Pins `path`'s CID for `owner` in `mode`: every block the pin reaches must be present.
+    /// An owner's pin of a CID already reaching as far stays as it is.
+    pub fn pin_add_mode(
+        &self,
+        owner: PinOwner,
+        path: &IpfsPath,
+        mode: PinMode,
+        name: Option<String>,
+    ) -> Result<Cid, NodeError> {
         let _guard = self.shared()?;
         let cid = self.resolve(path)?;
-        if recursive {
-            // A collection running now read the pins before this one: the walk protects the
-            // DAG from it as it goes.
-            self.reachable(&cid, &mut HashSet::new())?;
-        } else {
-            self.repo.store().protect([block_key(&cid)])?;
-            if !self.store().has(&cid)? {
-                return Err(NodeError::NotFound(cid));
-            }
-        }
-        let mode = if recursive { PinMode::Recursive } else { PinMode::Direct };
+        // A collection running now read the pins before this one: the walk protects the
+        // blocks from it as it goes.
+        self.reachable(&cid, mode.max_depth(), &mut HashSet::new())?;
         if let Some(existing) = self.pins_store().get_pin(&cid, &owner)? {
-            if existing.mode == PinMode::Recursive && mode == PinMode::Direct {
+            if existing.mode != mode && existing.mode.covers(mode) {
                 return Ok(cid);
             }
         }
@@ -261,5 +300,29 @@ impl Node {
     /// Every pin.
     pub fn pins(&self) -> Result<Vec<Pin>, NodeError> {
         Ok(self.pins_store().pins()?)
+    }
+}
+
+/// Where a walk has been, for walks limited in depth: each block with the most levels it had
+/// left below it when met, so that a block met again higher up is walked again, deeper. A walk
+/// without a limit goes through each block once.
+#[derive(Default)]
+pub(crate) struct Reach {
+    left: std::collections::HashMap<Vec<u8>, u32>,
+}
+
+impl Reach {
+    /// Whether the walk goes on at `key`, met with `left` levels below it (`None`: all);
+    /// adds `key` to `into` either way.
+    pub(crate) fn enter(&mut self, key: &[u8], left: Option<u32>, into: &mut HashSet<Vec<u8>>) -> bool {
+        let new = into.insert(key.to_vec());
+        let Some(left) = left else { return new };
+        match self.left.get(key) {
+            Some(&before) if before >= left => false,
+            _ => {
+                self.left.insert(key.to_vec(), left);
+                true
+            }
+        }
     }
 }

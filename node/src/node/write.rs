@@ -206,7 +206,7 @@ impl Node {
         })?;
         if pin {
             for root in &roots {
-                self.reachable(root, &mut HashSet::new())?;
+                self.reachable(root, None, &mut HashSet::new())?;
                 self.pin_root(*root)?;
             }
         }

@@ -126,14 +126,48 @@ pub enum PinMode {
     Recursive,
     /// The root block alone.
     Direct,
+    /// The root and what it links to down to this many links below it (at least 1): IPFS
+    /// Cluster's `max-depth` pins, which it pins a sharded DAG's shards with (depth 1).
+    Depth(u32),
 }
 
 impl PinMode {
-    /// Kubo's name for the mode.
+    /// Kubo's name for the mode. Kubo has no depth-limited pins; IPFS Cluster expects its
+    /// `max-depth` pins listed as `recursive`.
     pub fn as_str(self) -> &'static str {
         match self {
-            PinMode::Recursive => "recursive",
+            PinMode::Recursive | PinMode::Depth(_) => "recursive",
             PinMode::Direct => "direct",
+        }
+    }
+
+    /// The mode of IPFS Cluster's and the RPC API's `max-depth`: below 0 recursive, 0 direct,
+    /// else limited to that depth.
+    pub fn from_max_depth(depth: i64) -> PinMode {
+        match u32::try_from(depth) {
+            Err(_) if depth < 0 => PinMode::Recursive,
+            Err(_) => PinMode::Depth(u32::MAX),
+            Ok(0) => PinMode::Direct,
+            Ok(n) => PinMode::Depth(n),
+        }
+    }
+
+    /// How many links below the root the pin reaches: `None` for all of them.
+    pub fn max_depth(self) -> Option<u32> {
+        match self {
+            PinMode::Recursive => None,
+            PinMode::Direct => Some(0),
+            PinMode::Depth(n) => Some(n),
+        }
+    }
+
+    /// Whether this pin keeps all that `other` keeps of the same root: a pin is never
+    /// replaced by a weaker one of the same owner.
+    pub fn covers(self, other: PinMode) -> bool {
+        match (self.max_depth(), other.max_depth()) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => a >= b,
         }
     }
 }
@@ -221,12 +255,14 @@ pub trait PinStore: Send + Sync {
     fn pins(&self) -> Result<Vec<Pin>, StoreError>;
 }
 
-/// Encodes a pin record: mode byte, then the name's UTF-8 bytes.
+/// Encodes a pin record: mode byte (`r`, `d`, or `l` and the depth as 4 bytes big-endian),
+/// then the name's UTF-8 bytes.
 fn encode_pin(pin: &Pin) -> Vec<u8> {
-    let mut v = vec![match pin.mode {
-        PinMode::Recursive => b'r',
-        PinMode::Direct => b'd',
-    }];
+    let mut v = match pin.mode {
+        PinMode::Recursive => vec![b'r'],
+        PinMode::Direct => vec![b'd'],
+        PinMode::Depth(n) => [&[b'l'][..], &n.to_be_bytes()].concat(),
+    };
     if let Some(n) = &pin.name {
         v.extend_from_slice(n.as_bytes());
     }
@@ -238,12 +274,19 @@ fn decode_pin(key: &[u8], value: &[u8]) -> Result<Pin, StoreError> {
     let mut rest = key;
     let cid = Cid::read_bytes(&mut rest).map_err(|e| corrupt(format!("bad CID key: {e}")))?;
     let owner = PinOwner::from_suffix(rest).ok_or_else(|| corrupt(format!("bad owner for {cid}")))?;
-    let mode = match value.first() {
-        Some(b'r') => PinMode::Recursive,
-        Some(b'd') => PinMode::Direct,
+    let (mode, name) = match value.split_first() {
+        Some((b'r', name)) => (PinMode::Recursive, name),
+        Some((b'd', name)) => (PinMode::Direct, name),
+        Some((b'l', rest)) if rest.len() >= 4 => {
+            let (depth, name) = rest.split_at(4);
+            let depth = u32::from_be_bytes(depth.try_into().expect("4 bytes"));
+            if depth == 0 {
+                return Err(corrupt(format!("depth 0 for {cid}")));
+            }
+            (PinMode::Depth(depth), name)
+        }
         _ => return Err(corrupt(format!("bad mode for {cid}"))),
     };
-    let name = &value[1..];
     let name = if name.is_empty() {
         None
     } else {
@@ -313,6 +356,39 @@ pub(crate) mod tests {
         assert!(s.pins_of(a.cid()).unwrap().is_empty());
         assert!(s.remove_pin(other.cid(), &svc).unwrap());
         assert!(s.pins().unwrap().is_empty());
+        // A depth-limited pin keeps its depth and name (and a depth past 2^24, all 4 bytes).
+        for depth in [1, 70_000_000] {
+            let limited =
+                Pin { cid: *other.cid(), mode: PinMode::Depth(depth), name: Some("shard".into()), owner: op.clone() };
+            s.put_pin(&limited).unwrap();
+            assert_eq!(s.get_pin(other.cid(), &op).unwrap(), Some(limited));
+        }
+        assert!(s.remove_pin(other.cid(), &op).unwrap());
+    }
+
+    #[test]
+    fn a_pin_record_that_does_not_parse_is_corrupt_not_a_pin() {
+        let key = pin_key(block(b"alpha", false).cid(), &PinOwner::Operator);
+        for value in [&b""[..], b"x", b"l\0\0", b"l\0\0\0\0name"] {
+            assert!(matches!(decode_pin(&key, value), Err(StoreError::Corrupt { .. })), "{value:?}");
+        }
+        let p = decode_pin(&key, b"l\0\0\0\x02ab").unwrap();
+        assert_eq!((p.mode, p.name.as_deref()), (PinMode::Depth(2), Some("ab")));
+    }
+
+    #[test]
+    fn max_depth_maps_to_modes_and_stronger_pins_cover_weaker() {
+        assert_eq!(PinMode::from_max_depth(-1), PinMode::Recursive);
+        assert_eq!(PinMode::from_max_depth(0), PinMode::Direct);
+        assert_eq!(PinMode::from_max_depth(3), PinMode::Depth(3));
+        assert_eq!(PinMode::from_max_depth(1 << 40), PinMode::Depth(u32::MAX));
+        assert_eq!(PinMode::Depth(1).as_str(), "recursive");
+        assert!(PinMode::Recursive.covers(PinMode::Depth(9)));
+        assert!(PinMode::Depth(2).covers(PinMode::Depth(1)));
+        assert!(PinMode::Depth(1).covers(PinMode::Direct));
+        assert!(!PinMode::Depth(1).covers(PinMode::Depth(2)));
+        assert!(!PinMode::Depth(9).covers(PinMode::Recursive));
+        assert!(!PinMode::Direct.covers(PinMode::Depth(1)));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use cairn_merkle::importer::ImportOptions;
 use cairn_merkle::links::links;
 use cairn_merkle::Cid;
 use cairn_node::add::AddOptions;
+use cairn_node::store::{PinMode, PinOwner};
 use cairn_node::{BlockStore, IpfsPath, Node};
 
 use crate::{node, noise};
@@ -300,4 +301,64 @@ fn a_direct_pin_inside_a_pinned_dag_keeps_its_children() {
     let mut out = Vec::new();
     node.cat(&IpfsPath { root, rest: "f7.bin".into() }, 0, None, &mut out).unwrap();
     assert_eq!(out, noise(107, 5_000));
+}
+
+/// The blocks at most `depth` links below `root`, each at its shortest distance (breadth first).
+fn within(node: &Node, root: &Cid, depth: u32) -> HashSet<Vec<u8>> {
+    let store = node.repo().store();
+    let mut seen = HashSet::from([root.hash().to_bytes()]);
+    let mut level = vec![*root];
+    for _ in 0..depth {
+        let mut next = Vec::new();
+        for c in level {
+            let data = BlockStore::get(store, &c).unwrap().unwrap();
+            for l in links(&c, &data).unwrap() {
+                if seen.insert(l.hash().to_bytes()) {
+                    next.push(l);
+                }
+            }
+        }
+        level = next;
+    }
+    seen
+}
+
+#[test]
+fn a_depth_limited_pin_keeps_exactly_its_levels() {
+    // `a/x.bin` and `x.bin` are the same file: its node is met first two levels down (through
+    // `a`, with no level left under it) and then one level down, where its chunks are in reach.
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path());
+    let tree = dir.path().join("tree");
+    fs::create_dir_all(tree.join("a/deeper")).unwrap();
+    let x = noise(7, 6_000);
+    fs::write(tree.join("a/x.bin"), &x).unwrap();
+    fs::write(tree.join("x.bin"), &x).unwrap();
+    fs::write(tree.join("a/deeper/y.bin"), noise(8, 6_000)).unwrap();
+    let root = node.add(&tree, &opts(), true, &mut |_| {}).unwrap().cid;
+    let whole = reachable(&node, &root);
+    let path = IpfsPath { root, rest: String::new() };
+    node.pin_rm(&path).unwrap();
+    for depth in [3, 2, 1] {
+        let keep = within(&node, &root, depth);
+        assert!(keep.len() < whole.len(), "depth {depth}: {} of {}", keep.len(), whole.len());
+        node.pin_add_mode(PinOwner::Operator, &path, PinMode::Depth(depth), None).unwrap();
+        assert_eq!(node.pin_of(&root).unwrap().unwrap().mode, PinMode::Depth(depth));
+        let before = stored(&node).len();
+        let report = node.gc().unwrap();
+        assert_eq!(stored(&node), keep, "depth {depth}");
+        assert_eq!(report.removed_blocks as usize, before - keep.len());
+        // What the pin reaches checks whole; what it does not reach is not missing.
+        let verify = node.pin_verify().unwrap();
+        assert_eq!(verify.len(), 1);
+        assert!(verify[0].1.missing.is_empty() && verify[0].1.corrupt.is_empty(), "{:?}", verify[0].1);
+        assert_eq!(verify[0].1.blocks as usize, keep.len());
+        // Kubo's `indirect`: the rest of what the pin keeps.
+        assert_eq!(node.indirect_pins().unwrap().len(), keep.len() - 1);
+        // The whole DAG cannot be pinned now, and a shallower pin does not replace this one.
+        assert!(node.pin_add(&path, true, None).is_err());
+        node.pin_add_mode(PinOwner::Operator, &path, PinMode::Depth(depth.saturating_sub(1).max(1)), None).unwrap();
+        assert_eq!(node.pin_of(&root).unwrap().unwrap().mode, PinMode::Depth(depth));
+        node.pin_rm(&path).unwrap();
+    }
 }
