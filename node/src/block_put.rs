@@ -6,12 +6,15 @@
 //! Kubo stores whatever it is given under whatever CID the options make. Cairn refuses, and
 //! says why, what it could not verify or walk later: a codec other than raw, dag-pb, dag-cbor
 //! and dag-json; a hash other than sha2-256, sha2-512, blake3 and identity; a digest that
-//! `mhlen` cuts short; bytes that do not decode under their codec; and a block over
+//! `mhlen` cuts short; bytes that decode under no codec it reads (bytes of one named as
+//! another, as IPFS Cluster's block streams name them, are kept); and a block over
 //! [`BIG_BLOCK_LIMIT`] even with `allow-big-block`. It also checks a block's size before
 //! storing it, where Kubo stores (and pins) an oversized block and then refuses it.
 
 use bytes::Bytes;
-use cairn_merkle::hash::{codec_by_name, CidFormat, HashAlg, DAG_CBOR, DAG_PB, IDENTITY, MAX_IDENTITY_DIGEST, RAW};
+use cairn_merkle::hash::{
+    codec_by_name, CidFormat, HashAlg, DAG_CBOR, DAG_JSON, DAG_PB, IDENTITY, MAX_IDENTITY_DIGEST, RAW,
+};
 use cairn_merkle::links::LinksError;
 use cairn_merkle::{Block, Cid};
 
@@ -170,8 +173,8 @@ impl BlockPut {
     }
 
     /// `data` as a block under these options, named as Kubo names it. Bytes over the limit,
-    /// an identity block over 128 bytes, and bytes that do not decode under the codec are
-    /// refused.
+    /// an identity block over 128 bytes, and bytes that decode under none of the codecs Cairn
+    /// reads are refused.
     pub fn block(&self, data: Bytes) -> Result<Block, BlockPutError> {
         self.check_size(data.len())?;
         let cid = match self.hash {
@@ -186,7 +189,17 @@ impl BlockPut {
             },
         };
         if self.codec != RAW {
-            cairn_merkle::links::links(&cid, &data)?;
+            if let Err(e) = cairn_merkle::links::links(&cid, &data) {
+                // IPFS Cluster puts a stream of blocks under the first one's options: a
+                // sharded add's dag-cbor shard nodes come named dag-pb, and Cluster then pins
+                // them by their own CIDs. The store keys blocks by multihash, so bytes that are
+                // a block of another codec Cairn reads are kept, as Kubo keeps them; anything
+                // else is refused.
+                let other = [DAG_PB, DAG_CBOR, DAG_JSON].into_iter().filter(|&c| c != self.codec);
+                if !other.into_iter().any(|c| cairn_merkle::links::links(&Cid::new_v1(c, *cid.hash()), &data).is_ok()) {
+                    return Err(e.into());
+                }
+            }
         }
         Ok(Block::new_unchecked(cid, data))
     }
@@ -312,6 +325,19 @@ mod tests {
             let got = put(*flags, data).expect_err(want);
             assert!(got.contains(want), "{flags:?}: {got}");
         }
+    }
+
+    /// A block of one codec named as another, as IPFS Cluster's stream of a sharded add names
+    /// its dag-cbor shard nodes dag-pb: kept under the CID asked for (same multihash).
+    #[test]
+    fn a_block_of_another_readable_codec_is_kept() {
+        let opts = BlockPut::new(&q("cid-codec=dag-pb")).unwrap();
+        let block = opts.block(Bytes::from_static(CBOR_BLOCK)).unwrap();
+        assert_eq!(block.cid().codec(), DAG_PB);
+        let as_cbor = BlockPut::new(&q("cid-codec=dag-cbor")).unwrap().block(Bytes::from_static(CBOR_BLOCK)).unwrap();
+        assert_eq!(block.cid().hash(), as_cbor.cid().hash());
+        let pb_as_json = BlockPut::new(&q("cid-codec=dag-json")).unwrap().block(Bytes::from_static(PB_BLOCK));
+        assert!(pb_as_json.is_ok());
     }
 
     /// 2 MiB is the most without `allow-big-block`, with Kubo's message past it; 8 MiB with it.

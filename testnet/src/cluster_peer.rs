@@ -184,6 +184,11 @@ impl ClusterPeer {
         &self.proxy
     }
 
+    /// Its REST API, `127.0.0.1:PORT` (what `ipfs-cluster-ctl` talks to).
+    pub fn rest_addr(&self) -> String {
+        self.rest.trim_start_matches("/ip4/").replace("/tcp/", ":")
+    }
+
     /// Kills the peer at once, as a machine that is lost: no goodbye to the others.
     pub fn kill(&mut self) {
         self.child.kill().ok();

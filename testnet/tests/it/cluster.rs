@@ -7,7 +7,8 @@
 //! loopback only), with replication 2: pins land on two nodes, fetched over Bitswap from the
 //! one that had the DAG; `add -r` through Cluster gives `cairn add -r`'s root on every
 //! allocated node; a lost node's pins move to the third; the disk informer keeps pins off a
-//! node at its `StorageMax`; Cluster's IPFS proxy in front of Cairn serves Kubo's RPC client.
+//! node at its `StorageMax`; Cluster's IPFS proxy in front of Cairn serves Kubo's RPC client;
+//! a sharded add leaves each node exactly its shards, pinned to depth 1.
 
 use std::time::{Duration, Instant};
 
@@ -299,4 +300,112 @@ fn a_fleet_keeps_pins_off_a_full_node_and_proxies_kubo_clients() {
     assert_eq!(answer["same"], true, "cat through the proxy gave other bytes");
     let pinned = fleet.wait_pinned(1, &expected, 2);
     assert!(!pinned.contains(&full));
+}
+
+/// POSTs `file` to a Cluster peer's REST API (`/add?QUERY`, multipart), reading the whole answer.
+fn rest_add(peer: &ClusterPeer, query: &str, name: &str, file: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let boundary = "cairn-test-boundary-7f3a";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut s = std::net::TcpStream::connect(peer.rest_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let head = format!(
+        "POST /add?{query} HTTP/1.1\r\nHost: {}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        peer.rest_addr(),
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// Cluster's sharded add (its REST API's `add?shard=true`; `ipfs-cluster-ctl` 1.1 leaves the
+/// flag out): Cluster cuts the file's blocks into shards, puts each shard's blocks on the node
+/// it allocates with `block/put`, pins each shard there with `max-depth=1` (the shard's node
+/// and the file blocks it lists) and the shards' index directly. Each node keeps
+/// exactly its shards' blocks: a shard pinned whole would reach through the file's nodes into
+/// the other shards and fetch them all.
+#[test]
+fn a_sharded_add_leaves_each_node_its_own_shards() {
+    if !(reference::require(Reference::Cluster)
+        && netns::enter_private_netns("cluster::a_sharded_add_leaves_each_node_its_own_shards"))
+    {
+        return;
+    }
+    let fleet = Fleet::start(|_, _| {});
+    let file = cairn_testnet::data::random_bytes(3 << 20, 77);
+    let answer = rest_add(
+        &fleet.peers[0],
+        "shard=true&shard-size=1048576&replication-min=1&replication-max=1&name=sharded&local=false",
+        "big.bin",
+        &file,
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Between them the nodes hold every shard, each pinned to depth 1 on one node, and the
+    // shards' index pinned directly.
+    let mut shards = 0;
+    wait_until("the shards and the index pinned", Duration::from_secs(60), || {
+        shards = (0..3)
+            .map(|i| {
+                let pins = fleet.node(i).node.pins().unwrap();
+                pins.iter().filter(|p| p.mode == cairn_node::store::PinMode::Depth(1)).count()
+            })
+            .sum::<usize>();
+        shards >= 3
+            && (0..3).any(|i| {
+                fleet.node(i).node.pins().unwrap().iter().any(|p| p.mode == cairn_node::store::PinMode::Direct)
+            })
+    });
+    // Each node holds what its shards list, and not the file's other blocks.
+    let mut held_somewhere = std::collections::HashSet::new();
+    for i in 0..3 {
+        let node = &fleet.node(i).node;
+        let mut own = std::collections::HashSet::new();
+        for pin in node.pins().unwrap().iter().filter(|p| p.mode == cairn_node::store::PinMode::Depth(1)) {
+            let data = node.block_get(&pin.cid).unwrap();
+            own.insert(pin.cid.hash().to_bytes());
+            for l in cairn_node::merkle::links::links(&pin.cid, &data).unwrap() {
+                own.insert(l.hash().to_bytes());
+            }
+        }
+        node.gc().unwrap();
+        let stored: std::collections::HashSet<Vec<u8>> =
+            cairn_node::BlockStore::keys(node.repo().store()).map(|k| k.unwrap()).collect();
+        let pinned_direct: Vec<Vec<u8>> = node
+            .pins()
+            .unwrap()
+            .iter()
+            .filter(|p| p.mode == cairn_node::store::PinMode::Direct)
+            .map(|p| p.cid.hash().to_bytes())
+            .collect();
+        let extra: Vec<_> = stored.iter().filter(|k| !own.contains(*k) && !pinned_direct.contains(k)).collect();
+        assert!(extra.is_empty(), "node {i} holds {} blocks beyond its shards", extra.len());
+        assert!(own.iter().all(|k| stored.contains(k)), "node {i} lacks blocks of its shards");
+        held_somewhere.extend(own);
+    }
+    // Between them the nodes hold the whole file, whose root is `cairn add`'s: node 0 reads it
+    // back, fetching the other nodes' shards over Bitswap.
+    let w = fleet.node(0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    std::fs::write(&path, &file).unwrap();
+    let scratch = cairn_node::Node::init(&dir.path().join("repo"), cairn_node::config::Profile::Test).unwrap();
+    let opts = AddOptions { recursive: true, ..AddOptions::default() };
+    let root = scratch.add(&path, &opts, false, &mut |_| {}).unwrap().cid;
+    assert!(answer.contains(&root.to_string()), "Cluster's root is not cairn add's {root}: {answer}");
+    let blocks = scratch.dag_cids(&root).unwrap();
+    assert!(blocks.iter().all(|c| held_somewhere.contains(&c.hash().to_bytes())), "a block of the file is on no node");
+    assert!(shards >= 3, "{shards} shards");
+    let out = dir.path().join("read-back");
+    w.node.get(&cairn_node::IpfsPath { root, rest: String::new() }, &out, &mut |_| {}).unwrap();
+    assert!(std::fs::read(&out).unwrap() == file, "the file read back differs");
 }

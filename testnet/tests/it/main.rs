@@ -19,7 +19,9 @@
 //!   with files and directories.
 //! - [`lan`]: mDNS discovery and UPnP port mapping (off unless turned on), dialing a DNS
 //!   address, and AutoNAT turning the WAN DHT to server mode.
-//! - [`cluster`]: a real IPFS Cluster 1.1.0 peer driving a Cairn node through its RPC API.
+//! - [`cluster`]: real IPFS Cluster 1.1.0 peers driving Cairn nodes through their RPC API: one
+//!   node, then a fleet of three (replication, recovery, the disk informer, the IPFS proxy,
+//!   sharded adds).
 //! - [`scripts`]: the build scripts' bounds (`scripts/prune.sh` keeps target directories within
 //!   their budget).
 //! - [`swarm`]: `cairn-testnet run` on `testnet/scenarios/quick.toml`: daemons in network
