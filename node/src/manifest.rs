@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cairn_merkle::hash::{self, multihash_matches, DAG_JSON};
+use cairn_merkle::hash::{multihash_matches, DAG_JSON};
 use cairn_merkle::manifest::{Manifest, ManifestError, META_KEYS};
 use cairn_merkle::{BlockSource, Cid, SourceError};
 use libp2p_identity::{PeerId, PublicKey};
@@ -263,21 +263,8 @@ impl Node {
         let source = self.source();
         let mut report = DagCheck::default();
         let mut seen = HashSet::new();
-        let mut reach = crate::node::Reach::default();
-        let mut stack = vec![(*root, limit)];
-        while let Some((cid, left)) = stack.pop() {
-            let key = cid.hash().to_bytes();
-            let first = !seen.contains(&key);
-            if cid.hash().code() == hash::IDENTITY || !reach.enter(&key, left, &mut seen) {
-                continue;
-            }
-            if !first {
-                // Met again higher up in a depth-limited walk: checked already, walked deeper.
-                if let Some(links) = self.store_links(&cid) {
-                    stack.extend(links.into_iter().rev().map(|l| (l, left.map(|n| n - 1))));
-                }
-                continue;
-            }
+        let mut walk = crate::node::Walk::new(*root, limit);
+        while let Some((cid, _, left)) = walk.next(&mut seen) {
             let data = match self.read_checked(&source, &cid) {
                 Ok(d) => d,
                 Err(Damage::Corrupt) => {
@@ -299,16 +286,10 @@ impl Node {
                 continue;
             }
             match cairn_merkle::links::links(&cid, &data) {
-                Ok(links) => stack.extend(links.into_iter().rev().map(|l| (l, left.map(|n| n - 1)))),
+                Ok(links) => walk.push_links(links, left),
                 Err(_) => report.corrupt.push(cid),
             }
         }
         report
-    }
-
-    /// The links of a block the store holds, when it can be read and decoded.
-    fn store_links(&self, cid: &Cid) -> Option<Vec<Cid>> {
-        let data = crate::BlockStore::get(self.repo().store(), cid).ok()??;
-        cairn_merkle::links::links(cid, &data).ok()
     }
 }

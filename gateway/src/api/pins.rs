@@ -100,9 +100,9 @@ impl Api {
         // As Kubo: both paths resolved, then the pins checked, before anything is fetched.
         let (from, to) = (resolve(&self.node, from).await?, resolve(&self.node, to).await?);
         let node = self.node.clone();
-        blocking(move || node.check_pin_update(&from, &to).map(drop).map_err(HttpError::node)).await?;
+        let (_, mode) = blocking(move || node.check_pin_update(&from, &to).map_err(HttpError::node)).await?;
         if let (true, Some(net)) = (from != to, &self.net) {
-            fetch_dag(&self.node, net, to, None, &AtomicU64::new(0)).await?;
+            fetch_dag(&self.node, net, to, mode.max_depth(), &AtomicU64::new(0)).await?;
         }
         let node = self.node.clone();
         let size = blocking(move || {

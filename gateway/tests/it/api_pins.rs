@@ -196,6 +196,13 @@ async fn a_max_depth_pin_fetches_and_keeps_only_its_levels() {
     assert_eq!(received().await, 3, "the root, a.txt and sub");
     let r = api.post(&format!("pin/ls?arg={root}&type=recursive")).await;
     assert_eq!(body(&r)["Keys"][root.to_string()]["Type"], "recursive", "{}", r.text());
+    // Blocks below the pin's depth (big.bin's root and a leaf) are not kept by it.
+    let deeper: Vec<Block> = seed.dag_cids(&root).unwrap()[3..5]
+        .iter()
+        .map(|c| Block::new_unchecked(*c, seed.block_get(c).unwrap()))
+        .collect();
+    cairn_node::store::BlockStore::put_many(api.node.repo().store(), &deeper).unwrap();
+    assert_eq!(api.node.stat().unwrap().store.blocks, 5);
     let gc = api.post("repo/gc").await;
     assert_eq!(gc.status, StatusCode::OK, "{}", gc.text());
     assert_eq!(api.node.stat().unwrap().store.blocks, 3);

@@ -14,7 +14,7 @@
 //!   that frees to readers' blocks first, then to the rarest of these
 //!   ([`super::bitswap::engine::PRIORITY_BULK`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
@@ -77,10 +77,12 @@ impl Drop for SessionGuard {
 }
 
 /// The blocks a DAG fetch has yet to look at, each with how many levels below it the fetch
-/// goes (`None`: all).
+/// goes (`None`: all). A depth-limited fetch in file order takes them breadth-first, so that a
+/// block is met first as high up as it lies (with the most levels left below it).
 struct Frontier {
     order: Order,
-    items: Vec<(Cid, Option<u32>)>,
+    limited: bool,
+    items: std::collections::VecDeque<(Cid, Option<u32>)>,
     rng: u64,
 }
 
@@ -88,22 +90,20 @@ impl Frontier {
     /// Adds the links of a node met with `left` levels below it (none when 0) so that, in file
     /// order, the first link comes out first.
     fn push_links(&mut self, links: Vec<Cid>, left: Option<u32>) {
-        if left == Some(0) {
-            return;
-        }
-        self.items.extend(links.into_iter().rev().map(|l| (l, left.map(|n| n - 1))));
+        crate::node::queue_links(&mut self.items, links, left, self.limited);
     }
 
     fn pop(&mut self) -> Option<(Cid, Option<u32>)> {
         match self.order {
-            Order::File => self.items.pop(),
+            Order::File if self.limited => self.items.pop_front(),
+            Order::File => self.items.pop_back(),
             Order::Spread(_) if self.items.is_empty() => None,
             Order::Spread(_) => {
                 self.rng ^= self.rng << 13;
                 self.rng ^= self.rng >> 7;
                 self.rng ^= self.rng << 17;
                 let i = (self.rng % self.items.len() as u64) as usize;
-                Some(self.items.swap_remove(i))
+                self.items.swap_remove_back(i)
             }
         }
     }
@@ -161,26 +161,38 @@ impl Network {
             }
             Order::File => 1,
         };
-        let mut frontier = Frontier { order, items: vec![(root, max_depth)], rng: seed };
+        let limited = max_depth.is_some();
+        let mut frontier = Frontier { order, limited, items: [(root, max_depth)].into(), rng: seed };
         let _session = SessionGuard::enter(&self.sessions);
-        let mut seen = HashSet::new();
-        let mut reach = crate::node::Reach::default();
+        // Each block's levels left below it when last looked at (`None`: all the way): a block
+        // met again with more levels left is looked at again, to go deeper; one being fetched
+        // is not asked for twice, and is walked as deep as it was met when it comes.
+        let mut reached: HashMap<Vec<u8>, Option<u32>> = HashMap::new();
+        let mut fetching = HashSet::new();
         let mut in_flight = FuturesUnordered::new();
         let mut report = DagFetch::default();
         let started = Instant::now();
         loop {
             while in_flight.len() < window.max(1) {
                 let Some((cid, left)) = frontier.pop() else { break };
-                let key = cid.hash().to_bytes();
-                let first = !seen.contains(&key);
-                if cid.hash().code() == cairn_merkle::hash::IDENTITY || !reach.enter(&key, left, &mut seen) {
+                if cid.hash().code() == cairn_merkle::hash::IDENTITY {
                     continue;
                 }
+                let key = cid.hash().to_bytes();
+                let first = match reached.get(&key) {
+                    Some(&before) if deeper_or_same(before, left) => continue,
+                    before => before.is_none(),
+                };
+                reached.insert(key.clone(), left);
                 if first {
                     report.blocks += 1;
                 }
-                // A raw block has no links: whether it is there is all that matters.
-                let local = if cid.codec() == cairn_merkle::hash::RAW {
+                if fetching.contains(&key) {
+                    continue;
+                }
+                // A raw block has no links, nor one at the depth limit that the fetch needs:
+                // whether it is there is all that matters.
+                let local = if cid.codec() == cairn_merkle::hash::RAW || left == Some(0) {
                     store.has(&cid)?.then(bytes::Bytes::new)
                 } else {
                     store.get(&cid)?
@@ -190,29 +202,48 @@ impl Network {
                         if first {
                             progress.fetch_add(1, AtomicOrdering::Relaxed);
                         }
-                        frontier.push_links(links(&cid, &data)?, left);
+                        if left != Some(0) {
+                            frontier.push_links(links(&cid, &data)?, left);
+                        }
                     }
                     None => {
+                        fetching.insert(key);
                         let net = self.clone();
                         in_flight.push(async move {
                             let got = match order {
                                 Order::File => net.fetch(cid, timeout).await,
                                 Order::Spread(_) => net.fetch_bulk(cid, timeout).await,
                             };
-                            (cid, left, got)
+                            (cid, got)
                         });
                     }
                 }
             }
-            let Some((cid, left, result)) = in_flight.next().await else { break };
+            let Some((cid, result)) = in_flight.next().await else { break };
             let data = result?;
+            let key = cid.hash().to_bytes();
+            fetching.remove(&key);
             report.fetched += 1;
             report.bytes += data.len() as u64;
             progress.fetch_add(1, AtomicOrdering::Relaxed);
-            frontier.push_links(links(&cid, &data)?, left);
+            let left = reached.get(&key).copied().flatten();
+            let left = if limited { Some(left.unwrap_or(0)) } else { None };
+            if left != Some(0) {
+                frontier.push_links(links(&cid, &data)?, left);
+            }
         }
         tracing::debug!(?report, elapsed = ?started.elapsed(), "fetched DAG {root}");
         Ok(report)
+    }
+}
+
+/// Whether a block looked at with `before` levels left below it went at least as deep as
+/// `now` asks (`None`: all the way).
+fn deeper_or_same(before: Option<u32>, now: Option<u32>) -> bool {
+    match (before, now) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(b), Some(n)) => b >= n,
     }
 }
 

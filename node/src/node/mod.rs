@@ -154,7 +154,7 @@ impl std::str::FromStr for IpfsPath {
 }
 
 pub use gc::GcReport;
-pub(crate) use pins::Reach;
+pub(crate) use pins::{queue_links, Walk};
 pub(crate) use verify::damaged_key;
 pub use verify::{damaged, examine, is_damaged, Corrupt, Damaged, RepoStat};
 

@@ -79,17 +79,8 @@ impl Node {
         seen: &mut HashSet<Vec<u8>>,
         visit: &mut dyn FnMut(Cid) -> Result<(), NodeError>,
     ) -> Result<(), NodeError> {
-        let mut reach = Reach::default();
-        let mut stack = vec![(*root, limit)];
-        while let Some((cid, left)) = stack.pop() {
-            let key = block_key(&cid);
-            if cid.hash().code() == hash::IDENTITY {
-                continue;
-            }
-            let first = !seen.contains(&key);
-            if !reach.enter(&key, left, seen) {
-                continue;
-            }
+        let mut walk = Walk::new(*root, limit);
+        while let Some((cid, first, left)) = walk.next(seen) {
             if first {
                 visit(cid)?;
             }
@@ -97,10 +88,9 @@ impl Node {
                 continue;
             }
             let data = self.store().get(&cid)?.ok_or(NodeError::NotFound(cid))?;
-            let mut links = cairn_merkle::links::links(&cid, &data)
+            let links = cairn_merkle::links::links(&cid, &data)
                 .map_err(|e| NodeError::BadPath(cid.to_string(), e.to_string()))?;
-            links.reverse();
-            stack.extend(links.into_iter().map(|l| (l, left.map(|n| n - 1))));
+            walk.push_links(links, left);
         }
         Ok(())
     }
@@ -116,14 +106,9 @@ impl Node {
         limit: Option<u32>,
         into: &mut HashSet<Vec<u8>>,
     ) -> Result<(), NodeError> {
-        let mut reach = Reach::default();
-        let mut stack = vec![(*root, limit)];
-        while let Some((cid, left)) = stack.pop() {
-            let key = block_key(&cid);
-            if cid.hash().code() == hash::IDENTITY || !reach.enter(&key, left, into) {
-                continue;
-            }
-            self.repo.store().protect([key])?;
+        let mut walk = Walk::new(*root, limit);
+        while let Some((cid, _, left)) = walk.next(into) {
+            self.repo.store().protect([block_key(&cid)])?;
             if left == Some(0) {
                 if !self.store().has(&cid)? {
                     return Err(NodeError::NotFound(cid));
@@ -133,7 +118,7 @@ impl Node {
             let data = self.store().get(&cid)?.ok_or(NodeError::NotFound(cid))?;
             let links = cairn_merkle::links::links(&cid, &data)
                 .map_err(|e| NodeError::BadPath(cid.to_string(), e.to_string()))?;
-            stack.extend(links.into_iter().map(|l| (l, left.map(|n| n - 1))));
+            walk.push_links(links, left);
         }
         Ok(())
     }
@@ -152,13 +137,12 @@ impl Node {
         into: &mut HashSet<Vec<u8>>,
         holes: &mut Vec<Cid>,
     ) -> Result<(), NodeError> {
-        let mut reach = Reach::default();
-        let mut stack = vec![(*root, limit)];
-        while let Some((cid, left)) = stack.pop() {
-            let key = block_key(&cid);
-            if cid.hash().code() == hash::IDENTITY || !reach.enter(&key, left, into) || left == Some(0) {
+        let mut walk = Walk::new(*root, limit);
+        while let Some((cid, _, left)) = walk.next(into) {
+            if left == Some(0) {
                 continue;
             }
+            let key = block_key(&cid);
             let mut read = self.store().get(&cid);
             for attempt in 1..READ_TRIES {
                 if read.is_ok() {
@@ -175,7 +159,7 @@ impl Node {
                 Ok(None) | Err(_) => damaged.get(&key).and_then(|d| d.links.clone()),
             };
             match links {
-                Some(links) => stack.extend(links.into_iter().map(|l| (l, left.map(|n| n - 1)))),
+                Some(links) => walk.push_links(links, left),
                 None => holes.push(cid),
             }
         }
@@ -214,6 +198,8 @@ impl Node {
         mode: PinMode,
         name: Option<String>,
     ) -> Result<Cid, NodeError> {
+        // Depth 0 is the root alone: a direct pin.
+        let mode = if mode == PinMode::Depth(0) { PinMode::Direct } else { mode };
         let _guard = self.shared()?;
         let cid = self.resolve(path)?;
         // A collection running now read the pins before this one: the walk protects the
@@ -229,34 +215,36 @@ impl Node {
     }
 
     /// Refuses a pin update from `from` to `to` as Kubo refuses it: when `from` is not pinned
-    /// recursively by the operator, or `to` (another CID) is already. Otherwise the name of
-    /// `from`'s pin, which `to`'s takes over. [`Node::pin_update`] checks this itself; a caller
-    /// that must fetch `to`'s blocks first checks it before, so as to fetch nothing for a
-    /// refused update.
-    pub fn check_pin_update(&self, from: &Cid, to: &Cid) -> Result<Option<String>, NodeError> {
+    /// recursively by the operator, or `to` (another CID) is already. A depth-limited pin
+    /// counts as recursive, as it is listed. Otherwise the name and mode of `from`'s pin, which
+    /// `to`'s takes over. [`Node::pin_update`] checks this itself; a caller that must fetch
+    /// `to`'s blocks first checks it before, so as to fetch nothing for a refused update (and
+    /// only as deep as the mode reaches).
+    pub fn check_pin_update(&self, from: &Cid, to: &Cid) -> Result<(Option<String>, PinMode), NodeError> {
         let owner = PinOwner::Operator;
-        let Some(old) = self.pins_store().get_pin(from, &owner)?.filter(|p| p.mode == PinMode::Recursive) else {
+        let Some(old) = self.pins_store().get_pin(from, &owner)?.filter(|p| p.mode != PinMode::Direct) else {
             return Err(NodeError::NotRecursivelyPinned(*from));
         };
-        if from != to && self.pins_store().get_pin(to, &owner)?.is_some_and(|p| p.mode == PinMode::Recursive) {
+        if from != to && self.pins_store().get_pin(to, &owner)?.is_some_and(|p| p.mode != PinMode::Direct) {
             return Err(NodeError::AlreadyRecursivelyPinned(*to));
         }
-        Ok(old.name)
+        Ok((old.name, old.mode))
     }
 
-    /// Moves the operator's recursive pin from `from` to `to` (`pin update`): pins `to`
-    /// recursively, under `from`'s name, then removes `from`'s pin unless `unpin` is false.
-    /// Every block of `to` must be present; the caller fetches the ones missing first (those
-    /// `to` shares with `from` are here already, held by `from`'s pin). `to` is pinned, durably,
-    /// before `from` is unpinned, so a crash between the two leaves both pinned, never
-    /// neither. Refused as [`Node::check_pin_update`] says; `from == to` changes nothing.
+    /// Moves the operator's recursive (or depth-limited) pin from `from` to `to` (`pin
+    /// update`): pins `to` in the same mode, under `from`'s name, then removes `from`'s pin
+    /// unless `unpin` is false. Every block `to`'s pin reaches must be present; the caller
+    /// fetches the ones missing first (those `to` shares with `from` are here already, held by
+    /// `from`'s pin). `to` is pinned, durably, before `from` is unpinned, so a crash between the
+    /// two leaves both pinned, never neither. Refused as [`Node::check_pin_update`] says;
+    /// `from == to` changes nothing.
     pub fn pin_update(&self, from: &Cid, to: &Cid, unpin: bool) -> Result<(), NodeError> {
-        let name = self.check_pin_update(from, to)?;
+        let (name, mode) = self.check_pin_update(from, to)?;
         if from == to {
             return Ok(());
         }
         let owner = PinOwner::Operator;
-        self.pin_add_as(owner.clone(), &IpfsPath { root: *to, rest: String::new() }, true, name)?;
+        self.pin_add_mode(owner.clone(), &IpfsPath { root: *to, rest: String::new() }, mode, name)?;
         if unpin {
             // Whether it was still there or another call removed it meanwhile, it is gone.
             self.pins_store().remove_pin(from, &owner)?;
@@ -303,26 +291,76 @@ impl Node {
     }
 }
 
-/// Where a walk has been, for walks limited in depth: each block with the most levels it had
-/// left below it when met, so that a block met again higher up is walked again, deeper. A walk
-/// without a limit goes through each block once.
-#[derive(Default)]
-pub(crate) struct Reach {
+/// The blocks a walk of a pinned DAG has yet to go through, each with how many levels below it
+/// the walk goes (`None`: all). A whole DAG is walked depth-first in link order, each block
+/// once. A depth-limited one is walked breadth-first, so that each block is first met as high up
+/// as it lies, with the most levels left below it, and gone through once: met first deep down
+/// and again higher up, a block would have to be walked again, deeper, which on a DAG of many
+/// paths to the same blocks adds up to quadratic work.
+pub(crate) struct Walk {
+    queue: std::collections::VecDeque<(Cid, Option<u32>)>,
+    limited: bool,
+    /// For a depth-limited walk, the levels left below each block when it was gone through.
     left: std::collections::HashMap<Vec<u8>, u32>,
 }
 
-impl Reach {
-    /// Whether the walk goes on at `key`, met with `left` levels below it (`None`: all);
-    /// adds `key` to `into` either way.
-    pub(crate) fn enter(&mut self, key: &[u8], left: Option<u32>, into: &mut HashSet<Vec<u8>>) -> bool {
-        let new = into.insert(key.to_vec());
-        let Some(left) = left else { return new };
-        match self.left.get(key) {
-            Some(&before) if before >= left => false,
-            _ => {
-                self.left.insert(key.to_vec(), left);
-                true
+impl Walk {
+    pub(crate) fn new(root: Cid, limit: Option<u32>) -> Walk {
+        Walk { queue: [(root, limit)].into(), limited: limit.is_some(), left: Default::default() }
+    }
+
+    /// The next block to go through: its CID, whether `seen` lacked it (it is added), and the
+    /// levels left below it. Identity CIDs are passed over (never stored), and so is a block
+    /// already gone through: by a whole-DAG walk when `seen` has it (shared by such walks,
+    /// each of which goes on below every block it meets), by a depth-limited walk when it met
+    /// it with as many levels left.
+    pub(crate) fn next(&mut self, seen: &mut HashSet<Vec<u8>>) -> Option<(Cid, bool, Option<u32>)> {
+        loop {
+            let (cid, left) = if self.limited { self.queue.pop_front()? } else { self.queue.pop_back()? };
+            if cid.hash().code() == hash::IDENTITY {
+                continue;
+            }
+            let key = block_key(&cid);
+            let first = seen.insert(key.clone());
+            let go = match left {
+                None => first,
+                Some(n) => match self.left.get(&key) {
+                    Some(&before) if before >= n => false,
+                    _ => {
+                        self.left.insert(key, n);
+                        true
+                    }
+                },
+            };
+            if go {
+                return Some((cid, first, left));
             }
         }
+    }
+
+    /// Queues the links of a block gone through with `left` levels below it (none at 0), so
+    /// that the first link comes out first among them.
+    pub(crate) fn push_links(&mut self, links: Vec<Cid>, left: Option<u32>) {
+        queue_links(&mut self.queue, links, left, self.limited);
+    }
+}
+
+/// Queues the links of a block met with `left` levels below it (none at 0), each with the
+/// levels left below it, so that the first link comes out first: at the back in link order
+/// when the queue is taken from the front (`breadth_first`), else in reverse.
+pub(crate) fn queue_links(
+    queue: &mut std::collections::VecDeque<(Cid, Option<u32>)>,
+    links: Vec<Cid>,
+    left: Option<u32>,
+    breadth_first: bool,
+) {
+    if left == Some(0) {
+        return;
+    }
+    let below = left.map(|n| n - 1);
+    if breadth_first {
+        queue.extend(links.into_iter().map(|l| (l, below)));
+    } else {
+        queue.extend(links.into_iter().rev().map(|l| (l, below)));
     }
 }

@@ -260,7 +260,7 @@ pub trait PinStore: Send + Sync {
 fn encode_pin(pin: &Pin) -> Vec<u8> {
     let mut v = match pin.mode {
         PinMode::Recursive => vec![b'r'],
-        PinMode::Direct => vec![b'd'],
+        PinMode::Direct | PinMode::Depth(0) => vec![b'd'],
         PinMode::Depth(n) => [&[b'l'][..], &n.to_be_bytes()].concat(),
     };
     if let Some(n) = &pin.name {

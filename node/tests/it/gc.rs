@@ -357,8 +357,23 @@ fn a_depth_limited_pin_keeps_exactly_its_levels() {
         assert_eq!(node.indirect_pins().unwrap().len(), keep.len() - 1);
         // The whole DAG cannot be pinned now, and a shallower pin does not replace this one.
         assert!(node.pin_add(&path, true, None).is_err());
-        node.pin_add_mode(PinOwner::Operator, &path, PinMode::Depth(depth.saturating_sub(1).max(1)), None).unwrap();
+        let shallower = if depth > 1 { PinMode::Depth(depth - 1) } else { PinMode::Direct };
+        node.pin_add_mode(PinOwner::Operator, &path, shallower, None).unwrap();
         assert_eq!(node.pin_of(&root).unwrap().unwrap().mode, PinMode::Depth(depth));
         node.pin_rm(&path).unwrap();
     }
+    // Depth 0 is a direct pin.
+    node.pin_add_mode(PinOwner::Operator, &path, PinMode::Depth(0), None).unwrap();
+    assert_eq!(node.pin_of(&root).unwrap().unwrap().mode, PinMode::Direct);
+    node.pin_rm(&path).unwrap();
+    // `pin update` moves a depth-limited pin (listed as recursive) and keeps its depth, which
+    // `a` needs its children for: the tree is added again, unpinned, for them.
+    node.add(&tree, &opts(), false, &mut |_| {}).unwrap();
+    node.pin_add_mode(PinOwner::Operator, &path, PinMode::Depth(1), Some("shard".into())).unwrap();
+    let a = IpfsPath { root, rest: "a".into() };
+    let sub = node.resolve(&a).unwrap();
+    node.pin_update(&root, &sub, true).unwrap();
+    let moved = node.pin_of(&sub).unwrap().unwrap();
+    assert_eq!((moved.mode, moved.name.as_deref()), (PinMode::Depth(1), Some("shard")));
+    assert!(node.pin_of(&root).unwrap().is_none());
 }

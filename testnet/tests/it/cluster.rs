@@ -352,18 +352,22 @@ fn a_sharded_add_leaves_each_node_its_own_shards() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // Between them the nodes hold every shard, each pinned to depth 1 on one node, and the
     // shards' index pinned directly.
+    // The index (a dag-cbor node) links to every shard; Cluster pins them one by one.
     let mut shards = 0;
     wait_until("the shards and the index pinned", Duration::from_secs(60), || {
+        let index = (0..3).find_map(|i| {
+            let node = &fleet.node(i).node;
+            let pin = node.pins().unwrap().into_iter().find(|p| p.mode == cairn_node::store::PinMode::Direct)?;
+            let data = node.block_get(&pin.cid).ok()?;
+            cairn_node::merkle::links::links(&pin.cid, &data).ok()
+        });
         shards = (0..3)
             .map(|i| {
                 let pins = fleet.node(i).node.pins().unwrap();
                 pins.iter().filter(|p| p.mode == cairn_node::store::PinMode::Depth(1)).count()
             })
             .sum::<usize>();
-        shards >= 3
-            && (0..3).any(|i| {
-                fleet.node(i).node.pins().unwrap().iter().any(|p| p.mode == cairn_node::store::PinMode::Direct)
-            })
+        index.is_some_and(|shard_roots| shards == shard_roots.len())
     });
     // Each node holds what its shards list, and not the file's other blocks.
     let mut held_somewhere = std::collections::HashSet::new();
