@@ -195,8 +195,8 @@ impl BlockPut {
                 // them by their own CIDs. The store keys blocks by multihash, so bytes that are
                 // a block of another codec Cairn reads are kept, as Kubo keeps them; anything
                 // else is refused.
-                let other = [DAG_PB, DAG_CBOR, DAG_JSON].into_iter().filter(|&c| c != self.codec);
-                if !other.into_iter().any(|c| cairn_merkle::links::links(&Cid::new_v1(c, *cid.hash()), &data).is_ok()) {
+                let mut other = [DAG_PB, DAG_CBOR, DAG_JSON].into_iter().filter(|&c| c != self.codec);
+                if !other.any(|c| cairn_merkle::links::links(&Cid::new_v1(c, *cid.hash()), &data).is_ok()) {
                     return Err(e.into());
                 }
             }

@@ -180,7 +180,7 @@ impl Network {
                 }
                 let key = cid.hash().to_bytes();
                 let first = match reached.get(&key) {
-                    Some(&before) if deeper_or_same(before, left) => continue,
+                    Some(&before) if crate::store::reaches_as_deep(before, left) => continue,
                     before => before.is_none(),
                 };
                 reached.insert(key.clone(), left);
@@ -226,24 +226,14 @@ impl Network {
             report.fetched += 1;
             report.bytes += data.len() as u64;
             progress.fetch_add(1, AtomicOrdering::Relaxed);
-            let left = reached.get(&key).copied().flatten();
-            let left = if limited { Some(left.unwrap_or(0)) } else { None };
+            // As deep as the block was last met (it was recorded before it was asked for).
+            let left = reached.get(&key).copied().unwrap_or(Some(0));
             if left != Some(0) {
                 frontier.push_links(links(&cid, &data)?, left);
             }
         }
         tracing::debug!(?report, elapsed = ?started.elapsed(), "fetched DAG {root}");
         Ok(report)
-    }
-}
-
-/// Whether a block looked at with `before` levels left below it went at least as deep as
-/// `now` asks (`None`: all the way).
-fn deeper_or_same(before: Option<u32>, now: Option<u32>) -> bool {
-    match (before, now) {
-        (None, _) => true,
-        (Some(_), None) => false,
-        (Some(b), Some(n)) => b >= n,
     }
 }
 

@@ -164,11 +164,17 @@ impl PinMode {
     /// Whether this pin keeps all that `other` keeps of the same root: a pin is never
     /// replaced by a weaker one of the same owner.
     pub fn covers(self, other: PinMode) -> bool {
-        match (self.max_depth(), other.max_depth()) {
-            (None, _) => true,
-            (Some(_), None) => false,
-            (Some(a), Some(b)) => a >= b,
-        }
+        reaches_as_deep(self.max_depth(), other.max_depth())
+    }
+}
+
+/// Whether a walk `a` levels deep goes at least as deep as one `b` levels deep (`None`: all
+/// the way down).
+pub(crate) fn reaches_as_deep(a: Option<u32>, b: Option<u32>) -> bool {
+    match (a, b) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(a), Some(b)) => a >= b,
     }
 }
 
